@@ -95,6 +95,60 @@ class IndexConfig(_Section):
     exact_below: int = Field(20_000, ge=0)  # catalogs smaller than this use exact search
 
 
+class SourceConfig(_Section):
+    """One named candidate source of the retrieval stage."""
+
+    name: str = Field(min_length=1)  # unique name, reported in responses and traces
+    kind: Literal["als", "itemitem", "popularity", "trending", "fresh"]
+    quota: int = Field(100, ge=1, le=5000)  # candidates this source may contribute
+    weight: float = Field(1.0, ge=0)  # weight of its rank-normalised score in the blend
+
+
+class PipelineConfig(_Section):
+    """Retrieval -> ranking -> re-ranking wiring; validated when the pipeline is built."""
+
+    sources: list[SourceConfig] = Field(default_factory=lambda: [
+        SourceConfig(name="als", kind="als", quota=300, weight=1.0),
+        SourceConfig(name="itemitem", kind="itemitem", quota=200, weight=0.8),
+        SourceConfig(name="trending", kind="trending", quota=50, weight=0.3),
+        SourceConfig(name="fresh", kind="fresh", quota=20, weight=0.2),
+    ])
+    cold_start_sources: list[str] = Field(default_factory=lambda: ["trending", "fresh"])
+    backfill_source: str = "popularity"  # a source kind or name used when too few candidates
+    min_candidates: int = Field(200, ge=1)  # fewer after merging -> backfill
+    max_candidates: int = Field(1000, ge=1)
+    recent_items: int = Field(50, ge=1)  # history length fed to item-item
+    category_affinity_weight: float = Field(0.5, ge=0)  # blend weight of online category interest
+    affinity_half_life_s: float = Field(3600.0, gt=0)  # decay of online category interest
+    trending_half_life_days: float = Field(7.0, gt=0)
+    # re-ranking rules, applied in this order
+    rules: list[Literal["exclude", "filter", "freshness", "diversity", "mmr", "sponsored"]] = Field(
+        default_factory=lambda: ["exclude", "filter", "freshness", "diversity", "sponsored"])
+    exclude_purchased: bool = True
+    exclude_seen_window_s: float = Field(0.0, ge=0)  # 0: seen items stay eligible
+    blocked_items: list[str] = Field(default_factory=list)
+    max_consecutive_per_category: int = Field(2, ge=1)
+    mmr_lambda: float = Field(0.7, ge=0, le=1)
+    freshness_weight: float = Field(0.1, ge=0)
+    freshness_half_life_days: float = Field(14.0, gt=0)
+    sponsored_slots: list[int] = Field(default_factory=lambda: [2, 7])  # 0-based positions
+    sponsored_cap: int = Field(2, ge=0)
+
+
+class ServingConfig(_Section):
+    """The HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    default_k: int = Field(20, ge=1)
+    max_k: int = Field(200, ge=1)
+    max_events_per_request: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(8_000_000, ge=1024)
+    user_state_cache: int = Field(100_000, ge=1)  # users kept in online state (LRU)
+    impression_batch: int = Field(256, ge=1)  # impressions written per store transaction
+    impression_queue: int = Field(100_000, ge=1)
+
+
 class WinnowConfig(_Section):
     """The whole configuration. Build with load_config()."""
 
@@ -103,6 +157,8 @@ class WinnowConfig(_Section):
     store: StoreConfig = StoreConfig()
     models: ModelsConfig = ModelsConfig()
     index: IndexConfig = IndexConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    serving: ServingConfig = ServingConfig()
 
     def store_url(self) -> str:
         return self.store.url.replace("{home}", str(self.home))

@@ -107,6 +107,8 @@ class Recommender(ABC):
         users = np.asarray(users, dtype=np.int64)
         if len(users) and (users.min() < 0 or users.max() >= self.n_users_):
             raise ValueError(f"user index out of range [0, {self.n_users_})")
+        # cap dense score blocks at ~2**25 floats (128 MB) so 1e6-item catalogs stay bounded
+        batch_size = max(1, min(batch_size, (1 << 25) // max(1, self.n_items_)))
         out_i, out_s = [], []
         for start in range(0, len(users), batch_size):
             chunk = users[start:start + batch_size]

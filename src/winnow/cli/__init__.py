@@ -1,0 +1,18 @@
+"""The `winnow` command line. Thin: each command parses options and calls one library function."""
+
+from __future__ import annotations
+
+import sys
+
+from winnow.cli import data, evaluate, serve  # noqa: F401  (register commands)
+from winnow.cli.app import app
+from winnow.core.errors import WinnowError
+
+
+def main() -> None:
+    """Console entry point: a WinnowError becomes one clear line on stderr and exit code 2."""
+    try:
+        app()
+    except WinnowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

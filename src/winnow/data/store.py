@@ -1,0 +1,116 @@
+"""The Store contract: events, catalog, users and impressions behind one small interface.
+
+The embedded default implementation lives in winnow.data.sqlite_store; other backends
+(PostgreSQL, ...) are new implementations of this class, tested by the same contract suite
+(tests/contract/test_store_contract.py).
+
+Guarantees every implementation gives:
+- A write that returns is durable (committed). A write that raises wrote nothing.
+- append_events() validates the whole batch first; one bad row rejects the batch with a
+  DataError naming the row, field and value.
+- Events with an event_id already stored are skipped (idempotent retries), not duplicated.
+- Another process may read while one process writes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """All (or a time range of) stored events, columnar, for training.
+
+    ``user``/``item``/``event_type`` are int codes into ``user_ids``/``item_ids``/``event_types``
+    (the store's own stable key order; training builds IdMaps from these lists).
+    """
+
+    user: np.ndarray         # int32 [n]
+    item: np.ndarray         # int32 [n]
+    event_type: np.ndarray   # int16 [n]
+    value: np.ndarray        # float64 [n], NaN when absent
+    timestamp: np.ndarray    # int64 [n], unix seconds
+    user_ids: list[str]
+    item_ids: list[str]
+    event_types: list[str]
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+class Store(ABC):
+    """Interface of winnow's persistent state. All ids are external strings."""
+
+    # --- writes ---------------------------------------------------------------------------
+    @abstractmethod
+    def append_events(self, events: pd.DataFrame, *, source: str = "events") -> int:
+        """Validate and durably append events (columns: winnow.data.schema.EVENT_COLUMNS;
+        optional ones may be absent). Returns how many were newly written (duplicates by
+        event_id are skipped). Raises DataError (naming ``source``, row and field) and writes
+        nothing if any row is invalid."""
+
+    @abstractmethod
+    def upsert_items(self, items: pd.DataFrame, *, source: str = "items") -> int:
+        """Insert or replace items (ITEM_COLUMNS; extra columns become attributes). Atomic."""
+
+    @abstractmethod
+    def upsert_users(self, users: pd.DataFrame, *, source: str = "users") -> int:
+        """Insert or replace users (USER_COLUMNS; extra columns become attributes). Atomic."""
+
+    @abstractmethod
+    def import_all(self, *, events: pd.DataFrame | None = None, items: pd.DataFrame | None = None,
+                   users: pd.DataFrame | None = None, source: str = "import") -> dict[str, int]:
+        """One all-or-nothing import of items, users and events (one transaction)."""
+
+    @abstractmethod
+    def patch_item(self, item_id: str, *, available: bool | None = None,
+                   sponsored: bool | None = None, attributes: dict[str, Any] | None = None) -> None:
+        """Change one item's availability / sponsored flag / merge attributes; UnknownIdError if absent."""
+
+    @abstractmethod
+    def log_impressions(self, impressions: list[dict[str, Any]]) -> None:
+        """Durably store served slates: each dict has request_id, user_id, timestamp, model_version,
+        surface, context (dict), items (list of {item_id, position, score, sources, propensity})."""
+
+    # --- reads ----------------------------------------------------------------------------
+    @abstractmethod
+    def read_events(self, *, since: int | None = None, until: int | None = None) -> EventLog:
+        """All events with since <= timestamp < until, columnar (fast path for training)."""
+
+    @abstractmethod
+    def read_items(self) -> pd.DataFrame:
+        """The catalog as a DataFrame with ITEM_COLUMNS (categories as list, attributes as dict)."""
+
+    @abstractmethod
+    def read_users(self) -> pd.DataFrame:
+        """All users as a DataFrame with USER_COLUMNS."""
+
+    @abstractmethod
+    def get_item(self, item_id: str) -> dict[str, Any] | None:
+        """One item as a dict of ITEM_COLUMNS, or None."""
+
+    @abstractmethod
+    def get_user(self, user_id: str) -> dict[str, Any] | None:
+        """One user as a dict of USER_COLUMNS, or None (a user known only from events is
+        returned with empty attributes)."""
+
+    @abstractmethod
+    def user_events(self, user_id: str, *, limit: int = 100) -> pd.DataFrame:
+        """The user's most recent events (EVENT_COLUMNS), newest first."""
+
+    @abstractmethod
+    def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:
+        """Stored impressions (same shape as log_impressions' input), oldest first."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """{"events": n, "items": n, "users": n, "impressions": n}."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. Idempotent."""

@@ -1,0 +1,211 @@
+"""The funnel for one request: retrieve (sources + fallback chain) -> rank -> re-rank -> top-k.
+
+One Pipeline object serves tests and the server. Its wiring (source names, kinds, the
+fallback chain, rule names) is checked in ``__init__`` so a mistake fails at start-up.
+
+Fallback chain, in order:
+1. ``cold_start``: a user with no history and no ALS vector gets only ``cold_start_sources``.
+2. ``backfill``: fewer than ``min_candidates`` merged candidates -> the backfill source tops up.
+3. ``empty``: even then nothing is left after the rules -> the backfill source's top available
+   items are served without personal rules (never an empty slate in silence).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from winnow.core.config import PipelineConfig, SourceConfig
+from winnow.core.errors import ConfigError
+from winnow.pipeline.rank import BlendRanker, candidate_features
+from winnow.pipeline.rules import build_rules
+from winnow.pipeline.sources import CandidateSource, RetrievalArtefacts, build_source
+from winnow.pipeline.types import (
+    Candidates, Catalog, RankedList, Ranker, Request, Rule, RuleContext, RuleRecord, Slate, SlateItem,
+)
+
+BACKFILL_WEIGHT = 0.1  # blend weight of the backfill source when it is not a configured source
+
+
+class Pipeline:
+    """retrieve -> rank -> re-rank for one request.
+
+    Args:
+        config: the [pipeline] section.
+        sources: every configured source by name (plus the backfill source).
+        catalog: item metadata shared with the rules.
+        ranker: defaults to BlendRanker with the configured source weights.
+        rules: defaults to build_rules(config).
+    """
+
+    def __init__(self, config: PipelineConfig, sources: dict[str, CandidateSource], catalog: Catalog, *,
+                 ranker: Ranker | None = None, rules: Sequence[Rule] | None = None) -> None:
+        names = [s.name for s in config.sources]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ConfigError(f"pipeline.sources: duplicate source names {sorted(dupes)}")
+        for name in names + list(config.cold_start_sources):
+            if name not in sources:
+                raise ConfigError(f"pipeline: unknown source {name!r}; configured: {sorted(sources)}")
+        if config.backfill_source not in sources:
+            raise ConfigError(f"pipeline.backfill_source: unknown source {config.backfill_source!r}")
+        if config.min_candidates > config.max_candidates:
+            raise ConfigError(f"pipeline.min_candidates={config.min_candidates} > "
+                              f"max_candidates={config.max_candidates}")
+        self.config = config
+        self.sources = dict(sources)
+        self.catalog = catalog
+        self._quota = {s.name: s.quota for s in config.sources}
+        self._quota.setdefault(config.backfill_source, config.min_candidates)
+        weights = {s.name: s.weight for s in config.sources}
+        weights.setdefault(config.backfill_source, BACKFILL_WEIGHT)
+        self.ranker: Ranker = ranker or BlendRanker(weights, affinity_weight=config.category_affinity_weight)
+        self.rules: list[Rule] = list(rules) if rules is not None else build_rules(config)
+
+    # --- stages -------------------------------------------------------------------------------
+    def retrieve(self, request: Request) -> Candidates:
+        """Merged, de-duplicated candidates (at most max_candidates) with the fallbacks used."""
+        cfg = self.config
+        fallbacks: list[str] = []
+        user = request.user
+        if not user.known and user.als_vector is None and not len(user.recent_items):
+            names = list(cfg.cold_start_sources)
+            fallbacks.append("cold_start")
+        else:
+            names = [s.name for s in cfg.sources]
+        results = [(n, *self.sources[n].candidates(request, self._quota[n])) for n in names]
+        merged = _merge(results, cfg.max_candidates)
+        if len(merged[0]) < cfg.min_candidates and cfg.backfill_source not in names:
+            need = cfg.min_candidates - len(merged[0])
+            b_items, b_scores = self.sources[cfg.backfill_source].candidates(
+                request, self._quota[cfg.backfill_source] + len(merged[0]))
+            results.append((cfg.backfill_source, b_items, b_scores))
+            merged = _merge(results, cfg.max_candidates)
+            if need > 0:
+                fallbacks.append("backfill")
+        items, rows_by_source = merged
+        n = len(items)
+        scores: dict[str, np.ndarray] = {}
+        ranks: dict[str, np.ndarray] = {}
+        for name, _, src_scores in results:
+            sc = np.full(n, np.nan, np.float32)
+            rk = np.full(n, -1, np.int32)
+            rows = rows_by_source[name]
+            ok = rows >= 0
+            sc[rows[ok]] = src_scores[ok]
+            rk[rows[ok]] = np.flatnonzero(ok).astype(np.int32)
+            scores[name], ranks[name] = sc, rk
+        return Candidates(items, scores, ranks, dict(self._quota), fallbacks)
+
+    def rank(self, candidates: Candidates, request: Request) -> RankedList:
+        """Score every candidate with the ranker; best first (ties keep retrieval order)."""
+        feats = candidate_features(candidates, request, self.catalog)
+        scores = np.asarray(self.ranker.score(candidates, feats), np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return RankedList(candidates.items[order], scores[order], order.astype(np.int32))
+
+    def rerank(self, ranked: RankedList, request: Request) -> tuple[RankedList, list[RuleRecord]]:
+        """Apply the rules in order; returns the final list and what each rule did."""
+        ctx = RuleContext(request, self.catalog)
+        records = []
+        for rule in self.rules:
+            ranked, rec = rule(ranked, ctx)
+            records.append(rec)
+        return ranked, records
+
+    # --- the whole funnel -----------------------------------------------------------------------
+    def recommend(self, request: Request) -> Slate:
+        """The top-k slate for ``request`` with per-stage timings (seconds) and explain traces."""
+        t0 = time.perf_counter()
+        cands = self.retrieve(request)
+        t1 = time.perf_counter()
+        ranked = self.rank(cands, request)
+        t2 = time.perf_counter()
+        final, records = self.rerank(ranked, request)
+        t3 = time.perf_counter()
+        fallbacks = list(cands.fallbacks)
+        if len(final) == 0:
+            items, scores = self.sources[self.config.backfill_source].candidates(request, request.k)
+            keep = ~np.isin(items, request.exclude)
+            items, scores = items[keep], scores[keep]
+            final = RankedList(items, np.zeros(len(items), np.float32), np.full(len(items), -1, np.int32))
+            fallbacks.append("empty")
+        top = final.take(np.arange(min(request.k, len(final))))
+        rank_pos = {int(item): i for i, item in enumerate(ranked.items)} if request.explain else {}
+        out = []
+        for pos, (item, score, row) in enumerate(zip(top.items, top.scores, top.row, strict=True)):
+            srcs = cands.sources_of(int(row)) if row >= 0 else [self.config.backfill_source]
+            trace = None
+            if request.explain:
+                trace = _trace(int(item), int(row), cands, ranked, rank_pos, records)
+            out.append(SlateItem(int(item), float(score), pos, srcs, 1.0, trace))
+        removed = None
+        if request.explain:
+            removed = [{"item": item, "rule": r.rule, "reason": why}
+                       for r in records for item, why in r.removed.items()]
+        timings = {"retrieve": t1 - t0, "rank": t2 - t1, "rerank": t3 - t2,
+                   "total": time.perf_counter() - t0}
+        return Slate(out, fallbacks, len(cands), timings, removed)
+
+
+def _merge(results: list[tuple[str, np.ndarray, np.ndarray]],
+           limit: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Union of the sources' items in source order, first occurrence wins, at most ``limit``.
+
+    Returns (items int32 [n], {source: rows int [len(source items)]} with -1 for items cut by
+    the limit).
+    """
+    if not results:
+        return np.empty(0, np.int32), {}
+    all_items = np.concatenate([r[1] for r in results]).astype(np.int32)
+    if len(all_items) == 0:
+        return all_items, {name: np.empty(0, np.int64) for name, _, _ in results}
+    uniq, first, inverse = np.unique(all_items, return_index=True, return_inverse=True)
+    by_first = np.argsort(first, kind="stable")  # unique items in order of first appearance
+    row_of_uniq = np.empty(len(uniq), np.int64)
+    row_of_uniq[by_first] = np.arange(len(uniq))
+    row_of_uniq[row_of_uniq >= limit] = -1
+    items = all_items[np.sort(first)[:limit]]
+    rows, start = {}, 0
+    for name, src_items, _ in results:
+        rows[name] = row_of_uniq[inverse[start:start + len(src_items)]]
+        start += len(src_items)
+    return items, rows
+
+
+def _trace(item: int, row: int, cands: Candidates, ranked: RankedList, rank_pos: dict[int, int],
+           records: list[RuleRecord]) -> dict:
+    sources = {}
+    if row >= 0:
+        for name, ranks in cands.source_ranks.items():
+            if ranks[row] >= 0:
+                sources[name] = {"score": float(cands.source_scores[name][row]), "rank": int(ranks[row])}
+    pos = rank_pos.get(item)
+    return {
+        "sources": sources,
+        "rank_score": float(ranked.scores[pos]) if pos is not None else None,
+        "rank_position": pos,
+        "rules": [t for r in records if (t := r.touched(item)) is not None],
+    }
+
+
+def build_pipeline(config: PipelineConfig, artefacts: RetrievalArtefacts, *,
+                   ranker: Ranker | None = None, blocked: frozenset[int] | None = None) -> Pipeline:
+    """Sources from config + artefacts (ConfigError if one cannot be built), then the Pipeline."""
+    sources: dict[str, CandidateSource] = {}
+    for cfg in config.sources:
+        sources[cfg.name] = build_source(cfg, artefacts, recent=config.recent_items)
+    if config.backfill_source not in sources:
+        kinds = {"popularity", "trending", "fresh"}
+        if config.backfill_source not in kinds:
+            raise ConfigError(f"pipeline.backfill_source {config.backfill_source!r} is neither a "
+                              f"configured source nor one of {sorted(kinds)}")
+        sources[config.backfill_source] = build_source(
+            SourceConfig(name=config.backfill_source, kind=config.backfill_source), artefacts)
+    if blocked is None:
+        ids = artefacts.catalog.item_ids
+        blocked = frozenset(i for i in (ids.get(x) for x in config.blocked_items) if i >= 0)
+    rules = build_rules(config, blocked=blocked)
+    return Pipeline(config, sources, artefacts.catalog, ranker=ranker, rules=rules)

@@ -1,0 +1,158 @@
+"""Retrieval stage: named candidate sources, each with a quota.
+
+A source answers ``candidates(request, k) -> (items int32 [<=k], scores float32 [<=k])``, best
+first, internal item indices. Sources never raise for a user they cannot serve (no vector, no
+history): they return nothing and the fallback chain fills the slate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from winnow.core.config import SourceConfig
+from winnow.core.errors import ConfigError
+from winnow.pipeline.types import Catalog, Request
+
+EMPTY_I = np.empty(0, np.int32)
+EMPTY_S = np.empty(0, np.float32)
+
+# (history item indices int32 [h], weights float32 [h], k) -> (items int32, scores float32)
+HistoryScorer = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+class AnnIndex(Protocol):
+    """The part of winnow.index.VectorIndex the ALS source uses (ids are item indices)."""
+
+    def search(self, queries: np.ndarray, k: int, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class CandidateSource(Protocol):
+    name: str
+    kind: str
+
+    def candidates(self, request: Request, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _clean(items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    items = np.asarray(items).ravel()
+    scores = np.asarray(scores, np.float32).ravel()
+    ok = items >= 0
+    return items[ok].astype(np.int32), scores[ok]
+
+
+@dataclass
+class AlsSource:
+    """Nearest items to the user's (folded-in) ALS vector through the ANN index."""
+
+    name: str
+    index: AnnIndex
+    ef_search: int | None = None
+    kind: str = "als"
+
+    def candidates(self, request: Request, k: int) -> tuple[np.ndarray, np.ndarray]:
+        vec = request.user.als_vector
+        if vec is None:
+            return EMPTY_I, EMPTY_S
+        kwargs = {"ef_search": self.ef_search} if self.ef_search else {}
+        ids, scores = self.index.search(np.asarray(vec, np.float32)[None, :], k, **kwargs)
+        return _clean(ids[0], scores[0])
+
+
+@dataclass
+class ItemItemSource:
+    """Items co-occurring with the user's recent items (weighted by recency and event weight)."""
+
+    name: str
+    scorer: HistoryScorer
+    recent: int = 50
+    kind: str = "itemitem"
+
+    def candidates(self, request: Request, k: int) -> tuple[np.ndarray, np.ndarray]:
+        hist = request.user.recent_items[: self.recent]
+        if len(hist) == 0:
+            return EMPTY_I, EMPTY_S
+        weights = request.user.recent_weights[: self.recent]
+        if len(weights) != len(hist):
+            weights = np.ones(len(hist), np.float32)
+        items, scores = self.scorer(hist, weights, k)
+        return _clean(items, scores)
+
+
+class RankedArraySource:
+    """Top of a precomputed per-item score (popularity, trending, recency), available items only.
+
+    The order is computed once per catalog snapshot; at request time only a prefix is read.
+    """
+
+    def __init__(self, name: str, kind: str, catalog: Catalog, scores: Callable[[Catalog], np.ndarray],
+                 *, prefix: int = 5000) -> None:
+        self.name = name
+        self.kind = kind
+        self._catalog = catalog
+        self._scores_fn = scores
+        self._prefix = prefix
+        self._n = -1
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute the order (after catalog changes)."""
+        s = np.asarray(self._scores_fn(self._catalog), np.float32)
+        m = min(self._prefix, len(s))
+        if m == 0:
+            self._order, self._sorted = EMPTY_I, EMPTY_S
+        else:
+            part = np.argpartition(-s, m - 1)[:m] if m < len(s) else np.arange(len(s))
+            order = part[np.argsort(-s[part], kind="stable")]
+            keep = np.isfinite(s[order])  # -inf: not rankable (e.g. no creation time)
+            self._order = order[keep].astype(np.int32)
+            self._sorted = s[order][keep]
+        self._n = len(self._catalog)
+
+    def candidates(self, request: Request, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._catalog) != self._n:
+            self.refresh()
+        avail = self._catalog.available[self._order]
+        return self._order[avail][:k], self._sorted[avail][:k]
+
+
+def _fresh_scores(catalog: Catalog) -> np.ndarray:
+    created = catalog.created_at.astype(np.float64)
+    out = np.full(len(created), -np.inf, np.float32)
+    known = created >= 0
+    if known.any():
+        newest = created[known].max()
+        out[known] = (1.0 / (1.0 + (newest - created[known]) / 86400.0)).astype(np.float32)
+    return out
+
+
+@dataclass
+class RetrievalArtefacts:
+    """What a bundle (or the store, without a bundle) offers to build sources from."""
+
+    catalog: Catalog
+    index: AnnIndex | None = None           # over ALS item factors
+    itemitem: HistoryScorer | None = None
+    ef_search: int | None = None
+
+
+def build_source(cfg: SourceConfig, art: RetrievalArtefacts, *, recent: int = 50) -> CandidateSource:
+    """One source from its config; ConfigError when the bundle lacks what it needs."""
+    if cfg.kind == "als":
+        if art.index is None:
+            raise ConfigError(f"source {cfg.name!r} (kind als) needs an ALS model and index in the bundle")
+        return AlsSource(cfg.name, art.index, art.ef_search)
+    if cfg.kind == "itemitem":
+        if art.itemitem is None:
+            raise ConfigError(f"source {cfg.name!r} (kind itemitem) needs an item-item model in the bundle")
+        return ItemItemSource(cfg.name, art.itemitem, recent)
+    if cfg.kind == "popularity":
+        return RankedArraySource(cfg.name, "popularity", art.catalog, lambda c: c.popularity)
+    if cfg.kind == "trending":
+        return RankedArraySource(cfg.name, "trending", art.catalog, lambda c: c.trending)
+    if cfg.kind == "fresh":
+        return RankedArraySource(cfg.name, "fresh", art.catalog, _fresh_scores)
+    raise ConfigError(f"source {cfg.name!r}: unknown kind {cfg.kind!r}")

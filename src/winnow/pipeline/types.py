@@ -1,0 +1,244 @@
+"""Data passed between the pipeline stages: retrieve -> rank -> re-rank.
+
+Everything inside the pipeline uses dense internal item indices (int32, see winnow.core.ids);
+external ids appear only at the HTTP edge. Arrays are columnar so one request over ~500
+candidates stays in numpy.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from winnow.core.ids import IdMap
+
+NO_CATEGORY = -1
+
+
+class Catalog:
+    """Item metadata by internal index; mutable in place (availability patches, new items).
+
+    Attributes (all length n_items, row i describes item index i):
+        category: int32 primary category code into ``category_names`` (NO_CATEGORY if none).
+        available: bool; unavailable items are removed by the exclude rule.
+        sponsored: bool; placed by the sponsored rule.
+        created_at: int64 unix seconds, -1 when unknown (fresh source, freshness boost).
+        popularity: float32 all-time popularity score (higher is more popular).
+        trending: float32 time-decayed popularity.
+        vectors: optional float32 [n_items_at_training, dim] item embeddings (MMR, similar items).
+    """
+
+    def __init__(self, item_ids: IdMap, *, category: np.ndarray, category_names: list[str],
+                 available: np.ndarray, sponsored: np.ndarray, created_at: np.ndarray,
+                 popularity: np.ndarray, trending: np.ndarray,
+                 vectors: np.ndarray | None = None) -> None:
+        n = len(item_ids)
+        arrays = {"category": category, "available": available, "sponsored": sponsored,
+                  "created_at": created_at, "popularity": popularity, "trending": trending}
+        for name, arr in arrays.items():
+            if len(arr) != n:
+                raise ValueError(f"Catalog.{name} has {len(arr)} rows for {n} item ids")
+        self.item_ids = item_ids
+        self.category = np.asarray(category, np.int32)
+        self.category_names = list(category_names)
+        self._category_codes = {name: i for i, name in enumerate(self.category_names)}
+        self.available = np.asarray(available, bool).copy()
+        self.sponsored = np.asarray(sponsored, bool).copy()
+        self.created_at = np.asarray(created_at, np.int64).copy()
+        self.popularity = np.asarray(popularity, np.float32)
+        self.trending = np.asarray(trending, np.float32)
+        self.vectors = vectors
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def category_code(self, name: str, *, add: bool = False) -> int:
+        """Code of a category name; NO_CATEGORY when unknown (or a new code with add=True)."""
+        code = self._category_codes.get(name)
+        if code is None:
+            if not add:
+                return NO_CATEGORY
+            code = len(self.category_names)
+            self.category_names.append(name)
+            self._category_codes[name] = code
+        return code
+
+    def upsert(self, item_id: str, *, categories: list[str] | None = None,
+               available: bool | None = None, sponsored: bool | None = None,
+               created_at: int | None = None) -> int:
+        """Add or update one item (online catalog change); returns its index.
+
+        New items get zero popularity and no vector; arrays grow by copy then swap, so a
+        concurrent reader sees either the old or the new arrays, never a torn one.
+        """
+        with self._lock:
+            idx = self.item_ids.get(item_id)
+            if idx < 0:
+                n = len(self.item_ids)
+                self.category = np.append(self.category, np.int32(NO_CATEGORY))
+                self.available = np.append(self.available, True)
+                self.sponsored = np.append(self.sponsored, False)
+                self.created_at = np.append(self.created_at, np.int64(-1))
+                self.popularity = np.append(self.popularity, np.float32(0))
+                self.trending = np.append(self.trending, np.float32(0))
+                idx = self.item_ids.add(item_id)
+                assert idx == n
+            if categories is not None:
+                self.category[idx] = (self.category_code(categories[0], add=True)
+                                      if categories else NO_CATEGORY)
+            if available is not None:
+                self.available[idx] = available
+            if sponsored is not None:
+                self.sponsored[idx] = sponsored
+            if created_at is not None:
+                self.created_at[idx] = created_at
+            return idx
+
+
+@dataclass
+class UserView:
+    """What the pipeline knows about the requesting user, from online state.
+
+    Attributes:
+        user_id: external id.
+        known: the user has any history (else the cold-start chain is used).
+        als_vector: float32 [factors] folded-in ALS user vector, or None.
+        recent_items: int32 [r] recently interacted item indices, newest first.
+        recent_weights: float32 [r] event weights of recent_items.
+        purchased: int32 item indices the user purchased.
+        seen_items / seen_at: int32 [s] item indices and their last event time (unix seconds).
+        category_affinity: {category code: decayed interest in [0, 1]}, sums to <= 1.
+    """
+
+    user_id: str
+    known: bool = False
+    als_vector: np.ndarray | None = None
+    recent_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    recent_weights: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    purchased: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    seen_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    seen_at: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    category_affinity: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    """One recommendation request, resolved to internal indices."""
+
+    user: UserView
+    k: int
+    now: float  # unix seconds
+    surface: str = "default"
+    exclude: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    categories: frozenset[int] | None = None  # request filter: allowed category codes
+    explain: bool = False
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Candidates:
+    """Merged, de-duplicated retrieval output.
+
+    items: int32 [n] unique item indices. source_scores[name]: float32 [n] raw score of that
+    source, NaN where it did not propose the item; source_ranks[name]: int32 [n] 0-based rank
+    within the source, -1 where absent. fallbacks: which fallbacks of the chain were used.
+    """
+
+    items: np.ndarray
+    source_scores: dict[str, np.ndarray]
+    source_ranks: dict[str, np.ndarray]
+    source_quota: dict[str, int]
+    fallbacks: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def sources_of(self, row: int) -> list[str]:
+        """Names of the sources that proposed candidate ``row``."""
+        return [name for name, ranks in self.source_ranks.items() if ranks[row] >= 0]
+
+
+@dataclass
+class RankedList:
+    """Items best first. ``row`` maps each entry back to its Candidates row."""
+
+    items: np.ndarray   # int32 [n]
+    scores: np.ndarray  # float32 [n]
+    row: np.ndarray     # int32 [n]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def take(self, order: np.ndarray) -> RankedList:
+        """Entries selected/reordered by an index array or boolean mask."""
+        return RankedList(self.items[order], self.scores[order], self.row[order])
+
+
+@dataclass
+class RuleRecord:
+    """What one re-ranking rule did. Item indices are internal."""
+
+    rule: str
+    removed: dict[int, str] = field(default_factory=dict)       # item -> reason
+    moved: dict[int, tuple[int, int]] = field(default_factory=dict)  # item -> (from, to)
+    boosted: dict[int, float] = field(default_factory=dict)     # item -> score delta
+
+    def touched(self, item: int) -> dict[str, Any] | None:
+        """This rule's effect on one item, for explain traces (None if untouched)."""
+        out: dict[str, Any] = {}
+        if item in self.removed:
+            out["removed"] = self.removed[item]
+        if item in self.moved:
+            out["moved"] = {"from": self.moved[item][0], "to": self.moved[item][1]}
+        if item in self.boosted:
+            out["boost"] = self.boosted[item]
+        return ({"rule": self.rule, **out}) if out else None
+
+
+@dataclass
+class RuleContext:
+    """Read-only inputs of a rule besides the ranked list."""
+
+    request: Request
+    catalog: Catalog
+
+
+class Rule(Protocol):
+    """A re-ranking rule: a pure function of (ranked list, context) -> (list, what it did)."""
+
+    name: str
+
+    def __call__(self, ranked: RankedList, ctx: RuleContext) -> tuple[RankedList, RuleRecord]: ...
+
+
+class Ranker(Protocol):
+    """Ranking stage: one score per candidate (higher is better), float32 [n]."""
+
+    def score(self, candidates: Candidates, features: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass
+class SlateItem:
+    """One served item (internal index; the edge maps it to the external id)."""
+
+    item: int
+    score: float
+    position: int
+    sources: list[str]
+    propensity: float = 1.0  # deterministic policy
+    trace: dict[str, Any] | None = None
+
+
+@dataclass
+class Slate:
+    """Pipeline output: the slate, the fallbacks used, per-stage seconds, and rule records."""
+
+    items: list[SlateItem]
+    fallbacks: list[str]
+    n_candidates: int
+    timings: dict[str, float]
+    removed: list[dict[str, Any]] | None = None  # explain: items the rules removed, and why

@@ -1,0 +1,88 @@
+"""The FastAPI application (thin): routers, error mapping, body-size limit, request metrics.
+
+``create_app(config)`` opens the store, loads the active bundle (or falls back to store
+popularity) and returns the app; OpenAPI docs are at /docs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from winnow.core.config import WinnowConfig
+from winnow.data.store import Store
+from winnow.serving import routes_admin, routes_data, routes_recs
+from winnow.serving.errors import install_error_handlers
+from winnow.serving.service import Service
+from winnow.serving.telemetry import Metrics
+
+
+class GuardMiddleware:
+    """Pure ASGI: refuse bodies over ``max_body_bytes`` (413, by Content-Length) and record
+    per-route latency, request counts and 5xx errors."""
+
+    def __init__(self, app: Any, *, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    size = int(value)
+                except ValueError:
+                    size = -1
+                if size > self.max or size < 0:
+                    msg = (f'{{"detail":"request body is {size} bytes; the limit is {self.max}"}}'
+                           if size >= 0 else '{"detail":"invalid Content-Length header"}')
+                    await send({"type": "http.response.start", "status": 413 if size >= 0 else 400,
+                                "headers": [(b"content-type", b"application/json")]})
+                    await send({"type": "http.response.body", "body": msg.encode()})
+                    return
+        status = {"code": 500}
+
+        async def _send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            self.metrics.latency.labels(label).observe(time.perf_counter() - t0)
+            self.metrics.requests.labels(label, str(status["code"])).inc()
+            if status["code"] >= 500:
+                self.metrics.errors.labels(label).inc()
+
+
+def create_app(config: WinnowConfig, *, store: Store | None = None) -> FastAPI:
+    """The service app for ``config`` (store opened from config unless given)."""
+    service = Service(config, store=store)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(title="winnow", version="0.1.0", lifespan=lifespan,
+                  description="Recommendations: retrieval -> ranking -> re-ranking, learning in real time.")
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_data.router)
+    app.include_router(routes_recs.make_router(config.serving))
+    app.add_middleware(GuardMiddleware, max_body_bytes=config.serving.max_body_bytes, metrics=service.metrics)
+    return app

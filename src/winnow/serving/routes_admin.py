@@ -1,0 +1,66 @@
+"""Health, readiness, Prometheus metrics and bundle administration."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from winnow.serving.errors import ApiError
+from winnow.serving.schemas import ActivateOut, BundleOut, BundlesOut, Health
+from winnow.serving.service import Service
+from winnow.training import bundle as bundles
+
+router = APIRouter()
+# strict: only names this regex accepts ever reach the file system
+Version = Path(pattern=bundles.VERSION_RE.pattern, max_length=40)
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+@router.get("/healthz", response_model=Health, tags=["ops"], summary="Liveness")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, tags=["ops"],
+            summary="Readiness: a runtime is loaded (mode says whether it is a bundle or popularity)")
+async def readyz(request: Request) -> Health:
+    rt = _service(request).runtime
+    return Health(status="ready", model_version=rt.version, mode=rt.mode)
+
+
+@router.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(_service(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/admin/bundles", response_model=BundlesOut, tags=["admin"], summary="List bundles")
+def list_bundles(request: Request) -> BundlesOut:
+    svc = _service(request)
+    active = bundles.active_version(svc.config.home)
+    serving = svc.runtime.version
+    out = [BundleOut(version=b.version, created_at=b.manifest.get("created_at"), active=b.version == active,
+                     serving=b.version == serving, data=b.manifest.get("data", {}),
+                     metrics=b.manifest.get("metrics", {})) for b in svc.list_bundles()]
+    return BundlesOut(active=active, serving=serving, bundles=out)
+
+
+@router.post("/v1/admin/bundles/rollback", response_model=ActivateOut, tags=["admin"],
+             summary="Activate the previously active bundle (atomic swap)")
+def rollback(request: Request) -> ActivateOut:
+    svc = _service(request)
+    previous, secs = svc.rollback()
+    return ActivateOut(serving=svc.runtime.version, previous=previous, load_seconds=secs)
+
+
+@router.post("/v1/admin/bundles/{version}/activate", response_model=ActivateOut, tags=["admin"],
+             summary="Verify, load and atomically swap to a bundle version (409 if refused)")
+def activate(request: Request, version: str = Version) -> ActivateOut:
+    svc = _service(request)
+    if not (bundles.bundles_dir(svc.config.home) / version).is_dir():
+        raise ApiError(404, f"unknown bundle version {version!r}")
+    previous, secs = svc.activate(version)
+    return ActivateOut(serving=svc.runtime.version, previous=previous, load_seconds=secs)

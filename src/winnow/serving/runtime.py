@@ -1,0 +1,202 @@
+"""A serving runtime: one bundle (or none) turned into a ready Pipeline, plus per-user views.
+
+The server holds exactly one Runtime reference; activation builds a new Runtime completely
+(verify bundle, load models and index, overlay the store's current catalog, build and validate
+the pipeline) and only then swaps the reference, so no request ever sees a half-built one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from winnow.core.config import PipelineConfig, SourceConfig, WinnowConfig
+from winnow.core.ids import IdMap
+from winnow.data.store import Store
+from winnow.pipeline.pipeline import Pipeline, build_pipeline
+from winnow.pipeline.rules import decay
+from winnow.pipeline.sources import RetrievalArtefacts
+from winnow.pipeline.types import NO_CATEGORY, Catalog, UserView
+from winnow.serving.state import UserRecord
+from winnow.training.bundle import Bundle
+
+log = logging.getLogger(__name__)
+NO_BUNDLE = "no_bundle_popularity"
+
+
+def _overlay_store_catalog(catalog: Catalog, store: Store) -> None:
+    """Apply the store's current availability/sponsored flags and items added after training."""
+    items = store.read_items()
+    if not len(items):
+        return
+    ids = items["item_id"].tolist()
+    idx = catalog.item_ids.encode(ids, missing=-1)
+    known = idx >= 0
+    catalog.available[idx[known]] = items["available"].to_numpy(bool)[known]
+    catalog.sponsored[idx[known]] = items["sponsored"].to_numpy(bool)[known]
+    for pos in np.flatnonzero(~known):
+        row = items.iloc[int(pos)]
+        created = row["created_at"]
+        catalog.upsert(str(row["item_id"]), categories=list(row["categories"] or []),
+                       available=bool(row["available"]), sponsored=bool(row["sponsored"]),
+                       created_at=None if created is None or created != created else int(created))
+
+
+class Runtime:
+    """Everything one model version needs to answer requests. Build with from_bundle / without_bundle."""
+
+    def __init__(self, config: WinnowConfig, pipeline: Pipeline, catalog: Catalog, *,
+                 version: str | None, user_ids: IdMap | None = None, als: Any = None,
+                 itemitem: Any = None, index: Any = None, mode: str = "bundle") -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.catalog = catalog
+        self.version = version
+        self.user_ids = user_ids
+        self.als = als
+        self.itemitem = itemitem
+        self.index = index
+        self.mode = mode
+        self._n_model_items = int(getattr(als, "n_items_", 0) or getattr(itemitem, "n_items_", 0) or 0)
+        self._fold_cache: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
+        self._fold_lock = threading.Lock()
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_bundle(cls, config: WinnowConfig, bundle: Bundle, store: Store) -> Runtime:
+        """A runtime for a loaded bundle; ConfigError if the pipeline wiring needs what it lacks."""
+        arr = bundle.items
+        catalog = Catalog(IdMap.from_list("item", bundle.item_ids.to_list()), category=arr["category"],
+                          category_names=bundle.category_names, available=arr["available"],
+                          sponsored=arr["sponsored"], created_at=arr["created_at"],
+                          popularity=arr["popularity"], trending=arr["trending"],
+                          vectors=getattr(bundle.models.get("als"), "item_factors_", None))
+        _overlay_store_catalog(catalog, store)
+        als, itemitem = bundle.models.get("als"), bundle.models.get("itemitem")
+        scorer = None
+        if itemitem is not None:
+            n_it = itemitem.n_items_
+
+            def scorer(hist: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+                ok = hist < n_it  # items added after training have no neighbours yet
+                return itemitem.score_from_history(hist[ok], weights[ok], k)
+
+        art = RetrievalArtefacts(catalog, index=bundle.index if als is not None else None,
+                                 itemitem=scorer, ef_search=config.index.ef_search)
+        pipeline = build_pipeline(config.pipeline, art)
+        return cls(config, pipeline, catalog, version=bundle.version, user_ids=bundle.user_ids,
+                   als=als, itemitem=itemitem, index=bundle.index)
+
+    @classmethod
+    def without_bundle(cls, config: WinnowConfig, store: Store) -> Runtime:
+        """No bundle: serve store popularity to everyone (the response says so)."""
+        items = store.read_items()
+        events = store.read_events()
+        item_ids = IdMap("item", items["item_id"].tolist() if len(items) else [])
+        codes = item_ids.encode(events.item_ids, add=True)
+        counts = np.bincount(codes[events.item], minlength=len(item_ids)).astype(np.float32) \
+            if len(events) else np.zeros(len(item_ids), np.float32)
+        n = len(item_ids)
+        catalog = Catalog(item_ids, category=np.full(n, NO_CATEGORY, np.int32), category_names=[],
+                          available=np.ones(n, bool), sponsored=np.zeros(n, bool),
+                          created_at=np.full(n, -1, np.int64), popularity=counts, trending=counts)
+        _overlay_store_catalog(catalog, store)
+        pcfg = config.pipeline.model_copy(update={
+            "sources": [SourceConfig(name="popularity", kind="popularity", quota=config.pipeline.min_candidates)],
+            "cold_start_sources": ["popularity"], "backfill_source": "popularity"})
+        pipeline = build_pipeline(PipelineConfig.model_validate(pcfg.model_dump()),
+                                  RetrievalArtefacts(catalog))
+        return cls(config, pipeline, catalog, version=None, mode=NO_BUNDLE)
+
+    # --- per-request user view ---------------------------------------------------------------
+    def _als_vector(self, user_id: str, rec: UserRecord | None, items: np.ndarray,
+                    weights: np.ndarray) -> np.ndarray | None:
+        if self.als is None:
+            return None
+        uidx = self.user_ids.get(user_id) if self.user_ids is not None else -1
+        if (rec is None or rec.online_events == 0) and uidx >= 0:
+            return self.als.user_factors_[uidx]
+        if rec is None:
+            return None
+        with self._fold_lock:
+            hit = self._fold_cache.get(user_id)
+            if hit is not None and hit[0] == rec.revision:
+                self._fold_cache.move_to_end(user_id)
+                return hit[1]
+        ok = (items >= 0) & (items < self.als.n_items_)
+        if not ok.any():
+            return self.als.user_factors_[uidx] if uidx >= 0 else None
+        vec = self.als.recalculate_user(items[ok], weights[ok])  # fold-in against fixed item factors
+        with self._fold_lock:
+            self._fold_cache[user_id] = (rec.revision, vec)
+            while len(self._fold_cache) > self.config.serving.user_state_cache:
+                self._fold_cache.popitem(last=False)
+        return vec
+
+    def view(self, user_id: str, rec: UserRecord | None, *, now: float | None = None) -> UserView:
+        """The pipeline's view of a user: history in this bundle's indices, ALS vector, affinity."""
+        now = time.time() if now is None else now
+        ids = self.catalog.item_ids
+        if rec is None or not rec.recent:
+            known = self.user_ids is not None and user_id in self.user_ids
+            return UserView(user_id, known=known, als_vector=self._als_vector(user_id, None, np.empty(0, np.int32),
+                                                                            np.empty(0, np.float32)))
+        recent = list(rec.recent)
+        items = ids.encode([r[0] for r in recent], missing=-1)
+        weights = np.asarray([r[2] for r in recent], np.float32)
+        ts = np.asarray([r[3] for r in recent], np.int64)
+        known_items = items >= 0
+        positive = known_items & (weights > 0)
+        # recent items: newest first, de-duplicated, positive events only
+        _, first = np.unique(items[positive], return_index=True)
+        keep = np.sort(first)
+        recent_items = items[positive][keep].astype(np.int32)
+        recent_w = weights[positive][keep]
+        half = self.config.pipeline.affinity_half_life_s
+        affinity: dict[int, float] = {}
+        cats = self.catalog.category
+        for i, w, t in zip(items[positive].tolist(), weights[positive].tolist(), ts[positive].tolist(),
+                           strict=True):
+            c = int(cats[i]) if i < len(cats) else NO_CATEGORY
+            if c != NO_CATEGORY:
+                affinity[c] = affinity.get(c, 0.0) + w * decay(now - t, half)
+        total = sum(affinity.values())
+        if total > 0:
+            affinity = {c: v / total * min(1.0, total) for c, v in affinity.items()}
+        purchased = ids.encode(sorted(rec.purchased), missing=-1)
+        return UserView(
+            user_id, known=True,
+            als_vector=self._als_vector(user_id, rec, items[positive], weights[positive]),
+            recent_items=recent_items, recent_weights=recent_w,
+            purchased=purchased[purchased >= 0].astype(np.int32),
+            seen_items=items[known_items].astype(np.int32), seen_at=ts[known_items],
+            category_affinity=affinity)
+
+    # --- similar items -----------------------------------------------------------------------
+    def similar(self, item: int, k: int) -> list[tuple[int, float, list[str]]]:
+        """Co-occurrence neighbours then embedding neighbours of ``item`` (index), merged, best first."""
+        out: dict[int, tuple[float, list[str]]] = {}
+        if self.itemitem is not None and item < self.itemitem.n_items_:
+            ii, sc = self.itemitem.similar_items(np.asarray([item]), k)
+            for i, s in zip(ii[0].tolist(), sc[0].tolist(), strict=True):
+                if i >= 0:
+                    out[i] = (float(s), ["cooccurrence"])
+        if self.index is not None and self.als is not None and item < self.als.n_items_:
+            ids, sc = self.index.search(self.als.item_factors_[item][None, :], k + 1,
+                                        exclude=np.asarray([item], np.int64))
+            for i, s in zip(ids[0].tolist(), sc[0].tolist(), strict=True):
+                if i >= 0 and i != item:
+                    if i in out:
+                        out[i][1].append("embedding")
+                    else:
+                        out[i] = (float(s), ["embedding"])
+        avail = self.catalog.available
+        ranked = [(i, s, src) for i, (s, src) in out.items() if avail[i]]
+        # co-occurrence first (it is the stronger signal), then embedding, each by score
+        ranked.sort(key=lambda x: (x[2][0] != "cooccurrence", -x[1]))
+        return ranked[:k]

@@ -1,0 +1,151 @@
+"""Pydantic request/response models of the HTTP API (also the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from winnow.data.schema import MAX_ID_LENGTH
+
+Id = Field(min_length=1, max_length=MAX_ID_LENGTH)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventIn(_In):
+    """One event. ``timestamp`` defaults to the time of receipt; ``event_id`` makes retries idempotent;
+    ``request_id`` (or context.request_id) joins the event to the served slate it came from."""
+
+    user_id: str = Id
+    item_id: str = Id
+    event_type: str = Field(min_length=1, max_length=64)
+    value: float | None = None
+    timestamp: int | None = Field(None, ge=0, le=32503680000)
+    event_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    request_id: str | None = Field(None, max_length=128)
+    context: dict[str, Any] | None = None
+
+
+class EventsIn(_In):
+    events: list[EventIn]
+
+
+class EventsOut(BaseModel):
+    received: int
+    written: int  # newly stored (duplicates by event_id are skipped)
+
+
+class ItemIn(_In):
+    item_id: str = Id
+    title: str = ""
+    text: str = ""
+    categories: list[str] = Field(default_factory=list)
+    creator: str = ""
+    created_at: int | None = Field(None, ge=0)
+    available: bool = True
+    sponsored: bool = False
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class ItemsIn(_In):
+    items: list[ItemIn] = Field(max_length=100_000)
+
+
+class ItemPatch(_In):
+    available: bool | None = None
+    sponsored: bool | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class UserIn(_In):
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    interests: list[str] = Field(default_factory=list)
+    created_at: int | None = Field(None, ge=0)
+
+
+class UserOut(BaseModel):
+    user_id: str
+    attributes: dict[str, Any]
+    interests: list[str]
+    event_count: int
+    recent_items: list[str]
+
+
+class CountOut(BaseModel):
+    written: int
+
+
+class Filters(_In):
+    categories: list[str] | None = None
+
+
+class RecContext(_In):
+    """Request context for POST recommendations."""
+
+    device: str | None = None
+    locale: str | None = None
+    time: int | None = Field(None, ge=0)  # unix seconds; defaults to now
+    query: str | None = Field(None, max_length=1000)
+    filters: Filters | None = None
+    exclude: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+class RecItem(BaseModel):
+    item_id: str
+    score: float
+    position: int
+    sources: list[str]
+    propensity: float
+    trace: dict[str, Any] | None = None
+
+
+class RecOut(BaseModel):
+    request_id: str
+    model_version: str | None
+    surface: str
+    fallback: str | None  # first fallback of the chain used (None: none needed)
+    fallbacks: list[str]
+    items: list[RecItem]
+    removed: list[dict[str, Any]] | None = None  # explain=true: what the rules removed
+
+
+class SimilarItem(BaseModel):
+    item_id: str
+    score: float
+    sources: list[str]
+
+
+class SimilarOut(BaseModel):
+    item_id: str
+    model_version: str | None
+    items: list[SimilarItem]
+
+
+class BundleOut(BaseModel):
+    version: str
+    created_at: int | None
+    active: bool
+    serving: bool
+    data: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+class BundlesOut(BaseModel):
+    active: str | None
+    serving: str | None
+    bundles: list[BundleOut]
+
+
+class ActivateOut(BaseModel):
+    serving: str | None
+    previous: str | None
+    load_seconds: float
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str | None = None
+    mode: str | None = None

@@ -1,0 +1,148 @@
+"""The service behind the HTTP routes: store, online state, the active runtime, metrics, log.
+
+Routes stay thin: they validate input (pydantic), call one method here and shape the reply.
+``Service.runtime`` is the single reference swapped on bundle activation; every request reads
+it once, so it uses one consistent model version from start to end.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from winnow.core.config import WinnowConfig
+from winnow.core.errors import BundleError, ConfigError
+from winnow.data.open_store import open_store
+from winnow.data.schema import EVENT_COLUMNS
+from winnow.data.store import Store
+from winnow.pipeline.types import Request, Slate
+from winnow.serving.impressions import ImpressionWriter
+from winnow.serving.runtime import Runtime
+from winnow.serving.state import OnlineState
+from winnow.serving.telemetry import Metrics
+from winnow.training import bundle as bundles
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """Owns the store, the online state and the active Runtime."""
+
+    def __init__(self, config: WinnowConfig, *, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store if store is not None else open_store(config.store_url(),
+                                                                 busy_timeout_ms=config.store.busy_timeout_ms)
+        self.metrics = Metrics()
+        self.state = OnlineState(self.store, config.events, capacity=config.serving.user_state_cache)
+        self.impressions = ImpressionWriter(self.store, self.metrics, batch=config.serving.impression_batch,
+                                            capacity=config.serving.impression_queue)
+        self._swap_lock = threading.Lock()
+        self.runtime: Runtime = self._initial_runtime()
+
+    # --- bundles -------------------------------------------------------------------------------
+    def _initial_runtime(self) -> Runtime:
+        home = self.config.home
+        try:
+            version = bundles.active_version(home)
+        except BundleError as exc:
+            log.error("ACTIVE pointer unreadable (%s): serving popularity without a bundle", exc)
+            version = None
+        if version is not None:
+            try:
+                return self._build(version)
+            except (BundleError, ConfigError) as exc:
+                log.error("active bundle %s refused (%s): serving popularity without a bundle", version, exc)
+        return Runtime.without_bundle(self.config, self.store)
+
+    def _build(self, version: str) -> Runtime:
+        bundles.check_version(version)
+        path = bundles.bundles_dir(self.config.home) / version
+        if not path.is_dir():
+            raise BundleError(f"no bundle {version!r} under {bundles.bundles_dir(self.config.home)}")
+        return Runtime.from_bundle(self.config, bundles.load_bundle(path), self.store)
+
+    def activate(self, version: str) -> tuple[str | None, float]:
+        """Build the new runtime fully, mark it ACTIVE, then swap; the old one serves until then.
+
+        Raises BundleError/ConfigError (nothing changed) when the bundle cannot serve.
+        Returns (previous version, seconds spent building).
+        """
+        return self._swap(lambda: version, lambda: bundles.activate(self.config.home, version, verify=False))
+
+    def rollback(self) -> tuple[str | None, float]:
+        """Activate the version that was active before the current one (BundleError if none)."""
+        home = self.config.home
+        return self._swap(lambda: bundles.previous_version(home),
+                          lambda: bundles.rollback(home, verify=False))
+
+    def _swap(self, target: Any, mark: Any) -> tuple[str | None, float]:
+        with self._swap_lock:
+            t0 = time.perf_counter()
+            try:
+                new = self._build(target())  # verifies checksums, loads, builds the pipeline
+                mark()  # ACTIVE pointer + history, written atomically
+            except (BundleError, ConfigError):
+                self.metrics.swaps.labels("refused").inc()
+                raise
+            previous = self.runtime.version
+            self.runtime = new  # the swap: one reference assignment
+            self.metrics.swaps.labels("ok").inc()
+            return previous, time.perf_counter() - t0
+
+    def list_bundles(self) -> list[bundles.BundleInfo]:
+        return bundles.list_bundles(self.config.home)
+
+    # --- events -------------------------------------------------------------------------------
+    def ingest(self, rows: list[dict[str, Any]]) -> int:
+        """Durably append events (store validates; DataError on a bad row), then update state."""
+        now = int(time.time())
+        frame = pd.DataFrame({c: [r.get(c) for r in rows] for c in EVENT_COLUMNS})
+        frame["timestamp"] = [now if t is None else int(t) for t in frame["timestamp"]]
+        frame["value"] = frame["value"].astype(np.float64)
+        written = self.store.append_events(frame, source="request")
+        self.metrics.events.inc(written)
+        self.state.apply(frame)
+        return written
+
+    # --- recommendations -----------------------------------------------------------------------
+    def recommend(self, user_id: str, *, k: int, surface: str, exclude: list[str], explain: bool,
+                  categories: list[str] | None, context: dict[str, Any],
+                  now: float | None = None) -> tuple[Runtime, str, Slate]:
+        """Run the funnel for one user; logs the impression; returns (runtime used, request id, slate)."""
+        rt = self.runtime
+        now = time.time() if now is None else float(now)
+        rec = self.state.get(user_id)
+        view = rt.view(user_id, rec, now=now)
+        ids = rt.catalog.item_ids
+        ex = ids.encode(exclude, missing=-1) if exclude else np.empty(0, np.int32)
+        cats = None
+        if categories is not None:
+            cats = frozenset(c for c in (rt.catalog.category_code(x) for x in categories) if c >= 0)
+        request = Request(view, k, now, surface=surface, exclude=ex[ex >= 0], categories=cats,
+                          explain=explain, context=context)
+        slate = rt.pipeline.recommend(request)
+        if rt.mode != "bundle":
+            slate.fallbacks.insert(0, rt.mode)
+        for stage, secs in slate.timings.items():
+            self.metrics.stage.labels(stage).observe(secs)
+        for fb in slate.fallbacks:
+            self.metrics.fallbacks.labels(fb).inc()
+        request_id = uuid.uuid4().hex
+        item_ids = ids.decode([s.item for s in slate.items])
+        self.impressions.put({
+            "request_id": request_id, "user_id": user_id, "timestamp": int(now),
+            "model_version": rt.version, "surface": surface, "context": context,
+            "items": [{"item_id": iid, "position": s.position, "score": s.score, "sources": s.sources,
+                       "propensity": s.propensity} for iid, s in zip(item_ids, slate.items, strict=True)],
+        })
+        return rt, request_id, slate
+
+    def close(self) -> None:
+        self.impressions.close()
+        self.store.close()

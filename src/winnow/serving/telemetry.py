@@ -1,0 +1,30 @@
+"""Prometheus metrics of the service (one registry per app, exposed at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Counters and histograms; every one of them is incremented somewhere in serving/."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("winnow_requests_total", "HTTP requests", ["route", "status"], registry=r)
+        self.errors = Counter("winnow_errors_total", "HTTP 5xx responses", ["route"], registry=r)
+        self.latency = Histogram("winnow_request_seconds", "HTTP request latency", ["route"],
+                                 buckets=_BUCKETS, registry=r)
+        self.stage = Histogram("winnow_stage_seconds", "Pipeline stage latency", ["stage"],
+                               buckets=_BUCKETS, registry=r)
+        self.fallbacks = Counter("winnow_fallbacks_total", "Fallbacks used", ["fallback"], registry=r)
+        self.events = Counter("winnow_events_ingested_total", "Events durably written", registry=r)
+        self.impressions = Counter("winnow_impressions_logged_total", "Impressions written", registry=r)
+        self.impression_failures = Counter("winnow_impression_failures_total",
+                                           "Impression batches that failed to write (retried)", registry=r)
+        self.impressions_dropped = Counter("winnow_impressions_dropped_total",
+                                           "Impressions dropped because the queue was full", registry=r)
+        self.swaps = Counter("winnow_bundle_swaps_total", "Bundle activations", ["result"], registry=r)
+        self.queue = Gauge("winnow_impression_queue", "Impressions waiting to be written", registry=r)

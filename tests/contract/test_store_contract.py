@@ -1,0 +1,221 @@
+"""The Store contract, run against every backend factory in STORE_FACTORIES.
+
+A new backend (e.g. PostgreSQL) joins by adding a factory: a callable taking pytest's
+``tmp_path`` and returning a ``(open, ...)`` pair where ``open()`` opens a Store on the same
+underlying database (called again to test durability across reopen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from winnow.core.errors import ConfigError, DataError, StoreError, UnknownIdError
+from winnow.data.open_store import open_store
+from winnow.data.sqlite_store import SQLiteStore
+from winnow.data.store import Store
+
+
+def _sqlite(tmp_path: Path) -> Callable[[], Store]:
+    return lambda: SQLiteStore(tmp_path / "winnow.db")
+
+
+STORE_FACTORIES = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    return STORE_FACTORIES[request.param](tmp_path)
+
+
+@pytest.fixture
+def store(opener: Callable[[], Store]) -> Store:
+    s = opener()
+    yield s
+    s.close()
+
+
+def _events(n: int, *, seed: int = 0, ids: bool = False) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    value = rng.random(n) * 5
+    value[rng.random(n) < 0.3] = np.nan
+    frame = pd.DataFrame({"user_id": [f"u{i}" for i in rng.integers(0, 50, n)],
+                          "item_id": [f"i{i}" for i in rng.integers(0, 80, n)],
+                          "event_type": rng.choice(["view", "click", "purchase"], n),
+                          "value": value, "timestamp": rng.integers(1_000, 2_000, n)})
+    if ids:
+        frame["event_id"] = [f"e{seed}-{i}" for i in range(n)]
+    return frame
+
+
+def _decoded(store: Store, **kw: int) -> pd.DataFrame:
+    log = store.read_events(**kw)
+    return pd.DataFrame({"user_id": np.asarray(log.user_ids, dtype=object)[log.user],
+                         "item_id": np.asarray(log.item_ids, dtype=object)[log.item],
+                         "event_type": np.asarray(log.event_types, dtype=object)[log.event_type],
+                         "value": log.value, "timestamp": log.timestamp})
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    cols = ["user_id", "item_id", "event_type", "value", "timestamp"]
+    pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True),
+                                  check_dtype=False)
+
+
+def test_read_events_equals_what_was_written(store: Store) -> None:
+    written = [_events(300, seed=s) for s in range(3)]
+    for frame in written:
+        assert store.append_events(frame) == len(frame)
+    log = store.read_events()
+    assert log.user.dtype == np.int32 and log.item.dtype == np.int32
+    assert log.event_type.dtype == np.int16 and log.timestamp.dtype == np.int64
+    _same(_decoded(store), pd.concat(written))
+    assert store.counts()["events"] == 900
+
+
+def test_many_small_appends_read_back_in_order(store: Store) -> None:
+    frame = _events(150, seed=4)
+    for start in range(0, 150, 2):  # many tiny transactions (exercises block merging)
+        store.append_events(frame.iloc[start:start + 2])
+    _same(_decoded(store), frame)
+
+
+def test_time_range(store: Store) -> None:
+    frame = _events(500, seed=1)
+    store.append_events(frame)
+    got = _decoded(store, since=1200, until=1500)
+    want = frame[(frame.timestamp >= 1200) & (frame.timestamp < 1500)]
+    assert len(got) == len(want) > 0
+    _same(got, want)
+    assert len(store.read_events(since=5000)) == 0
+
+
+def test_bad_row_rejects_whole_batch(store: Store) -> None:
+    store.append_events(_events(10))
+    bad = _events(20, seed=2)
+    bad["timestamp"] = bad["timestamp"].astype(object)
+    bad.loc[13, "timestamp"] = "not a time"
+    with pytest.raises(DataError) as err:
+        store.append_events(bad, source="api")
+    assert err.value.line == 13 and err.value.field == "timestamp" and err.value.source == "api"
+    assert store.counts()["events"] == 10
+    _same(_decoded(store), _events(10))
+
+
+def test_import_all_is_atomic(store: Store) -> None:
+    items = pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"]})
+    bad_users = pd.DataFrame({"user_id": ["ok", ""]})
+    with pytest.raises(DataError):
+        store.import_all(events=_events(5), items=items, users=bad_users)
+    assert store.counts() == {"events": 0, "items": 0, "users": 0, "impressions": 0}
+    got = store.import_all(events=_events(5), items=items, users=pd.DataFrame({"user_id": ["ok"]}))
+    assert got == {"events": 5, "items": 2, "users": 1}
+
+
+def test_idempotent_event_ids(store: Store) -> None:
+    frame = _events(40, ids=True)
+    assert store.append_events(frame) == 40
+    assert store.append_events(frame) == 0  # a retried batch
+    mixed = pd.concat([frame.iloc[:5], _events(7, seed=9, ids=True)])
+    assert store.append_events(mixed) == 7
+    dup_inside = _events(3, seed=5, ids=True)
+    dup_inside["event_id"] = ["x", "x", "y"]
+    assert store.append_events(dup_inside) == 2
+    assert store.counts()["events"] == 49
+    assert len(store.read_events()) == 49
+
+
+def test_durable_across_reopen(opener: Callable[[], Store]) -> None:
+    first = opener()
+    first.append_events(_events(100))
+    first.upsert_items(pd.DataFrame({"item_id": ["a"], "title": ["A"]}))
+    first.close()
+    first.close()  # idempotent
+    with pytest.raises(StoreError):
+        first.counts()
+    again = opener()
+    try:
+        _same(_decoded(again), _events(100))
+        assert again.get_item("a")["title"] == "A"
+    finally:
+        again.close()
+
+
+def test_items_upsert_patch_and_read(store: Store) -> None:
+    store.upsert_items(pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"], "categories": ["x|y", ""],
+                                     "sponsored": [True, False], "brand": ["acme", None]}))
+    store.upsert_items(pd.DataFrame({"item_id": ["b"], "title": ["B2"]}))  # replace
+    items = store.read_items().set_index("item_id")
+    assert items.loc["a", "categories"] == ["x", "y"] and items.loc["a", "attributes"] == {"brand": "acme"}
+    assert items.loc["b", "title"] == "B2" and items.loc["b", "categories"] == []
+    store.patch_item("a", available=False, attributes={"price": 3})
+    a = store.get_item("a")
+    assert a["available"] is False and a["sponsored"] is True
+    assert a["attributes"] == {"brand": "acme", "price": 3}
+    with pytest.raises(UnknownIdError):
+        store.patch_item("missing", available=True)
+    assert store.get_item("missing") is None
+
+
+def test_user_upsert_and_event_only_users(store: Store) -> None:
+    store.upsert_users(pd.DataFrame({"user_id": ["u1"], "age": [30], "interests": ["jazz|rock"]}))
+    store.upsert_users(pd.DataFrame({"user_id": ["u1"], "age": [31]}))
+    assert store.get_user("u1")["attributes"] == {"age": 31}
+    store.append_events(pd.DataFrame({"user_id": ["newbie"], "item_id": ["i"], "timestamp": [5]}))
+    assert store.get_user("newbie") == {"user_id": "newbie", "created_at": None, "attributes": {},
+                                        "interests": []}
+    assert store.get_user("nobody") is None
+    assert set(store.read_users()["user_id"]) == {"u1", "newbie"}
+
+
+def test_user_events_newest_first(store: Store) -> None:
+    frame = pd.DataFrame({"user_id": ["u", "u", "v", "u"], "item_id": ["a", "b", "c", "d"],
+                          "event_type": ["view", "click", "view", "purchase"],
+                          "timestamp": [3, 1, 2, 7], "context": [None, None, None, '{"device":"ios"}']})
+    store.append_events(frame)
+    got = store.user_events("u", limit=2)
+    assert got["item_id"].tolist() == ["d", "a"]
+    assert got["context"].iloc[0] == '{"device":"ios"}'
+    assert store.user_events("nobody").empty
+
+
+def test_impressions_and_outcomes(store: Store) -> None:
+    imp = {"request_id": "r1", "user_id": "u", "timestamp": 100, "model_version": "v1", "surface": "home",
+           "context": {"device": "ios"},
+           "items": [{"item_id": "a", "position": 0, "score": 0.9, "sources": ["als"], "propensity": 0.7},
+                     {"item_id": "b", "position": 1, "score": 0.5, "sources": ["pop"], "propensity": 0.2}]}
+    store.log_impressions([imp, dict(imp, request_id="r2", timestamp=200)])
+    store.log_impressions([imp])  # retried: not duplicated
+    assert store.read_impressions() == [imp, dict(imp, request_id="r2", timestamp=200)]
+    assert [i["request_id"] for i in store.read_impressions(since=150)] == ["r2"]
+    store.append_events(pd.DataFrame({"user_id": ["u"], "item_id": ["b"], "event_type": ["click"],
+                                      "timestamp": [101], "context": ['{"request_id": "r1"}']}))
+    out = store.impression_outcomes()
+    r1 = out[out.request_id == "r1"].set_index("item_id")
+    assert r1.loc["b", "events"] == ["click"] and r1.loc["a", "events"] == []
+    assert r1.loc["a", "propensity"] == 0.7 and store.counts()["impressions"] == 2
+    with pytest.raises(DataError):
+        store.log_impressions([{"request_id": "r3", "user_id": "u", "timestamp": 1}])
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    s = open_store(f"sqlite:///{tmp_path}/x/w.db?synchronous=normal")
+    assert isinstance(s, SQLiteStore) and s.path == tmp_path / "x" / "w.db"
+    s.close()
+    for bad in ["postgres://h/db", "winnow.db", f"sqlite:///{tmp_path}/w.db?bogus=1",
+                f"sqlite:///{tmp_path}/w.db?synchronous=off", "sqlite:///"]:
+        with pytest.raises(ConfigError):
+            open_store(bad)
+
+
+def test_large_batch_spans_several_blocks(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from winnow.data import sqlite_blocks
+    monkeypatch.setattr(sqlite_blocks, "MAX_ROWS", 64)  # SQLite-specific knob; harmless elsewhere
+    frame = _events(1000, seed=3)
+    store.append_events(frame)
+    _same(_decoded(store), frame)
+    _same(_decoded(store, since=1100, until=1300), frame[(frame.timestamp >= 1100) & (frame.timestamp < 1300)])

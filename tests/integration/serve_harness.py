@@ -1,0 +1,88 @@
+"""Helpers for the serving integration tests: a small synthetic home and a REAL server process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from winnow.core.config import WinnowConfig, load_config
+from winnow.data.open_store import open_store
+from winnow.data.synthetic import generate_world
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_home(home: Path, *, n_users: int = 300, n_items: int = 500, n_events: int = 20_000,
+              train: bool = True) -> WinnowConfig:
+    """Import a seeded synthetic world into ``home`` and (optionally) train + activate a bundle."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    cfg = load_config(home)
+    world = generate_world(n_users, n_items, n_events, seed=7)
+    store = open_store(cfg.store_url())
+    try:
+        store.import_all(events=world.events, items=world.items, users=world.users)
+        if train:
+            from winnow.training.job import train as run_train
+            run_train(cfg, store)
+    finally:
+        store.close()
+    return cfg
+
+
+class Server:
+    """``python -m uvicorn --factory winnow.serving.server:app_from_env`` on a free port."""
+
+    def __init__(self, home: Path, *, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+        self.log = open(home / f"server-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "winnow.serving.server:app_from_env",
+             "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
+             "--log-level", "warning", "--no-access-log"],
+            env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.read_log()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout}s: {self.read_log()}")
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return (self.home / f"server-{self.port}.log").read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def kill9(self) -> None:
+        self.proc.kill()  # SIGKILL
+        self.proc.wait()
+        self.log.close()

@@ -1,0 +1,96 @@
+"""Bundle hot swap under load, rollback, and refusal of a corrupt bundle (real server process)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import httpx
+import pytest
+from serve_harness import Server, make_home
+
+from winnow.data.open_store import open_store
+from winnow.training.bundle import active_version, bundles_dir
+from winnow.training.job import new_version, train
+
+
+@pytest.fixture(scope="module")
+def two_bundles(tmp_path_factory):
+    home = tmp_path_factory.mktemp("serve_swap")
+    cfg = make_home(home)
+    v1 = active_version(home)
+    store = open_store(cfg.store_url())
+    try:
+        v2 = train(cfg, store, evaluate_models=False).version
+    finally:
+        store.close()
+    assert v1 != v2 and active_version(home) == v2
+    server = Server(home)
+    client = httpx.Client(base_url=server.url, timeout=30)
+    yield home, server, client, v1, v2
+    client.close()
+    server.stop()
+
+
+def test_repeated_activation_under_load_fails_no_request(two_bundles):
+    home, server, client, v1, v2 = two_bundles
+    stop = threading.Event()
+    results: list[tuple[int, str | None]] = []
+
+    def load() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            i = 0
+            while not stop.is_set():
+                r = c.get(f"/v1/users/u{i % 50}/recommendations", params={"k": 10})
+                results.append((r.status_code, r.json().get("model_version")))
+                i += 1
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for version in (v1, v2, v1, v2, v1):
+            r = client.post(f"/v1/admin/bundles/{version}/activate")
+            assert r.status_code == 200, r.text
+            assert r.json()["serving"] == version
+            assert client.get("/v1/users/u1/recommendations").json()["model_version"] == version
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert len(results) > 20
+    assert all(code == 200 for code, _ in results), Counter_of(results)
+    assert {v for _, v in results} <= {v1, v2}
+    assert active_version(home) == v1
+
+
+def Counter_of(results):  # noqa: N802 - small helper for assertion messages
+    from collections import Counter
+    return Counter(code for code, _ in results)
+
+
+def test_rollback_returns_to_previous_version(two_bundles):
+    home, _, client, v1, v2 = two_bundles
+    assert client.post(f"/v1/admin/bundles/{v2}/activate").status_code == 200
+    r = client.post("/v1/admin/bundles/rollback")
+    assert r.status_code == 200, r.text
+    assert r.json()["serving"] == v1 and r.json()["previous"] == v2
+    assert active_version(home) == v1
+    listing = client.get("/v1/admin/bundles").json()
+    assert listing["serving"] == v1 and {b["version"] for b in listing["bundles"]} >= {v1, v2}
+    assert all("metrics" in b for b in listing["bundles"])
+
+
+def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(two_bundles):
+    home, _, client, v1, v2 = two_bundles
+    serving = client.get("/readyz").json()["model_version"]
+    bad = new_version()
+    shutil.copytree(bundles_dir(home) / v2, bundles_dir(home) / bad)
+    with open(bundles_dir(home) / bad / "items.npz", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00garbage\x00")
+    r = client.post(f"/v1/admin/bundles/{bad}/activate")
+    assert r.status_code == 409 and "checksum" in r.json()["detail"]
+    assert client.get("/readyz").json()["model_version"] == serving
+    assert client.get("/v1/users/u1/recommendations").json()["model_version"] == serving
+    assert active_version(home) == serving
