@@ -1,6 +1,6 @@
 """ANN benchmark: winnow's HNSWIndex against its ExactIndex on clustered, normalised vectors.
 
-    python bench/ann.py [--n 1000000] [--dim 64] [--queries 1000] [--ef 16,32,64,128,256]
+    python bench/ann.py [--n 1000000] [--dim 64] [--queries 1000] [--ef 16,24,32,48,64,128,256]
                         [--exclude 500] --json bench/results/ann.json
 
 Data: a Gaussian mixture (``--clusters`` centres ~ N(0, I), points = centre + noise * N(0, I)),
@@ -166,17 +166,18 @@ def table(res: dict) -> str:
              f"exact: {res['exact_qps_1thread']:.1f} QPS "
              f"(wall {res['exact_qps_1thread_wall']:.1f}), one query "
              f"{res['exact_single_query_ms_p50']:.2f} ms",
-             f"{'ef':>5} {'recall@10':>10} {'QPS':>9} {'x exact':>8} | "
+             f"{'ef':>5} {'recall@10':>10} {'QPS':>9} {'wall QPS':>9} {'x exact':>8} | "
              f"{'filt recall':>11} {'filt QPS':>9}"]
     filt = {r["ef_search"]: r for r in res["filtered"]}
     for r in res["hnsw"]:
         f = filt.get(r["ef_search"])
         tail = f"{f['recall_at_10']:>11.4f} {f['qps_1thread']:>9.0f}" if f else ""
         lines.append(f"{r['ef_search']:>5} {r['recall_at_10']:>10.4f} {r['qps_1thread']:>9.0f} "
+                     f"{r['qps_1thread_wall']:>9.0f} "
                      f"{r['qps_1thread'] / res['exact_qps_1thread']:>8.0f} | {tail}")
     lines.append(f"single query at ef={res['single_query_ef_search']}: "
-                 f"p50 {res['single_query_ms_p50']:.3f} ms, p99 {res['single_query_ms_p99']:.3f} ms "
-                 f"CPU; wall p50 {res['single_query_ms_p50_wall']:.3f} ms, "
+                 f"p50 {res['single_query_ms_p50']:.3f} ms, "
+                 f"p99 {res['single_query_ms_p99']:.3f} ms CPU; wall p50 {res['single_query_ms_p50_wall']:.3f} ms, "
                  f"p99 {res['single_query_ms_p99_wall']:.3f} ms")
     if res.get("tombstones"):
         t = res["tombstones"]
@@ -184,7 +185,8 @@ def table(res: dict) -> str:
                      f"tombstoned recall {t['tombstoned']['recall_at_10']:.4f} / "
                      f"{t['tombstoned']['qps_1thread']:.0f} QPS; compact() "
                      f"{t['compact_seconds']:.1f} s; compacted recall "
-                     f"{t['compacted']['recall_at_10']:.4f} / {t['compacted']['qps_1thread']:.0f} QPS")
+                     f"{t['compacted']['recall_at_10']:.4f} / "
+                     f"{t['compacted']['qps_1thread']:.0f} QPS")
     lines.append(f"goal (recall>=0.95 at >=100x exact, filtered recall>=0.95): {res['goal_met']}")
     return "\n".join(lines)
 
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--ef", type=lambda s: [int(v) for v in s.split(",")],
-                    default=[16, 32, 64, 128, 256])
+                    default=[16, 24, 32, 48, 64, 128, 256])
     ap.add_argument("--exclude", type=int, default=500, help="excluded ids per query (0: none)")
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--noise", type=float, default=1.0)

@@ -102,12 +102,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1"}
+def start_server(home: Path, port: int, workers: int) -> subprocess.Popen:
+    env = {**os.environ, "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1",
+           "WINNOW__SERVING__WORKERS": str(workers)}
     log = open(home / "bench-server.log", "wb")
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "winnow.serving.server:app_from_env",
            "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-           "--log-level", "warning", "--no-access-log"]
+           "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     t0 = time.time()
     while time.time() - t0 < 600:
@@ -182,6 +183,7 @@ def main() -> None:
     ap.add_argument("--json", default="bench/results/serve.json")
     ap.add_argument("--fresh", action="store_true", help="rebuild the world and bundle")
     ap.add_argument("--setup-only", action="store_true", help="build world + bundle, then stop")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes ([serving] workers)")
     ap.add_argument("--active-users", type=int, default=2000,
                     help="load is drawn from this many users, whose online state is warmed first")
     args = ap.parse_args()
@@ -189,13 +191,14 @@ def main() -> None:
     if args.fresh and home.exists():
         shutil.rmtree(home)
     t0 = time.time()
+    load0 = os.getloadavg()
     build = setup(home, args.users, args.items, args.events)
     if args.setup_only:
         print(json.dumps(build))
         return
     port = free_port()
     t1 = time.time()
-    proc = start_server(home, port)
+    proc = start_server(home, port, args.workers)
     startup_s = time.time() - t1
     url = f"http://127.0.0.1:{port}"
     results = []
@@ -225,6 +228,8 @@ def main() -> None:
                 s0, c0 = before.get(st, (0.0, 0.0))
                 if c1 > c0:
                     stages[st] = round((s1 - s0) / (c1 - c0) * 1e3, 3)
+            if args.workers > 1:  # /metrics is per process: deltas between two workers mean nothing
+                stages = {"note": "per-stage times are measured with --workers 1 (/metrics is per worker)"}
             res.update({"concurrency": conc, "k": 20, "stage_mean_ms": stages})
             results.append(res)
             print(f"c={conc}: {res}", flush=True)
@@ -235,7 +240,8 @@ def main() -> None:
         "benchmark": "serve", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                           "platform": platform.platform()},
         "world": {"items": args.items, "users": args.users, "events": args.events}, "build": build,
-        "server_startup_s": round(startup_s, 1), "model_version": ready.get("model_version"),
+        "server_startup_s": round(startup_s, 1), "workers": args.workers,
+        "load_average_at_start": load0, "model_version": ready.get("model_version"),
         "candidates_quota": 500, "sample_sources": sorted({s for it in one["items"] for s in it["sources"]}),
         "active_users": pool, "first_request_per_user": cold_stats,
         "results": results, "total_s": round(time.time() - t0, 1),

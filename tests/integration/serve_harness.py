@@ -42,16 +42,17 @@ def make_home(home: Path, *, n_users: int = 300, n_items: int = 500, n_events: i
 class Server:
     """``python -m uvicorn --factory winnow.serving.server:app_from_env`` on a free port."""
 
-    def __init__(self, home: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, *, env: dict[str, str] | None = None, workers: int = 1) -> None:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+        full_env = {**os.environ, "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1",
+                    "WINNOW__SERVING__WORKERS": str(workers), **(env or {})}
         self.log = open(home / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "winnow.serving.server:app_from_env",
              "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
-             "--log-level", "warning", "--no-access-log"],
+             "--log-level", "warning", "--no-access-log", "--workers", str(workers)],
             env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready()
 

@@ -230,3 +230,15 @@ def test_openapi_docs_are_served(served):
     spec = client.get("/openapi.json").json()
     assert {"/v1/events", "/v1/users/{user_id}/recommendations", "/v1/admin/bundles/rollback"} <= set(spec["paths"])
     assert client.get("/docs").status_code == 200
+
+
+def test_wrong_types_in_items_users_and_context_are_422(served):
+    client = served[2]
+    r = client.post("/v1/items", json={"items": [{"item_id": "x1", "available": "sometimes"}]})
+    assert r.status_code == 422 and "available" in r.json()["detail"]
+    r = client.put("/v1/users/u1", json={"attributes": "not-an-object"})
+    assert r.status_code == 422 and "attributes" in r.json()["detail"]
+    r = client.post("/v1/users/u1/recommendations", json={"filters": {"categories": "cars"}})
+    assert r.status_code == 422 and "categories" in r.json()["detail"]
+    r = client.post("/v1/users/u1/recommendations", json={"unknown_field": 1})
+    assert r.status_code == 422 and "unknown_field" in r.json()["detail"]

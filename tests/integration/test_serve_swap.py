@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
+from collections import Counter
 
 import httpx
 import pytest
 from serve_harness import Server, make_home
 
+from winnow.core.config import load_config
 from winnow.data.open_store import open_store
 from winnow.training.bundle import active_version, bundles_dir
 from winnow.training.job import new_version, train
@@ -59,14 +62,9 @@ def test_repeated_activation_under_load_fails_no_request(two_bundles):
         for t in threads:
             t.join()
     assert len(results) > 20
-    assert all(code == 200 for code, _ in results), Counter_of(results)
+    assert all(code == 200 for code, _ in results), Counter(code for code, _ in results)
     assert {v for _, v in results} <= {v1, v2}
     assert active_version(home) == v1
-
-
-def Counter_of(results):  # noqa: N802 - small helper for assertion messages
-    from collections import Counter
-    return Counter(code for code, _ in results)
 
 
 def test_rollback_returns_to_previous_version(two_bundles):
@@ -94,3 +92,18 @@ def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(two_bundles):
     assert client.get("/readyz").json()["model_version"] == serving
     assert client.get("/v1/users/u1/recommendations").json()["model_version"] == serving
     assert active_version(home) == serving
+
+
+def test_server_follows_a_bundle_trained_by_another_process(two_bundles):
+    home, _, client, v1, v2 = two_bundles
+    cfg = load_config(home)
+    store = open_store(cfg.store_url())
+    try:
+        v3 = train(cfg, store, evaluate_models=False).version  # activates: writes ACTIVE
+    finally:
+        store.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and client.get("/readyz").json()["model_version"] != v3:
+        time.sleep(0.2)
+    assert client.get("/readyz").json()["model_version"] == v3
+    assert client.get("/v1/users/u1/recommendations").json()["model_version"] == v3

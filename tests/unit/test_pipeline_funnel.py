@@ -128,8 +128,10 @@ def test_enough_candidates_needs_no_backfill(setup):
 def test_everything_excluded_still_fills_slate_and_says_so(setup):
     cat, vecs, art = setup
     pipe = build_pipeline(config(), art)
-    slate = pipe.recommend(Request(known_user(vecs), 5, NOW, categories=frozenset({99})))
-    assert slate.items and "empty" in slate.fallbacks
+    user = known_user(vecs, purchased=np.array([0], np.int32))  # 0 and 1 top the popularity list
+    slate = pipe.recommend(Request(user, 5, NOW, categories=frozenset({99}), exclude=np.array([1], np.int32)))
+    assert len(slate.items) == 5 and "empty" in slate.fallbacks
+    assert {0, 1}.isdisjoint(s.item for s in slate.items)
 
 
 def test_unknown_source_name_fails_at_construction(setup):
@@ -179,3 +181,22 @@ def test_explain_trace_lists_sources_rank_and_rules(setup):
     cats = [int(cat.category[s.item]) for s in slate.items]
     assert all(a != b for a, b in zip(cats, cats[1:], strict=False))  # max 1 consecutive per category
     assert set(slate.timings) == {"retrieve", "rank", "rerank", "total"}
+
+
+def test_sparse_history_scorer_matches_item_item_model():
+    from winnow.data.interactions import Interactions
+    from winnow.models.itemitem import ItemItemRecommender
+    from winnow.pipeline.sources import sparse_history_scorer
+
+    rng = np.random.default_rng(3)
+    inter = Interactions.from_arrays(rng.integers(0, 60, 800), rng.integers(0, 50, 800), n_users=60, n_items=50)
+    model = ItemItemRecommender(neighbours=10).fit(inter)
+    fast = sparse_history_scorer(model.similarity_)
+    for hist in ([1, 2, 3], [7], [4, 4, 9, 30]):
+        h = np.array(hist)
+        w = rng.random(len(h)).astype(np.float32)
+        ref_i, ref_s = model.score_from_history(h, w, 15)
+        got_i, got_s = fast(h, w, 15)
+        ok = ref_i >= 0
+        assert got_s.tolist() == pytest.approx(ref_s[ok].tolist(), rel=1e-5)
+        assert set(got_i.tolist()) == set(ref_i[ok].tolist())

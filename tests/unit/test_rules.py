@@ -11,7 +11,13 @@ from winnow.core.config import PipelineConfig
 from winnow.core.errors import ConfigError
 from winnow.core.ids import IdMap
 from winnow.pipeline.rules import (
-    CategoryFilterRule, DiversityRule, ExcludeRule, FreshnessRule, MMRRule, SponsoredRule, build_rules,
+    CategoryFilterRule,
+    DiversityRule,
+    ExcludeRule,
+    FreshnessRule,
+    MMRRule,
+    SponsoredRule,
+    build_rules,
 )
 from winnow.pipeline.types import Catalog, RankedList, Request, RuleContext, UserView
 

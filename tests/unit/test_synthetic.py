@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from winnow.data.interactions import Interactions
 from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
-from winnow.data.synthetic import EVENT_TYPES, SyntheticWorld, generate_world, write_world
+from winnow.data.synthetic import (EVENT_TYPES, ChoiceModel, SyntheticWorld, generate_world,
+                                   write_world)
 from winnow.evaluation.metrics import evaluate_recs
 from winnow.evaluation.splits import stratified_split
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +91,8 @@ def test_catalog_text_carries_category_and_popularity_is_skewed(demo: SyntheticW
     counts = np.bincount(_index(demo.events["item_id"]), minlength=len(it))
     top = np.sort(counts)[::-1]
     assert top[:100].sum() > 0.4 * counts.sum()          # head-heavy (power law)
-    assert it["title"].str.split().map(len).eq(3).all()
+    title_words = it["title"].str.split()
+    assert title_words.map(len).eq(3).all() and title_words.map(lambda w: w[1] != w[2]).all()
 
 
 def test_users_have_demographics_that_carry_signal(demo: SyntheticWorld) -> None:
@@ -158,6 +156,14 @@ def test_write_world_csv_format(small: SyntheticWorld, tmp_path) -> None:
     assert imported.items["categories"].tolist() == small.items["categories"].tolist()
     assert imported.users["interests"].tolist() == small.users["interests"].tolist()
     assert imported.events["event_type"].tolist() == small.events["event_type"].tolist()
+
+
+def test_choice_model_knobs() -> None:
+    w = generate_world(100, 50, 3000, seed=2, model=ChoiceModel(dim=8, rating_share=0.0))
+    assert w.user_factors.shape == (100, 8)
+    assert not (w.events["event_type"] == "rating").any()
+    with pytest.raises(ValueError, match="rating_share"):
+        ChoiceModel(rating_share=1.5)
 
 
 def test_rejects_bad_sizes() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from winnow.cli import data, evaluate, serve  # noqa: F401  (register commands)
+from winnow.cli import feedback  # noqa: F401  (ope, ab report, simulate)
 from winnow.cli.app import app
 from winnow.core.errors import WinnowError
 

@@ -52,7 +52,9 @@ def evaluate(dataset: str = typer.Option("synthetic", help="ml-100k | ml-latest-
                                                    help="train share (random) or time quantile (temporal)"),
              seeds: str = typer.Option("0", help="comma-separated split seeds"),
              data_dir: Optional[Path] = typer.Option(None, help="where named datasets live"),
-             json_out: Optional[Path] = typer.Option(None, "--json", help="write results as JSON")) -> None:
+             json_out: Optional[Path] = typer.Option(None, "--json", help="write results as JSON"),
+             report: Optional[Path] = typer.Option(None, "--report", dir_okay=False,
+                                                   help="write a self-contained HTML report (plots embedded)")) -> None:
     """Split, fit every model on train, and print one row of metrics per model."""
     from tqdm import tqdm
 
@@ -65,16 +67,24 @@ def evaluate(dataset: str = typer.Option("synthetic", help="ml-100k | ml-latest-
     data = load_named_dataset(dataset, cfg, data_dir=data_dir, seed=seed_list[0])
     bar = tqdm(total=len(names) * len(seed_list), desc="evaluating", unit="model")
 
+    run = evaluate_models
+    if report is not None:  # same protocol and rows, plus the report's curves (one fit per model)
+        from winnow.evaluation.report import evaluate_for_report as run
     try:
-        result = evaluate_models(data, names, cfg, protocol=protocol, k=k, seeds=seed_list,
-                                 ratio=ratio, progress=lambda label: (bar.set_postfix_str(label), bar.update(1)))
+        out = run(data, names, cfg, protocol=protocol, k=k, seeds=seed_list,
+                  ratio=ratio, progress=lambda label: (bar.set_postfix_str(label), bar.update(1)))
     finally:
         bar.close()
+    result = out[0] if report is not None else out
     _print_table(result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
         typer.echo(f"wrote {json_out}")
+    if report is not None:
+        from winnow.evaluation.report import write_report
+
+        typer.echo(f"wrote {write_report(result, out[1], report)}")
 
 
 @app.command("batch-recommend")

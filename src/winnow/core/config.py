@@ -7,13 +7,15 @@ are errors (``extra="forbid"``) so a typo fails at start-up instead of being ign
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from winnow.core.errors import ConfigError
 
@@ -78,12 +80,45 @@ class EASEConfig(_Section):
     max_items: int = Field(50_000, ge=1)
 
 
+class TwoTowerConfig(_Section):
+    """PyTorch CPU two-tower retrieval (winnow.models.two_tower)."""
+
+    dim: int = Field(64, ge=2)               # output (retrieval space) dimension
+    embedding: int = Field(32, ge=2)         # width of every input embedding
+    hidden: int = Field(128, ge=2)
+    epochs: int = Field(30, ge=1)            # maximum; early stopping on validation NDCG@10
+    patience: int = Field(3, ge=1)
+    batch_size: int = Field(1024, ge=2)
+    learning_rate: float = Field(0.003, gt=0)
+    temperature: float = Field(0.05, gt=0)
+    logq: float = Field(1.0, ge=0)           # strength of the logQ correction (1 = Yi et al.)
+    extra_negatives: int = Field(0, ge=0)    # uniform negatives added to the in-batch ones
+    pop_reg: float = Field(0.0, ge=0)        # regulariser against popular-item concentration
+    id_dropout: float = Field(0.3, ge=0, le=1)  # share of items trained content-only
+    context_dropout: float = Field(0.5, ge=0, le=1)
+    query_prob: float = Field(0.1, ge=0, le=1)  # share of events trained with a text query
+    history: int = Field(20, ge=1)           # recent items pooled by the user tower
+    half_life: float = Field(10.0, gt=0)     # recency half-life, in positions
+    user_buckets: int = Field(100_003, ge=2)  # hashed user-id buckets (unseen ids work)
+    attr_buckets: int = Field(20_011, ge=2)
+    creator_buckets: int = Field(4096, ge=2)
+    text_backend: Literal["none", "tfidf", "minilm"] = "tfidf"
+    text_dim: int = Field(64, ge=1)          # TF-IDF SVD dimension (MiniLM is 384)
+    validation_quantile: float = Field(0.9, gt=0, lt=1)
+    validation_users: int = Field(1000, ge=1)
+    refit: bool = True                       # retrain on all data for the best epoch count
+    item_k: float = Field(10.0, gt=0)        # cold-item blend: w = n / (n + item_k)
+    seed: int = 0
+    threads: int = Field(1, ge=1)            # torch threads in training (1 beat 2 on a busy 2-core box)
+
+
 class ModelsConfig(_Section):
     popularity: PopularityConfig = PopularityConfig()
     itemitem: ItemItemConfig = ItemItemConfig()
     als: ALSConfig = ALSConfig()
     bpr: BPRConfig = BPRConfig()
     ease: EASEConfig = EASEConfig()
+    two_tower: TwoTowerConfig = TwoTowerConfig()
 
 
 class IndexConfig(_Section):
@@ -147,6 +182,113 @@ class ServingConfig(_Section):
     user_state_cache: int = Field(100_000, ge=1)  # users kept in online state (LRU)
     impression_batch: int = Field(256, ge=1)  # impressions written per store transaction
     impression_queue: int = Field(100_000, ge=1)
+    workers: int = Field(1, ge=1, le=64)  # >1: processes share the store; state is validated per hit
+    bundle_poll_s: float = Field(1.0, gt=0)  # how often a server follows the ACTIVE pointer
+
+
+class RankerConfig(_Section):
+    """The learned ranking stage (LightGBM lambdarank over merged retrieval candidates)."""
+
+    enabled: bool = True  # batch-recommend runs retrieval + ranker (False: best retrieval model only)
+    sources: list[str] = Field(default_factory=lambda: ["ease", "als", "itemitem", "popularity"])
+    per_source: int = Field(100, ge=1, le=5000)  # candidates each retrieval model proposes
+    dense_scores: bool = True  # every source scores every candidate (not only those it proposed)
+    inner_split: Literal["stratified", "temporal"] = "stratified"  # how ranker labels are carved
+    inner_ratio: float = Field(0.8, gt=0, lt=1)  # share of training kept as the inner state
+    inner_folds: int = Field(3, ge=1, le=20)  # inner splits (seeds) stacked as ranker training lists
+    as_of: Literal["user_last", "global_last"] = "user_last"  # each list's feature time t
+    valid_share: float = Field(0.2, gt=0, lt=1)  # lists held out for early stopping
+    half_life_days: float = Field(30.0, gt=0)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    min_data_in_leaf: int = Field(50, ge=1)
+    num_boost_round: int = Field(1000, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+    threads: int = Field(1, ge=0)  # LightGBM threads (0 = all cores; OpenMP spin-waits badly on busy cores)
+    seed: int = 0
+
+
+class ColdStartConfig(_Section):
+    """New users and new items (winnow.models.coldstart)."""
+
+    # user fallback chain: the first rule whose min_events <= the user's event count applies;
+    # each names the sources blended, segment prior weighted by (1 - n / (n + user_k)).
+    user_chain: dict[str, list[str]] = Field(default_factory=lambda: {
+        "0": ["segment_popular"], "1": ["model", "segment_popular"], "3": ["model", "segment_popular"],
+        "5": ["model"]})
+    user_k: float = Field(3.0, gt=0)         # weight of the model for n events: n / (n + user_k)
+    segment_l2: float = Field(200.0, gt=0)   # ridge strength of the attribute -> item model
+    segment_first: int = Field(0, ge=0)      # >0: learn only from each user's first N events
+    items: bool = True                       # batch-recommend: score items without events by content
+    item_model: Literal["two_tower"] = "two_tower"
+
+    @field_validator("user_chain")
+    @classmethod
+    def _chain(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        known = {"model", "segment_popular", "popularity"}
+        for key, sources in v.items():
+            if not key.isdigit():
+                raise ValueError(f"user_chain keys are minimum event counts, got {key!r}")
+            bad = [s for s in sources if s not in known]
+            if bad or not sources:
+                raise ValueError(f"user_chain[{key!r}]: sources must be non-empty, from {sorted(known)}; got {sources}")
+        if "0" not in v:
+            raise ValueError("user_chain needs a rule for 0 events")
+        return v
+
+
+class VariantConfig(_Section):
+    """One arm of an experiment: a share of traffic and the [pipeline] fields it overrides."""
+
+    name: str = Field(min_length=1)
+    traffic: float = Field(ge=0, le=1)  # share of users; an experiment's shares sum to 1
+    overrides: dict[str, Any] = Field(default_factory=dict)  # [pipeline] field -> value
+
+
+class ExperimentConfig(_Section):
+    """An A/B test: users are assigned to variants by a salted hash of their id (sticky)."""
+
+    name: str = Field(min_length=1)
+    salt: str = ""  # change it to re-randomise users for a new experiment of the same name
+    variants: list[VariantConfig] = Field(min_length=2)
+    start: datetime | None = None  # None: running since forever
+    end: datetime | None = None    # None: no end
+    control: str | None = None     # the baseline variant (default: the first)
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        names = [v.name for v in self.variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"experiment {self.name!r}: duplicate variant names {dupes}")
+        total = sum(v.traffic for v in self.variants)
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"experiment {self.name!r}: traffic splits sum to {total}, not 1")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"experiment {self.name!r}: end {self.end} is not after start {self.start}")
+        if self.control is not None and self.control not in names:
+            raise ValueError(f"experiment {self.name!r}: control {self.control!r} is not a variant {names}")
+        return self
+
+    def bucket(self, user_id: str) -> float:
+        """The user's position in [0, 1): sha256("<salt>:<name>:<user_id>") (uniform, sticky)."""
+        digest = hashlib.sha256(f"{self.salt}:{self.name}:{user_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2.0**64
+
+    def variant_of(self, user_id: str) -> str:
+        """The variant owning the user's bucket (variants own consecutive slices, config order)."""
+        b, edge = self.bucket(user_id), 0.0
+        for var in self.variants:
+            edge += var.traffic
+            if b < edge:
+                return var.name
+        return self.variants[-1].name  # float rounding at the top edge
+
+    def active(self, now: datetime) -> bool:
+        """Whether ``now`` (timezone-aware) lies in [start, end)."""
+        if self.start is not None and now < self.start:
+            return False
+        return not (self.end is not None and now >= self.end)
 
 
 class WinnowConfig(_Section):
@@ -159,6 +301,35 @@ class WinnowConfig(_Section):
     index: IndexConfig = IndexConfig()
     pipeline: PipelineConfig = PipelineConfig()
     serving: ServingConfig = ServingConfig()
+    ranker: RankerConfig = RankerConfig()
+    coldstart: ColdStartConfig = ColdStartConfig()
+    experiments: list[ExperimentConfig] = Field(default_factory=list)  # [[experiments]] tables
+
+    @field_validator("experiments")
+    @classmethod
+    def _check_experiments(cls, v: list[ExperimentConfig], info: ValidationInfo) -> list[ExperimentConfig]:
+        names = [e.name for e in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate experiment names {dupes}")
+        pipeline = info.data.get("pipeline")
+        base = pipeline.model_dump() if pipeline is not None else {}
+        for exp in v:  # every variant must make a valid [pipeline] section
+            for var in exp.variants:
+                try:
+                    PipelineConfig.model_validate({**base, **var.overrides})
+                except ValidationError as exc:
+                    bad = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+                    raise ValueError(f"experiment {exp.name!r} variant {var.name!r}: invalid pipeline "
+                                     f"overrides: {bad}") from None
+        return v
+
+    def experiment(self, name: str) -> ExperimentConfig:
+        """The experiment named ``name``; ConfigError listing the configured names otherwise."""
+        for exp in self.experiments:
+            if exp.name == name:
+                return exp
+        raise ConfigError(f"unknown experiment {name!r}; configured: {[e.name for e in self.experiments]}")
 
     def store_url(self) -> str:
         return self.store.url.replace("{home}", str(self.home))

@@ -11,7 +11,7 @@ order, so the same arguments give identical frames):
   items share the creator's home category as their primary one), a vector
   near their categories' centroids, a power-law popularity and a ``created_at``; titles and texts
   are drawn from a per-category vocabulary, so text carries the category signal.
-- Each *choice* picks a user (activity is log-normal) and a time uniformly in the window, draws
+- Each *choice* (knobs in ``ChoiceModel``) picks a user (activity is log-normal) and a time uniformly in the window, draws
   ``n_candidates`` items from a proposal mixing global popularity and popularity within a
   category the user likes (softmax of taste . centroid), drops items not yet created, and picks
   one with probability softmax(``taste_weight`` * taste . item + category bonus). Because the
@@ -41,7 +41,6 @@ from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
 from winnow.data.synthetic_text import catalog_text, vocabulary
 
 DAY = 86_400
-_ITEM_NOISE = 0.35  # per-dimension item noise around the category centroids
 DEFAULT_START = 1_700_000_000  # 2023-11-14 UTC
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
 AGE_BUCKETS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
@@ -92,12 +91,38 @@ def _as_str_series(values: pa.Array) -> pd.Series:
     return pd.Series(pd.array(values, dtype="str"))
 
 
+@dataclass(frozen=True)
+class ChoiceModel:
+    """Knobs of the generative model (defaults: ALS beats popularity ~2x on the demo world).
+
+    dim: latent dimension of the ground-truth vectors. taste_weight, category_bonus: strength of
+    taste affinity (taste . item) and of category preference in the choice softmax.
+    popularity_exponent: Zipf exponent of item popularity (higher: more head-heavy).
+    n_candidates: proposal size per choice (larger: choices follow taste more closely).
+    item_noise: per-dimension noise of item vectors around their category centroids.
+    rating_share: share of purchases followed by a ``rating`` event.
+    """
+
+    dim: int = 16
+    taste_weight: float = 20.0
+    category_bonus: float = 1.0
+    popularity_exponent: float = 0.75
+    n_candidates: int = 48
+    item_noise: float = 0.35
+    rating_share: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.n_candidates < 1:
+            raise ValueError(f"ChoiceModel: dim and n_candidates must be >= 1, got {self}")
+        if not 0.0 <= self.rating_share <= 1.0 or self.popularity_exponent < 0 or self.item_noise < 0:
+            raise ValueError(f"ChoiceModel: rating_share must be in [0, 1] and popularity_exponent, "
+                             f"item_noise >= 0, got {self}")
+
+
 def generate_world(n_users: int, n_items: int, n_events: int, *, seed: int = 0,
                    n_categories: int = 20, n_creators: int | None = None,
-                   start: int = DEFAULT_START, days: int = 90, dim: int = 16,
-                   taste_weight: float = 20.0, category_bonus: float = 1.0,
-                   popularity_exponent: float = 0.75, n_candidates: int = 48,
-                   rating_share: float = 0.3, chunk: int = 20_000) -> SyntheticWorld:
+                   start: int = DEFAULT_START, days: int = 90,
+                   model: ChoiceModel = ChoiceModel(), chunk: int = 20_000) -> SyntheticWorld:
     """Generate a world (see the module docstring for the model).
 
     Args:
@@ -107,19 +132,14 @@ def generate_world(n_users: int, n_items: int, n_events: int, *, seed: int = 0,
         n_creators: number of creators (default ``max(1, n_items // 25)``).
         start, days: event window ``[start, start + days * 86400)`` in unix seconds. 60% of
             items exist before ``start``, the rest appear uniformly in the first 90% of the window.
-        dim: latent dimension of the ground truth vectors.
-        taste_weight, category_bonus: strength of taste affinity in the choice softmax.
-        popularity_exponent: Zipf exponent of item popularity (higher: more head-heavy).
-        n_candidates: proposal size per choice (larger: choices follow taste more closely).
-        rating_share: share of purchases followed by a ``rating`` event.
-        chunk: choices generated per vectorised step (bounds memory).
+        model: the choice model's knobs (see ChoiceModel).
+        chunk: choices generated per vectorised step (bounds memory; part of the seeded result).
     """
     for name, val in (("n_users", n_users), ("n_items", n_items), ("n_events", n_events),
-                      ("n_categories", n_categories), ("days", days), ("dim", dim),
-                      ("n_candidates", n_candidates), ("chunk", chunk)):
+                      ("n_categories", n_categories), ("days", days), ("chunk", chunk)):
         if int(val) < 1:
             raise ValueError(f"generate_world: {name} must be >= 1, got {val!r}")
-    rng = np.random.default_rng(seed)
+    rng, dim = np.random.default_rng(seed), model.dim
     n_creators = max(1, n_items // 25) if n_creators is None else int(n_creators)
     if n_creators < 1:
         raise ValueError(f"generate_world: n_creators must be >= 1, got {n_creators!r}")
@@ -151,11 +171,12 @@ def generate_world(n_users: int, n_items: int, n_events: int, *, seed: int = 0,
     home = rng.choice(n_categories, size=n_creators, p=cat_p).astype(np.int32)
     cats[:, 0] = np.where(rng.random(n_items) < 0.6, home[creator], cats[:, 0])
     primary = cats[:, 0].copy()
-    item_vec = centroids[cats[:, 0]] + _ITEM_NOISE * rng.standard_normal((n_items, dim)).astype(np.float32)
+    noise = rng.standard_normal((n_items, dim)).astype(np.float32)
+    item_vec = centroids[cats[:, 0]] + model.item_noise * noise
     item_vec += 0.3 * (n_cats[:, None] > 1) * centroids[cats[:, 1]]
     item_vec += 0.2 * (n_cats[:, None] > 2) * centroids[cats[:, 2]]
     item_vec = _unit(item_vec)
-    popularity = _zipf(n_items, popularity_exponent)[rng.permutation(n_items)]
+    popularity = _zipf(n_items, model.popularity_exponent)[rng.permutation(n_items)]
     pre = rng.random(n_items) < 0.6
     created = np.where(pre, start - rng.integers(1, 730 * DAY, n_items),
                        start + rng.integers(0, int(0.9 * days * DAY), n_items)).astype(np.int64)
@@ -171,8 +192,8 @@ def generate_world(n_users: int, n_items: int, n_events: int, *, seed: int = 0,
     cat_hi = np.concatenate([[0.0], cum])[cat_end]
     user_cdf = np.cumsum(activity / activity.sum())
     gen = _EventGen(rng, taste, item_vec, centroids, primary, created, order, cum, cat_lo,
-                    cat_hi, user_cdf, start, days, taste_weight, category_bonus, n_candidates)
-    events = gen.run(n_events, chunk, rating_share, demo[:, 3])
+                    cat_hi, user_cdf, start, days, model)
+    events = gen.run(n_events, chunk, model.rating_share, demo[:, 3])
 
     users = pd.DataFrame({
         "user_id": _as_str_series(_strings("u", np.arange(n_users))),
@@ -199,8 +220,8 @@ def _items_frame(rng: np.random.Generator, names: tuple[str, ...], vocab: list[t
             lst[:] = list(dict.fromkeys(lst))
     return pd.DataFrame({
         "item_id": _as_str_series(_strings("i", np.arange(n))),
-        "title": titles,
-        "text": texts,
+        "title": _as_str_series(titles),
+        "text": _as_str_series(texts),
         "categories": cat_lists,
         "creator": _as_str_series(_strings("c", creator)),
         "created_at": created,
@@ -216,13 +237,12 @@ class _EventGen:
     def __init__(self, rng: np.random.Generator, taste: np.ndarray, item_vec: np.ndarray,
                  centroids: np.ndarray, primary: np.ndarray, created: np.ndarray,
                  order: np.ndarray, cum: np.ndarray, cat_lo: np.ndarray, cat_hi: np.ndarray,
-                 user_cdf: np.ndarray, start: int, days: int, taste_weight: float,
-                 category_bonus: float, n_candidates: int) -> None:
+                 user_cdf: np.ndarray, start: int, days: int, model: ChoiceModel) -> None:
         self.rng, self.taste, self.item_vec, self.centroids = rng, taste, item_vec, centroids
         self.primary, self.created, self.order, self.cum = primary, created, order, cum
         self.cat_lo, self.cat_hi, self.user_cdf = cat_lo, cat_hi, user_cdf
         self.start, self.span = start, days * DAY
-        self.tw, self.cb, self.m = taste_weight, category_bonus, n_candidates
+        self.tw, self.cb, self.m = model.taste_weight, model.category_bonus, model.n_candidates
 
     def _pick(self, targets: np.ndarray) -> np.ndarray:
         """Items at popularity-CDF positions ``targets`` (in [0, 1)). Queries are sorted first:

@@ -8,6 +8,8 @@ texts are drawn mostly from an item's categories' vocabularies, so text carries 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 THEMES: tuple[tuple[str, str], ...] = (
     ("cooking", "recipe kitchen spice oven garlic pasta bread sauce"),
@@ -56,22 +58,27 @@ def vocabulary(n_categories: int) -> tuple[tuple[str, ...], list[tuple[str, ...]
 
 
 def catalog_text(rng: np.random.Generator, vocab: list[tuple[str, ...]], cats: np.ndarray,
-                 n_cats: np.ndarray) -> tuple[list[str], list[str]]:
-    """Titles and texts for items with categories ``cats`` int [n, 3] (the first ``n_cats[i]``
-    of row i count). Title = adjective + two primary-category words; text = 12 words, ~70% from
-    the item's categories' vocabularies, the rest common words. Vectorised draws from ``rng``."""
+                 n_cats: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """Titles and texts (Arrow string arrays) for items with categories ``cats`` int [n, 3] (the
+    first ``n_cats[i]`` of row i count). Title = adjective + two primary-category words; text =
+    12 words, ~70% from the item's categories' vocabularies, the rest common words. Draws are
+    vectorised from ``rng``; strings are joined in Arrow (no Python object per word)."""
     n = len(cats)
     n_words = len(vocab[0])
     # One flat vocabulary: category c's words at [c * n_words, (c + 1) * n_words), then commons.
-    flat = np.array([w for ws in vocab for w in ws] + list(COMMON), dtype=object)
-    common0 = len(flat) - len(COMMON)
-    t_words = cats[:, :1] * n_words + rng.integers(0, n_words, (n, 2))
+    words = [w for ws in vocab for w in ws] + list(COMMON)
+    flat, capital = pa.array(words), pa.array([w.capitalize() for w in words])
+    common0 = len(words) - len(COMMON)
+    first = rng.integers(0, n_words, n)
+    second = (first + rng.integers(1, max(n_words, 2), n)) % n_words   # two different words
+    t_words = cats[:, :1] * n_words + np.stack([first, second], axis=1)
     adj = rng.integers(0, len(ADJECTIVES), n)
     which = np.minimum(rng.integers(0, 3, (n, 12)), (n_cats - 1)[:, None])
     topical = np.take_along_axis(cats, which, 1) * n_words + rng.integers(0, n_words, (n, 12))
     text_idx = np.where(rng.random((n, 12)) < 0.7, topical,
                         common0 + rng.integers(0, len(COMMON), (n, 12)))
-    titles = [f"{ADJECTIVES[a]} {w1.capitalize()} {w2.capitalize()}"
-              for a, w1, w2 in zip(adj.tolist(), flat[t_words[:, 0]], flat[t_words[:, 1]])]
-    texts = [" ".join(row) for row in flat[text_idx].tolist()]
+    titles = pc.binary_join_element_wise(pa.array(ADJECTIVES).take(pa.array(adj)),
+                                         capital.take(pa.array(t_words[:, 0])),
+                                         capital.take(pa.array(t_words[:, 1])), " ")
+    texts = pc.binary_join_element_wise(*(flat.take(pa.array(text_idx[:, j])) for j in range(12)), " ")
     return titles, texts

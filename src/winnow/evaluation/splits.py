@@ -18,6 +18,7 @@ Splits:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,9 +142,10 @@ def make_split(interactions: Interactions, method: str = "stratified", **params:
     except KeyError:
         raise ValueError(f"unknown split method {method!r}; expected one of {sorted(SPLITTERS)}") from None
     try:
-        return fn(interactions, **params)
+        inspect.signature(fn).bind(interactions, **params)
     except TypeError as exc:
         raise ValueError(f"bad parameters for split {method!r}: {params!r} ({exc})") from None
+    return fn(interactions, **params)
 
 
 def validation_split(train: Interactions, method: str | Split = "stratified",

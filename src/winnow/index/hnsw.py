@@ -86,8 +86,7 @@ class HNSWIndex(VectorIndex):
         self._index = self._new_graph()
         self._slots = IdSlots()
         self._n_live = 0
-        self._live_sel: Any = None  # cached IDSelectorBitmap (None: no dead slots)
-        self._live_bits: np.ndarray | None = None  # keeps the bitmap memory alive for faiss
+        self._live: tuple[Any, np.ndarray] | None = None  # (IDSelectorBitmap, its bitmap)
 
     def _new_graph(self) -> faiss.IndexHNSWFlat:
         graph = faiss.IndexHNSWFlat(self._dim, self.m, faiss.METRIC_INNER_PRODUCT)
@@ -132,11 +131,23 @@ class HNSWIndex(VectorIndex):
         self._after_mutation()
 
     def _after_mutation(self) -> None:
-        self._live_sel = None
-        self._live_bits = None
         total = int(self._index.ntotal)
         if total and self.n_deleted > self.max_deleted_fraction * total:
             self.compact()
+        else:
+            self._refresh_live()
+
+    def _refresh_live(self) -> None:
+        """Rebuild the live-slot selector (None when nothing is dead).
+
+        Built eagerly here, not lazily in search, so concurrent searches only read it; the
+        selector and the bitmap memory it points into are kept together in one tuple.
+        """
+        if self.n_deleted == 0:
+            self._live = None
+            return
+        bits = np.packbits(self._slots.id_at[: int(self._index.ntotal)] >= 0, bitorder="little")
+        self._live = (faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)), bits)
 
     def compact(self) -> None:
         """Rebuild the graph from the live vectors only (drops every tombstone)."""
@@ -151,21 +162,9 @@ class HNSWIndex(VectorIndex):
                 self._index.add(np.ascontiguousarray(vecs))
             self._slots.assign(ids, np.arange(len(ids), dtype=np.int64))
         self._n_live = len(ids)
-        self._live_sel = None
-        self._live_bits = None
+        self._live = None
 
     # -- search ---------------------------------------------------------------------------
-    def _live_selector(self) -> Any:
-        """IDSelectorBitmap of live slots, or None when no slot is dead."""
-        if self.n_deleted == 0:
-            return None
-        if self._live_sel is None:
-            total = int(self._index.ntotal)
-            self._live_bits = np.packbits(self._slots.id_at[:total] >= 0, bitorder="little")
-            self._live_sel = faiss.IDSelectorBitmap(len(self._live_bits),
-                                                    faiss.swig_ptr(self._live_bits))
-        return self._live_sel
-
     def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None,
                exclude: Exclude = None) -> tuple[np.ndarray, np.ndarray]:
         q = self._prepare_queries(queries, k)
@@ -177,7 +176,8 @@ class HNSWIndex(VectorIndex):
         excl = check_exclude(exclude, len(q))
         if self._n_live == 0 or len(q) == 0:
             return pad_results(len(q), k)
-        live = self._live_selector()
+        live_pair = self._live  # a local reference keeps selector and bitmap alive
+        live = None if live_pair is None else live_pair[0]
         with omp_threads(self.threads):
             if isinstance(excl, list):
                 labels = np.empty((len(q), k), np.int64)
@@ -240,4 +240,5 @@ class HNSWIndex(VectorIndex):
         index._index = graph
         index._slots = IdSlots.from_ids(id_at.astype(np.int64))
         index._n_live = int((id_at >= 0).sum())
+        index._refresh_live()
         return index

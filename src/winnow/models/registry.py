@@ -1,6 +1,6 @@
 """Retrieval models by name: build one from the typed config, or load a saved one.
 
-Names: "popularity", "popularity_recent", "itemitem", "als", "bpr", "ease". A saved model is a
+Names: "popularity", "popularity_recent", "itemitem", "als", "bpr", "ease", "two_tower". A saved model is a
 directory with ``model.json`` (its "model" field is the name) and ``arrays.npz``.
 """
 
@@ -17,16 +17,17 @@ from winnow.models.bpr import BPRRecommender
 from winnow.models.ease import EASERecommender
 from winnow.models.itemitem import ItemItemRecommender
 from winnow.models.popularity import PopularityRecommender, RecentPopularityRecommender
+from winnow.models.two_tower import TwoTowerRecommender
 
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (PopularityRecommender, RecentPopularityRecommender, ItemItemRecommender,
-                ALSRecommender, BPRRecommender, EASERecommender)
+                ALSRecommender, BPRRecommender, EASERecommender, TwoTowerRecommender)
 }
 
 # which [models.*] config section parameterises each model
 _SECTION = {"popularity": "popularity", "popularity_recent": "popularity", "itemitem": "itemitem",
-            "als": "als", "bpr": "bpr", "ease": "ease"}
+            "als": "als", "bpr": "bpr", "ease": "ease", "two_tower": "two_tower"}
 
 
 def model_class(name: str) -> type[Recommender]:

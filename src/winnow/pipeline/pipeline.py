@@ -7,7 +7,8 @@ Fallback chain, in order:
 1. ``cold_start``: a user with no history and no ALS vector gets only ``cold_start_sources``.
 2. ``backfill``: fewer than ``min_candidates`` merged candidates -> the backfill source tops up.
 3. ``empty``: even then nothing is left after the rules -> the backfill source's top available
-   items are served without personal rules (never an empty slate in silence).
+   items are served, minus purchased and request-excluded items, without the other rules
+   (never an empty slate in silence).
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from winnow.pipeline.rank import BlendRanker, candidate_features
 from winnow.pipeline.rules import build_rules
 from winnow.pipeline.sources import CandidateSource, RetrievalArtefacts, build_source
 from winnow.pipeline.types import (
-    Candidates, Catalog, RankedList, Ranker, Request, Rule, RuleContext, RuleRecord, Slate, SlateItem,
+    Candidates,
+    Catalog,
+    RankedList,
+    Ranker,
+    Request,
+    Rule,
+    RuleContext,
+    RuleRecord,
+    Slate,
+    SlateItem,
 )
 
 BACKFILL_WEIGHT = 0.1  # blend weight of the backfill source when it is not a configured source
@@ -127,9 +137,11 @@ class Pipeline:
         t3 = time.perf_counter()
         fallbacks = list(cands.fallbacks)
         if len(final) == 0:
-            items, scores = self.sources[self.config.backfill_source].candidates(request, request.k)
-            keep = ~np.isin(items, request.exclude)
-            items, scores = items[keep], scores[keep]
+            items, scores = self.sources[self.config.backfill_source].candidates(
+                request, request.k + len(request.exclude) + len(request.user.purchased))
+            # never serve what the request or a purchase excludes, even here; filters are dropped
+            keep = ~np.isin(items, request.exclude) & ~np.isin(items, request.user.purchased)
+            items, scores = items[keep][: request.k], scores[keep][: request.k]
             final = RankedList(items, np.zeros(len(items), np.float32), np.full(len(items), -1, np.int32))
             fallbacks.append("empty")
         top = final.take(np.arange(min(request.k, len(final))))

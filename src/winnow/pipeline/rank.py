@@ -32,7 +32,7 @@ def candidate_features(candidates: Candidates, request: Request, catalog: Catalo
                 aff[cats == code] = value
     feats["affinity"] = aff
     pop = catalog.popularity[candidates.items].astype(np.float32)
-    top = float(catalog.popularity.max()) if len(catalog.popularity) else 0.0
+    top = catalog.popularity_max
     feats["popularity"] = (np.log1p(np.maximum(pop, 0)) / np.log1p(top)).astype(np.float32) if top > 0 \
         else np.zeros(n, np.float32)
     return feats

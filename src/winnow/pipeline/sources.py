@@ -82,6 +82,41 @@ class ItemItemSource:
         return _clean(items, scores)
 
 
+def sparse_history_scorer(similarity: Any) -> HistoryScorer:
+    """Item-item scores from a history without touching every item: float32 CSR [n, n] rows of
+    the history items are gathered, weighted and summed (same result as history @ similarity,
+    positive scores only, history items excluded), so the cost grows with the neighbours
+    reached, not the catalog size (a dense 1M-item score row costs ~3 ms per request).
+    """
+    indptr, indices, data = similarity.indptr, similarity.indices, similarity.data
+    n = similarity.shape[0]
+
+    def score(hist: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        hist = np.asarray(hist, np.int64)
+        ok = (hist >= 0) & (hist < n)
+        hist, w = hist[ok], np.asarray(weights, np.float32)[ok]
+        if len(hist) == 0:
+            return EMPTY_I, EMPTY_S
+        starts, ends = indptr[hist], indptr[hist + 1]
+        lens = ends - starts
+        if lens.sum() == 0:
+            return EMPTY_I, EMPTY_S
+        pos = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        cols = indices[pos]
+        vals = data[pos] * np.repeat(w, lens)
+        uniq, inv = np.unique(cols, return_inverse=True)
+        sums = np.bincount(inv, weights=vals).astype(np.float32)
+        keep = (sums > 0) & ~np.isin(uniq, hist)
+        uniq, sums = uniq[keep], sums[keep]
+        if len(uniq) > k:
+            part = np.argpartition(-sums, k - 1)[:k]
+            uniq, sums = uniq[part], sums[part]
+        order = np.lexsort((uniq, -sums))  # best first, ties by item index
+        return uniq[order].astype(np.int32), sums[order]
+
+    return score
+
+
 class RankedArraySource:
     """Top of a precomputed per-item score (popularity, trending, recency), available items only.
 

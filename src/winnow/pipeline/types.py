@@ -51,6 +51,7 @@ class Catalog:
         self.popularity = np.asarray(popularity, np.float32)
         self.trending = np.asarray(trending, np.float32)
         self.vectors = vectors
+        self.popularity_max = float(self.popularity.max()) if n else 0.0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

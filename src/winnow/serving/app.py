@@ -6,6 +6,7 @@ popularity) and returns the app; OpenAPI docs are at /docs.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,13 +23,15 @@ from winnow.serving.telemetry import Metrics
 
 
 class GuardMiddleware:
-    """Pure ASGI: refuse bodies over ``max_body_bytes`` (413, by Content-Length) and record
-    per-route latency, request counts and 5xx errors."""
+    """Pure ASGI: refuse bodies over ``max_body_bytes`` (413, by Content-Length), record
+    per-route latency, request counts and 5xx errors, and name the worker process in an
+    ``x-winnow-worker`` response header."""
 
     def __init__(self, app: Any, *, max_body_bytes: int, metrics: Metrics) -> None:
         self.app = app
         self.max = max_body_bytes
         self.metrics = metrics
+        self.worker = (b"x-winnow-worker", str(os.getpid()).encode())
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -52,6 +55,7 @@ class GuardMiddleware:
         async def _send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", ()), self.worker]
             await send(message)
 
         t0 = time.perf_counter()

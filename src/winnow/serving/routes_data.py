@@ -13,7 +13,13 @@ from pydantic import ValidationError
 from winnow.core.errors import UnknownIdError
 from winnow.serving.errors import ApiError
 from winnow.serving.schemas import (
-    CountOut, EventIn, EventsOut, ItemPatch, ItemsIn, UserIn, UserOut,
+    CountOut,
+    EventIn,
+    EventsOut,
+    ItemPatch,
+    ItemsIn,
+    UserIn,
+    UserOut,
 )
 from winnow.serving.service import Service
 

@@ -20,7 +20,7 @@ from winnow.core.ids import IdMap
 from winnow.data.store import Store
 from winnow.pipeline.pipeline import Pipeline, build_pipeline
 from winnow.pipeline.rules import decay
-from winnow.pipeline.sources import RetrievalArtefacts
+from winnow.pipeline.sources import RetrievalArtefacts, sparse_history_scorer
 from winnow.pipeline.types import NO_CATEGORY, Catalog, UserView
 from winnow.serving.state import UserRecord
 from winnow.training.bundle import Bundle
@@ -52,7 +52,8 @@ class Runtime:
 
     def __init__(self, config: WinnowConfig, pipeline: Pipeline, catalog: Catalog, *,
                  version: str | None, user_ids: IdMap | None = None, als: Any = None,
-                 itemitem: Any = None, index: Any = None, mode: str = "bundle") -> None:
+                 itemitem: Any = None, index: Any = None, mode: str = "bundle",
+                 data_until: int = -1) -> None:
         self.config = config
         self.pipeline = pipeline
         self.catalog = catalog
@@ -62,6 +63,7 @@ class Runtime:
         self.itemitem = itemitem
         self.index = index
         self.mode = mode
+        self.data_until = data_until
         self._n_model_items = int(getattr(als, "n_items_", 0) or getattr(itemitem, "n_items_", 0) or 0)
         self._fold_cache: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         self._fold_lock = threading.Lock()
@@ -78,19 +80,15 @@ class Runtime:
                           vectors=getattr(bundle.models.get("als"), "item_factors_", None))
         _overlay_store_catalog(catalog, store)
         als, itemitem = bundle.models.get("als"), bundle.models.get("itemitem")
-        scorer = None
-        if itemitem is not None:
-            n_it = itemitem.n_items_
-
-            def scorer(hist: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-                ok = hist < n_it  # items added after training have no neighbours yet
-                return itemitem.score_from_history(hist[ok], weights[ok], k)
-
+        if als is not None and als.n_items_:
+            als.recalculate_user(np.zeros(1, np.int64))  # warm the fold-in (computes Y^T Y once)
+        scorer = sparse_history_scorer(itemitem.similarity_) if itemitem is not None else None
         art = RetrievalArtefacts(catalog, index=bundle.index if als is not None else None,
                                  itemitem=scorer, ef_search=config.index.ef_search)
         pipeline = build_pipeline(config.pipeline, art)
         return cls(config, pipeline, catalog, version=bundle.version, user_ids=bundle.user_ids,
-                   als=als, itemitem=itemitem, index=bundle.index)
+                   als=als, itemitem=itemitem, index=bundle.index,
+                   data_until=int(bundle.info.manifest.get("data", {}).get("until", -1)))
 
     @classmethod
     def without_bundle(cls, config: WinnowConfig, store: Store) -> Runtime:
@@ -119,7 +117,8 @@ class Runtime:
         if self.als is None:
             return None
         uidx = self.user_ids.get(user_id) if self.user_ids is not None else -1
-        if (rec is None or rec.online_events == 0) and uidx >= 0:
+        # the trained vector holds until the user has events newer than the bundle's data
+        if uidx >= 0 and (rec is None or rec.newest_timestamp <= self.data_until):
             return self.als.user_factors_[uidx]
         if rec is None:
             return None

@@ -1,5 +1,12 @@
-"""``winnow serve``: run the app on uvicorn (uvloop + httptools, one worker: online state is
-in-process, so one process owns it)."""
+"""``winnow serve``: run the app on uvicorn (uvloop + httptools).
+
+One worker by default. With ``[serving] workers > 1`` uvicorn starts that many processes on
+one port; they share the store (the source of truth): each validates its cached user state
+against the store on every request and follows the ACTIVE bundle pointer, so an event or an
+activation received by one worker is seen by all (activation within ``bundle_poll_s``). Worker
+processes rebuild the config from ``$WINNOW_HOME`` (winnow.toml + environment), so settings
+passed only in-process do not reach them.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +28,12 @@ def serve(config: WinnowConfig, host: str | None = None, port: int | None = None
     import uvicorn
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    app = create_app(config)
-    uvicorn.run(app, host=host or config.serving.host, port=port or config.serving.port,
-                loop="uvloop", http="httptools", log_level="warning", access_log=False)
+    host = host or config.serving.host
+    port = port or config.serving.port
+    opts = {"loop": "uvloop", "http": "httptools", "log_level": "warning", "access_log": False}
+    if config.serving.workers > 1:
+        os.environ["WINNOW_HOME"] = str(config.home)
+        uvicorn.run("winnow.serving.server:app_from_env", factory=True, host=host, port=port,
+                    workers=config.serving.workers, **opts)
+    else:
+        uvicorn.run(create_app(config), host=host, port=port, **opts)

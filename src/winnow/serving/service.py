@@ -39,11 +39,45 @@ class Service:
         self.store = store if store is not None else open_store(config.store_url(),
                                                                  busy_timeout_ms=config.store.busy_timeout_ms)
         self.metrics = Metrics()
-        self.state = OnlineState(self.store, config.events, capacity=config.serving.user_state_cache)
+        self.state = OnlineState(self.store, config.events, capacity=config.serving.user_state_cache,
+                                 shared=config.serving.workers > 1)
         self.impressions = ImpressionWriter(self.store, self.metrics, batch=config.serving.impression_batch,
                                             capacity=config.serving.impression_queue)
         self._swap_lock = threading.Lock()
         self.runtime: Runtime = self._initial_runtime()
+        self._refused: str | None = None  # ACTIVE version that failed to load (not retried)
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._follow_active, name="bundle-follower", daemon=True)
+        self._poller.start()
+
+    def _follow_active(self) -> None:
+        """Follow <home>/bundles/ACTIVE: `winnow train` or another worker may have activated a
+        bundle; build it and swap (a refused version is logged once and not retried)."""
+        while not self._stop.wait(self.config.serving.bundle_poll_s):
+            try:
+                version = bundles.active_version(self.config.home)
+            except BundleError as exc:
+                log.error("ACTIVE pointer unreadable: %s", exc)
+                continue
+            if version is None or version == self.runtime.version or version == self._refused:
+                continue
+            with self._swap_lock:
+                try:  # re-read under the lock: an admin activation may have just moved it
+                    version = bundles.active_version(self.config.home)
+                except BundleError:
+                    continue
+                if version is None or version == self.runtime.version:
+                    continue
+                try:
+                    new = self._build(version)
+                except (BundleError, ConfigError) as exc:
+                    self._refused = version
+                    self.metrics.swaps.labels("refused").inc()
+                    log.error("ACTIVE bundle %s refused, %s keeps serving: %s", version, self.runtime.version, exc)
+                    continue
+                self.runtime = new
+                self.metrics.swaps.labels("ok").inc()
+                log.warning("now serving bundle %s (followed ACTIVE)", version)
 
     # --- bundles -------------------------------------------------------------------------------
     def _initial_runtime(self) -> Runtime:
@@ -144,5 +178,6 @@ class Service:
         return rt, request_id, slate
 
     def close(self) -> None:
+        self._stop.set()
         self.impressions.close()
         self.store.close()

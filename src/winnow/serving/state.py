@@ -13,6 +13,7 @@ cache of the runtime is keyed on it).
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections import OrderedDict, deque
@@ -25,6 +26,8 @@ from winnow.core.config import EventsConfig
 from winnow.data.store import Store
 
 PURCHASE = "purchase"
+MAX_SCAN = 100_000  # events read once per user to find all purchases when the history is longer
+_REVISIONS = itertools.count(1)  # process-wide: a (re)loaded record never reuses a revision
 
 # Adapter (remove once SQLiteStore.user_events joins on rowids): the store's own query joins
 # ``ik.id - 1 = e.iid``, which makes SQLite scan the whole item_keys table for every event row
@@ -34,6 +37,27 @@ _FAST_USER_EVENTS = (
     "FROM user_keys uk JOIN events e ON e.uid = uk.id - 1 "
     "JOIN item_keys ik ON ik.id = e.iid + 1 JOIN event_types t ON t.id = e.tid + 1 "
     "WHERE uk.external = ? ORDER BY e.ts DESC, e.seq DESC LIMIT ?")
+
+
+_USER_VERSION = ("SELECT max(e.seq) FROM events e "
+                 "WHERE e.uid = (SELECT id - 1 FROM user_keys WHERE external = ?)")
+
+
+def user_version(store: Store, user_id: str) -> int | None:
+    """The store's latest event sequence number for the user (None: no events / unsupported).
+
+    Used by several worker processes sharing one store: a cached record whose version differs
+    was changed by another process and is rebuilt. Embedded SQLite store only (index-only read).
+    """
+    from winnow.data.sqlite_store import SQLiteStore
+
+    if not isinstance(store, SQLiteStore):
+        return None
+    try:
+        row = store._reader().execute(_USER_VERSION, (str(user_id),)).fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def user_events(store: Store, user_id: str, *, limit: int) -> pd.DataFrame:
@@ -61,16 +85,19 @@ class UserRecord:
     recent: deque = field(default_factory=deque)  # (item_id, event_type, weight, timestamp), newest first
     purchased: set[str] = field(default_factory=set)
     event_count: int = 0
-    revision: int = 0
-    online_events: int = 0  # events applied since the record was built from the store
+    revision: int = field(default_factory=lambda: next(_REVISIONS))
+    store_version: int | None = None  # the store's latest event seq for this user at load
 
     def add(self, item_id: str, event_type: str, weight: float, timestamp: int) -> None:
         self.recent.appendleft((item_id, event_type, weight, int(timestamp)))
         if event_type == PURCHASE:
             self.purchased.add(item_id)
         self.event_count += 1
-        self.online_events += 1
-        self.revision += 1
+        self.revision = next(_REVISIONS)
+
+    @property
+    def newest_timestamp(self) -> int:
+        return max((r[3] for r in self.recent), default=-1)
 
 
 class OnlineState:
@@ -81,10 +108,13 @@ class OnlineState:
         events: the [events] config, for event weights.
         history: recent events kept per user.
         capacity: users kept in memory.
+        shared: other processes write events for the same users (several workers): every hit
+            is validated against the store's per-user version and rebuilt when it moved.
     """
 
     def __init__(self, store: Store, events: EventsConfig, *, history: int = 200,
-                 capacity: int = 100_000) -> None:
+                 capacity: int = 100_000, shared: bool = False) -> None:
+        self._shared = shared
         self._store = store
         self._events = events
         self._history = history
@@ -99,6 +129,7 @@ class OnlineState:
         return float(w) if w is not None else 0.0
 
     def _load(self, user_id: str) -> UserRecord | None:
+        version = user_version(self._store, user_id) if self._shared else None
         frame = user_events(self._store, user_id, limit=self._history)
         if len(frame) == 0:
             return None
@@ -109,6 +140,11 @@ class OnlineState:
             if etype == PURCHASE:
                 rec.purchased.add(item)
         rec.event_count = len(frame)
+        if len(frame) == self._history:  # truncated: purchases and the count need the older events
+            full = user_events(self._store, user_id, limit=MAX_SCAN)
+            rec.event_count = len(full)
+            rec.purchased.update(full["item_id"][full["event_type"] == PURCHASE].tolist())
+        rec.store_version = version
         return rec
 
     def get(self, user_id: str) -> UserRecord | None:
@@ -117,7 +153,12 @@ class OnlineState:
             rec = self._users.get(user_id)
             if rec is not None:
                 self._users.move_to_end(user_id)
+        if rec is not None:
+            if not self._shared or user_version(self._store, user_id) == rec.store_version:
                 return rec
+            with self._lock:  # changed by another process: rebuild from the store
+                if self._users.get(user_id) is rec:
+                    del self._users[user_id]
         for _ in range(10):
             gen = self._applied
             rec = self._load(user_id)
@@ -151,6 +192,9 @@ class OnlineState:
                 user, item, etype, value, ts = (c[i] for c in cols)
                 rec = self._users.get(str(user))
                 if rec is None:
+                    continue
+                if self._shared:  # the store is the truth: rebuild (with its version) on next use
+                    del self._users[str(user)]
                     continue
                 if rec.recent.maxlen is None:
                     rec.recent = deque(rec.recent, maxlen=self._history)

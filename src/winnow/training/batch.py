@@ -4,7 +4,8 @@ Contract (what others rely on to hold winnow against their protocols):
 - Fits on the events given, and nothing else. Every item in --items is a candidate, with
   interactions or not; --candidates restricts the choice to the listed item ids.
 - Users: those in --users (or, without it, everyone in the events). A user without events is
-  served by the cold-start path (popularity over the allowed candidates).
+  served by the cold-start path from their attributes (segment popularity, ``[coldstart]``
+  user_chain); candidate items without events are scored from their content (two-tower).
 - A user's training items are never recommended. Output CSV: user_id,item_id,rank,score with
   rank 1 = best, at most k rows per user (fewer only when fewer candidates remain).
 """
@@ -23,6 +24,7 @@ from winnow.core.config import WinnowConfig
 from winnow.core.errors import ConfigError, DataError
 from winnow.data.interactions import Dataset
 from winnow.models.base import Recommender
+from winnow.models.coldstart import ColdStartHook
 from winnow.models.registry import build_model
 
 
@@ -84,7 +86,10 @@ def batch_recommend(dataset: Dataset, config: WinnowConfig, *, k: int, out: Path
     name = choose_model(dataset, config, model_name)
     train = dataset.interactions
     model: Recommender = build_model(name, config).fit(train)
-    fallback: Recommender = build_model("popularity", config).fit(train)
+    # cold-start hook (winnow.models.coldstart): users with few/no events get their
+    # [coldstart] user_chain (attribute-driven segment popularity blended with the model),
+    # candidate items with no events are scored from content; everyone else goes to `model`
+    hook = ColdStartHook(dataset, config, model=model, train=train, candidates=candidates)
     exclude = train.to_csr(binary=True)
     if users is None:
         user_idx = np.unique(train.user).astype(np.int64)
@@ -101,10 +106,10 @@ def batch_recommend(dataset: Dataset, config: WinnowConfig, *, k: int, out: Path
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(("user_id", "item_id", "rank", "score"))
-            for part, rec in ((warm, model), (cold, fallback)):
+            for part in (warm, cold):
                 for start in range(0, len(part), batch_size):
                     chunk = part[start:start + batch_size]
-                    recs, scores = rec.recommend(chunk, k, exclude=exclude, candidates=candidates)
+                    recs, scores = hook.recommend(chunk, k, exclude=exclude, candidates=candidates)
                     rows += _write_rows(writer, dataset, chunk, recs, scores)
         os.replace(tmp, out)
     except BaseException:

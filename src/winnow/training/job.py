@@ -68,8 +68,8 @@ def _item_arrays(ds: Dataset, popularity: np.ndarray, trending: np.ndarray) -> t
 
 
 def _fit(name: str, config: WinnowConfig, train: Interactions) -> Any:
-    from winnow.models.registry import build_model
     from winnow.models.popularity import RecentPopularityRecommender
+    from winnow.models.registry import build_model
 
     if name == "popularity_recent":
         pc: PopularityConfig = config.models.popularity
@@ -117,6 +117,7 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
 
     t0 = time.time()
     ds = load_training_data(store, config)
+    t_load = time.time()
     inter = ds.interactions
     if len(inter) == 0:
         raise DataError("no events in the store: import some before training", source="store")
@@ -142,7 +143,8 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
         "index": {"backend": type(index).__name__, "dim": int(als.item_factors_.shape[1]),
                   "size": len(index)},
         "metrics": metrics,
-        "timings_s": {"evaluate": round(t1 - t0, 3), "fit": round(t2 - t1, 3), "index": round(t3 - t2, 3)},
+        "timings_s": {"load": round(t_load - t0, 3), "evaluate": round(t1 - t_load, 3),
+                      "fit": round(t2 - t1, 3), "index": round(t3 - t2, 3)},
     }
 
     def fill(d: Path) -> None:

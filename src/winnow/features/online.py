@@ -1,0 +1,211 @@
+"""Online (serving-time) features from live incremental state.
+
+``OnlineFeatureState`` ingests events one at a time (``add_event``, O(categories of the item))
+and answers ``features(user, items, t)`` for one request: the same ``Aggregates`` as
+``offline.offline_features`` computes for a list at time t, then the same ``finalize``. The
+state assumes it holds only events before t (the service's "now"); window counts and the user's
+recent activity are taken with t by binary search, decayed sums are kept at a reference time
+and decayed to t when read. Indices are dense internal ids; items beyond the catalog arrays
+(added after training) have no categories, creator, age or attributes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from winnow.features.catalog import FeatureCatalog
+from winnow.features.definitions import Aggregates, finalize
+from winnow.features.spec import FeatureSpec
+
+
+@dataclass
+class _Engagement:
+    """count, decayed sum at ``ref`` time, reference time, last time."""
+
+    count: int = 0
+    decay: float = 0.0
+    ref: float = -math.inf
+    last: float = -math.inf
+
+    def add(self, ts: float, half_life_s: float) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.decay, self.ref = 1.0, ts
+        elif ts >= self.ref:
+            self.decay = self.decay * math.exp2(-(ts - self.ref) / half_life_s) + 1.0
+            self.ref = ts
+        else:
+            self.decay += math.exp2(-(self.ref - ts) / half_life_s)
+        self.last = max(self.last, ts)
+
+    def decay_at(self, t: float, half_life_s: float) -> float:
+        return self.decay * math.exp2(-(t - self.ref) / half_life_s) if self.count else 0.0
+
+
+@dataclass
+class _User:
+    ts: list[float] = field(default_factory=list)      # sorted event times
+    items: list[int] = field(default_factory=list)     # every event's item (any order)
+    cats: dict[int, _Engagement] = field(default_factory=dict)
+    creators: dict[int, _Engagement] = field(default_factory=dict)
+    age_sum: float = 0.0
+    age_cnt: int = 0
+    attr_sum: np.ndarray | None = None
+    attr_cnt: np.ndarray | None = None
+
+
+class OnlineFeatureState:
+    """Live per-user and per-item state for ranking features (see module docstring)."""
+
+    def __init__(self, catalog: FeatureCatalog, spec: FeatureSpec) -> None:
+        self.catalog = catalog
+        self.spec = spec
+        self._users: dict[int, _User] = {}
+        self._item_ts: dict[int, list[float]] = {}
+        self._all_ts: list[float] = []  # every event time, sorted (activity-span denominators)
+        self._peer_ts: dict[tuple[int, int, int], list[float]] = {}  # (group attr, code, item)
+        self._group_ts: dict[tuple[int, int], list[float]] = {}      # (group attr, code)
+        self._n_items = catalog.item_cat.shape[0]
+
+    def _cats(self, item: int) -> np.ndarray:
+        if item >= self._n_items:
+            return np.empty(0, np.int32)
+        ic = self.catalog.item_cat
+        return ic.indices[ic.indptr[item]:ic.indptr[item + 1]]
+
+    def _creator(self, item: int) -> int:
+        return int(self.catalog.item_creator[item]) if item < self._n_items else -1
+
+    def _created(self, item: int) -> float:
+        return float(self.catalog.item_created[item]) if item < self._n_items else math.nan
+
+    def add_event(self, user: int, item: int, ts: int | float) -> None:
+        """Fold one positive event into the state (events may arrive slightly out of order)."""
+        ts = float(ts)
+        hl = self.spec.half_life_s
+        u = self._users.get(user)
+        if u is None:
+            u = self._users[user] = _User()
+            n_attr = len(self.spec.item_numeric)
+            u.attr_sum, u.attr_cnt = np.zeros(n_attr), np.zeros(n_attr)
+        bisect.insort(u.ts, ts)
+        u.items.append(item)
+        for c in self._cats(item):
+            u.cats.setdefault(int(c), _Engagement()).add(ts, hl)
+        cr = self._creator(item)
+        if cr >= 0:
+            u.creators.setdefault(cr, _Engagement()).add(ts, hl)
+        created = self._created(item)
+        if not math.isnan(created):
+            u.age_sum += ts - created
+            u.age_cnt += 1
+        if item < self._n_items and len(self.spec.item_numeric):
+            v = self.catalog.item_numeric[item]
+            ok = ~np.isnan(v)
+            u.attr_sum[ok] += v[ok]  # type: ignore[index]
+            u.attr_cnt[ok] += 1  # type: ignore[index]
+        bisect.insort(self._item_ts.setdefault(item, []), ts)
+        bisect.insort(self._all_ts, ts)
+        if user < self.catalog.user_groups.shape[0]:
+            for g, code in enumerate(self.catalog.user_groups[user].tolist()):
+                if code >= 0:
+                    bisect.insort(self._peer_ts.setdefault((g, code, item), []), ts)
+                    bisect.insort(self._group_ts.setdefault((g, code), []), ts)
+
+    def _pop_before(self, item: int, t: float) -> int:
+        return bisect.bisect_left(self._item_ts.get(item, []), t)
+
+    def features(self, user: int, items: np.ndarray, t: float, *,
+                 src_score: dict[str, np.ndarray], src_rank: dict[str, np.ndarray],
+                 device: str | None = None) -> np.ndarray:
+        """float32 [len(items), len(spec.names)] for one request of ``user`` at time ``t``.
+
+        src_score / src_rank: per spec source, float [len(items)] (NaN where not proposed).
+        """
+        spec, hl = self.spec, self.spec.half_life_s
+        items = np.asarray(items, np.int64)
+        n = len(items)
+        u = self._users.get(user) or _User(attr_sum=np.zeros(len(spec.item_numeric)),
+                                            attr_cnt=np.zeros(len(spec.item_numeric)))
+        cmax, csum, dmax, dsum, clast, ncat = (np.zeros(n) for _ in range(6))
+        crc, crd, crl = np.zeros(n), np.zeros(n), np.full(n, np.nan)
+        pop = {w: np.zeros(n) for w in spec.windows}
+        pop_all, created = np.zeros(n), np.full(n, np.nan)
+        clast[:] = np.nan
+        first = u.ts[0] if u.ts else math.nan
+        pop_span = np.full(n, np.nan)
+        for r, item in enumerate(items.tolist()):
+            cats = self._cats(item)
+            ncat[r] = len(cats)
+            best_last = -math.inf
+            for c in cats.tolist():
+                e = u.cats.get(c)
+                if e is None:
+                    continue
+                d = e.decay_at(t, hl)
+                cmax[r] = max(cmax[r], e.count)
+                csum[r] += e.count
+                dmax[r] = max(dmax[r], d)
+                dsum[r] += d
+                best_last = max(best_last, e.last)
+            if best_last > -math.inf:
+                clast[r] = best_last
+            cr = self._creator(item)
+            e = u.creators.get(cr) if cr >= 0 else None
+            if e is not None:
+                crc[r], crd[r], crl[r] = e.count, e.decay_at(t, hl), e.last
+            ts = self._item_ts.get(item, [])
+            hi = bisect.bisect_left(ts, t)
+            for w, sec in spec.windows.items():
+                pop[w][r] = hi - bisect.bisect_left(ts, t - sec)
+            pop_all[r] = hi
+            if u.ts:
+                pop_span[r] = hi - bisect.bisect_left(ts, first)
+            created[r] = self._created(item)
+        n_hist = len(u.ts)
+        recent = n_hist - bisect.bisect_left(u.ts, t - spec.activity_window_s)
+        pop_sum = sum(math.log1p(self._pop_before(i, t)) for i in u.items)
+        ones = np.ones(n)
+        events_span = (bisect.bisect_left(self._all_ts, t) - bisect.bisect_left(self._all_ts, first)
+                       if n_hist else math.nan)
+        last = u.ts[-1] if n_hist else math.nan
+        n_attr = len(spec.item_numeric)
+        item_num = np.full((n, n_attr), np.nan)
+        inside = items < self._n_items
+        item_num[inside] = self.catalog.item_numeric[items[inside]]
+        in_users = user < self.catalog.user_numeric.shape[0]
+        user_num = (self.catalog.user_numeric[user] if in_users
+                    else np.full(len(spec.user_numeric), np.nan))
+        user_cat = (self.catalog.user_categorical[user] if in_users
+                    else np.full(len(spec.user_categorical), np.nan))
+        n_groups = len(spec.groups)
+        peer_pop = np.full((n, n_groups), np.nan)
+        peer_events = np.full((n, n_groups), np.nan)
+        codes = (self.catalog.user_groups[user].tolist() if in_users else [-1] * n_groups)
+        for g, code in enumerate(codes):
+            if code < 0:
+                continue
+            peer_events[:, g] = bisect.bisect_left(self._group_ts.get((g, code), []), t)
+            for r, item in enumerate(items.tolist()):
+                peer_pop[r, g] = bisect.bisect_left(self._peer_ts.get((g, code, item), []), t)
+        all_events = bisect.bisect_left(self._all_ts, t)
+        agg = Aggregates(
+            row_list=np.zeros(n, np.int64), t=np.full(n, float(t)),
+            device=np.full(n, spec.device_code(device)),
+            src_score={s: np.asarray(src_score[s], np.float64) for s in spec.sources},
+            src_rank={s: np.asarray(src_rank[s], np.float64) for s in spec.sources},
+            cat_count_max=cmax, cat_count_sum=csum, cat_decay_max=dmax, cat_decay_sum=dsum,
+            cat_last=clast, item_ncat=ncat, cr_count=crc, cr_decay=crd, cr_last=crl,
+            pop=pop, pop_all=pop_all, pop_span=pop_span,
+            events_span=np.full(n, float(events_span)), peer_pop=peer_pop, peer_events=peer_events,
+            all_events=np.full(n, float(all_events)), item_created=created,
+            u_n=ones * n_hist, u_recent=ones * recent, u_first=ones * first, u_last=ones * last,
+            u_age_sum=ones * u.age_sum, u_age_cnt=ones * u.age_cnt, u_pop_sum=ones * pop_sum,
+            u_attr_sum=np.tile(u.attr_sum, (n, 1)), u_attr_cnt=np.tile(u.attr_cnt, (n, 1)),
+            item_num=item_num, user_num=np.tile(user_num, (n, 1)),
+            user_cat=np.tile(user_cat, (n, 1)))
+        return finalize(agg, spec)

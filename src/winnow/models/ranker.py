@@ -1,0 +1,149 @@
+"""The learned ranker: LightGBM with the lambdarank objective over candidate lists.
+
+Training input is a feature matrix (rows = candidates, columns = ``FeatureSpec.names``), binary
+or graded labels and the list sizes (rows of one list are contiguous). Early stopping watches
+NDCG@``eval_at`` on a validation set of whole lists. Saved as LightGBM's own text model
+(``ranker.txt``) plus ``ranker.json`` (parameters, best iteration, feature spec, importance):
+plain data, no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Self
+
+import lightgbm as lgb
+import numpy as np
+
+from winnow.core.errors import BundleError, NotFittedError
+from winnow.features.spec import FeatureSpec
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "learning_rate": 0.05,
+    "num_leaves": 31, "min_data_in_leaf": 50, "feature_fraction": 0.8, "bagging_fraction": 0.8,
+    "bagging_freq": 1, "lambda_l2": 1.0, "lambdarank_truncation_level": 20, "verbosity": -1,
+}
+
+
+class LambdaRanker:
+    """LightGBM lambdarank ranker bound to a ``FeatureSpec``.
+
+    Args:
+        spec: the feature columns (order and categorical columns).
+        params: LightGBM parameters overriding DEFAULT_PARAMS.
+        num_boost_round: maximum trees; early_stopping_rounds: patience on validation NDCG.
+        seed: LightGBM seed; num_threads: training threads (0 = LightGBM default).
+    """
+
+    def __init__(self, spec: FeatureSpec, *, params: dict[str, Any] | None = None,
+                 num_boost_round: int = 1000, early_stopping_rounds: int = 50, seed: int = 0,
+                 num_threads: int = 0) -> None:
+        self.spec = spec
+        self.params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed, "num_threads": num_threads}
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+        self.booster_: lgb.Booster | None = None
+        self.best_iteration_: int = 0
+        self.valid_ndcg_: float | None = None
+
+    def _dataset(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                 reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        if x.shape[1] != len(self.spec.names):
+            raise ValueError(f"feature matrix has {x.shape[1]} columns, spec has {len(self.spec.names)}")
+        if int(np.sum(groups)) != len(x) or len(y) != len(x):
+            raise ValueError(f"groups sum to {int(np.sum(groups))} and labels have {len(y)} rows "
+                             f"for {len(x)} feature rows")
+        return lgb.Dataset(x, label=y, group=groups, feature_name=self.spec.names,
+                           categorical_feature=self.spec.categorical, reference=reference,
+                           free_raw_data=True, params={"verbosity": -1})
+
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, *,
+            valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Self:
+        """Train on lists (``groups`` = rows per list, in row order); stop early on ``valid``."""
+        train = self._dataset(x, y, groups)
+        callbacks = []
+        valid_sets = []
+        if valid is not None:
+            valid_sets = [self._dataset(*valid, reference=train)]
+            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
+        self.booster_ = lgb.train(self.params, train, num_boost_round=self.num_boost_round,
+                                  valid_sets=valid_sets, valid_names=["valid"][:len(valid_sets)],
+                                  callbacks=callbacks)
+        self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
+        if valid is not None:
+            at = self.params["eval_at"][0]
+            self.valid_ndcg_ = float(self.booster_.best_score["valid"][f"ndcg@{at}"])
+        return self
+
+    def _check(self) -> lgb.Booster:
+        if self.booster_ is None:
+            raise NotFittedError("LambdaRanker is not fitted; call fit() or load() first")
+        return self.booster_
+
+    def predict(self, x: np.ndarray, *, num_threads: int = 1) -> np.ndarray:
+        """float64 [n] scores (higher = better) with the best iteration's trees."""
+        return self._check().predict(x, num_iteration=self.best_iteration_, num_threads=num_threads)
+
+    def contributions(self, x: np.ndarray, *, num_threads: int = 1) -> np.ndarray:
+        """float64 [n, n_features + 1] SHAP contributions (pred_contrib); last column = bias."""
+        return self._check().predict(x, num_iteration=self.best_iteration_, pred_contrib=True,
+                                     num_threads=num_threads)
+
+    def top_contributions(self, x: np.ndarray, *, top: int = 5) -> list[list[dict[str, float]]]:
+        """Per row, the ``top`` features with the largest |contribution|: name, value, contribution."""
+        contrib = self.contributions(x)[:, :-1]
+        names = self.spec.names
+        out = []
+        for r in range(len(x)):
+            order = np.argsort(-np.abs(contrib[r]))[:top]
+            out.append([{"feature": names[j], "value": float(x[r, j]), "contribution": float(contrib[r, j])}
+                        for j in order])
+        return out
+
+    def importance(self) -> list[dict[str, Any]]:
+        """Features by total gain, best first: name, gain, gain share, splits."""
+        b = self._check()
+        gain = b.feature_importance("gain", iteration=self.best_iteration_)
+        split = b.feature_importance("split", iteration=self.best_iteration_)
+        total = float(gain.sum()) or 1.0
+        rows = [{"feature": n, "gain": float(g), "share": float(g) / total, "splits": int(s)}
+                for n, g, s in zip(self.spec.names, gain, split, strict=True)]
+        return sorted(rows, key=lambda r: -r["gain"])
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``ranker.txt`` (LightGBM text model) and ``ranker.json`` (spec, params, report)."""
+        b = self._check()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        b.save_model(str(d / "ranker.txt"), num_iteration=self.best_iteration_)
+        meta = {"model": "lambdarank", "params": self.params, "best_iteration": self.best_iteration_,
+                "valid_ndcg": self.valid_ndcg_, "feature_spec": self.spec.to_json(),
+                "importance": self.importance()}
+        (d / "ranker.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> LambdaRanker:
+        """Inverse of save(); BundleError when a file is missing or does not match the spec."""
+        d = Path(directory)
+        try:
+            meta = json.loads((d / "ranker.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BundleError(f"ranker metadata missing: {d / 'ranker.json'}") from None
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{d / 'ranker.json'}: invalid JSON: {exc}") from None
+        spec = FeatureSpec.from_json(meta.get("feature_spec"), source=str(d / "ranker.json"))
+        if not (d / "ranker.txt").is_file():
+            raise BundleError(f"ranker model missing: {d / 'ranker.txt'}")
+        try:
+            booster = lgb.Booster(model_file=str(d / "ranker.txt"))
+        except lgb.basic.LightGBMError as exc:
+            raise BundleError(f"{d / 'ranker.txt'}: not a LightGBM model: {exc}") from None
+        if booster.feature_name() != spec.names:
+            raise BundleError(f"{d / 'ranker.txt'}: model features differ from the feature spec")
+        params = {k: v for k, v in meta["params"].items() if k not in ("seed", "num_threads")}
+        model = cls(spec, params=params, seed=meta["params"].get("seed", 0))
+        model.booster_ = booster
+        model.best_iteration_ = booster.current_iteration()
+        model.valid_ndcg_ = meta.get("valid_ndcg")
+        return model

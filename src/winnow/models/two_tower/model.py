@@ -1,0 +1,306 @@
+"""``TwoTowerRecommender`` ("two_tower"): the two-tower model behind the Recommender contract.
+
+Side information is optional: ``with_side_info(items, users)`` (the ``Dataset.items`` / ``.users``
+frames, one row per index) before ``fit`` adds item content (categories, creator, age, text) and
+user attributes / declared interests; without it the towers see ids, history and popularity only.
+
+After fit:
+- ``item_vectors_`` float32 [n_items, dim]: w * collaborative + (1 - w) * content-only vector,
+  w = n / (n + item_k) with n the item's training events, re-normalised. Items with no events
+  get their content vector (item cold start); these are what the ANN index holds.
+- ``user_vector(...)`` runs the user tower for one request (history, attributes, interests,
+  context, optional query text vector); ``_score`` uses each user's training history.
+Saved as model.json + arrays.npz + weights.safetensors (a state dict of tensors), no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+import torch
+
+from winnow.core.config import TwoTowerConfig
+from winnow.core.errors import BundleError
+from winnow.data.interactions import Interactions
+from winnow.evaluation.metrics import evaluate_recs
+from winnow.models.base import Recommender, top_k
+from winnow.models.content import (StructuredContent, TfidfSvdEncoder, encode_texts, item_texts,
+                                   make_text_encoder, stable_hash)
+from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets
+from winnow.models.two_tower.train import EventArrays, TrainSettings, item_vectors, train_epochs
+
+MAX_CATS, MAX_ATTRS, MAX_INTERESTS = 8, 12, 6
+
+
+def attribute_tokens(attrs: dict[str, Any]) -> list[str]:
+    """Hashable tokens of a user's attributes: ``k=v`` for strings (plus a 2-char prefix token,
+    e.g. zip regions), log-scale bins ``k~b`` for numbers (ages 18-24 share a bin)."""
+    out = []
+    for key, value in sorted(attrs.items()):
+        if isinstance(value, bool) or value is None:
+            out.append(f"{key}={value}")
+        elif isinstance(value, (int, float)):
+            out.append(f"{key}~{int(np.floor(np.log2(1.0 + abs(float(value))) * 3))}")
+        else:
+            text = str(value)
+            out.append(f"{key}={text}")
+            if len(text) > 2:
+                out.append(f"{key}[:2]={text[:2]}")
+    return out
+
+
+def _pad(rows: list[list[int]], width: int) -> np.ndarray:
+    out = np.zeros((len(rows), width), np.int64)
+    for r, vals in enumerate(rows):
+        vals = vals[:width]
+        out[r, :len(vals)] = vals
+    return out
+
+
+class TwoTowerRecommender(Recommender):
+    """Two-tower retrieval model (see winnow.models.two_tower)."""
+
+    name = "two_tower"
+
+    def __init__(self, **params: Any) -> None:
+        self.config = TwoTowerConfig(**params)
+        self._items: pd.DataFrame | None = None
+        self._users: pd.DataFrame | None = None
+        self.progress = False
+
+    @classmethod
+    def from_config(cls, section: TwoTowerConfig) -> TwoTowerRecommender:
+        return cls(**section.model_dump())
+
+    def get_params(self) -> dict[str, Any]:
+        return self.config.model_dump()
+
+    def with_side_info(self, items: pd.DataFrame | None, users: pd.DataFrame | None) -> Self:
+        """Use item content and user attributes (frames row-aligned with the index spaces)."""
+        self._items, self._users = items, users
+        return self
+
+    # --- features -----------------------------------------------------------------------------
+    def _item_table(self, train: Interactions) -> ItemTable:
+        cfg, n = self.config, train.n_items
+        items = self._items if self._items is not None and len(self._items) == n else None
+        ref = int(train.timestamp.max()) if len(train) else 0
+        frame = items if items is not None else pd.DataFrame({"item_id": [str(i) for i in range(n)]})
+        self.structure_ = StructuredContent(creator_buckets=cfg.creator_buckets).fit(frame, reference=ref)
+        texts = item_texts(frame)
+        self.text_encoder_: TfidfSvdEncoder | None = None
+        if cfg.text_backend == "none" or not any(texts):
+            text = np.zeros((n, 0), np.float32)
+        else:
+            enc = make_text_encoder(cfg.text_backend, dim=cfg.text_dim, corpus=texts, seed=cfg.seed)
+            self.text_encoder_ = enc if isinstance(enc, TfidfSvdEncoder) else None
+            text = encode_texts(enc, texts)
+        content = self.structure_.transform(frame, text)
+        cats = content.categories
+        cat_rows = [(cats.indices[cats.indptr[i]:cats.indptr[i + 1]] + 1).tolist() for i in range(n)]
+        counts = np.bincount(train.item, minlength=n)
+        return ItemTable(_pad(cat_rows, MAX_CATS), content.creator, content.age, pop_buckets(counts),
+                         content.text)
+
+    def _user_tables(self, train: Interactions, cats: np.ndarray) -> None:
+        cfg, n = self.config, train.n_users
+        users = self._users if self._users is not None and len(self._users) == n else None
+        attrs, interests = [[] for _ in range(n)], [[] for _ in range(n)]
+        if users is not None:
+            for u, a in enumerate(users["attributes"]):
+                if isinstance(a, dict):
+                    attrs[u] = [stable_hash(t, cfg.attr_buckets) for t in attribute_tokens(a)]
+            for u, decl in enumerate(users.get("interests", pd.Series([[]] * n))):
+                interests[u] = self.interest_ids(decl if isinstance(decl, (list, np.ndarray)) else [])
+        # pseudo-interests: the top categories of the user's training items (stands in for
+        # declared interests so onboarding interests have a trained meaning)
+        top = np.zeros((n, MAX_INTERESTS), np.int64)
+        if len(train):
+            uc = pd.DataFrame({"u": np.repeat(train.user, MAX_CATS), "c": cats[train.item].ravel()})
+            uc = uc[uc.c > 0].value_counts().reset_index().sort_values(["u", "count"], ascending=[True, False])
+            uc["r"] = uc.groupby("u").cumcount()
+            uc = uc[uc.r < 3]
+            top[uc.u.to_numpy(), uc.r.to_numpy()] = uc.c.to_numpy()
+        self.user_attrs_ = _pad(attrs, MAX_ATTRS)
+        self.user_declared_ = _pad(interests, MAX_INTERESTS)
+        self.user_pseudo_ = top
+
+    def interest_ids(self, interests: list[str] | np.ndarray) -> list[int]:
+        """Category ids (+1) of declared interests that are known categories."""
+        return [self.structure_.categories_[c] + 1 for c in map(str, interests) if c in self.structure_.categories_]
+
+    def _user_inputs(self, users: np.ndarray, hist: np.ndarray, hist_w: np.ndarray,
+                     rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        uid = 1 + (users.astype(np.int64) * 2_654_435_761) % (cfg.user_buckets - 1)
+        interests = np.where(self.user_declared_[users] > 0, self.user_declared_[users], self.user_pseudo_[users])
+        if rng is not None:  # teach the towers the cold paths: unknown id, no interests
+            uid = np.where(rng.random(len(users)) < cfg.id_dropout, 0, uid)
+            interests = np.where(rng.random((len(users), 1)) < 0.5, 0, interests)
+        zeros = torch.zeros(len(users), dtype=torch.int64)
+        return {"uid": torch.from_numpy(uid), "hist": torch.from_numpy(hist),
+                "hist_w": torch.from_numpy(np.ascontiguousarray(hist_w)),
+                "attrs": torch.from_numpy(self.user_attrs_[users]), "interests": torch.from_numpy(interests),
+                "hour": zeros, "dow": zeros}
+
+    # --- fit ------------------------------------------------------------------------------------
+    def _settings(self) -> TrainSettings:
+        c = self.config
+        return TrainSettings(c.epochs, c.batch_size, c.learning_rate, c.temperature, c.logq, c.extra_negatives,
+                             c.pop_reg, c.id_dropout, c.context_dropout, c.query_prob, c.history,
+                             c.half_life, c.patience, c.seed, self.progress)
+
+    def _new_net(self, table: ItemTable, n_items: int) -> TwoTower:
+        c = self.config
+        torch.manual_seed(c.seed)
+        return TwoTower(n_items=n_items, n_categories=max(1, self.structure_.n_categories),
+                        creator_buckets=c.creator_buckets, text_dim=table.text.shape[1],
+                        user_buckets=c.user_buckets, attr_buckets=c.attr_buckets,
+                        emb=c.embedding, hidden=c.hidden, dim=c.dim)
+
+    def _fit(self, train: Interactions) -> None:
+        c = self.config
+        threads = torch.get_num_threads()
+        torch.set_num_threads(c.threads)
+        try:
+            table = self._item_table(train)
+            self._user_tables(train, table.cats)
+            tensors = table.tensors()
+            counts = np.bincount(train.item, minlength=train.n_items)
+            epochs, history = c.epochs, {}
+            cut = float(np.quantile(train.timestamp, c.validation_quantile)) if len(train) else 0.0
+            fit_rows = train.timestamp <= cut
+            if 0 < fit_rows.sum() < len(train):
+                part = train.subset(fit_rows)
+                events = EventArrays.build(part.user, part.item, part.timestamp)
+                self.net_ = self._new_net(table, train.n_items)
+                validate = self._validator(part, train.subset(~fit_rows), tensors)
+                history = train_epochs(self.net_, events, tensors, np.bincount(part.item, minlength=train.n_items),
+                                       self._user_inputs, self._settings(), validate=validate)
+                epochs = int(history["best_epoch"]) + 1
+            if not history or c.refit:
+                events = EventArrays.build(train.user, train.item, train.timestamp)
+                self.net_ = self._new_net(table, train.n_items)
+                refit = train_epochs(self.net_, events, tensors, counts, self._user_inputs, self._settings(),
+                                     epochs=epochs)
+                history = {**history, "refit_seconds": refit["seconds"], "refit_epochs": epochs}
+            self.history_ = history
+            self.table_ = table
+            self._set_user_history(train)
+            self.item_counts_ = counts.astype(np.int64)
+            self._refresh_item_vectors()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _validator(self, part: Interactions, val: Interactions, tensors: dict[str, torch.Tensor]):  # noqa: ANN202
+        self._set_user_history(part)
+        seen = part.to_csr(binary=True)
+        test = val.to_csr(binary=True)
+        users = np.flatnonzero((np.diff(test.indptr) > 0) & (np.diff(seen.indptr) > 0))
+        if len(users) > self.config.validation_users:
+            users = np.random.default_rng(self.config.seed).choice(users, self.config.validation_users, replace=False)
+
+        def validate() -> float:
+            vecs = item_vectors(self.net_, tensors, content_only=False)
+            with torch.no_grad():
+                u = self._history_user_vectors(np.sort(users))
+            scores = u @ vecs.T
+            sub = seen[np.sort(users)]
+            rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
+            scores[rows, sub.indices] = -np.inf
+            recs, _ = top_k(scores, 10)
+            return float(evaluate_recs(recs, test, k=10, users=np.sort(users))["ndcg@10"])
+        return validate
+
+    def _set_user_history(self, train: Interactions) -> None:
+        ev = EventArrays.build(train.user, train.item, train.timestamp)
+        n = train.n_users
+        end = np.searchsorted(ev.user, np.arange(n), side="right")
+        begin = np.searchsorted(ev.user, np.arange(n), side="left")
+        L = self.config.history
+        idx = end[:, None] - L + np.arange(L)[None, :]
+        valid = idx >= begin[:, None]
+        self.user_hist_ = np.where(valid, ev.item1[np.maximum(idx, 0)] if len(ev) else 0, 0).astype(np.int64)
+
+    def _history_user_vectors(self, users: np.ndarray) -> np.ndarray:
+        L = self.config.history
+        w = np.broadcast_to(0.5 ** (np.arange(L - 1, -1, -1, dtype=np.float32) / self.config.half_life),
+                            (len(users), L))
+        with torch.no_grad():
+            out = self.net_.user(**self._user_inputs(users, self.user_hist_[users], w, None))
+        return out.numpy()
+
+    def _refresh_item_vectors(self) -> None:
+        tensors = self.table_.tensors()
+        self.collab_vectors_ = item_vectors(self.net_, tensors, content_only=False)
+        self.content_vectors_ = item_vectors(self.net_, tensors, content_only=True)
+        self.item_vectors_ = blend_item_vectors(self.collab_vectors_, self.content_vectors_,
+                                                self.item_counts_, k=self.config.item_k)
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return self._history_user_vectors(np.asarray(users, np.int64)) @ self.item_vectors_.T
+
+    def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        items = np.asarray(items, np.int64)
+        scores = self.item_vectors_[items] @ self.item_vectors_.T
+        scores[np.arange(len(items)), items] = -np.inf
+        return top_k(scores, k)
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        t = self.table_
+        np.savez(d / "arrays.npz", cats=t.cats, creator=t.creator, age=t.age, pop=t.pop, text=t.text,
+                 user_hist=self.user_hist_, user_attrs=self.user_attrs_, user_declared=self.user_declared_,
+                 user_pseudo=self.user_pseudo_, item_counts=self.item_counts_)
+        save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()}, str(d / "weights.safetensors"))
+        if self.text_encoder_ is not None:
+            self.text_encoder_.save(d / "text")
+        meta = {"model": self.name, "params": self.get_params(), "n_users": self.n_users_,
+                "n_items": self.n_items_, "structure": self.structure_.to_json(),
+                "text_encoder": self.text_encoder_ is not None}
+        (d / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        meta = json.loads((d / "model.json").read_text(encoding="utf-8"))
+        if meta.get("model") != cls.name:
+            raise BundleError(f"{d} holds a {meta.get('model')!r} model, not {cls.name!r}")
+        model = cls(**meta["params"])
+        model.structure_ = StructuredContent.from_json(meta["structure"])
+        model.text_encoder_ = TfidfSvdEncoder.load(d / "text") if meta["text_encoder"] else None
+        with np.load(d / "arrays.npz", allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        model.table_ = ItemTable(a["cats"], a["creator"], a["age"], a["pop"], a["text"])
+        model.user_hist_, model.user_attrs_ = a["user_hist"], a["user_attrs"]
+        model.user_declared_, model.user_pseudo_ = a["user_declared"], a["user_pseudo"]
+        model.item_counts_ = a["item_counts"]
+        model.net_ = model._new_net(model.table_, int(meta["n_items"]))
+        model.net_.load_state_dict(load_file(str(d / "weights.safetensors")))
+        model.net_.eval()
+        model.n_users_, model.n_items_ = int(meta["n_users"]), int(meta["n_items"])
+        model._refresh_item_vectors()
+        return model
+
+
+def blend_item_vectors(collab: np.ndarray, content: np.ndarray, counts: np.ndarray, *, k: float) -> np.ndarray:
+    """w * collab + (1 - w) * content with w = n / (n + k) per item, rows re-normalised.
+
+    collab, content float32 [n, d]; counts int [n] training events per item. An item with 0
+    events is exactly its content vector; as events accumulate it moves to the collaborative one.
+    """
+    w = (counts / (counts + k)).astype(np.float32)[:, None]
+    v = w * collab + (1.0 - w) * content
+    return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)

@@ -1,0 +1,226 @@
+"""Training loop of the two-tower model: in-batch sampled softmax with logQ correction.
+
+For a batch of B (user-state, positive item) events the loss is the softmax cross-entropy of
+the positive among the batch's items, logits ``u . v / temperature - log(expected count)``:
+an in-batch item j appears about ``B * q_j`` times (q = training frequency), so its logit is
+corrected by ``log(B q_j)`` (Yi et al., RecSys 2019); ``extra_negatives`` uniform items are
+corrected by ``log(M / n_items)``. Other rows that hold the same positive item are masked.
+
+Optional popularity regulariser (``pop_reg`` > 0): adds ``pop_reg * mean_i sum_j p_ij
+(log pop_j - mean log pop)`` with p the uncorrected in-batch softmax, which pushes probability
+mass off the popular items (trade-off measured in bench/coldstart.py).
+
+Each user state is the history *before* the event (no leakage), built per batch from the
+user-sorted event arrays. Validation: a temporal cut of the training events; early stopping on
+NDCG@10 of validation users.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from winnow.models.two_tower.towers import TwoTower
+
+
+@dataclass
+class EventArrays:
+    """Training events sorted by (user, time). item1 = item index + 1; start[r] = first row of
+    row r's user. hour/dow 1-based (0 = unknown)."""
+
+    user: np.ndarray
+    item1: np.ndarray
+    start: np.ndarray
+    hour: np.ndarray
+    dow: np.ndarray
+
+    @classmethod
+    def build(cls, user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> EventArrays:
+        order = np.lexsort((timestamp, user))
+        u = user[order].astype(np.int64)
+        ts = timestamp[order]
+        first = np.r_[True, u[1:] != u[:-1]]
+        start = np.maximum.accumulate(np.where(first, np.arange(len(u)), 0))
+        hour = (ts // 3600) % 24 + 1
+        dow = (ts // 86_400 + 3) % 7 + 1  # 1970-01-01 was a Thursday
+        return cls(u, item[order].astype(np.int64) + 1, start, hour.astype(np.int64), dow.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def history(self, rows: np.ndarray, length: int, half_life: float) -> tuple[np.ndarray, np.ndarray]:
+        """(items+1 int64 [len(rows), L], recency weights float32) of the events before each row."""
+        idx = rows[:, None] - length + np.arange(length)[None, :]
+        valid = idx >= self.start[rows][:, None]
+        hist = np.where(valid, self.item1[np.maximum(idx, 0)], 0)
+        age = np.arange(length - 1, -1, -1, dtype=np.float32)
+        return hist, np.broadcast_to(0.5 ** (age / half_life), hist.shape).astype(np.float32)
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    temperature: float
+    logq: float
+    extra_negatives: int
+    pop_reg: float
+    id_dropout: float
+    context_dropout: float
+    query_prob: float
+    history: int
+    half_life: float
+    patience: int
+    seed: int
+    progress: bool
+
+
+UserInputs = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator | None], dict[str, torch.Tensor]]
+
+
+def train_epochs(net: TwoTower, events: EventArrays, items: dict[str, torch.Tensor], item_counts: np.ndarray,
+                 user_inputs: UserInputs, settings: TrainSettings, *,
+                 validate: Callable[[], float] | None = None, epochs: int | None = None) -> dict[str, object]:
+    """Train ``net`` in place; with ``validate`` keep the best epoch's weights (early stopping).
+
+    ``user_inputs(users, hist, hist_w, rng)`` returns the user tower's keyword inputs for a batch
+    (with ``rng`` the training dropouts are applied). Returns a history dict
+    (per-epoch loss, validation score, best epoch, seconds).
+    """
+    rng = np.random.default_rng(settings.seed)
+    torch.manual_seed(settings.seed)
+    sparse, dense = net.param_groups()
+    opt = _Optimizers(torch.optim.SparseAdam(sparse, lr=settings.learning_rate),
+                      torch.optim.Adam(dense, lr=settings.learning_rate))
+    n_items = len(item_counts)
+    q = np.maximum(item_counts.astype(np.float64), 1.0)
+    log_q = torch.from_numpy(np.log(q / q.sum())).float()
+    log_pop = torch.from_numpy(np.log1p(item_counts.astype(np.float64))).float()
+    n_epochs = settings.epochs if epochs is None else epochs
+    steps = max(1, math.ceil(len(events) / settings.batch_size))
+    losses, scores = [], []
+    best, best_epoch, best_state, bad = -1.0, -1, None, 0
+    t0 = time.perf_counter()
+    bar = tqdm(range(n_epochs), desc="two-tower", disable=not settings.progress, leave=False)
+    for epoch in bar:
+        net.train()
+        perm = rng.permutation(len(events))
+        total = 0.0
+        for s in range(steps):
+            rows = perm[s * settings.batch_size:(s + 1) * settings.batch_size]
+            if len(rows) < 2:
+                continue
+            total += _step(net, opt, events, rows, items, log_q, log_pop, n_items, user_inputs, settings, rng)
+        losses.append(total / steps)
+        if validate is not None:
+            net.eval()
+            score = validate()
+            scores.append(score)
+            if score > best + 1e-5:
+                best, best_epoch, bad = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                bad += 1
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", val=f"{score:.4f}")
+            if bad >= settings.patience:
+                break
+        else:
+            best_epoch = epoch
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    return {"loss": losses, "validation_ndcg": scores, "best_epoch": best_epoch,
+            "seconds": time.perf_counter() - t0}
+
+
+class _Optimizers:
+    """SparseAdam for the sparse embedding tables + Adam for the rest, stepped together."""
+
+    def __init__(self, *opts: torch.optim.Optimizer) -> None:
+        self.opts = opts
+
+    def zero_grad(self) -> None:
+        for o in self.opts:
+            o.zero_grad()
+
+    def step(self) -> None:
+        for o in self.opts:
+            o.step()
+
+
+def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray,
+          items: dict[str, torch.Tensor], log_q: torch.Tensor, log_pop: torch.Tensor, n_items: int,
+          user_inputs: UserInputs, st: TrainSettings, rng: np.random.Generator) -> float:
+    pos = events.item1[rows] - 1
+    hist, hist_w = events.history(rows, st.history, st.half_life)
+    uin = user_inputs(events.user[rows], hist, hist_w, rng)
+    ctx_drop = rng.random(len(rows)) < st.context_dropout
+    uin["hour"] = torch.from_numpy(np.where(ctx_drop, 0, events.hour[rows]))
+    uin["dow"] = torch.from_numpy(np.where(ctx_drop, 0, events.dow[rows]))
+    if st.query_prob > 0 and net.item.text_dim > 0:
+        use_q = torch.from_numpy(rng.random(len(rows)) < st.query_prob).float().unsqueeze(1)
+        uin["query"] = items["text"][pos] * use_q
+        uin["query_proj"] = net.query_proj
+    u = net.user(**uin)
+    cand = pos
+    if st.extra_negatives > 0:
+        cand = np.r_[pos, rng.integers(0, n_items, st.extra_negatives)]
+    v = _item_forward(net, items, cand, rng, st.id_dropout)
+    logits = u @ v.T / st.temperature
+    b = len(rows)
+    corr = torch.cat([log_q[cand[:b]] + math.log(b),
+                      torch.full((len(cand) - b,), math.log(max(st.extra_negatives, 1) / n_items))])
+    logits_c = logits - st.logq * corr.unsqueeze(0)
+    pos_t = torch.from_numpy(pos)
+    same = (pos_t.unsqueeze(1) == torch.from_numpy(cand).unsqueeze(0))
+    same[torch.arange(b), torch.arange(b)] = False
+    logits_c = logits_c.masked_fill(same, float("-inf"))
+    loss = torch.nn.functional.cross_entropy(logits_c, torch.arange(b))
+    if st.pop_reg > 0:
+        p = torch.softmax(logits[:, :b].masked_fill(same[:, :b], float("-inf")), dim=1)
+        lp = log_pop[cand[:b]]
+        loss = loss + st.pop_reg * (p @ (lp - lp.mean())).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def _item_forward(net: TwoTower, items: dict[str, torch.Tensor], idx: np.ndarray,
+                  rng: np.random.Generator | None, id_dropout: float) -> torch.Tensor:
+    """Item tower on item indices ``idx``; with ``rng``, ids and popularity are dropped to the
+    content-only input (0) with probability ``id_dropout``."""
+    ids = idx + 1
+    pop = items["pop"][idx]
+    if rng is not None and id_dropout > 0:
+        drop = rng.random(len(idx)) < id_dropout
+        ids = np.where(drop, 0, ids)
+        pop = pop.masked_fill(torch.from_numpy(drop), 0)
+    t = torch.from_numpy(idx)
+    return net.item(torch.from_numpy(ids), items["cats"][t], items["creator"][t], items["age"][t], pop,
+                    items["text"][t])
+
+
+@torch.no_grad()
+def item_vectors(net: TwoTower, items: dict[str, torch.Tensor], *, content_only: bool,
+                 batch_size: int = 8192) -> np.ndarray:
+    """float32 [n_items, dim]: the collaborative (id + content) or content-only item vectors."""
+    n = items["pop"].shape[0]
+    out = []
+    for s in range(0, n, batch_size):
+        idx = np.arange(s, min(n, s + batch_size))
+        t = torch.from_numpy(idx)
+        ids = torch.zeros(len(idx), dtype=torch.int64) if content_only else t + 1
+        pop = torch.zeros(len(idx), dtype=torch.int64) if content_only else items["pop"][t]
+        out.append(net.item(ids, items["cats"][t], items["creator"][t], items["age"][t], pop, items["text"][t]))
+    if not out:
+        return np.zeros((0, net.query_proj.out_features), np.float32)
+    return torch.cat(out).numpy().astype(np.float32)

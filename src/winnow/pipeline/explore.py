@@ -1,0 +1,352 @@
+"""Exploration: the policy stage after re-ranking that turns ranked scores into a served slate.
+
+Every policy returns, for each shown position j (0-based), the index of the chosen entry in the
+ranked input and its **propensity**: the marginal probability that this policy, given this
+request, puts that item at position j. That is the quantity position-based off-policy
+estimators (winnow.evaluation.ope) divide by. Where the marginal has a closed form it is exact
+(``method == "exact"``); otherwise it is a Monte Carlo estimate from ``n_mc`` replays of the
+policy (``method == "mc"``), counting the actual draw as one replay so it is never 0.
+
+Plackett-Luce also reports ``prefix_propensity``: the exact probability of the whole ordered
+prefix up to and including position j (the product form of the sequential draw).
+
+Randomness is seeded per request (``request_seed(request_id)``), so replaying a request with
+the same inputs reproduces the slate and its propensities exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from winnow.core.errors import ConfigError
+
+
+def request_seed(request_id: str, *, salt: str = "explore") -> int:
+    """A 64-bit seed derived from ``request_id`` (stable across processes and platforms)."""
+    digest = hashlib.blake2b(f"{salt}:{request_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A policy's slate for one request.
+
+    order: int64 [k'] indices into the ranked input (scores array), in served position order.
+    propensity: float64 [k'] marginal P(that item at that position | request).
+    prefix_propensity: float64 [k'] or None: P(the served prefix up to position j) (Plackett-Luce).
+    method: "exact" or "mc" (how propensity was computed).
+    """
+
+    order: np.ndarray
+    propensity: np.ndarray
+    prefix_propensity: np.ndarray | None = None
+    method: Literal["exact", "mc"] = "exact"
+
+
+class Policy(Protocol):
+    """Exploration policy: ranked scores (best first) -> slate of k with propensities."""
+
+    name: str
+
+    def select(self, scores: np.ndarray, k: int, *, seed: int,
+               items: np.ndarray | None = None) -> Selection: ...
+
+
+def _check(scores: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be 1-d, got shape {s.shape}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return s, min(k, len(s))
+
+
+def _mc_marginals(draws: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """P(order[j] at position j) from replayed slates draws [n_mc, k], counting the actual one."""
+    n_mc = draws.shape[0]
+    hits = (draws == order[None, :]).sum(axis=0)
+    return (hits + 1.0) / (n_mc + 1.0)
+
+
+class DeterministicPolicy:
+    """Top-k of the ranked list; every propensity is 1."""
+
+    name = "deterministic"
+
+    def select(self, scores: np.ndarray, k: int, *, seed: int,
+               items: np.ndarray | None = None) -> Selection:
+        _, kk = _check(scores, k)
+        return Selection(np.arange(kk, dtype=np.int64), np.ones(kk))
+
+
+class EpsilonGreedyPolicy:
+    """Top-k, with each explorable slot replaced, with probability ``epsilon``, by an item drawn
+    uniformly (without replacement across slots) from the wider pool: ranked entries
+    k .. pool-1 (the input is assumed sorted best first).
+
+    Exact marginals: the exploit item at slot j has propensity 1 - epsilon; a pool item shown
+    at an explored slot has epsilon / M, M = pool size beyond the top-k (draws without
+    replacement are exchangeable, so each slot's draw is marginally uniform over the pool).
+    Non-explorable slots (``slots`` given and j not in it) log 1. Exactness needs M >= the
+    number of explorable slots (the usual pool >> k); beyond that, a slot whose draw finds the
+    pool exhausted keeps its exploit item.
+
+    Args:
+        epsilon: per-slot exploration probability in [0, 1].
+        pool: ranked entries considered (top-k plus the exploration pool); None = all.
+        slots: 0-based positions that may explore; None = all positions.
+    """
+
+    name = "epsilon_greedy"
+
+    def __init__(self, epsilon: float, *, pool: int | None = None,
+                 slots: Sequence[int] | None = None) -> None:
+        if not 0.0 <= epsilon <= 1.0:
+            raise ConfigError(f"explore.epsilon must be in [0, 1], got {epsilon}")
+        if pool is not None and pool < 1:
+            raise ConfigError(f"explore.pool must be >= 1, got {pool}")
+        self.epsilon = float(epsilon)
+        self.pool = pool
+        self.slots = None if slots is None else frozenset(int(s) for s in slots)
+
+    def select(self, scores: np.ndarray, k: int, *, seed: int,
+               items: np.ndarray | None = None) -> Selection:
+        s, kk = _check(scores, k)
+        n = len(s) if self.pool is None else min(len(s), max(self.pool, kk))
+        m = n - kk  # exploration pool beyond the top-k
+        rng = np.random.default_rng(seed)
+        order = np.arange(kk, dtype=np.int64)
+        prop = np.ones(kk)
+        explorable = [j for j in range(kk) if self.slots is None or j in self.slots]
+        if m == 0 or self.epsilon == 0.0:
+            return Selection(order, prop)
+        flips = rng.random(len(explorable)) < self.epsilon
+        picks = kk + rng.permutation(m)  # without replacement across explored slots
+        used = 0
+        for j, flip in zip(explorable, flips):
+            if flip and used < m:
+                order[j] = picks[used]
+                used += 1
+                prop[j] = self.epsilon / m
+            else:
+                prop[j] = 1.0 - self.epsilon
+        return Selection(order, prop)
+
+
+class SoftmaxPolicy:
+    """Plackett-Luce: positions filled one by one, each drawn from softmax(score / temperature)
+    over the entries not yet drawn (within the top ``pool``).
+
+    prefix_propensity (exact, product form): prod_{i<=j} p_i(order[i]) where p_i is the softmax
+    over what remained at draw i. propensity (marginal per position): exact at position 0 (the
+    softmax), Monte Carlo (``n_mc`` Gumbel-top-k replays) at later positions.
+    """
+
+    name = "softmax"
+
+    def __init__(self, temperature: float, *, pool: int | None = None, n_mc: int = 2000) -> None:
+        if not temperature > 0:
+            raise ConfigError(f"explore.temperature must be > 0, got {temperature}")
+        if n_mc < 1:
+            raise ConfigError(f"explore.n_mc must be >= 1, got {n_mc}")
+        self.temperature = float(temperature)
+        self.pool = pool
+        self.n_mc = int(n_mc)
+
+    def logits(self, scores: np.ndarray) -> np.ndarray:
+        s = np.asarray(scores, np.float64)
+        n = len(s) if self.pool is None else min(len(s), self.pool)
+        z = s[:n] / self.temperature
+        return z - z.max()
+
+    def select(self, scores: np.ndarray, k: int, *, seed: int,
+               items: np.ndarray | None = None) -> Selection:
+        _check(scores, k)
+        z = self.logits(scores)
+        kk = min(k, len(z))
+        rng = np.random.default_rng(seed)
+        # Gumbel-top-k is an exact sampler of the sequential Plackett-Luce draw
+        order = np.argsort(-(z + rng.gumbel(size=len(z))), kind="stable")[:kk].astype(np.int64)
+        w = np.exp(z)
+        remaining = w.sum()
+        prefix = np.empty(kk)
+        p = 1.0
+        for j, idx in enumerate(order):
+            p *= w[idx] / remaining
+            remaining -= w[idx]
+            prefix[j] = p
+        prop = np.empty(kk)
+        prop[0] = w[order[0]] / w.sum()
+        method: Literal["exact", "mc"] = "exact"
+        if kk > 1:
+            draws = np.argsort(-(z[None, :] + rng.gumbel(size=(self.n_mc, len(z)))), axis=1)[:, :kk]
+            prop[1:] = _mc_marginals(draws, order)[1:]
+            method = "mc"
+        return Selection(order, prop, prefix, method)
+
+    def exact_first_position(self, scores: np.ndarray) -> np.ndarray:
+        """Softmax probabilities of position 0 over the pool (float64 [pool])."""
+        w = np.exp(self.logits(scores))
+        return w / w.sum()
+
+
+class ThompsonPolicy:
+    """Beta-Bernoulli Thompson sampling on click-through, aimed at new and low-data items.
+
+    Each candidate (within the top ``pool``) gets theta ~ Beta(a0 + clicks, b0 + shown - clicks)
+    from the item's logged stats; the slate is the top-k by theta. Items with little data have
+    wide posteriors and get shown; well-measured items are shown in proportion to their chance
+    of being best. Propensities: Monte Carlo over ``n_mc`` replays.
+
+    Args:
+        clicks, shown: float [n_items] per-item counts indexed by internal item index.
+        prior: (a0, b0) of the Beta prior.
+    """
+
+    name = "thompson"
+
+    def __init__(self, clicks: np.ndarray, shown: np.ndarray, *, prior: tuple[float, float] = (1.0, 20.0),
+                 pool: int | None = None, n_mc: int = 2000) -> None:
+        clicks = np.asarray(clicks, np.float64)
+        shown = np.asarray(shown, np.float64)
+        if clicks.shape != shown.shape:
+            raise ValueError(f"clicks {clicks.shape} and shown {shown.shape} differ in shape")
+        if (clicks < 0).any() or (clicks > shown).any():
+            bad = int(np.flatnonzero((clicks < 0) | (clicks > shown))[0])
+            raise ValueError(f"item {bad}: clicks={clicks[bad]} not in [0, shown={shown[bad]}]")
+        if min(prior) <= 0:
+            raise ConfigError(f"explore.prior must be positive, got {prior}")
+        self.clicks, self.shown, self.prior = clicks, shown, prior
+        self.pool = pool
+        self.n_mc = int(n_mc)
+
+    def update(self, items: np.ndarray, clicked: np.ndarray) -> None:
+        """Add observations: items shown (int [n]) and whether each was clicked (bool [n])."""
+        np.add.at(self.shown, items, 1.0)
+        np.add.at(self.clicks, items, np.asarray(clicked, np.float64))
+
+    def select(self, scores: np.ndarray, k: int, *, seed: int,
+               items: np.ndarray | None = None) -> Selection:
+        if items is None:
+            raise ValueError("ThompsonPolicy.select needs the candidates' item indices (items=)")
+        s, _ = _check(scores, k)
+        n = len(s) if self.pool is None else min(len(s), self.pool)
+        it = np.asarray(items)[:n]
+        a = self.prior[0] + self.clicks[it]
+        b = self.prior[1] + self.shown[it] - self.clicks[it]
+        kk = min(k, n)
+        rng = np.random.default_rng(seed)
+        order = np.argsort(-rng.beta(a, b), kind="stable")[:kk].astype(np.int64)
+        draws = np.argsort(-rng.beta(a, b, size=(self.n_mc, n)), axis=1)[:, :kk]
+        return Selection(order, _mc_marginals(draws, order), None, "mc")
+
+
+def rank_scores(n: int) -> np.ndarray:
+    """Scores -log(1 + rank) for a ranked list of n: softmax over them is a Zipf law over ranks
+    with exponent 1 / temperature, independent of the ranker's score scale."""
+    return -np.log1p(np.arange(n, dtype=np.float64))
+
+
+def rank_marginals(spec: Mapping[str, Any], n_cand: int, k: int, *, n_mc: int = 50_000,
+                    seed: int = 0) -> np.ndarray:
+    """P[j, r]: probability that the policy puts the rank-r candidate at position j.
+
+    For policies fed rank scores ``rank_scores(n_cand)`` (as the pipeline's explore stage and
+    the simulator do), so the answer depends only on ranks. deterministic and epsilon_greedy
+    are exact; softmax is Monte Carlo over ``n_mc`` Gumbel-top-k draws. float64 [min(k, n_cand), n_cand].
+    """
+    kind = spec.get("kind", "deterministic")
+    kk = min(k, n_cand)
+    p = np.zeros((kk, n_cand))
+    if kind == "deterministic":
+        p[np.arange(kk), np.arange(kk)] = 1.0
+    elif kind == "epsilon_greedy":
+        eps = float(spec.get("epsilon", 0.1))
+        pool = n_cand if spec.get("pool") is None else min(n_cand, max(int(spec["pool"]), kk))
+        m = pool - kk
+        slots = spec.get("slots")
+        for j in range(kk):
+            explore = m > 0 and (slots is None or j in slots)
+            p[j, j] = 1.0 - eps if explore else 1.0
+            if explore:
+                p[j, kk:pool] = eps / m
+    elif kind == "softmax":
+        pol = build_policy({**spec, "n_mc": 1})
+        z = pol.logits(rank_scores(n_cand))
+        rng = np.random.default_rng(seed)
+        for start in range(0, n_mc, 5000):
+            b = min(5000, n_mc - start)
+            draws = np.argsort(-(z[None, :] + rng.gumbel(size=(b, len(z)))), axis=1)[:, :kk]
+            np.add.at(p, (np.tile(np.arange(kk), b), draws.ravel()), 1.0)
+        p /= n_mc
+    else:
+        raise ConfigError(f"rank_marginals: policy policy kind {kind!r} not supported "
+                          "(deterministic, epsilon_greedy, softmax)")
+    return p
+
+
+
+def build_policy(spec: Mapping[str, Any] | None, *, clicks: np.ndarray | None = None,
+                 shown: np.ndarray | None = None) -> Policy:
+    """A policy from a config mapping, e.g. ``{"kind": "epsilon_greedy", "epsilon": 0.1, "pool": 100}``.
+
+    kinds: deterministic | epsilon_greedy (epsilon, pool, slots) | softmax (temperature, pool,
+    n_mc) | thompson (prior_clicks, prior_misses, pool, n_mc; needs per-item clicks/shown).
+    Unknown kinds or keys raise ConfigError naming them.
+    """
+    spec = dict(spec or {"kind": "deterministic"})
+    kind = spec.pop("kind", "deterministic")
+    allowed = {"deterministic": set(), "epsilon_greedy": {"epsilon", "pool", "slots"},
+               "softmax": {"temperature", "pool", "n_mc"},
+               "thompson": {"prior_clicks", "prior_misses", "pool", "n_mc"}}
+    if kind not in allowed:
+        raise ConfigError(f"explore.kind: unknown policy {kind!r}; valid: {sorted(allowed)}")
+    extra = set(spec) - allowed[kind]
+    if extra:
+        raise ConfigError(f"explore ({kind}): unknown keys {sorted(extra)}; valid: {sorted(allowed[kind])}")
+    if kind == "deterministic":
+        return DeterministicPolicy()
+    if kind == "epsilon_greedy":
+        return EpsilonGreedyPolicy(float(spec.get("epsilon", 0.1)), pool=spec.get("pool"),
+                                   slots=spec.get("slots"))
+    if kind == "softmax":
+        return SoftmaxPolicy(float(spec.get("temperature", 1.0)), pool=spec.get("pool"),
+                             n_mc=int(spec.get("n_mc", 2000)))
+    if clicks is None or shown is None:
+        raise ConfigError("explore (thompson): needs per-item click/shown statistics")
+    return ThompsonPolicy(clicks, shown, prior=(float(spec.get("prior_clicks", 1.0)),
+                                                float(spec.get("prior_misses", 20.0))),
+                          pool=spec.get("pool"), n_mc=int(spec.get("n_mc", 2000)))
+
+
+class SurfacePolicies:
+    """Exploration policy per surface, built (and validated) at start-up from config.
+
+    ``specs``: surface name -> policy spec (see build_policy); the surface "default" applies to
+    surfaces not listed; with neither, the surface is served deterministically (propensity 1).
+    """
+
+    def __init__(self, specs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.policies: dict[str, Policy] = {}
+        for surface, spec in (specs or {}).items():
+            try:
+                self.policies[surface] = build_policy(spec)
+            except ConfigError as exc:
+                raise ConfigError(f"pipeline.explore.{surface}: {exc}") from None
+
+    def for_surface(self, surface: str) -> Policy:
+        return self.policies.get(surface) or self.policies.get("default") or DeterministicPolicy()
+
+    def select(self, surface: str, n_ranked: int, k: int, *, request_id: str) -> tuple[Selection, str]:
+        """The explore stage for one request over a re-ranked list of ``n_ranked`` entries:
+        (which entries to serve, in order, with propensities; the policy's name). The policy
+        sees rank scores, so the logged ranks alone let OPE replay any candidate policy."""
+        policy = self.for_surface(surface)
+        if n_ranked == 0:
+            return Selection(np.empty(0, np.int64), np.empty(0)), policy.name
+        return policy.select(rank_scores(n_ranked), k, seed=request_seed(request_id)), policy.name

@@ -1,0 +1,181 @@
+"""The full offline funnel: retrieval candidates from several models, ranked by LightGBM.
+
+Fitting (the stacking recipe, so the ranker learns on candidates it will really see):
+1. Carve an inner split from the training part (``ranker.inner_split``: per-user random
+   ``inner_ratio`` for random protocols, a time cutoff at the ``inner_ratio`` quantile for
+   temporal ones). The inner train part is the "state"; the inner held-out part gives labels.
+2. Fit every retrieval source on the state, propose ``per_source`` candidates per user, label
+   them with the held-out part, and compute point-in-time features as of each list's time t
+   (``as_of``) from the state's events before t.
+3. Hold out ``valid_share`` of the users' lists for early stopping (whole lists, seeded), fit
+   LightGBM lambdarank. Only validation data chooses the number of trees.
+4. Refit every retrieval source on the full training part; recommending = candidates from those,
+   features as of t from the full training events, ranker scores, top-k.
+Lists without any positive are dropped from ranker training (they carry no lambdarank gradient).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from winnow.core.config import RankerConfig, WinnowConfig
+from winnow.core.errors import NotFittedError
+from winnow.data.interactions import Dataset, Interactions
+from winnow.evaluation.splits import validation_split
+from winnow.features import FeatureCatalog, Lists, fit_spec, offline_features
+from winnow.features.spec import DAY, FeatureSpec
+from winnow.models.base import Recommender
+from winnow.models.ranker import LambdaRanker
+from winnow.models.registry import build_model
+from winnow.training.ranker_data import CandidateLists, generate_candidates, label_lists, list_times
+
+
+def fit_sources(train: Interactions, config: WinnowConfig, names: list[str]) -> dict[str, Recommender]:
+    """Every retrieval source, fitted on ``train``."""
+    return {name: build_model(name, config).fit(train) for name in names}
+
+
+def split_lists(y: np.ndarray, row_list: np.ndarray, list_user: np.ndarray, n_lists: int, *,
+                n_users: int, valid_share: float, seed: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Ranker train/validation rows by held-out USERS (every list of a validation user stays out
+    of training; lists without a positive are dropped). Returns (train row mask, valid row mask,
+    train group sizes, valid group sizes); rows of a list must be contiguous."""
+    keep_list = np.bincount(row_list, weights=y, minlength=n_lists) > 0
+    valid_user = np.random.default_rng(seed).random(n_users) < valid_share
+    valid_list = keep_list & valid_user[list_user]
+    train_list = keep_list & ~valid_list
+    tr, va = train_list[row_list], valid_list[row_list]
+    groups_tr = np.bincount(row_list[tr], minlength=n_lists)[train_list]
+    groups_va = np.bincount(row_list[va], minlength=n_lists)[valid_list]
+    return tr, va, groups_tr, groups_va
+
+
+@dataclass
+class FunnelModel:
+    """Retrieval sources + learned ranker over a dataset's catalog (dense internal indices)."""
+
+    dataset: Dataset
+    config: WinnowConfig
+    sources_: dict[str, Recommender] = field(default_factory=dict)
+    ranker_: LambdaRanker | None = None
+    catalog_: FeatureCatalog | None = None
+    train_: Interactions | None = None
+    report_: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rcfg(self) -> RankerConfig:
+        return self.config.ranker
+
+    def _features_with(self, spec: FeatureSpec, state: Interactions, cands: CandidateLists) -> np.ndarray:
+        """Point-in-time features of candidate lists whose as-of times come from ``state``."""
+        assert self.catalog_ is not None
+        t = list_times(state, cands.users, self.rcfg.as_of)
+        lists = Lists(user=cands.users, t=t, row_list=cands.row_list, row_item=cands.row_item,
+                      src_score=cands.src_score, src_rank=cands.src_rank)
+        return offline_features(state, self.catalog_, spec, lists)
+
+    def _features(self, state: Interactions, cands: CandidateLists) -> np.ndarray:
+        assert self.ranker_ is not None
+        return self._features_with(self.ranker_.spec, state, cands)
+
+    def ranker_lists(self, train: Interactions, spec: FeatureSpec, say=None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """Labelled candidate lists from ``inner_folds`` inner splits of ``train``:
+        (x float32 [n, F], y float32 [n], row_list int64 [n] (contiguous), list_user int64 [L],
+        number of held-out pairs)."""
+        rc = self.rcfg
+        say = say or (lambda _msg: None)
+        folds = 1 if rc.inner_split == "temporal" else rc.inner_folds
+        xs, ys, list_ids, list_users = [], [], [], []
+        n_lists = n_held = 0
+        for fold in range(folds):
+            if rc.inner_split == "temporal":
+                inner = validation_split(train, "temporal", quantile=rc.inner_ratio)
+            else:
+                inner = validation_split(train, "stratified", ratio=rc.inner_ratio, seed=rc.seed + fold)
+            state, held = inner.train, inner.test
+            say(f"fold {fold + 1}/{folds}: retrieval on the inner split, candidates, features")
+            inner_models = fit_sources(state, self.config, list(rc.sources))
+            state_csr = state.to_csr(binary=True)
+            has_label = np.diff(held.to_csr(binary=True).indptr) > 0
+            users = np.flatnonzero(has_label & (np.diff(state_csr.indptr) > 0))
+            cands = generate_candidates(inner_models, users, state_csr, per_source=rc.per_source,
+                                        dense_scores=rc.dense_scores)
+            xs.append(self._features_with(spec, state, cands))
+            ys.append(label_lists(cands, held))
+            list_ids.append(cands.row_list + n_lists)
+            list_users.append(users)
+            n_lists += len(users)
+            n_held += len(held)
+        return (np.vstack(xs), np.concatenate(ys), np.concatenate(list_ids),
+                np.concatenate(list_users), n_held)
+
+    def fit(self, train: Interactions, *, progress=None) -> FunnelModel:
+        """Fit the funnel on ``train`` only (see module docstring)."""
+        rc = self.rcfg
+        say = progress or (lambda _msg: None)
+        t0 = time.perf_counter()
+        spec = fit_spec(self.dataset, list(rc.sources), half_life_s=rc.half_life_days * DAY)
+        self.catalog_ = FeatureCatalog.from_dataset(self.dataset, spec)
+        x, y, row_list, list_user, n_held = self.ranker_lists(train, spec, say)
+        n_lists = len(list_user)
+        self.ranker_ = LambdaRanker(spec, params={"learning_rate": rc.learning_rate,
+                                                  "num_leaves": rc.num_leaves,
+                                                  "min_data_in_leaf": rc.min_data_in_leaf},
+                                    num_boost_round=rc.num_boost_round,
+                                    early_stopping_rounds=rc.early_stopping_rounds, seed=rc.seed,
+                                    num_threads=rc.threads)
+        tr, va, groups_tr, groups_va = split_lists(y, row_list, list_user, n_lists,
+                                                   n_users=self.dataset.interactions.n_users,
+                                                   valid_share=rc.valid_share, seed=rc.seed)
+        train_list_count, valid_list_count = len(groups_tr), len(groups_va)
+        say(f"training the ranker on {int(tr.sum()):,} rows in {train_list_count:,} lists")
+        self.ranker_.fit(x[tr], y[tr], groups_tr, valid=(x[va], y[va], groups_va))
+        inner_recall = float(y.sum() / max(n_held, 1))
+        say("refitting retrieval on the full training part")
+        self.sources_ = fit_sources(train, self.config, list(rc.sources))
+        self.train_ = train
+        self.report_ = {"inner_lists": int(n_lists), "train_lists": train_list_count,
+                        "valid_lists": valid_list_count, "rows": int(len(y)),
+                        "positives": int(y.sum()), "candidate_recall_inner": inner_recall,
+                        "best_iteration": self.ranker_.best_iteration_,
+                        "valid_ndcg@10": self.ranker_.valid_ndcg_,
+                        "fit_seconds": time.perf_counter() - t0,
+                        "importance": self.ranker_.importance()[:15]}
+        return self
+
+    def recommend(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
+                  candidates: np.ndarray | None = None,
+                  batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k per user: (items int32 [n, k], scores float32 [n, k]), -1 / -inf padded.
+
+        ``exclude`` defaults to the training interactions; ``candidates`` restricts retrieval.
+        Users are indices with >= 1 training event (others: use a cold-start model)."""
+        if self.ranker_ is None or self.train_ is None:
+            raise NotFittedError("FunnelModel is not fitted; call fit() first")
+        users = np.asarray(users, np.int64)
+        excl = exclude if exclude is not None else self.train_.to_csr(binary=True)
+        out_i = np.full((len(users), k), -1, np.int32)
+        out_s = np.full((len(users), k), -np.inf, np.float32)
+        for start in range(0, len(users), batch_size):
+            chunk = users[start:start + batch_size]
+            cands = generate_candidates(self.sources_, chunk, excl, per_source=self.rcfg.per_source,
+                                        allowed=candidates, dense_scores=self.rcfg.dense_scores)
+            if len(cands) == 0:
+                continue
+            score = self.ranker_.predict(self._features(self.train_, cands),
+                                         num_threads=self.rcfg.threads or 0)
+            order = np.lexsort((-score, cands.row_list))
+            rl = cands.row_list[order]
+            first = np.searchsorted(rl, np.arange(len(chunk)))
+            pos = np.arange(len(rl)) - first[rl]
+            top = pos < k
+            out_i[start + rl[top], pos[top]] = cands.row_item[order][top]
+            out_s[start + rl[top], pos[top]] = score[order][top]
+        return out_i, out_s

@@ -1,0 +1,144 @@
+"""Helpers of the dashboard browser tests: a trained synthetic home, a REAL `winnow serve`
+process, and headless Chromium (Debian's package) driven by Playwright.
+
+The browser is /usr/bin/chromium (override with $WINNOW_CHROMIUM); Playwright never downloads
+one. Without it the tests skip locally and FAIL when CI=true (`make test` installs it first).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from winnow.core.config import WinnowConfig, load_config
+from winnow.data.open_store import open_store
+from winnow.data.synthetic import generate_world
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("WINNOW_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(os.environ.get("WINNOW_SCREENSHOT_DIR", REPO / "docs" / "img"))
+
+
+def require_browser() -> str:
+    """Path of the Chromium binary; skip (fail when CI=true) if it or Playwright is missing."""
+    problems = []
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+        problems.append(f"no Chromium at {CHROMIUM} (apt-get install chromium, or `make browser`)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problems.append("the playwright package is not installed (pip install -r requirements.txt)")
+    if problems:
+        msg = "; ".join(problems)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{msg} (CI=true: browser tests must run)")
+        pytest.skip(msg)
+    return CHROMIUM
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_world(home: Path, *, bundles: int = 2) -> WinnowConfig:
+    """A seeded synthetic world in ``home``, trained ``bundles`` times (the last one is active)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from winnow.training.job import train
+
+    cfg = load_config(home)
+    world = generate_world(300, 500, 20_000, seed=7)
+    store = open_store(cfg.store_url())
+    try:
+        store.import_all(events=world.events, items=world.items, users=world.users)
+        for _ in range(bundles):
+            train(cfg, store)
+            time.sleep(1.1)  # bundle versions carry a timestamp to the second
+    finally:
+        store.close()
+    return cfg
+
+
+class WinnowServer:
+    """`winnow --home HOME serve --port PORT` as a child process (cwd = HOME)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        exe = shutil.which("winnow", path=str(Path(sys.executable).parent)) or shutil.which("winnow")
+        cmd = [exe] if exe else [sys.executable, "-c", "from winnow.cli import main; main()"]
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+        self.log_path = home / f"serve-{self.port}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([*cmd, "--home", str(home), "serve", "--port", str(self.port)],
+                                     cwd=home, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 90.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"winnow serve exited with {self.proc.returncode}: {self.read_log()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"winnow serve not ready after {timeout}s: {self.read_log()}")
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Console:
+    """Collects console errors, uncaught exceptions and failed requests of one page."""
+
+    def __init__(self, page) -> None:
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        page.on("requestfailed", lambda r: self.errors.append(f"request failed: {r.url} {r.failure}"))
+
+    def check(self, where: str) -> None:
+        assert not self.errors, f"{where}: browser reported {self.errors}"
+
+
+def open_view(page, base: str, route: str, *, timeout_ms: int = 30_000) -> None:
+    """Navigate to /ui/#/<route> and wait until the page says it has rendered."""
+    target = f"{base}/ui/#/{route}"
+    if page.url == target:
+        page.reload()  # same hash: goto would not re-render
+    else:
+        page.goto(target)
+    page.wait_for_selector(f'#view[data-page="{route.split("/")[0]}"][data-ready="true"]', timeout=timeout_ms)
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"dashboard-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
