@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install browser demo test lint bench clean
 
 install: $(STAMP)
 
@@ -19,7 +19,12 @@ $(STAMP): requirements.txt pyproject.toml
 demo: install
 	$(BIN)/python -m winnow.demo
 
-test: install
+# headless Chromium for the dashboard browser tests (Debian's package; Playwright never downloads one)
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@[ -x $(CHROMIUM) ] || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: install browser
 	$(BIN)/python -m pytest -q tests
 
 bench: install

@@ -24,6 +24,7 @@ from winnow.models.ease import EASERecommender
 from winnow.models.itemitem import ItemItemRecommender
 from winnow.models.popularity import PopularityRecommender, RecentPopularityRecommender
 from winnow.models.registry import load_model
+from winnow.models.two_tower import TwoTowerRecommender
 
 N_USERS, N_A, N_ITEMS = 120, 70, 22  # items 20, 21 are never touched (cold items)
 DAY = 86_400
@@ -213,6 +214,15 @@ class TestBPR(RecommenderContract):
 class TestEASE(RecommenderContract):
     def build(self) -> Recommender:
         return EASERecommender(l2=10.0)
+
+
+class TestTwoTower(RecommenderContract):
+    def build(self) -> Recommender:
+        # ids + history only (no side info); tiny towers, a few epochs
+        return TwoTowerRecommender(dim=8, embedding=8, hidden=16, epochs=15, patience=15, batch_size=64,
+                                   learning_rate=0.02, temperature=0.1, history=5, user_buckets=257,
+                                   attr_buckets=17, creator_buckets=16, text_backend="none",
+                                   refit=False, seed=0)
 
 
 def test_every_registered_model_has_a_contract_test() -> None:

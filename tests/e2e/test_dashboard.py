@@ -9,7 +9,9 @@ until results files appear. Screenshots of each page go to docs/img/dashboard-<p
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import threading
 import time
 
 import httpx
@@ -63,6 +65,13 @@ def page(browser):
     ctx.close()
 
 
+def no_junk(page) -> None:
+    """No rendering slip (a null/undefined/NaN printed as text) in the visible page."""
+    text = page.inner_text("#view")
+    slips = re.findall(r"\b(?:null|undefined|NaN)\b|\[object \w+\]", text)
+    assert not slips, f"rendering slips {slips} in: {text[:500]}"
+
+
 def slate_ids(page, panel: str) -> list[str]:
     return page.eval_on_selector_all(f"#{panel} ol.slate > li", "els => els.map(e => e.dataset.itemId)")
 
@@ -83,14 +92,29 @@ def test_overview_shows_counts_and_live_metrics(served, page):
     open_view(page, served["server"].url, "overview")
     assert page.inner_text("#count-events .v") == "20,002"  # 20,000 imported + 2 posted
     assert page.inner_text("#count-items .v") == "500"
-    # the live charts need two polls; recommendation traffic in between shows up as a rate
-    client = served["client"]
-    for _ in range(5):
-        client.get("/v1/users/u9/recommendations", params={"k": 5})
-    page.wait_for_selector("svg.chart", timeout=15_000)
+    # the live charts need polls; recommendation traffic meanwhile shows up as a rate and latencies
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(base_url=served["server"].url, timeout=30) as c:
+            i = 0
+            while not stop.is_set():
+                c.get(f"/v1/users/u{i % 50}/recommendations", params={"k": 10})
+                i += 1
+                time.sleep(0.05)
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        page.wait_for_function("Number(document.getElementById('view').dataset.samples) >= 5", timeout=30_000)
+        assert float(page.inner_text("#req-rate .v").replace(",", "")) > 0
+    finally:
+        stop.set()
+        worker.join()
     stages = page.eval_on_selector_all("#view table tbody tr td:first-child", "els => els.map(e => e.textContent)")
     assert {"retrieve", "rank", "rerank", "total"} <= set(stages)
     assert page.inner_text("#err-rate .v").endswith("%")
+    no_junk(page)
     screenshot(page, "overview")
     con.check("overview")
 
@@ -145,6 +169,7 @@ def test_switching_a_rule_off_changes_the_slate(served, page):
     page.wait_for_function("document.querySelectorAll('#slate-variant ol.slate > li').length === 15")
     page.wait_for_selector('#slate-variant[data-ready="true"]')
     assert page.locator('#slate-variant .chip[data-source="als"]').count() == 0
+    no_junk(page)
     screenshot(page, "user")
     client.patch(f"/v1/items/{sponsored}", json={"sponsored": False})
     con.check("user inspector switches")
@@ -161,6 +186,7 @@ def test_item_page_shows_metadata_similar_items_and_exposure(served, page):
     data = served["client"].get(f"/ui/api/items/{item}").json()
     assert data["timeline"]["impressions_total"] >= 1 and sum(data["timeline"]["clicks"]) == 2
     assert page.locator("#cold-start").count() == 1
+    no_junk(page)
     screenshot(page, "item")
     con.check("item page")
 
@@ -181,6 +207,7 @@ def test_models_rollback_and_activate(served, page):
     page.click(f'button[data-action="activate"][data-version="{newer}"]')
     page.wait_for_selector(f'#action-result:has-text("now serving {newer}")')
     assert client.get("/readyz").json()["model_version"] == newer
+    no_junk(page)
     screenshot(page, "models")
     con.check("models")
 

@@ -97,8 +97,8 @@ class TwoTowerConfig(_Section):
     id_dropout: float = Field(0.3, ge=0, le=1)  # share of items trained content-only
     context_dropout: float = Field(0.5, ge=0, le=1)
     query_prob: float = Field(0.1, ge=0, le=1)  # share of events trained with a text query
-    history: int = Field(20, ge=1)           # recent items pooled by the user tower
-    half_life: float = Field(10.0, gt=0)     # recency half-life, in positions
+    history: int = Field(50, ge=1)           # recent items pooled by the user tower
+    half_life: float = Field(20.0, gt=0)     # recency half-life, in positions
     user_buckets: int = Field(100_003, ge=2)  # hashed user-id buckets (unseen ids work)
     attr_buckets: int = Field(20_011, ge=2)
     creator_buckets: int = Field(4096, ge=2)
@@ -191,7 +191,7 @@ class RankerConfig(_Section):
 
     enabled: bool = True  # batch-recommend runs retrieval + ranker (False: best retrieval model only)
     sources: list[str] = Field(default_factory=lambda: ["ease", "als", "itemitem", "popularity"])
-    per_source: int = Field(100, ge=1, le=5000)  # candidates each retrieval model proposes
+    per_source: int = Field(50, ge=1, le=5000)  # candidates each retrieval model proposes
     dense_scores: bool = True  # every source scores every candidate (not only those it proposed)
     inner_split: Literal["stratified", "temporal"] = "stratified"  # how ranker labels are carved
     inner_ratio: float = Field(0.8, gt=0, lt=1)  # share of training kept as the inner state
@@ -200,8 +200,10 @@ class RankerConfig(_Section):
     valid_share: float = Field(0.2, gt=0, lt=1)  # lists held out for early stopping
     half_life_days: float = Field(30.0, gt=0)
     learning_rate: float = Field(0.05, gt=0)
-    num_leaves: int = Field(31, ge=2)
-    min_data_in_leaf: int = Field(50, ge=1)
+    num_leaves: int = Field(7, ge=2)
+    min_data_in_leaf: int = Field(300, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    truncation_level: int = Field(50, ge=1)  # lambdarank_truncation_level
     num_boost_round: int = Field(1000, ge=1)
     early_stopping_rounds: int = Field(50, ge=1)
     threads: int = Field(1, ge=0)  # LightGBM threads (0 = all cores; OpenMP spin-waits badly on busy cores)

@@ -99,17 +99,19 @@ def evaluate_for_report(dataset: Dataset, model_names: Sequence[str], config: Wi
             model.fit(split.train)
             fit_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            recs, _ = model.recommend(users, depth, exclude=train_csr)
+            top, _ = model.recommend(users, k, exclude=train_csr)  # exactly the runner's lists
             rec_s = time.perf_counter() - t0
-            metrics = evaluate_recs(recs[:, :k], test_csr, k=k, train=train_csr, users=users,
+            # deeper lists for recall@K (a top-k cut of them may break score ties differently)
+            recs = model.recommend(users, depth, exclude=train_csr)[0] if depth > k else top
+            metrics = evaluate_recs(top, test_csr, k=k, train=train_csr, users=users,
                                     item_categories=cats)
             result.runs.append({"seed": seed, "model": name, **metrics, "fit_seconds": fit_s,
                                 "recommend_ms_per_user": 1000 * rec_s / max(len(users), 1)})
             by_k = extras.recall_at.setdefault(name, {})
             for kk in ks:
-                pu = per_user_metrics(recs, test_csr, k=kk, users=users)
+                pu = per_user_metrics(top if kk == k else recs, test_csr, k=kk, users=users)
                 by_k.setdefault(kk, []).append(float(pu["recall"].mean()) if len(pu["recall"]) else float("nan"))
-            extras.decile_exposure.setdefault(name, []).append(decile_exposure(recs[:, :k], deciles).tolist())
+            extras.decile_exposure.setdefault(name, []).append(decile_exposure(top, deciles).tolist())
             if progress:
                 progress(f"seed {seed}: {name}")
     return result, extras

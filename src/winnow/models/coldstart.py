@@ -176,11 +176,6 @@ class ColdStartHook:
             self.two_tower = TwoTowerRecommender.from_config(config.models.two_tower).with_side_info(
                 dataset.items, dataset.users).fit(train)
 
-    def _needs_hook(self, users: np.ndarray) -> np.ndarray:
-        if self.two_tower is not None:
-            return np.ones(len(users), bool)
-        return self.n_events[users] < self.chain_max
-
     def scores(self, users: np.ndarray) -> np.ndarray:
         """float32 [len(users), n_items] cold-start scores (internal user indices)."""
         users = np.asarray(users, np.int64)
@@ -200,20 +195,66 @@ class ColdStartHook:
 
     def recommend(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None,
                   candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Same contract as Recommender.recommend, routing each user to the model or the hook."""
+        """Same contract as Recommender.recommend, routing each user to the model or the hook.
+
+        Users under the chain threshold are scored by ``scores``. Other users get the model's
+        own top-k over the warm allowed items, with each cold item inserted at the position its
+        two-tower score takes among the warm allowed items (``insert_cold``).
+        """
         from winnow.models.base import apply_exclusions, top_k
 
         users = np.asarray(users, np.int64)
-        hooked = self._needs_hook(users)
+        chained = self.n_events[users] < self.chain_max
         width = min(k, self.train.n_items)
         out_i = np.full((len(users), width), -1, np.int32)
         out_s = np.full((len(users), width), -np.inf, np.float32)
-        if (~hooked).any():
-            i, s = self.model.recommend(users[~hooked], k, exclude=exclude, candidates=candidates)
-            out_i[~hooked], out_s[~hooked] = i, s
-        if hooked.any():
-            sc = self.scores(users[hooked])
-            apply_exclusions(sc, users[hooked], exclude, candidates)
+        allowed = np.arange(self.train.n_items) if candidates is None else np.asarray(candidates, np.int64)
+        warm_allowed = allowed[~self.cold_items[allowed]]
+        plain = users[~chained]
+        if len(plain):
+            if self.two_tower is None:
+                i, s = self.model.recommend(plain, k, exclude=exclude, candidates=candidates)
+            elif len(warm_allowed) == 0:
+                i, s = self.two_tower.recommend(plain, k, exclude=exclude, candidates=candidates)
+            else:
+                i, s = self.model.recommend(plain, k, exclude=exclude, candidates=warm_allowed)
+                i, s = self.insert_cold(plain, i, s, exclude=exclude, warm_allowed=warm_allowed)
+            out_i[~chained], out_s[~chained] = i[:, :width], s[:, :width]
+        if chained.any():
+            sc = self.scores(users[chained])
+            apply_exclusions(sc, users[chained], exclude, candidates)
             i, s = top_k(sc, k)
-            out_i[hooked], out_s[hooked] = i, s
+            out_i[chained], out_s[chained] = i, s
+        return out_i, out_s
+
+    def insert_cold(self, users: np.ndarray, recs: np.ndarray, scores: np.ndarray, *,
+                    exclude: sp.csr_matrix | None, warm_allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Merge cold items into the model's lists: a cold item whose two-tower score beats all
+        but p warm allowed items goes to position p (ties: after the warm item). Its score is
+        the score of the warm item it displaces (the model's scale). Shapes as recommend()."""
+        from winnow.models.base import apply_exclusions
+
+        k = recs.shape[1]
+        tt = np.array(self.two_tower._score(users), dtype=np.float32)  # type: ignore[union-attr]
+        apply_exclusions(tt, users, exclude, None)
+        cold = np.flatnonzero(self.cold_items)
+        out_i, out_s = np.array(recs), np.array(scores)
+        for r in range(len(users)):
+            warm_tt = np.sort(tt[r, warm_allowed])[::-1]
+            warm_tt = warm_tt[np.isfinite(warm_tt)]
+            c_tt = tt[r, cold]
+            ok = np.isfinite(c_tt)
+            pos = len(warm_tt) - np.searchsorted(warm_tt[::-1], c_tt[ok], side="right")
+            keys = np.r_[np.arange(k, dtype=np.float64)[recs[r] >= 0], pos - 0.5]
+            ids = np.r_[recs[r][recs[r] >= 0], cold[ok]]
+            order = np.argsort(keys, kind="stable")[:k]
+            warm_scores = scores[r][recs[r] >= 0]
+            if len(warm_scores):  # position p takes the score of the warm item it displaces
+                fill = warm_scores[np.minimum(np.ceil(keys[order]).astype(int), len(warm_scores) - 1)]
+            else:
+                fill = np.zeros(len(order), np.float32)
+            out_i[r] = -1
+            out_s[r] = -np.inf
+            out_i[r, :len(order)] = ids[order]
+            out_s[r, :len(order)] = fill
         return out_i, out_s

@@ -183,6 +183,23 @@ def items(request: Request, q: str = Query("", max_length=256),
     return {"query": q, "items": [ids[i] for i in order[:limit]]}
 
 
+def _cold_start(svc: Service, rt: Any, idx: int) -> dict[str, Any]:
+    """The two-tower model's collaborative weight for item ``idx``: w = n / (n + item_k), n =
+    the item's training events (``item_counts_``), when the serving runtime holds such a model."""
+    models = getattr(rt, "models", None)
+    tt = getattr(rt, "two_tower", None) or (models.get("two_tower") if isinstance(models, dict) else None)
+    counts = getattr(tt, "item_counts_", None)
+    if counts is not None and 0 <= idx < len(counts):
+        n = int(counts[idx])
+        item_k = float(getattr(getattr(tt, "config", None), "item_k", svc.config.models.two_tower.item_k))
+        return {"present": True, "n_train_events": n, "item_k": item_k, "weight": n / (n + item_k)}
+    if "two_tower" in (_manifest(svc).get("models") or []):
+        reason = ("this item is newer than the two-tower model" if counts is not None
+                  else "the bundle has a two-tower model but the serving runtime does not load it")
+        return {"present": False, "reason": reason}
+    return {"present": False, "reason": "the serving bundle has no content (two-tower) model"}
+
+
 @router.get("/items/{item_id}", summary="An item: metadata, similar items, exposure and clicks per day")
 def item(request: Request, item_id: str, days: int = Query(30, ge=1, le=365),
          k: int = Query(10, ge=1, le=100)) -> dict[str, Any]:
@@ -209,12 +226,7 @@ def item(request: Request, item_id: str, days: int = Query(30, ge=1, le=365),
         similar = [{"item_id": i, "score": f[1], "sources": f[2], **meta.get(i, {})}
                    for i, f in zip(sim_ids, found, strict=True)]
     series = timeline(svc.store, item_id, days=days, now=time.time())
-    manifest = _manifest(svc)
-    cold = {"present": False, "reason": "the serving bundle has no content (two-tower) model"}
-    if "two_tower" in (manifest.get("models") or []):
-        item_k = float(svc.config.models.two_tower.item_k)
-        n = series["events_total"]
-        cold = {"present": True, "n_events_window": n, "item_k": item_k, "weight": n / (n + item_k)}
+    cold = _cold_start(svc, rt, idx)
     if row is not None:
         row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
         row["categories"] = list(row.get("categories") or [])

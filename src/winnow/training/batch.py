@@ -43,6 +43,24 @@ def choose_model(dataset: Dataset, config: WinnowConfig, requested: str | None) 
     return "ease" if dataset.interactions.n_items <= config.models.ease.max_items else "als"
 
 
+def _fit_model(dataset: Dataset, config: WinnowConfig, requested: str | None) -> tuple[Recommender, str]:
+    """The full funnel (retrieval + learned ranker) when ``[ranker] enabled`` and no other model
+    is requested (or ``requested == "funnel"``); the best retrieval model otherwise, or when the
+    data is too small to train a ranker (the returned name says so)."""
+    train = dataset.interactions
+    note = ""
+    if requested == "funnel" or (requested is None and config.ranker.enabled):
+        from winnow.training.funnel import FunnelRecommender, InsufficientRankerData
+
+        try:
+            return FunnelRecommender(dataset, config).fit(train), "funnel"
+        except InsufficientRankerData as exc:
+            note = f" (no ranker: {exc})"
+        requested = None
+    name = choose_model(dataset, config, requested)
+    return build_model(name, config).fit(train), name + note
+
+
 def read_candidates(path: Path, dataset: Dataset) -> np.ndarray:
     """Item indices of the ids listed one per line; unknown ids are an error naming the line."""
     out = []
@@ -83,9 +101,8 @@ def batch_recommend(dataset: Dataset, config: WinnowConfig, *, k: int, out: Path
     """
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
-    name = choose_model(dataset, config, model_name)
     train = dataset.interactions
-    model: Recommender = build_model(name, config).fit(train)
+    model, name = _fit_model(dataset, config, model_name)
     # cold-start hook (winnow.models.coldstart): users with few/no events get their
     # [coldstart] user_chain (attribute-driven segment popularity blended with the model),
     # candidate items with no events are scored from content; everyone else goes to `model`

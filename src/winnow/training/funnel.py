@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from winnow.core.config import RankerConfig, WinnowConfig
-from winnow.core.errors import NotFittedError
+from winnow.core.errors import NotFittedError, WinnowError
 from winnow.data.interactions import Dataset, Interactions
 from winnow.evaluation.splits import validation_split
 from winnow.features import FeatureCatalog, Lists, fit_spec, offline_features
@@ -33,6 +33,18 @@ from winnow.models.base import Recommender
 from winnow.models.ranker import LambdaRanker
 from winnow.models.registry import build_model
 from winnow.training.ranker_data import CandidateLists, generate_candidates, label_lists, list_times
+
+
+MIN_RANKER_LISTS = 10  # fewer labelled lists (train or validation) than this: no ranker
+
+
+class InsufficientRankerData(WinnowError):
+    """Too few users with held-out positives to train and validate a ranker."""
+
+
+def effective_sources(config: WinnowConfig, n_items: int) -> list[str]:
+    """``ranker.sources`` without EASE when the catalog exceeds ``models.ease.max_items``."""
+    return [s for s in config.ranker.sources if not (s == "ease" and n_items > config.models.ease.max_items)]
 
 
 def fit_sources(train: Interactions, config: WinnowConfig, names: list[str]) -> dict[str, Recommender]:
@@ -101,10 +113,12 @@ class FunnelModel:
                 inner = validation_split(train, "stratified", ratio=rc.inner_ratio, seed=rc.seed + fold)
             state, held = inner.train, inner.test
             say(f"fold {fold + 1}/{folds}: retrieval on the inner split, candidates, features")
-            inner_models = fit_sources(state, self.config, list(rc.sources))
+            inner_models = fit_sources(state, self.config, list(spec.sources))
             state_csr = state.to_csr(binary=True)
             has_label = np.diff(held.to_csr(binary=True).indptr) > 0
             users = np.flatnonzero(has_label & (np.diff(state_csr.indptr) > 0))
+            if len(users) == 0:
+                continue
             cands = generate_candidates(inner_models, users, state_csr, per_source=rc.per_source,
                                         dense_scores=rc.dense_scores)
             xs.append(self._features_with(spec, state, cands))
@@ -113,6 +127,8 @@ class FunnelModel:
             list_users.append(users)
             n_lists += len(users)
             n_held += len(held)
+        if not xs:
+            raise InsufficientRankerData("no user has events on both sides of the inner split")
         return (np.vstack(xs), np.concatenate(ys), np.concatenate(list_ids),
                 np.concatenate(list_users), n_held)
 
@@ -121,13 +137,16 @@ class FunnelModel:
         rc = self.rcfg
         say = progress or (lambda _msg: None)
         t0 = time.perf_counter()
-        spec = fit_spec(self.dataset, list(rc.sources), half_life_s=rc.half_life_days * DAY)
+        sources = effective_sources(self.config, train.n_items)
+        spec = fit_spec(self.dataset, sources, half_life_s=rc.half_life_days * DAY)
         self.catalog_ = FeatureCatalog.from_dataset(self.dataset, spec)
         x, y, row_list, list_user, n_held = self.ranker_lists(train, spec, say)
         n_lists = len(list_user)
         self.ranker_ = LambdaRanker(spec, params={"learning_rate": rc.learning_rate,
                                                   "num_leaves": rc.num_leaves,
-                                                  "min_data_in_leaf": rc.min_data_in_leaf},
+                                                  "min_data_in_leaf": rc.min_data_in_leaf,
+                                                  "feature_fraction": rc.feature_fraction,
+                                                  "lambdarank_truncation_level": rc.truncation_level},
                                     num_boost_round=rc.num_boost_round,
                                     early_stopping_rounds=rc.early_stopping_rounds, seed=rc.seed,
                                     num_threads=rc.threads)
@@ -135,11 +154,15 @@ class FunnelModel:
                                                    n_users=self.dataset.interactions.n_users,
                                                    valid_share=rc.valid_share, seed=rc.seed)
         train_list_count, valid_list_count = len(groups_tr), len(groups_va)
+        if min(train_list_count, valid_list_count) < MIN_RANKER_LISTS:
+            raise InsufficientRankerData(
+                f"ranker needs >= {MIN_RANKER_LISTS} labelled lists for training and for validation, "
+                f"got {train_list_count} and {valid_list_count} (too few users with enough events)")
         say(f"training the ranker on {int(tr.sum()):,} rows in {train_list_count:,} lists")
         self.ranker_.fit(x[tr], y[tr], groups_tr, valid=(x[va], y[va], groups_va))
         inner_recall = float(y.sum() / max(n_held, 1))
         say("refitting retrieval on the full training part")
-        self.sources_ = fit_sources(train, self.config, list(rc.sources))
+        self.sources_ = fit_sources(train, self.config, sources)
         self.train_ = train
         self.report_ = {"inner_lists": int(n_lists), "train_lists": train_list_count,
                         "valid_lists": valid_list_count, "rows": int(len(y)),
@@ -179,3 +202,35 @@ class FunnelModel:
             out_i[start + rl[top], pos[top]] = cands.row_item[order][top]
             out_s[start + rl[top], pos[top]] = score[order][top]
         return out_i, out_s
+
+
+class FunnelRecommender(Recommender):
+    """The funnel behind the retrieval contract (name "funnel"), for batch-recommend and the
+    evaluation runner: fit(train) fits ``FunnelModel``; recommend() ranks candidates;
+    ``_score`` (dense scores, used by cold-start blending) is the first source's. Not saved
+    through Recommender.save: the service bundle stores the ranker (ranker.txt + ranker.json)."""
+
+    name = "funnel"
+
+    def __init__(self, dataset: Dataset, config: WinnowConfig) -> None:
+        self.dataset = dataset
+        self.config = config
+
+    def _fit(self, train: Interactions) -> None:
+        self.funnel_ = FunnelModel(self.dataset, self.config).fit(train)
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        first = next(iter(self.funnel_.sources_.values()))
+        return first._score(users)  # noqa: SLF001
+
+    def recommend(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
+                  candidates: np.ndarray | None = None,
+                  batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        users = np.asarray(users, dtype=np.int64)
+        if len(users) and (users.min() < 0 or users.max() >= self.n_users_):
+            raise ValueError(f"user index out of range [0, {self.n_users_})")
+        return self.funnel_.recommend(users, min(k, self.n_items_), exclude=exclude,
+                                      candidates=candidates, batch_size=batch_size)

@@ -74,6 +74,7 @@ def _dense_scores(model: Recommender, users: np.ndarray, row_list: np.ndarray, r
                   exclude: sp.csr_matrix, batch_size: int) -> np.ndarray:
     """The model's score of every candidate row (lists sorted by row_list)."""
     out = np.full(len(row_list), np.nan)
+    batch_size = max(1, min(batch_size, (1 << 24) // max(1, exclude.shape[1])))  # bound dense blocks
     bounds = np.searchsorted(row_list, np.arange(0, len(users) + batch_size, batch_size))
     for b in range(len(bounds) - 1):
         lo, hi = bounds[b], bounds[b + 1]

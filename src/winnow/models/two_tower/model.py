@@ -16,6 +16,7 @@ Saved as model.json + arrays.npz + weights.safetensors (a state dict of tensors)
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -233,6 +234,47 @@ class TwoTowerRecommender(Recommender):
         with torch.no_grad():
             out = self.net_.user(**self._user_inputs(users, self.user_hist_[users], w, None))
         return out.numpy()
+
+    def user_vector(self, *, history: Sequence[int] = (), attributes: dict[str, Any] | None = None,
+                    interests: Sequence[str] = (), user: int | None = None, hour: int | None = None,
+                    dow: int | None = None, query: np.ndarray | None = None) -> np.ndarray:
+        """One request's query vector, float32 [dim] (unit norm); comparable to ``item_vectors_``.
+
+        history: recent item indices, oldest first (declared interest *items* go here too);
+        attributes: the user's attribute dict; interests: declared categories; user: a known user
+        index (None = unseen user, the "unknown id" input); hour 0-23 / dow 0-6 (Monday = 0) of
+        the request; query: a text vector from ``encode_query`` folded into the query vector.
+        """
+        self._check_fitted()
+        c = self.config
+        L = c.history
+        hist = np.zeros((1, L), np.int64)
+        h = np.asarray(list(history)[-L:], np.int64) + 1
+        if len(h):
+            hist[0, L - len(h):] = h
+        w = (0.5 ** (np.arange(L - 1, -1, -1, dtype=np.float32) / c.half_life))[None, :]
+        attrs = _pad([[stable_hash(t, c.attr_buckets) for t in attribute_tokens(attributes or {})]], MAX_ATTRS)
+        uid = 0 if user is None else 1 + (int(user) * 2_654_435_761) % (c.user_buckets - 1)
+        inputs = {"uid": torch.tensor([uid]), "hist": torch.from_numpy(hist), "hist_w": torch.from_numpy(w),
+                  "attrs": torch.from_numpy(attrs),
+                  "interests": torch.from_numpy(_pad([self.interest_ids(list(interests))], MAX_INTERESTS)),
+                  "hour": torch.tensor([0 if hour is None else hour % 24 + 1]),
+                  "dow": torch.tensor([0 if dow is None else (dow + 3) % 7 + 1])}  # train: 1 = Thursday
+        if query is not None and self.table_.text.shape[1] == len(query):
+            inputs["query"] = torch.from_numpy(np.asarray(query, np.float32)[None, :])
+            inputs["query_proj"] = self.net_.query_proj
+        with torch.no_grad():
+            return self.net_.user(**inputs)[0].numpy()
+
+    def encode_query(self, text: str) -> np.ndarray | None:
+        """Text vector of a search query in the model's text space (None without text)."""
+        if self.text_encoder_ is not None:
+            return self.text_encoder_.encode([text])[0]
+        if self.config.text_backend == "minilm" and self.table_.text.shape[1]:
+            from winnow.models.content import MiniLMEncoder
+
+            return MiniLMEncoder().encode([text])[0]
+        return None
 
     def _refresh_item_vectors(self) -> None:
         tensors = self.table_.tensors()

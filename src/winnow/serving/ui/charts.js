@@ -55,7 +55,9 @@ export function lineChart(series, labels, { width = 520, height = 180, title = "
   const n = Math.max(1, labels.length);
   const x = (i) => pad.l + ((width - pad.l - pad.r) * (n === 1 ? 0.5 : i / (n - 1)));
   const step = Math.max(1, Math.ceil(n / 6));
-  labels.forEach((lb, i) => { if (i % step === 0) svg.append(s("text", { x: x(i), y: height - 6, "text-anchor": "middle" }, lb)); });
+  labels.forEach((lb, i) => {
+    if (i % step === 0) svg.append(s("text", { x: x(i), y: height - 6, "text-anchor": i === 0 && n > 1 ? "start" : (i === n - 1 && n > 1 ? "end" : "middle") }, lb));
+  });
   series.forEach((ser, k) => {
     const pts = ser.values.map((v, i) => (v === null || !Number.isFinite(v) ? null : `${x(i).toFixed(1)},${y(v).toFixed(1)}`));
     const color = COLORS[k % COLORS.length];

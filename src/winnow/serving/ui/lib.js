@@ -31,6 +31,9 @@ export class ApiError extends Error {
 
 export async function api(path, { method = "GET", body, headers = {} } = {}) {
   const opts = { method, headers: { Accept: "application/json", ...headers } };
+  // admin credential hook: a token saved on the Models page goes with every dashboard call
+  const token = localStorage.getItem("winnow.adminToken");
+  if (token && !opts.headers.Authorization) opts.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) {
     opts.body = JSON.stringify(body);
     opts.headers["Content-Type"] = "application/json";
@@ -69,7 +72,7 @@ export function table(columns, rows, { empty = "nothing to show" } = {}) {
   const head = h("tr", {}, columns.map((c) => h("th", { class: c.num ? "num" : null }, c.label)));
   const body = rows.map((r) => h("tr", {}, columns.map((c) => {
     const v = c.render ? c.render(r) : r[c.key];
-    return h("td", { class: c.num ? "num" : null }, v instanceof Node ? v : fmt(v));
+    return h("td", { class: c.num ? "num" : null }, v instanceof Node || Array.isArray(v) ? v : fmt(v));
   })));
   return h("table", {}, h("thead", {}, head), h("tbody", {}, body));
 }
@@ -84,4 +87,10 @@ export function itemLink(id) {
 
 export function userLink(id) {
   return h("a", { href: `#/user/${encodeURIComponent(id)}`, class: "mono" }, id);
+}
+
+// replaceChildren that, like h(), skips null/false and flattens arrays
+export function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
 }

@@ -56,8 +56,8 @@ export async function render(root, itemId) {
                 ["trending", c.trending], ["has an embedding (ALS)", String(c.has_embedding)]]) : h("div", { class: "empty" }, "not in the serving catalog"),
         h("h3", {}, "Cold-start blend weight"),
         d.cold_start.present
-          ? h("div", { id: "cold-start" }, `w = n / (n + k) = ${fmt(d.cold_start.n_events_window)} / (${fmt(d.cold_start.n_events_window)} + ${fmt(d.cold_start.item_k)}) = `, h("b", {}, fmt(d.cold_start.weight)),
-              h("div", { class: "muted" }, "weight of the collaborative model against the content model for this item (n: its events in the window)"))
+          ? h("div", { id: "cold-start" }, `w = n / (n + item_k) = ${fmt(d.cold_start.n_train_events)} / (${fmt(d.cold_start.n_train_events)} + ${fmt(d.cold_start.item_k)}) = `, h("b", {}, fmt(d.cold_start.weight)),
+              h("div", { class: "muted" }, "share of the two-tower item vector that is collaborative (the rest is content-only); n: the item's training events"))
           : h("div", { class: "muted", id: "cold-start" }, `not applicable: ${d.cold_start.reason}`))),
     h("div", { class: "panel", id: "item-timeline" }, h("h2", {}, `Exposure and clicks, last ${tl.days.length} days (UTC)`),
       h("div", { class: "muted" }, `${fmt(tl.impressions_total)} impressions · ${fmt(tl.events_total)} events · CTR ${tl.ctr === null ? "–" : pct(tl.ctr)} · mean position ${tl.mean_position === null ? "–" : fmt(tl.mean_position + 1)}`),

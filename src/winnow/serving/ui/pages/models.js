@@ -1,7 +1,7 @@
 // Models: bundle versions with their offline metrics; activate or roll back through the admin API.
 // Admin credential hook: a token saved here is sent as "Authorization: Bearer <token>" on admin
 // calls (the service ignores it until an admin credential is configured; then 401/403 is shown).
-import { api, errorBox, fmt, h, table, ts } from "../lib.js";
+import { api, errorBox, fill, fmt, h, table, ts } from "../lib.js";
 import { barChart, legend } from "../charts.js";
 
 const TOKEN_KEY = "winnow.adminToken";
@@ -56,14 +56,14 @@ export async function render(root) {
     const models = [...new Set(bundles.flatMap((b) => modelMetrics(b.metrics).map(([m]) => m)))];
     const recallKey = (m) => Object.keys(m || {}).find((k) => k.startsWith("recall@"));
     const chartVersions = bundles.slice(0, 8).reverse();
-    body.replaceChildren(
+    fill(body,
       h("div", { class: "toolbar" },
         h("span", {}, "serving ", h("b", { class: "mono", id: "serving-version" }, d.serving || "none"), " · ACTIVE ", h("span", { class: "mono" }, d.active || "none")),
         h("button", { type: "button", id: "rollback", dataset: { action: "rollback" }, disabled: bundles.length < 2,
           onclick: () => act("roll back", "/v1/admin/bundles/rollback") }, "Roll back to the previous bundle")),
       bundles.length ? null : h("div", { class: "empty" }, "No bundle yet: run `winnow train`."),
       models.length && chartVersions.length ? h("div", { class: "panel" }, h("h2", {}, "Offline recall per bundle (temporal hold-out)"),
-        barChart(chartVersions.map((b) => b.version.slice(0, 15)), models.map((m) => ({ name: m,
+        barChart(chartVersions.map((b) => b.version.slice(0, 16)), models.map((m) => ({ name: m,
           values: chartVersions.map((b) => { const mm = b.metrics[m]; const k = recallKey(mm); return k ? mm[k] : NaN; }) })), { width: 700 }),
         legend(models)) : null,
       h("div", { class: "panel" }, table([

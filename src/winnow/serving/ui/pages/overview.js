@@ -137,6 +137,7 @@ function draw(root, cur) {
         ])),
   );
   prev = cur;
+  root.dataset.samples = String(history.length);
 }
 
 export async function render(root) {

@@ -1,6 +1,6 @@
 // User inspector: search a user; history and attributes; the slate with explanations; what-if
 // switches (sources, rules, k) shown side by side with the current slate.
-import { api, errorBox, fmt, h, itemLink, table, ts, userLink } from "../lib.js";
+import { api, errorBox, fill, fmt, h, itemLink, table, ts, userLink } from "../lib.js";
 
 const DEFAULT_K = 10;
 
@@ -102,12 +102,12 @@ function profile(p) {
       " created ", ts(p.created_at)),
     h("div", {}, "attributes: ", attrs.length ? attrs.map(([k, v]) => h("span", { class: "chip" }, `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`)) : h("span", { class: "muted" }, "none")),
     h("div", {}, "interests: ", (p.interests || []).length ? p.interests.map((x) => h("span", { class: "chip ok" }, x)) : h("span", { class: "muted" }, "none")),
-    h("h3", {}, `Recent history (${p.history.length} events, newest first)`),
-    table([
+    h("h3", {}, `Recent history (last ${p.history.length} events, newest first)`),
+    h("div", { class: "scroll" }, table([
       { label: "time (UTC)", render: (r) => ts(r.timestamp) }, { label: "event", key: "event_type" },
       { label: "item", render: (r) => itemLink(r.item_id) }, { label: "title", render: (r) => r.title || "" },
       { label: "categories", render: (r) => (r.categories || []).join(", ") }, { label: "value", key: "value", num: true },
-    ], p.history, { empty: "no events" }));
+    ], p.history, { empty: "no events" })));
 }
 
 export async function render(root, userId) {
@@ -117,7 +117,7 @@ export async function render(root, userId) {
     return;
   }
   try {
-    root.append(profile(await api(`/ui/api/users/${encodeURIComponent(userId)}`)));
+    root.append(profile(await api(`/ui/api/users/${encodeURIComponent(userId)}?limit=20`)));
   } catch (err) {
     root.append(errorBox(err), h("div", { class: "muted" }, "An unknown user still gets a slate: the cold-start chain."));
   }
@@ -144,7 +144,7 @@ export async function render(root, userId) {
       const data = await post(body);
       if (mine !== seq) return;
       const what = [...body.disable_sources.map((s) => `−${s}`), ...body.disable_rules.map((r) => `−${r}`)].join(" ") || "no switch";
-      right.replaceChildren(...slatePanel(`With your switches (k=${body.k}; ${what})`, data, baseline));
+      fill(right, slatePanel(`With your switches (k=${body.k}; ${what})`, data, baseline));
     } catch (err) {
       if (mine === seq) right.replaceChildren(errorBox(err));
     }

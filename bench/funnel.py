@@ -1,0 +1,126 @@
+"""The full funnel (retrieval + LightGBM ranker) against retrieval alone, on real datasets.
+
+    python bench/funnel.py --json bench/results/funnel.json [--datasets ml-100k,ml-latest-small,lastfm]
+        [--seeds 0,1,2] [--data-dir ../shared/data] [--k 10]
+
+Protocols: ml-100k per-user random 75/25, ml-latest-small global temporal 80/20, Last.fm
+per-user random 80/20; training items excluded; only users with train and test items count.
+The funnel is fitted on the training part only (its ranker learns from inner splits of it; see
+src/winnow/training/funnel.py); its retrieval sources, refitted on the whole training part, are
+the "retrieval alone" rows of the same run, so every row of a seed shares one split. For the
+temporal protocol the ranker's inner split is temporal too and every list's features are as of
+one shared "now" (``as_of = global_last``). Writes JSON and prints a table (mean +- std).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from winnow.core.config import load_config  # noqa: E402
+from winnow.evaluation.datasets import load_named_dataset  # noqa: E402
+from winnow.evaluation.metrics import evaluate_recs  # noqa: E402
+from winnow.evaluation.runner import split_dataset  # noqa: E402
+from winnow.training.funnel import FunnelModel  # noqa: E402
+
+PROTOCOLS = {"ml-100k": ("random", 0.75), "ml-latest-small": ("temporal", 0.8), "lastfm": ("random", 0.8)}
+METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
+
+
+def run_one(name: str, seed: int, k: int, data_dir: Path | None, sources: list[str] | None) -> list[dict]:
+    protocol, ratio = PROTOCOLS[name]
+    over: dict = {"ranker": {"seed": seed}}
+    if protocol == "temporal":
+        over["ranker"].update(inner_split="temporal", as_of="global_last")
+    if sources:
+        over["ranker"]["sources"] = sources
+    cfg = load_config(Path(os.environ.get("WINNOW_HOME", "/nonexistent-winnow-home")), overrides=over)
+    ds = load_named_dataset(name, cfg, data_dir=data_dir)
+    split = split_dataset(ds, protocol, seed=seed, ratio=ratio)
+    train_csr = split.train.to_csr(binary=True)
+    test_csr = split.test.to_csr(binary=True)
+    users = np.flatnonzero((np.diff(test_csr.indptr) > 0) & (np.diff(train_csr.indptr) > 0))
+    t0 = time.perf_counter()
+    funnel = FunnelModel(ds, cfg).fit(split.train)
+    fit_s = time.perf_counter() - t0
+    rows = []
+    t0 = time.perf_counter()
+    recs, _ = funnel.recommend(users, k, exclude=train_csr)
+    rec_s = time.perf_counter() - t0
+    base = {"dataset": name, "protocol": protocol, "ratio": ratio, "seed": seed, "users": int(len(users))}
+    m = evaluate_recs(recs, test_csr, k=k, users=users, train=train_csr)
+    rows.append({**base, "model": "funnel", **m, "fit_seconds": fit_s,
+                 "recommend_ms_per_user": 1000 * rec_s / max(len(users), 1),
+                 "ranker": {key: v for key, v in funnel.report_.items() if key != "importance"},
+                 "importance": funnel.report_["importance"]})
+    for src, model in funnel.sources_.items():
+        r, _ = model.recommend(users, k, exclude=train_csr)
+        rows.append({**base, "model": src, **evaluate_recs(r, test_csr, k=k, users=users, train=train_csr)})
+    return rows
+
+
+def summarise(runs: list[dict], k: int) -> list[dict]:
+    out = []
+    for key in dict.fromkeys((r["dataset"], r["model"]) for r in runs):
+        rs = [r for r in runs if (r["dataset"], r["model"]) == key]
+        row = {"dataset": key[0], "model": key[1], "seeds": len(rs)}
+        for m in METRICS:
+            v = np.array([r[f"{m}@{k}"] for r in rs])
+            row[f"{m}@{k}"] = float(v.mean())
+            row[f"{m}@{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        out.append(row)
+    for ds in dict.fromkeys(r["dataset"] for r in out):
+        rows = [r for r in out if r["dataset"] == ds]
+        best = max((r for r in rows if r["model"] != "funnel"), key=lambda r: r[f"ndcg@{k}"])
+        for r in rows:
+            if r["model"] == "funnel":
+                r["best_retrieval"] = best["model"]
+                r["ndcg_lift_vs_best_retrieval"] = r[f"ndcg@{k}"] / best[f"ndcg@{k}"] - 1.0
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", default="ml-100k,ml-latest-small,lastfm")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--sources", default=None, help="comma-separated retrieval sources (default: config)")
+    ap.add_argument("--json", type=Path, required=True)
+    args = ap.parse_args(argv)
+    names = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    unknown = [n for n in names if n not in PROTOCOLS]
+    if unknown:
+        ap.error(f"unknown dataset(s) {unknown}; choose from {sorted(PROTOCOLS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    sources = [s.strip() for s in args.sources.split(",")] if args.sources else None
+    runs: list[dict] = []
+    for name in names:
+        for seed in (seeds if PROTOCOLS[name][0] == "random" else seeds[:1]):  # temporal: one split
+            t0 = time.perf_counter()
+            runs += run_one(name, seed, args.k, args.data_dir, sources)
+            print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+    summary = summarise(runs, args.k)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"k": args.k, "protocols": PROTOCOLS, "summary": summary, "runs": runs},
+                                    indent=2), encoding="utf-8")
+    k = args.k
+    print(f"{'dataset':16} {'model':11} {'seeds':>5} " + " ".join(f"{m + '@' + str(k):>17}" for m in METRICS[:4]))
+    for r in summary:
+        cells = " ".join(f"{r[f'{m}@{k}']:.4f} ±{r[f'{m}@{k}_std']:.4f}" for m in METRICS[:4])
+        lift = f"  lift {100 * r['ndcg_lift_vs_best_retrieval']:+.1f}% vs {r['best_retrieval']}" if "best_retrieval" in r else ""
+        print(f"{r['dataset']:16} {r['model']:11} {r['seeds']:>5} {cells}{lift}")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Ranking-stage latency: LightGBM prediction (and online features) for 500 candidates, one core.
+
+    python bench/rank.py --json bench/results/rank.json [--data-dir ../shared/data]
+        [--candidates 500] [--requests 1000]
+
+Trains the funnel's ranker on ml-100k (per-user random 75/25 training part, the shipped
+[ranker] config), then times, per request of ``--candidates`` rows on a single thread:
+- ``predict``: Booster.predict(num_threads=1) on a float32 [n, F] matrix (the budget: <= 5 ms p99);
+- ``predict_contrib``: the same with pred_contrib (explain=true);
+- ``online_features``: OnlineFeatureState.features for one user's n candidates.
+Writes JSON and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from winnow.core.config import load_config  # noqa: E402
+from winnow.evaluation.datasets import load_named_dataset  # noqa: E402
+from winnow.evaluation.runner import split_dataset  # noqa: E402
+from winnow.features import OnlineFeatureState  # noqa: E402
+from winnow.training.funnel import FunnelModel  # noqa: E402
+from winnow.training.ranker_data import generate_candidates  # noqa: E402
+
+
+def _timed(fn, requests: int) -> dict[str, float]:
+    fn()  # warm-up
+    times = []
+    for _ in range(requests):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    ms = 1000 * np.asarray(times)
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--candidates", type=int, default=500)
+    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--json", type=Path, required=True)
+    args = ap.parse_args(argv)
+    cfg = load_config(Path("/nonexistent-winnow-home"))
+    ds = load_named_dataset("ml-100k", cfg, data_dir=args.data_dir)
+    split = split_dataset(ds, "random", seed=0)
+    funnel = FunnelModel(ds, cfg).fit(split.train)
+    ranker = funnel.ranker_
+    assert ranker is not None and funnel.catalog_ is not None
+    n = args.candidates
+    # real candidate rows of real users: one user's list, topped up from other users' lists
+    train_csr = split.train.to_csr(binary=True)
+    users = np.flatnonzero(np.diff(train_csr.indptr) > 0)[:50]
+    cands = generate_candidates(funnel.sources_, users, train_csr, per_source=cfg.ranker.per_source)
+    x_all = funnel._features(split.train, cands)  # noqa: SLF001
+    rng = np.random.default_rng(0)
+    x = np.ascontiguousarray(x_all[rng.choice(len(x_all), n, replace=len(x_all) < n)])
+
+    res = {"candidates": n, "requests": args.requests, "features": len(ranker.spec.names),
+           "trees": ranker.best_iteration_, "num_leaves": cfg.ranker.num_leaves,
+           "threads": 1, "lightgbm": __import__("lightgbm").__version__}
+    res["predict"] = _timed(lambda: ranker.predict(x, num_threads=1), args.requests)
+    res["predict_contrib"] = _timed(lambda: ranker.contributions(x, num_threads=1), max(args.requests // 5, 20))
+
+    state = OnlineFeatureState(funnel.catalog_, ranker.spec)
+    tr = split.train
+    for j in np.argsort(tr.timestamp, kind="stable"):
+        state.add_event(int(tr.user[j]), int(tr.item[j]), int(tr.timestamp[j]))
+    user = int(users[0])
+    items = rng.choice(tr.n_items, n, replace=False)
+    src = {s: rng.normal(size=n) for s in ranker.spec.sources}
+    rank = {s: np.arange(n, dtype=float) for s in ranker.spec.sources}
+    t_now = float(tr.timestamp.max() + 1)
+    res["online_features"] = _timed(lambda: state.features(user, items, t_now, src_score=src, src_rank=rank),
+                                    max(args.requests // 5, 20))
+    res["budget_p99_ms"] = 5.0
+    res["predict_within_budget"] = res["predict"]["p99_ms"] <= 5.0
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(res, indent=2), encoding="utf-8")
+    print(f"{n} candidates x {res['features']} features, {res['trees']} trees of <= {res['num_leaves']} leaves, 1 thread")
+    print(f"{'stage':18} {'p50 ms':>8} {'p99 ms':>8}")
+    for key in ("predict", "predict_contrib", "online_features"):
+        print(f"{key:18} {res[key]['p50_ms']:8.3f} {res[key]['p99_ms']:8.3f}")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
