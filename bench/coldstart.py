@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
             rows[f"pop_reg={reg}"] = {k: round(float(v), 4) for k, v in m.items() if k in (*METRICS, "popularity@10", "gini@10")}
         _table("Two-tower popularity regulariser, ml-100k random 75/25", rows)
         result["popreg"] = rows
-    path = RESULTS / f"coldstart_{args.part}.json"
+    suffix = f"_{args.text}" if args.part == "items" else ""
+    path = RESULTS / f"coldstart_{args.part}{suffix}.json"
     path.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(f"\nwrote {path}", file=sys.stderr)
 

@@ -55,8 +55,24 @@ def _show_recommendations(base: str, users: list[str]) -> None:
         for item in body["items"]:
             meta = httpx.get(f"{base}/v1/items/{item['item_id']}", timeout=5.0)
             title = meta.json().get("title", "") if meta.status_code == 200 else ""
-            print(f"  {item['position']:>2}. {item['item_id']:<8} {title[:60]:<60} "
+            print(f"  {item['position'] + 1:>2}. {item['item_id']:<8} {title[:60]:<60} "
                   f"score={item['score']:.3f} via {','.join(item.get('sources', []))}")
+
+
+def _active_users(n: int) -> list[str]:
+    """The ``n`` users with the most events (read-only, through the public store API)."""
+    import numpy as np
+
+    from winnow.core.config import load_config
+    from winnow.data.open_store import open_store
+
+    store = open_store(load_config(HOME).store_url())
+    try:
+        log = store.read_events()
+    finally:
+        store.close()
+    counts = np.bincount(log.user, minlength=len(log.user_ids))
+    return [log.user_ids[i] for i in np.argsort(-counts, kind="stable")[:n]]
 
 
 def main() -> None:
@@ -76,10 +92,9 @@ def main() -> None:
                              "--port", str(PORT)])
     try:
         _wait_ready(base, proc)
-        users = httpx.get(f"{base}/v1/admin/users", params={"limit": 3}, timeout=5.0)
-        sample = [u["user_id"] for u in users.json()["users"]] if users.status_code == 200 else []
-        _show_recommendations(base, sample or ["u1", "u2", "u3"])
-        u = (sample or ["u1"])[0]
+        sample = _active_users(3)
+        _show_recommendations(base, sample)
+        u = sample[0]
         print(f"""
 The service is running on {base} (OpenAPI docs: {base}/docs). Try:
   curl -s '{base}/v1/users/{u}/recommendations?k=5&explain=true'

@@ -219,3 +219,42 @@ def test_large_batch_spans_several_blocks(store: Store, monkeypatch: pytest.Monk
     store.append_events(frame)
     _same(_decoded(store), frame)
     _same(_decoded(store, since=1100, until=1300), frame[(frame.timestamp >= 1100) & (frame.timestamp < 1300)])
+
+
+def test_delete_user_erases_events_profile_and_impressions(opener: Callable[[], Store]) -> None:
+    store = opener()
+    # many small appends (several blocks, some merged) plus one big one: the user is in many blocks
+    frames = [_events(40, seed=s, ids=True) for s in range(40)] + [_events(2000, seed=99)]
+    for f in frames:
+        store.append_events(f)
+    written = pd.concat(frames, ignore_index=True)
+    store.upsert_users(pd.DataFrame({"user_id": ["u7", "u8"], "attributes": [{"age": 30}, {"age": 40}]}))
+    imp = {"request_id": "r-u7", "user_id": "u7", "timestamp": 5, "model_version": None, "surface": "home",
+           "context": {}, "items": [{"item_id": "i1", "position": 0, "score": 1.0, "sources": [], "propensity": 1.0}]}
+    store.log_impressions([imp, dict(imp, request_id="r-u8", user_id="u8")])
+    n_u7 = int((written.user_id == "u7").sum())
+    assert n_u7 > 40
+
+    out = store.delete_user("u7")
+    assert out == {"user_id": "u7", "found": True, "events": n_u7, "profile": True, "impressions": 1}
+    rest = written[written.user_id != "u7"]
+    got = _decoded(store)
+    assert "u7" not in set(got.user_id)
+    _same(got, rest)  # every other event intact, in order
+    assert len(store.user_events("u7")) == 0 and store.get_user("u7") is None
+    assert "u7" not in set(store.read_users().user_id)
+    assert [i["request_id"] for i in store.read_impressions()] == ["r-u8"]
+    assert store.get_user("u8")["attributes"] == {"age": 40}
+    assert store.counts()["events"] == len(rest)
+    assert store.delete_user("u7") == {"user_id": "u7", "found": False, "events": 0, "profile": False,
+                                       "impressions": 0}
+    # writes go on normally (a returning user id starts afresh), and it all survives reopen
+    more = _events(300, seed=123)
+    store.append_events(more)
+    store.close()
+    store = opener()
+    try:
+        _same(_decoded(store), pd.concat([rest, more], ignore_index=True))
+        assert len(store.user_events("u7")) == int((more.user_id == "u7").sum())
+    finally:
+        store.close()

@@ -8,6 +8,7 @@ one. Without it the tests skip locally and FAIL when CI=true (`make test` instal
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -70,10 +71,18 @@ def make_world(home: Path, *, bundles: int = 2) -> WinnowConfig:
     return cfg
 
 
+def create_key(cfg: WinnowConfig, scopes: tuple[str, ...] = ("admin", "read", "write")) -> str:
+    """A new API key for the home (the server re-reads the key file); returns the token."""
+    from winnow.serving.auth import KeyFile, keys_path
+
+    return KeyFile(keys_path(cfg)).create(list(scopes), name="e2e")[1]
+
+
 class WinnowServer:
     """`winnow --home HOME serve --port PORT` as a child process (cwd = HOME)."""
 
     def __init__(self, home: Path) -> None:
+        """Access control stays on (the default): clients need a key from ``create_key``."""
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -117,11 +126,17 @@ class WinnowServer:
 class Console:
     """Collects console errors, uncaught exceptions and failed requests of one page."""
 
-    def __init__(self, page) -> None:
+    def __init__(self, page, *, allow: str | None = None) -> None:
+        """``allow``: a regex of console errors that are expected (e.g. a 401 before signing in)."""
         self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+        self.allow = re.compile(allow) if allow else None
+        page.on("console", lambda m: self._console(m.type, m.text))
         page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         page.on("requestfailed", lambda r: self.errors.append(f"request failed: {r.url} {r.failure}"))
+
+    def _console(self, kind: str, text: str) -> None:
+        if kind == "error" and not (self.allow and self.allow.search(text)):
+            self.errors.append(f"console.{kind}: {text}")
 
     def check(self, where: str) -> None:
         assert not self.errors, f"{where}: browser reported {self.errors}"

@@ -18,7 +18,9 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from dashboard_harness import REPO, CHROMIUM_ARGS, Console, WinnowServer, make_world, open_view, require_browser, screenshot
+from dashboard_harness import (
+    CHROMIUM_ARGS, REPO, Console, WinnowServer, create_key, make_world, open_view, require_browser, screenshot,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +29,10 @@ pytestmark = pytest.mark.slow
 def served(tmp_path_factory):
     chromium = require_browser()  # before the (slow) world: a missing browser fails fast
     home = tmp_path_factory.mktemp("dashboard")
-    make_world(home, bundles=2)
+    cfg = make_world(home, bundles=2)
+    token = create_key(cfg)
     server = WinnowServer(home)
-    client = httpx.Client(base_url=server.url, timeout=30)
+    client = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"})
     # some live traffic: served slates (impressions), clicks on them, a few bad requests
     first = None
     for u in ("u1", "u2", "u3", "u4", "u5", "u1"):
@@ -41,7 +44,7 @@ def served(tmp_path_factory):
         {"user_id": "u1", "item_id": top, "event_type": "click", "timestamp": now, "request_id": first["request_id"]},
         {"user_id": "u7", "item_id": top, "event_type": "click", "timestamp": now - 86400}]})
     assert client.get("/v1/users/u1/recommendations", params={"k": 0}).status_code == 422
-    yield {"server": server, "client": client, "home": home, "chromium": chromium, "top_item": top}
+    yield {"server": server, "client": client, "home": home, "chromium": chromium, "top_item": top, "token": token}
     client.close()
     server.stop()
 
@@ -57,8 +60,10 @@ def browser(served):
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, served):
+    """A page of a browser that has the API key saved (as after signing in once)."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    ctx.add_init_script(f"localStorage.setItem('winnow.apiKey', {json.dumps(served['token'])})")
     pg = ctx.new_page()
     pg.set_default_timeout(30_000)
     yield pg
@@ -78,13 +83,31 @@ def slate_ids(page, panel: str) -> list[str]:
 
 def test_ui_is_served_by_winnow_serve(served):
     client = served["client"]
-    r = client.get("/ui", follow_redirects=False)
+    r = httpx.get(served["server"].url + "/ui", follow_redirects=False)  # the shell needs no key
     assert r.status_code in (301, 302, 307, 308) and r.headers["location"].endswith("/ui/")
-    html = client.get("/ui/").text
+    html = httpx.get(served["server"].url + "/ui/").text
     assert '<script type="module" src="app.js">' in html
     js = client.get("/ui/app.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert client.get("/ui/pages/user.js").status_code == 200
+
+
+def test_dashboard_asks_for_an_api_key_first(served, browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = ctx.new_page()
+    con = Console(page, allow=r"status of 401")  # the refused call before signing in
+    assert httpx.get(served["server"].url + "/ui/api/stats").status_code == 401
+    open_view(page, served["server"].url, "overview")
+    assert page.locator("#sign-in").count() == 1 and "missing API key" in page.inner_text("#sign-in")
+    page.fill("#api-key", "wn_00000000_" + "x" * 43)
+    page.click("#sign-in button[type=submit]")
+    page.wait_for_selector('#sign-in:has-text("invalid or revoked API key")')
+    page.fill("#api-key", served["token"])
+    page.click("#sign-in button[type=submit]")
+    page.wait_for_selector("#count-events")
+    assert page.locator("#sign-in").count() == 0
+    ctx.close()
+    con.check("sign in")
 
 
 def test_overview_shows_counts_and_live_metrics(served, page):
@@ -96,7 +119,7 @@ def test_overview_shows_counts_and_live_metrics(served, page):
     stop = threading.Event()
 
     def traffic() -> None:
-        with httpx.Client(base_url=served["server"].url, timeout=30) as c:
+        with httpx.Client(base_url=served["server"].url, timeout=30, headers=served["client"].headers) as c:
             i = 0
             while not stop.is_set():
                 c.get(f"/v1/users/u{i % 50}/recommendations", params={"k": 10})
@@ -121,10 +144,10 @@ def test_overview_shows_counts_and_live_metrics(served, page):
 
 def test_user_inspector_explains_the_served_slate(served, page):
     con = Console(page)
-    open_view(page, served["server"].url, "user/u1")
+    open_view(page, served["server"].url, "user/u2")  # no fresh events: scores do not drift
     page.wait_for_selector('#slate-variant[data-ready="true"]')
     ui = slate_ids(page, "slate-current")
-    api = served["client"].get("/v1/users/u1/recommendations", params={"k": 10, "explain": "true"}).json()
+    api = served["client"].get("/v1/users/u2/recommendations", params={"k": 10, "explain": "true"}).json()
     assert ui == [it["item_id"] for it in api["items"]], "the inspector must show what the API serves"
     assert page.locator("#profile table tbody tr").count() > 0  # history
     first = page.locator("#slate-current ol.slate > li").first

@@ -8,23 +8,31 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from dashboard_harness import make_world
+from dashboard_harness import create_key, make_world
 from fastapi.testclient import TestClient
 
 from winnow.core.config import load_config
 from winnow.serving.app import create_app
-from winnow.serving.routes_ui import install_ui
 
 
 @pytest.fixture(scope="module")
 def app_client(tmp_path_factory):
     home = tmp_path_factory.mktemp("ui_api")
-    make_world(home, bundles=1)
+    cfg = make_world(home, bundles=1)
     app = create_app(load_config(home))
-    if not any(getattr(r, "path", "") == "/ui" for r in app.routes):
-        install_ui(app)  # until app.py mounts it itself
-    with TestClient(app) as client:
+    with TestClient(app, headers={"Authorization": f"Bearer {create_key(cfg)}"}) as client:
         yield app, client, home
+
+
+def test_dashboard_api_needs_an_admin_key(app_client):
+    app, client, home = app_client
+    read_only = create_key(load_config(home), ("read",))
+    anonymous = TestClient(app)  # no `with`: its lifespan exit would close the shared service
+    assert anonymous.get("/ui/api/stats").status_code == 401
+    assert anonymous.get("/ui/app.js").status_code == 200  # the static shell holds no data
+    assert anonymous.get("/ui", follow_redirects=False).status_code in (302, 307)
+    r = anonymous.get("/ui/api/stats", headers={"Authorization": f"Bearer {read_only}"})
+    assert r.status_code == 403 and "admin" in r.text
 
 
 def test_user_and_item_search(app_client):
@@ -84,8 +92,9 @@ def test_cold_start_weight_from_the_two_tower_item_counts(app_client):
     assert client.get("/ui/api/items/i9").json()["cold_start"]["present"] is False
 
 
-def test_experiments_lists_files_by_kind(app_client):
+def test_experiments_lists_files_by_kind(app_client, monkeypatch):
     _, client, home = app_client
+    monkeypatch.chdir(home)  # ./bench/results is read relative to the working directory
     assert client.get("/ui/api/experiments").json()["files"] == []
     reports = home / "reports"
     reports.mkdir()

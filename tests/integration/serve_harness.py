@@ -42,12 +42,16 @@ def make_home(home: Path, *, n_users: int = 300, n_items: int = 500, n_events: i
 class Server:
     """``python -m uvicorn --factory winnow.serving.server:app_from_env`` on a free port."""
 
-    def __init__(self, home: Path, *, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(self, home: Path, *, env: dict[str, str] | None = None, workers: int = 1,
+                 auth: bool = False) -> None:
+        """``auth=False``: the server runs with ``[security] auth = false`` (tests not about access
+        control); ``auth=True``: keys are required (tests/integration/test_security*.py)."""
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1",
-                    "WINNOW__SERVING__WORKERS": str(workers), **(env or {})}
+                    "WINNOW__SERVING__WORKERS": str(workers),
+                    "WINNOW__SECURITY__AUTH": "true" if auth else "false", **(env or {})}
         self.log = open(home / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "winnow.serving.server:app_from_env",

@@ -58,7 +58,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (home / "winnow.toml").write_text(
         "[models.two_tower]\ndim = 16\nembedding = 8\nhidden = 32\nepochs = 25\npatience = 25\n"
         "batch_size = 64\nlearning_rate = 0.01\ntemperature = 0.1\nhistory = 10\nuser_buckets = 1009\n"
-        "attr_buckets = 101\nid_dropout = 0.5\ntext_dim = 4\nrefit = false\n\n[ranker]\nenabled = false\n\n[coldstart]\nsegment_l2 = 5.0\n")
+        "attr_buckets = 101\nid_dropout = 0.5\ntext_backend = \"tfidf\"\ntext_dim = 4\nrefit = false\n\n[ranker]\nenabled = false\n\n[coldstart]\nsegment_l2 = 5.0\n")
     return d
 
 

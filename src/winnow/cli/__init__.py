@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+# implicit's ALS/BPR run their own thread pool; a second one inside OpenBLAS oversubscribes the
+# cores (implicit warns on every fit). Must be set before numpy loads; an explicit value wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from winnow.cli import data, evaluate, serve  # noqa: F401  (register commands)
 from winnow.cli import feedback  # noqa: F401  (ope, ab report, simulate)
+from winnow.cli import keys  # noqa: F401  (keys create/list/revoke)
 from winnow.cli.app import app
 from winnow.core.errors import WinnowError
 

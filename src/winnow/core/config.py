@@ -102,7 +102,7 @@ class TwoTowerConfig(_Section):
     user_buckets: int = Field(100_003, ge=2)  # hashed user-id buckets (unseen ids work)
     attr_buckets: int = Field(20_011, ge=2)
     creator_buckets: int = Field(4096, ge=2)
-    text_backend: Literal["none", "tfidf", "minilm"] = "tfidf"
+    text_backend: Literal["none", "tfidf", "minilm"] = "minilm"
     text_dim: int = Field(64, ge=1)          # TF-IDF SVD dimension (MiniLM is 384)
     validation_quantile: float = Field(0.9, gt=0, lt=1)
     validation_users: int = Field(1000, ge=1)
@@ -134,7 +134,8 @@ class SourceConfig(_Section):
     """One named candidate source of the retrieval stage."""
 
     name: str = Field(min_length=1)  # unique name, reported in responses and traces
-    kind: Literal["als", "itemitem", "popularity", "trending", "fresh"]
+    kind: Literal["als", "itemitem", "popularity", "trending", "fresh", "two_tower", "content",
+                  "segment_popular"]
     quota: int = Field(100, ge=1, le=5000)  # candidates this source may contribute
     weight: float = Field(1.0, ge=0)  # weight of its rank-normalised score in the blend
 
@@ -168,6 +169,10 @@ class PipelineConfig(_Section):
     freshness_half_life_days: float = Field(14.0, gt=0)
     sponsored_slots: list[int] = Field(default_factory=lambda: [2, 7])  # 0-based positions
     sponsored_cap: int = Field(2, ge=0)
+    # explore stage after re-ranking: surface -> policy spec (winnow.pipeline.explore.build_policy),
+    # e.g. {"home": {"kind": "epsilon_greedy", "epsilon": 0.1}}; "default" covers unlisted
+    # surfaces; none: deterministic top-k (propensity 1)
+    explore: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class ServingConfig(_Section):
@@ -184,6 +189,15 @@ class ServingConfig(_Section):
     impression_queue: int = Field(100_000, ge=1)
     workers: int = Field(1, ge=1, le=64)  # >1: processes share the store; state is validated per hit
     bundle_poll_s: float = Field(1.0, gt=0)  # how often a server follows the ACTIVE pointer
+
+
+class SecurityConfig(_Section):
+    """Access control of the HTTP service (docs/HARDENING.md). Keys: ``winnow keys create``."""
+
+    auth: bool = True          # False: every route open (only for demos on localhost)
+    open_read: bool = False    # True: read-scope routes (recommendations, similar) need no key
+    metrics: Literal["open", "admin"] = "admin"  # who may scrape /metrics
+    keys_file: str = "{home}/keys.json"  # hashed API keys (written atomically, mode 0600)
 
 
 class RankerConfig(_Section):
@@ -218,7 +232,7 @@ class ColdStartConfig(_Section):
     user_chain: dict[str, list[str]] = Field(default_factory=lambda: {
         "0": ["segment_popular"], "1": ["model", "segment_popular"], "3": ["model", "segment_popular"],
         "5": ["model"]})
-    user_k: float = Field(3.0, gt=0)         # weight of the model for n events: n / (n + user_k)
+    user_k: float = Field(15.0, gt=0)        # weight of the model for n events: n / (n + user_k)
     segment_l2: float = Field(200.0, gt=0)   # ridge strength of the attribute -> item model
     segment_first: int = Field(0, ge=0)      # >0: learn only from each user's first N events
     items: bool = True                       # batch-recommend: score items without events by content
@@ -266,6 +280,10 @@ class ExperimentConfig(_Section):
         total = sum(v.traffic for v in self.variants)
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"experiment {self.name!r}: traffic splits sum to {total}, not 1")
+        for name, when in (("start", self.start), ("end", self.end)):
+            if when is not None and when.tzinfo is None:
+                raise ValueError(f"experiment {self.name!r}: {name} {when} needs a UTC offset "
+                                 "(e.g. 2026-11-01T00:00:00Z)")
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise ValueError(f"experiment {self.name!r}: end {self.end} is not after start {self.start}")
         if self.control is not None and self.control not in names:
@@ -303,6 +321,7 @@ class WinnowConfig(_Section):
     index: IndexConfig = IndexConfig()
     pipeline: PipelineConfig = PipelineConfig()
     serving: ServingConfig = ServingConfig()
+    security: SecurityConfig = SecurityConfig()
     ranker: RankerConfig = RankerConfig()
     coldstart: ColdStartConfig = ColdStartConfig()
     experiments: list[ExperimentConfig] = Field(default_factory=list)  # [[experiments]] tables

@@ -88,3 +88,31 @@ def read_blocks(con: sqlite3.Connection, *, since: int | None = None,
         if not keep.all():
             cols = [c[keep] for c in cols]
     return tuple(cols)
+
+
+def drop_user(con: sqlite3.Connection, uid: int) -> int:
+    """Remove every row of dense user ``uid`` from the blocks (call inside the write transaction
+    that deletes the same user's ``events`` rows). Blocks keep their first_seq/last_seq range;
+    a block left empty is deleted. Returns the number of rows removed.
+
+    Cost: one pass over the uid column of every block (4 bytes per stored event) plus a
+    rewrite of the blocks that held the user.
+    """
+    hit = [first for first, raw in con.execute("SELECT first_seq, uid FROM event_blocks")
+           if (np.frombuffer(raw, dtype=_DTYPES[0]) == uid).any()]
+    removed = 0
+    for first in hit:
+        row = con.execute("SELECT uid, iid, tid, value, ts FROM event_blocks WHERE first_seq = ?",
+                          (first,)).fetchone()
+        cols = _decode(row)
+        keep = cols[0] != uid
+        removed += int((~keep).sum())
+        if not keep.any():
+            con.execute("DELETE FROM event_blocks WHERE first_seq = ?", (first,))
+            continue
+        cols = [c[keep] for c in cols]
+        con.execute("UPDATE event_blocks SET n = ?, min_ts = ?, max_ts = ?, uid = ?, iid = ?, tid = ?, value = ?, "
+                    "ts = ? WHERE first_seq = ?",
+                    (len(cols[4]), int(cols[4].min()), int(cols[4].max()),
+                     *(np.ascontiguousarray(c, dtype=d).tobytes() for c, d in zip(cols, _DTYPES)), first))
+    return removed

@@ -19,6 +19,7 @@ transaction also appends the batch's numeric columns as one packed block to ``ev
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from winnow.core.errors import DataError, StoreError, UnknownIdError
+from winnow.core.errors import DataError, StoreError, StoreUnavailableError, UnknownIdError
 from winnow.data import sqlite_blocks as blocks
 from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
 from winnow.data.store import EventLog, Store
@@ -61,6 +62,9 @@ _EVENT_INDEXES = (
                        "WHERE request_id IS NOT NULL"),
 )
 _REBUILD_ROWS = 100_000
+# primary SQLite result codes that mean "cannot write now" -> StoreUnavailableError (HTTP 503)
+_UNAVAILABLE = {5: "SQLITE_BUSY", 8: "SQLITE_READONLY", 10: "SQLITE_IOERR", 13: "SQLITE_FULL",
+                14: "SQLITE_CANTOPEN"}
 _CHUNK = 500  # ids per "IN (...)" query (below SQLite's variable limit)
 
 
@@ -125,12 +129,20 @@ class SQLiteStore(Store):
             raise StoreError(f"store {self.path} is closed")
         with self._write_lock:
             con = self._writer
-            con.execute("BEGIN IMMEDIATE")
             try:
-                result = fn(con, *args)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(con, *args)
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                        con.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+                if code in _UNAVAILABLE:  # disk full, read-only, I/O error, locked too long
+                    raise StoreUnavailableError(
+                        f"{self.path.name} refuses writes: {exc} ({_UNAVAILABLE[code]})") from exc
                 raise
             return result
 
@@ -266,7 +278,7 @@ class SQLiteStore(Store):
     def patch_item(self, item_id: str, *, available: bool | None = None,
                    sponsored: bool | None = None, attributes: dict[str, Any] | None = None) -> None:
         def run(con: sqlite3.Connection) -> None:
-            row = con.execute("SELECT i.iid, i.attributes FROM items i JOIN item_keys k ON k.id - 1 = i.iid "
+            row = con.execute("SELECT i.iid, i.attributes FROM items i JOIN item_keys k ON k.id = i.iid + 1 "
                               "WHERE k.external = ?", (str(item_id),)).fetchone()
             if row is None:
                 raise UnknownIdError("item", item_id)
@@ -277,6 +289,35 @@ class SQLiteStore(Store):
                         (None if available is None else int(available),
                          None if sponsored is None else int(sponsored), _dumps(attrs), row[0]))
         self._write(run)
+
+    def delete_user(self, user_id: str) -> dict[str, Any]:
+        """Erase one user in one transaction: events (rows and packed blocks), profile,
+        impressions; the external id in ``user_keys`` becomes an unguessable tombstone
+        (``erased:<hex>``: the dense ids of other users must not shift). Deleted pages are
+        zeroed (``secure_delete``); old page images leave the WAL at the next checkpoint."""
+        def run(con: sqlite3.Connection) -> dict[str, Any]:
+            row = con.execute("SELECT id - 1 FROM user_keys WHERE external = ?", (str(user_id),)).fetchone()
+            out: dict[str, Any] = {"user_id": str(user_id), "found": row is not None, "events": 0,
+                                   "profile": False, "impressions": 0}
+            out["impressions"] = con.execute("DELETE FROM impressions WHERE user_id = ?", (str(user_id),)).rowcount
+            if row is None:
+                out["found"] = out["impressions"] > 0
+                return out
+            uid = int(row[0])
+            con.execute("PRAGMA secure_delete = ON")
+            out["events"] = con.execute("DELETE FROM events WHERE uid = ?", (uid,)).rowcount
+            in_blocks = blocks.drop_user(con, uid)
+            if in_blocks != out["events"]:
+                raise StoreError(f"event_blocks hold {in_blocks} events of user {user_id!r}, the events "
+                                 f"table {out['events']}: store inconsistent, nothing was erased")
+            out["profile"] = con.execute("DELETE FROM users WHERE uid = ?", (uid,)).rowcount > 0
+            con.execute("UPDATE user_keys SET external = ? WHERE id = ?", (f"erased:{secrets.token_hex(16)}", uid + 1))
+            return out
+        try:
+            return self._write(run)
+        finally:
+            with self._write_lock:
+                self._writer.execute("PRAGMA secure_delete = OFF")
 
     def log_impressions(self, impressions: list[dict[str, Any]]) -> None:
         """Store served slates; a request_id already stored is skipped (idempotent retries)."""
@@ -304,7 +345,7 @@ class SQLiteStore(Store):
             con.execute("COMMIT")
 
     _ITEM_SQL = ("SELECT k.external, i.title, i.text, i.categories, i.creator, i.created_at, i.available, "
-                 "i.sponsored, i.attributes FROM items i JOIN item_keys k ON k.id - 1 = i.iid")
+                 "i.sponsored, i.attributes FROM items i JOIN item_keys k ON k.id = i.iid + 1")
 
     @staticmethod
     def _item_row(r: tuple) -> dict[str, Any]:
@@ -344,8 +385,8 @@ class SQLiteStore(Store):
     def user_events(self, user_id: str, *, limit: int = 100) -> pd.DataFrame:
         rows = self._reader().execute(
             "SELECT uk.external, ik.external, t.external, e.value, e.ts, e.event_id, e.context "
-            "FROM events e JOIN user_keys uk ON uk.id - 1 = e.uid JOIN item_keys ik ON ik.id - 1 = e.iid "
-            "JOIN event_types t ON t.id - 1 = e.tid WHERE uk.external = ? ORDER BY e.ts DESC, e.seq DESC "
+            "FROM events e JOIN user_keys uk ON uk.id = e.uid + 1 JOIN item_keys ik ON ik.id = e.iid + 1 "
+            "JOIN event_types t ON t.id = e.tid + 1 WHERE uk.external = ? ORDER BY e.ts DESC, e.seq DESC "
             "LIMIT ?", (str(user_id), int(limit))).fetchall()
         frame = pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
         frame["value"] = frame["value"].astype(np.float64)
@@ -368,8 +409,8 @@ class SQLiteStore(Store):
         for imp in self.read_impressions(since=since):
             follow: dict[str, list[str]] = {}
             for item, etype in con.execute(
-                    "SELECT ik.external, t.external FROM events e JOIN item_keys ik ON ik.id - 1 = e.iid "
-                    "JOIN event_types t ON t.id - 1 = e.tid WHERE e.request_id = ? ORDER BY e.seq",
+                    "SELECT ik.external, t.external FROM events e JOIN item_keys ik ON ik.id = e.iid + 1 "
+                    "JOIN event_types t ON t.id = e.tid + 1 WHERE e.request_id = ? ORDER BY e.seq",
                     (imp["request_id"],)):
                 follow.setdefault(item, []).append(etype)
             for shown in imp["items"]:

@@ -77,6 +77,13 @@ class Store(ABC):
         """Durably store served slates: each dict has request_id, user_id, timestamp, model_version,
         surface, context (dict), items (list of {item_id, position, score, sources, propensity})."""
 
+    @abstractmethod
+    def delete_user(self, user_id: str) -> dict[str, Any]:
+        """Erase a user (personal-data deletion), all or nothing: their events (also from
+        read_events), profile and impressions; the external id is no longer findable.
+        Returns {"user_id", "found": bool, "events": n, "profile": bool, "impressions": n}.
+        An unknown user is not an error (found=False, zero counts)."""
+
     # --- reads ----------------------------------------------------------------------------
     @abstractmethod
     def read_events(self, *, since: int | None = None, until: int | None = None) -> EventLog:

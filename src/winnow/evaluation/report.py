@@ -182,7 +182,8 @@ def _plots(result: EvaluationResult, extras: ReportExtras) -> dict[str, str]:
 
 
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;max-width:1100px;margin:2rem auto;padding:0 1rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1rem}th,td{padding:.3rem .55rem;border-bottom:1px solid #e3e6ec}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1rem}
+th,td{padding:.3rem .55rem;border-bottom:1px solid #e3e6ec}
 th{text-align:left;color:#667085}td.n{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
 .muted{color:#667085}h2{margin-top:2rem}"""
 _COLUMNS = ("recall", "precision", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty", "diversity",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Number
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -120,3 +121,20 @@ class FeatureCatalog:
         user_groups = (np.column_stack(groups).astype(np.int64) if groups
                        else np.empty((n_users, 0), np.int64))
         return cls(item_cat, item_creator, item_created, item_num, user_num, user_cat, user_groups)
+
+    def save(self, path: str | Path) -> None:
+        """Write the arrays as one npz (no pickle)."""
+        ic = self.item_cat
+        np.savez(path, cat_indptr=ic.indptr, cat_indices=ic.indices, n_categories=np.int64(ic.shape[1]),
+                 item_creator=self.item_creator, item_created=self.item_created,
+                 item_numeric=self.item_numeric, user_numeric=self.user_numeric,
+                 user_categorical=self.user_categorical, user_groups=self.user_groups)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureCatalog:
+        with np.load(path, allow_pickle=False) as z:
+            n_items = len(z["cat_indptr"]) - 1
+            item_cat = sp.csr_matrix((np.ones(len(z["cat_indices"]), np.float32), z["cat_indices"],
+                                      z["cat_indptr"]), shape=(n_items, int(z["n_categories"])))
+            return cls(item_cat, z["item_creator"], z["item_created"], z["item_numeric"],
+                       z["user_numeric"], z["user_categorical"], z["user_groups"])

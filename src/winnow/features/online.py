@@ -110,11 +110,16 @@ class OnlineFeatureState:
             u.attr_cnt[ok] += 1  # type: ignore[index]
         bisect.insort(self._item_ts.setdefault(item, []), ts)
         bisect.insort(self._all_ts, ts)
-        if user < self.catalog.user_groups.shape[0]:
+        if 0 <= user < self.catalog.user_groups.shape[0]:
             for g, code in enumerate(self.catalog.user_groups[user].tolist()):
                 if code >= 0:
                     bisect.insort(self._peer_ts.setdefault((g, code, item), []), ts)
                     bisect.insort(self._group_ts.setdefault((g, code), []), ts)
+
+    def has_history(self, user: int) -> bool:
+        """True when at least one event of ``user`` has been added."""
+        u = self._users.get(user)
+        return u is not None and len(u.ts) > 0
 
     def _pop_before(self, item: int, t: float) -> int:
         return bisect.bisect_left(self._item_ts.get(item, []), t)
@@ -177,7 +182,7 @@ class OnlineFeatureState:
         item_num = np.full((n, n_attr), np.nan)
         inside = items < self._n_items
         item_num[inside] = self.catalog.item_numeric[items[inside]]
-        in_users = user < self.catalog.user_numeric.shape[0]
+        in_users = 0 <= user < self.catalog.user_numeric.shape[0]
         user_num = (self.catalog.user_numeric[user] if in_users
                     else np.full(len(spec.user_numeric), np.nan))
         user_cat = (self.catalog.user_categorical[user] if in_users

@@ -147,3 +147,62 @@ class LambdaRanker:
         model.best_iteration_ = booster.current_iteration()
         model.valid_ndcg_ = meta.get("valid_ndcg")
         return model
+
+
+class LearnedRanker:
+    """The pipeline's rank stage backed by a ``LambdaRanker`` and live ``OnlineFeatureState``.
+
+    ``score_request(candidates, request)`` builds the online features of one request (user
+    resolved to a dense index with ``user_index``; unknown users get -1 and history-free
+    features; t = request.now; device from request.context) and returns float32 [n] scores.
+    ``explain(...)`` returns each row's top pred_contrib features. Pipeline source names map to
+    the spec's source names through ``source_names`` (identity by default); a spec source the
+    request did not run gets NaN (missing) score and rank, as in training for unproposed items.
+    """
+
+    def __init__(self, model: LambdaRanker, state: Any, user_index: Any, *,
+                 source_names: dict[str, str] | None = None, explain_top: int = 5) -> None:
+        self.model = model
+        self.state = state
+        self.user_index = user_index
+        self.source_names = dict(source_names or {})
+        self.explain_top = explain_top
+
+    def features(self, candidates: Any, request: Any) -> np.ndarray:
+        """float32 [n, F] online features of the request's candidate rows."""
+        n = len(candidates)
+        inverse = {spec_name: pipe for pipe, spec_name in self.source_names.items()}
+        src_score, src_rank = {}, {}
+        for s in self.model.spec.sources:
+            pipe = inverse.get(s, s)
+            score = candidates.source_scores.get(pipe)
+            rank = candidates.source_ranks.get(pipe)
+            src_score[s] = np.full(n, np.nan) if score is None else np.asarray(score, np.float64)
+            src_rank[s] = (np.full(n, np.nan) if rank is None
+                           else np.where(np.asarray(rank) >= 0, np.asarray(rank, np.float64), np.nan))
+        device = request.context.get("device") if isinstance(request.context, dict) else None
+        return self.state.features(int(self.user_index(request.user.user_id)), candidates.items,
+                                   float(request.now), src_score=src_score, src_rank=src_rank,
+                                   device=device)
+
+    def knows(self, request: Any) -> bool:
+        """True when the user has history in the feature state (the ranker was trained on
+        such lists); cold users are left to the pipeline's blend and cold-start sources."""
+        return self.state.has_history(int(self.user_index(request.user.user_id)))
+
+    def score_request(self, candidates: Any, request: Any) -> np.ndarray | None:
+        """float32 [n] ranker scores (higher = better), or None for a user without history."""
+        if not self.knows(request):
+            return None
+        if len(candidates) == 0:
+            return np.empty(0, np.float32)
+        return self.model.predict(self.features(candidates, request)).astype(np.float32)
+
+    def explain(self, candidates: Any, request: Any, rows: np.ndarray) -> dict[int, list[dict[str, float]]]:
+        """Top ``explain_top`` feature contributions per candidate row ({} for cold users)."""
+        rows = np.asarray(rows, np.int64)
+        if not self.knows(request) or len(rows) == 0:
+            return {}
+        x = self.features(candidates, request)[rows]
+        return dict(zip(rows.tolist(), self.model.top_contributions(x, top=self.explain_top), strict=True))
+

@@ -1,4 +1,8 @@
-"""The funnel for one request: retrieve (sources + fallback chain) -> rank -> re-rank -> top-k.
+"""The funnel for one request: retrieve (sources + fallback chain) -> rank -> re-rank -> explore.
+
+The explore stage (winnow.pipeline.explore, ``pipeline.explore`` per surface) picks the k
+served items from the re-ranked list and gives each its propensity; with no policy configured
+it is the deterministic top-k (propensity 1).
 
 One Pipeline object serves tests and the server. Its wiring (source names, kinds, the
 fallback chain, rule names) is checked in ``__init__`` so a mistake fails at start-up.
@@ -20,6 +24,7 @@ import numpy as np
 
 from winnow.core.config import PipelineConfig, SourceConfig
 from winnow.core.errors import ConfigError
+from winnow.pipeline.explore import SurfacePolicies
 from winnow.pipeline.rank import BlendRanker, candidate_features
 from winnow.pipeline.rules import build_rules
 from winnow.pipeline.sources import CandidateSource, RetrievalArtefacts, build_source
@@ -71,8 +76,10 @@ class Pipeline:
         self._quota.setdefault(config.backfill_source, config.min_candidates)
         weights = {s.name: s.weight for s in config.sources}
         weights.setdefault(config.backfill_source, BACKFILL_WEIGHT)
-        self.ranker: Ranker = ranker or BlendRanker(weights, affinity_weight=config.category_affinity_weight)
+        self.blend = BlendRanker(weights, affinity_weight=config.category_affinity_weight)
+        self.ranker: Ranker = ranker or self.blend
         self.rules: list[Rule] = list(rules) if rules is not None else build_rules(config)
+        self.explore = SurfacePolicies(config.explore)  # ConfigError here, at start-up
 
     # --- stages -------------------------------------------------------------------------------
     def retrieve(self, request: Request) -> Candidates:
@@ -111,8 +118,14 @@ class Pipeline:
 
     def rank(self, candidates: Candidates, request: Request) -> RankedList:
         """Score every candidate with the ranker; best first (ties keep retrieval order)."""
-        feats = candidate_features(candidates, request, self.catalog)
-        scores = np.asarray(self.ranker.score(candidates, feats), np.float32)
+        score_request = getattr(self.ranker, "score_request", None)  # learned ranker: own features
+        learned = score_request(candidates, request) if score_request is not None else None
+        if learned is not None:
+            scores = np.asarray(learned, np.float32)
+        else:  # the blend (also for users the learned ranker has no history for)
+            feats = candidate_features(candidates, request, self.catalog)
+            ranker = self.ranker if score_request is None else self.blend
+            scores = np.asarray(ranker.score(candidates, feats), np.float32)
         order = np.argsort(-scores, kind="stable")
         return RankedList(candidates.items[order], scores[order], order.astype(np.int32))
 
@@ -144,22 +157,32 @@ class Pipeline:
             items, scores = items[keep][: request.k], scores[keep][: request.k]
             final = RankedList(items, np.zeros(len(items), np.float32), np.full(len(items), -1, np.int32))
             fallbacks.append("empty")
-        top = final.take(np.arange(min(request.k, len(final))))
+        seed_id = request.request_id or f"{request.user.user_id}:{request.now}"
+        sel, policy = self.explore.select(request.surface, len(final), request.k, request_id=seed_id)
+        top = final.take(sel.order)
         rank_pos = {int(item): i for i, item in enumerate(ranked.items)} if request.explain else {}
+        contribs: dict[int, list] = {}
+        explain_rows = getattr(self.ranker, "explain", None)
+        if request.explain and explain_rows is not None:
+            contribs = explain_rows(cands, request, np.asarray([r for r in top.row if r >= 0], np.int64))
         out = []
         for pos, (item, score, row) in enumerate(zip(top.items, top.scores, top.row, strict=True)):
             srcs = cands.sources_of(int(row)) if row >= 0 else [self.config.backfill_source]
             trace = None
             if request.explain:
-                trace = _trace(int(item), int(row), cands, ranked, rank_pos, records)
-            out.append(SlateItem(int(item), float(score), pos, srcs, 1.0, trace))
+                trace = _trace(int(item), int(row), cands, ranked, rank_pos, records,
+                               getattr(self.ranker, "weights", None))
+                if int(row) in contribs:
+                    trace["rank_features"] = contribs[int(row)]  # top pred_contrib of the learned ranker
+            out.append(SlateItem(int(item), float(score), pos, srcs, float(sel.propensity[pos]), trace,
+                                 rank=int(sel.order[pos])))
         removed = None
         if request.explain:
             removed = [{"item": item, "rule": r.rule, "reason": why}
                        for r in records for item, why in r.removed.items()]
         timings = {"retrieve": t1 - t0, "rank": t2 - t1, "rerank": t3 - t2,
                    "total": time.perf_counter() - t0}
-        return Slate(out, fallbacks, len(cands), timings, removed)
+        return Slate(out, fallbacks, len(cands), timings, removed, n_ranked=len(final), policy=policy)
 
 
 def _merge(results: list[tuple[str, np.ndarray, np.ndarray]],
@@ -188,12 +211,14 @@ def _merge(results: list[tuple[str, np.ndarray, np.ndarray]],
 
 
 def _trace(item: int, row: int, cands: Candidates, ranked: RankedList, rank_pos: dict[int, int],
-           records: list[RuleRecord]) -> dict:
+           records: list[RuleRecord], weights: dict[str, float] | None = None) -> dict:
     sources = {}
     if row >= 0:
         for name, ranks in cands.source_ranks.items():
             if ranks[row] >= 0:
                 sources[name] = {"score": float(cands.source_scores[name][row]), "rank": int(ranks[row])}
+                if weights is not None and name in weights:
+                    sources[name]["weight"] = float(weights[name])  # the source's blend weight
     pos = rank_pos.get(item)
     return {
         "sources": sources,

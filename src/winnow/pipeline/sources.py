@@ -172,6 +172,8 @@ class RetrievalArtefacts:
     index: AnnIndex | None = None           # over ALS item factors
     itemitem: HistoryScorer | None = None
     ef_search: int | None = None
+    two_tower: Any = None   # winnow.models.two_tower.serving.TwoTowerServing
+    segment: Any = None     # winnow.models.coldstart.SegmentPopularity
 
 
 def build_source(cfg: SourceConfig, art: RetrievalArtefacts, *, recent: int = 50) -> CandidateSource:
@@ -190,4 +192,16 @@ def build_source(cfg: SourceConfig, art: RetrievalArtefacts, *, recent: int = 50
         return RankedArraySource(cfg.name, "trending", art.catalog, lambda c: c.trending)
     if cfg.kind == "fresh":
         return RankedArraySource(cfg.name, "fresh", art.catalog, _fresh_scores)
+    if cfg.kind in ("two_tower", "content", "segment_popular"):
+        from winnow.models.two_tower import serving
+
+        if cfg.kind == "segment_popular":
+            if art.segment is None:
+                raise ConfigError(f"source {cfg.name!r} (kind segment_popular) needs a segment model in the bundle")
+            return serving.SegmentSource(cfg.name, art.segment, art.catalog)
+        if art.two_tower is None:
+            raise ConfigError(f"source {cfg.name!r} (kind {cfg.kind}) needs a two-tower model in the bundle")
+        if cfg.kind == "two_tower":
+            return serving.TwoTowerSource(cfg.name, art.two_tower)
+        return serving.ContentSource(cfg.name, art.two_tower, recent)
     raise ConfigError(f"source {cfg.name!r}: unknown kind {cfg.kind!r}")

@@ -124,6 +124,11 @@ class UserView:
     seen_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
     seen_at: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     category_affinity: dict[int, float] = field(default_factory=dict)
+    # profile (PUT /v1/users/{id}), read by the two_tower / content / segment_popular sources
+    attributes: dict[str, Any] = field(default_factory=dict)
+    interests: list[str] = field(default_factory=list)      # declared categories / creators
+    interest_items: list[int] = field(default_factory=list)  # declared items (indices)
+    user_index: int = -1  # the bundle's user index, -1 when unseen at training
 
 
 @dataclass
@@ -138,6 +143,7 @@ class Request:
     categories: frozenset[int] | None = None  # request filter: allowed category codes
     explain: bool = False
     context: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""  # seeds the explore stage, so a request replays exactly
 
 
 @dataclass
@@ -230,8 +236,9 @@ class SlateItem:
     score: float
     position: int
     sources: list[str]
-    propensity: float = 1.0  # deterministic policy
+    propensity: float = 1.0  # P(this item at this position | request) under the explore policy
     trace: dict[str, Any] | None = None
+    rank: int = -1  # 0-based rank in the re-ranked list the explore stage chose from
 
 
 @dataclass
@@ -243,3 +250,6 @@ class Slate:
     n_candidates: int
     timings: dict[str, float]
     removed: list[dict[str, Any]] | None = None  # explain: items the rules removed, and why
+    n_ranked: int = 0  # length of the re-ranked list the explore stage chose from
+    policy: str = "deterministic"  # explore policy that picked the slate
+    experiments: dict[str, str] = field(default_factory=dict)  # experiment -> variant (set by the service)

@@ -12,12 +12,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from starlette.exceptions import HTTPException
 
 from winnow.core.config import WinnowConfig
 from winnow.data.store import Store
 from winnow.serving import routes_admin, routes_data, routes_recs
+from winnow.serving.auth import Authorizer, authorize
 from winnow.serving.errors import install_error_handlers
+from winnow.serving.routes_ui import install_ui
 from winnow.serving.service import Service
 from winnow.serving.telemetry import Metrics
 
@@ -51,6 +54,15 @@ class GuardMiddleware:
                     await send({"type": "http.response.body", "body": msg.encode()})
                     return
         status = {"code": 500}
+        seen = [0]
+
+        async def _receive() -> dict:  # chunked bodies carry no Content-Length: count them too
+            message = await receive()
+            if message["type"] == "http.request":
+                seen[0] += len(message.get("body", b""))
+                if seen[0] > self.max:
+                    raise HTTPException(413, f"request body exceeds the limit of {self.max} bytes")
+            return message
 
         async def _send(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -60,7 +72,7 @@ class GuardMiddleware:
 
         t0 = time.perf_counter()
         try:
-            await self.app(scope, receive, _send)
+            await self.app(scope, _receive, _send)
         finally:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
@@ -82,11 +94,14 @@ def create_app(config: WinnowConfig, *, store: Store | None = None) -> FastAPI:
             service.close()
 
     app = FastAPI(title="winnow", version="0.1.0", lifespan=lifespan,
-                  description="Recommendations: retrieval -> ranking -> re-ranking, learning in real time.")
+                  description="Recommendations: retrieval -> ranking -> re-ranking, learning in real time.",
+                  dependencies=[Depends(authorize)])  # API keys and scopes on every route (auth.py)
     app.state.service = service
+    app.state.auth = Authorizer(config)
     install_error_handlers(app)
     app.include_router(routes_admin.router)
     app.include_router(routes_data.router)
     app.include_router(routes_recs.make_router(config.serving))
+    install_ui(app)  # the dashboard at /ui and its JSON API at /ui/api (docs/DASHBOARD.md)
     app.add_middleware(GuardMiddleware, max_body_bytes=config.serving.max_body_bytes, metrics=service.metrics)
     return app

@@ -35,7 +35,30 @@ def _safe(v: Any) -> Any:
     return v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)[:200]
 
 
+ERROR_SCHEMA = {"title": "Error", "type": "object", "required": ["detail"],
+                "properties": {"detail": {"type": "string", "description": "what is wrong, naming the field"},
+                               "errors": {"type": "array", "items": {"type": "object"},
+                                          "description": "per-field problems: field/row, message, value"}}}
+
+
+def _declare_error_schema(app: FastAPI) -> None:
+    """OpenAPI: 422 bodies are winnow's {detail: str, errors: [...]}, not FastAPI's default list."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            schemas = spec.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = ERROR_SCHEMA
+            app.openapi_schema = spec
+        return app.openapi_schema
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    _declare_error_schema(app)
+
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(_body(exc.message, exc.errors), status_code=exc.status)

@@ -16,8 +16,11 @@ from winnow.serving.schemas import (
     CountOut,
     EventIn,
     EventsOut,
+    ItemOut,
     ItemPatch,
     ItemsIn,
+    UserDeleteOut,
+    UserErased,
     UserIn,
     UserOut,
 )
@@ -94,7 +97,23 @@ def post_items(body: ItemsIn, request: Request) -> CountOut:
     for it in body.items:
         cat.upsert(it.item_id, categories=it.categories, available=it.available,
                    sponsored=it.sponsored, created_at=it.created_at)
+    svc.runtime.add_items(frame)  # new items enter the two-tower index from their content
     return CountOut(written=written)
+
+
+@router.get("/v1/items/{item_id}", response_model=ItemOut, tags=["data"],
+            summary="One catalog item (404 if unknown)")
+def get_item(request: Request, item_id: str = Path(min_length=1, max_length=256)) -> ItemOut:
+    item = _service(request).store.get_item(item_id)
+    if item is None:
+        raise ApiError(404, f"unknown item id: {item_id!r}")
+    created = item.get("created_at")
+    return ItemOut(item_id=item_id, title=item.get("title") or "", text=item.get("text") or "",
+                   categories=list(item.get("categories") or []), creator=item.get("creator") or "",
+                   created_at=None if created is None or pd.isna(created) else int(created),
+                   available=bool(item.get("available", True)),
+                   sponsored=bool(item.get("sponsored", False)),
+                   attributes=item.get("attributes") or {})
 
 
 @router.patch("/v1/items/{item_id}", response_model=CountOut, tags=["data"],
@@ -137,3 +156,29 @@ def get_user(request: Request, user_id: str = Path(min_length=1, max_length=256)
     return UserOut(user_id=user_id, attributes=user.get("attributes") or {},
                    interests=list(user.get("interests") or []),
                    event_count=rec.event_count if rec is not None else 0, recent_items=recent)
+
+
+_REMAINS = ("Trained bundles are not rewritten: until a bundle trained after this erasure is active, "
+            "the model may hold a row of user factors for this id (ALS/BPR; used again if the id "
+            "returns) and every trained model (item factors, EASE weights, co-occurrence counts, "
+            "popularity, ranker) keeps the aggregate influence of the erased events. Older bundles "
+            "on disk keep both until deleted; run `winnow train` to retrain without this user.")
+
+
+@router.delete("/v1/users/{user_id}", response_model=UserDeleteOut, tags=["data"],
+               summary="Erase a user's events, profile, impressions and online state (404 if unknown)")
+def delete_user(request: Request, user_id: str = Path(min_length=1, max_length=256)) -> UserDeleteOut:
+    svc = _service(request)
+    svc.impressions.flush(timeout=2.0)  # slates served before this call are written, then erased with the rest
+    out = svc.store.delete_user(user_id)  # one transaction; 503 if the store refuses writes
+    state = svc.state.forget(user_id)
+    rt = svc.runtime
+    rt.forget(user_id)
+    if not out["found"] and not state:
+        raise ApiError(404, f"unknown user id: {user_id!r}")
+    in_bundle = rt.user_ids is not None and user_id in rt.user_ids
+    return UserDeleteOut(user_id=user_id,
+                         erased=UserErased(events=out["events"], profile=out["profile"],
+                                           impressions=out["impressions"], online_state=state),
+                         remains={"serving_bundle": rt.version, "user_in_bundle": in_bundle,
+                                  "bundles_on_disk": len(svc.list_bundles()), "note": _REMAINS})

@@ -52,7 +52,8 @@ def make_router(cfg: ServingConfig) -> APIRouter:
                        for d, r in zip(dec, slate.removed, strict=True)]
         return RecOut(request_id=request_id, model_version=rt.version, surface=surface,
                       fallback=slate.fallbacks[0] if slate.fallbacks else None,
-                      fallbacks=slate.fallbacks, items=items, removed=removed)
+                      fallbacks=slate.fallbacks, items=items, removed=removed,
+                      experiments=slate.experiments)
 
     @router.get("/v1/users/{user_id}/recommendations", response_model=RecOut,
                 summary="Top-k recommendations for a user (unknown users get the cold-start chain)")

@@ -3,7 +3,9 @@
 The dashboard (src/winnow/serving/ui/, plain HTML + ES modules + CSS, no build step, works
 offline) reads the service's own state through these endpoints; the Models page uses the
 admin API (/v1/admin/bundles...) directly. Nothing here writes to the store: the slate
-previews of the user inspector run the live pipeline but log no impression.
+previews of the user inspector run the live pipeline but log no impression. The JSON API
+needs an API key with the ``admin`` scope (serving/auth.py); the static files do not (they
+hold no data), so the page can ask for the key.
 
 Endpoints (all JSON, external ids only):
 - GET  /ui/api/stats                     counts, model version, Prometheus counters/histograms
@@ -122,7 +124,7 @@ def user(request: Request, user_id: str, limit: int = Query(50, ge=1, le=500)) -
 
 
 @router.post("/users/{user_id}/slate",
-             summary="Preview a slate with explanations; switch sources or rules off or change k (no impression logged)")
+             summary="Preview a slate with explanations; switch sources or rules off, change k (logs nothing)")
 def slate(request: Request, user_id: str, body: SlateIn | None = None) -> dict[str, Any]:
     svc = _service(request)
     body = body or SlateIn()
@@ -280,12 +282,14 @@ def experiments(request: Request) -> dict[str, Any]:
 
 def install_ui(app: FastAPI) -> None:
     """Add the dashboard to ``app``: JSON API, /ui -> /ui/ redirect, static assets."""
-    app.include_router(router)
+    app.include_router(router)  # /ui/api: behind the app's API-key check (admin scope)
 
-    @app.get("/ui", include_in_schema=False)
-    async def _ui_root() -> RedirectResponse:
+    async def _ui_root(_: Request) -> RedirectResponse:
         return RedirectResponse("/ui/")
 
+    # the static shell holds no data and stays reachable without a key, so that the page can
+    # ask for one: plain Starlette routes bypass the app-wide FastAPI dependencies
+    app.add_route("/ui", _ui_root, include_in_schema=False)
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
 
 

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from winnow.core.config import PipelineConfig, SourceConfig, WinnowConfig
 from winnow.core.ids import IdMap
@@ -44,7 +45,40 @@ def _overlay_store_catalog(catalog: Catalog, store: Store) -> None:
         created = row["created_at"]
         catalog.upsert(str(row["item_id"]), categories=list(row["categories"] or []),
                        available=bool(row["available"]), sponsored=bool(row["sponsored"]),
-                       created_at=None if created is None or created != created else int(created))
+                       created_at=None if created is None or created is pd.NA or created != created else int(created))
+
+
+def _cold_start_artefacts(config: WinnowConfig, bundle: Bundle, store: Store,
+                          catalog: Catalog) -> tuple[Any, Any]:
+    """(TwoTowerServing or None, SegmentPopularity or None) from the bundle; store items newer
+    than the bundle are indexed from their content."""
+    tts = segment = None
+    model = bundle.models.get("two_tower")
+    if model is not None:
+        from winnow.models.two_tower.serving import TwoTowerServing
+
+        tts = TwoTowerServing.build(model, config.index)
+        items = store.read_items()
+        if len(items):
+            idx = catalog.item_ids.encode(items["item_id"].tolist(), missing=-1)
+            new = idx >= model.n_items_
+            if new.any():
+                tts.add_items([int(i) for i in idx[new]], items[new].reset_index(drop=True))
+    seg_dir = bundle.info.path / "segment"
+    if seg_dir.is_dir():
+        from winnow.models.two_tower.serving import load_segment
+
+        segment = load_segment(seg_dir)
+    return tts, segment
+
+
+def _learned_ranker(config: WinnowConfig, bundle: Bundle, store: Store) -> Any:
+    """(LearnedRanker, FeatureFeed) when the bundle has a ranker and [ranker] is enabled."""
+    if not config.ranker.enabled:
+        return None
+    from winnow.training.served_ranker import load_served_ranker
+
+    return load_served_ranker(bundle.info.path, store, config, bundle.user_ids, bundle.item_ids)
 
 
 class Runtime:
@@ -53,9 +87,10 @@ class Runtime:
     def __init__(self, config: WinnowConfig, pipeline: Pipeline, catalog: Catalog, *,
                  version: str | None, user_ids: IdMap | None = None, als: Any = None,
                  itemitem: Any = None, index: Any = None, mode: str = "bundle",
-                 data_until: int = -1) -> None:
+                 data_until: int = -1, two_tower: Any = None) -> None:
         self.config = config
         self.pipeline = pipeline
+        self.variant_pipelines: dict[tuple[str, str], Pipeline] = {}  # (experiment, variant) -> pipeline
         self.catalog = catalog
         self.version = version
         self.user_ids = user_ids
@@ -64,6 +99,10 @@ class Runtime:
         self.index = index
         self.mode = mode
         self.data_until = data_until
+        self.two_tower = two_tower  # TwoTowerServing (cold-start sources), or None
+        self.feature_feed: Any = None  # learned ranker's live feature state (served_ranker.FeatureFeed)
+        kinds = {s.kind for s in config.pipeline.sources}
+        self.needs_profile = bool(kinds & {"two_tower", "content", "segment_popular"})
         self._n_model_items = int(getattr(als, "n_items_", 0) or getattr(itemitem, "n_items_", 0) or 0)
         self._fold_cache: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         self._fold_lock = threading.Lock()
@@ -83,12 +122,24 @@ class Runtime:
         if als is not None and als.n_items_:
             als.recalculate_user(np.zeros(1, np.int64))  # warm the fold-in (computes Y^T Y once)
         scorer = sparse_history_scorer(itemitem.similarity_) if itemitem is not None else None
+        tts, segment = _cold_start_artefacts(config, bundle, store, catalog)
         art = RetrievalArtefacts(catalog, index=bundle.index if als is not None else None,
-                                 itemitem=scorer, ef_search=config.index.ef_search)
-        pipeline = build_pipeline(config.pipeline, art)
-        return cls(config, pipeline, catalog, version=bundle.version, user_ids=bundle.user_ids,
+                                 itemitem=scorer, ef_search=config.index.ef_search,
+                                 two_tower=tts, segment=segment)
+        learned = _learned_ranker(config, bundle, store)
+        ranker = learned[0] if learned else None
+        pipeline = build_pipeline(config.pipeline, art, ranker=ranker)
+        runtime = cls(config, pipeline, catalog, version=bundle.version, user_ids=bundle.user_ids,
                    als=als, itemitem=itemitem, index=bundle.index,
-                   data_until=int(bundle.info.manifest.get("data", {}).get("until", -1)))
+                   data_until=int(bundle.info.manifest.get("data", {}).get("until", -1)), two_tower=tts)
+        runtime.feature_feed = learned[1] if learned else None
+        # A/B variants with [pipeline] overrides: their own pipelines over the same artefacts
+        for exp in config.experiments:
+            for var in exp.variants:
+                if var.overrides:
+                    pcfg = PipelineConfig.model_validate({**config.pipeline.model_dump(), **var.overrides})
+                    runtime.variant_pipelines[(exp.name, var.name)] = build_pipeline(pcfg, art, ranker=ranker)
+        return runtime
 
     @classmethod
     def without_bundle(cls, config: WinnowConfig, store: Store) -> Runtime:
@@ -110,6 +161,14 @@ class Runtime:
         pipeline = build_pipeline(PipelineConfig.model_validate(pcfg.model_dump()),
                                   RetrievalArtefacts(catalog))
         return cls(config, pipeline, catalog, version=None, mode=NO_BUNDLE)
+
+    def pipeline_for(self, variants: dict[str, str]) -> Pipeline:
+        """The pipeline of the first assigned variant that overrides [pipeline]; else the default."""
+        for exp, var in variants.items():
+            p = self.variant_pipelines.get((exp, var))
+            if p is not None:
+                return p
+        return self.pipeline
 
     # --- per-request user view ---------------------------------------------------------------
     def _als_vector(self, user_id: str, rec: UserRecord | None, items: np.ndarray,
@@ -137,7 +196,37 @@ class Runtime:
                 self._fold_cache.popitem(last=False)
         return vec
 
-    def view(self, user_id: str, rec: UserRecord | None, *, now: float | None = None) -> UserView:
+    def view(self, user_id: str, rec: UserRecord | None, *, now: float | None = None,
+             profile: dict[str, Any] | None = None) -> UserView:
+        """The pipeline's view of a user; ``profile`` (Store.get_user) adds attributes and
+        declared interests (category/creator names, or item ids -> ``interest_items``)."""
+        view = self._history_view(user_id, rec, now=now)
+        if self.user_ids is not None:
+            view.user_index = self.user_ids.get(user_id)
+        if profile:
+            attrs = profile.get("attributes")
+            view.attributes = dict(attrs) if isinstance(attrs, dict) else {}
+            declared = [str(x) for x in (profile.get("interests") or [])]
+            idx = self.catalog.item_ids.encode(declared, missing=-1) if declared else np.empty(0, np.int32)
+            view.interest_items = [int(i) for i in idx if i >= 0]
+            view.interests = [x for x, i in zip(declared, idx, strict=True) if i < 0]
+        return view
+
+    def forget(self, user_id: str) -> bool:
+        """Drop the user's cached fold-in vector (after erasure); True if one was held."""
+        with self._fold_lock:
+            return self._fold_cache.pop(user_id, None) is not None
+
+    def add_items(self, items: Any) -> float:
+        """Index items created through the API in the two-tower sources (content only);
+        seconds taken (0 without a two-tower model)."""
+        if self.two_tower is None or not len(items):
+            return 0.0
+        idx = self.catalog.item_ids.encode(items["item_id"].astype(str).tolist(), missing=-1)
+        ok = idx >= 0
+        return self.two_tower.add_items([int(i) for i in idx[ok]], items[ok].reset_index(drop=True))
+
+    def _history_view(self, user_id: str, rec: UserRecord | None, *, now: float | None = None) -> UserView:
         """The pipeline's view of a user: history in this bundle's indices, ALS vector, affinity."""
         now = time.time() if now is None else now
         ids = self.catalog.item_ids

@@ -74,6 +74,18 @@ class UserOut(BaseModel):
     recent_items: list[str]
 
 
+class ItemOut(BaseModel):
+    item_id: str
+    title: str
+    text: str
+    categories: list[str]
+    creator: str
+    created_at: int | None
+    available: bool
+    sponsored: bool
+    attributes: dict[str, Any]
+
+
 class CountOut(BaseModel):
     written: int
 
@@ -110,6 +122,7 @@ class RecOut(BaseModel):
     fallbacks: list[str]
     items: list[RecItem]
     removed: list[dict[str, Any]] | None = None  # explain=true: what the rules removed
+    experiments: dict[str, str] = Field(default_factory=dict)  # active experiment -> this user's variant
 
 
 class SimilarItem(BaseModel):
@@ -149,3 +162,18 @@ class Health(BaseModel):
     status: str
     model_version: str | None = None
     mode: str | None = None
+
+
+class UserErased(BaseModel):
+    events: int          # event rows deleted (also from the training event log)
+    profile: bool        # attributes and interests deleted
+    impressions: int     # logged slates shown to the user, deleted
+    online_state: bool   # an in-memory record of this server process was dropped
+
+
+class UserDeleteOut(BaseModel):
+    """What DELETE /v1/users/{user_id} erased, and what trained bundles still hold."""
+
+    user_id: str
+    erased: UserErased
+    remains: dict[str, Any]  # serving bundle, whether it has a factor row for the id, and a note

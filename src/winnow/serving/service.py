@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -142,6 +143,9 @@ class Service:
         written = self.store.append_events(frame, source="request")
         self.metrics.events.inc(written)
         self.state.apply(frame)
+        feed = getattr(self.runtime, "feature_feed", None)
+        if feed is not None:  # the learned ranker's online features see the event at once
+            feed.apply(frame)
         return written
 
     # --- recommendations -----------------------------------------------------------------------
@@ -152,28 +156,37 @@ class Service:
         rt = self.runtime
         now = time.time() if now is None else float(now)
         rec = self.state.get(user_id)
-        view = rt.view(user_id, rec, now=now)
+        profile = self.store.get_user(user_id) if rt.needs_profile else None  # cold-start sources
+        view = rt.view(user_id, rec, now=now, profile=profile)
         ids = rt.catalog.item_ids
         ex = ids.encode(exclude, missing=-1) if exclude else np.empty(0, np.int32)
         cats = None
         if categories is not None:
             cats = frozenset(c for c in (rt.catalog.category_code(x) for x in categories) if c >= 0)
+        request_id = uuid.uuid4().hex
+        when = datetime.fromtimestamp(now, timezone.utc)
+        variants = {e.name: e.variant_of(user_id) for e in self.config.experiments if e.active(when)}
         request = Request(view, k, now, surface=surface, exclude=ex[ex >= 0], categories=cats,
-                          explain=explain, context=context)
-        slate = rt.pipeline.recommend(request)
+                          explain=explain, context=context, request_id=request_id)
+        slate = rt.pipeline_for(variants).recommend(request)
+        slate.experiments = variants
         if rt.mode != "bundle":
             slate.fallbacks.insert(0, rt.mode)
         for stage, secs in slate.timings.items():
             self.metrics.stage.labels(stage).observe(secs)
         for fb in slate.fallbacks:
             self.metrics.fallbacks.labels(fb).inc()
-        request_id = uuid.uuid4().hex
         item_ids = ids.decode([s.item for s in slate.items])
+        # exposure and propensities travel with the impression (OPE, A/B reports read them back)
+        logged_ctx = {**context, "n_ranked": slate.n_ranked, "explore": slate.policy}
+        if variants:
+            logged_ctx["experiments"] = variants
         self.impressions.put({
             "request_id": request_id, "user_id": user_id, "timestamp": int(now),
-            "model_version": rt.version, "surface": surface, "context": context,
+            "model_version": rt.version, "surface": surface, "context": logged_ctx,
             "items": [{"item_id": iid, "position": s.position, "score": s.score, "sources": s.sources,
-                       "propensity": s.propensity} for iid, s in zip(item_ids, slate.items, strict=True)],
+                       "propensity": s.propensity, "rank": s.rank}
+                      for iid, s in zip(item_ids, slate.items, strict=True)],
         })
         return rt, request_id, slate
 

@@ -200,5 +200,11 @@ class OnlineState:
                     rec.recent = deque(rec.recent, maxlen=self._history)
                 rec.add(str(item), str(etype), self.weight(str(etype), value), int(ts))
 
+    def forget(self, user_id: str) -> bool:
+        """Drop the user's in-memory record (after erasure); True if one was held."""
+        with self._lock:
+            self._applied += 1  # a load racing with the erasure is redone (and finds nothing)
+            return self._users.pop(str(user_id), None) is not None
+
     def __len__(self) -> int:
         return len(self._users)

@@ -95,7 +95,10 @@ def run_variant(service: Any, runtime: Any, pipeline: Pipeline, user_id: str, *,
     """Run ``pipeline`` for ``user_id`` as the service would (explain on), logging nothing."""
     now = time.time()
     rec = service.state.get(user_id)
-    view = runtime.view(user_id, rec, now=now)
+    if getattr(runtime, "needs_profile", False):  # profile-based (cold-start) sources
+        view = runtime.view(user_id, rec, now=now, profile=service.store.get_user(user_id))
+    else:
+        view = runtime.view(user_id, rec, now=now)
     request = Request(view, k, now, surface=surface, explain=True, context={"preview": True})
     slate = pipeline.recommend(request)
     if runtime.mode != "bundle":

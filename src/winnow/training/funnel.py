@@ -1,9 +1,11 @@
 """The full offline funnel: retrieval candidates from several models, ranked by LightGBM.
 
 Fitting (the stacking recipe, so the ranker learns on candidates it will really see):
-1. Carve an inner split from the training part (``ranker.inner_split``: per-user random
-   ``inner_ratio`` for random protocols, a time cutoff at the ``inner_ratio`` quantile for
-   temporal ones). The inner train part is the "state"; the inner held-out part gives labels.
+1. Carve ``inner_folds`` inner splits from the training part (``ranker.inner_split``: per-user
+   random ``inner_ratio`` with seeds seed, seed + 1, ... for random protocols; time cutoffs at
+   the ``inner_ratio``, ``inner_ratio - 0.1``, ... quantiles for temporal ones, labels = every
+   training event after the cutoff). Each inner train part is a "state"; its held-out part
+   gives labels; the lists of all folds are stacked.
 2. Fit every retrieval source on the state, propose ``per_source`` candidates per user, label
    them with the held-out part, and compute point-in-time features as of each list's time t
    (``as_of``) from the state's events before t.
@@ -47,9 +49,26 @@ def effective_sources(config: WinnowConfig, n_items: int) -> list[str]:
     return [s for s in config.ranker.sources if not (s == "ease" and n_items > config.models.ease.max_items)]
 
 
-def fit_sources(train: Interactions, config: WinnowConfig, names: list[str]) -> dict[str, Recommender]:
-    """Every retrieval source, fitted on ``train``."""
-    return {name: build_model(name, config).fit(train) for name in names}
+def served_ranker_config(config: WinnowConfig) -> tuple[WinnowConfig, dict[str, str]]:
+    """The ranker config for the service: its sources are the pipeline's sources that a retrieval
+    model backs (als, itemitem, popularity, trending), named as in the pipeline so the served
+    ranker reads the request's source scores by name; only proposed items carry a source score
+    (``dense_scores = False``), as in serving."""
+    kinds = {"als": "als", "itemitem": "itemitem", "popularity": "popularity",
+             "trending": "popularity_recent"}
+    mapping = {s.name: kinds[s.kind] for s in config.pipeline.sources if s.kind in kinds}
+    quota = max([s.quota for s in config.pipeline.sources if s.kind in kinds] or [config.ranker.per_source])
+    rc = config.ranker.model_copy(update={"sources": list(mapping), "dense_scores": False,
+                                          "per_source": min(quota, 200), "inner_folds": 1})
+    return config.model_copy(update={"ranker": rc}), mapping
+
+
+def fit_sources(train: Interactions, config: WinnowConfig, names: list[str],
+                models: dict[str, str] | None = None) -> dict[str, Recommender]:
+    """Every retrieval source, fitted on ``train``; ``models`` maps a source name to the
+    registry model behind it (default: the same name)."""
+    models = models or {}
+    return {name: build_model(models.get(name, name), config).fit(train) for name in names}
 
 
 def split_lists(y: np.ndarray, row_list: np.ndarray, list_user: np.ndarray, n_lists: int, *,
@@ -74,6 +93,7 @@ class FunnelModel:
 
     dataset: Dataset
     config: WinnowConfig
+    source_models: dict[str, str] = field(default_factory=dict)  # source name -> registry model
     sources_: dict[str, Recommender] = field(default_factory=dict)
     ranker_: LambdaRanker | None = None
     catalog_: FeatureCatalog | None = None
@@ -103,17 +123,20 @@ class FunnelModel:
         number of held-out pairs)."""
         rc = self.rcfg
         say = say or (lambda _msg: None)
-        folds = 1 if rc.inner_split == "temporal" else rc.inner_folds
+        folds = rc.inner_folds
         xs, ys, list_ids, list_users = [], [], [], []
         n_lists = n_held = 0
         for fold in range(folds):
-            if rc.inner_split == "temporal":
-                inner = validation_split(train, "temporal", quantile=rc.inner_ratio)
+            if rc.inner_split == "temporal":  # cutoffs at inner_ratio, inner_ratio - 0.1, ...
+                q = rc.inner_ratio - 0.1 * fold
+                if q <= 0.05:
+                    break
+                inner = validation_split(train, "temporal", quantile=q)
             else:
                 inner = validation_split(train, "stratified", ratio=rc.inner_ratio, seed=rc.seed + fold)
             state, held = inner.train, inner.test
             say(f"fold {fold + 1}/{folds}: retrieval on the inner split, candidates, features")
-            inner_models = fit_sources(state, self.config, list(spec.sources))
+            inner_models = fit_sources(state, self.config, list(spec.sources), self.source_models)
             state_csr = state.to_csr(binary=True)
             has_label = np.diff(held.to_csr(binary=True).indptr) > 0
             users = np.flatnonzero(has_label & (np.diff(state_csr.indptr) > 0))
@@ -162,7 +185,7 @@ class FunnelModel:
         self.ranker_.fit(x[tr], y[tr], groups_tr, valid=(x[va], y[va], groups_va))
         inner_recall = float(y.sum() / max(n_held, 1))
         say("refitting retrieval on the full training part")
-        self.sources_ = fit_sources(train, self.config, sources)
+        self.sources_ = fit_sources(train, self.config, sources, self.source_models)
         self.train_ = train
         self.report_ = {"inner_lists": int(n_lists), "train_lists": train_list_count,
                         "valid_lists": valid_list_count, "rows": int(len(y)),

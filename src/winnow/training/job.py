@@ -127,6 +127,24 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
         if evaluate_models else {"skipped": "evaluate_models=False"}
     t1 = time.time()
     models = {name: _fit(name, config, inter) for name in names}
+    segment = None
+    if kinds & {"two_tower", "content"}:  # cold-start sources (winnow.models.two_tower)
+        from winnow.models.two_tower import TwoTowerRecommender
+
+        models["two_tower"] = TwoTowerRecommender.from_config(config.models.two_tower).with_side_info(
+            ds.items, ds.users).fit(inter)
+        names.append("two_tower")
+    if "segment_popular" in kinds:
+        from winnow.models.coldstart import SegmentPopularity, user_attributes
+
+        segment = SegmentPopularity(l2=config.coldstart.segment_l2, first=config.coldstart.segment_first).fit(
+            inter, user_attributes(ds.users, inter.n_users))
+    served = None
+    ranker_info: dict[str, Any] = {"skipped": "[ranker] enabled = false"}
+    if config.ranker.enabled:  # the learned rank stage (winnow.training.served_ranker)
+        from winnow.training.served_ranker import fit_served_ranker
+
+        served, ranker_info = fit_served_ranker(config, ds)
     t2 = time.time()
     als = models["als"]
     index = build_index(config.index, als.item_factors_.shape[1], len(ds.item_ids))
@@ -143,6 +161,7 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
         "index": {"backend": type(index).__name__, "dim": int(als.item_factors_.shape[1]),
                   "size": len(index)},
         "metrics": metrics,
+        "ranker": ranker_info,
         "timings_s": {"load": round(t_load - t0, 3), "evaluate": round(t1 - t_load, 3),
                       "fit": round(t2 - t1, 3), "index": round(t3 - t2, 3)},
     }
@@ -155,6 +174,14 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
         for name, model in models.items():
             model.save(d / "models" / name)
         index.save(d / "index")
+        if served is not None:
+            from winnow.training.served_ranker import save_served_ranker
+
+            save_served_ranker(served, d)
+        if segment is not None:
+            from winnow.models.two_tower.serving import save_segment
+
+            save_segment(segment, d / "segment")
 
     info = write_bundle(config.home, version, manifest=manifest, fill=fill)
     if activate_bundle:

@@ -22,6 +22,7 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
 from winnow.core.config import TwoTowerConfig
@@ -244,6 +245,8 @@ class TwoTowerRecommender(Recommender):
         attributes: the user's attribute dict; interests: declared categories; user: a known user
         index (None = unseen user, the "unknown id" input); hour 0-23 / dow 0-6 (Monday = 0) of
         the request; query: a text vector from ``encode_query`` folded into the query vector.
+        Declared categories also add their centroid in retrieval space (the mean item vector of
+        the category, popularity-weighted) to the tower's output, so a first slate follows them.
         """
         self._check_fitted()
         c = self.config
@@ -264,7 +267,12 @@ class TwoTowerRecommender(Recommender):
             inputs["query"] = torch.from_numpy(np.asarray(query, np.float32)[None, :])
             inputs["query_proj"] = self.net_.query_proj
         with torch.no_grad():
-            return self.net_.user(**inputs)[0].numpy()
+            vec = self.net_.user(**inputs)[0].numpy()
+        cat_ids = [i - 1 for i in self.interest_ids(list(interests))]
+        if cat_ids:  # declared categories: pull towards their centroid in retrieval space
+            vec = vec + self.category_centroids_[cat_ids].mean(axis=0)
+            vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
+        return vec.astype(np.float32)
 
     def encode_query(self, text: str) -> np.ndarray | None:
         """Text vector of a search query in the model's text space (None without text)."""
@@ -282,6 +290,15 @@ class TwoTowerRecommender(Recommender):
         self.content_vectors_ = item_vectors(self.net_, tensors, content_only=True)
         self.item_vectors_ = blend_item_vectors(self.collab_vectors_, self.content_vectors_,
                                                 self.item_counts_, k=self.config.item_k)
+        # centroid of each category's items (weighted by log popularity), unit norm [n_cat, dim]
+        cats = self.table_.cats
+        rows = np.repeat(np.arange(len(cats)), cats.shape[1])
+        ok = cats.ravel() > 0
+        w = np.log1p(self.item_counts_.astype(np.float64)) + 1.0
+        n_cat = max(1, self.structure_.n_categories)
+        m = sp.csr_matrix((w[rows[ok]], (cats.ravel()[ok] - 1, rows[ok])), shape=(n_cat, len(cats)))
+        cent = np.asarray(m @ self.item_vectors_, dtype=np.float32)
+        self.category_centroids_ = cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self._history_user_vectors(np.asarray(users, np.int64)) @ self.item_vectors_.T

@@ -1,5 +1,5 @@
 // Hash router: #/overview, #/user/<id>, #/item/<id>, #/models, #/experiments.
-import { api, errorBox, h } from "./lib.js";
+import { api, errorBox, getKey, h, setKey } from "./lib.js";
 import * as overview from "./pages/overview.js";
 import * as user from "./pages/user.js";
 import * as item from "./pages/item.js";
@@ -23,9 +23,22 @@ async function route() {
   try {
     await page.render(view, arg);
   } catch (err) {
-    view.replaceChildren(errorBox(err));
+    view.replaceChildren(err.status === 401 || err.status === 403 ? signIn(err) : errorBox(err));
   }
   view.dataset.ready = "true";
+}
+
+// The JSON API needs an API key with the admin scope (`winnow keys create --scope admin`).
+function signIn(err) {
+  const input = h("input", { type: "password", id: "api-key", placeholder: "wn_…", autocomplete: "off", size: 50 });
+  return h("div", { class: "panel", id: "sign-in" },
+    h("h1", {}, "An API key is needed"),
+    errorBox(err),
+    h("p", {}, "The dashboard reads the service through its admin API. Create a key with ",
+      h("code", {}, "winnow keys create --scope admin"), " and paste it here; it is kept in this browser only (localStorage)."),
+    h("form", { class: "toolbar", onsubmit: (e) => { e.preventDefault(); setKey(input.value); route(); } },
+      h("label", {}, "API key ", input), h("button", { type: "submit", class: "primary" }, "Use this key"),
+      getKey() ? h("button", { type: "button", onclick: () => { setKey(""); route(); } }, "forget the saved key") : null));
 }
 
 async function header() {

@@ -31,8 +31,8 @@ export class ApiError extends Error {
 
 export async function api(path, { method = "GET", body, headers = {} } = {}) {
   const opts = { method, headers: { Accept: "application/json", ...headers } };
-  // admin credential hook: a token saved on the Models page goes with every dashboard call
-  const token = localStorage.getItem("winnow.adminToken");
+  // the API key (admin scope) saved in this browser goes with every dashboard call
+  const token = getKey();
   if (token && !opts.headers.Authorization) opts.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) {
     opts.body = JSON.stringify(body);
@@ -93,4 +93,15 @@ export function userLink(id) {
 export function fill(el, ...children) {
   el.replaceChildren();
   return append(el, children);
+}
+
+export const KEY_STORE = "winnow.apiKey";
+
+export function getKey() {
+  return localStorage.getItem(KEY_STORE) || "";
+}
+
+export function setKey(token) {
+  if (token) localStorage.setItem(KEY_STORE, token.trim());
+  else localStorage.removeItem(KEY_STORE);
 }

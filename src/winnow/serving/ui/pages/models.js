@@ -1,15 +1,8 @@
 // Models: bundle versions with their offline metrics; activate or roll back through the admin API.
-// Admin credential hook: a token saved here is sent as "Authorization: Bearer <token>" on admin
-// calls (the service ignores it until an admin credential is configured; then 401/403 is shown).
-import { api, errorBox, fill, fmt, h, table, ts } from "../lib.js";
+// The API key saved in this browser (admin scope) goes with every call as a Bearer token.
+import { api, errorBox, fill, fmt, getKey, h, setKey, table, ts } from "../lib.js";
 import { barChart, legend } from "../charts.js";
 
-const TOKEN_KEY = "winnow.adminToken";
-
-function adminHeaders() {
-  const t = localStorage.getItem(TOKEN_KEY);
-  return t ? { Authorization: `Bearer ${t}` } : {};
-}
 
 function modelMetrics(metrics) {
   // manifest "metrics": {k, protocol, cutoff, ..., <model>: {"recall@20": ...}}
@@ -26,13 +19,13 @@ function metricsTable(metrics) {
 
 export async function render(root) {
   const status = h("div", { id: "models-status", role: "status" });
-  const tokenInput = h("input", { type: "password", id: "admin-token", placeholder: "admin token (optional)", value: localStorage.getItem(TOKEN_KEY) || "" });
+  const tokenInput = h("input", { type: "password", id: "admin-token", placeholder: "wn_… (admin scope)", value: getKey() });
   const tokenForm = h("form", { class: "toolbar", onsubmit: (e) => {
     e.preventDefault();
-    if (tokenInput.value) localStorage.setItem(TOKEN_KEY, tokenInput.value); else localStorage.removeItem(TOKEN_KEY);
-    status.replaceChildren(h("span", { class: "chip ok" }, tokenInput.value ? "admin token saved in this browser" : "admin token cleared"));
-  } }, h("label", {}, "Admin credential ", tokenInput), h("button", { type: "submit" }, "save"),
-    h("span", { class: "muted" }, "sent as a Bearer token on activate / roll back"));
+    setKey(tokenInput.value);
+    status.replaceChildren(h("span", { class: "chip ok" }, tokenInput.value ? "API key saved in this browser" : "API key cleared"));
+  } }, h("label", {}, "API key ", tokenInput), h("button", { type: "submit" }, "save"),
+    h("span", { class: "muted" }, "sent as a Bearer token; activate / roll back need the admin scope"));
   const body = h("div", {});
   root.replaceChildren(h("h1", {}, "Models"), tokenForm, status, body);
 
@@ -40,18 +33,18 @@ export async function render(root) {
     status.replaceChildren(h("span", { class: "muted" }, `${label}…`));
     for (const b of root.querySelectorAll("button[data-action]")) b.disabled = true;
     try {
-      const r = await api(path, { method: "POST", headers: adminHeaders() });
+      const r = await api(path, { method: "POST" });
       status.replaceChildren(h("span", { class: "chip ok", id: "action-result" },
         `${label}: now serving ${r.serving} (was ${r.previous}); loaded in ${fmt(r.load_seconds)} s`));
     } catch (err) {
-      const hint = err.status === 401 || err.status === 403 ? " — set the admin credential above" : "";
+      const hint = err.status === 401 || err.status === 403 ? " — set an API key with the admin scope above" : "";
       status.replaceChildren(errorBox(`${label} failed: ${err.message}${hint}`));
     }
     await load();
   }
 
   async function load() {
-    const d = await api("/v1/admin/bundles", { headers: adminHeaders() });
+    const d = await api("/v1/admin/bundles");
     const bundles = [...d.bundles].sort((a, b) => (b.created_at || 0) - (a.created_at || 0));
     const models = [...new Set(bundles.flatMap((b) => modelMetrics(b.metrics).map(([m]) => m)))];
     const recallKey = (m) => Object.keys(m || {}).find((k) => k.startsWith("recall@"));
@@ -76,9 +69,5 @@ export async function render(root) {
           onclick: () => act(`activate ${b.version}`, `/v1/admin/bundles/${encodeURIComponent(b.version)}/activate`) }, "Activate") },
       ], bundles, { empty: "no bundle" })));
   }
-  try {
-    await load();
-  } catch (err) {
-    body.replaceChildren(errorBox(err));
-  }
+  await load(); // a 401/403 here goes to the router, which asks for a key
 }

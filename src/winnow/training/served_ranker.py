@@ -1,0 +1,112 @@
+"""The learned ranker in the service: trained into the bundle, loaded with live feature state.
+
+Bundle layout (written by ``winnow train`` when ``[ranker] enabled``): ``ranker/ranker.txt``
+(LightGBM text model), ``ranker/ranker.json`` (feature spec, parameters, importance) and
+``ranker/features.npz`` (the static ``FeatureCatalog`` arrays, indexed like the bundle's ids).
+
+At load, ``load_served_ranker`` replays the store's positive events into an
+``OnlineFeatureState`` (through the bundle's id maps; ids unknown to the bundle are skipped) and
+returns a ``LearnedRanker`` for the pipeline; ``FeatureFeed.apply`` folds each acknowledged
+event batch in. Known skew, by design of this first version: training lists come from history
+(as of each user's last event), serving features are as of the request time; the pipeline's
+ALS/item-item sources score through the ANN index and recent items, training through the
+retrieval models. Impression-log training removes both once the log holds enough slates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from winnow.core.config import WinnowConfig
+from winnow.core.ids import IdMap
+from winnow.data.interactions import Dataset
+from winnow.data.training_data import event_weights
+from winnow.features import FeatureCatalog, OnlineFeatureState
+from winnow.models.ranker import LambdaRanker, LearnedRanker
+from winnow.training.funnel import FunnelModel, InsufficientRankerData, served_ranker_config
+
+log = logging.getLogger(__name__)
+RANKER_DIR = "ranker"
+
+
+def fit_served_ranker(config: WinnowConfig, ds: Dataset) -> tuple[FunnelModel | None, dict[str, Any]]:
+    """Fit the service's ranker on all of ``ds``; (None, reason) when there is too little data
+    or no pipeline source is backed by a retrieval model."""
+    cfg, mapping = served_ranker_config(config)
+    if not mapping:
+        return None, {"skipped": "no pipeline source is backed by a retrieval model"}
+    try:
+        funnel = FunnelModel(ds, cfg, source_models=mapping).fit(ds.interactions)
+    except InsufficientRankerData as exc:
+        return None, {"skipped": str(exc)}
+    report = {k: v for k, v in funnel.report_.items() if k != "importance"}
+    return funnel, {**report, "sources": mapping, "top_features": funnel.report_["importance"][:10]}
+
+
+def save_served_ranker(funnel: FunnelModel, bundle_dir: Path) -> None:
+    assert funnel.ranker_ is not None and funnel.catalog_ is not None
+    d = Path(bundle_dir) / RANKER_DIR
+    funnel.ranker_.save(d)
+    funnel.catalog_.save(d / "features.npz")
+
+
+class FeatureFeed:
+    """Maps external-id event frames to the bundle's indices and feeds the feature state."""
+
+    def __init__(self, state: OnlineFeatureState, user_ids: IdMap, item_ids: IdMap,
+                 config: WinnowConfig) -> None:
+        self.state = state
+        self.user_ids = user_ids
+        self.item_ids = item_ids
+        self.config = config
+        self._lock = threading.Lock()
+
+    def _add(self, users: list[str], items: list[str], types: list[str], values: np.ndarray,
+             ts: np.ndarray) -> int:
+        kinds = sorted(set(types))
+        codes = np.array([kinds.index(t) for t in types], np.int64)
+        weight = event_weights(codes, values, kinds, self.config.events) if len(codes) else np.empty(0)
+        u = self.user_ids.encode(users, missing=-1)
+        i = self.item_ids.encode(items, missing=-1)
+        keep = np.flatnonzero((weight > 0) & (u >= 0) & (i >= 0))
+        order = keep[np.argsort(ts[keep], kind="stable")]
+        with self._lock:
+            for j in order.tolist():
+                self.state.add_event(int(u[j]), int(i[j]), int(ts[j]))
+        return len(order)
+
+    def apply(self, frame: pd.DataFrame) -> int:
+        """Fold an acknowledged event frame (EVENT_COLUMNS) in; returns events added."""
+        if len(frame) == 0:
+            return 0
+        types = [str(t) if t is not None else "" for t in frame["event_type"]]
+        try:
+            return self._add([str(x) for x in frame["user_id"]], [str(x) for x in frame["item_id"]], types,
+                             frame["value"].to_numpy(np.float64), frame["timestamp"].to_numpy(np.int64))
+        except Exception:  # a feature-state failure must never fail ingestion
+            log.exception("ranker feature state: could not apply %d events", len(frame))
+            return 0
+
+
+def load_served_ranker(bundle_dir: Path, store: Any, config: WinnowConfig, user_ids: IdMap,
+                       item_ids: IdMap) -> tuple[LearnedRanker, FeatureFeed] | None:
+    """The bundle's learned ranker with state replayed from the store; None without one."""
+    d = Path(bundle_dir) / RANKER_DIR
+    if not (d / "ranker.txt").is_file():
+        return None
+    model = LambdaRanker.load(d)
+    catalog = FeatureCatalog.load(d / "features.npz")
+    state = OnlineFeatureState(catalog, model.spec)
+    feed = FeatureFeed(state, user_ids, item_ids, config)
+    ev = store.read_events()
+    if len(ev):
+        feed._add([ev.user_ids[c] for c in ev.user], [ev.item_ids[c] for c in ev.item],
+                  [ev.event_types[c] for c in ev.event_type], ev.value, ev.timestamp)
+    ranker = LearnedRanker(model, state, lambda ext: user_ids.get(ext, -1))
+    return ranker, feed
