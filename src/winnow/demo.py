@@ -79,6 +79,8 @@ def main() -> None:
     if HOME.exists():
         shutil.rmtree(HOME)
     HOME.mkdir(parents=True)
+    # a local demo runs without API keys; production keeps the default (auth = true, docs/HARDENING.md)
+    (HOME / "winnow.toml").write_text("[security]\nauth = false\n", encoding="utf-8")
     if DATA:
         _winnow("import", "movielens", DATA)
     else:

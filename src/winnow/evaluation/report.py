@@ -29,9 +29,9 @@ import numpy as np
 from winnow.core.config import WinnowConfig
 from winnow.core.errors import ConfigError
 from winnow.data.interactions import Dataset
-from winnow.evaluation.metrics import evaluate_recs, per_user_metrics
-from winnow.evaluation.runner import PROTOCOLS, EvaluationResult, split_dataset
-from winnow.models.registry import build_model
+from winnow.evaluation.metrics import per_user_metrics
+from winnow.evaluation.runner import (EvaluationResult, fit_and_recommend, item_category_lists,
+                                      split_dataset)
 
 DEFAULT_KS = (1, 5, 10, 20, 50, 100)
 N_DECILES = 10
@@ -78,40 +78,27 @@ def evaluate_for_report(dataset: Dataset, model_names: Sequence[str], config: Wi
         raise ConfigError(f"k must be >= 1, got {k}")
     ks = sorted({int(x) for x in ks if int(x) >= 1} | {k})
     depth = max(ks)
-    method, params = PROTOCOLS.get(protocol, (protocol, {}))
-    result = EvaluationResult(dataset.name, protocol, {**params, **({"ratio": ratio} if ratio else {})}, k)
+    result = EvaluationResult(dataset.name, protocol, {}, k)
     extras = ReportExtras(ks=ks)
-    cats = None
-    if len(dataset.items) and "categories" in dataset.items:
-        cats = [list(c) if isinstance(c, (list, tuple, np.ndarray)) else [] for c in dataset.items["categories"]]
+    cats = item_category_lists(dataset)
     for seed in seeds:
         split = split_dataset(dataset, protocol, seed=seed, ratio=ratio)
+        result.params = {key: v for key, v in split.params.items() if key != "seed"}
         train_csr = split.train.to_csr()
-        test_csr = split.test.to_csr(binary=True)
-        users = np.flatnonzero((np.diff(test_csr.indptr) > 0) & (np.diff(train_csr.indptr) > 0))
         item_users = np.diff((train_csr > 0).astype(np.int8).tocsc().indptr)
         deciles = popularity_deciles(item_users)
         inter = np.bincount(deciles[train_csr.indices], minlength=N_DECILES).astype(np.float64)
         extras.train_decile_share.append((inter / max(inter.sum(), 1.0)).tolist())
         for name in model_names:
-            model = build_model(name, config)
-            t0 = time.perf_counter()
-            model.fit(split.train)
-            fit_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            top, _ = model.recommend(users, k, exclude=train_csr)  # exactly the runner's lists
-            rec_s = time.perf_counter() - t0
+            run = fit_and_recommend(split, name, config, k=k)  # exactly the runner's lists
+            result.runs.append({"seed": seed, **run.metrics(k=k, item_categories=cats)})
             # deeper lists for recall@K (a top-k cut of them may break score ties differently)
-            recs = model.recommend(users, depth, exclude=train_csr)[0] if depth > k else top
-            metrics = evaluate_recs(top, test_csr, k=k, train=train_csr, users=users,
-                                    item_categories=cats)
-            result.runs.append({"seed": seed, "model": name, **metrics, "fit_seconds": fit_s,
-                                "recommend_ms_per_user": 1000 * rec_s / max(len(users), 1)})
+            recs = run.model.recommend(run.users, depth, exclude=run.train_csr)[0] if depth > k else run.recs
             by_k = extras.recall_at.setdefault(name, {})
             for kk in ks:
-                pu = per_user_metrics(top if kk == k else recs, test_csr, k=kk, users=users)
+                pu = per_user_metrics(run.recs if kk == k else recs, run.test_csr, k=kk, users=run.users)
                 by_k.setdefault(kk, []).append(float(pu["recall"].mean()) if len(pu["recall"]) else float("nan"))
-            extras.decile_exposure.setdefault(name, []).append(decile_exposure(top, deciles).tolist())
+            extras.decile_exposure.setdefault(name, []).append(decile_exposure(run.recs, deciles).tolist())
             if progress:
                 progress(f"seed {seed}: {name}")
     return result, extras

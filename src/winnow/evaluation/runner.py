@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from winnow.core.config import WinnowConfig
 from winnow.core.errors import ConfigError
 from winnow.data.interactions import Dataset
 from winnow.evaluation.metrics import evaluate_recs
 from winnow.evaluation.splits import Split, make_split
+from winnow.models.base import Recommender
 from winnow.models.registry import build_model
 
 PROTOCOLS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -84,30 +86,58 @@ def split_dataset(dataset: Dataset, protocol: str, *, seed: int, ratio: float | 
     return make_split(dataset.interactions, method, **params)
 
 
+@dataclass
+class FittedRun:
+    """One model fitted on a split, with its top-k lists for the evaluated users."""
+
+    model_name: str
+    model: Recommender
+    users: np.ndarray         # int64 [n] evaluated users (>= 1 train and >= 1 test item)
+    train_csr: sp.csr_matrix  # users x items training weights (the exclusions)
+    test_csr: sp.csr_matrix   # users x items binary relevance
+    recs: np.ndarray          # int32 [n, k] item indices, -1 padded
+    fit_seconds: float
+    recommend_seconds: float
+
+    def metrics(self, *, k: int, item_categories: Sequence[Sequence[object]] | None = None) -> dict[str, Any]:
+        """The runner's metric row: every metric of ``evaluate_recs`` plus timings."""
+        row = evaluate_recs(self.recs, self.test_csr, k=k, train=self.train_csr, users=self.users,
+                            item_categories=item_categories)
+        return {"model": self.model_name, **row, "fit_seconds": self.fit_seconds,
+                "recommend_ms_per_user": 1000 * self.recommend_seconds / max(len(self.users), 1)}
+
+
+def fit_and_recommend(split: Split, name: str, config: WinnowConfig, *, k: int) -> FittedRun:
+    """Fit model ``name`` on ``split.train``; top-k (training items excluded) for warm test users."""
+    train_csr = split.train.to_csr()
+    test_csr = split.test.to_csr(binary=True)
+    users = np.flatnonzero((np.diff(test_csr.indptr) > 0) & (np.diff(train_csr.indptr) > 0))
+    model = build_model(name, config)
+    t0 = time.perf_counter()
+    model.fit(split.train)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    recs, _ = model.recommend(users, k, exclude=train_csr)
+    return FittedRun(name, model, users, train_csr, test_csr, recs, fit_s, time.perf_counter() - t0)
+
+
 def evaluate_split(split: Split, model_names: Sequence[str], config: WinnowConfig, *, k: int,
                    item_categories: Sequence[Sequence[object]] | None = None,
                    progress: Progress | None = None) -> list[dict[str, Any]]:
     """Fit each model on ``split.train`` and measure top-k on ``split.test``."""
-    train_csr = split.train.to_csr()
-    test_csr = split.test.to_csr(binary=True)
-    warm = np.diff(train_csr.indptr) > 0
-    users = np.flatnonzero((np.diff(test_csr.indptr) > 0) & warm)
     rows = []
     for name in model_names:
-        model = build_model(name, config)
-        t0 = time.perf_counter()
-        model.fit(split.train)
-        fit_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        recs, _ = model.recommend(users, k, exclude=train_csr)
-        rec_s = time.perf_counter() - t0
-        metrics = evaluate_recs(recs, test_csr, k=k, train=train_csr, users=users,
-                                item_categories=item_categories)
-        rows.append({"model": name, **metrics, "fit_seconds": fit_s,
-                     "recommend_ms_per_user": 1000 * rec_s / max(len(users), 1)})
+        rows.append(fit_and_recommend(split, name, config, k=k).metrics(k=k, item_categories=item_categories))
         if progress:
             progress(name)
     return rows
+
+
+def item_category_lists(dataset: Dataset) -> list[list[object]] | None:
+    """Per item index, its category labels (for intra-list diversity); None without a catalog."""
+    if not len(dataset.items) or "categories" not in dataset.items:
+        return None
+    return [list(c) if isinstance(c, (list, tuple, np.ndarray)) else [] for c in dataset.items["categories"]]
 
 
 def evaluate_models(dataset: Dataset, model_names: Sequence[str], config: WinnowConfig, *,
@@ -116,13 +146,11 @@ def evaluate_models(dataset: Dataset, model_names: Sequence[str], config: Winnow
     """Run ``protocol`` with each seed and evaluate every model on the same splits."""
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
-    method, params = PROTOCOLS.get(protocol, (protocol, {}))
-    result = EvaluationResult(dataset.name, protocol, {**params, **({"ratio": ratio} if ratio else {})}, k)
-    cats = None
-    if len(dataset.items) and "categories" in dataset.items:
-        cats = [list(c) if isinstance(c, (list, tuple, np.ndarray)) else [] for c in dataset.items["categories"]]
+    result = EvaluationResult(dataset.name, protocol, {}, k)
+    cats = item_category_lists(dataset)
     for seed in seeds:
         split = split_dataset(dataset, protocol, seed=seed, ratio=ratio)
+        result.params = {key: v for key, v in split.params.items() if key != "seed"}
         for row in evaluate_split(split, model_names, config, k=k, item_categories=cats,
                                   progress=(lambda m, s=seed: progress(f"seed {s}: {m}")) if progress else None):
             result.runs.append({"seed": seed, **row})
