@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install browser demo test lint bench clean
+.PHONY: install browser demo test lint bench soak clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ test: install browser
 bench: install
 	$(BIN)/python bench/store.py --json bench/results/store.json
 	$(BIN)/python bench/ann.py --json bench/results/ann.json
+
+# 10 minutes of mixed load + bundle swaps on a real server (the 20 s version runs in `make test`)
+soak: install
+	$(BIN)/python bench/soak.py --duration 600 --rate 50 --swap-every 30 --json bench/results/soak.json --png bench/results/soak.png
 
 clean:
 	rm -rf $(VENV) .winnow build src/*.egg-info

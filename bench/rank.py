@@ -7,7 +7,8 @@ Trains the funnel's ranker on ml-100k (per-user random 75/25 training part, the 
 [ranker] config), then times, per request of ``--candidates`` rows on a single thread:
 - ``predict``: Booster.predict(num_threads=1) on a float32 [n, F] matrix (the budget: <= 5 ms p99);
 - ``predict_contrib``: the same with pred_contrib (explain=true);
-- ``online_features``: OnlineFeatureState.features for one user's n candidates.
+- ``online_features``: OnlineFeatureState.features for one user's n candidates;
+- ``lleaves_predict``: the same model compiled with lleaves (when installed), same outputs checked.
 Writes JSON and prints a table.
 """
 
@@ -82,13 +83,32 @@ def main(argv: list[str] | None = None) -> int:
     t_now = float(tr.timestamp.max() + 1)
     res["online_features"] = _timed(lambda: state.features(user, items, t_now, src_score=src, src_rank=rank),
                                     max(args.requests // 5, 20))
+    try:  # compiled trees (optional: lleaves==1.3.0 with llvmlite==0.44.0, see docs/RANKING.md)
+        import tempfile
+
+        import lleaves
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ranker.save(tmp)
+            compiled = lleaves.Model(model_file=f"{tmp}/ranker.txt")
+            t0 = time.perf_counter()
+            compiled.compile(cache=f"{tmp}/ranker.so")
+            res["lleaves_compile_s"] = time.perf_counter() - t0
+            xd = x.astype(np.float64)
+            same = np.allclose(compiled.predict(xd, n_jobs=1), ranker.predict(x), rtol=1e-6, atol=1e-6)
+            res["lleaves_same_output"] = bool(same)
+            res["lleaves_predict"] = _timed(lambda: compiled.predict(xd, n_jobs=1), args.requests)
+    except ImportError:
+        res["lleaves_predict"] = None
     res["budget_p99_ms"] = 5.0
     res["predict_within_budget"] = res["predict"]["p99_ms"] <= 5.0
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=2), encoding="utf-8")
     print(f"{n} candidates x {res['features']} features, {res['trees']} trees of <= {res['num_leaves']} leaves, 1 thread")
     print(f"{'stage':18} {'p50 ms':>8} {'p99 ms':>8}")
-    for key in ("predict", "predict_contrib", "online_features"):
+    for key in ("predict", "lleaves_predict", "predict_contrib", "online_features"):
+        if not res.get(key):
+            continue
         print(f"{key:18} {res[key]['p50_ms']:8.3f} {res[key]['p99_ms']:8.3f}")
     print(f"wrote {args.json}")
     return 0

@@ -23,12 +23,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from serve_harness import make_home  # noqa: E402
+from serve_harness import make_home
 
-from winnow.core.config import load_config  # noqa: E402
-from winnow.data.sqlite_store import SQLiteStore  # noqa: E402
-from winnow.serving.app import create_app  # noqa: E402
-from winnow.training import bundle as bundles  # noqa: E402
+from winnow.core.config import load_config
+from winnow.data.sqlite_store import SQLiteStore
+from winnow.serving.app import create_app
+from winnow.training import bundle as bundles
 
 OPEN = {"security": {"auth": False}, "serving": {"bundle_poll_s": 0.1}}
 

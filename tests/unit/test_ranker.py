@@ -109,3 +109,12 @@ def test_spec_json_round_trip_and_version_check() -> None:
     bad = spec.to_json() | {"version": 99}
     with pytest.raises(BundleError, match="version"):
         FeatureSpec.from_json(bad)
+
+
+def test_compiled_trees_give_the_same_scores(fitted) -> None:
+    _, ranker, (xv, _) = fitted
+    expected = ranker.predict(xv)
+    clone = LambdaRanker(ranker.spec)
+    clone.booster_, clone.best_iteration_ = ranker.booster_, ranker.best_iteration_
+    assert clone.compile()
+    np.testing.assert_allclose(clone.predict(xv), expected, rtol=1e-6, atol=1e-6)

@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from winnow.core.errors import DataError, StoreError, StoreUnavailableError, UnknownIdError
+from winnow.core.errors import (
+    DataError,
+    StoreError,
+    StoreUnavailableError,
+    UnknownIdError,
+)
 from winnow.data import sqlite_blocks as blocks
 from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
 from winnow.data.store import EventLog, Store
@@ -317,7 +322,8 @@ class SQLiteStore(Store):
             return self._write(run)
         finally:
             with self._write_lock:
-                self._writer.execute("PRAGMA secure_delete = OFF")
+                if not self._closed:
+                    self._writer.execute("PRAGMA secure_delete = OFF")
 
     def log_impressions(self, impressions: list[dict[str, Any]]) -> None:
         """Store served slates; a request_id already stored is skipped (idempotent retries)."""

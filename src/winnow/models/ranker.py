@@ -10,6 +10,7 @@ plain data, no pickle.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any, Self
 
@@ -81,8 +82,28 @@ class LambdaRanker:
             raise NotFittedError("LambdaRanker is not fitted; call fit() or load() first")
         return self.booster_
 
+    def compile(self) -> bool:
+        """Compile the trees to native code with lleaves (LLVM); predict() then uses them
+        (same outputs, ~9x faster for 500 rows, see bench/rank.py). False when lleaves is not
+        installed. Compiled in memory: nothing is written next to the model."""
+        booster = self._check()
+        try:
+            import lleaves
+        except ImportError:
+            return False
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "ranker.txt"
+            booster.save_model(str(path), num_iteration=self.best_iteration_)
+            model = lleaves.Model(model_file=str(path))
+            model.compile()
+        self.compiled_ = model
+        return True
+
     def predict(self, x: np.ndarray, *, num_threads: int = 1) -> np.ndarray:
         """float64 [n] scores (higher = better) with the best iteration's trees."""
+        compiled = getattr(self, "compiled_", None)
+        if compiled is not None:
+            return compiled.predict(np.ascontiguousarray(x, dtype=np.float64), n_jobs=max(num_threads, 1))
         return self._check().predict(x, num_iteration=self.best_iteration_, num_threads=num_threads)
 
     def contributions(self, x: np.ndarray, *, num_threads: int = 1) -> np.ndarray:

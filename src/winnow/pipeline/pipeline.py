@@ -171,6 +171,7 @@ class Pipeline:
             trace = None
             if request.explain:
                 trace = _trace(int(item), int(row), cands, ranked, rank_pos, records,
+                               None if contribs else self.blend.weights if explain_rows else
                                getattr(self.ranker, "weights", None))
                 if int(row) in contribs:
                     trace["rank_features"] = contribs[int(row)]  # top pred_contrib of the learned ranker

@@ -75,7 +75,8 @@ def required_scope(method: str, route: str, security: SecurityConfig) -> str | N
     """The scope a request to ``route`` (the template, e.g. /v1/users/{user_id}) needs; None = open."""
     if route == "/metrics":
         return OPEN if security.metrics == "open" else "admin"
-    return ROUTE_SCOPES.get((method.upper(), route), "admin")
+    method = "GET" if method.upper() == "HEAD" else method.upper()
+    return ROUTE_SCOPES.get((method, route), "admin")
 
 
 @dataclass(frozen=True)

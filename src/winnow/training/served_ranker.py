@@ -101,6 +101,8 @@ def load_served_ranker(bundle_dir: Path, store: Any, config: WinnowConfig, user_
     if not (d / "ranker.txt").is_file():
         return None
     model = LambdaRanker.load(d)
+    if not model.compile():  # lleaves missing: LightGBM's own predict (slower, same scores)
+        log.warning("lleaves not installed: the ranker predicts with LightGBM (slower)")
     catalog = FeatureCatalog.load(d / "features.npz")
     state = OnlineFeatureState(catalog, model.spec)
     feed = FeatureFeed(state, user_ids, item_ids, config)
