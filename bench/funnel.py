@@ -23,13 +23,13 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from winnow.core.config import load_config  # noqa: E402
-from winnow.evaluation.datasets import load_named_dataset  # noqa: E402
-from winnow.evaluation.metrics import evaluate_recs  # noqa: E402
-from winnow.evaluation.runner import split_dataset  # noqa: E402
-from winnow.training.funnel import FunnelModel  # noqa: E402
+from winnow.core.config import load_config
+from winnow.evaluation.datasets import load_named_dataset
+from winnow.evaluation.metrics import evaluate_recs
+from winnow.evaluation.runner import split_dataset
+from winnow.training.funnel import FunnelModel
 
 PROTOCOLS = {"ml-100k": ("random", 0.75), "ml-latest-small": ("temporal", 0.8), "lastfm": ("random", 0.8)}
 METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
@@ -55,7 +55,7 @@ def run_one(name: str, seed: int, k: int, data_dir: Path | None, sources: list[s
     t0 = time.perf_counter()
     recs, _ = funnel.recommend(users, k, exclude=train_csr)
     rec_s = time.perf_counter() - t0
-    base = {"dataset": name, "protocol": protocol, "ratio": ratio, "seed": seed, "users": int(len(users))}
+    base = {"dataset": name, "protocol": protocol, "ratio": ratio, "seed": seed, "users": len(users)}
     m = evaluate_recs(recs, test_csr, k=k, users=users, train=train_csr)
     rows.append({**base, "model": "funnel", **m, "fit_seconds": fit_s,
                  "recommend_ms_per_user": 1000 * rec_s / max(len(users), 1),

@@ -35,7 +35,7 @@ def fitted(world):
 
 
 def test_funnel_ranks_candidates_and_excludes_training_items(fitted) -> None:
-    cfg, ds, split, funnel = fitted
+    _cfg, ds, split, funnel = fitted
     train = split.train.to_csr(binary=True)
     test = split.test.to_csr(binary=True)
     users = np.flatnonzero((np.diff(test.indptr) > 0) & (np.diff(train.indptr) > 0))
@@ -61,7 +61,7 @@ def test_funnel_ranks_candidates_and_excludes_training_items(fitted) -> None:
 
 
 def test_candidates_restrict_the_funnel(fitted) -> None:
-    _, _, split, funnel = fitted
+    _, _, _split, funnel = fitted
     allowed = np.arange(0, 150, 3)
     recs, _ = funnel.recommend(np.arange(20), 5, candidates=allowed)
     assert set(recs[recs >= 0].ravel().tolist()) <= set(allowed.tolist())
@@ -79,7 +79,7 @@ def test_batch_recommend_runs_the_funnel(world, tmp_path) -> None:
 
 
 def test_batch_recommend_without_enough_data_falls_back_to_retrieval(world, tmp_path) -> None:
-    cfg, ds = world
+    cfg, _ds = world
     small = dataset_from_frames(ds_events_head(world), None, None, cfg.events, name="tiny")
     summary = batch_recommend(small, cfg, k=3, out=tmp_path / "tiny.csv")
     assert summary.model.startswith("ease") and "no ranker" in summary.model

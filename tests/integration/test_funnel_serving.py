@@ -29,7 +29,7 @@ iterations = 5
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def client(tmp_path_factory: pytest.TempPathFactory):
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     home = tmp_path_factory.mktemp("rankapi")
     (home / "winnow.toml").write_text(TOML)
@@ -52,23 +52,24 @@ def client(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         yield c
 
 
-def test_bundle_manifest_reports_the_ranker(client) -> None:  # noqa: ANN001
+def test_bundle_manifest_reports_the_ranker(client) -> None:
     rep = client.info.manifest["ranker"]
     assert rep["best_iteration"] >= 1 and rep["train_lists"] > 0
     assert set(rep["sources"]) == {"als", "itemitem", "trending"}  # fresh has no retrieval model
 
 
-def test_served_ranker_scores_known_users_and_explains(client) -> None:  # noqa: ANN001
+def test_served_ranker_scores_known_users_and_explains(client) -> None:
     from winnow.models.ranker import LearnedRanker
 
     rt = client.app.state.service.runtime
     assert isinstance(rt.pipeline.ranker, LearnedRanker)
+    assert rt.pipeline.ranker.model.compiled_ is not None  # lleaves-compiled trees serve
     user = str(client.world.events["user_id"].iloc[0])
     ranker = rt.pipeline.ranker
     seen: list[np.ndarray] = []
     original = ranker.score_request
 
-    def spy(cands, request):  # noqa: ANN001, ANN202
+    def spy(cands, request):
         out = original(cands, request)
         seen.append(out)
         return out
@@ -90,7 +91,7 @@ def test_served_ranker_scores_known_users_and_explains(client) -> None:  # noqa:
     assert all(np.float32(it["trace"]["rank_score"]) in learned for it in body["items"])
 
 
-def test_cold_user_keeps_the_blend_and_events_feed_the_features(client) -> None:  # noqa: ANN001
+def test_cold_user_keeps_the_blend_and_events_feed_the_features(client) -> None:
     rt = client.app.state.service.runtime
     body = client.get("/v1/users/nobody-yet/recommendations", params={"k": 5, "explain": "true"}).json()
     assert len(body["items"]) == 5

@@ -45,7 +45,7 @@ def fitted():
 
 
 def test_learns_the_informative_feature(fitted) -> None:
-    spec, ranker, (xv, yv) = fitted
+    _spec, ranker, (xv, yv) = fitted
     learned = _ndcg10(ranker.predict(xv), yv, 40)
     shuffled = _ndcg10(np.random.default_rng(3).random(len(yv)), yv, 40)
     assert learned > shuffled + 0.3

@@ -8,6 +8,7 @@ items/users frames; ``fit_spec`` chooses which attributes become features.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from numbers import Number
 from pathlib import Path
@@ -23,7 +24,7 @@ MAX_CATEGORICAL_VALUES = 64  # user attributes with more distinct values are not
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, Number) and not isinstance(v, bool) and v == v
+    return isinstance(v, Number) and not isinstance(v, bool) and not math.isnan(float(v))
 
 
 def _attr_dicts(frame: pd.DataFrame, n: int) -> list[dict]:

@@ -83,7 +83,7 @@ class OnlineFeatureState:
     def _created(self, item: int) -> float:
         return float(self.catalog.item_created[item]) if item < self._n_items else math.nan
 
-    def add_event(self, user: int, item: int, ts: int | float) -> None:
+    def add_event(self, user: int, item: int, ts: float) -> None:
         """Fold one positive event into the state (events may arrive slightly out of order)."""
         ts = float(ts)
         hl = self.spec.half_life_s

@@ -34,8 +34,12 @@ from winnow.features.spec import DAY, FeatureSpec
 from winnow.models.base import Recommender
 from winnow.models.ranker import LambdaRanker
 from winnow.models.registry import build_model
-from winnow.training.ranker_data import CandidateLists, generate_candidates, label_lists, list_times
-
+from winnow.training.ranker_data import (
+    CandidateLists,
+    generate_candidates,
+    label_lists,
+    list_times,
+)
 
 MIN_RANKER_LISTS = 10  # fewer labelled lists (train or validation) than this: no ranker
 
@@ -188,7 +192,7 @@ class FunnelModel:
         self.sources_ = fit_sources(train, self.config, sources, self.source_models)
         self.train_ = train
         self.report_ = {"inner_lists": int(n_lists), "train_lists": train_list_count,
-                        "valid_lists": valid_list_count, "rows": int(len(y)),
+                        "valid_lists": valid_list_count, "rows": len(y),
                         "positives": int(y.sum()), "candidate_recall_inner": inner_recall,
                         "best_iteration": self.ranker_.best_iteration_,
                         "valid_ndcg@10": self.ranker_.valid_ndcg_,
@@ -244,7 +248,7 @@ class FunnelRecommender(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         first = next(iter(self.funnel_.sources_.values()))
-        return first._score(users)  # noqa: SLF001
+        return first._score(users)
 
     def recommend(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
                   candidates: np.ndarray | None = None,

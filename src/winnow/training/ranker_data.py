@@ -82,7 +82,7 @@ def _dense_scores(model: Recommender, users: np.ndarray, row_list: np.ndarray, r
             continue
         first = b * batch_size
         chunk = users[first:first + batch_size]
-        scores = np.asarray(model._score(chunk), dtype=np.float64)  # noqa: SLF001 - same package
+        scores = np.asarray(model._score(chunk), dtype=np.float64)
         apply_exclusions(scores, chunk, exclude, None)
         out[lo:hi] = scores[row_list[lo:hi] - first, row_item[lo:hi]]
     out[~np.isfinite(out)] = np.nan

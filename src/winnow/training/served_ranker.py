@@ -29,7 +29,11 @@ from winnow.data.interactions import Dataset
 from winnow.data.training_data import event_weights
 from winnow.features import FeatureCatalog, OnlineFeatureState
 from winnow.models.ranker import LambdaRanker, LearnedRanker
-from winnow.training.funnel import FunnelModel, InsufficientRankerData, served_ranker_config
+from winnow.training.funnel import (
+    FunnelModel,
+    InsufficientRankerData,
+    served_ranker_config,
+)
 
 log = logging.getLogger(__name__)
 RANKER_DIR = "ranker"
