@@ -22,20 +22,23 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
-from winnow.core.config import load_config  # noqa: E402
-from winnow.data.interactions import Interactions  # noqa: E402
-from winnow.evaluation.datasets import load_named_dataset  # noqa: E402
-from winnow.evaluation.metrics import evaluate_recs  # noqa: E402
-from winnow.evaluation.runner import evaluate_split, split_dataset  # noqa: E402
-from winnow.models.base import apply_exclusions, top_k  # noqa: E402
-from winnow.models.coldstart import SegmentPopularity, blend_user_scores, user_attributes  # noqa: E402
-from winnow.models.content import StructuredContent  # noqa: E402
-from winnow.models.registry import build_model  # noqa: E402
-from winnow.models.two_tower import TwoTowerRecommender  # noqa: E402
+from winnow.core.config import load_config
+from winnow.evaluation.datasets import load_named_dataset
+from winnow.evaluation.metrics import evaluate_recs
+from winnow.evaluation.runner import evaluate_split, split_dataset
+from winnow.models.base import apply_exclusions, top_k
+from winnow.models.coldstart import (
+    SegmentPopularity,
+    blend_user_scores,
+    user_attributes,
+)
+from winnow.models.content import StructuredContent
+from winnow.models.registry import build_model
+from winnow.models.two_tower import TwoTowerRecommender
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("ndcg@10", "recall@10", "precision@10", "map@10", "hit_rate@10", "coverage@10", "novelty@10")
@@ -50,7 +53,7 @@ def _eval(scores: np.ndarray, users: np.ndarray, test: sp.csr_matrix, train: sp.
     return {k: round(float(v), 4) for k, v in m.items() if k in METRICS}
 
 
-def _content_baseline(ds, train_csr: sp.csr_matrix, users: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def _content_baseline(ds, train_csr: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
     """Genres + release-year profile: cosine(user's mean item profile, item profile)."""
     sc = StructuredContent().fit(ds.items, reference=0)
     cats = sc.category_matrix(list(ds.items["categories"])).toarray()
@@ -66,7 +69,7 @@ def _content_baseline(ds, train_csr: sp.csr_matrix, users: np.ndarray) -> np.nda
     return u @ prof.T
 
 
-def items_bench(cfg, ds, seed: int, text_backend: str) -> dict[str, dict[str, float]]:  # noqa: ANN001
+def items_bench(cfg, ds, seed: int, text_backend: str) -> dict[str, dict[str, float]]:
     inter = ds.interactions
     rng = np.random.default_rng(seed)
     cold = rng.permutation(inter.n_items)[: inter.n_items // 5]
@@ -90,7 +93,7 @@ def items_bench(cfg, ds, seed: int, text_backend: str) -> dict[str, dict[str, fl
     return out
 
 
-def users_bench(cfg, ds, seed: int, known: int) -> dict[str, dict[str, float]]:  # noqa: ANN001
+def users_bench(cfg, ds, seed: int, known: int) -> dict[str, dict[str, float]]:
     inter = ds.interactions
     rng = np.random.default_rng(seed)
     cold = np.sort(rng.permutation(inter.n_users)[: inter.n_users // 5])
@@ -133,7 +136,7 @@ def users_bench(cfg, ds, seed: int, known: int) -> dict[str, dict[str, float]]: 
     return out
 
 
-def compare_bench(cfg, ds_name: str, protocol: str, ratio: float | None) -> list[dict[str, object]]:  # noqa: ANN001
+def compare_bench(cfg, ds_name: str, protocol: str, ratio: float | None) -> list[dict[str, object]]:
     ds = load_named_dataset(ds_name, cfg)
     split = split_dataset(ds, protocol, seed=0, ratio=ratio)
     rows = evaluate_split(split, ["als", "ease"], cfg, k=10)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from winnow.core.config import load_config  # noqa: E402
-from winnow.evaluation.datasets import load_named_dataset  # noqa: E402
-from winnow.index import build_index  # noqa: E402
-from winnow.models.two_tower import TwoTowerRecommender  # noqa: E402
+from winnow.core.config import load_config
+from winnow.evaluation.datasets import load_named_dataset
+from winnow.index import build_index
+from winnow.models.two_tower import TwoTowerRecommender
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

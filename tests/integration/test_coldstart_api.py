@@ -12,7 +12,6 @@ user's declared interests are categories, so:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +71,7 @@ weight = 0.3
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def client(tmp_path_factory: pytest.TempPathFactory):
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     home = tmp_path_factory.mktemp("coldapi")
     (home / "winnow.toml").write_text(TOML)
@@ -93,12 +92,12 @@ def client(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         yield c
 
 
-def _cats(world, item_ids: list[str]) -> list[list[str]]:  # noqa: ANN001
+def _cats(world, item_ids: list[str]) -> list[list[str]]:
     by_id = dict(zip(world.items["item_id"].astype(str), world.items["categories"], strict=True))
     return [list(by_id.get(i, [])) for i in item_ids]
 
 
-def test_declared_interests_give_a_personalised_first_slate(client) -> None:  # noqa: ANN001
+def test_declared_interests_give_a_personalised_first_slate(client) -> None:
     world = client.world
     counts: dict[str, int] = {}
     for cats in world.items["categories"]:
@@ -123,7 +122,7 @@ def test_declared_interests_give_a_personalised_first_slate(client) -> None:  # 
     assert slates["new-a"][1] >= 0.5 and slates["new-b"][1] >= 0.5, slates
 
 
-def test_item_created_via_api_is_in_the_two_tower_index_at_once(client) -> None:  # noqa: ANN001
+def test_item_created_via_api_is_in_the_two_tower_index_at_once(client) -> None:
     world = client.world
     cat = world.items["categories"].iloc[0][0]
     title = world.items["title"].iloc[0]

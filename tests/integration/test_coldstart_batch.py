@@ -10,6 +10,7 @@ content (category + title) but no events. By construction:
 from __future__ import annotations
 
 import csv
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -110,4 +111,4 @@ def test_mixed_catalog_inserts_new_items_for_warm_users(files: Path, tmp_path: P
     by_user: dict[str, list[float]] = {}
     for row in rows:
         by_user.setdefault(row["user_id"], []).append(float(row["score"]))
-    assert all(all(a >= b - 1e-6 for a, b in zip(s, s[1:])) for s in by_user.values())
+    assert all(all(a >= b - 1e-6 for a, b in pairwise(s)) for s in by_user.values())

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_short_soak_has_no_failed_request(tmp_path):
     out = tmp_path / "soak.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "soak.py"), "--duration", "20", "--rate", "25", "--swap-every", "5",
+        [sys.executable, str(REPO / "bench" / "soak.py"), "--duration", "20", "--rate", "25", "--swap-every", "5", "--concurrency", "8",
          "--users", "300", "--items", "300", "--events", "8000", "--p99-ms", "1e9", "--rss-growth-mb", "1e9",
          "--home", str(tmp_path / "home"), "--json", str(out)],
         check=False, capture_output=True, text=True, timeout=400, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})

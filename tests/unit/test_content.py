@@ -9,8 +9,15 @@ import pandas as pd
 import pytest
 
 from winnow.core.errors import ConfigError, DataError
-from winnow.models.content import (MiniLMEncoder, StructuredContent, TfidfSvdEncoder, age_buckets,
-                                   encode_texts, item_texts, stable_hash)
+from winnow.models.content import (
+    MiniLMEncoder,
+    StructuredContent,
+    TfidfSvdEncoder,
+    age_buckets,
+    encode_texts,
+    item_texts,
+    stable_hash,
+)
 
 DOCS = ["red running shoes for the marathon", "blue running shoes, lightweight", "trail running shoes",
         "chocolate cake recipe", "lemon cake with icing", "baking a chocolate cake at home",

@@ -55,12 +55,12 @@ def world() -> tuple[Interactions, pd.DataFrame, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def fitted(world) -> TwoTowerRecommender:  # noqa: ANN001
+def fitted(world) -> TwoTowerRecommender:
     inter, items, users = world
     return TwoTowerRecommender(**SMALL).with_side_info(items, users).fit(inter)
 
 
-def test_cold_items_go_to_their_content_group(fitted: TwoTowerRecommender, world) -> None:  # noqa: ANN001
+def test_cold_items_go_to_their_content_group(fitted: TwoTowerRecommender, world) -> None:
     inter = world[0]
     warm_users = np.arange(0, 70)
     recs, _ = fitted.recommend(warm_users, 2, candidates=np.arange(N_WARM, N_ITEMS), exclude=inter.to_csr())
@@ -68,7 +68,7 @@ def test_cold_items_go_to_their_content_group(fitted: TwoTowerRecommender, world
     assert right.mean() >= 0.9, right.mean()
 
 
-def test_cold_users_served_from_attributes(fitted: TwoTowerRecommender, world) -> None:  # noqa: ANN001
+def test_cold_users_served_from_attributes(fitted: TwoTowerRecommender, world) -> None:
     cold_users = np.arange(70, 80)
     recs, _ = fitted.recommend(cold_users, 3, candidates=np.arange(N_WARM))
     right = item_group(recs) == (cold_users % 2)[:, None]

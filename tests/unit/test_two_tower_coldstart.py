@@ -10,7 +10,12 @@ import pytest
 from winnow.core.config import ColdStartConfig
 from winnow.core.errors import ConfigError, NotFittedError
 from winnow.data.interactions import Interactions
-from winnow.models.coldstart import SegmentPopularity, blend_user_scores, chain_rule, quantile_merge
+from winnow.models.coldstart import (
+    SegmentPopularity,
+    blend_user_scores,
+    chain_rule,
+    quantile_merge,
+)
 from winnow.models.two_tower.serving import load_segment, save_segment
 
 

@@ -6,23 +6,24 @@ directory with ``model.json`` (its "model" field is the name) and ``arrays.npz``
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 from winnow.core.config import WinnowConfig
 from winnow.core.errors import BundleError, ConfigError
-from winnow.models.als import ALSRecommender
 from winnow.models.base import Recommender
-from winnow.models.bpr import BPRRecommender
-from winnow.models.ease import EASERecommender
-from winnow.models.itemitem import ItemItemRecommender
-from winnow.models.popularity import PopularityRecommender, RecentPopularityRecommender
-from winnow.models.two_tower import TwoTowerRecommender
 
-MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls
-    for cls in (PopularityRecommender, RecentPopularityRecommender, ItemItemRecommender,
-                ALSRecommender, BPRRecommender, EASERecommender, TwoTowerRecommender)
+# name -> "module:class". Imported on first use: two_tower pulls in torch (~1 s, hundreds of MB),
+# which a service or CLI run that never uses it should not pay for.
+MODELS: dict[str, str] = {
+    "popularity": "winnow.models.popularity:PopularityRecommender",
+    "popularity_recent": "winnow.models.popularity:RecentPopularityRecommender",
+    "itemitem": "winnow.models.itemitem:ItemItemRecommender",
+    "als": "winnow.models.als:ALSRecommender",
+    "bpr": "winnow.models.bpr:BPRRecommender",
+    "ease": "winnow.models.ease:EASERecommender",
+    "two_tower": "winnow.models.two_tower:TwoTowerRecommender",
 }
 
 # which [models.*] config section parameterises each model
@@ -33,9 +34,12 @@ _SECTION = {"popularity": "popularity", "popularity_recent": "popularity", "item
 def model_class(name: str) -> type[Recommender]:
     """The class registered under ``name``; ConfigError listing valid names otherwise."""
     try:
-        return MODELS[name]
+        module, attr = MODELS[name].split(":")
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}") from None
+    cls = getattr(importlib.import_module(module), attr)
+    assert cls.name == name, f"{MODELS[name]} is registered as {name!r} but calls itself {cls.name!r}"
+    return cls
 
 
 def build_model(name: str, config: WinnowConfig) -> Recommender:
@@ -58,4 +62,4 @@ def load_model(directory: str | Path) -> Recommender:
     name = meta.get("model") if isinstance(meta, dict) else None
     if name not in MODELS:
         raise BundleError(f"{meta_path}: unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}")
-    return MODELS[name].load(d)
+    return model_class(name).load(d)

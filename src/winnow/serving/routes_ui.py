@@ -141,6 +141,8 @@ def slate(request: Request, user_id: str, body: SlateIn | None = None) -> dict[s
     items = []
     for iid, s in zip(item_ids, result.items, strict=True):
         trace = dict(s.trace or {})
+        if "contributions" not in trace and trace.get("rank_features"):  # learned ranker: pred_contrib
+            trace["contributions"] = {f["feature"]: f["contribution"] for f in trace["rank_features"]}
         if "contributions" not in trace and blend is not None:
             trace["contributions"] = blend_contributions(blend, trace, pipe, view, rt.catalog, s.item)
         items.append({"item_id": iid, "score": s.score, "position": s.position, "sources": s.sources,

@@ -30,10 +30,21 @@ from winnow.core.errors import BundleError
 from winnow.data.interactions import Interactions
 from winnow.evaluation.metrics import evaluate_recs
 from winnow.models.base import Recommender, top_k
-from winnow.models.content import (StructuredContent, TfidfSvdEncoder, encode_texts, item_texts,
-                                   make_text_encoder, stable_hash)
+from winnow.models.content import (
+    StructuredContent,
+    TfidfSvdEncoder,
+    encode_texts,
+    item_texts,
+    make_text_encoder,
+    stable_hash,
+)
 from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets
-from winnow.models.two_tower.train import EventArrays, TrainSettings, item_vectors, train_epochs
+from winnow.models.two_tower.train import (
+    EventArrays,
+    TrainSettings,
+    item_vectors,
+    train_epochs,
+)
 
 MAX_CATS, MAX_ATTRS, MAX_INTERESTS = 8, 12, 6
 
@@ -198,7 +209,7 @@ class TwoTowerRecommender(Recommender):
         finally:
             torch.set_num_threads(threads)
 
-    def _validator(self, part: Interactions, val: Interactions, tensors: dict[str, torch.Tensor]):  # noqa: ANN202
+    def _validator(self, part: Interactions, val: Interactions, tensors: dict[str, torch.Tensor]):
         self._set_user_history(part)
         seen = part.to_csr(binary=True)
         test = val.to_csr(binary=True)
