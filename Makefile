@@ -24,7 +24,10 @@ CHROMIUM ?= /usr/bin/chromium
 browser:
 	@[ -x $(CHROMIUM) ] || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-test: install browser
+lint: install
+	$(BIN)/ruff check --select F,E9 src tests bench
+
+test: install browser lint
 	$(BIN)/python -m pytest -q tests
 
 bench: install

@@ -120,7 +120,8 @@ async def run_load(url: str, tokens: dict[str, str], versions: list[str], *, dur
     results: list[tuple[str, float, float, int | str, float]] = []  # kind, t, s from due, status, s from send
     swaps: list[tuple[float, str, int | str]] = []
     rss: list[tuple[float, float]] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # keep-alive expiry below uvicorn's 5 s timeout: never reuse a connection the server is closing
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
         t0 = time.monotonic()
 
