@@ -46,17 +46,21 @@ def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 120.0) -> No
     raise SystemExit(f"winnow serve did not become ready within {timeout:.0f} s")
 
 
-def _show_recommendations(base: str, users: list[str]) -> None:
+def _show_recommendations(base: str, users: list[str]) -> str:
+    """Print each user's top 5 with titles; returns the first item shown (for the curl lines)."""
+    first = ""
     for user in users:
         resp = httpx.get(f"{base}/v1/users/{user}/recommendations", params={"k": 5}, timeout=10.0)
         resp.raise_for_status()
         body = resp.json()
         print(f"\nuser {user} (model {body.get('model_version')}):")
         for item in body["items"]:
+            first = first or item["item_id"]
             meta = httpx.get(f"{base}/v1/items/{item['item_id']}", timeout=5.0)
             title = meta.json().get("title", "") if meta.status_code == 200 else ""
             print(f"  {item['position'] + 1:>2}. {item['item_id']:<8} {title[:60]:<60} "
                   f"score={item['score']:.3f} via {','.join(item.get('sources', []))}")
+    return first
 
 
 def _active_users(n: int) -> list[str]:
@@ -95,14 +99,14 @@ def main() -> None:
     try:
         _wait_ready(base, proc)
         sample = _active_users(3)
-        _show_recommendations(base, sample)
+        item = _show_recommendations(base, sample)
         u = sample[0]
         print(f"""
 The service is running on {base} (OpenAPI docs: {base}/docs). Try:
   curl -s '{base}/v1/users/{u}/recommendations?k=5&explain=true'
   curl -s -X POST {base}/v1/events -H 'content-type: application/json' \\
-       -d '{{"events": [{{"user_id": "{u}", "item_id": "i1", "event_type": "purchase", "timestamp": {int(time.time())}}}]}}'
-  curl -s '{base}/v1/items/i1/similar?k=5'
+       -d '{{"events": [{{"user_id": "{u}", "item_id": "{item}", "event_type": "purchase", "timestamp": {int(time.time())}}}]}}'
+  curl -s '{base}/v1/items/{item}/similar?k=5'
   curl -s {base}/metrics | head
 """, flush=True)
         if os.environ.get("DEMO_SERVE", "1") == "0":

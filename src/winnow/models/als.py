@@ -155,8 +155,10 @@ class ALSRecommender(FactorRecommender):
             self.item_length_norm_ = ((1.0 - self.bm25_b)
                                       + self.bm25_b * item_sums / (mean or 1.0)).astype(np.float32)
             x = bm25_weight(x.T, K1=self.bm25_k1, B=self.bm25_b).T.tocsr().astype(np.float32)
-        model = self._implicit()
+        # constructed inside the limit too: implicit checks every OpenBLAS in the process at
+        # construction, including faiss's OpenMP build, which ignores OPENBLAS_NUM_THREADS
         with threadpool_limits(limits=1, user_api="blas"):
+            model = self._implicit()
             model.fit(x, show_progress=False)
         self._model = model
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
