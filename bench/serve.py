@@ -104,6 +104,7 @@ def free_port() -> int:
 
 def start_server(home: Path, port: int, workers: int) -> subprocess.Popen:
     env = {**os.environ, "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1",
+           "WINNOW__SECURITY__AUTH": "false",  # measures the funnel, not key checks
            "WINNOW__SERVING__WORKERS": str(workers)}
     log = open(home / "bench-server.log", "wb")
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "winnow.serving.server:app_from_env",
