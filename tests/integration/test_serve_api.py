@@ -155,6 +155,18 @@ def test_event_id_makes_retries_idempotent(served):
     assert client.post("/v1/events", json=ev).json()["written"] == 0
 
 
+def test_batch_mixing_rows_with_and_without_timestamp_is_stored(served):
+    # regression (found by the schema fuzzer): a missing timestamp next to a given one was a 500
+    _, _, client = served
+    before = client.get("/v1/users/u6").json()["event_count"]
+    ev = {"events": [{"user_id": "u6", "item_id": "i8", "event_type": "view"},
+                     {"user_id": "u6", "item_id": "i9", "event_type": "view", "timestamp": 1_700_000_000}]}
+    resp = client.post("/v1/events", json=ev)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"received": 2, "written": 2}
+    assert client.get("/v1/users/u6").json()["event_count"] == before + 2
+
+
 def test_patch_item_unavailable_removes_it(served):
     _, _, client = served
     top = recs(client, "u8", k=5)["items"][0]["item_id"]

@@ -138,7 +138,9 @@ class Service:
         """Durably append events (store validates; DataError on a bad row), then update state."""
         now = int(time.time())
         frame = pd.DataFrame({c: [r.get(c) for r in rows] for c in EVENT_COLUMNS})
-        frame["timestamp"] = [now if t is None else int(t) for t in frame["timestamp"]]
+        # from the rows, not the frame: in a batch mixing rows with and without a timestamp pandas
+        # makes the column float with NaN for the missing ones (int(NaN) raised -> a 500)
+        frame["timestamp"] = [now if r.get("timestamp") is None else int(r["timestamp"]) for r in rows]
         frame["value"] = frame["value"].astype(np.float64)
         written = self.store.append_events(frame, source="request")
         self.metrics.events.inc(written)
