@@ -1,0 +1,44 @@
+"""Table layout of the embedded SQLite store (winnow.data.sqlite_store): DDL, indexes, and
+which SQLite errors mean "cannot write now". Kept apart so the store module holds behaviour only.
+
+Layout: external ids live in key tables (``user_keys``, ``item_keys``, ``event_types``) whose
+dense integer ids (rowid - 1, append-only) are what the ``events`` table stores. The ``events``
+table serves row access (per-user history, event_id idempotency, request_id joins); the same
+transaction also appends the batch's numeric columns as one packed block to ``event_blocks``
+(see winnow.data.sqlite_blocks), which ``read_events`` reads at memory speed.
+"""
+
+from __future__ import annotations
+
+from winnow.data import sqlite_blocks as blocks
+
+SCHEMA_VERSION = "1"
+DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS user_keys (id INTEGER PRIMARY KEY, external TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS item_keys (id INTEGER PRIMARY KEY, external TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS event_types (id INTEGER PRIMARY KEY, external TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY, uid INTEGER NOT NULL, iid INTEGER NOT NULL, tid INTEGER NOT NULL,
+  value REAL, ts INTEGER NOT NULL, event_id TEXT, context TEXT, request_id TEXT);
+CREATE TABLE IF NOT EXISTS items (
+  iid INTEGER PRIMARY KEY, title TEXT NOT NULL, text TEXT NOT NULL, categories TEXT NOT NULL,
+  creator TEXT NOT NULL, created_at INTEGER, available INTEGER NOT NULL, sponsored INTEGER NOT NULL,
+  attributes TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+  uid INTEGER PRIMARY KEY, created_at INTEGER, attributes TEXT NOT NULL, interests TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS impressions (
+  seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
+  ts INTEGER NOT NULL, model_version TEXT, surface TEXT, context TEXT NOT NULL, items TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS impressions_ts ON impressions(ts);
+""" + blocks.DDL
+EVENT_INDEXES = (
+    ("events_event_id", "CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id) "
+                        "WHERE event_id IS NOT NULL"),
+    ("events_user_ts", "CREATE INDEX IF NOT EXISTS events_user_ts ON events(uid, ts)"),
+    ("events_request", "CREATE INDEX IF NOT EXISTS events_request ON events(request_id) "
+                       "WHERE request_id IS NOT NULL"),
+)
+# primary SQLite result codes that mean "cannot write now" -> StoreUnavailableError (HTTP 503)
+UNAVAILABLE = {5: "SQLITE_BUSY", 8: "SQLITE_READONLY", 10: "SQLITE_IOERR", 13: "SQLITE_FULL",
+               14: "SQLITE_CANTOPEN"}
