@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install browser demo test lint bench soak clean
+.PHONY: install browser services demo test lint bench soak clean
 
 install: $(STAMP)
 
@@ -24,10 +24,17 @@ CHROMIUM ?= /usr/bin/chromium
 browser:
 	@[ -x $(CHROMIUM) ] || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# PostgreSQL + Redis servers the backend contract tests start themselves (Debian's packages; the
+# tests run them as throwaway servers in temp dirs, so the packages' own services stay stopped)
+PG_INITDB ?= $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+REDIS_SERVER ?= /usr/bin/redis-server
+services:
+	@[ -n "$(PG_INITDB)" ] && [ -x $(REDIS_SERVER) ] || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql redis-server; }
+
 lint: install
 	$(BIN)/ruff check --select F,E9 src tests bench
 
-test: install browser lint
+test: install browser services lint
 	$(BIN)/python -m pytest -q tests
 
 bench: install

@@ -1,8 +1,10 @@
 """The Store contract, run against every backend factory in STORE_FACTORIES.
 
-A new backend (e.g. PostgreSQL) joins by adding a factory: a callable taking pytest's
-``tmp_path`` and returning a ``(open, ...)`` pair where ``open()`` opens a Store on the same
-underlying database (called again to test durability across reopen).
+A backend joins by adding a factory: a callable taking pytest's ``request`` and ``tmp_path`` and
+returning ``open`` where ``open()`` opens a Store on the same underlying database (called again
+to test durability across reopen). "postgres" runs against a real throwaway PostgreSQL server
+(tests/servers/postgres.py; a fresh database per test); without the server binaries it is skipped
+locally and fails when CI=true.
 """
 
 from __future__ import annotations
@@ -20,16 +22,21 @@ from winnow.data.sqlite_store import SQLiteStore
 from winnow.data.store import Store
 
 
-def _sqlite(tmp_path: Path) -> Callable[[], Store]:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
     return lambda: SQLiteStore(tmp_path / "winnow.db")
 
 
-STORE_FACTORIES = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    url = request.getfixturevalue("postgres_url")  # fresh database on the session's server
+    return lambda: open_store(url)
+
+
+STORE_FACTORIES = {"sqlite": _sqlite, "postgres": _postgres}
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    return STORE_FACTORIES[request.param](tmp_path)
+    return STORE_FACTORIES[request.param](request, tmp_path)
 
 
 @pytest.fixture
@@ -202,19 +209,84 @@ def test_impressions_and_outcomes(store: Store) -> None:
         store.log_impressions([{"request_id": "r3", "user_id": "u", "timestamp": 1}])
 
 
+def test_read_feedback_events(store: Store) -> None:
+    frame = _events(400, seed=8)
+    store.append_events(frame)
+    got = store.read_feedback_events(event_types=["click", "purchase", "never-stored"], since=1500)
+    want = frame[frame.event_type.isin(["click", "purchase"]) & (frame.timestamp >= 1500)]
+    want = want.sort_values("timestamp", kind="stable")[["user_id", "item_id", "event_type", "timestamp"]]
+    assert list(got.columns) == ["user_id", "item_id", "event_type", "timestamp"] and len(got) > 0
+    assert got.timestamp.dtype == np.int64
+    assert got.values.tolist() == want.values.tolist()
+    assert store.read_feedback_events(event_types=["never-stored"]).empty
+    store.delete_user("u3")
+    assert "u3" not in set(store.read_feedback_events(event_types=["click"])["user_id"])
+
+
 def test_open_store_urls(tmp_path: Path) -> None:
     s = open_store(f"sqlite:///{tmp_path}/x/w.db?synchronous=normal")
     assert isinstance(s, SQLiteStore) and s.path == tmp_path / "x" / "w.db"
     s.close()
-    for bad in ["postgres://h/db", "winnow.db", f"sqlite:///{tmp_path}/w.db?bogus=1",
+    for bad in ["mysql://h/db", "winnow.db", f"sqlite:///{tmp_path}/w.db?bogus=1",
                 f"sqlite:///{tmp_path}/w.db?synchronous=off", "sqlite:///"]:
         with pytest.raises(ConfigError):
             open_store(bad)
 
 
+def test_postgres_urls_are_checked_before_connecting() -> None:
+    # bad URLs fail with ConfigError naming the setting, without any server (nothing listens on :9)
+    for bad in ["postgresql://127.0.0.1:9", "postgresql://127.0.0.1:9/", "postgres://127.0.0.1:9/db?pool_max=x",
+                "postgresql://127.0.0.1:9/db?no_such_libpq_param=1", "postgresql://127.0.0.1:9/db?pool_min=3&pool_max=2"]:
+        with pytest.raises(ConfigError, match=r"\[store\] url"):
+            open_store(bad)
+    with pytest.raises(ConfigError) as err:
+        open_store("postgresql://winnow:s3cret@127.0.0.1:9/db?bogus=1")
+    assert "s3cret" not in str(err.value)
+
+
+def test_open_store_postgres_url(postgres_url: str) -> None:
+    from winnow.data.postgres_store import PostgresStore
+
+    for url in (postgres_url, postgres_url.replace("postgresql://", "postgres://") + "?pool_max=2"):
+        s = open_store(url)
+        try:
+            assert isinstance(s, PostgresStore) and s.counts()["events"] == 0
+        finally:
+            s.close()
+
+
+def test_concurrent_writers_and_readers(store: Store) -> None:
+    # FastAPI's threadpool: appends (new users/items racing on the key tables) and reads at once
+    import threading
+
+    frames = [_events(200, seed=s, ids=True) for s in range(8)]
+    errors: list[BaseException] = []
+
+    def work(frame: pd.DataFrame) -> None:
+        try:
+            assert store.append_events(frame) == len(frame)
+            assert store.append_events(frame) == 0
+            assert len(store.read_events()) >= len(frame)
+            store.user_events(str(frame.user_id.iloc[0]))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f,)) for f in frames]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    got = _decoded(store)
+    assert len(got) == 1600
+    want = pd.concat(frames).sort_values(["user_id", "item_id", "timestamp", "event_type", "value"]).reset_index(drop=True)
+    _same(got.sort_values(["user_id", "item_id", "timestamp", "event_type", "value"]).reset_index(drop=True), want)
+
+
 def test_large_batch_spans_several_blocks(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from winnow.data import sqlite_blocks
+    from winnow.data import postgres_store, sqlite_blocks
     monkeypatch.setattr(sqlite_blocks, "MAX_ROWS", 64)  # SQLite-specific knob; harmless elsewhere
+    monkeypatch.setattr(postgres_store, "_BULK_ROWS", 100)  # PostgreSQL: the index-rebuild import path
     frame = _events(1000, seed=3)
     store.append_events(frame)
     _same(_decoded(store), frame)
@@ -256,5 +328,54 @@ def test_delete_user_erases_events_profile_and_impressions(opener: Callable[[], 
     try:
         _same(_decoded(store), pd.concat([rest, more], ignore_index=True))
         assert len(store.user_events("u7")) == int((more.user_id == "u7").sum())
+    finally:
+        store.close()
+
+
+def test_postgres_key_ids_not_burned_and_gaps_decode(postgres_url: str) -> None:
+    # PostgreSQL-only: identity ids are drawn even for rows ON CONFLICT skips, so known keys must
+    # not be re-proposed (smallint event type ids would run out); gaps (a rolled-back insert or a
+    # racing replica) must still decode to the right external ids
+    import psycopg
+
+    store = open_store(postgres_url)
+    try:
+        frame = _events(200, seed=6)
+        for _ in range(10):
+            store.append_events(frame)
+        with psycopg.connect(postgres_url) as con:
+            for table in ("user_keys", "item_keys", "event_types"):
+                n, top = con.execute(f"SELECT count(*), max(id) FROM {table}").fetchone()
+                assert top == n, (table, n, top)
+            for table in ("user_keys", "item_keys", "event_types"):  # leave a gap of 5 ids
+                con.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                            f"(SELECT max(id) + 5 FROM {table}))")
+        more = pd.DataFrame({"user_id": ["late-user", "u1"], "item_id": ["late-item", "i1"],
+                             "event_type": ["late-type", "view"], "timestamp": [5000, 5001]})
+        store.append_events(more)
+        _same(_decoded(store), pd.concat([frame] * 10 + [more]))
+    finally:
+        store.close()
+
+
+def test_postgres_bulk_import_rebuilds_indexes(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a COPY batch larger than the table drops and rebuilds the secondary indexes in its transaction
+    import psycopg
+
+    from winnow.data import postgres_store
+    monkeypatch.setattr(postgres_store, "_BULK_ROWS", 100)
+    store = open_store(postgres_url)
+    try:
+        first, second = _events(1000, seed=11), _events(300, seed=12)
+        store.append_events(first)   # rebuild path (1000 >= 0 rows stored)
+        store.append_events(second)  # plain COPY path (300 < 1000), statistics refreshed
+        _same(_decoded(store), pd.concat([first, second]))
+        want = pd.concat([first, second])
+        assert len(store.user_events("u3", limit=10_000)) == int((want.user_id == "u3").sum())
+        with psycopg.connect(postgres_url) as con:
+            names = {r[0] for r in con.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'events'")}
+            analyzed = con.execute("SELECT reltuples FROM pg_class WHERE relname = 'events'").fetchone()[0]
+        assert {"events_user_ts", "events_ts", "events_event_id", "events_request"} <= names
+        assert analyzed == 1300
     finally:
         store.close()

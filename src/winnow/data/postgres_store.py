@@ -1,0 +1,403 @@
+"""Store on a PostgreSQL server (``[store] url = "postgresql://user@host:port/db"``): the shared
+event, catalog, user and impression store of several ``winnow serve`` replicas.
+
+Durability: every write call is one transaction on one pooled connection and returns only
+after COMMIT; sessions run with ``synchronous_commit = on``, so an acknowledged write is in the
+server's flushed WAL (power-loss safe when the server runs with ``fsync = on``, its default).
+A write that raises wrote nothing -- except when the connection breaks during COMMIT itself,
+where the outcome is unknown and the error says so (events with an event_id are safe to retry).
+
+Failures: a server that is down, restarting, read-only, out of disk, unreachable or not
+answering within ``op_timeout`` raises StoreUnavailableError naming ``host:port/db`` (the service
+answers 503); the connection pool checks each connection before use and reconnects by itself
+once the server is back (winnow.data.postgres_conn).
+
+Concurrency: a thread-safe ``psycopg_pool.ConnectionPool`` (FastAPI's threadpool may call any
+method); several processes may read and write the same database. Key inserts take their locks
+in sorted order; a deadlock or serialization failure retries the whole write transaction.
+
+Speed: events without event_id/context are appended with binary ``COPY`` (numpy-encoded,
+no per-row Python); ``read_events`` fetches each chunk of rows as one bytea (``string_agg`` of
+the rows' big-endian binary form) and decodes it with ``np.frombuffer``. Layout:
+winnow.data.postgres_schema.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from winnow.core.errors import DataError, StoreError, UnknownIdError
+from winnow.data import postgres_schema as pgs
+from winnow.data.postgres_conn import Connections
+from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
+from winnow.data.store import EventLog, Store
+from winnow.data.validate import normalize_events, normalize_items, normalize_users
+
+_COPY_CHUNK = 1 << 23    # bytes per COPY write
+_READ_CHUNK = 8_000_000  # events per read_events query (26 bytes each: far below bytea's 1 GiB)
+_BULK_ROWS = 100_000     # COPY batches this large refresh statistics (and may rebuild an index)
+
+
+def _opt_int(x: Any) -> int | None:
+    return None if x is None or x is pd.NA or (isinstance(x, float) and np.isnan(x)) else int(x)
+
+
+class PostgresStore(Store):
+    """Store in one PostgreSQL database (tables created if missing).
+
+    Args:
+        url: ``postgresql://user[:password]@host:port/dbname[?libpq params]``; winnow's own
+            query parameters: ``pool_min`` (1), ``pool_max`` (8) connections, ``pool_timeout``
+            (5 s: how long a call waits for a connection before StoreUnavailableError),
+            ``op_timeout`` (30 s: a call gets no answer for that long -> StoreUnavailableError;
+            batch writes get 1 s more per 10,000 rows; bulk reads are unbounded; 0: no limit).
+            ``connect_timeout`` defaults to 5 s.
+    Raises ConfigError for a bad URL, StoreUnavailableError when the server cannot be reached.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._db = Connections(url)
+        self.server = self._db.server
+        try:
+            self._write(self._create_schema)
+        except BaseException:
+            self._db.close()
+            raise
+
+    @staticmethod
+    def _create_schema(cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (pgs.LOCK_KEY,))  # replicas starting together
+        cur.execute(pgs.DDL)
+        cur.execute("INSERT INTO winnow_meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+                    (pgs.SCHEMA_VERSION,))
+
+    # --- transactions (winnow.data.postgres_conn) -------------------------------------------
+    def _write(self, fn: Any, *args: Any, rows: int = 0) -> Any:
+        return self._db.write(fn, *args, timeout=self._db.deadline(rows))
+
+    def _read(self, fn: Any, *args: Any, bounded: bool = True) -> Any:
+        return self._db.read(fn, *args, bounded=bounded)
+
+    def _rows(self, sql: str, params: tuple = (), *, bounded: bool = True) -> list[tuple]:
+        return self._read(lambda cur: cur.execute(sql, params).fetchall(), bounded=bounded)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- key tables -------------------------------------------------------------------------
+    @staticmethod
+    def _keys(cur: Any, table: str, externals: pd.Series) -> np.ndarray:
+        """Ids (int64 [n]) for external ids, adding unknown ones. Only missing keys are inserted
+        (INSERT ... ON CONFLICT still draws an identity value per proposed row: re-proposing known
+        keys would burn ids), in sorted order (a fixed lock order between concurrent writers)."""
+        codes, uniques = pd.factorize(externals, sort=True)
+        uniq = np.array([str(u) for u in uniques], dtype=object)
+        ids = np.full(len(uniq), -1, dtype=np.int64)
+
+        def lookup(pos: np.ndarray) -> None:
+            cur.execute(f"SELECT u.o, k.id FROM unnest(%s::text[]) WITH ORDINALITY AS u(x, o) "
+                        f"JOIN {table} k ON k.external = u.x", (uniq[pos].tolist(),))
+            for o, kid in cur.fetchall():
+                ids[pos[o - 1]] = kid
+
+        lookup(np.arange(len(uniq)))
+        missing = np.flatnonzero(ids < 0)
+        if missing.size:
+            cur.execute(f"INSERT INTO {table} (external) SELECT x FROM unnest(%s::text[]) AS x ORDER BY x "
+                        f"ON CONFLICT (external) DO NOTHING", (uniq[missing].tolist(),))
+            lookup(missing)
+            if (ids < 0).any():
+                raise StoreError(f"{table}: keys {uniq[ids < 0][:3].tolist()} vanished while being inserted")
+        return ids[codes]
+
+    # --- writes -----------------------------------------------------------------------------
+    @staticmethod
+    def _insert_events(cur: Any, ev: pd.DataFrame) -> int:
+        if not len(ev):
+            return 0
+        uid = PostgresStore._keys(cur, "user_keys", ev["user_id"])
+        iid = PostgresStore._keys(cur, "item_keys", ev["item_id"])
+        tid = PostgresStore._keys(cur, "event_types", ev["event_type"])
+        value = ev["value"].to_numpy(np.float64)
+        ts = ev["timestamp"].to_numpy(np.int64)
+        if ev["event_id"].isna().all() and ev["context"].isna().all():  # bulk path: binary COPY
+            big = len(ev) >= _BULK_ROWS
+            # a batch larger than the table: build the secondary indexes once, sorted, instead of
+            # row by row (same transaction; its ACCESS EXCLUSIVE lock makes other sessions' event
+            # reads wait until COMMIT instead of seeing the indexes missing)
+            rebuild = big and len(ev) >= cur.execute(
+                "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'events'::regclass").fetchone()[0]
+            if rebuild:
+                cur.execute("DROP INDEX IF EXISTS " + ", ".join(pgs.REBUILT_INDEXES))
+            data = pgs.encode_events(uid, iid, tid, value, ts)
+            with cur.copy("COPY events (uid, iid, tid, value, ts) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(pgs.COPY_HEADER)
+                for start in range(0, len(data), _COPY_CHUNK):
+                    copy.write(data[start:start + _COPY_CHUNK])
+                copy.write(pgs.COPY_TRAILER)
+            if rebuild:
+                cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                for ddl in pgs.REBUILT_INDEXES.values():
+                    cur.execute(ddl)
+            if big:  # fresh statistics, or the planner sorts read_events' scan on disk (measured 2x slower)
+                cur.execute("ANALYZE events")
+            return len(ev)
+        ctx = ev["context"].tolist()
+        req = [None if c is None else json.loads(c).get("request_id") for c in ctx]
+        # ON CONFLICT skips event_ids already stored and repeats inside the batch (first one wins)
+        cur.execute(
+            "INSERT INTO events (uid, iid, tid, value, ts, event_id, context, request_id) "
+            "SELECT uid, iid, tid, value, ts, eid, ctx, req FROM unnest(%s::int4[], %s::int4[], %s::int2[], "
+            "%s::float8[], %s::int8[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
+            "AS r(uid, iid, tid, value, ts, eid, ctx, req, o) ORDER BY o "
+            "ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING",
+            (uid.tolist(), iid.tolist(), tid.tolist(), value.tolist(), ts.tolist(),
+             [None if e is None or e is pd.NA else str(e) for e in ev["event_id"].tolist()], ctx,
+             [None if r is None else str(r) for r in req]))
+        return int(cur.rowcount)
+
+    @staticmethod
+    def _upsert_items(cur: Any, items: pd.DataFrame) -> int:
+        from psycopg.types.json import Jsonb
+
+        iid = PostgresStore._keys(cur, "item_keys", items["item_id"])
+        rows = [(int(i), r[1], r[2], Jsonb(list(r[3])), r[4], _opt_int(r[5]), bool(r[6]), bool(r[7]), Jsonb(r[8]))
+                for i, r in zip(iid, items[list(ITEM_COLUMNS)].itertuples(index=False, name=None))]
+        cur.executemany(
+            "INSERT INTO items VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (iid) DO UPDATE SET "
+            "title = EXCLUDED.title, text = EXCLUDED.text, categories = EXCLUDED.categories, "
+            "creator = EXCLUDED.creator, created_at = EXCLUDED.created_at, available = EXCLUDED.available, "
+            "sponsored = EXCLUDED.sponsored, attributes = EXCLUDED.attributes", rows)
+        return len(rows)
+
+    @staticmethod
+    def _upsert_users(cur: Any, users: pd.DataFrame) -> int:
+        from psycopg.types.json import Jsonb
+
+        uid = PostgresStore._keys(cur, "user_keys", users["user_id"])
+        rows = [(int(u), _opt_int(r[1]), Jsonb(r[2]), Jsonb(list(r[3])))
+                for u, r in zip(uid, users[list(USER_COLUMNS)].itertuples(index=False, name=None))]
+        cur.executemany("INSERT INTO users VALUES (%s, %s, %s, %s) ON CONFLICT (uid) DO UPDATE SET "
+                        "created_at = EXCLUDED.created_at, attributes = EXCLUDED.attributes, "
+                        "interests = EXCLUDED.interests", rows)
+        return len(rows)
+
+    def append_events(self, events: pd.DataFrame, *, source: str = "events") -> int:
+        ev = normalize_events(events, source=source)
+        return self._write(self._insert_events, ev, rows=len(ev))
+
+    def upsert_items(self, items: pd.DataFrame, *, source: str = "items") -> int:
+        it = normalize_items(items, source=source)
+        return self._write(self._upsert_items, it, rows=len(it))
+
+    def upsert_users(self, users: pd.DataFrame, *, source: str = "users") -> int:
+        us = normalize_users(users, source=source)
+        return self._write(self._upsert_users, us, rows=len(us))
+
+    def import_all(self, *, events: pd.DataFrame | None = None, items: pd.DataFrame | None = None,
+                   users: pd.DataFrame | None = None, source: str = "import") -> dict[str, int]:
+        # validate everything before the transaction starts: a bad row writes nothing
+        it = normalize_items(items, source=f"{source}:items") if items is not None else None
+        us = normalize_users(users, source=f"{source}:users") if users is not None else None
+        ev = normalize_events(events, source=f"{source}:events") if events is not None else None
+
+        def run(cur: Any) -> dict[str, int]:
+            return {"items": self._upsert_items(cur, it) if it is not None else 0,
+                    "users": self._upsert_users(cur, us) if us is not None else 0,
+                    "events": self._insert_events(cur, ev) if ev is not None else 0}
+        return self._write(run, rows=sum(len(f) for f in (it, us, ev) if f is not None))
+
+    def patch_item(self, item_id: str, *, available: bool | None = None,
+                   sponsored: bool | None = None, attributes: dict[str, Any] | None = None) -> None:
+        from psycopg.types.json import Jsonb
+
+        def run(cur: Any) -> None:
+            cur.execute("UPDATE items i SET available = coalesce(%s::boolean, i.available), "
+                        "sponsored = coalesce(%s::boolean, i.sponsored), attributes = i.attributes || %s::jsonb "
+                        "FROM item_keys k WHERE k.id = i.iid AND k.external = %s",
+                        (available, sponsored, Jsonb(dict(attributes or {})), str(item_id)))
+            if cur.rowcount == 0:
+                raise UnknownIdError("item", item_id)
+        self._write(run)
+
+    def delete_user(self, user_id: str) -> dict[str, Any]:
+        """Erase one user in one transaction: events, profile, impressions; the external id in
+        ``user_keys`` becomes an unguessable tombstone (``erased:<hex>``). Deleted rows stay in
+        the table files as dead tuples until (auto)VACUUM reclaims them."""
+        def run(cur: Any) -> dict[str, Any]:
+            cur.execute("SELECT id FROM user_keys WHERE external = %s FOR UPDATE", (str(user_id),))
+            row = cur.fetchone()
+            out: dict[str, Any] = {"user_id": str(user_id), "found": row is not None, "events": 0,
+                                   "profile": False, "impressions": 0}
+            out["impressions"] = cur.execute("DELETE FROM impressions WHERE user_id = %s", (str(user_id),)).rowcount
+            if row is None:
+                out["found"] = out["impressions"] > 0
+                return out
+            out["events"] = cur.execute("DELETE FROM events WHERE uid = %s", (row[0],)).rowcount
+            out["profile"] = cur.execute("DELETE FROM users WHERE uid = %s", (row[0],)).rowcount > 0
+            cur.execute("UPDATE user_keys SET external = %s WHERE id = %s", (f"erased:{secrets.token_hex(16)}", row[0]))
+            return out
+        return self._write(run)
+
+    def log_impressions(self, impressions: list[dict[str, Any]]) -> None:
+        """Store served slates; a request_id already stored is skipped (idempotent retries)."""
+        from psycopg.types.json import Jsonb
+
+        rows = []
+        for pos, imp in enumerate(impressions):
+            for key in ("request_id", "user_id", "timestamp", "items"):
+                if imp.get(key) in (None, ""):
+                    raise DataError("missing field", source="impressions", line=pos, field=key)
+            rows.append((str(imp["request_id"]), str(imp["user_id"]), int(imp["timestamp"]),
+                         imp.get("model_version"), imp.get("surface"), Jsonb(imp.get("context") or {}),
+                         Jsonb(list(imp["items"]))))
+        self._write(lambda cur: cur.executemany(
+            "INSERT INTO impressions (request_id, user_id, ts, model_version, surface, context, items) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING", rows), rows=len(rows))
+
+    # --- reads ------------------------------------------------------------------------------
+    @staticmethod
+    def _key_list(cur: Any, table: str) -> tuple[np.ndarray, list[str]]:
+        rows = cur.execute(f"SELECT id, external FROM {table} ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows]
+
+    @staticmethod
+    def _codes(ids: np.ndarray, stored: np.ndarray, dtype: type) -> np.ndarray:
+        """Positions of ``stored`` ids in the sorted key ids (identity ids may have gaps)."""
+        if len(ids) and ids[0] == 1 and ids[-1] == len(ids):  # no gaps: position = id - 1
+            return (stored - 1).astype(dtype)
+        return np.searchsorted(ids, stored).astype(dtype)
+
+    def read_events(self, *, since: int | None = None, until: int | None = None) -> EventLog:
+        lo = -(2**63) if since is None else int(since)
+        hi = 2**63 - 1 if until is None else int(until)
+        # keyset chunks in seq order (insertion order); one snapshot for the chunks and key lists
+        sql = (f"SELECT count(*), max(seq), {pgs.READ_AGG} FROM (SELECT * FROM events WHERE seq > %s "
+               f"AND ts >= %s AND ts < %s ORDER BY seq LIMIT %s) s")
+
+        def run(cur: Any) -> EventLog:
+            # the ordered scan walks the primary key instead of sorting (on disk when statistics
+            # are stale: measured 2x slower); work_mem bounds any sort that remains
+            cur.execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")
+            parts: list[np.ndarray] = []
+            last = -1
+            while True:
+                row = cur.execute(sql, (last, lo, hi, _READ_CHUNK), binary=True).fetchone()
+                if not row[0]:
+                    break
+                parts.append(np.frombuffer(row[2], dtype=pgs.READ_ROW))
+                last = int(row[1])
+                if row[0] < _READ_CHUNK:
+                    break
+            rows = np.concatenate(parts) if parts else np.empty(0, dtype=pgs.READ_ROW)
+            uids, users = self._key_list(cur, "user_keys")
+            iids, items = self._key_list(cur, "item_keys")
+            tids, types = self._key_list(cur, "event_types")
+            return EventLog(self._codes(uids, rows["uid"], np.int32), self._codes(iids, rows["iid"], np.int32),
+                            self._codes(tids, rows["tid"], np.int16), rows["value"].astype(np.float64),
+                            rows["ts"].astype(np.int64), user_ids=users, item_ids=items, event_types=types)
+        return self._read(run, bounded=False)  # a bulk read: no watchdog deadline
+
+    _ITEM_SQL = ("SELECT k.external, i.title, i.text, i.categories, i.creator, i.created_at, i.available, "
+                 "i.sponsored, i.attributes FROM items i JOIN item_keys k ON k.id = i.iid")
+
+    @staticmethod
+    def _item_row(r: tuple) -> dict[str, Any]:
+        return {"item_id": r[0], "title": r[1], "text": r[2], "categories": r[3], "creator": r[4],
+                "created_at": r[5], "available": bool(r[6]), "sponsored": bool(r[7]), "attributes": r[8]}
+
+    def read_items(self) -> pd.DataFrame:
+        rows = [self._item_row(r) for r in self._rows(self._ITEM_SQL + " ORDER BY i.iid", bounded=False)]
+        frame = pd.DataFrame(rows, columns=list(ITEM_COLUMNS))
+        frame["created_at"] = frame["created_at"].astype("Int64")
+        return frame
+
+    def get_item(self, item_id: str) -> dict[str, Any] | None:
+        rows = self._rows(self._ITEM_SQL + " WHERE k.external = %s", (str(item_id),))
+        return self._item_row(rows[0]) if rows else None
+
+    _USER_SQL = ("SELECT k.external, u.created_at, u.attributes, u.interests FROM user_keys k "
+                 "LEFT JOIN users u ON u.uid = k.id")
+
+    @staticmethod
+    def _user_row(r: tuple) -> dict[str, Any]:
+        return {"user_id": r[0], "created_at": r[1], "attributes": r[2] if r[2] is not None else {},
+                "interests": r[3] if r[3] is not None else []}
+
+    def read_users(self) -> pd.DataFrame:
+        """Every known user (also those known only from events, with empty attributes)."""
+        rows = [self._user_row(r) for r in self._rows(self._USER_SQL + " ORDER BY k.id", bounded=False)]
+        frame = pd.DataFrame(rows, columns=list(USER_COLUMNS))
+        frame["created_at"] = frame["created_at"].astype("Int64")
+        return frame
+
+    def get_user(self, user_id: str) -> dict[str, Any] | None:
+        rows = self._rows(self._USER_SQL + " WHERE k.external = %s", (str(user_id),))
+        return self._user_row(rows[0]) if rows else None
+
+    def user_events(self, user_id: str, *, limit: int = 100) -> pd.DataFrame:
+        rows = self._rows(
+            "SELECT uk.external, ik.external, t.external, e.value, e.ts, e.event_id, e.context "
+            "FROM user_keys uk JOIN events e ON e.uid = uk.id JOIN item_keys ik ON ik.id = e.iid "
+            "JOIN event_types t ON t.id = e.tid WHERE uk.external = %s ORDER BY e.ts DESC, e.seq DESC "
+            "LIMIT %s", (str(user_id), int(limit)))
+        frame = pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
+        frame["value"] = frame["value"].astype(np.float64)
+        frame["timestamp"] = frame["timestamp"].astype(np.int64)
+        return frame
+
+    def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT request_id, user_id, ts, model_version, surface, context, items FROM impressions "
+                          "WHERE ts >= %s ORDER BY ts, seq", (int(since) if since is not None else -(2**62),),
+                          bounded=False)
+        return [{"request_id": r[0], "user_id": r[1], "timestamp": r[2], "model_version": r[3],
+                 "surface": r[4], "context": r[5], "items": r[6]} for r in rows]
+
+    def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
+        """Store.read_feedback_events as one query (only the named types, only their keys)."""
+        rows = self._rows(
+            "SELECT uk.external, ik.external, t.external, e.ts FROM event_types t JOIN events e ON e.tid = t.id "
+            "JOIN user_keys uk ON uk.id = e.uid JOIN item_keys ik ON ik.id = e.iid "
+            "WHERE t.external = ANY(%s) AND e.ts >= %s ORDER BY e.ts, e.seq",
+            (list(dict.fromkeys(str(t) for t in event_types)), -(2**63) if since is None else int(since)))
+        cols = ["user_id", "item_id", "event_type", "timestamp"]
+        frame = pd.DataFrame({c: pd.Series([r[k] for r in rows], dtype=object) for k, c in enumerate(cols[:3])})
+        frame["timestamp"] = np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows))
+        return frame
+
+    def impression_outcomes(self, *, since: int | None = None) -> pd.DataFrame:
+        """One row per shown item (same contract as SQLiteStore.impression_outcomes): the item's
+        slate fields plus ``events``, the event types later logged for that item with the same
+        ``context.request_id`` (empty list when nothing followed)."""
+        lo = int(since) if since is not None else -(2**62)
+
+        def run(cur: Any) -> tuple[list, list]:
+            imps = cur.execute("SELECT request_id, user_id, ts, model_version, surface, items FROM impressions "
+                               "WHERE ts >= %s ORDER BY ts, seq", (lo,)).fetchall()
+            follow = cur.execute(
+                "SELECT e.request_id, ik.external, t.external FROM events e JOIN item_keys ik ON ik.id = e.iid "
+                "JOIN event_types t ON t.id = e.tid WHERE e.request_id IN "
+                "(SELECT request_id FROM impressions WHERE ts >= %s) ORDER BY e.seq", (lo,)).fetchall()
+            return imps, follow
+        imps, follow_rows = self._read(run, bounded=False)
+        follow: dict[tuple[str, str], list[str]] = {}
+        for req, item, etype in follow_rows:
+            follow.setdefault((req, item), []).append(etype)
+        out = [{"request_id": r[0], "user_id": r[1], "timestamp": r[2], "model_version": r[3], "surface": r[4],
+                "item_id": s.get("item_id"), "position": s.get("position"), "score": s.get("score"),
+                "propensity": s.get("propensity"), "events": follow.get((r[0], str(s.get("item_id"))), [])}
+               for r in imps for s in r[5]]
+        return pd.DataFrame(out, columns=["request_id", "user_id", "timestamp", "model_version", "surface",
+                                          "item_id", "position", "score", "propensity", "events"])
+
+    def counts(self) -> dict[str, int]:
+        row = self._rows("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM items), "
+                         "(SELECT count(*) FROM user_keys), (SELECT count(*) FROM impressions)")[0]
+        return dict(zip(("events", "items", "users", "impressions"), (int(x) for x in row)))

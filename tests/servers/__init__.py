@@ -1,0 +1,1 @@
+"""Throwaway real servers (PostgreSQL, ...) started by the tests from Debian's binaries."""
