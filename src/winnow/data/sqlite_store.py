@@ -18,6 +18,7 @@ import json
 import secrets
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from winnow.core.errors import DataError, StoreError, StoreUnavailableError, UnknownIdError
-from winnow.data import sqlite_blocks as blocks
+from winnow.data import sqlite_blocks as blocks, sqlite_feedback
 from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
 from winnow.data.sqlite_schema import DDL as _DDL, EVENT_INDEXES as _EVENT_INDEXES, SCHEMA_VERSION
 from winnow.data.sqlite_schema import UNAVAILABLE as _UNAVAILABLE
@@ -368,6 +369,10 @@ class SQLiteStore(Store):
             "WHERE ts >= ? ORDER BY ts, seq", (int(since) if since is not None else -(2**62),))
         return [{"request_id": r[0], "user_id": r[1], "timestamp": r[2], "model_version": r[3],
                  "surface": r[4], "context": json.loads(r[5]), "items": json.loads(r[6])} for r in rows]
+
+    def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
+        """Store.read_feedback_events from the event blocks and only the keys named (fast path)."""
+        return sqlite_feedback.read_feedback_events(self._reader(), event_types=event_types, since=since)
 
     def impression_outcomes(self, *, since: int | None = None) -> pd.DataFrame:
         """One row per shown item: request_id, user_id, timestamp, model_version, surface, item_id,

@@ -15,6 +15,7 @@ Guarantees every implementation gives:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +114,26 @@ class Store(ABC):
     @abstractmethod
     def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:
         """Stored impressions (same shape as log_impressions' input), oldest first."""
+
+    def read_feedback_events(self, *, event_types: Sequence[str],
+                             since: int | None = None) -> pd.DataFrame:
+        """Events of the given types with timestamp >= ``since`` (all when None): a DataFrame with
+        columns user_id, item_id, event_type (str) and timestamp (int64, unix seconds), sorted by
+        timestamp. Feeds the service's click statistics (winnow.serving.item_stats).
+
+        Default: built on ``read_events``; a backend may override it with a narrower query."""
+        log = self.read_events(since=since)
+        cols = ["user_id", "item_id", "event_type", "timestamp"]
+        wanted = [i for i, name in enumerate(log.event_types) if name in set(event_types)]
+        keep = np.isin(log.event_type, np.asarray(wanted, np.int64)) if len(log) else np.zeros(0, bool)
+        if not keep.any():
+            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "timestamp" else object) for c in cols})
+        users, items, types = (np.asarray(names, dtype=object) for names in
+                               (log.user_ids, log.item_ids, log.event_types))
+        frame = pd.DataFrame({"user_id": users[log.user[keep]], "item_id": items[log.item[keep]],
+                              "event_type": types[log.event_type[keep]],
+                              "timestamp": log.timestamp[keep].astype(np.int64)})
+        return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
     @abstractmethod
     def counts(self) -> dict[str, int]:

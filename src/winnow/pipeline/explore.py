@@ -195,50 +195,78 @@ class SoftmaxPolicy:
         return w / w.sum()
 
 
+class ItemCounts(Protocol):
+    """Live per-item feedback statistics (the service's winnow.serving.item_stats.CatalogCounts)."""
+
+    def counts(self, items: np.ndarray, surface: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(clicks, shown) float64 [len(items)] for catalog item indices on ``surface``
+        (None: all surfaces); items without statistics get (0, 0)."""
+        ...
+
+
 class ThompsonPolicy:
     """Beta-Bernoulli Thompson sampling on click-through, aimed at new and low-data items.
 
     Each candidate (within the top ``pool``) gets theta ~ Beta(a0 + clicks, b0 + shown - clicks)
     from the item's logged stats; the slate is the top-k by theta. Items with little data have
     wide posteriors and get shown; well-measured items are shown in proportion to their chance
-    of being best. Propensities: Monte Carlo over ``n_mc`` replays.
+    of being best. Propensities: Monte Carlo over ``n_mc`` replays (same seeded generator, so a
+    request with the same statistics replays exactly).
 
     Args:
-        clicks, shown: float [n_items] per-item counts indexed by internal item index.
+        clicks, shown: float [n_items] per-item counts indexed by internal item index (the
+            simulator's arrays; ``update`` adds to them). Ignored when ``live`` is given.
         prior: (a0, b0) of the Beta prior.
+        live: the service's statistics (ItemCounts), read at each request.
+        per_surface: with ``live``: count only the request's surface (True) or all surfaces.
     """
 
     name = "thompson"
 
-    def __init__(self, clicks: np.ndarray, shown: np.ndarray, *, prior: tuple[float, float] = (1.0, 20.0),
-                 pool: int | None = None, n_mc: int = 2000) -> None:
-        clicks = np.asarray(clicks, np.float64)
-        shown = np.asarray(shown, np.float64)
-        if clicks.shape != shown.shape:
-            raise ValueError(f"clicks {clicks.shape} and shown {shown.shape} differ in shape")
-        if (clicks < 0).any() or (clicks > shown).any():
-            bad = int(np.flatnonzero((clicks < 0) | (clicks > shown))[0])
-            raise ValueError(f"item {bad}: clicks={clicks[bad]} not in [0, shown={shown[bad]}]")
+    def __init__(self, clicks: np.ndarray | None, shown: np.ndarray | None, *,
+                 prior: tuple[float, float] = (1.0, 20.0), pool: int | None = None, n_mc: int = 2000,
+                 live: ItemCounts | None = None, per_surface: bool = True) -> None:
         if min(prior) <= 0:
             raise ConfigError(f"explore.prior must be positive, got {prior}")
+        if pool is not None and pool < 1:
+            raise ConfigError(f"explore.pool must be >= 1, got {pool}")
+        if n_mc < 1:
+            raise ConfigError(f"explore.n_mc must be >= 1, got {n_mc}")
+        if live is None:
+            clicks = np.asarray(clicks, np.float64)
+            shown = np.asarray(shown, np.float64)
+            if clicks.shape != shown.shape:
+                raise ValueError(f"clicks {clicks.shape} and shown {shown.shape} differ in shape")
+            if (clicks < 0).any() or (clicks > shown).any():
+                bad = int(np.flatnonzero((clicks < 0) | (clicks > shown))[0])
+                raise ValueError(f"item {bad}: clicks={clicks[bad]} not in [0, shown={shown[bad]}]")
         self.clicks, self.shown, self.prior = clicks, shown, prior
+        self.live, self.per_surface = live, per_surface
         self.pool = pool
         self.n_mc = int(n_mc)
 
     def update(self, items: np.ndarray, clicked: np.ndarray) -> None:
         """Add observations: items shown (int [n]) and whether each was clicked (bool [n])."""
+        if self.live is not None:
+            raise TypeError("a live ThompsonPolicy reads the service's statistics; update those")
         np.add.at(self.shown, items, 1.0)
         np.add.at(self.clicks, items, np.asarray(clicked, np.float64))
 
+    def _counts(self, it: np.ndarray, surface: str | None) -> tuple[np.ndarray, np.ndarray]:
+        if self.live is not None:
+            return self.live.counts(it, surface if self.per_surface else None)
+        return self.clicks[it], self.shown[it]
+
     def select(self, scores: np.ndarray, k: int, *, seed: int,
-               items: np.ndarray | None = None) -> Selection:
+               items: np.ndarray | None = None, surface: str | None = None) -> Selection:
         if items is None:
             raise ValueError("ThompsonPolicy.select needs the candidates' item indices (items=)")
         s, _ = _check(scores, k)
         n = len(s) if self.pool is None else min(len(s), self.pool)
         it = np.asarray(items)[:n]
-        a = self.prior[0] + self.clicks[it]
-        b = self.prior[1] + self.shown[it] - self.clicks[it]
+        clicks, shown = self._counts(it, surface)
+        a = self.prior[0] + clicks
+        b = self.prior[1] + np.maximum(shown - clicks, 0.0)
         kk = min(k, n)
         rng = np.random.default_rng(seed)
         order = np.argsort(-rng.beta(a, b), kind="stable")[:kk].astype(np.int64)
@@ -290,20 +318,23 @@ def rank_marginals(spec: Mapping[str, Any], n_cand: int, k: int, *, n_mc: int = 
     return p
 
 
+LIVE_POOL = 100  # default candidate pool of Thompson sampling in the service
+
 
 def build_policy(spec: Mapping[str, Any] | None, *, clicks: np.ndarray | None = None,
-                 shown: np.ndarray | None = None) -> Policy:
+                 shown: np.ndarray | None = None, live: ItemCounts | None = None) -> Policy:
     """A policy from a config mapping, e.g. ``{"kind": "epsilon_greedy", "epsilon": 0.1, "pool": 100}``.
 
     kinds: deterministic | epsilon_greedy (epsilon, pool, slots) | softmax (temperature, pool,
-    n_mc) | thompson (prior_clicks, prior_misses, pool, n_mc; needs per-item clicks/shown).
-    Unknown kinds or keys raise ConfigError naming them.
+    n_mc) | thompson (prior_clicks, prior_misses, pool (service default LIVE_POOL), n_mc,
+    per_surface; needs per-item statistics: ``live``, the service's winnow.serving.item_stats,
+    or the simulator's ``clicks``/``shown`` arrays). Unknown kinds or keys raise ConfigError.
     """
     spec = dict(spec or {"kind": "deterministic"})
     kind = spec.pop("kind", "deterministic")
     allowed = {"deterministic": set(), "epsilon_greedy": {"epsilon", "pool", "slots"},
                "softmax": {"temperature", "pool", "n_mc"},
-               "thompson": {"prior_clicks", "prior_misses", "pool", "n_mc"}}
+               "thompson": {"prior_clicks", "prior_misses", "pool", "n_mc", "per_surface"}}
     if kind not in allowed:
         raise ConfigError(f"explore.kind: unknown policy {kind!r}; valid: {sorted(allowed)}")
     extra = set(spec) - allowed[kind]
@@ -317,11 +348,19 @@ def build_policy(spec: Mapping[str, Any] | None, *, clicks: np.ndarray | None = 
     if kind == "softmax":
         return SoftmaxPolicy(float(spec.get("temperature", 1.0)), pool=spec.get("pool"),
                              n_mc=int(spec.get("n_mc", 2000)))
-    if clicks is None or shown is None:
-        raise ConfigError("explore (thompson): needs per-item click/shown statistics")
+    if live is None and (clicks is None or shown is None):
+        raise ConfigError("explore (thompson): needs per-item click/shown statistics (the service "
+                          "keeps them, winnow.serving.item_stats; offline, pass clicks/shown arrays)")
+    per_surface = spec.get("per_surface", True)
+    if not isinstance(per_surface, bool):
+        raise ConfigError(f"explore (thompson): per_surface must be true or false, got {per_surface!r}")
+    # the service's default pool is the top LIVE_POOL of the re-ranked list (all of it, up to
+    # max_candidates, would cost ~0.3 s of Beta draws per request); offline, all candidates
+    pool = spec.get("pool", LIVE_POOL if live is not None else None)
     return ThompsonPolicy(clicks, shown, prior=(float(spec.get("prior_clicks", 1.0)),
                                                 float(spec.get("prior_misses", 20.0))),
-                          pool=spec.get("pool"), n_mc=int(spec.get("n_mc", 2000)))
+                          pool=pool, n_mc=int(spec.get("n_mc", 2000)), live=live,
+                          per_surface=per_surface)
 
 
 class SurfacePolicies:
@@ -329,24 +368,33 @@ class SurfacePolicies:
 
     ``specs``: surface name -> policy spec (see build_policy); the surface "default" applies to
     surfaces not listed; with neither, the surface is served deterministically (propensity 1).
+    ``item_counts``: the service's live per-item statistics, needed by "thompson" policies
+    (without them a thompson spec is refused: ConfigError at start-up).
     """
 
-    def __init__(self, specs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(self, specs: Mapping[str, Mapping[str, Any]] | None = None, *,
+                 item_counts: ItemCounts | None = None) -> None:
         self.policies: dict[str, Policy] = {}
+        self.item_counts = item_counts
         for surface, spec in (specs or {}).items():
             try:
-                self.policies[surface] = build_policy(spec)
+                self.policies[surface] = build_policy(spec, live=item_counts)
             except ConfigError as exc:
                 raise ConfigError(f"pipeline.explore.{surface}: {exc}") from None
 
     def for_surface(self, surface: str) -> Policy:
         return self.policies.get(surface) or self.policies.get("default") or DeterministicPolicy()
 
-    def select(self, surface: str, n_ranked: int, k: int, *, request_id: str) -> tuple[Selection, str]:
-        """The explore stage for one request over a re-ranked list of ``n_ranked`` entries:
-        (which entries to serve, in order, with propensities; the policy's name). The policy
-        sees rank scores, so the logged ranks alone let OPE replay any candidate policy."""
+    def select(self, surface: str, n_ranked: int, k: int, *, request_id: str,
+               items: np.ndarray | None = None) -> tuple[Selection, str]:
+        """The explore stage for one request over a re-ranked list of ``n_ranked`` entries
+        (``items``: their catalog indices, needed by Thompson sampling): (which entries to
+        serve, in order, with propensities; the policy's name). The policy sees rank scores, so
+        the logged ranks alone let OPE replay any rank-based candidate policy."""
         policy = self.for_surface(surface)
         if n_ranked == 0:
             return Selection(np.empty(0, np.int64), np.empty(0)), policy.name
-        return policy.select(rank_scores(n_ranked), k, seed=request_seed(request_id)), policy.name
+        seed = request_seed(request_id)
+        if isinstance(policy, ThompsonPolicy):
+            return policy.select(rank_scores(n_ranked), k, seed=seed, items=items, surface=surface), policy.name
+        return policy.select(rank_scores(n_ranked), k, seed=seed, items=items), policy.name
