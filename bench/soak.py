@@ -120,6 +120,7 @@ async def run_load(url: str, tokens: dict[str, str], versions: list[str], *, dur
     results: list[tuple[str, float, float, int | str, float]] = []  # kind, t, s from due, status, s from send
     swaps: list[tuple[float, str, int | str]] = []
     rss: list[tuple[float, float]] = []
+    load: list[float] = []
     # keep-alive expiry below uvicorn's 5 s timeout: never reuse a connection the server is closing
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
@@ -163,6 +164,7 @@ async def run_load(url: str, tokens: dict[str, str], versions: list[str], *, dur
         async def sampler() -> None:
             while time.monotonic() - t0 < duration:
                 rss.append((time.monotonic() - t0, rss_mb(pids)))
+                load.append(os.getloadavg()[0])  # the machine is shared: record how busy it was
                 await asyncio.sleep(1.0)
 
         tasks = [asyncio.create_task(sampler())]
@@ -181,7 +183,7 @@ async def run_load(url: str, tokens: dict[str, str], versions: list[str], *, dur
 
         await asyncio.gather(*(sender() for _ in range(concurrency)), *tasks)
         rss.append((time.monotonic() - t0, rss_mb(pids)))
-    return {"results": results, "swaps": swaps, "rss": rss}
+    return {"results": results, "swaps": swaps, "rss": rss, "load": load}
 
 
 def summarise(raw: dict, *, warmup: float, p99_ms: float, rss_growth_mb: float) -> dict:
@@ -209,6 +211,10 @@ def summarise(raw: dict, *, warmup: float, p99_ms: float, rss_growth_mb: float) 
         "p99_from_send_ms": float(np.percentile(sent, 99)), "by_kind": by_kind,
         "swaps": len(raw["swaps"]), "swaps_failed": len(swaps_failed),
         "swap_load_s_max": max((s[3] for s in raw["swaps"] if s[3] is not None), default=None),
+        "swap_load_s_median": (float(np.median([s[3] for s in raw["swaps"] if s[3] is not None]))
+                               if any(s[3] is not None for s in raw["swaps"]) else None),
+        "loadavg_1min": ({"min": float(np.min(raw["load"])), "median": float(np.median(raw["load"])),
+                          "max": float(np.max(raw["load"]))} if raw.get("load") else None),
         "rss_first_mb": first, "rss_last_mb": last, "rss_growth_mb": last - first,
         "rss_slope_mb_per_min": slope,
         "budgets": {"p99_ms": p99_ms, "rss_growth_mb": rss_growth_mb},
@@ -254,6 +260,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=32, help="client senders (connections)")
     ap.add_argument("--home", type=Path, default=None, help="data directory (default: a temporary one)")
+    ap.add_argument("--reuse-home", action="store_true", help="with --home: reuse the bundles and keys of an "
+                    "earlier run there (its soak_meta.json) instead of building a new home")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--png", type=Path, default=None)
     args = ap.parse_args()
@@ -265,8 +273,15 @@ def main() -> None:
         home = Path(tmp.name)
     home.mkdir(parents=True, exist_ok=True)
     t = time.time()
-    versions, tokens = build_home(home, users=args.users, items=args.items, events=args.events)
-    print(f"home built in {time.time() - t:.1f} s: bundles {versions}", flush=True)
+    meta = home / "soak_meta.json"
+    if args.reuse_home and meta.is_file():
+        versions, tokens = (json.loads(meta.read_text())[k] for k in ("versions", "tokens"))
+        print(f"home reused: bundles {versions}", flush=True)
+    else:
+        versions, tokens = build_home(home, users=args.users, items=args.items, events=args.events)
+        meta.write_text(json.dumps({"versions": versions, "tokens": tokens}))
+        meta.chmod(0o600)
+        print(f"home built in {time.time() - t:.1f} s: bundles {versions}", flush=True)
     proc, url = start_server(home, workers=args.workers)
     try:
         time.sleep(0.5 if args.workers == 1 else 3)
@@ -298,6 +313,11 @@ def main() -> None:
           f"RSS {summary['rss_first_mb']:.1f} -> {summary['rss_last_mb']:.1f} MiB "
           f"({summary['rss_growth_mb']:+.1f}; {summary['rss_slope_mb_per_min']:+.2f} MiB/min); "
           f"verdict: {'PASS' if summary['pass'] else 'FAIL'}")
+    if summary["loadavg_1min"]:
+        la = summary["loadavg_1min"]
+        print(f"machine load average (1 min) during the run: {la['min']:.1f} .. {la['max']:.1f} "
+              f"(median {la['median']:.1f}) on {os.cpu_count()} CPUs; swap build s: median "
+              f"{summary['swap_load_s_median']}, max {summary['swap_load_s_max']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import pandas as pd
 from winnow.core.config import WinnowConfig
 from winnow.core.ids import IdMap
 from winnow.data.interactions import Dataset
+from winnow.data.store import EventLog
 from winnow.data.training_data import event_weights
 from winnow.features import FeatureCatalog, OnlineFeatureState
 from winnow.models.ranker import LambdaRanker, LearnedRanker
@@ -37,16 +39,22 @@ from winnow.training.funnel import (
 
 log = logging.getLogger(__name__)
 RANKER_DIR = "ranker"
+BULK_EVENTS = 64  # batches larger than this use OnlineFeatureState.add_events
+_CACHE_SIZE = 2
+_cache: OrderedDict[tuple[str, ...], tuple[LambdaRanker, FeatureCatalog]] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
-def fit_served_ranker(config: WinnowConfig, ds: Dataset) -> tuple[FunnelModel | None, dict[str, Any]]:
+def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, funnel_cls: Any = FunnelModel
+                      ) -> tuple[FunnelModel | None, dict[str, Any]]:
     """Fit the service's ranker on all of ``ds``; (None, reason) when there is too little data
-    or no pipeline source is backed by a retrieval model."""
+    or no pipeline source is backed by a retrieval model. ``funnel_cls`` builds the funnel
+    (winnow.engine passes one that computes the features on a distributed engine)."""
     cfg, mapping = served_ranker_config(config)
     if not mapping:
         return None, {"skipped": "no pipeline source is backed by a retrieval model"}
     try:
-        funnel = FunnelModel(ds, cfg, source_models=mapping).fit(ds.interactions)
+        funnel = funnel_cls(ds, cfg, source_models=mapping).fit(ds.interactions)
     except InsufficientRankerData as exc:
         return None, {"skipped": str(exc)}
     report = {k: v for k, v in funnel.report_.items() if k != "importance"}
@@ -78,12 +86,29 @@ class FeatureFeed:
         weight = event_weights(codes, values, kinds, self.config.events) if len(codes) else np.empty(0)
         u = self.user_ids.encode(users, missing=-1)
         i = self.item_ids.encode(items, missing=-1)
+        return self._fold(weight, u, i, ts)
+
+    def _fold(self, weight: np.ndarray, u: np.ndarray, i: np.ndarray, ts: np.ndarray) -> int:
         keep = np.flatnonzero((weight > 0) & (u >= 0) & (i >= 0))
         order = keep[np.argsort(ts[keep], kind="stable")]
         with self._lock:
-            for j in order.tolist():
-                self.state.add_event(int(u[j]), int(i[j]), int(ts[j]))
+            if len(order) > BULK_EVENTS:  # numpy group-bys instead of a per-event Python loop
+                self.state.add_events(u[order], i[order], ts[order])
+            else:
+                for j in order.tolist():
+                    self.state.add_event(int(u[j]), int(i[j]), int(ts[j]))
         return len(order)
+
+    def replay(self, log: EventLog) -> int:
+        """Fold a store ``EventLog`` in (the bundle-load replay), mapping its key lists to the
+        bundle's indices once per distinct id rather than once per event; returns events added."""
+        if not len(log):
+            return 0
+        u = self.user_ids.encode(log.user_ids, missing=-1)[log.user]
+        i = self.item_ids.encode(log.item_ids, missing=-1)[log.item]
+        codes = np.asarray(log.event_type, np.int64)
+        weight = event_weights(codes, np.asarray(log.value, np.float64), list(log.event_types), self.config.events)
+        return self._fold(weight, u, i, np.asarray(log.timestamp, np.int64))
 
     def apply(self, frame: pd.DataFrame) -> int:
         """Fold an acknowledged event frame (EVENT_COLUMNS) in; returns events added."""
@@ -98,21 +123,41 @@ class FeatureFeed:
             return 0
 
 
-def load_served_ranker(bundle_dir: Path, store: Any, config: WinnowConfig, user_ids: IdMap,
-                       item_ids: IdMap) -> tuple[LearnedRanker, FeatureFeed] | None:
-    """The bundle's learned ranker with state replayed from the store; None without one."""
-    d = Path(bundle_dir) / RANKER_DIR
-    if not (d / "ranker.txt").is_file():
-        return None
+def _compiled_ranker(d: Path, digests: tuple[str, ...] | None) -> tuple[LambdaRanker, FeatureCatalog]:
+    """The bundle's ranker (compiled with lleaves when installed) and feature catalog, shared
+    by bundles whose ranker files have the same sha256 (from the verified manifest): both are
+    read-only after load, and LLVM compilation is the slowest step of a swap after the replay.
+    Keeps the last ``_CACHE_SIZE`` (the serving bundle and the one a rollback returns to)."""
+    with _cache_lock:
+        hit = _cache.get(digests) if digests else None
+        if hit is not None:
+            _cache.move_to_end(digests)
+            return hit
     model = LambdaRanker.load(d)
     if not model.compile():  # lleaves missing: LightGBM's own predict (slower, same scores)
         log.warning("lleaves not installed: the ranker predicts with LightGBM (slower)")
-    catalog = FeatureCatalog.load(d / "features.npz")
+    out = (model, FeatureCatalog.load(d / "features.npz"))
+    if digests:
+        with _cache_lock:
+            _cache[digests] = out
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+    return out
+
+
+def load_served_ranker(bundle_dir: Path, store: Any, config: WinnowConfig, user_ids: IdMap,
+                       item_ids: IdMap, *, files: dict[str, str] | None = None
+                       ) -> tuple[LearnedRanker, FeatureFeed] | None:
+    """The bundle's learned ranker with state replayed from the store; None without one.
+    ``files``: the verified manifest's {relative path: sha256} (enables the compiled-model cache)."""
+    d = Path(bundle_dir) / RANKER_DIR
+    if not (d / "ranker.txt").is_file():
+        return None
+    names = [f"{RANKER_DIR}/{n}" for n in ("ranker.txt", "ranker.json", "features.npz")]
+    digests = tuple(files[n] for n in names) if files and all(n in files for n in names) else None
+    model, catalog = _compiled_ranker(d, digests)
     state = OnlineFeatureState(catalog, model.spec)
     feed = FeatureFeed(state, user_ids, item_ids, config)
-    ev = store.read_events()
-    if len(ev):
-        feed._add([ev.user_ids[c] for c in ev.user], [ev.item_ids[c] for c in ev.item],
-                  [ev.event_types[c] for c in ev.event_type], ev.value, ev.timestamp)
+    feed.replay(store.read_events())
     ranker = LearnedRanker(model, state, lambda ext: user_ids.get(ext, -1))
     return ranker, feed

@@ -1,0 +1,167 @@
+"""Hot swap while the new runtime's build is slow and CPU-bound (in-process app).
+
+The build of the new bundle is held open artificially: after the real ``Runtime.from_bundle``
+(which replays the event log into the ranker's feature state) it spins in Python until the
+test releases it, holding the GIL between switch intervals the way the real build's Python
+parts do. While it is known to be in progress, recommendations, event posts and readiness must
+all be answered -- by the OLD runtime -- and events acknowledged meanwhile must reach the NEW
+runtime's feature state at the swap (swap.CatchUp). The bound is behavioural: every request
+completes before the build is released; nothing here measures time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from winnow.core.config import load_config
+from winnow.data.open_store import open_store
+from winnow.data.synthetic import generate_world
+from winnow.serving.runtime import Runtime
+from winnow.training.bundle import active_version, bundles_dir, check_version
+from winnow.training.job import new_version
+
+TOML = """
+[security]
+auth = false  # not a test of access control
+
+[ranker]
+per_source = 60
+num_boost_round = 60
+early_stopping_rounds = 15
+
+[models.als]
+iterations = 5
+"""
+
+
+def _copy_bundle(home, src: str) -> str:
+    """A second bundle: a byte copy of ``src`` under a new version name (the manifest's file
+    checksums do not cover manifest.json, so only its "version" changes)."""
+    dst = check_version(new_version())
+    shutil.copytree(bundles_dir(home) / src, bundles_dir(home) / dst)
+    mpath = bundles_dir(home) / dst / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    manifest["version"] = dst
+    mpath.write_text(json.dumps(manifest))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def app_home(tmp_path_factory):
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    home = tmp_path_factory.mktemp("slow_swap")
+    (home / "winnow.toml").write_text(TOML)
+    cfg = load_config(home)
+    world = generate_world(300, 200, 12_000, seed=5)
+    store = open_store(cfg.store_url())
+    try:
+        store.import_all(events=world.events, items=world.items, users=world.users)
+        from winnow.training.job import train
+
+        info = train(cfg, store, evaluate_models=False)
+    finally:
+        store.close()
+    assert (info.path / "ranker" / "ranker.txt").is_file(), info.manifest.get("ranker")
+    return home, cfg, world, info.version, _copy_bundle(home, info.version)
+
+
+def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home, monkeypatch):
+    home, cfg, world, old, new = app_home
+    from winnow.serving.app import create_app
+
+    building, release = threading.Event(), threading.Event()
+    original = Runtime.from_bundle
+
+    def slow(cls, *args, **kwargs):
+        rt = original(*args, **kwargs)  # the real build, event-log replay included
+        building.set()
+        deadline = time.monotonic() + 300
+        while not release.is_set():  # CPU-bound: holds the GIL except at switch intervals
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test never released the build")
+            sum(range(5000))
+        return rt
+
+    user = str(world.events["user_id"].iloc[0])
+    items = [str(x) for x in world.items["item_id"].iloc[:6]]
+    with TestClient(create_app(cfg)) as client:
+        svc = client.app.state.service
+        old_rt = svc.runtime
+        assert old_rt.version == old and old_rt.feature_feed is not None
+        uidx = old_rt.user_ids.get(user)
+        monkeypatch.setattr(Runtime, "from_bundle", classmethod(slow))
+        result: dict = {}
+
+        def activate() -> None:
+            result["r"] = client.post(f"/v1/admin/bundles/{new}/activate")
+
+        th = threading.Thread(target=activate)
+        th.start()
+        try:
+            assert building.wait(120), "the build never started"
+            served, posted = [], 0
+            for i in range(12):
+                r = client.get(f"/v1/users/{user if i % 2 else f'u{i}'}/recommendations", params={"k": 10})
+                assert r.status_code == 200, r.text
+                served.append(r.json()["model_version"])
+                ev = {"user_id": user, "item_id": items[i % len(items)], "event_type": "click"}
+                r = client.post("/v1/events", json={"events": [ev]})
+                assert r.status_code == 200, r.text
+                posted += 1
+                assert client.get("/readyz").json()["model_version"] == old
+            # all of the above completed while the build was still running
+            assert th.is_alive() and not release.is_set() and "r" not in result
+            assert served == [old] * 12
+            assert svc.runtime is old_rt
+        finally:
+            release.set()
+            th.join(120)
+        r = result["r"]
+        assert r.status_code == 200, r.text
+        assert r.json()["serving"] == new and r.json()["previous"] == old
+        assert client.get(f"/v1/users/{user}/recommendations").json()["model_version"] == new
+        assert active_version(home) == new
+        # events acknowledged during the build reached the NEW runtime's ranker features once
+        new_rt = svc.runtime
+        assert new_rt is not old_rt and new_rt.feature_feed.state is not old_rt.feature_feed.state
+        before = old_rt.feature_feed.state._users[uidx].ts
+        after = new_rt.feature_feed.state._users[new_rt.user_ids.get(user)].ts
+        assert after == before and posted == 12
+        assert svc._catchup.pending is None
+
+
+def test_a_build_failing_after_the_replay_stops_collecting_events(app_home, monkeypatch):
+    home, cfg, world, old, new = app_home
+    from winnow.core.errors import ConfigError
+    from winnow.serving.app import create_app
+
+    original = Runtime.from_bundle
+    replayed = threading.Event()
+
+    def failing(cls, *args, **kwargs):
+        original(*args, **kwargs)  # replays the event log: the catch-up is collecting from here
+        replayed.set()
+        raise ConfigError("pipeline wiring refused (simulated)")
+
+    with TestClient(create_app(cfg)) as client:
+        svc = client.app.state.service
+        serving = svc.runtime.version
+        target = new if serving == old else old
+        monkeypatch.setattr(Runtime, "from_bundle", classmethod(failing))
+        r = client.post(f"/v1/admin/bundles/{target}/activate")
+        assert replayed.is_set()
+        assert r.status_code == 409 and "simulated" in r.json()["detail"]
+        assert svc._catchup.pending is None
+        ev = {"user_id": str(world.events["user_id"].iloc[1]), "item_id": str(world.items["item_id"].iloc[1]),
+              "event_type": "click"}
+        assert client.post("/v1/events", json={"events": [ev]}).status_code == 200
+        assert svc._catchup.pending is None  # nothing accumulates for a runtime that will never serve
+        assert client.get("/readyz").json()["model_version"] == serving
+        assert active_version(home) == serving
