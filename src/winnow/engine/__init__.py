@@ -1,0 +1,66 @@
+"""Where ``winnow train`` runs the parts that grow with data: locally or on Ray.
+
+``open_engine(config, name=None)`` returns a context manager with one interface for both:
+
+- ``fit_two_tower(model, train) -> (fitted model, report)``: two-tower training (Ray: Ray Train
+  data-parallel workers, winnow.engine.ray_train);
+- ``funnel_cls()``: the FunnelModel constructor for the served ranker (Ray: point-in-time
+  features over partitioned Parquet on Ray Data, winnow.engine.ray_features);
+- ``recommend_chunks(hook, chunks, k, exclude=, candidates=)``: batch-recommend's user chunks,
+  yielded in order as (users, recs, scores) (Ray: Ray Data actors, winnow.engine.ray_batch);
+- ``describe() -> dict``: what the bundle manifest records under "engine".
+
+``name`` (e.g. ``winnow train --engine ray``) overrides ``[training] engine``; an unknown name,
+a missing Ray install, an unreachable ``ray_address`` or too few cluster CPUs for
+``num_workers`` are ConfigErrors raised before any work starts. The bundle format is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from winnow.core.config import WinnowConfig
+from winnow.engine.ray_engine import ENGINES, RayEngine, check_engine
+
+__all__ = ["ENGINES", "LocalEngine", "RayEngine", "check_engine", "open_engine"]
+
+
+class LocalEngine:
+    """Everything in this process (the default)."""
+
+    name = "local"
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def fit_two_tower(self, model: Any, train: Any) -> tuple[Any, dict[str, Any]]:
+        return model.fit(train), {"workers": 1, "data_parallel": False}
+
+    def funnel_cls(self) -> Any:
+        from winnow.training.funnel import FunnelModel
+
+        return FunnelModel
+
+    def recommend_chunks(self, hook: Any, chunks: list[Any], k: int, *, exclude: Any,
+                         candidates: Any) -> Iterator[tuple[Any, Any, Any]]:
+        for users in chunks:
+            recs, scores = hook.recommend(users, k, exclude=exclude, candidates=candidates)
+            yield users, recs, scores
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "local"}
+
+
+def open_engine(config: WinnowConfig, name: str | None = None) -> LocalEngine | RayEngine:
+    """The engine ``name`` (default ``config.training.engine``), not yet entered."""
+    chosen = check_engine(name if name is not None else config.training.engine)
+    if chosen == "ray":
+        return RayEngine(config.training, home=config.home)
+    return LocalEngine()
