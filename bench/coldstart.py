@@ -40,6 +40,9 @@ from winnow.models.content import StructuredContent
 from winnow.models.registry import build_model
 from winnow.models.two_tower import TwoTowerRecommender
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_two_tower import tuned_params  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("ndcg@10", "recall@10", "precision@10", "map@10", "hit_rate@10", "coverage@10", "novelty@10")
 
@@ -141,8 +144,9 @@ def compare_bench(cfg, ds_name: str, protocol: str, ratio: float | None) -> list
     split = split_dataset(ds, protocol, seed=0, ratio=ratio)
     rows = evaluate_split(split, ["als", "ease"], cfg, k=10)
     t0 = time.perf_counter()
-    tt = TwoTowerRecommender.from_config(cfg.models.two_tower).with_side_info(ds.items, ds.users)
-    tt.fit(split.train)
+    tuned = tuned_params(ds_name)  # config/tuned/two_tower_<dataset>.json (bench/tune_two_tower.py)
+    tt = TwoTowerRecommender.from_config(cfg.models.two_tower.model_copy(update=tuned))
+    tt.with_side_info(ds.items, ds.users).fit(split.train)
     fit_s = time.perf_counter() - t0
     trc, tec = split.train.to_csr(), split.test.to_csr(binary=True)
     users = np.flatnonzero((np.diff(tec.indptr) > 0) & (np.diff(trc.indptr) > 0))

@@ -120,3 +120,78 @@ def test_user_vector_query_and_interests(fitted: TwoTowerRecommender) -> None:
     v = fitted.user_vector(attributes={}, interests=["catA"])
     top = np.argsort(-(fitted.item_vectors_[:N_WARM] @ v))[:3]
     assert (item_group(top) == 0).all()
+
+
+MASKED = {**SMALL, "objective": "masked", "mask_fraction": 0.4, "validation": "random", "use_user_id": False,
+          "share_embeddings": True, "init_std": 0.05, "batch_size": 16, "epochs": 30, "history": 6,
+          "half_life": 1000.0, "refit": True, "patience": 30}
+
+
+@pytest.fixture(scope="module")
+def fitted_masked(world) -> TwoTowerRecommender:
+    inter, items, users = world
+    return TwoTowerRecommender(**MASKED).with_side_info(items, users).fit(inter)
+
+
+def test_masked_objective_learns_groups(fitted_masked: TwoTowerRecommender, world) -> None:
+    inter = world[0]
+    warm_users = np.arange(0, 70)
+    recs, _ = fitted_masked.recommend(warm_users, 3, candidates=np.arange(N_WARM), exclude=inter.to_csr())
+    assert (item_group(recs) == (warm_users % 2)[:, None]).mean() >= 0.9
+    h = fitted_masked.history_
+    assert h["loss"][-1] < h["loss"][0] and h["refit_epochs"] == h["best_epoch"] + 1
+
+
+def test_masked_shared_embeddings_save_load(fitted_masked: TwoTowerRecommender, tmp_path: Path) -> None:
+    from winnow.models.registry import load_model
+
+    net = fitted_masked.net_
+    assert net.user.hist_emb is net.item.id_emb
+    fitted_masked.save(tmp_path / "tt")
+    loaded = load_model(tmp_path / "tt")
+    assert loaded.net_.user.hist_emb is loaded.net_.item.id_emb
+    np.testing.assert_allclose(loaded._score(np.arange(N_USERS)), fitted_masked._score(np.arange(N_USERS)), atol=1e-5)
+    # without the user-id input, the user index does not change the query vector
+    a = fitted_masked.user_vector(history=[0, 1, 2], user=3)
+    np.testing.assert_allclose(a, fitted_masked.user_vector(history=[0, 1, 2], user=None), atol=1e-6)
+
+
+def test_next_item_full_softmax_trains(world) -> None:
+    inter, items, users = world
+    m = TwoTowerRecommender(**{**SMALL, "negatives": "full", "epochs": 5, "patience": 5, "weight_decay": 0.01,
+                               "dropout": 0.1}).with_side_info(items, users).fit(inter)
+    assert m.history_["loss"][-1] < m.history_["loss"][0]
+
+
+def test_pooled_history_and_user_sets() -> None:
+    from winnow.models.two_tower.masked import UserSets, pooled_history
+
+    # user 0: item 5 twice (deduplicated: last time 30, weights summed), items 6 (t=10), 7 (t=20)
+    s = UserSets.build(np.array([0, 0, 0, 0, 1]), np.array([5, 6, 7, 5, 9]), np.array([1, 10, 20, 30, 5]),
+                       np.array([1.0, 2.0, 3.0, 4.0, 1.0], np.float32), n_users=3, n_items=10)
+    np.testing.assert_array_equal(s.user, [0, 0, 0, 1])
+    np.testing.assert_array_equal(s.item, [6, 7, 5, 9])
+    np.testing.assert_allclose(s.weight, [2.0, 3.0, 5.0, 1.0])
+    hist, w = pooled_history(s.user, s.item, s.weight, 3, length=2, half_life=1.0)
+    np.testing.assert_array_equal(hist, [[8, 6], [0, 10], [0, 0]])  # items + 1, oldest first
+    np.testing.assert_allclose(w, [[1.5, 5.0], [0.0, 1.0], [0.0, 0.0]])
+
+
+def test_random_validation_mask_is_per_user() -> None:
+    from winnow.models.two_tower.masked import validation_mask
+
+    user = np.repeat(np.arange(4), [10, 5, 1, 20])
+    inter = Interactions.from_arrays(user, np.arange(len(user)) % 30, n_items=30)
+    keep = validation_mask(inter, "random", 0.8, seed=0)
+    np.testing.assert_array_equal(np.bincount(user[keep]), [8, 4, 1, 16])
+    assert (keep == validation_mask(inter, "random", 0.8, seed=0)).all()
+    assert not (keep == validation_mask(inter, "random", 0.8, seed=1)).all()
+
+
+def test_config_ranges_validated() -> None:
+    from pydantic import ValidationError
+
+    for bad in ({"mask_fraction": 1.0}, {"objective": "next"}, {"negatives": "sampled"}, {"dropout": 1.0},
+                {"init_std": 0.0}, {"validation": "kfold"}):
+        with pytest.raises(ValidationError):
+            TwoTowerRecommender(**bad)

@@ -38,6 +38,7 @@ from winnow.models.content import (
     make_text_encoder,
     stable_hash,
 )
+from winnow.models.two_tower.masked import UserSets, pooled_history, train_masked, validation_mask
 from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets
 from winnow.models.two_tower.train import (
     EventArrays,
@@ -150,6 +151,8 @@ class TwoTowerRecommender(Recommender):
                      rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
         cfg = self.config
         uid = 1 + (users.astype(np.int64) * 2_654_435_761) % (cfg.user_buckets - 1)
+        if not cfg.use_user_id:
+            uid = np.zeros_like(uid)
         interests = np.where(self.user_declared_[users] > 0, self.user_declared_[users], self.user_pseudo_[users])
         if rng is not None:  # teach the towers the cold paths: unknown id, no interests
             uid = np.where(rng.random(len(users)) < cfg.id_dropout, 0, uid)
@@ -165,7 +168,8 @@ class TwoTowerRecommender(Recommender):
         c = self.config
         return TrainSettings(c.epochs, c.batch_size, c.learning_rate, c.temperature, c.logq, c.extra_negatives,
                              c.pop_reg, c.id_dropout, c.context_dropout, c.query_prob, c.history,
-                             c.half_life, c.patience, c.seed, self.progress)
+                             c.half_life, c.patience, c.seed, self.progress, negatives=c.negatives,
+                             weight_decay=c.weight_decay, mask_fraction=c.mask_fraction)
 
     def _new_net(self, table: ItemTable, n_items: int) -> TwoTower:
         c = self.config
@@ -173,7 +177,8 @@ class TwoTowerRecommender(Recommender):
         return TwoTower(n_items=n_items, n_categories=max(1, self.structure_.n_categories),
                         creator_buckets=c.creator_buckets, text_dim=table.text.shape[1],
                         user_buckets=c.user_buckets, attr_buckets=c.attr_buckets,
-                        emb=c.embedding, hidden=c.hidden, dim=c.dim)
+                        emb=c.embedding, hidden=c.hidden, dim=c.dim, dropout=c.dropout,
+                        share_embeddings=c.share_embeddings, init_std=c.init_std)
 
     def _fit(self, train: Interactions) -> None:
         c = self.config
@@ -185,21 +190,16 @@ class TwoTowerRecommender(Recommender):
             tensors = table.tensors()
             counts = np.bincount(train.item, minlength=train.n_items)
             epochs, history = c.epochs, {}
-            cut = float(np.quantile(train.timestamp, c.validation_quantile)) if len(train) else 0.0
-            fit_rows = train.timestamp <= cut
+            fit_rows = validation_mask(train, c.validation, c.validation_quantile, seed=c.seed)
             if 0 < fit_rows.sum() < len(train):
                 part = train.subset(fit_rows)
-                events = EventArrays.build(part.user, part.item, part.timestamp)
                 self.net_ = self._new_net(table, train.n_items)
                 validate = self._validator(part, train.subset(~fit_rows), tensors)
-                history = train_epochs(self.net_, events, tensors, np.bincount(part.item, minlength=train.n_items),
-                                       self._user_inputs, self._settings(), validate=validate)
+                history = self._train(part, tensors, validate=validate)
                 epochs = int(history["best_epoch"]) + 1
             if not history or c.refit:
-                events = EventArrays.build(train.user, train.item, train.timestamp)
                 self.net_ = self._new_net(table, train.n_items)
-                refit = train_epochs(self.net_, events, tensors, counts, self._user_inputs, self._settings(),
-                                     epochs=epochs)
+                refit = self._train(train, tensors, epochs=epochs)
                 history = {**history, "refit_seconds": refit["seconds"], "refit_epochs": epochs}
             self.history_ = history
             self.table_ = table
@@ -208,6 +208,19 @@ class TwoTowerRecommender(Recommender):
             self._refresh_item_vectors()
         finally:
             torch.set_num_threads(threads)
+
+    def _train(self, train: Interactions, tensors: dict[str, torch.Tensor], *,
+               validate=None, epochs: int | None = None) -> dict[str, object]:
+        """One training run of ``self.net_`` on ``train`` with the configured objective."""
+        c = self.config
+        if c.objective == "masked":
+            sets = UserSets.build(train.user, train.item, train.timestamp, train.weight,
+                                  n_users=train.n_users, n_items=train.n_items)
+            return train_masked(self.net_, sets, tensors, self._user_inputs, self._settings(),
+                                weighted=c.weighted, validate=validate, epochs=epochs)
+        events = EventArrays.build(train.user, train.item, train.timestamp)
+        return train_epochs(self.net_, events, tensors, np.bincount(train.item, minlength=train.n_items),
+                            self._user_inputs, self._settings(), validate=validate, epochs=epochs)
 
     def _validator(self, part: Interactions, val: Interactions, tensors: dict[str, torch.Tensor]):
         self._set_user_history(part)
@@ -230,21 +243,23 @@ class TwoTowerRecommender(Recommender):
         return validate
 
     def _set_user_history(self, train: Interactions) -> None:
-        ev = EventArrays.build(train.user, train.item, train.timestamp)
-        n = train.n_users
-        end = np.searchsorted(ev.user, np.arange(n), side="right")
-        begin = np.searchsorted(ev.user, np.arange(n), side="left")
-        L = self.config.history
-        idx = end[:, None] - L + np.arange(L)[None, :]
-        valid = idx >= begin[:, None]
-        self.user_hist_ = np.where(valid, ev.item1[np.maximum(idx, 0)] if len(ev) else 0, 0).astype(np.int64)
+        """user_hist_ int64 [n_users, history] (items + 1, oldest first) and user_hist_w_ float32
+        (recency weights, times the event weight when ``weighted``): the query of a known user."""
+        c = self.config
+        if c.objective == "masked":
+            s = UserSets.build(train.user, train.item, train.timestamp, train.weight,
+                               n_users=train.n_users, n_items=train.n_items)
+            user, item, weight = s.user, s.item, s.weight
+        else:
+            order = np.lexsort((train.timestamp, train.user))
+            user, item, weight = train.user[order], train.item[order], train.weight[order]
+        weight = weight if c.weighted else np.ones(len(user), np.float32)
+        self.user_hist_, self.user_hist_w_ = pooled_history(user, item, weight, train.n_users,
+                                                            length=c.history, half_life=c.half_life)
 
     def _history_user_vectors(self, users: np.ndarray) -> np.ndarray:
-        L = self.config.history
-        w = np.broadcast_to(0.5 ** (np.arange(L - 1, -1, -1, dtype=np.float32) / self.config.half_life),
-                            (len(users), L))
         with torch.no_grad():
-            out = self.net_.user(**self._user_inputs(users, self.user_hist_[users], w, None))
+            out = self.net_.user(**self._user_inputs(users, self.user_hist_[users], self.user_hist_w_[users], None))
         return out.numpy()
 
     def user_vector(self, *, history: Sequence[int] = (), attributes: dict[str, Any] | None = None,
@@ -268,7 +283,7 @@ class TwoTowerRecommender(Recommender):
             hist[0, L - len(h):] = h
         w = (0.5 ** (np.arange(L - 1, -1, -1, dtype=np.float32) / c.half_life))[None, :]
         attrs = _pad([[stable_hash(t, c.attr_buckets) for t in attribute_tokens(attributes or {})]], MAX_ATTRS)
-        uid = 0 if user is None else 1 + (int(user) * 2_654_435_761) % (c.user_buckets - 1)
+        uid = 0 if user is None or not c.use_user_id else 1 + (int(user) * 2_654_435_761) % (c.user_buckets - 1)
         inputs = {"uid": torch.tensor([uid]), "hist": torch.from_numpy(hist), "hist_w": torch.from_numpy(w),
                   "attrs": torch.from_numpy(attrs),
                   "interests": torch.from_numpy(_pad([self.interest_ids(list(interests))], MAX_INTERESTS)),
@@ -330,9 +345,9 @@ class TwoTowerRecommender(Recommender):
         d.mkdir(parents=True, exist_ok=True)
         t = self.table_
         np.savez(d / "arrays.npz", cats=t.cats, creator=t.creator, age=t.age, pop=t.pop, text=t.text,
-                 user_hist=self.user_hist_, user_attrs=self.user_attrs_, user_declared=self.user_declared_,
+                 user_hist=self.user_hist_, user_hist_w=self.user_hist_w_, user_attrs=self.user_attrs_, user_declared=self.user_declared_,
                  user_pseudo=self.user_pseudo_, item_counts=self.item_counts_)
-        save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()}, str(d / "weights.safetensors"))
+        save_file({k: v.contiguous().clone() for k, v in self.net_.state_dict().items()}, str(d / "weights.safetensors"))
         if self.text_encoder_ is not None:
             self.text_encoder_.save(d / "text")
         meta = {"model": self.name, "params": self.get_params(), "n_users": self.n_users_,
@@ -355,6 +370,8 @@ class TwoTowerRecommender(Recommender):
             a = {k: z[k] for k in z.files}
         model.table_ = ItemTable(a["cats"], a["creator"], a["age"], a["pop"], a["text"])
         model.user_hist_, model.user_attrs_ = a["user_hist"], a["user_attrs"]
+        rec = 0.5 ** (np.arange(model.config.history - 1, -1, -1, dtype=np.float32) / model.config.half_life)
+        model.user_hist_w_ = a.get("user_hist_w", np.where(model.user_hist_ > 0, rec, 0).astype(np.float32))
         model.user_declared_, model.user_pseudo_ = a["user_declared"], a["user_pseudo"]
         model.item_counts_ = a["item_counts"]
         model.net_ = model._new_net(model.table_, int(meta["n_items"]))

@@ -62,8 +62,9 @@ def pop_buckets(counts: np.ndarray) -> np.ndarray:
 
 class ItemTower(nn.Module):
     def __init__(self, n_items: int, n_categories: int, creator_buckets: int, text_dim: int, *,
-                 emb: int, hidden: int, dim: int) -> None:
+                 emb: int, hidden: int, dim: int, dropout: float = 0.0) -> None:
         super().__init__()
+        self.drop = nn.Dropout(dropout)
         self.id_emb = nn.Embedding(n_items + 1, emb, padding_idx=0, sparse=True)
         self.cat_emb = nn.Embedding(n_categories + 1, emb, padding_idx=0)
         self.creator_emb = nn.Embedding(creator_buckets, emb, padding_idx=0, sparse=True)
@@ -84,13 +85,14 @@ class ItemTower(nn.Module):
         """ids int64 [B] (item index + 1, 0 = content only) ... -> float32 [B, dim], unit norm."""
         x = torch.cat([self.id_emb(ids), masked_mean(self.cat_emb, cats), self.creator_emb(creator),
                        self.age_emb(age), self.pop_emb(pop), self.text_vector(text)], dim=1)
-        return nn.functional.normalize(self.mlp(x), dim=1)
+        return nn.functional.normalize(self.mlp(self.drop(x)), dim=1)
 
 
 class UserTower(nn.Module):
     def __init__(self, n_items: int, n_categories: int, user_buckets: int, attr_buckets: int, *,
-                 emb: int, hidden: int, dim: int) -> None:
+                 emb: int, hidden: int, dim: int, dropout: float = 0.0) -> None:
         super().__init__()
+        self.drop = nn.Dropout(dropout)
         self.uid_emb = nn.Embedding(user_buckets, emb, padding_idx=0, sparse=True)
         self.hist_emb = nn.Embedding(n_items + 1, emb, padding_idx=0, sparse=True)
         self.attr_emb = nn.Embedding(attr_buckets, emb, padding_idx=0, sparse=True)
@@ -109,7 +111,7 @@ class UserTower(nn.Module):
         x = torch.cat([self.uid_emb(uid), masked_mean(self.hist_emb, hist, hist_w),
                        masked_mean(self.attr_emb, attrs), masked_mean(self.interest_emb, interests),
                        self.hour_emb(hour), self.dow_emb(dow)], dim=1)
-        out = self.mlp(x)
+        out = self.mlp(self.drop(x))
         if query is not None and query_proj is not None:
             out = out + self.query_weight * query_proj(query)
         return nn.functional.normalize(out, dim=1)
@@ -122,14 +124,27 @@ class TwoTower(nn.Module):
     the rows in the batch); everything else is dense (Adam)."""
 
     def __init__(self, *, n_items: int, n_categories: int, creator_buckets: int, text_dim: int,
-                 user_buckets: int, attr_buckets: int, emb: int, hidden: int, dim: int) -> None:
+                 user_buckets: int, attr_buckets: int, emb: int, hidden: int, dim: int,
+                 dropout: float = 0.0, share_embeddings: bool = False, init_std: float = 1.0) -> None:
         super().__init__()
-        self.item = ItemTower(n_items, n_categories, creator_buckets, text_dim, emb=emb, hidden=hidden, dim=dim)
-        self.user = UserTower(n_items, n_categories, user_buckets, attr_buckets, emb=emb, hidden=hidden, dim=dim)
+        self.item = ItemTower(n_items, n_categories, creator_buckets, text_dim, emb=emb, hidden=hidden, dim=dim,
+                              dropout=dropout)
+        self.user = UserTower(n_items, n_categories, user_buckets, attr_buckets, emb=emb, hidden=hidden, dim=dim,
+                              dropout=dropout)
         self.query_proj = nn.Linear(max(text_dim, 1), dim, bias=False)
+        if share_embeddings:  # history pooling reads the item tower's id embeddings
+            self.user.hist_emb = self.item.id_emb
+        if init_std != 1.0:  # PyTorch's default N(0, 1) is slow to move with Adam's small steps
+            with torch.no_grad():
+                for m in self.modules():
+                    if isinstance(m, nn.Embedding):
+                        m.weight.normal_(0.0, init_std)
+                        if m.padding_idx is not None:
+                            m.weight[m.padding_idx].zero_()
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(sparse embedding weights, dense parameters)."""
-        sparse = [m.weight for m in self.modules() if isinstance(m, nn.Embedding) and m.sparse]
+        sparse = list({id(m.weight): m.weight for m in self.modules()
+                       if isinstance(m, nn.Embedding) and m.sparse}.values())
         ids = {id(p) for p in sparse}
         return sparse, [p for p in self.parameters() if id(p) not in ids]

@@ -80,6 +80,9 @@ class TrainSettings:
     patience: int
     seed: int
     progress: bool
+    negatives: str = "in_batch"     # "in_batch" (+ extra uniform, logQ) | "full" (whole catalog)
+    weight_decay: float = 0.0       # AdamW decay of the dense parameters
+    mask_fraction: float = 0.2      # masked objective: share of each user's items used as targets
 
 
 UserInputs = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator | None], dict[str, torch.Tensor]]
@@ -96,9 +99,7 @@ def train_epochs(net: TwoTower, events: EventArrays, items: dict[str, torch.Tens
     """
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
-    sparse, dense = net.param_groups()
-    opt = _Optimizers(torch.optim.SparseAdam(sparse, lr=settings.learning_rate),
-                      torch.optim.Adam(dense, lr=settings.learning_rate))
+    opt = make_optimizers(net, settings)
     n_items = len(item_counts)
     q = np.maximum(item_counts.astype(np.float64), 1.0)
     log_q = torch.from_numpy(np.log(q / q.sum())).float()
@@ -141,6 +142,14 @@ def train_epochs(net: TwoTower, events: EventArrays, items: dict[str, torch.Tens
             "seconds": time.perf_counter() - t0}
 
 
+def make_optimizers(net: TwoTower, settings: TrainSettings) -> _Optimizers:
+    """SparseAdam on the sparse tables; Adam (AdamW when ``weight_decay`` > 0) on the rest."""
+    sparse, dense = net.param_groups()
+    dense_opt = (torch.optim.AdamW(dense, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+                 if settings.weight_decay > 0 else torch.optim.Adam(dense, lr=settings.learning_rate))
+    return _Optimizers(torch.optim.SparseAdam(sparse, lr=settings.learning_rate), dense_opt)
+
+
 class _Optimizers:
     """SparseAdam for the sparse embedding tables + Adam for the rest, stepped together."""
 
@@ -170,6 +179,13 @@ def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray
         uin["query"] = items["text"][pos] * use_q
         uin["query_proj"] = net.query_proj
     u = net.user(**uin)
+    if st.negatives == "full":  # exact softmax over the whole catalog: no sampling, no logQ
+        v = _item_forward(net, items, np.arange(n_items), rng, st.id_dropout)
+        loss = torch.nn.functional.cross_entropy(u @ v.T / st.temperature, torch.from_numpy(pos))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
     cand = pos
     if st.extra_negatives > 0:
         cand = np.r_[pos, rng.integers(0, n_items, st.extra_negatives)]
