@@ -74,8 +74,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     data_dir = args.data_dir or default_data_dir()
-    runs = [{"seed": int(s), **run(data_dir, int(s), args.ratio, args.k, args.model)}
-            for s in args.seeds.split(",")]
+    runs = []
+    for s in args.seeds.split(","):
+        runs.append({"seed": int(s), **run(data_dir, int(s), args.ratio, args.k, args.model)})
+        print(f"seed {s}: " + " ".join(f"{key} {v:.4f}" for key, v in runs[-1].items() if key != "seed"),
+              file=sys.stderr, flush=True)
     keys = [f"ndcg@{args.k}", f"precision@{args.k}", f"recall@{args.k}", f"map@{args.k}"]
     summary = {key: {"mean": float(np.mean([r[key] for r in runs])),
                      "std": float(np.std([r[key] for r in runs], ddof=1)) if len(runs) > 1 else 0.0}

@@ -10,6 +10,10 @@ src/winnow/training/funnel.py); its retrieval sources, refitted on the whole tra
 the "retrieval alone" rows of the same run, so every row of a seed shares one split. For the
 temporal protocol the ranker's inner split is temporal too and every list's features are as of
 one shared "now" (``as_of = global_last``). Writes JSON and prints a table (mean +- std).
+
+``--validation`` scores on a part carved from each split's training part instead (per-user
+random at the protocol's ratio, seed 100 + split seed; temporal: the ratio's time quantile), so
+settings are chosen without looking at the test part; ``--ranker JSON`` overrides [ranker].
 """
 
 from __future__ import annotations
@@ -29,15 +33,17 @@ from winnow.core.config import load_config
 from winnow.evaluation.datasets import load_named_dataset
 from winnow.evaluation.metrics import evaluate_recs
 from winnow.evaluation.runner import split_dataset
+from winnow.evaluation.splits import validation_split
 from winnow.training.funnel import FunnelModel
 
 PROTOCOLS = {"ml-100k": ("random", 0.75), "ml-latest-small": ("temporal", 0.8), "lastfm": ("random", 0.8)}
 METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
 
 
-def run_one(name: str, seed: int, k: int, data_dir: Path | None, sources: list[str] | None) -> list[dict]:
+def run_one(name: str, seed: int, k: int, data_dir: Path | None, sources: list[str] | None,
+            ranker: dict | None = None, validation: bool = False) -> list[dict]:
     protocol, ratio = PROTOCOLS[name]
-    over: dict = {"ranker": {"seed": seed}}
+    over: dict = {"ranker": {"seed": seed, **(ranker or {})}}
     if protocol == "temporal":
         over["ranker"].update(inner_split="temporal", as_of="global_last")
     if sources:
@@ -45,6 +51,9 @@ def run_one(name: str, seed: int, k: int, data_dir: Path | None, sources: list[s
     cfg = load_config(Path(os.environ.get("WINNOW_HOME", "/nonexistent-winnow-home")), overrides=over)
     ds = load_named_dataset(name, cfg, data_dir=data_dir)
     split = split_dataset(ds, protocol, seed=seed, ratio=ratio)
+    if validation:  # tune here: the held-out part is carved from the training part, test unseen
+        split = (validation_split(split.train, "temporal", quantile=ratio) if protocol == "temporal"
+                 else validation_split(split.train, "stratified", ratio=ratio, seed=100 + seed))
     train_csr = split.train.to_csr(binary=True)
     test_csr = split.test.to_csr(binary=True)
     users = np.flatnonzero((np.diff(test_csr.indptr) > 0) & (np.diff(train_csr.indptr) > 0))
@@ -55,7 +64,8 @@ def run_one(name: str, seed: int, k: int, data_dir: Path | None, sources: list[s
     t0 = time.perf_counter()
     recs, _ = funnel.recommend(users, k, exclude=train_csr)
     rec_s = time.perf_counter() - t0
-    base = {"dataset": name, "protocol": protocol, "ratio": ratio, "seed": seed, "users": len(users)}
+    base = {"dataset": name, "protocol": protocol, "ratio": ratio, "seed": seed, "users": len(users),
+            "part": "validation" if validation else "test"}
     m = evaluate_recs(recs, test_csr, k=k, users=users, train=train_csr)
     rows.append({**base, "model": "funnel", **m, "fit_seconds": fit_s,
                  "recommend_ms_per_user": 1000 * rec_s / max(len(users), 1),
@@ -87,6 +97,14 @@ def summarise(runs: list[dict], k: int) -> list[dict]:
     return out
 
 
+def _write(args: argparse.Namespace, runs: list[dict]) -> list[dict]:
+    summary = summarise(runs, args.k)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"k": args.k, "protocols": PROTOCOLS, "summary": summary, "runs": runs},
+                                    indent=2), encoding="utf-8")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="ml-100k,ml-latest-small,lastfm")
@@ -94,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--sources", default=None, help="comma-separated retrieval sources (default: config)")
+    ap.add_argument("--ranker", default="{}", help='JSON overrides of [ranker], e.g. \'{"cv_models": 1}\'')
+    ap.add_argument("--validation", action="store_true",
+                    help="score on a validation part carved from each split's training part (for tuning)")
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args(argv)
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -106,12 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         for seed in (seeds if PROTOCOLS[name][0] == "random" else seeds[:1]):  # temporal: one split
             t0 = time.perf_counter()
-            runs += run_one(name, seed, args.k, args.data_dir, sources)
-            print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
-    summary = summarise(runs, args.k)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"k": args.k, "protocols": PROTOCOLS, "summary": summary, "runs": runs},
-                                    indent=2), encoding="utf-8")
+            rows = run_one(name, seed, args.k, args.data_dir, sources, json.loads(args.ranker), args.validation)
+            runs += rows
+            f = rows[0]  # run_one puts the funnel first
+            print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f}s  funnel ndcg@{args.k} "
+                  f"{f[f'ndcg@{args.k}']:.4f}", file=sys.stderr, flush=True)
+            _write(args, runs)  # after every seed: a long run interrupted keeps what it measured
+    summary = _write(args, runs)
     k = args.k
     print(f"{'dataset':16} {'model':11} {'seeds':>5} " + " ".join(f"{m + '@' + str(k):>17}" for m in METRICS[:4]))
     for r in summary:

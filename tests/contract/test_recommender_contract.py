@@ -24,7 +24,9 @@ from winnow.models.ease import EASERecommender
 from winnow.models.itemitem import ItemItemRecommender
 from winnow.models.popularity import PopularityRecommender, RecentPopularityRecommender
 from winnow.models.registry import load_model
+from winnow.models.rp3beta import RP3betaRecommender
 from winnow.models.two_tower import TwoTowerRecommender
+from winnow.models.userknn import UserKNNRecommender
 
 N_USERS, N_A, N_ITEMS = 120, 70, 22  # items 20, 21 are never touched (cold items)
 DAY = 86_400
@@ -214,6 +216,18 @@ class TestBPR(RecommenderContract):
 class TestEASE(RecommenderContract):
     def build(self) -> Recommender:
         return EASERecommender(l2=10.0)
+
+
+class TestRP3beta(RecommenderContract):
+    def build(self) -> Recommender:
+        return RP3betaRecommender(alpha=0.7, beta=0.6, neighbours=5)
+
+
+class TestUserKNN(RecommenderContract):
+    supports_similar = False
+
+    def build(self) -> Recommender:
+        return UserKNNRecommender(neighbours=20, shrinkage=1.0)
 
 
 class TestTwoTower(RecommenderContract):

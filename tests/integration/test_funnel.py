@@ -20,7 +20,8 @@ from winnow.training.funnel import FunnelModel
 @pytest.fixture(scope="module")
 def world():
     cfg = load_config("/nonexistent-winnow-home", overrides={
-        "ranker": {"per_source": 30, "inner_folds": 1, "num_boost_round": 60, "early_stopping_rounds": 10},
+        "ranker": {"per_source": 30, "inner_folds": 1, "num_boost_round": 60, "early_stopping_rounds": 10,
+                   "cv_models": 3},  # the CV path (not the default) is what these tests cover
         "models": {"als": {"iterations": 5}}})
     w = generate_world(300, 150, 12_000, seed=3)
     ds = dataset_from_frames(w.events, w.items, w.users, cfg.events, name="world")
@@ -88,3 +89,14 @@ def test_batch_recommend_without_enough_data_falls_back_to_retrieval(world, tmp_
 def ds_events_head(world):
     w = generate_world(8, 20, 60, seed=1)
     return w.events
+
+
+def test_cv_models_choose_the_tree_count_of_one_refit_ranker(fitted) -> None:
+    _cfg, _ds, _split, funnel = fitted
+    its = funnel.report_["cv_best_iterations"]
+    assert len(its) == funnel.rcfg.cv_models == 3
+    assert len(funnel.report_["cv_valid_ndcg@10"]) == 3
+    # the kept ranker is refit on every list with the mean validated tree count, no early stop
+    assert funnel.ranker_.best_iteration_ == max(1, round(float(np.mean(its))))
+    assert funnel.ranker_.booster_.current_iteration() == funnel.ranker_.best_iteration_
+    assert funnel.report_["train_lists"] > max(funnel.report_["valid_lists"], 0)

@@ -95,6 +95,34 @@ def _per_list_max(values: np.ndarray, row_list: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(out), out, np.nan)
 
 
+def _per_list_rank_z(values: np.ndarray, row_list: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per list: each row's 0-based rank of ``values`` (descending; ties share the order of the
+    rows) among the list's rows with a value, divided by that count (0 = best, < 1), and its
+    z-score against the list's mean and std. NaN rows stay NaN. Scale-free, so a source refitted
+    on more data (other score distribution) gives comparable values."""
+    n = len(values)
+    rank, z = np.full(n, np.nan), np.full(n, np.nan)
+    ok = ~np.isnan(values)
+    if not ok.any():
+        return rank, z
+    idx = np.flatnonzero(ok)
+    lst, v = row_list[idx], values[idx]
+    order = np.lexsort((-v, lst))
+    sl = lst[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(sl) != 0])
+    counts = np.diff(np.r_[starts, len(sl)])
+    first = np.repeat(starts, counts)
+    cnt = np.repeat(counts, counts).astype(np.float64)
+    rank[idx[order]] = (np.arange(len(sl)) - first) / cnt
+    vs = v[order]
+    mean = np.add.reduceat(vs, starts) / counts
+    var = np.maximum(np.add.reduceat(vs * vs, starts) / counts - mean * mean, 0.0)
+    std = np.repeat(np.sqrt(var), counts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z[idx[order]] = np.where(std > 0, (vs - np.repeat(mean, counts)) / np.where(std > 0, std, 1.0), 0.0)
+    return rank, z
+
+
 def finalize(a: Aggregates, spec: FeatureSpec) -> np.ndarray:
     """float32 [n_rows, len(spec.names)] feature matrix, columns in ``spec.names`` order."""
     cols: list[np.ndarray] = []
@@ -105,7 +133,7 @@ def finalize(a: Aggregates, spec: FeatureSpec) -> np.ndarray:
         top = _per_list_max(score, a.row_list)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(np.abs(top) > 0, score / np.abs(top), np.nan)
-        cols += [score, rank, rel]
+        cols += [score, rank, rel, *_per_list_rank_z(score, a.row_list)]
         present += ~np.isnan(rank)
     cols.append(present)
     t = a.t

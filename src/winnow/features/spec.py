@@ -27,7 +27,9 @@ class FeatureSpec:
     """Parameters and vocabularies of the feature set (JSON round-trippable).
 
     Attributes:
-        sources: retrieval source names; each gives ``src_<name>_score|rank|rel`` columns.
+        sources: retrieval source names; each gives ``src_<name>_score|rank|rel|lrank|z``
+            columns (raw score, rank in its own top list, score / list best, rank among the
+            list's candidates as a fraction, z-score within the list).
         windows: popularity window name -> length in seconds.
         half_life_s: half-life of the exponentially decayed engagement sums.
         activity_window_s: window of the "recent activity" user feature.
@@ -59,7 +61,7 @@ class FeatureSpec:
         """Column names, in matrix order."""
         out: list[str] = []
         for s in self.sources:
-            out += [f"src_{s}_score", f"src_{s}_rank", f"src_{s}_rel"]
+            out += [f"src_{s}_score", f"src_{s}_rank", f"src_{s}_rel", f"src_{s}_lrank", f"src_{s}_z"]
         out += ["src_count"]
         out += ["cat_count_max", "cat_count_sum", "cat_rate_max", "cat_decay_max", "cat_decay_sum",
                 "cat_days_since", "item_n_categories"]

@@ -10,7 +10,9 @@ Fitting (the stacking recipe, so the ranker learns on candidates it will really 
    them with the held-out part, and compute point-in-time features as of each list's time t
    (``as_of``) from the state's events before t.
 3. Hold out ``valid_share`` of the users' lists for early stopping (whole lists, seeded), fit
-   LightGBM lambdarank. Only validation data chooses the number of trees.
+   LightGBM lambdarank. Only validation data chooses the number of trees. With ``cv_models``
+   > 1 this is done for that many different held-out user sets, and the ranker kept is refit
+   on every labelled list with the mean of their best iterations (one model, as served).
 4. Refit every retrieval source on the full training part; recommending = candidates from those,
    features as of t from the full training events, ranker scores, top-k.
 Lists without any positive are dropped from ranker training (they carry no lambdarank gradient).
@@ -169,24 +171,39 @@ class FunnelModel:
         self.catalog_ = FeatureCatalog.from_dataset(self.dataset, spec)
         x, y, row_list, list_user, n_held = self.ranker_lists(train, spec, say)
         n_lists = len(list_user)
-        self.ranker_ = LambdaRanker(spec, params={"learning_rate": rc.learning_rate,
-                                                  "num_leaves": rc.num_leaves,
-                                                  "min_data_in_leaf": rc.min_data_in_leaf,
-                                                  "feature_fraction": rc.feature_fraction,
-                                                  "lambdarank_truncation_level": rc.truncation_level},
-                                    num_boost_round=rc.num_boost_round,
-                                    early_stopping_rounds=rc.early_stopping_rounds, seed=rc.seed,
-                                    num_threads=rc.threads)
-        tr, va, groups_tr, groups_va = split_lists(y, row_list, list_user, n_lists,
-                                                   n_users=self.dataset.interactions.n_users,
-                                                   valid_share=rc.valid_share, seed=rc.seed)
-        train_list_count, valid_list_count = len(groups_tr), len(groups_va)
-        if min(train_list_count, valid_list_count) < MIN_RANKER_LISTS:
-            raise InsufficientRankerData(
-                f"ranker needs >= {MIN_RANKER_LISTS} labelled lists for training and for validation, "
-                f"got {train_list_count} and {valid_list_count} (too few users with enough events)")
-        say(f"training the ranker on {int(tr.sum()):,} rows in {train_list_count:,} lists")
-        self.ranker_.fit(x[tr], y[tr], groups_tr, valid=(x[va], y[va], groups_va))
+        params = {"learning_rate": rc.learning_rate, "num_leaves": rc.num_leaves,
+                  "min_data_in_leaf": rc.min_data_in_leaf, "feature_fraction": rc.feature_fraction,
+                  "lambdarank_truncation_level": rc.truncation_level}
+        iterations, valid_ndcgs = [], []
+        for m in range(rc.cv_models):
+            tr, va, groups_tr, groups_va = split_lists(y, row_list, list_user, n_lists,
+                                                       n_users=self.dataset.interactions.n_users,
+                                                       valid_share=rc.valid_share, seed=rc.seed + m)
+            if m > 0 and min(len(groups_tr), len(groups_va)) < MIN_RANKER_LISTS:
+                continue  # an extra validation split this small says nothing: the first decides
+            train_list_count, valid_list_count = len(groups_tr), len(groups_va)
+            if min(train_list_count, valid_list_count) < MIN_RANKER_LISTS:
+                raise InsufficientRankerData(
+                    f"ranker needs >= {MIN_RANKER_LISTS} labelled lists for training and for validation, "
+                    f"got {train_list_count} and {valid_list_count} (too few users with enough events)")
+            say(f"training ranker {m + 1}/{rc.cv_models} on {int(tr.sum()):,} rows in {train_list_count:,} lists")
+            ranker = LambdaRanker(spec, params=params, num_boost_round=rc.num_boost_round,
+                                  early_stopping_rounds=rc.early_stopping_rounds, seed=rc.seed + m,
+                                  num_threads=rc.threads)
+            ranker.fit(x[tr], y[tr], groups_tr, valid=(x[va], y[va], groups_va))
+            iterations.append(ranker.best_iteration_)
+            valid_ndcgs.append(float(ranker.valid_ndcg_ or 0.0))
+        self.ranker_ = ranker
+        if len(iterations) > 1:  # one ranker on every labelled list, with the validated tree count
+            keep = np.bincount(row_list, weights=y, minlength=n_lists) > 0
+            rows = keep[row_list]
+            groups = np.bincount(row_list[rows], minlength=n_lists)[keep]
+            rounds = max(1, int(round(float(np.mean(iterations)))))
+            say(f"refitting the ranker on all {int(keep.sum()):,} lists with {rounds} trees")
+            self.ranker_ = LambdaRanker(spec, params=params, num_boost_round=rounds, seed=rc.seed,
+                                        num_threads=rc.threads).fit(x[rows], y[rows], groups)
+            self.ranker_.valid_ndcg_ = float(np.mean(valid_ndcgs))
+            train_list_count = int(keep.sum())
         inner_recall = float(y.sum() / max(n_held, 1))
         say("refitting retrieval on the full training part")
         self.sources_ = fit_sources(train, self.config, sources, self.source_models)
@@ -195,7 +212,9 @@ class FunnelModel:
                         "valid_lists": valid_list_count, "rows": len(y),
                         "positives": int(y.sum()), "candidate_recall_inner": inner_recall,
                         "best_iteration": self.ranker_.best_iteration_,
+                        "cv_best_iterations": iterations,
                         "valid_ndcg@10": self.ranker_.valid_ndcg_,
+                        "cv_valid_ndcg@10": valid_ndcgs,
                         "fit_seconds": time.perf_counter() - t0,
                         "importance": self.ranker_.importance()[:15]}
         return self
