@@ -40,3 +40,5 @@ def lastfm() -> Path:
 @pytest.fixture
 def open_bandit() -> Path:
     return shared_dataset("open-bandit-dataset-small")
+from servers.redis import redis_server, redis_url  # noqa: E402,F401  (Redis fixtures: tests/servers/redis.py)
+from servers.postgres import postgres_server, postgres_url  # noqa: F401,E402 (PostgreSQL fixtures)

@@ -17,8 +17,20 @@ def two_workers(tmp_path_factory):
     home = tmp_path_factory.mktemp("serve_workers")
     cfg = make_home(home, n_users=150, n_items=300, n_events=8000)
     server = Server(home, workers=2)
+    wait_for_both_workers(server.url)
     yield home, cfg, server
     server.stop()
+
+
+def wait_for_both_workers(url: str, *, timeout_s: float = 60.0) -> None:
+    """Readiness of one worker says nothing of the other (a loaded machine starts them seconds
+    apart): spread fresh connections until both have answered, or fail naming what was seen."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < 2 and time.monotonic() < deadline:
+        seen.add(fresh_get(url, "/v1/users/u1/recommendations", k=5).headers["x-winnow-worker"])
+        time.sleep(0.05)
+    assert len(seen) == 2, f"only worker(s) {sorted(seen)} answered within {timeout_s:.0f} s"
 
 
 def fresh_get(url: str, path: str, **params) -> httpx.Response:

@@ -98,7 +98,9 @@ def batch_recommend(train: Path = typer.Option(..., exists=True, dir_okay=False,
                                                               help="item ids, one per line"),
                     k: int = typer.Option(10, min=1, max=10_000),
                     model: Optional[str] = typer.Option(None, help="override the configured model"),
-                    out: Path = typer.Option(..., help="output CSV: user_id,item_id,rank,score")) -> None:
+                    out: Path = typer.Option(..., help="output CSV: user_id,item_id,rank,score"),
+                    engine: Optional[str] = typer.Option(None, help="local | ray (default: [training] engine)"),
+                    ) -> None:
     """Fit on --train only and write the top-k for every user (cold users included)."""
     from winnow.data.importers.generic import load
     from winnow.data.training_data import dataset_from_frames
@@ -110,6 +112,6 @@ def batch_recommend(train: Path = typer.Option(..., exists=True, dir_okay=False,
                                imported.users if users else None, cfg.events, name=str(train))
     user_list = list(imported.users["user_id"]) if users else None
     cand = read_candidates(candidates, data) if candidates else None
-    summary = run(data, cfg, k=k, out=out, users=user_list, candidates=cand, model_name=model)
+    summary = run(data, cfg, k=k, out=out, users=user_list, candidates=cand, model_name=model, engine=engine)
     typer.echo(f"wrote {summary.rows:,} rows for {summary.users:,} users "
                f"({summary.cold_users:,} cold) with {summary.model} -> {out}")

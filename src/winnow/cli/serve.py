@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from winnow.cli.app import app, closing, config, store
 
 
 @app.command("train")
-def train() -> None:
+def train(engine: Optional[str] = typer.Option(
+        None, "--engine", help="local | ray (default: [training] engine). Ray runs two-tower training "
+        "and the ranker's feature job on Ray ([training] ray_address, num_workers).")) -> None:
     """Fit the configured models on the store's events, write a bundle and activate it."""
+    from winnow.engine import check_engine
     from winnow.training.job import train as run
 
+    cfg = config()
+    if engine is not None:
+        check_engine(engine)  # a typo fails before the store is opened
     with closing(store()) as st:
-        info = run(config(), st)
+        info = run(cfg, st, engine=engine)
     typer.echo(f"trained and activated bundle {info.version}")
 
 

@@ -50,6 +50,21 @@ class EASEConfig(_Section):
     max_items: int = Field(50_000, ge=1)
 
 
+class RP3betaConfig(_Section):
+    """RP3beta graph walk (winnow.models.rp3beta)."""
+
+    alpha: float = Field(0.7, gt=0)
+    beta: float = Field(0.6, ge=0)
+    neighbours: int = Field(200, ge=1)
+
+
+class UserKNNConfig(_Section):
+    """User-based nearest neighbours (winnow.models.userknn)."""
+
+    neighbours: int = Field(120, ge=1)
+    shrinkage: float = Field(0.0, ge=0)
+
+
 class TwoTowerConfig(_Section):
     """PyTorch CPU two-tower retrieval (winnow.models.two_tower)."""
 
@@ -80,6 +95,19 @@ class TwoTowerConfig(_Section):
     item_k: float = Field(10.0, gt=0)        # cold-item blend: w = n / (n + item_k)
     seed: int = 0
     threads: int = Field(1, ge=1)            # torch threads in training (1 beat 2 on a busy 2-core box)
+    # objective: "next_item" = each event from the history before it (temporal protocols);
+    # "masked" = each epoch hide mask_fraction of every user's items and predict them from the
+    # rest with a softmax over the whole catalog (random per-user protocols)
+    objective: Literal["next_item", "masked"] = "next_item"
+    mask_fraction: float = Field(0.2, gt=0, lt=1)
+    negatives: Literal["in_batch", "full"] = "in_batch"  # next_item: in-batch (+logQ) or full softmax
+    use_user_id: bool = True                 # False: the hashed user-id embedding is left out
+    share_embeddings: bool = False           # history pooling uses the item tower's id embeddings
+    init_std: float = Field(1.0, gt=0, le=1)  # std of the embedding tables' normal init
+    weighted: bool = False                   # event weights (e.g. log1p plays) weight pooling + targets
+    dropout: float = Field(0.0, ge=0, lt=1)  # on the towers' MLP inputs
+    weight_decay: float = Field(0.0, ge=0)   # AdamW decay of the dense parameters
+    validation: Literal["temporal", "random"] = "temporal"  # early-stopping cut of the train part
 
 
 class ModelsConfig(_Section):
@@ -88,4 +116,6 @@ class ModelsConfig(_Section):
     als: ALSConfig = ALSConfig()
     bpr: BPRConfig = BPRConfig()
     ease: EASEConfig = EASEConfig()
+    rp3beta: RP3betaConfig = RP3betaConfig()
+    userknn: UserKNNConfig = UserKNNConfig()
     two_tower: TwoTowerConfig = TwoTowerConfig()

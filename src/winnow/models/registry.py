@@ -1,6 +1,6 @@
 """Retrieval models by name: build one from the typed config, or load a saved one.
 
-Names: "popularity", "popularity_recent", "itemitem", "als", "bpr", "ease", "two_tower". A saved model is a
+Names: "popularity", "popularity_recent", "itemitem", "als", "bpr", "ease", "rp3beta", "userknn", "two_tower". A saved model is a
 directory with ``model.json`` (its "model" field is the name) and ``arrays.npz``.
 """
 
@@ -23,12 +23,15 @@ MODELS: dict[str, str] = {
     "als": "winnow.models.als:ALSRecommender",
     "bpr": "winnow.models.bpr:BPRRecommender",
     "ease": "winnow.models.ease:EASERecommender",
+    "rp3beta": "winnow.models.rp3beta:RP3betaRecommender",
+    "userknn": "winnow.models.userknn:UserKNNRecommender",
     "two_tower": "winnow.models.two_tower:TwoTowerRecommender",
 }
 
 # which [models.*] config section parameterises each model
 _SECTION = {"popularity": "popularity", "popularity_recent": "popularity", "itemitem": "itemitem",
-            "als": "als", "bpr": "bpr", "ease": "ease", "two_tower": "two_tower"}
+            "als": "als", "bpr": "bpr", "ease": "ease", "rp3beta": "rp3beta",
+            "userknn": "userknn", "two_tower": "two_tower"}
 
 
 def model_class(name: str) -> type[Recommender]:

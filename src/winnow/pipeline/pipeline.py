@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from winnow.core.config import PipelineConfig, SourceConfig
 from winnow.core.errors import ConfigError
-from winnow.pipeline.explore import SurfacePolicies
+from winnow.pipeline.explore import ItemCounts, SurfacePolicies
 from winnow.pipeline.rank import BlendRanker, candidate_features
 from winnow.pipeline.rules import build_rules
 from winnow.pipeline.sources import CandidateSource, RetrievalArtefacts, build_source
@@ -56,7 +57,8 @@ class Pipeline:
     """
 
     def __init__(self, config: PipelineConfig, sources: dict[str, CandidateSource], catalog: Catalog, *,
-                 ranker: Ranker | None = None, rules: Sequence[Rule] | None = None) -> None:
+                 ranker: Ranker | None = None, rules: Sequence[Rule] | None = None,
+                 item_counts: ItemCounts | None = None) -> None:
         names = [s.name for s in config.sources]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
@@ -79,7 +81,8 @@ class Pipeline:
         self.blend = BlendRanker(weights, affinity_weight=config.category_affinity_weight)
         self.ranker: Ranker = ranker or self.blend
         self.rules: list[Rule] = list(rules) if rules is not None else build_rules(config)
-        self.explore = SurfacePolicies(config.explore)  # ConfigError here, at start-up
+        # ConfigError here, at start-up; item_counts: the service's live statistics (Thompson)
+        self.explore = SurfacePolicies(config.explore, item_counts=item_counts)
 
     # --- stages -------------------------------------------------------------------------------
     def retrieve(self, request: Request) -> Candidates:
@@ -158,7 +161,8 @@ class Pipeline:
             final = RankedList(items, np.zeros(len(items), np.float32), np.full(len(items), -1, np.int32))
             fallbacks.append("empty")
         seed_id = request.request_id or f"{request.user.user_id}:{request.now}"
-        sel, policy = self.explore.select(request.surface, len(final), request.k, request_id=seed_id)
+        sel, policy = self.explore.select(request.surface, len(final), request.k, request_id=seed_id,
+                                          items=final.items)
         top = final.take(sel.order)
         rank_pos = {int(item): i for i, item in enumerate(ranked.items)} if request.explain else {}
         contribs: dict[int, list] = {}
@@ -230,8 +234,12 @@ def _trace(item: int, row: int, cands: Candidates, ranked: RankedList, rank_pos:
 
 
 def build_pipeline(config: PipelineConfig, artefacts: RetrievalArtefacts, *,
-                   ranker: Ranker | None = None, blocked: frozenset[int] | None = None) -> Pipeline:
-    """Sources from config + artefacts (ConfigError if one cannot be built), then the Pipeline."""
+                   ranker: Ranker | None = None, blocked: frozenset[int] | None = None,
+                   item_stats: Any = None) -> Pipeline:
+    """Sources from config + artefacts (ConfigError if one cannot be built), then the Pipeline.
+
+    ``item_stats``: the service's winnow.serving.item_stats.ItemStats (Thompson sampling reads
+    it through the catalog's indices); None: a thompson explore spec is refused."""
     sources: dict[str, CandidateSource] = {}
     for cfg in config.sources:
         sources[cfg.name] = build_source(cfg, artefacts, recent=config.recent_items)
@@ -246,4 +254,5 @@ def build_pipeline(config: PipelineConfig, artefacts: RetrievalArtefacts, *,
         ids = artefacts.catalog.item_ids
         blocked = frozenset(i for i in (ids.get(x) for x in config.blocked_items) if i >= 0)
     rules = build_rules(config, blocked=blocked)
-    return Pipeline(config, sources, artefacts.catalog, ranker=ranker, rules=rules)
+    counts = item_stats.bind(artefacts.catalog.item_ids) if item_stats is not None else None
+    return Pipeline(config, sources, artefacts.catalog, ranker=ranker, rules=rules, item_counts=counts)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from winnow.serving.errors import ApiError
 from winnow.serving.schemas import ActivateOut, BundleOut, BundlesOut, Health
@@ -64,3 +67,23 @@ def activate(request: Request, version: str = Version) -> ActivateOut:
         raise ApiError(404, f"unknown bundle version {version!r}")
     previous, secs = svc.activate(version)
     return ActivateOut(serving=svc.runtime.version, previous=previous, load_seconds=secs)
+
+
+class ItemStatsOut(BaseModel):
+    """One item's Thompson statistics as this worker holds them (docs/FEEDBACK.md)."""
+
+    item_id: str
+    all: dict[str, float]  # {"clicks", "shown"} over every surface
+    surfaces: dict[str, dict[str, float]]  # surface -> {"clicks", "shown"}
+    refreshes: int  # store refreshes this worker has done
+    worker_pid: int
+
+
+@router.get("/v1/admin/item-stats/{item_id}", response_model=ItemStatsOut, tags=["admin"],
+            summary="One item's click/shown counts for Thompson sampling (404 when no surface uses it)")
+def item_stats(request: Request, item_id: str = Path(min_length=1, max_length=256)) -> ItemStatsOut:
+    stats = _service(request).item_stats
+    if stats is None:
+        raise ApiError(404, "no item statistics are kept: no [pipeline.explore] surface uses kind 'thompson'")
+    return ItemStatsOut(item_id=item_id, **stats.item_summary(item_id), refreshes=stats.refreshes,
+                        worker_pid=os.getpid())

@@ -174,6 +174,8 @@ def delete_user(request: Request, user_id: str = Path(min_length=1, max_length=2
     state = svc.state.forget(user_id)
     rt = svc.runtime
     rt.forget(user_id)
+    if svc.item_stats is not None:  # Thompson statistics: the user's open impressions (counts stay)
+        svc.item_stats.forget_user(user_id)
     if not out["found"] and not state:
         raise ApiError(404, f"unknown user id: {user_id!r}")
     in_bundle = rt.user_ids is not None and user_id in rt.user_ids

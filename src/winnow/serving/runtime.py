@@ -78,7 +78,8 @@ def _learned_ranker(config: WinnowConfig, bundle: Bundle, store: Store) -> Any:
         return None
     from winnow.training.served_ranker import load_served_ranker
 
-    return load_served_ranker(bundle.info.path, store, config, bundle.user_ids, bundle.item_ids)
+    return load_served_ranker(bundle.info.path, store, config, bundle.user_ids, bundle.item_ids,
+                              files=bundle.info.manifest.get("files"))
 
 
 class Runtime:
@@ -109,8 +110,10 @@ class Runtime:
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_bundle(cls, config: WinnowConfig, bundle: Bundle, store: Store) -> Runtime:
-        """A runtime for a loaded bundle; ConfigError if the pipeline wiring needs what it lacks."""
+    def from_bundle(cls, config: WinnowConfig, bundle: Bundle, store: Store, *,
+                    item_stats: Any = None) -> Runtime:
+        """A runtime for a loaded bundle; ConfigError if the pipeline wiring needs what it lacks.
+        ``item_stats``: the service's serving.item_stats.ItemStats (Thompson sampling)."""
         arr = bundle.items
         catalog = Catalog(IdMap.from_list("item", bundle.item_ids.to_list()), category=arr["category"],
                           category_names=bundle.category_names, available=arr["available"],
@@ -128,7 +131,7 @@ class Runtime:
                                  two_tower=tts, segment=segment)
         learned = _learned_ranker(config, bundle, store)
         ranker = learned[0] if learned else None
-        pipeline = build_pipeline(config.pipeline, art, ranker=ranker)
+        pipeline = build_pipeline(config.pipeline, art, ranker=ranker, item_stats=item_stats)
         runtime = cls(config, pipeline, catalog, version=bundle.version, user_ids=bundle.user_ids,
                    als=als, itemitem=itemitem, index=bundle.index,
                    data_until=int(bundle.info.manifest.get("data", {}).get("until", -1)), two_tower=tts)
@@ -138,11 +141,12 @@ class Runtime:
             for var in exp.variants:
                 if var.overrides:
                     pcfg = PipelineConfig.model_validate({**config.pipeline.model_dump(), **var.overrides})
-                    runtime.variant_pipelines[(exp.name, var.name)] = build_pipeline(pcfg, art, ranker=ranker)
+                    runtime.variant_pipelines[(exp.name, var.name)] = build_pipeline(
+                        pcfg, art, ranker=ranker, item_stats=item_stats)
         return runtime
 
     @classmethod
-    def without_bundle(cls, config: WinnowConfig, store: Store) -> Runtime:
+    def without_bundle(cls, config: WinnowConfig, store: Store, *, item_stats: Any = None) -> Runtime:
         """No bundle: serve store popularity to everyone (the response says so)."""
         items = store.read_items()
         events = store.read_events()
@@ -159,7 +163,7 @@ class Runtime:
             "sources": [SourceConfig(name="popularity", kind="popularity", quota=config.pipeline.min_candidates)],
             "cold_start_sources": ["popularity"], "backfill_source": "popularity"})
         pipeline = build_pipeline(PipelineConfig.model_validate(pcfg.model_dump()),
-                                  RetrievalArtefacts(catalog))
+                                  RetrievalArtefacts(catalog), item_stats=item_stats)
         return cls(config, pipeline, catalog, version=None, mode=NO_BUNDLE)
 
     def pipeline_for(self, variants: dict[str, str]) -> Pipeline:

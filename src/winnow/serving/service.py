@@ -18,14 +18,17 @@ import numpy as np
 import pandas as pd
 
 from winnow.core.config import WinnowConfig
-from winnow.core.errors import BundleError, ConfigError
+from winnow.core.errors import BundleError, ConfigError, StoreError, StoreUnavailableError
 from winnow.data.open_store import open_store
 from winnow.data.schema import EVENT_COLUMNS
 from winnow.data.store import Store
 from winnow.pipeline.types import Request, Slate
 from winnow.serving.impressions import ImpressionWriter
+from winnow.serving.item_stats import ItemStats, needs_item_stats
 from winnow.serving.runtime import Runtime
-from winnow.serving.state import OnlineState
+from winnow.serving import memory
+from winnow.serving.swap import CatchUp, background_priority, settle, trim_later
+from winnow.serving.online_state import STORE_ERRORS, ResilientState, open_backend
 from winnow.serving.telemetry import Metrics
 from winnow.training import bundle as bundles
 
@@ -36,16 +39,26 @@ class Service:
     """Owns the store, the online state and the active Runtime."""
 
     def __init__(self, config: WinnowConfig, *, store: Store | None = None) -> None:
+        memory.limit_arenas()  # before this service's threads allocate (memory.py; env WINNOW_MALLOC_ARENA_MAX)
         self.config = config
         self.store = store if store is not None else open_store(config.store_url(),
                                                                  busy_timeout_ms=config.store.busy_timeout_ms)
         self.metrics = Metrics()
-        self.state = OnlineState(self.store, config.events, capacity=config.serving.user_state_cache,
-                                 shared=config.serving.workers > 1)
+        # [online] url: in-process (memory://) or shared by replicas (redis://); degrades, never fails
+        self.state = ResilientState(open_backend(config, self.store), self.store, config=config,
+                                    metrics=self.metrics, on_remote_events=self._remote_events)
         self.impressions = ImpressionWriter(self.store, self.metrics, batch=config.serving.impression_batch,
                                             capacity=config.serving.impression_queue)
         self._swap_lock = threading.Lock()
+        self._catchup = CatchUp()  # events acknowledged during a build reach the new runtime (swap.py)
+        # Thompson sampling's per-item click/shown counts: rebuilt from the store's log, kept live
+        self.item_stats: ItemStats | None = None
+        if needs_item_stats(config):
+            self.item_stats = ItemStats.from_store(self.store, config.feedback)
+            self.item_stats.start(self.store)
         self.runtime: Runtime = self._initial_runtime()
+        self._catchup.abort()  # no request has been served yet: nothing to catch up
+        settle()  # the long-lived startup objects leave the garbage collector's generations
         self._refused: str | None = None  # ACTIVE version that failed to load (not retried)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._follow_active, name="bundle-follower", daemon=True)
@@ -62,7 +75,7 @@ class Service:
                 continue
             if version is None or version == self.runtime.version or version == self._refused:
                 continue
-            with self._swap_lock:
+            with self._swap_lock, background_priority():
                 try:  # re-read under the lock: an admin activation may have just moved it
                     version = bundles.active_version(self.config.home)
                 except BundleError:
@@ -72,11 +85,13 @@ class Service:
                 try:
                     new = self._build(version)
                 except (BundleError, ConfigError) as exc:
+                    self._catchup.abort()
                     self._refused = version
                     self.metrics.swaps.labels("refused").inc()
                     log.error("ACTIVE bundle %s refused, %s keeps serving: %s", version, self.runtime.version, exc)
                     continue
-                self.runtime = new
+                self._install(new)
+                del new
                 self.metrics.swaps.labels("ok").inc()
                 log.warning("now serving bundle %s (followed ACTIVE)", version)
 
@@ -93,14 +108,36 @@ class Service:
                 return self._build(version)
             except (BundleError, ConfigError) as exc:
                 log.error("active bundle %s refused (%s): serving popularity without a bundle", version, exc)
-        return Runtime.without_bundle(self.config, self.store)
+        return Runtime.without_bundle(self.config, self.store, item_stats=self.item_stats)
 
     def _build(self, version: str) -> Runtime:
         bundles.check_version(version)
         path = bundles.bundles_dir(self.config.home) / version
         if not path.is_dir():
             raise BundleError(f"no bundle {version!r} under {bundles.bundles_dir(self.config.home)}")
-        return Runtime.from_bundle(self.config, bundles.load_bundle(path), self.store)
+        try:
+            with background_priority():  # requests get the GIL within 0.5 ms while this builds
+                return Runtime.from_bundle(self.config, bundles.load_bundle(path),
+                                           self._catchup.store_for_build(self.store), item_stats=self.item_stats)
+        except BaseException:
+            self._catchup.abort()  # stop collecting events for a runtime that will not serve
+            raise
+
+    def _install(self, new: Runtime) -> str | None:
+        """The swap (one reference assignment, after catching the new runtime's feature state up
+        with events acknowledged during its build); returns the previous version. The old
+        runtime is freed when the last in-flight request using it returns; its heap pages are
+        then given back to the OS (swap.trim_later)."""
+
+        def assign(rt: Runtime) -> str | None:
+            previous, self.runtime = self.runtime.version, rt
+            return previous
+
+        with background_priority():  # the collector stays paused until the runtime is frozen
+            previous = self._catchup.install(new, assign)
+            settle()  # freeze the new runtime out of the collector's generations (swap.settle)
+        trim_later()
+        return previous
 
     def activate(self, version: str) -> tuple[str | None, float]:
         """Build the new runtime fully, mark it ACTIVE, then swap; the old one serves until then.
@@ -117,16 +154,17 @@ class Service:
                           lambda: bundles.rollback(home, verify=False))
 
     def _swap(self, target: Any, mark: Any) -> tuple[str | None, float]:
-        with self._swap_lock:
+        with self._swap_lock, background_priority():  # one pause of the collector: build to freeze
             t0 = time.perf_counter()
             try:
                 new = self._build(target())  # verifies checksums, loads, builds the pipeline
                 mark()  # ACTIVE pointer + history, written atomically
             except (BundleError, ConfigError):
+                self._catchup.abort()
                 self.metrics.swaps.labels("refused").inc()
                 raise
-            previous = self.runtime.version
-            self.runtime = new  # the swap: one reference assignment
+            previous = self._install(new)  # the swap: one reference assignment
+            del new
             self.metrics.swaps.labels("ok").inc()
             return previous, time.perf_counter() - t0
 
@@ -142,13 +180,32 @@ class Service:
         # makes the column float with NaN for the missing ones (int(NaN) raised -> a 500)
         frame["timestamp"] = [now if r.get("timestamp") is None else int(r["timestamp"]) for r in rows]
         frame["value"] = frame["value"].astype(np.float64)
-        written = self.store.append_events(frame, source="request")
+        with self._catchup.lock:  # ordered against a runtime build's event replay (swap.CatchUp)
+            try:
+                written = self.store.append_events(frame, source="request")
+            except (StoreUnavailableError, *STORE_ERRORS) as exc:
+                if isinstance(exc, StoreError) and not isinstance(exc, StoreUnavailableError):
+                    raise  # the store refused this batch (nothing written): not an outage
+                self.state.store_health.failed(exc)
+                raise StoreUnavailableError(f"events not durable, nothing acknowledged: {exc}") from exc
+            self._catchup.note(frame)
+            feed = getattr(self.runtime, "feature_feed", None)
+        self.state.store_health.succeeded()
         self.metrics.events.inc(written)
         self.state.apply(frame)
-        feed = getattr(self.runtime, "feature_feed", None)
+        if self.item_stats is not None:
+            self.item_stats.add_events(frame)
         if feed is not None:  # the learned ranker's online features see the event at once
             feed.apply(frame)
         return written
+
+    def _remote_events(self, frame: pd.DataFrame) -> None:
+        """Events another replica acknowledged (Redis event stream): the learned ranker's
+        in-process feature state counts them too (per-user records are already in Redis)."""
+        self.metrics.replica_events.inc(len(frame))
+        feed = getattr(getattr(self, "runtime", None), "feature_feed", None)
+        if feed is not None:
+            feed.apply(frame)
 
     # --- recommendations -----------------------------------------------------------------------
     def recommend(self, user_id: str, *, k: int, surface: str, exclude: list[str], explain: bool,
@@ -157,8 +214,14 @@ class Service:
         """Run the funnel for one user; logs the impression; returns (runtime used, request id, slate)."""
         rt = self.runtime
         now = time.time() if now is None else float(now)
-        rec = self.state.get(user_id)
-        profile = self.store.get_user(user_id) if rt.needs_profile else None  # cold-start sources
+        rec, degraded = self.state.lookup(user_id)  # degraded: the fallback taken for the history
+        profile = None
+        if rt.needs_profile:  # cold-start sources
+            try:
+                profile = self.store.get_user(user_id)
+            except STORE_ERRORS as exc:
+                self.state.store_health.failed(exc)
+                degraded = degraded or "profile_unavailable"
         view = rt.view(user_id, rec, now=now, profile=profile)
         ids = rt.catalog.item_ids
         ex = ids.encode(exclude, missing=-1) if exclude else np.empty(0, np.int32)
@@ -174,6 +237,8 @@ class Service:
         slate.experiments = variants
         if rt.mode != "bundle":
             slate.fallbacks.insert(0, rt.mode)
+        if degraded is not None:
+            slate.fallbacks.insert(0, degraded)
         for stage, secs in slate.timings.items():
             self.metrics.stage.labels(stage).observe(secs)
         for fb in slate.fallbacks:
@@ -183,16 +248,22 @@ class Service:
         logged_ctx = {**context, "n_ranked": slate.n_ranked, "explore": slate.policy}
         if variants:
             logged_ctx["experiments"] = variants
-        self.impressions.put({
+        impression = {
             "request_id": request_id, "user_id": user_id, "timestamp": int(now),
             "model_version": rt.version, "surface": surface, "context": logged_ctx,
             "items": [{"item_id": iid, "position": s.position, "score": s.score, "sources": s.sources,
                        "propensity": s.propensity, "rank": s.rank}
                       for iid, s in zip(item_ids, slate.items, strict=True)],
-        })
+        }
+        self.impressions.put(impression)
+        if self.item_stats is not None:
+            self.item_stats.add_impression(impression)
         return rt, request_id, slate
 
     def close(self) -> None:
         self._stop.set()
+        if self.item_stats is not None:
+            self.item_stats.stop()
         self.impressions.close()
+        self.state.close()
         self.store.close()

@@ -9,6 +9,10 @@ so a bundle swap never invalidates them.
 Per user: recent events (item, type, weight, time; newest first, at most ``history``), the
 purchased set, an event count and a revision number bumped on every change (the ALS fold-in
 cache of the runtime is keyed on it).
+
+``OnlineState`` here is the ``memory://`` backend (one replica); ``online_redis.RedisOnlineState``
+keeps the same records in Redis for several replicas; both satisfy
+``online_base.OnlineStateBackend`` and tests/contract/test_online_state_contract.py.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import itertools
 import sqlite3
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,8 +105,32 @@ class UserRecord:
         return max((r[3] for r in self.recent), default=-1)
 
 
+def record_from_store(store: Store, user_id: str, *, weight: Callable[[str], float],
+                      history: int) -> UserRecord | None:
+    """A user's record rebuilt from the store (None: no events). ``weight(event_type)``.
+
+    Reads the newest ``history`` events; when there are more, one longer read (up to MAX_SCAN)
+    finds every purchase and the full event count. Store errors propagate.
+    """
+    frame = user_events(store, user_id, limit=history)
+    if len(frame) == 0:
+        return None
+    rec = UserRecord(user_id, deque(maxlen=history))
+    for item, etype, ts in zip(frame["item_id"].tolist(), frame["event_type"].tolist(),
+                               frame["timestamp"].tolist(), strict=True):
+        rec.recent.append((item, etype, weight(etype), int(ts)))
+        if etype == PURCHASE:
+            rec.purchased.add(item)
+    rec.event_count = len(frame)
+    if len(frame) == history:  # truncated: purchases and the count need the older events
+        full = user_events(store, user_id, limit=MAX_SCAN)
+        rec.event_count = len(full)
+        rec.purchased.update(full["item_id"][full["event_type"] == PURCHASE].tolist())
+    return rec
+
+
 class OnlineState:
-    """LRU of UserRecords backed by the store.
+    """LRU of UserRecords backed by the store: the ``memory://`` online-state backend.
 
     Args:
         store: where records are rebuilt from.
@@ -114,6 +143,7 @@ class OnlineState:
 
     def __init__(self, store: Store, events: EventsConfig, *, history: int = 200,
                  capacity: int = 100_000, shared: bool = False) -> None:
+        self.name = "memory"
         self._shared = shared
         self._store = store
         self._events = events
@@ -130,21 +160,9 @@ class OnlineState:
 
     def _load(self, user_id: str) -> UserRecord | None:
         version = user_version(self._store, user_id) if self._shared else None
-        frame = user_events(self._store, user_id, limit=self._history)
-        if len(frame) == 0:
-            return None
-        rec = UserRecord(user_id, deque(maxlen=self._history))
-        for item, etype, ts in zip(frame["item_id"].tolist(), frame["event_type"].tolist(),
-                                   frame["timestamp"].tolist(), strict=True):
-            rec.recent.append((item, etype, self.weight(etype), int(ts)))
-            if etype == PURCHASE:
-                rec.purchased.add(item)
-        rec.event_count = len(frame)
-        if len(frame) == self._history:  # truncated: purchases and the count need the older events
-            full = user_events(self._store, user_id, limit=MAX_SCAN)
-            rec.event_count = len(full)
-            rec.purchased.update(full["item_id"][full["event_type"] == PURCHASE].tolist())
-        rec.store_version = version
+        rec = record_from_store(self._store, user_id, weight=self.weight, history=self._history)
+        if rec is not None:
+            rec.store_version = version
         return rec
 
     def get(self, user_id: str) -> UserRecord | None:
@@ -208,3 +226,10 @@ class OnlineState:
 
     def __len__(self) -> int:
         return len(self._users)
+
+    def ping(self) -> bool:
+        """Always reachable (in-process)."""
+        return True
+
+    def close(self) -> None:
+        """Nothing to release (the store is closed by its owner)."""

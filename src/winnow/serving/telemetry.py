@@ -28,3 +28,9 @@ class Metrics:
                                            "Impressions dropped because the queue was full", registry=r)
         self.swaps = Counter("winnow_bundle_swaps_total", "Bundle activations", ["result"], registry=r)
         self.queue = Gauge("winnow_impression_queue", "Impressions waiting to be written", registry=r)
+        self.backend_errors = Counter("winnow_backend_errors_total",
+                                      "Failed calls to an external backend (redis, store)", ["backend"], registry=r)
+        self.backend_up = Gauge("winnow_backend_up", "1 while the backend answers, 0 while degraded",
+                                ["backend"], registry=r)
+        self.replica_events = Counter("winnow_replica_events_total",
+                                      "Events other replicas acknowledged, received over the Redis stream", registry=r)

@@ -86,7 +86,8 @@ def variant_pipeline(pipeline: Pipeline, *, disable_sources: list[str],
     # a learned ranker is reused as is (a switched-off source's features are simply absent)
     ranker = None if blend is not None else pipeline.ranker
     variant = Pipeline(new_cfg, pipeline.sources, pipeline.catalog, ranker=ranker,
-                       rules=[r for r in pipeline.rules if r.name not in off_r])
+                       rules=[r for r in pipeline.rules if r.name not in off_r],
+                       item_counts=pipeline.explore.item_counts)
     return variant, variant.ranker if isinstance(variant.ranker, BlendRanker) else None
 
 

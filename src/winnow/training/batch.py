@@ -17,6 +17,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,13 +95,27 @@ def _write_rows(writer: csv.writer, dataset: Dataset, users: np.ndarray, recs: n
 
 def batch_recommend(dataset: Dataset, config: WinnowConfig, *, k: int, out: Path,
                     users: list[str] | None = None, candidates: np.ndarray | None = None,
-                    model_name: str | None = None, batch_size: int = 2048) -> BatchSummary:
+                    model_name: str | None = None, batch_size: int = 2048,
+                    engine: str | None = None) -> BatchSummary:
     """Fit on ``dataset`` and write recommendations for ``users`` (external ids) to ``out``.
+
+    ``engine`` ("local" | "ray", default ``[training] engine``) scores the user chunks there
+    (winnow.engine: Ray Data workers with the same fitted model); the file is the same.
 
     The file is written to a temporary name and renamed, so a failure leaves no partial file.
     """
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
+    from winnow.engine import open_engine
+
+    with open_engine(config, engine) as eng:  # validated (ConfigError) before any work
+        return _batch_recommend(dataset, config, eng, k=k, out=out, users=users, candidates=candidates,
+                                model_name=model_name, batch_size=batch_size)
+
+
+def _batch_recommend(dataset: Dataset, config: WinnowConfig, eng: Any, *, k: int, out: Path,
+                     users: list[str] | None, candidates: np.ndarray | None, model_name: str | None,
+                     batch_size: int) -> BatchSummary:
     train = dataset.interactions
     model, name = _fit_model(dataset, config, model_name)
     # cold-start hook (winnow.models.coldstart): users with few/no events get their
@@ -123,11 +138,10 @@ def batch_recommend(dataset: Dataset, config: WinnowConfig, *, k: int, out: Path
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(("user_id", "item_id", "rank", "score"))
-            for part in (warm, cold):
-                for start in range(0, len(part), batch_size):
-                    chunk = part[start:start + batch_size]
-                    recs, scores = hook.recommend(chunk, k, exclude=exclude, candidates=candidates)
-                    rows += _write_rows(writer, dataset, chunk, recs, scores)
+            chunks = [part[s:s + batch_size] for part in (warm, cold) for s in range(0, len(part), batch_size)]
+            for chunk, recs, scores in eng.recommend_chunks(hook, chunks, k, exclude=exclude,
+                                                            candidates=candidates):
+                rows += _write_rows(writer, dataset, chunk, recs, scores)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -111,8 +111,20 @@ def evaluate(names: list[str], config: WinnowConfig, ds: Dataset, *, holdout: fl
 
 
 def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_models: bool = True,
-          activate_bundle: bool = True) -> BundleInfo:
-    """Fit, evaluate, write and (by default) activate a new bundle; returns its BundleInfo."""
+          activate_bundle: bool = True, engine: str | None = None) -> BundleInfo:
+    """Fit, evaluate, write and (by default) activate a new bundle; returns its BundleInfo.
+
+    ``engine`` ("local" | "ray", default ``[training] engine``) runs two-tower training and the
+    ranker's point-in-time features there (winnow.engine); the bundle format is the same."""
+    from winnow.engine import open_engine
+
+    with open_engine(config, engine) as eng:  # validated (ConfigError) before any work
+        return _train(config, store, eng, holdout=holdout, evaluate_models=evaluate_models,
+                      activate_bundle=activate_bundle)
+
+
+def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, evaluate_models: bool,
+           activate_bundle: bool) -> BundleInfo:
     from winnow.index import build_index
 
     t0 = time.time()
@@ -127,12 +139,12 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
         if evaluate_models else {"skipped": "evaluate_models=False"}
     t1 = time.time()
     models = {name: _fit(name, config, inter) for name in names}
-    segment = None
+    segment, two_tower_run = None, None
     if kinds & {"two_tower", "content"}:  # cold-start sources (winnow.models.two_tower)
         from winnow.models.two_tower import TwoTowerRecommender
 
-        models["two_tower"] = TwoTowerRecommender.from_config(config.models.two_tower).with_side_info(
-            ds.items, ds.users).fit(inter)
+        models["two_tower"], two_tower_run = eng.fit_two_tower(
+            TwoTowerRecommender.from_config(config.models.two_tower).with_side_info(ds.items, ds.users), inter)
         names.append("two_tower")
     if "segment_popular" in kinds:
         from winnow.models.coldstart import SegmentPopularity, user_attributes
@@ -144,7 +156,7 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
     if config.ranker.enabled:  # the learned rank stage (winnow.training.served_ranker)
         from winnow.training.served_ranker import fit_served_ranker
 
-        served, ranker_info = fit_served_ranker(config, ds)
+        served, ranker_info = fit_served_ranker(config, ds, funnel_cls=eng.funnel_cls())
     t2 = time.time()
     als = models["als"]
     index = build_index(config.index, als.item_factors_.shape[1], len(ds.item_ids))
@@ -162,6 +174,7 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
                   "size": len(index)},
         "metrics": metrics,
         "ranker": ranker_info,
+        "engine": {**eng.describe(), "two_tower": two_tower_run},
         "timings_s": {"load": round(t_load - t0, 3), "evaluate": round(t1 - t_load, 3),
                       "fit": round(t2 - t1, 3), "index": round(t3 - t2, 3)},
     }
