@@ -28,7 +28,6 @@ import scipy.sparse as sp
 
 from winnow.engine.ray_engine import RayEngine
 from winnow.models.two_tower import TwoTowerRecommender
-from winnow.models.two_tower.model import blend_item_vectors
 
 ITEM_BATCH = 8192  # rows per item-tower forward pass (as winnow.models.two_tower.train.item_vectors)
 
@@ -136,17 +135,7 @@ class ScoredTwoTower(TwoTowerRecommender):
         t0 = time.perf_counter()
         self.collab_vectors_, self.content_vectors_ = ray_item_vectors(self, engine=self.engine)
         self.scoring_s = time.perf_counter() - t0
-        self.item_vectors_ = blend_item_vectors(self.collab_vectors_, self.content_vectors_,
-                                                self.item_counts_, k=self.config.item_k)
-        # the category centroids, as TwoTowerRecommender._refresh_item_vectors builds them
-        cats = self.table_.cats
-        rows = np.repeat(np.arange(len(cats)), cats.shape[1])
-        ok = cats.ravel() > 0
-        w = np.log1p(self.item_counts_.astype(np.float64)) + 1.0
-        n_cat = max(1, self.structure_.n_categories)
-        m = sp.csr_matrix((w[rows[ok]], (cats.ravel()[ok] - 1, rows[ok])), shape=(n_cat, len(cats)))
-        cent = np.asarray(m @ self.item_vectors_, dtype=np.float32)
-        self.category_centroids_ = cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+        self._blend_item_vectors()  # blend + category centroids, as the local model does
 
 
 def scored_two_tower(engine: RayEngine) -> type[ScoredTwoTower]:

@@ -314,6 +314,10 @@ class TwoTowerRecommender(Recommender):
         tensors = self.table_.tensors()
         self.collab_vectors_ = item_vectors(self.net_, tensors, content_only=False)
         self.content_vectors_ = item_vectors(self.net_, tensors, content_only=True)
+        self._blend_item_vectors()
+
+    def _blend_item_vectors(self) -> None:
+        """item_vectors_ and category_centroids_ from collab_vectors_ / content_vectors_ (set first)."""
         self.item_vectors_ = blend_item_vectors(self.collab_vectors_, self.content_vectors_,
                                                 self.item_counts_, k=self.config.item_k)
         # centroid of each category's items (weighted by log popularity), unit norm [n_cat, dim]
