@@ -38,6 +38,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from soak_timeline import attribute_slow, plot, timeline  # noqa: E402 - bench/ is not a package
+
 MIX = (("recommend", 0.70), ("events", 0.25), ("items", 0.05))
 
 
@@ -100,6 +103,19 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds consumed so far by ``pids`` (from /proc/PID/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14, 15)
+        except (FileNotFoundError, IndexError, ValueError):
+            pass
+    return total
+
+
 def server_pids(proc: subprocess.Popen) -> list[int]:
     """The uvicorn process and its workers (children), if any."""
     kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
@@ -121,6 +137,7 @@ async def run_load(url: str, tokens: dict[str, str], versions: list[str], *, dur
     swaps: list[tuple[float, str, int | str]] = []
     rss: list[tuple[float, float]] = []
     load: list[float] = []
+    cpu: list[tuple[float, float, float]] = []  # t, server CPU s, this (client) process CPU s
     # keep-alive expiry below uvicorn's 5 s timeout: never reuse a connection the server is closing
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
@@ -152,19 +169,22 @@ async def run_load(url: str, tokens: dict[str, str], versions: list[str], *, dur
             while time.monotonic() - t0 < duration - swap_every / 2:
                 await asyncio.sleep(swap_every)
                 target = versions[0] if k % 2 == 0 else "rollback"  # v2 is active at the start
+                ts = time.monotonic() - t0  # when the swap call started
                 try:  # alternately: activate v1, roll back to v2
                     path = "/v1/admin/bundles/rollback" if k % 2 else f"/v1/admin/bundles/{target}/activate"
                     r = await client.post(path, headers=admin)
                     secs = r.json().get("load_seconds") if r.status_code == 200 else None
-                    swaps.append((time.monotonic() - t0, target, r.status_code, secs))
+                    swaps.append((ts, target, r.status_code, secs))
                 except httpx.HTTPError as exc:
-                    swaps.append((time.monotonic() - t0, target, type(exc).__name__, None))
+                    swaps.append((ts, target, type(exc).__name__, None))
                 k += 1
 
         async def sampler() -> None:
             while time.monotonic() - t0 < duration:
                 rss.append((time.monotonic() - t0, rss_mb(pids)))
                 load.append(os.getloadavg()[0])  # the machine is shared: record how busy it was
+                me = os.times()
+                cpu.append((time.monotonic() - t0, cpu_seconds(pids), me.user + me.system))
                 await asyncio.sleep(1.0)
 
         tasks = [asyncio.create_task(sampler())]
@@ -183,7 +203,7 @@ async def run_load(url: str, tokens: dict[str, str], versions: list[str], *, dur
 
         await asyncio.gather(*(sender() for _ in range(concurrency)), *tasks)
         rss.append((time.monotonic() - t0, rss_mb(pids)))
-    return {"results": results, "swaps": swaps, "rss": rss, "load": load}
+    return {"results": results, "swaps": swaps, "rss": rss, "load": load, "cpu": cpu}
 
 
 def summarise(raw: dict, *, warmup: float, p99_ms: float, rss_growth_mb: float) -> dict:
@@ -222,27 +242,6 @@ def summarise(raw: dict, *, warmup: float, p99_ms: float, rss_growth_mb: float) 
     out["pass"] = bool(out["failed"] == 0 and out["swaps_failed"] == 0 and out["p99_ms"] <= p99_ms
                        and out["rss_growth_mb"] <= rss_growth_mb)
     return out
-
-
-def plot(curve: list[tuple[float, float]], path: Path, *, warmup: float, title: str) -> bool:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.plot([t / 60 for t, _ in curve], [m for _, m in curve], lw=1.2)
-    ax.axvline(warmup / 60, color="grey", ls="--", lw=0.8, label="end of warm-up")
-    ax.set_xlabel("minutes")
-    ax.set_ylabel("server RSS (MiB)")
-    ax.set_title(title, fontsize=9)
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 def main() -> None:
@@ -299,11 +298,15 @@ def main() -> None:
     summary = summarise(raw, warmup=warmup, p99_ms=args.p99_ms, rss_growth_mb=args.rss_growth_mb)
     summary["server_alive_at_end"] = alive
     summary["pass"] = summary["pass"] and alive
+    rows = timeline(raw)
+    slow = attribute_slow(raw, slow_ms=args.p99_ms)
     out = {"bench": "soak", "duration_s": args.duration, "rate_rps": args.rate, "mix": dict(MIX),
            "swap_every_s": args.swap_every, "warmup_s": warmup, "workers": args.workers,
            "world": {"users": args.users, "items": args.items, "events": args.events},
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-           **summary, "rss_curve": [[round(t, 2), round(m, 2)] for t, m in raw["rss"]]}
+           **summary, "slow_requests": slow, "rss_curve": [[round(t, 2), round(m, 2)] for t, m in raw["rss"]],
+           "swap_log": [{"t": round(t, 2), "target": tg, "status": st, "build_s": b} for t, tg, st, b in raw["swaps"]],
+           "timeline": rows}
     print(f"\n{'kind':<10} {'n':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for kind, s in summary["by_kind"].items():
         print(f"{kind:<10} {s['n']:>7} {s['p50_ms']:>8.1f} {s['p99_ms']:>8.1f} {s['max_ms']:>8.1f}")
@@ -318,10 +321,13 @@ def main() -> None:
         print(f"machine load average (1 min) during the run: {la['min']:.1f} .. {la['max']:.1f} "
               f"(median {la['median']:.1f}) on {os.cpu_count()} CPUs; swap build s: median "
               f"{summary['swap_load_s_median']}, max {summary['swap_load_s_max']}")
+    sh, base = slow["share_of_slow"], slow["share_of_all"]
+    print(f"requests over {args.p99_ms:g} ms: {slow['n_slow']} of {slow['n']} {slow['slow_by_kind']}; share "
+          + ", ".join(f"{k} {sh[k]:.0%} (all {base[k]:.0%})" for k in sh))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
-    if args.png and plot(raw["rss"], args.png, warmup=warmup,
+    if args.png and plot(raw, rows, args.png, warmup=warmup,
                          title=f"winnow soak: {args.rate:g} req/s for {args.duration / 60:g} min, "
                                f"p99 {summary['p99_ms']:.1f} ms, {summary['failed']} failed"):
         print(f"RSS curve: {args.png}")

@@ -11,6 +11,8 @@
   cold-start chain, fallback ``online_state_unavailable``); event posts are refused with 503
   "not durable, nothing acknowledged" and nothing refused ever appears in the store; writes
   work again once PostgreSQL restarts (the pool reconnects).
+- Throughout: /readyz stays 200 "ready" (reads keep serving) and its ``backends`` name the
+  down backend ("store" / "online": "down") while it is down, "up" again after recovery.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from serve_harness import Server, make_home  # noqa: E402
-from servers.postgres import find_bindir, start_postgres  # noqa: E402
+from servers.postgres import require_postgres, start_postgres  # noqa: E402
 from servers.redis import require_redis, start_redis  # noqa: E402
+from servers.throwaway import wait_for  # noqa: E402
 
 from winnow.data.open_store import open_store  # noqa: E402
 
@@ -37,12 +40,7 @@ RETRY_S = 2.0
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     require_redis()
-    if find_bindir() is None:
-        import os
-        reason = "PostgreSQL binaries not found; run `make services`"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " (CI=true: PostgreSQL tests must run)")
-        pytest.skip(reason)
+    require_postgres()
     home = tmp_path_factory.mktemp("backend_faults")
     pg = start_postgres(fsync=False)
     rd = server = None
@@ -81,17 +79,15 @@ def metric(server: Server, name: str, backend: str) -> float:
     return 0.0
 
 
-def wait_for(check, timeout: float = 30.0):
-    end = time.monotonic() + timeout
-    while True:
-        out = check()
-        if out or time.monotonic() > end:
-            return out
-        time.sleep(0.2)
-
-
 def items(r: httpx.Response) -> list[str]:
     return [it["item_id"] for it in r.json()["items"]]
+
+
+def backends(server: Server) -> dict[str, str]:
+    """/readyz's backend states; readiness itself must hold through every outage."""
+    r = httpx.get(f"{server.url}/readyz", timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "ready", r.text
+    return r.json()["backends"]
 
 
 def test_redis_killed_requests_degrade_to_the_store_and_recover(world):
@@ -99,6 +95,7 @@ def test_redis_killed_requests_degrade_to_the_store_and_recover(world):
     r = recs(server, "u1")
     assert r.status_code == 200 and r.json()["fallback"] is None
     assert metric(server, "winnow_backend_up", "redis") == 1.0
+    assert backends(server) == {"store": "up", "online": "up"}
     errors0 = metric(server, "winnow_backend_errors_total", "redis")
     rd.kill()
     try:
@@ -111,11 +108,13 @@ def test_redis_killed_requests_degrade_to_the_store_and_recover(world):
         assert r.json()["fallback"] == "online_state_store" and top not in items(r)  # history from the store
         assert metric(server, "winnow_backend_up", "redis") == 0.0
         assert metric(server, "winnow_backend_errors_total", "redis") > errors0
+        assert backends(server) == {"store": "up", "online": "down"}
     finally:
         rd.start()  # empty: every record is rebuilt from the store
     r = wait_for(lambda: (lambda x: x if x.json()["fallback"] is None else None)(recs(server, "u1")))
     assert r and r.status_code == 200 and top not in items(r)
     assert wait_for(lambda: metric(server, "winnow_backend_up", "redis") == 1.0)
+    assert wait_for(lambda: backends(server) == {"store": "up", "online": "up"})
 
 
 def test_paused_redis_answers_within_the_op_timeout_and_keeps_events(world):
@@ -135,6 +134,7 @@ def test_paused_redis_answers_within_the_op_timeout_and_keeps_events(world):
         assert post(server, "u2", top).status_code == 200
         r = recs(server, "u2")
         assert r.json()["fallback"] == "online_state_store" and top not in items(r)
+        assert backends(server)["online"] == "down"
     finally:
         rd.resume()
     # back on Redis: its old record of u2 (without the purchase) must not be served again
@@ -157,6 +157,7 @@ def test_postgres_killed_recommendations_degrade_and_events_are_refused(world):
         assert "not durable, nothing acknowledged" in r.json()["detail"]
         assert metric(server, "winnow_backend_up", "store") == 0.0
         assert metric(server, "winnow_backend_errors_total", "store") >= 1
+        assert backends(server) == {"store": "down", "online": "up"}
     finally:
         pg.start()
     ok = wait_for(lambda: post(server, "u3", "after-restart", "click").status_code == 200)
@@ -164,6 +165,7 @@ def test_postgres_killed_recommendations_degrade_and_events_are_refused(world):
     r = wait_for(lambda: (lambda x: x if x.json()["fallback"] is None else None)(recs(server, "u7")))
     assert r and r.status_code == 200
     assert wait_for(lambda: metric(server, "winnow_backend_up", "store") == 1.0)
+    assert wait_for(lambda: backends(server) == {"store": "up", "online": "up"})
     store = open_store(cfg.store_url())
     try:
         seen = store.user_events("u3", limit=1000)["item_id"].tolist()

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
-from servers.postgres import PostgresServer, find_bindir, free_port, start_postgres
+from servers.postgres import PostgresServer, require_postgres, start_postgres
+from servers.throwaway import free_port, scoped_server
 
 from winnow.core.errors import StoreUnavailableError
 from winnow.data import postgres_schema
@@ -34,18 +35,8 @@ FAST = "?pool_timeout=1&connect_timeout=1"
 
 @pytest.fixture(scope="module")
 def pg() -> PostgresServer:
-    if find_bindir() is None:
-        import os
-
-        msg = "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin); run `make services`"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " (CI=true: PostgreSQL tests must run)")
-        pytest.skip(msg)
-    server = start_postgres(fsync=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    require_postgres()
+    yield from scoped_server(lambda: start_postgres(fsync=False))
 
 
 @pytest.fixture

@@ -31,4 +31,10 @@ def test_short_soak_has_no_failed_request(tmp_path):
     assert result["server_alive_at_end"] is True
     assert len(result["rss_curve"]) >= 15 and all(m > 0 for _, m in result["rss_curve"])
     assert set(result["by_kind"]) == {"recommend", "events", "items"}
+    # the per-second timeline covers the run and counts every request once
+    assert 15 <= len(result["timeline"]) <= 21
+    assert sum(row["n"] for row in result["timeline"]) == result["requests"]
+    assert all(row["server_cores"] >= 0 for row in result["timeline"][1:])
+    assert result["slow_requests"]["n"] == result["requests"]
+    assert len(result["swap_log"]) == result["swaps"]
     assert proc.returncode == 0, proc.stdout[-2000:]

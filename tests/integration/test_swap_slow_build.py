@@ -23,8 +23,10 @@ from fastapi.testclient import TestClient
 from winnow.core.config import load_config
 from winnow.data.open_store import open_store
 from winnow.data.synthetic import generate_world
+from winnow.features import OnlineFeatureState
 from winnow.serving.runtime import Runtime
-from winnow.training.bundle import active_version, bundles_dir, check_version
+from winnow.training.served_ranker import FeatureFeed
+from winnow.training.bundle import active_version, bundles_dir, check_version, sha256_file
 from winnow.training.job import new_version
 
 TOML = """
@@ -41,14 +43,20 @@ iterations = 5
 """
 
 
-def _copy_bundle(home, src: str) -> str:
-    """A second bundle: a byte copy of ``src`` under a new version name (the manifest's file
-    checksums do not cover manifest.json, so only its "version" changes)."""
+def _copy_bundle(home, src: str, *, new_spec_file: bool = False) -> str:
+    """Another bundle: a byte copy of ``src`` under a new version name (the manifest's file
+    checksums do not cover manifest.json, so only its "version" changes). ``new_spec_file``:
+    ranker/ranker.json re-serialised (same content, other bytes, its checksum updated), so the
+    copy's feature-state inputs differ by digest and a swap to it replays the event log."""
     dst = check_version(new_version())
     shutil.copytree(bundles_dir(home) / src, bundles_dir(home) / dst)
     mpath = bundles_dir(home) / dst / "manifest.json"
     manifest = json.loads(mpath.read_text())
     manifest["version"] = dst
+    if new_spec_file:
+        spec = bundles_dir(home) / dst / "ranker" / "ranker.json"
+        spec.write_text(json.dumps(json.loads(spec.read_text()), indent=3))
+        manifest["files"]["ranker/ranker.json"] = sha256_file(spec)
     mpath.write_text(json.dumps(manifest))
     return dst
 
@@ -69,11 +77,16 @@ def app_home(tmp_path_factory):
     finally:
         store.close()
     assert (info.path / "ranker" / "ranker.txt").is_file(), info.manifest.get("ranker")
-    return home, cfg, world, info.version, _copy_bundle(home, info.version)
+    return (home, cfg, world, info.version, _copy_bundle(home, info.version),
+            _copy_bundle(home, info.version, new_spec_file=True))
 
 
-def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home, monkeypatch):
-    home, cfg, world, old, new = app_home
+@pytest.mark.parametrize("same_inputs", [False, True], ids=["replay", "state-taken-over"])
+def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home, monkeypatch, same_inputs):
+    """Both ways a new runtime gets its ranker feature state: replayed from the event log plus
+    the catch-up (other feature inputs), or the serving state taken over (identical inputs)."""
+    home, cfg, world, first, same, other = app_home
+    new = same if same_inputs else other
     from winnow.serving.app import create_app
 
     building, release = threading.Event(), threading.Event()
@@ -93,8 +106,11 @@ def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home
     items = [str(x) for x in world.items["item_id"].iloc[:6]]
     with TestClient(create_app(cfg)) as client:
         svc = client.app.state.service
+        if same_inputs and svc.runtime.version != first:  # serve the bundle `same` is a byte copy of
+            assert client.post(f"/v1/admin/bundles/{first}/activate").status_code == 200
         old_rt = svc.runtime
-        assert old_rt.version == old and old_rt.feature_feed is not None
+        old = old_rt.version
+        assert old in (first, same, other) and old != new and old_rt.feature_feed is not None
         uidx = old_rt.user_ids.get(user)
         monkeypatch.setattr(Runtime, "from_bundle", classmethod(slow))
         result: dict = {}
@@ -130,15 +146,22 @@ def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home
         assert active_version(home) == new
         # events acknowledged during the build reached the NEW runtime's ranker features once
         new_rt = svc.runtime
-        assert new_rt is not old_rt and new_rt.feature_feed.state is not old_rt.feature_feed.state
+        feed = new_rt.feature_feed
+        assert new_rt is not old_rt and feed.shared is same_inputs
+        assert (feed.state is old_rt.feature_feed.state) is same_inputs
         before = old_rt.feature_feed.state._users[uidx].ts
-        after = new_rt.feature_feed.state._users[new_rt.user_ids.get(user)].ts
+        after = feed.state._users[new_rt.user_ids.get(user)].ts
         assert after == before and posted == 12
+        # ... exactly as a replay of the whole store gives it now
+        fresh = FeatureFeed(OnlineFeatureState(feed.state.catalog, feed.state.spec), new_rt.user_ids,
+                            feed.item_ids, cfg)
+        fresh.replay(svc.store.read_events())
+        assert fresh.state._users[new_rt.user_ids.get(user)].ts == after
         assert svc._catchup.pending is None
 
 
 def test_a_build_failing_after_the_replay_stops_collecting_events(app_home, monkeypatch):
-    home, cfg, world, old, new = app_home
+    home, cfg, world, old, same, new = app_home
     from winnow.core.errors import ConfigError
     from winnow.serving.app import create_app
 
@@ -153,7 +176,7 @@ def test_a_build_failing_after_the_replay_stops_collecting_events(app_home, monk
     with TestClient(create_app(cfg)) as client:
         svc = client.app.state.service
         serving = svc.runtime.version
-        target = new if serving == old else old
+        target = new if serving != new else old  # other feature inputs: the build replays
         monkeypatch.setattr(Runtime, "from_bundle", classmethod(failing))
         r = client.post(f"/v1/admin/bundles/{target}/activate")
         assert replayed.is_set()

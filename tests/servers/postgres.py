@@ -14,26 +14,25 @@ Outside pytest (benchmarks, other helpers' integration tests)::
 
 Pytest fixtures (registered in tests/conftest.py): ``postgres_server`` (session scope) and
 ``postgres_url`` (a fresh, empty database per test, dropped afterwards). Binaries missing:
-the test fails when ``CI=true``, otherwise it is skipped with the reason.
+the test fails when ``CI=true``, otherwise it is skipped with the reason (``require_postgres``).
+Port, temp dir, start/clean-up and the CI rule: tests/servers/throwaway.py.
 """
 
 from __future__ import annotations
 
-import atexit
 import glob
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from . import throwaway
 
 SUPERUSER = "postgres"
 
@@ -51,14 +50,7 @@ def find_bindir() -> Path | None:
     return None
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PostgresServer:
+class PostgresServer(throwaway.Throwaway):
     """One running throwaway PostgreSQL cluster (see module docstring)."""
 
     def __init__(self, bindir: Path, base: Path, port: int, *, fsync: bool) -> None:
@@ -77,8 +69,8 @@ class PostgresServer:
     def _run(self, *args: str, timeout: float = 60) -> None:
         proc = subprocess.run(self._cmd(*args), capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
-            log = self.logfile.read_text(errors="replace")[-2000:] if self.logfile.exists() else ""
-            raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr.strip()}\n{log}")
+            raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr.strip()}\n"
+                               f"{throwaway.log_tail(self.logfile)}")
 
     def initdb(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", SUPERUSER, "-A", "trust",
@@ -147,12 +139,6 @@ class PostgresServer:
         except (OSError, ValueError, IndexError):
             pass
 
-    def __enter__(self) -> PostgresServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # --- databases ------------------------------------------------------------------------
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{dbname}"
@@ -183,41 +169,27 @@ def start_postgres(*, fsync: bool = True, port: int | None = None) -> PostgresSe
     if bindir is None:
         raise RuntimeError("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb); "
                            "install Debian's 'postgresql' package (make services)")
-    base = Path(tempfile.mkdtemp(prefix="winnow-pg-", dir="/tmp"))
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam(SUPERUSER)
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-    os.chmod(base, 0o700)
-    server = PostgresServer(bindir, base, port or free_port(), fsync=fsync)
-    try:
-        server.initdb()
-        server.start()
-    except BaseException:
-        server.stop()
-        raise
-    atexit.register(server.stop)
-    return server
+    base = throwaway.private_dir("winnow-pg-", owner=SUPERUSER if os.geteuid() == 0 else None)
+    server = PostgresServer(bindir, base, port or throwaway.free_port(), fsync=fsync)
+    return throwaway.launch(server, setup=server.initdb)
 
 
 # --- pytest fixtures --------------------------------------------------------------------------
-def _missing(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason + " (CI=true: PostgreSQL tests must run)")
-    pytest.skip(reason)
+def require_postgres() -> None:
+    """Skip (or fail with CI=true) when the server binaries are missing or cannot be run."""
+    throwaway.require(find_bindir() is not None,
+                      "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin); run `make services`",
+                      what="PostgreSQL")
+    throwaway.require(os.geteuid() != 0 or shutil.which("runuser") is not None,
+                      "running as root and `runuser` is missing: cannot start PostgreSQL as user postgres",
+                      what="PostgreSQL")
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway server for the whole test session (fsync off: tests need no power-loss safety)."""
-    if find_bindir() is None:
-        _missing("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin); run `make services`")
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        _missing("running as root and `runuser` is missing: cannot start PostgreSQL as user postgres")
-    server = start_postgres(fsync=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    require_postgres()
+    yield from throwaway.scoped_server(lambda: start_postgres(fsync=False))
 
 
 @pytest.fixture
@@ -233,9 +205,5 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 if __name__ == "__main__":  # python -m tests.servers.postgres: run one until Ctrl-C
-    with start_postgres() as pg:
-        print(pg.url(), flush=True)
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
+    _pg = start_postgres()
+    throwaway.serve_until_interrupted(_pg, _pg.url())

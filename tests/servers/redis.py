@@ -14,23 +14,23 @@ Outside pytest::
 
 Pytest fixtures (registered in tests/conftest.py): ``redis_server`` (session scope) and
 ``redis_url`` (the session server, flushed before each test). Binary missing: the test fails
-when ``CI=true``, otherwise it is skipped with the reason.
+when ``CI=true``, otherwise it is skipped with the reason. Port, temp dir, start/clean-up,
+waiting and the CI rule: tests/servers/throwaway.py.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from . import throwaway
 
 
 def find_redis() -> str | None:
@@ -42,13 +42,7 @@ def find_redis() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
+class RedisServer(throwaway.Throwaway):
     """One running throwaway redis-server (see module docstring)."""
 
     def __init__(self, binary: str, base: Path, port: int) -> None:
@@ -71,15 +65,18 @@ class RedisServer:
              "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
              "--logfile", str(self.logfile), "--maxclients", "1000"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {self._log()}")
-            if self.ping():
-                return
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"redis-server not answering after {timeout}s: {self._log()}")
+        if not throwaway.wait_for(self._answers, timeout=timeout, interval=0.05):
+            self.kill()
+            raise RuntimeError(f"redis-server not answering after {timeout}s: "
+                               f"{throwaway.log_tail(self.logfile)}")
+
+    def _answers(self) -> bool:
+        """PING answered; RuntimeError when the process has exited (it will not come up)."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {self.proc.returncode}: "
+                               f"{throwaway.log_tail(self.logfile)}")
+        return self.ping()
 
     def ping(self) -> bool:
         """PING over a raw socket (no client library involved)."""
@@ -89,9 +86,6 @@ class RedisServer:
                 return s.recv(64).startswith(b"+PONG")
         except OSError:
             return False
-
-    def _log(self) -> str:
-        return self.logfile.read_text(errors="replace")[-2000:] if self.logfile.exists() else ""
 
     def kill(self) -> None:
         """SIGKILL (a crash; nothing is persisted, so every key is gone after start())."""
@@ -123,48 +117,28 @@ class RedisServer:
         if cleanup and self.base.exists():
             shutil.rmtree(self.base, ignore_errors=True)
 
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 def start_redis(*, port: int | None = None) -> RedisServer:
     """Start a throwaway server; RuntimeError when redis-server is not installed."""
     binary = find_redis()
     if binary is None:
         raise RuntimeError("redis-server not found; install Debian's 'redis-server' package (make services)")
-    base = Path(tempfile.mkdtemp(prefix="winnow-redis-", dir="/tmp"))
-    server = RedisServer(binary, base, port or free_port())
-    try:
-        server.start()
-    except BaseException:
-        server.stop()
-        raise
-    atexit.register(server.stop)
-    return server
+    base = throwaway.private_dir("winnow-redis-")
+    return throwaway.launch(RedisServer(binary, base, port or throwaway.free_port()))
 
 
 # --- pytest fixtures --------------------------------------------------------------------------
 def require_redis() -> None:
     """Skip (or fail with CI=true) when redis-server is not installed."""
-    if find_redis() is None:
-        reason = "redis-server not found; run `make services` (Debian package redis-server)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " (CI=true: Redis tests must run)")
-        pytest.skip(reason)
+    throwaway.require(find_redis() is not None,
+            "redis-server not found; run `make services` (Debian package redis-server)", what="Redis")
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One throwaway server for the whole test session (stopped at the end, even on failure)."""
     require_redis()
-    server = start_redis()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from throwaway.scoped_server(start_redis)
 
 
 @pytest.fixture
@@ -179,9 +153,5 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 if __name__ == "__main__":  # python -m tests.servers.redis: run one until Ctrl-C
-    with start_redis() as srv:
-        print(srv.url, flush=True)
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
+    _srv = start_redis()
+    throwaway.serve_until_interrupted(_srv, _srv.url)

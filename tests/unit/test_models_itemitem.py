@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from implicit.nearest_neighbours import CosineRecommender
 
-import winnow.models.itemitem as itemitem_mod
+import winnow.models.topk as topk_mod
 from winnow.data.interactions import Interactions
 from winnow.models.itemitem import ItemItemRecommender
 
@@ -44,7 +44,7 @@ def test_similarity_matches_brute_force(shrink: float) -> None:
 def test_small_blocks_give_the_same_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
     train = _random_world(1)
     whole = ItemItemRecommender(neighbours=5).fit(train).similarity_.toarray()
-    monkeypatch.setattr(itemitem_mod, "_BLOCK_NNZ", 10)  # forces one item per block
+    monkeypatch.setattr(topk_mod, "BLOCK_NNZ", 10)  # forces one item per block
     blocked = ItemItemRecommender(neighbours=5).fit(train).similarity_.toarray()
     np.testing.assert_array_equal(whole, blocked)
 

@@ -17,9 +17,9 @@ method); several processes may read and write the same database. Key inserts tak
 in sorted order; a deadlock or serialization failure retries the whole write transaction.
 
 Speed: events without event_id/context are appended with binary ``COPY`` (numpy-encoded,
-no per-row Python); ``read_events`` fetches each chunk of rows as one bytea (``string_agg`` of
-the rows' big-endian binary form) and decodes it with ``np.frombuffer``. Layout:
-winnow.data.postgres_schema.
+no per-row Python); ``read_events`` fetches each chunk of rows as one bytea and decodes it with
+``np.frombuffer`` (winnow.data.postgres_event_log). Layout: winnow.data.postgres_schema; row
+shaping shared with the SQLite store: winnow.data.store_rows.
 """
 
 from __future__ import annotations
@@ -32,20 +32,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from winnow.core.errors import DataError, StoreError, UnknownIdError
+from winnow.core.errors import StoreError, UnknownIdError
 from winnow.data import postgres_schema as pgs
+from winnow.data import store_rows as shape
 from winnow.data.postgres_conn import Connections
-from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
+from winnow.data.postgres_event_log import read_event_log
+from winnow.data.schema import ITEM_COLUMNS, USER_COLUMNS
 from winnow.data.store import EventLog, Store
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
 
 _COPY_CHUNK = 1 << 23    # bytes per COPY write
-_READ_CHUNK = 8_000_000  # events per read_events query (26 bytes each: far below bytea's 1 GiB)
 _BULK_ROWS = 100_000     # COPY batches this large refresh statistics (and may rebuild an index)
-
-
-def _opt_int(x: Any) -> int | None:
-    return None if x is None or x is pd.NA or (isinstance(x, float) and np.isnan(x)) else int(x)
 
 
 class PostgresStore(Store):
@@ -168,7 +165,8 @@ class PostgresStore(Store):
         from psycopg.types.json import Jsonb
 
         iid = PostgresStore._keys(cur, "item_keys", items["item_id"])
-        rows = [(int(i), r[1], r[2], Jsonb(list(r[3])), r[4], _opt_int(r[5]), bool(r[6]), bool(r[7]), Jsonb(r[8]))
+        rows = [(int(i), r[1], r[2], Jsonb(list(r[3])), r[4], shape.opt_int(r[5]), bool(r[6]), bool(r[7]),
+                 Jsonb(r[8]))
                 for i, r in zip(iid, items[list(ITEM_COLUMNS)].itertuples(index=False, name=None))]
         cur.executemany(
             "INSERT INTO items VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (iid) DO UPDATE SET "
@@ -182,7 +180,7 @@ class PostgresStore(Store):
         from psycopg.types.json import Jsonb
 
         uid = PostgresStore._keys(cur, "user_keys", users["user_id"])
-        rows = [(int(u), _opt_int(r[1]), Jsonb(r[2]), Jsonb(list(r[3])))
+        rows = [(int(u), shape.opt_int(r[1]), Jsonb(r[2]), Jsonb(list(r[3])))
                 for u, r in zip(uid, users[list(USER_COLUMNS)].itertuples(index=False, name=None))]
         cur.executemany("INSERT INTO users VALUES (%s, %s, %s, %s) ON CONFLICT (uid) DO UPDATE SET "
                         "created_at = EXCLUDED.created_at, attributes = EXCLUDED.attributes, "
@@ -250,115 +248,52 @@ class PostgresStore(Store):
         """Store served slates; a request_id already stored is skipped (idempotent retries)."""
         from psycopg.types.json import Jsonb
 
-        rows = []
-        for pos, imp in enumerate(impressions):
-            for key in ("request_id", "user_id", "timestamp", "items"):
-                if imp.get(key) in (None, ""):
-                    raise DataError("missing field", source="impressions", line=pos, field=key)
-            rows.append((str(imp["request_id"]), str(imp["user_id"]), int(imp["timestamp"]),
-                         imp.get("model_version"), imp.get("surface"), Jsonb(imp.get("context") or {}),
-                         Jsonb(list(imp["items"]))))
+        rows = shape.impression_rows(impressions, encode=Jsonb)
         self._write(lambda cur: cur.executemany(
             "INSERT INTO impressions (request_id, user_id, ts, model_version, surface, context, items) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING", rows), rows=len(rows))
 
     # --- reads ------------------------------------------------------------------------------
-    @staticmethod
-    def _key_list(cur: Any, table: str) -> tuple[np.ndarray, list[str]]:
-        rows = cur.execute(f"SELECT id, external FROM {table} ORDER BY id").fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows]
-
-    @staticmethod
-    def _codes(ids: np.ndarray, stored: np.ndarray, dtype: type) -> np.ndarray:
-        """Positions of ``stored`` ids in the sorted key ids (identity ids may have gaps)."""
-        if len(ids) and ids[0] == 1 and ids[-1] == len(ids):  # no gaps: position = id - 1
-            return (stored - 1).astype(dtype)
-        return np.searchsorted(ids, stored).astype(dtype)
-
     def read_events(self, *, since: int | None = None, until: int | None = None) -> EventLog:
         lo = -(2**63) if since is None else int(since)
         hi = 2**63 - 1 if until is None else int(until)
-        # keyset chunks in seq order (insertion order); one snapshot for the chunks and key lists
-        sql = (f"SELECT count(*), max(seq), {pgs.READ_AGG} FROM (SELECT * FROM events WHERE seq > %s "
-               f"AND ts >= %s AND ts < %s ORDER BY seq LIMIT %s) s")
-
-        def run(cur: Any) -> EventLog:
-            # the ordered scan walks the primary key instead of sorting (on disk when statistics
-            # are stale: measured 2x slower); work_mem bounds any sort that remains
-            cur.execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")
-            parts: list[np.ndarray] = []
-            last = -1
-            while True:
-                row = cur.execute(sql, (last, lo, hi, _READ_CHUNK), binary=True).fetchone()
-                if not row[0]:
-                    break
-                parts.append(np.frombuffer(row[2], dtype=pgs.READ_ROW))
-                last = int(row[1])
-                if row[0] < _READ_CHUNK:
-                    break
-            rows = np.concatenate(parts) if parts else np.empty(0, dtype=pgs.READ_ROW)
-            uids, users = self._key_list(cur, "user_keys")
-            iids, items = self._key_list(cur, "item_keys")
-            tids, types = self._key_list(cur, "event_types")
-            return EventLog(self._codes(uids, rows["uid"], np.int32), self._codes(iids, rows["iid"], np.int32),
-                            self._codes(tids, rows["tid"], np.int16), rows["value"].astype(np.float64),
-                            rows["ts"].astype(np.int64), user_ids=users, item_ids=items, event_types=types)
-        return self._read(run, bounded=False)  # a bulk read: no watchdog deadline
+        return self._read(read_event_log, lo, hi, bounded=False)  # a bulk read: no watchdog deadline
 
     _ITEM_SQL = ("SELECT k.external, i.title, i.text, i.categories, i.creator, i.created_at, i.available, "
                  "i.sponsored, i.attributes FROM items i JOIN item_keys k ON k.id = i.iid")
 
-    @staticmethod
-    def _item_row(r: tuple) -> dict[str, Any]:
-        return {"item_id": r[0], "title": r[1], "text": r[2], "categories": r[3], "creator": r[4],
-                "created_at": r[5], "available": bool(r[6]), "sponsored": bool(r[7]), "attributes": r[8]}
-
     def read_items(self) -> pd.DataFrame:
-        rows = [self._item_row(r) for r in self._rows(self._ITEM_SQL + " ORDER BY i.iid", bounded=False)]
-        frame = pd.DataFrame(rows, columns=list(ITEM_COLUMNS))
-        frame["created_at"] = frame["created_at"].astype("Int64")
-        return frame
+        return shape.items_frame([shape.item_record(r, json_text=False)
+                                  for r in self._rows(self._ITEM_SQL + " ORDER BY i.iid", bounded=False)])
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
         rows = self._rows(self._ITEM_SQL + " WHERE k.external = %s", (str(item_id),))
-        return self._item_row(rows[0]) if rows else None
+        return shape.item_record(rows[0], json_text=False) if rows else None
 
     _USER_SQL = ("SELECT k.external, u.created_at, u.attributes, u.interests FROM user_keys k "
                  "LEFT JOIN users u ON u.uid = k.id")
 
-    @staticmethod
-    def _user_row(r: tuple) -> dict[str, Any]:
-        return {"user_id": r[0], "created_at": r[1], "attributes": r[2] if r[2] is not None else {},
-                "interests": r[3] if r[3] is not None else []}
-
     def read_users(self) -> pd.DataFrame:
         """Every known user (also those known only from events, with empty attributes)."""
-        rows = [self._user_row(r) for r in self._rows(self._USER_SQL + " ORDER BY k.id", bounded=False)]
-        frame = pd.DataFrame(rows, columns=list(USER_COLUMNS))
-        frame["created_at"] = frame["created_at"].astype("Int64")
-        return frame
+        return shape.users_frame([shape.user_record(r, json_text=False)
+                                  for r in self._rows(self._USER_SQL + " ORDER BY k.id", bounded=False)])
 
     def get_user(self, user_id: str) -> dict[str, Any] | None:
         rows = self._rows(self._USER_SQL + " WHERE k.external = %s", (str(user_id),))
-        return self._user_row(rows[0]) if rows else None
+        return shape.user_record(rows[0], json_text=False) if rows else None
 
     def user_events(self, user_id: str, *, limit: int = 100) -> pd.DataFrame:
-        rows = self._rows(
+        return shape.events_frame(self._rows(
             "SELECT uk.external, ik.external, t.external, e.value, e.ts, e.event_id, e.context "
             "FROM user_keys uk JOIN events e ON e.uid = uk.id JOIN item_keys ik ON ik.id = e.iid "
             "JOIN event_types t ON t.id = e.tid WHERE uk.external = %s ORDER BY e.ts DESC, e.seq DESC "
-            "LIMIT %s", (str(user_id), int(limit)))
-        frame = pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
-        frame["value"] = frame["value"].astype(np.float64)
-        frame["timestamp"] = frame["timestamp"].astype(np.int64)
-        return frame
+            "LIMIT %s", (str(user_id), int(limit))))
 
     def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:
         rows = self._rows("SELECT request_id, user_id, ts, model_version, surface, context, items FROM impressions "
                           "WHERE ts >= %s ORDER BY ts, seq", (int(since) if since is not None else -(2**62),),
                           bounded=False)
-        return [{"request_id": r[0], "user_id": r[1], "timestamp": r[2], "model_version": r[3],
-                 "surface": r[4], "context": r[5], "items": r[6]} for r in rows]
+        return [shape.impression_record(r, json_text=False) for r in rows]
 
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
         """Store.read_feedback_events as one query (only the named types, only their keys)."""
@@ -387,15 +322,11 @@ class PostgresStore(Store):
                 "(SELECT request_id FROM impressions WHERE ts >= %s) ORDER BY e.seq", (lo,)).fetchall()
             return imps, follow
         imps, follow_rows = self._read(run, bounded=False)
-        follow: dict[tuple[str, str], list[str]] = {}
+        follow: dict[str, dict[str, list[str]]] = {}  # request_id -> item -> event types
         for req, item, etype in follow_rows:
-            follow.setdefault((req, item), []).append(etype)
-        out = [{"request_id": r[0], "user_id": r[1], "timestamp": r[2], "model_version": r[3], "surface": r[4],
-                "item_id": s.get("item_id"), "position": s.get("position"), "score": s.get("score"),
-                "propensity": s.get("propensity"), "events": follow.get((r[0], str(s.get("item_id"))), [])}
-               for r in imps for s in r[5]]
-        return pd.DataFrame(out, columns=["request_id", "user_id", "timestamp", "model_version", "surface",
-                                          "item_id", "position", "score", "propensity", "events"])
+            follow.setdefault(req, {}).setdefault(item, []).append(etype)
+        return shape.outcomes_frame(rec for r in imps
+                                    for rec in shape.outcome_records(r[:5], r[5], follow.get(r[0], {})))
 
     def counts(self) -> dict[str, int]:
         row = self._rows("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM items), "

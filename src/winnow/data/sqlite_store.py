@@ -9,7 +9,8 @@ Concurrency: WAL lets other processes (and threads) read while one writes. Insid
 writes go through one writer connection guarded by a lock; reads use one connection per
 thread (``threading.local``), so FastAPI's threadpool may call any method concurrently.
 
-Layout: winnow.data.sqlite_schema.
+Layout: winnow.data.sqlite_schema; the SQL of each write: winnow.data.sqlite_writes; row shaping
+shared with the PostgreSQL store: winnow.data.store_rows.
 """
 
 from __future__ import annotations
@@ -22,28 +23,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from winnow.core.errors import DataError, StoreError, StoreUnavailableError, UnknownIdError
-from winnow.data import sqlite_blocks as blocks, sqlite_feedback
-from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
-from winnow.data.sqlite_schema import DDL as _DDL, EVENT_INDEXES as _EVENT_INDEXES, SCHEMA_VERSION
+from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
+from winnow.data import sqlite_blocks as blocks
+from winnow.data import sqlite_feedback
+from winnow.data import sqlite_writes as writes
+from winnow.data import store_rows as shape
+from winnow.data.sqlite_schema import DDL as _DDL
+from winnow.data.sqlite_schema import EVENT_INDEXES as _EVENT_INDEXES
+from winnow.data.sqlite_schema import SCHEMA_VERSION
 from winnow.data.sqlite_schema import UNAVAILABLE as _UNAVAILABLE
 from winnow.data.store import EventLog, Store
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
-
-_REBUILD_ROWS = 100_000
-_CHUNK = 500  # ids per "IN (...)" query (below SQLite's variable limit)
-
-
-def _dumps(x: Any) -> str:
-    return json.dumps(x, separators=(",", ":"), ensure_ascii=False)
-
-
-def _opt_int(x: Any) -> int | None:
-    return None if x is None or x is pd.NA or (isinstance(x, float) and np.isnan(x)) else int(x)
-
 
 _CACHE_KIB = -8192        # PRAGMA cache_size of the writer while serving (negative: KiB)
 _BULK_CACHE_KIB = -65536  # during one write of >= _BULK_ROWS rows (an import)
@@ -136,113 +128,19 @@ class SQLiteStore(Store):
             con.close()
 
     # --- key tables -----------------------------------------------------------------------
-    @staticmethod
-    def _keys(con: sqlite3.Connection, table: str, externals: pd.Series) -> np.ndarray:
-        """Dense ids (int64 [n]) for external ids, adding unknown ones (inside a transaction)."""
-        codes, uniques = pd.factorize(externals, sort=False)
-        uniq = [str(u) for u in uniques]
-        con.executemany(f"INSERT OR IGNORE INTO {table}(external) VALUES (?)", ((u,) for u in uniq))
-        found = SQLiteStore._lookup(con, table, uniq)
-        ids = np.fromiter((found[u] for u in uniq), dtype=np.int64, count=len(uniq))
-        return ids[codes]
-
-    @staticmethod
-    def _lookup(con: sqlite3.Connection, table: str, externals: list[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        if len(externals) > 20 * _CHUNK:  # many ids: one scan beats many IN queries
-            wanted = set(externals)
-            for ext, rid in con.execute(f"SELECT external, id FROM {table}"):
-                if ext in wanted:
-                    out[ext] = rid - 1
-            return out
-        for start in range(0, len(externals), _CHUNK):
-            part = externals[start:start + _CHUNK]
-            q = f"SELECT external, id FROM {table} WHERE external IN ({','.join('?' * len(part))})"
-            out.update((ext, rid - 1) for ext, rid in con.execute(q, part))
-        return out
-
     def _key_list(self, table: str) -> list[str]:
         return [r[0] for r in self._reader().execute(f"SELECT external FROM {table} ORDER BY id")]
 
     # --- writes ---------------------------------------------------------------------------
-    @staticmethod
-    def _new_events(con: sqlite3.Connection, ev: pd.DataFrame) -> pd.DataFrame:
-        """Drop events whose event_id is already stored or repeated earlier in the batch."""
-        eid = ev["event_id"]
-        has = eid.notna().to_numpy()
-        if not has.any():
-            return ev
-        ids = eid[has].astype(str).unique().tolist()
-        stored: set[str] = set()
-        for start in range(0, len(ids), _CHUNK):
-            part = ids[start:start + _CHUNK]
-            q = f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(part))})"
-            stored.update(r[0] for r in con.execute(q, part))
-        drop = has & (eid.duplicated(keep="first").to_numpy() | eid.isin(stored).to_numpy())
-        return ev[~drop] if drop.any() else ev
-
-    @staticmethod
-    def _insert_events(con: sqlite3.Connection, ev: pd.DataFrame) -> int:
-        ev = SQLiteStore._new_events(con, ev)
-        if not len(ev):
-            return 0
-        uid = SQLiteStore._keys(con, "user_keys", ev["user_id"])
-        iid = SQLiteStore._keys(con, "item_keys", ev["item_id"])
-        tid = SQLiteStore._keys(con, "event_types", ev["event_type"])
-        value = ev["value"].to_numpy(np.float64)  # SQLite stores NaN as NULL
-        ts = ev["timestamp"].to_numpy(np.int64)
-        first = (con.execute("SELECT max(seq) FROM events").fetchone()[0] or 0) + 1
-        names = ["seq", "uid", "iid", "tid", "value", "ts"]
-        cols: list = [range(first, first + len(ev)), uid.tolist(), iid.tolist(), tid.tolist(), value.tolist(),
-                      ts.tolist()]
-        # bind only the optional columns a batch uses: three always-NULL columns halved insert speed (measured)
-        if ev["event_id"].notna().any():
-            names.append("event_id")
-            cols.append(ev["event_id"].tolist())
-        if ev["context"].notna().any():
-            ctx = ev["context"].tolist()
-            req = [json.loads(c).get("request_id") if c is not None else None for c in ctx]
-            names += ["context", "request_id"]
-            cols += [ctx, [None if r is None else str(r) for r in req]]
-        rows = zip(*cols)
-        # a batch larger than the table: build the indexes once, sorted, instead of row by row
-        # (same transaction, so readers never see them missing)
-        rebuild = len(ev) >= max(_REBUILD_ROWS, first - 1)
-        if rebuild:
-            for name, _ in _EVENT_INDEXES:
-                con.execute(f"DROP INDEX IF EXISTS {name}")
-        con.executemany(f"INSERT INTO events({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", rows)
-        if rebuild:
-            for _, ddl in _EVENT_INDEXES:
-                con.execute(ddl)
-        blocks.write_block(con, first, uid, iid, tid, value, ts)
-        return len(ev)
-
-    @staticmethod
-    def _upsert_items(con: sqlite3.Connection, items: pd.DataFrame) -> int:
-        iid = SQLiteStore._keys(con, "item_keys", items["item_id"])
-        rows = [(int(i), r[1], r[2], _dumps(r[3]), r[4], _opt_int(r[5]), int(r[6]), int(r[7]), _dumps(r[8]))
-                for i, r in zip(iid, items[list(ITEM_COLUMNS)].itertuples(index=False, name=None))]
-        con.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        return len(rows)
-
-    @staticmethod
-    def _upsert_users(con: sqlite3.Connection, users: pd.DataFrame) -> int:
-        uid = SQLiteStore._keys(con, "user_keys", users["user_id"])
-        rows = [(int(u), _opt_int(r[1]), _dumps(r[2]), _dumps(r[3]))
-                for u, r in zip(uid, users[list(USER_COLUMNS)].itertuples(index=False, name=None))]
-        con.executemany("INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?)", rows)
-        return len(rows)
-
     def append_events(self, events: pd.DataFrame, *, source: str = "events") -> int:
         ev = normalize_events(events, source=source)
-        return self._write(self._insert_events, ev, rows=len(ev))
+        return self._write(writes.insert_events, ev, rows=len(ev))
 
     def upsert_items(self, items: pd.DataFrame, *, source: str = "items") -> int:
-        return self._write(self._upsert_items, normalize_items(items, source=source))
+        return self._write(writes.upsert_items, normalize_items(items, source=source))
 
     def upsert_users(self, users: pd.DataFrame, *, source: str = "users") -> int:
-        return self._write(self._upsert_users, normalize_users(users, source=source))
+        return self._write(writes.upsert_users, normalize_users(users, source=source))
 
     def import_all(self, *, events: pd.DataFrame | None = None, items: pd.DataFrame | None = None,
                    users: pd.DataFrame | None = None, source: str = "import") -> dict[str, int]:
@@ -252,9 +150,9 @@ class SQLiteStore(Store):
         ev = normalize_events(events, source=f"{source}:events") if events is not None else None
 
         def run(con: sqlite3.Connection) -> dict[str, int]:
-            return {"items": self._upsert_items(con, it) if it is not None else 0,
-                    "users": self._upsert_users(con, us) if us is not None else 0,
-                    "events": self._insert_events(con, ev) if ev is not None else 0}
+            return {"items": writes.upsert_items(con, it) if it is not None else 0,
+                    "users": writes.upsert_users(con, us) if us is not None else 0,
+                    "events": writes.insert_events(con, ev) if ev is not None else 0}
         return self._write(run, rows=sum(len(f) for f in (it, us, ev) if f is not None))
 
     def patch_item(self, item_id: str, *, available: bool | None = None,
@@ -269,7 +167,7 @@ class SQLiteStore(Store):
             con.execute("UPDATE items SET available = coalesce(?, available), sponsored = coalesce(?, sponsored), "
                         "attributes = ? WHERE iid = ?",
                         (None if available is None else int(available),
-                         None if sponsored is None else int(sponsored), _dumps(attrs), row[0]))
+                         None if sponsored is None else int(sponsored), writes.dumps(attrs), row[0]))
         self._write(run)
 
     def delete_user(self, user_id: str) -> dict[str, Any]:
@@ -304,14 +202,7 @@ class SQLiteStore(Store):
 
     def log_impressions(self, impressions: list[dict[str, Any]]) -> None:
         """Store served slates; a request_id already stored is skipped (idempotent retries)."""
-        rows = []
-        for pos, imp in enumerate(impressions):
-            for key in ("request_id", "user_id", "timestamp", "items"):
-                if imp.get(key) in (None, ""):
-                    raise DataError("missing field", source="impressions", line=pos, field=key)
-            rows.append((str(imp["request_id"]), str(imp["user_id"]), int(imp["timestamp"]),
-                         imp.get("model_version"), imp.get("surface"), _dumps(imp.get("context") or {}),
-                         _dumps(list(imp["items"]))))
+        rows = shape.impression_rows(impressions, encode=writes.dumps)
         self._write(lambda con: con.executemany(
             "INSERT OR IGNORE INTO impressions(request_id, user_id, ts, model_version, surface, context, items) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
@@ -330,58 +221,38 @@ class SQLiteStore(Store):
     _ITEM_SQL = ("SELECT k.external, i.title, i.text, i.categories, i.creator, i.created_at, i.available, "
                  "i.sponsored, i.attributes FROM items i JOIN item_keys k ON k.id = i.iid + 1")
 
-    @staticmethod
-    def _item_row(r: tuple) -> dict[str, Any]:
-        return {"item_id": r[0], "title": r[1], "text": r[2], "categories": json.loads(r[3]), "creator": r[4],
-                "created_at": r[5], "available": bool(r[6]), "sponsored": bool(r[7]),
-                "attributes": json.loads(r[8])}
-
     def read_items(self) -> pd.DataFrame:
-        rows = [self._item_row(r) for r in self._reader().execute(self._ITEM_SQL + " ORDER BY i.iid")]
-        frame = pd.DataFrame(rows, columns=list(ITEM_COLUMNS))
-        frame["created_at"] = frame["created_at"].astype("Int64")
-        return frame
+        return shape.items_frame([shape.item_record(r, json_text=True)
+                                  for r in self._reader().execute(self._ITEM_SQL + " ORDER BY i.iid")])
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
         r = self._reader().execute(self._ITEM_SQL + " WHERE k.external = ?", (str(item_id),)).fetchone()
-        return None if r is None else self._item_row(r)
+        return None if r is None else shape.item_record(r, json_text=True)
 
     _USER_SQL = ("SELECT k.external, u.created_at, u.attributes, u.interests FROM user_keys k "
                  "LEFT JOIN users u ON u.uid = k.id - 1")
 
-    @staticmethod
-    def _user_row(r: tuple) -> dict[str, Any]:
-        return {"user_id": r[0], "created_at": r[1], "attributes": json.loads(r[2]) if r[2] else {},
-                "interests": json.loads(r[3]) if r[3] else []}
-
     def read_users(self) -> pd.DataFrame:
         """Every known user (also those known only from events, with empty attributes)."""
-        rows = [self._user_row(r) for r in self._reader().execute(self._USER_SQL + " ORDER BY k.id")]
-        frame = pd.DataFrame(rows, columns=list(USER_COLUMNS))
-        frame["created_at"] = frame["created_at"].astype("Int64")
-        return frame
+        return shape.users_frame([shape.user_record(r, json_text=True)
+                                  for r in self._reader().execute(self._USER_SQL + " ORDER BY k.id")])
 
     def get_user(self, user_id: str) -> dict[str, Any] | None:
         r = self._reader().execute(self._USER_SQL + " WHERE k.external = ?", (str(user_id),)).fetchone()
-        return None if r is None else self._user_row(r)
+        return None if r is None else shape.user_record(r, json_text=True)
 
     def user_events(self, user_id: str, *, limit: int = 100) -> pd.DataFrame:
-        rows = self._reader().execute(
+        return shape.events_frame(self._reader().execute(
             "SELECT uk.external, ik.external, t.external, e.value, e.ts, e.event_id, e.context "
             "FROM events e JOIN user_keys uk ON uk.id = e.uid + 1 JOIN item_keys ik ON ik.id = e.iid + 1 "
             "JOIN event_types t ON t.id = e.tid + 1 WHERE uk.external = ? ORDER BY e.ts DESC, e.seq DESC "
-            "LIMIT ?", (str(user_id), int(limit))).fetchall()
-        frame = pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
-        frame["value"] = frame["value"].astype(np.float64)
-        frame["timestamp"] = frame["timestamp"].astype(np.int64)
-        return frame
+            "LIMIT ?", (str(user_id), int(limit))).fetchall())
 
     def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:
         rows = self._reader().execute(
             "SELECT request_id, user_id, ts, model_version, surface, context, items FROM impressions "
             "WHERE ts >= ? ORDER BY ts, seq", (int(since) if since is not None else -(2**62),))
-        return [{"request_id": r[0], "user_id": r[1], "timestamp": r[2], "model_version": r[3],
-                 "surface": r[4], "context": json.loads(r[5]), "items": json.loads(r[6])} for r in rows]
+        return [shape.impression_record(r, json_text=True) for r in rows]
 
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
         """Store.read_feedback_events from the event blocks and only the keys named (fast path)."""
@@ -391,7 +262,7 @@ class SQLiteStore(Store):
         """One row per shown item: request_id, user_id, timestamp, model_version, surface, item_id,
         position, score, propensity, and the event types later logged for that item with the
         same ``context.request_id`` (``events``: list[str], empty when nothing followed)."""
-        out = []
+        out: list[dict[str, Any]] = []
         con = self._reader()
         for imp in self.read_impressions(since=since):
             follow: dict[str, list[str]] = {}
@@ -400,15 +271,8 @@ class SQLiteStore(Store):
                     "JOIN event_types t ON t.id = e.tid + 1 WHERE e.request_id = ? ORDER BY e.seq",
                     (imp["request_id"],)):
                 follow.setdefault(item, []).append(etype)
-            for shown in imp["items"]:
-                out.append({"request_id": imp["request_id"], "user_id": imp["user_id"],
-                            "timestamp": imp["timestamp"], "model_version": imp["model_version"],
-                            "surface": imp["surface"], "item_id": shown.get("item_id"),
-                            "position": shown.get("position"), "score": shown.get("score"),
-                            "propensity": shown.get("propensity"),
-                            "events": follow.get(str(shown.get("item_id")), [])})
-        return pd.DataFrame(out, columns=["request_id", "user_id", "timestamp", "model_version", "surface",
-                                          "item_id", "position", "score", "propensity", "events"])
+            out.extend(shape.outcome_records([imp[k] for k in shape.IMPRESSION_HEAD], imp["items"], follow))
+        return shape.outcomes_frame(out)
 
     def counts(self) -> dict[str, int]:
         con = self._reader()

@@ -238,41 +238,61 @@ class OnlineFeatureState:
         n = len(items)
         u = self._users.get(user) or _User(attr_sum=np.zeros(len(spec.item_numeric)),
                                             attr_cnt=np.zeros(len(spec.item_numeric)))
-        cmax, csum, dmax, dsum, clast, ncat = (np.zeros(n) for _ in range(6))
-        crc, crd, crl = np.zeros(n), np.zeros(n), np.full(n, np.nan)
-        pop = {w: np.zeros(n) for w in spec.windows}
-        pop_all, created = np.zeros(n), np.full(n, np.nan)
-        clast[:] = np.nan
         first = u.ts[0] if u.ts else math.nan
-        pop_span = np.full(n, np.nan)
-        for r, item in enumerate(items.tolist()):
-            cats = self._cats(item)
-            ncat[r] = len(cats)
-            best_last = -math.inf
-            for c in cats.tolist():
-                e = u.cats.get(c)
-                if e is None:
-                    continue
-                d = e.decay_at(t, hl)
-                cmax[r] = max(cmax[r], e.count)
-                csum[r] += e.count
-                dmax[r] = max(dmax[r], d)
-                dsum[r] += d
-                best_last = max(best_last, e.last)
-            if best_last > -math.inf:
-                clast[r] = best_last
-            cr = self._creator(item)
-            e = u.creators.get(cr) if cr >= 0 else None
+        # per-candidate catalog lookups, vectorised; the per-user state lookups below are
+        # Python loops over plain lists (a numpy scalar write per feature per item cost more
+        # than the lookups themselves)
+        inside = (items >= 0) & (items < self._n_items)
+        safe = np.where(inside, items, 0)
+        ic = self.catalog.item_cat
+        if self._n_items:
+            lens = np.where(inside, np.diff(ic.indptr)[safe], 0)
+            created = np.where(inside, self.catalog.item_created[safe], np.nan).astype(np.float64)
+            creators = np.where(inside, self.catalog.item_creator[safe], -1).tolist()
+        else:
+            lens, created, creators = np.zeros(n, np.int64), np.full(n, np.nan), [-1] * n
+        ncat = lens.astype(np.float64)
+        starts = np.repeat(ic.indptr[safe] if self._n_items else np.zeros(n, np.int64), lens)
+        offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        cat_of = ic.indices[starts + offs].tolist() if len(offs) else []
+        row_of = np.repeat(np.arange(n), lens).tolist()
+        cmax_l, csum_l, dmax_l, dsum_l = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+        clast_l = [-math.inf] * n
+        cat_get = u.cats.get
+        for r, c in zip(row_of, cat_of, strict=True):
+            e = cat_get(c)
+            if e is None:
+                continue
+            d = e.decay_at(t, hl)
+            cmax_l[r] = max(cmax_l[r], e.count)
+            csum_l[r] += e.count
+            dmax_l[r] = max(dmax_l[r], d)
+            dsum_l[r] += d
+            clast_l[r] = max(clast_l[r], e.last)
+        cmax, csum, dmax, dsum = (np.array(x, np.float64) for x in (cmax_l, csum_l, dmax_l, dsum_l))
+        clast = np.array(clast_l, np.float64)
+        clast[clast == -math.inf] = np.nan
+        crc_l, crd_l, crl_l = [0.0] * n, [0.0] * n, [math.nan] * n
+        cre_get = u.creators.get
+        for r, cr in enumerate(creators):
+            e = cre_get(cr) if cr >= 0 else None
             if e is not None:
-                crc[r], crd[r], crl[r] = e.count, e.decay_at(t, hl), e.last
-            ts = self._item_ts.get(item, [])
-            hi = bisect.bisect_left(ts, t)
-            for w, sec in spec.windows.items():
-                pop[w][r] = hi - bisect.bisect_left(ts, t - sec)
-            pop_all[r] = hi
-            if u.ts:
-                pop_span[r] = hi - bisect.bisect_left(ts, first)
-            created[r] = self._created(item)
+                crc_l[r], crd_l[r], crl_l[r] = e.count, e.decay_at(t, hl), e.last
+        crc, crd, crl = (np.array(x, np.float64) for x in (crc_l, crd_l, crl_l))
+        windows = list(spec.windows.items())
+        pop_l: list[list[int]] = [[] for _ in windows]
+        pop_all_l: list[int] = []
+        span_l: list[float] = []
+        ts_get, left, has_hist = self._item_ts.get, bisect.bisect_left, bool(u.ts)
+        for item in items.tolist():
+            ts = ts_get(item, ())
+            hi = left(ts, t)
+            for j, (_, sec) in enumerate(windows):
+                pop_l[j].append(hi - left(ts, t - sec))
+            pop_all_l.append(hi)
+            span_l.append(hi - left(ts, first) if has_hist else math.nan)
+        pop = {w: np.array(pop_l[j], np.float64) for j, (w, _) in enumerate(windows)}
+        pop_all, pop_span = np.array(pop_all_l, np.float64), np.array(span_l, np.float64)
         n_hist = len(u.ts)
         recent = n_hist - bisect.bisect_left(u.ts, t - spec.activity_window_s)
         pop_sum = sum(math.log1p(self._pop_before(i, t)) for i in u.items)
@@ -297,8 +317,8 @@ class OnlineFeatureState:
             if code < 0:
                 continue
             peer_events[:, g] = bisect.bisect_left(self._group_ts.get((g, code), []), t)
-            for r, item in enumerate(items.tolist()):
-                peer_pop[r, g] = bisect.bisect_left(self._peer_ts.get((g, code, item), []), t)
+            peer_get = self._peer_ts.get
+            peer_pop[:, g] = [bisect.bisect_left(peer_get((g, code, item), ()), t) for item in items.tolist()]
         all_events = bisect.bisect_left(self._all_ts, t)
         agg = Aggregates(
             row_list=np.zeros(n, np.int64), t=np.full(n, float(t)),

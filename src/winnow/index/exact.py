@@ -14,22 +14,13 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from winnow.core.blas import blas_limit
 from winnow.core.errors import BundleError
 from winnow.index.base import (Exclude, IdSlots, Metric, VectorIndex, check_exclude, check_ids,
                                pad_results, read_npz, write_npz)
 
 DATA_FILE = "exact.npz"
-_CONTROLLER: ThreadpoolController | None = None  # built once: inspecting libraries is slow
-
-
-def _blas_limit(threads: int) -> contextlib.AbstractContextManager[object]:
-    """Context manager limiting BLAS to ``threads`` (about 10 us per use)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=threads, user_api="blas")
 
 
 class ExactIndex(VectorIndex):
@@ -106,7 +97,7 @@ class ExactIndex(VectorIndex):
         batch = max(1, self.batch_bytes // (4 * self._n))
         base = self._vectors[: self._n]
         kk = min(k, self._n)
-        with _blas_limit(self.threads) if self.threads else contextlib.nullcontext():
+        with blas_limit(self.threads) if self.threads else contextlib.nullcontext():
             for start in range(0, len(q), batch):
                 stop = min(start + batch, len(q))
                 scores = q[start:stop] @ base.T

@@ -18,8 +18,8 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.topk import topk
 from implicit.nearest_neighbours import bm25_weight
-from threadpoolctl import threadpool_limits
 
+from winnow.core.blas import blas_limit
 from winnow.core.config import ALSConfig
 from winnow.data.interactions import Interactions
 from winnow.models.base import Recommender, top_k
@@ -157,7 +157,7 @@ class ALSRecommender(FactorRecommender):
             x = bm25_weight(x.T, K1=self.bm25_k1, B=self.bm25_b).T.tocsr().astype(np.float32)
         # constructed inside the limit too: implicit checks every OpenBLAS in the process at
         # construction, including faiss's OpenMP build, which ignores OPENBLAS_NUM_THREADS
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_limit(1):
             model = self._implicit()
             model.fit(x, show_progress=False)
         self._model = model
@@ -193,7 +193,7 @@ class ALSRecommender(FactorRecommender):
             self._model = self._implicit()
             self._model.user_factors = self.user_factors_
             self._model.item_factors = self.item_factors_
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_limit(1):  # per request: the cached controller, not a library scan
             vec = self._model.recalculate_user(0, row)
         return np.asarray(vec, dtype=np.float32)
 

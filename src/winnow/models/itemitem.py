@@ -25,24 +25,8 @@ import scipy.sparse as sp
 from winnow.core.config import ItemItemConfig
 from winnow.data.interactions import Interactions
 from winnow.models.als import positive_csr
-from winnow.models.base import Recommender, top_k
-
-_BLOCK_NNZ = 20_000_000  # max non-zeros of one X^T X row block (~240 MB transient)
-
-
-def _row_top_k(block: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Keep the k largest entries of every row of ``block`` (ties: lower column first)."""
-    block.sort_indices()
-    counts = np.diff(block.indptr)
-    rows = np.repeat(np.arange(block.shape[0]), counts)
-    order = np.lexsort((-block.data, rows))  # by row, then value descending (stable in column)
-    rank = np.arange(len(order)) - np.repeat(block.indptr[:-1], counts)
-    keep = order[rank < k]
-    keep.sort()  # back to row-major, column-sorted order
-    out = sp.csr_matrix((block.data[keep], block.indices[keep],
-                         np.concatenate([[0], np.cumsum(np.minimum(counts, k))])),
-                        shape=block.shape)
-    return out
+from winnow.models.base import Recommender
+from winnow.models.topk import blocked_top_k_product, similar_from_sparse
 
 
 class ItemItemRecommender(Recommender):
@@ -76,25 +60,14 @@ class ItemItemRecommender(Recommender):
         weighted = positive_csr(train)  # users x items, non-positive cells dropped
         x = weighted.copy()
         x.data[:] = 1.0
-        xt = x.T.tocsr()  # items x users
         n_i = np.asarray(x.sum(axis=0), dtype=np.float64).ravel()
-        # expected nnz of row i of X^T X <= sum of degrees of i's users: plan blocks from that
-        user_deg = np.diff(x.indptr).astype(np.float64)
-        work = xt @ user_deg
-        blocks: list[sp.csr_matrix] = []
-        start, n = 0, train.n_items
-        while start < n:
-            cum = np.cumsum(work[start:])
-            stop = start + max(1, int(np.searchsorted(cum, _BLOCK_NNZ, side="right")))
-            block = (xt[start:stop] @ x).tocsr().astype(np.float64)
-            rows = np.repeat(np.arange(start, stop), np.diff(block.indptr))
-            block.data[block.indices == rows] = 0.0  # drop the item itself
-            if self.normalize == "cosine":
-                block.data = block.data / (np.sqrt(n_i[rows] * n_i[block.indices]) + self.shrinkage)
-            block.eliminate_zeros()
-            blocks.append(_row_top_k(block, self.neighbours))
-            start = stop
-        sim = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((n, n))
+        shrink = self.shrinkage
+
+        def cosine(block: sp.csr_matrix, rows: np.ndarray) -> None:
+            block.data = block.data / (np.sqrt(n_i[rows] * n_i[block.indices]) + shrink)
+
+        sim = blocked_top_k_product(x.T.tocsr(), x, self.neighbours,  # X^T X, top-k per row
+                                    weigh=cosine if self.normalize == "cosine" else None)
         self.similarity_ = sim.astype(np.float32)
         self.user_items_ = weighted  # weighted history used to score known users
 
@@ -139,15 +112,7 @@ class ItemItemRecommender(Recommender):
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The stored neighbours of each item, best first, padded with -1/-inf (self excluded)."""
         self._check_fitted()
-        items = np.asarray(items, dtype=np.int64)
-        if len(items) and (items.min() < 0 or items.max() >= self.n_items_):
-            raise ValueError(f"item index out of range [0, {self.n_items_})")
-        sub = self.similarity_[items]
-        scores = np.full((len(items), self.n_items_), -np.inf, np.float32)
-        rows = np.repeat(np.arange(len(items)), np.diff(sub.indptr))
-        scores[rows, sub.indices] = sub.data
-        scores[np.arange(len(items)), items] = -np.inf
-        return top_k(scores, k)
+        return similar_from_sparse(self.similarity_, items, k)
 
     def get_params(self) -> dict[str, Any]:
         return {"neighbours": self.neighbours, "shrinkage": self.shrinkage,

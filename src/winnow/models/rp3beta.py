@@ -22,10 +22,8 @@ import scipy.sparse as sp
 from winnow.core.config import RP3betaConfig
 from winnow.data.interactions import Interactions
 from winnow.models.als import positive_csr
-from winnow.models.base import Recommender, top_k
-from winnow.models.itemitem import _row_top_k
-
-_BLOCK_NNZ = 20_000_000
+from winnow.models.base import Recommender
+from winnow.models.topk import blocked_top_k_product, similar_from_sparse
 
 
 def _row_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
@@ -63,20 +61,11 @@ class RP3betaRecommender(Recommender):
             p_iu.data **= self.alpha
         n_i = np.asarray(x.sum(axis=0), np.float64).ravel()
         pop_pen = np.divide(1.0, n_i ** self.beta, out=np.zeros_like(n_i), where=n_i > 0)
-        work = x.T.tocsr() @ np.diff(x.indptr).astype(np.float64)
-        n = train.n_items
-        blocks, start = [], 0
-        while start < n:
-            cum = np.cumsum(work[start:])
-            stop = start + max(1, int(np.searchsorted(cum, _BLOCK_NNZ, side="right")))
-            block = (p_iu[start:stop] @ p_ui).tocsr()
-            rows = np.repeat(np.arange(start, stop), np.diff(block.indptr))
+
+        def penalise(block: sp.csr_matrix, rows: np.ndarray) -> None:
             block.data = block.data * pop_pen[block.indices]
-            block.data[block.indices == rows] = 0.0
-            block.eliminate_zeros()
-            blocks.append(_row_top_k(block, self.neighbours))
-            start = stop
-        sim = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((n, n))
+
+        sim = blocked_top_k_product(p_iu, p_ui, self.neighbours, weigh=penalise)
         self.similarity_ = sim.astype(np.float32)
         self.user_items_ = x.astype(np.float32).tocsr()
 
@@ -86,15 +75,7 @@ class RP3betaRecommender(Recommender):
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The stored walk neighbours of each item, best first, padded with -1/-inf."""
         self._check_fitted()
-        items = np.asarray(items, dtype=np.int64)
-        if len(items) and (items.min() < 0 or items.max() >= self.n_items_):
-            raise ValueError(f"item index out of range [0, {self.n_items_})")
-        sub = self.similarity_[items]
-        scores = np.full((len(items), self.n_items_), -np.inf, np.float32)
-        rows = np.repeat(np.arange(len(items)), np.diff(sub.indptr))
-        scores[rows, sub.indices] = sub.data
-        scores[np.arange(len(items)), items] = -np.inf
-        return top_k(scores, k)
+        return similar_from_sparse(self.similarity_, items, k)
 
     def get_params(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "beta": self.beta, "neighbours": self.neighbours}

@@ -21,9 +21,7 @@ from winnow.core.config import UserKNNConfig
 from winnow.data.interactions import Interactions
 from winnow.models.als import positive_csr
 from winnow.models.base import Recommender
-from winnow.models.itemitem import _row_top_k
-
-_BLOCK_NNZ = 20_000_000
+from winnow.models.topk import blocked_top_k_product
 
 
 class UserKNNRecommender(Recommender):
@@ -47,20 +45,12 @@ class UserKNNRecommender(Recommender):
         x.data[:] = 1.0
         xt = x.T.tocsr()
         n_u = np.diff(x.indptr).astype(np.float64)
-        work = x @ np.diff(xt.indptr).astype(np.float64)  # bound on nnz of each row of X X^T
-        n = train.n_users
-        blocks, start = [], 0
-        while start < n:
-            cum = np.cumsum(work[start:])
-            stop = start + max(1, int(np.searchsorted(cum, _BLOCK_NNZ, side="right")))
-            block = (x[start:stop] @ xt).tocsr()
-            rows = np.repeat(np.arange(start, stop), np.diff(block.indptr))
-            block.data[block.indices == rows] = 0.0
-            block.data = block.data / (np.sqrt(n_u[rows] * n_u[block.indices]) + self.shrinkage)
-            block.eliminate_zeros()
-            blocks.append(_row_top_k(block, self.neighbours))
-            start = stop
-        sim = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((n, n))
+        shrink = self.shrinkage
+
+        def cosine(block: sp.csr_matrix, rows: np.ndarray) -> None:
+            block.data = block.data / (np.sqrt(n_u[rows] * n_u[block.indices]) + shrink)
+
+        sim = blocked_top_k_product(x, xt, self.neighbours, weigh=cosine)  # X X^T, top-k per row
         self.similarity_ = sim.astype(np.float32)
         self.user_items_ = x.astype(np.float32).tocsr()
 

@@ -137,6 +137,16 @@ class ResilientState:
         """The user's record (degraded reads included), or None."""
         return self.lookup(user_id)[0]
 
+    def backends(self) -> dict[str, str]:
+        """Backend states for /readyz: ``store`` "up" | "down"; ``online`` "in-process" for the
+        memory backend (nothing to lose), else "up" | "down". "down" from a failed call until
+        the backend answers again (a request or the health thread's probe every ``retry_s``):
+        the state ``winnow_backend_up`` exports; a backend nobody called since it died still
+        reads "up"."""
+        remote = self.remote
+        return {"store": "up" if self.store_health.up else "down",
+                "online": "in-process" if remote is None else ("up" if remote.up else "down")}
+
     # --- writes --------------------------------------------------------------------------------
     def apply(self, events: pd.DataFrame) -> None:
         """Fold acknowledged (durable) events in; if Redis cannot take them, their users'

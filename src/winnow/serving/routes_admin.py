@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from winnow.serving.errors import ApiError
-from winnow.serving.schemas import ActivateOut, BundleOut, BundlesOut, Health
+from winnow.serving.schemas import ActivateOut, BundleOut, BundlesOut, Health, Ready
 from winnow.serving.service import Service
 from winnow.training import bundle as bundles
 
@@ -28,11 +28,23 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, tags=["ops"],
-            summary="Readiness: a runtime is loaded (mode says whether it is a bundle or popularity)")
-async def readyz(request: Request) -> Health:
-    rt = _service(request).runtime
-    return Health(status="ready", model_version=rt.version, mode=rt.mode)
+@router.get("/readyz", response_model=Ready, tags=["ops"],
+            summary="Readiness: a runtime is loaded; the body names each backend's state")
+async def readyz(request: Request) -> Ready:
+    """200 "ready" whenever a runtime is loaded, with ``backends`` = {"store": "up"|"down",
+    "online": "up"|"down"|"in-process"}.
+
+    A down backend does not make this 503, on purpose: the store and Redis are shared by every
+    replica, so an outage of either hits all replicas at once, and a load balancer that took
+    them all out of rotation would turn "events refused, recommendations degraded" into "no
+    recommendations at all". Each replica still serves reads from its loaded bundle (history
+    from Redis or the store, else the cold-start chain / popularity, reported as a fallback);
+    event posts answer 503 until the store is back. Alert on ``backends`` (or on
+    ``winnow_backend_up``), not on readiness.
+    """
+    svc = _service(request)
+    rt = svc.runtime
+    return Ready(status="ready", model_version=rt.version, mode=rt.mode, backends=svc.state.backends())
 
 
 @router.get("/metrics", tags=["ops"], summary="Prometheus metrics")

@@ -72,14 +72,15 @@ def _cold_start_artefacts(config: WinnowConfig, bundle: Bundle, store: Store,
     return tts, segment
 
 
-def _learned_ranker(config: WinnowConfig, bundle: Bundle, store: Store) -> Any:
-    """(LearnedRanker, FeatureFeed) when the bundle has a ranker and [ranker] is enabled."""
+def _learned_ranker(config: WinnowConfig, bundle: Bundle, store: Store, serving_feed: Any = None) -> Any:
+    """(LearnedRanker, FeatureFeed) when the bundle has a ranker and [ranker] is enabled;
+    ``serving_feed``: the serving runtime's feed, whose state may be taken over (served_ranker)."""
     if not config.ranker.enabled:
         return None
     from winnow.training.served_ranker import load_served_ranker
 
     return load_served_ranker(bundle.info.path, store, config, bundle.user_ids, bundle.item_ids,
-                              files=bundle.info.manifest.get("files"))
+                              files=bundle.info.manifest.get("files"), serving_feed=serving_feed)
 
 
 class Runtime:
@@ -111,9 +112,11 @@ class Runtime:
     # --- construction ---------------------------------------------------------------------------
     @classmethod
     def from_bundle(cls, config: WinnowConfig, bundle: Bundle, store: Store, *,
-                    item_stats: Any = None) -> Runtime:
+                    item_stats: Any = None, serving_feed: Any = None) -> Runtime:
         """A runtime for a loaded bundle; ConfigError if the pipeline wiring needs what it lacks.
-        ``item_stats``: the service's serving.item_stats.ItemStats (Thompson sampling)."""
+        ``item_stats``: the service's serving.item_stats.ItemStats (Thompson sampling);
+        ``serving_feed``: the serving runtime's ranker feature feed (its state is taken over when
+        the bundles' feature inputs are identical; training.served_ranker.load_served_ranker)."""
         arr = bundle.items
         catalog = Catalog(IdMap.from_list("item", bundle.item_ids.to_list()), category=arr["category"],
                           category_names=bundle.category_names, available=arr["available"],
@@ -129,7 +132,7 @@ class Runtime:
         art = RetrievalArtefacts(catalog, index=bundle.index if als is not None else None,
                                  itemitem=scorer, ef_search=config.index.ef_search,
                                  two_tower=tts, segment=segment)
-        learned = _learned_ranker(config, bundle, store)
+        learned = _learned_ranker(config, bundle, store, serving_feed)
         ranker = learned[0] if learned else None
         pipeline = build_pipeline(config.pipeline, art, ranker=ranker, item_stats=item_stats)
         runtime = cls(config, pipeline, catalog, version=bundle.version, user_ids=bundle.user_ids,

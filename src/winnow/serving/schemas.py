@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -162,6 +162,18 @@ class Health(BaseModel):
     status: str
     model_version: str | None = None
     mode: str | None = None
+
+
+BackendState = Literal["up", "down", "in-process"]
+
+
+class Ready(Health):
+    """GET /readyz: ``status`` "ready" once a runtime is loaded (also while a backend is down:
+    reads keep serving through the fallbacks). ``backends``: ``store`` "up" | "down" and
+    ``online`` "up" | "down" (Redis) or "in-process" (``memory://``), as last observed by
+    requests and the recovery probe (the same state as ``winnow_backend_up``)."""
+
+    backends: dict[str, BackendState]
 
 
 class UserErased(BaseModel):

@@ -117,8 +117,10 @@ class Service:
             raise BundleError(f"no bundle {version!r} under {bundles.bundles_dir(self.config.home)}")
         try:
             with background_priority():  # requests get the GIL within 0.5 ms while this builds
+                serving = getattr(getattr(self, "runtime", None), "feature_feed", None)
                 return Runtime.from_bundle(self.config, bundles.load_bundle(path),
-                                           self._catchup.store_for_build(self.store), item_stats=self.item_stats)
+                                           self._catchup.store_for_build(self.store), item_stats=self.item_stats,
+                                           serving_feed=serving)
         except BaseException:
             self._catchup.abort()  # stop collecting events for a runtime that will not serve
             raise

@@ -16,7 +16,11 @@ new runtime complete:
   inside the build. Events acknowledged after that read and before the swap went only to the
   OLD runtime's feed; ``CatchUp`` orders each event write against the replay's read (one lock)
   and hands the events acknowledged since the read to the new runtime's feed at the swap, so
-  the new feature state holds every acknowledged event exactly once.
+  the new feature state holds every acknowledged event exactly once. When the new bundle's
+  feature inputs (spec, feature catalog, id maps; compared by manifest sha256) equal the serving
+  runtime's, there is no replay at all: the new runtime takes over the serving state object
+  (``FeatureFeed.successor``), events keep being folded into it through whichever runtime is
+  serving, and the catch-up skips it (a rollback, or bundles retrained on an unchanged catalog).
 - after the swap the old runtime is dropped and ``memory.trim()`` returns its freed heap pages
   to the OS once in-flight requests that still hold it are done (``TRIM_DELAY_S`` later).
 """
@@ -127,7 +131,7 @@ class CatchUp:
         with self.lock:
             pending, self.pending = self.pending or [], None
             feed = getattr(new, "feature_feed", None)
-            if feed is not None:
+            if feed is not None and not getattr(feed, "shared", False):  # a shared state saw them
                 for frame in pending:
                     feed.apply(frame)
             return swap(new)
