@@ -79,15 +79,17 @@ def _assert_refused(responses: list, cause: str) -> None:
 def test_disk_full_refuses_writes_with_503_reads_keep_serving_then_recovers(served):
     client, store = served
     before = store.counts()
-    pages = store._writer.execute("PRAGMA page_count").fetchone()[0]
-    store._writer.execute(f"PRAGMA max_page_count = {pages}")
+    with store._write_lock:  # the impression logger thread writes through the same connection
+        pages = store._writer.execute("PRAGMA page_count").fetchone()[0]
+        store._writer.execute(f"PRAGMA max_page_count = {pages}")
     try:
         _assert_refused(_writes(client, "full"), "SQLITE_FULL")
         _reads_ok(client)
         assert store.counts()["events"] == before["events"] and store.counts()["items"] == before["items"]
         assert store.get_user("full-user") is None and len(store.user_events("u5")) > 0
     finally:
-        store._writer.execute("PRAGMA max_page_count = 4294967294")
+        with store._write_lock:
+            store._writer.execute("PRAGMA max_page_count = 4294967294")
     ok = _writes(client, "after-full")
     assert [r.status_code for r in ok] == [200, 200, 200, 200]
     assert store.counts()["events"] == before["events"] + 800 - ok[3].json()["erased"]["events"]
@@ -96,16 +98,18 @@ def test_disk_full_refuses_writes_with_503_reads_keep_serving_then_recovers(serv
 def test_read_only_store_refuses_writes_with_503_reads_keep_serving_then_recovers(served):
     client, store = served
     before = store.counts()
-    writer = store._writer
-    store._writer = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None,
-                                    check_same_thread=False)
+    with store._write_lock:  # never swap the connection under a background write (segfault risk)
+        writer = store._writer
+        store._writer = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None,
+                                        check_same_thread=False)
     try:
         _assert_refused(_writes(client, "ro"), "SQLITE_READONLY")
         _reads_ok(client)
         assert store.counts() == {**before, "impressions": store.counts()["impressions"]}
     finally:
-        store._writer.close()
-        store._writer = writer
+        with store._write_lock:
+            store._writer.close()
+            store._writer = writer
     ok = _writes(client, "after-ro")
     assert [r.status_code for r in ok[:3]] == [200, 200, 200]
     assert ok[0].json()["written"] == 800
