@@ -67,7 +67,8 @@ class OnlineFeatureState:
         self._users: dict[int, _User] = {}
         self._item_ts: dict[int, list[float]] = {}
         self._all_ts: list[float] = []  # every event time, sorted (activity-span denominators)
-        self._peer_ts: dict[tuple[int, int, int], list[float]] = {}  # (group attr, code, item)
+        # (group attr, code) -> item -> sorted times (nested: one dict get per candidate at serving)
+        self._peer_ts: dict[tuple[int, int], dict[int, list[float]]] = {}
         self._group_ts: dict[tuple[int, int], list[float]] = {}      # (group attr, code)
         self._n_items = catalog.item_cat.shape[0]
 
@@ -113,7 +114,7 @@ class OnlineFeatureState:
         if 0 <= user < self.catalog.user_groups.shape[0]:
             for g, code in enumerate(self.catalog.user_groups[user].tolist()):
                 if code >= 0:
-                    bisect.insort(self._peer_ts.setdefault((g, code, item), []), ts)
+                    bisect.insort(self._peer_ts.setdefault((g, code), {}).setdefault(item, []), ts)
                     bisect.insort(self._group_ts.setdefault((g, code), []), ts)
 
     def add_events(self, users: np.ndarray, items: np.ndarray, ts: np.ndarray) -> None:
@@ -186,8 +187,8 @@ class OnlineFeatureState:
                 self._group_ts[(g, c)] = _merged(self._group_ts.get((g, c), []), t)
             key = code[ok] * span + items[ok]
             for k, t in _groups(key, ts[ok], sub):
-                peer = (g, k // span, k % span)
-                self._peer_ts[peer] = _merged(self._peer_ts.get(peer, []), t)
+                by_item = self._peer_ts.setdefault((g, k // span), {})
+                by_item[k % span] = _merged(by_item.get(k % span, []), t)
 
     def _engage(self, users: np.ndarray, keys: np.ndarray, ts: np.ndarray, hl: float, attr: str) -> None:
         """Group (user, key) events into ``_Engagement`` records of ``_users[user].<attr>``."""
@@ -317,8 +318,9 @@ class OnlineFeatureState:
             if code < 0:
                 continue
             peer_events[:, g] = bisect.bisect_left(self._group_ts.get((g, code), []), t)
-            peer_get = self._peer_ts.get
-            peer_pop[:, g] = [bisect.bisect_left(peer_get((g, code, item), ()), t) for item in items.tolist()]
+            peer_get = self._peer_ts.get((g, code), {}).get
+            left = bisect.bisect_left
+            peer_pop[:, g] = [left(peer_get(item, ()), t) for item in items.tolist()]
         all_events = bisect.bisect_left(self._all_ts, t)
         agg = Aggregates(
             row_list=np.zeros(n, np.int64), t=np.full(n, float(t)),
