@@ -44,8 +44,15 @@ from soak_timeline import attribute_slow, plot, timeline  # noqa: E402 - bench/ 
 MIX = (("recommend", 0.70), ("events", 0.25), ("items", 0.05))
 
 
-def build_home(home: Path, *, users: int, items: int, events: int) -> tuple[list[str], dict[str, str]]:
-    """Synthetic world + two bundles + keys; returns ([v1, v2], {"rw": token, "admin": token})."""
+def build_home(home: Path, *, users: int, items: int, events: int,
+               distinct: bool = False) -> tuple[list[str], dict[str, str]]:
+    """Synthetic world + two bundles + keys; returns ([v1, v2], {"rw": token, "admin": token}).
+
+    The two bundles are trained on the same data, so their ranker feature inputs (spec, feature
+    catalog, id maps) are identical and a swap takes the serving feature state over. With
+    ``distinct``, one more item is added to the catalog before the second training: the id maps
+    differ, and every swap replays the store's event log into a new feature state (the cost of a
+    swap to a bundle trained on a changed catalog)."""
     from winnow.core.config import load_config
     from winnow.data.open_store import open_store
     from winnow.data.synthetic import generate_world
@@ -57,7 +64,12 @@ def build_home(home: Path, *, users: int, items: int, events: int) -> tuple[list
     store = open_store(cfg.store_url())
     try:
         store.import_all(events=world.events, items=world.items, users=world.users)
-        versions = [train(cfg, store, evaluate_models=False).version for _ in range(2)]
+        versions = [train(cfg, store, evaluate_models=False).version]
+        if distinct:
+            extra = world.items.iloc[:1].copy()
+            extra["item_id"] = "i-soak-extra"
+            store.upsert_items(extra)
+        versions.append(train(cfg, store, evaluate_models=False).version)
     finally:
         store.close()
     kf = KeyFile(keys_path(cfg))
@@ -257,6 +269,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=1000)
     ap.add_argument("--events", type=int, default=60_000)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--distinct-bundles", action="store_true", help="train the second bundle on a catalog "
+                    "with one more item, so every swap replays the event log (see build_home)")
     ap.add_argument("--concurrency", type=int, default=32, help="client senders (connections)")
     ap.add_argument("--home", type=Path, default=None, help="data directory (default: a temporary one)")
     ap.add_argument("--reuse-home", action="store_true", help="with --home: reuse the bundles and keys of an "
@@ -277,7 +291,8 @@ def main() -> None:
         versions, tokens = (json.loads(meta.read_text())[k] for k in ("versions", "tokens"))
         print(f"home reused: bundles {versions}", flush=True)
     else:
-        versions, tokens = build_home(home, users=args.users, items=args.items, events=args.events)
+        versions, tokens = build_home(home, users=args.users, items=args.items, events=args.events,
+                                      distinct=args.distinct_bundles)
         meta.write_text(json.dumps({"versions": versions, "tokens": tokens}))
         meta.chmod(0o600)
         print(f"home built in {time.time() - t:.1f} s: bundles {versions}", flush=True)
@@ -302,6 +317,7 @@ def main() -> None:
     slow = attribute_slow(raw, slow_ms=args.p99_ms)
     out = {"bench": "soak", "duration_s": args.duration, "rate_rps": args.rate, "mix": dict(MIX),
            "swap_every_s": args.swap_every, "warmup_s": warmup, "workers": args.workers,
+           "distinct_bundles": args.distinct_bundles,
            "world": {"users": args.users, "items": args.items, "events": args.events},
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
            **summary, "slow_requests": slow, "rss_curve": [[round(t, 2), round(m, 2)] for t, m in raw["rss"]],

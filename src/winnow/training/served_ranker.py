@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -185,9 +186,12 @@ def load_served_ranker(bundle_dir: Path, store: Any, config: WinnowConfig, user_
     key = _state_key(files)
     if key is not None and serving_feed is not None and serving_feed.key == key:
         feed = serving_feed.successor(user_ids, item_ids)
+        log.info("ranker feature state: taken over from the serving runtime (same feature inputs)")
         return LearnedRanker(model, feed.state, lambda ext: user_ids.get(ext, -1)), feed
     state = OnlineFeatureState(catalog, model.spec)
     feed = FeatureFeed(state, user_ids, item_ids, config, key=key)
-    feed.replay(store.read_events())
+    started = time.perf_counter()
+    n = feed.replay(store.read_events())
+    log.info("ranker feature state: %d events replayed in %.2f s", n, time.perf_counter() - started)
     ranker = LearnedRanker(model, state, lambda ext: user_ids.get(ext, -1))
     return ranker, feed
