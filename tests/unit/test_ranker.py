@@ -118,3 +118,34 @@ def test_compiled_trees_give_the_same_scores(fitted) -> None:
     clone.booster_, clone.best_iteration_ = ranker.booster_, ranker.best_iteration_
     assert clone.compile()
     np.testing.assert_allclose(clone.predict(xv), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_init_weights_make_a_residual_ranker(tmp_path) -> None:
+    """With init_weights the trees start from a fixed blend of columns (NaN -> init_fill):
+    predict = blend + trees, contributions still sum to predict, and the blend survives save/load."""
+    spec = FeatureSpec(sources=["a", "b"], user_categorical={"gender": ["F", "M"]})
+    x, y, g = _lists(spec, 120, 40, seed=0)
+    xv, yv, gv = _lists(spec, 40, 40, seed=1)
+    a = spec.names.index("src_a_z")
+    x[::5, a] = np.nan
+    w = {"src_a_z": 2.0, "not_a_feature": 5.0, "src_b_z": 0.0}  # unknown names and zeros dropped
+    ranker = LambdaRanker(spec, num_boost_round=3, num_threads=1, init_weights=w, init_fill=-4.0)
+    assert ranker.init_weights == {"src_a_z": 2.0}
+    blend = ranker.init_score(x)
+    np.testing.assert_allclose(blend, np.where(np.isnan(x[:, a]), -8.0, 2.0 * x[:, a]))
+    ranker.fit(x, y, g, valid=(xv, yv, gv))
+    trees = ranker.booster_.predict(xv, num_iteration=ranker.best_iteration_)
+    np.testing.assert_allclose(ranker.predict(xv), trees + ranker.init_score(xv), rtol=1e-9)
+    np.testing.assert_allclose(ranker.contributions(xv[:5]).sum(axis=1), ranker.predict(xv[:5]),
+                               rtol=1e-6, atol=1e-6)
+    plain = LambdaRanker(spec, num_boost_round=3, num_threads=1).fit(x, y, g)
+    assert not np.allclose(plain.predict(xv), ranker.predict(xv))  # the blend changes the scores
+    ranker.save(tmp_path)
+    loaded = LambdaRanker.load(tmp_path)
+    assert loaded.init_weights == {"src_a_z": 2.0} and loaded.init_fill == -4.0
+    np.testing.assert_allclose(loaded.predict(xv), ranker.predict(xv), rtol=1e-9)
+    meta = json.loads((tmp_path / "ranker.json").read_text())
+    meta["init_weights"] = {"src_c_z": 1.0}
+    (tmp_path / "ranker.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="src_c_z"):
+        LambdaRanker.load(tmp_path)

@@ -163,6 +163,9 @@ class RankerConfig(_Section):
     # >1: that many rankers, each validated on other held-out users, choose the tree count; the
     # ranker kept is refit on every labelled list with their mean best iteration (one model)
     cv_models: int = Field(1, ge=1, le=10)
+    # residual ranker: trees start from this fixed blend of feature columns (name -> weight,
+    # names absent from the feature set ignored, weight 0 drops an entry); {} = plain lambdarank
+    init_weights: dict[str, float] = Field(default_factory=dict)
     threads: int = Field(1, ge=0)  # LightGBM threads (0 = all cores; OpenMP spin-waits badly on busy cores)
     seed: int = 0
 

@@ -2,7 +2,11 @@
 
 Training input is a feature matrix (rows = candidates, columns = ``FeatureSpec.names``), binary
 or graded labels and the list sizes (rows of one list are contiguous). Early stopping watches
-NDCG@``eval_at`` on a validation set of whole lists. Saved as LightGBM's own text model
+NDCG@``eval_at`` on a validation set of whole lists. With ``init_weights`` the trees learn a
+residual: every row starts from a fixed blend of feature columns (e.g. the retrieval sources'
+per-list z-scores, NaN counted as ``init_fill``), LightGBM's ``init_score``, and ``predict`` adds
+the same blend back, so a ranker with few (early-stopped) trees still orders the candidates by
+the blend instead of by a handful of coarse, tied leaf values. Saved as LightGBM's own text model
 (``ranker.txt``) plus ``ranker.json`` (parameters, best iteration, feature spec, importance):
 plain data, no pickle.
 """
@@ -35,18 +39,35 @@ class LambdaRanker:
         params: LightGBM parameters overriding DEFAULT_PARAMS.
         num_boost_round: maximum trees; early_stopping_rounds: patience on validation NDCG.
         seed: LightGBM seed; num_threads: training threads (0 = LightGBM default).
+        init_weights: feature name -> weight of the fixed base score the trees start from
+            (see module docstring); names not in the spec are ignored (a source the dataset
+            lacks), so one default serves every source set, and weight 0 drops an entry
+            (config overrides merge into the defaults). init_fill: value of a NaN cell.
     """
 
     def __init__(self, spec: FeatureSpec, *, params: dict[str, Any] | None = None,
                  num_boost_round: int = 1000, early_stopping_rounds: int = 50, seed: int = 0,
-                 num_threads: int = 0) -> None:
+                 num_threads: int = 0, init_weights: dict[str, float] | None = None,
+                 init_fill: float = -3.0) -> None:
         self.spec = spec
+        self.init_weights = {k: float(v) for k, v in (init_weights or {}).items()
+                             if k in spec.names and float(v) != 0.0}
+        self.init_fill = float(init_fill)
         self.params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed, "num_threads": num_threads}
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
         self.booster_: lgb.Booster | None = None
         self.best_iteration_: int = 0
         self.valid_ndcg_: float | None = None
+
+    def init_score(self, x: np.ndarray) -> np.ndarray:
+        """float64 [n] base score of each row: sum of weight * column (NaN -> init_fill); zeros
+        without ``init_weights``."""
+        out = np.zeros(len(x))
+        for name, w in self.init_weights.items():
+            col = np.asarray(x[:, self.spec.names.index(name)], np.float64)
+            out += w * np.where(np.isnan(col), self.init_fill, col)
+        return out
 
     def _dataset(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
                  reference: lgb.Dataset | None = None) -> lgb.Dataset:
@@ -55,7 +76,8 @@ class LambdaRanker:
         if int(np.sum(groups)) != len(x) or len(y) != len(x):
             raise ValueError(f"groups sum to {int(np.sum(groups))} and labels have {len(y)} rows "
                              f"for {len(x)} feature rows")
-        return lgb.Dataset(x, label=y, group=groups, feature_name=self.spec.names,
+        init = self.init_score(x) if self.init_weights else None
+        return lgb.Dataset(x, label=y, group=groups, feature_name=self.spec.names, init_score=init,
                            categorical_feature=self.spec.categorical, reference=reference,
                            free_raw_data=True, params={"verbosity": -1})
 
@@ -100,16 +122,22 @@ class LambdaRanker:
         return True
 
     def predict(self, x: np.ndarray, *, num_threads: int = 1) -> np.ndarray:
-        """float64 [n] scores (higher = better) with the best iteration's trees."""
+        """float64 [n] scores (higher = better): the init blend + the best iteration's trees."""
         compiled = getattr(self, "compiled_", None)
         if compiled is not None:
-            return compiled.predict(np.ascontiguousarray(x, dtype=np.float64), n_jobs=max(num_threads, 1))
-        return self._check().predict(x, num_iteration=self.best_iteration_, num_threads=num_threads)
+            trees = compiled.predict(np.ascontiguousarray(x, dtype=np.float64), n_jobs=max(num_threads, 1))
+        else:
+            trees = self._check().predict(x, num_iteration=self.best_iteration_, num_threads=num_threads)
+        return trees + self.init_score(x) if self.init_weights else trees
 
     def contributions(self, x: np.ndarray, *, num_threads: int = 1) -> np.ndarray:
-        """float64 [n, n_features + 1] SHAP contributions (pred_contrib); last column = bias."""
-        return self._check().predict(x, num_iteration=self.best_iteration_, pred_contrib=True,
-                                     num_threads=num_threads)
+        """float64 [n, n_features + 1] SHAP contributions (pred_contrib) of the trees; the last
+        column is the bias plus the init blend, so each row sums to ``predict``."""
+        out = self._check().predict(x, num_iteration=self.best_iteration_, pred_contrib=True,
+                                    num_threads=num_threads)
+        if self.init_weights:
+            out[:, -1] += self.init_score(x)
+        return out
 
     def top_contributions(self, x: np.ndarray, *, top: int = 5) -> list[list[dict[str, float]]]:
         """Per row, the ``top`` features with the largest |contribution|: name, value, contribution."""
@@ -139,7 +167,8 @@ class LambdaRanker:
         d.mkdir(parents=True, exist_ok=True)
         b.save_model(str(d / "ranker.txt"), num_iteration=self.best_iteration_)
         meta = {"model": "lambdarank", "params": self.params, "best_iteration": self.best_iteration_,
-                "valid_ndcg": self.valid_ndcg_, "feature_spec": self.spec.to_json(),
+                "valid_ndcg": self.valid_ndcg_,
+                "init_weights": self.init_weights, "init_fill": self.init_fill, "feature_spec": self.spec.to_json(),
                 "importance": self.importance()}
         (d / "ranker.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -163,7 +192,12 @@ class LambdaRanker:
         if booster.feature_name() != spec.names:
             raise BundleError(f"{d / 'ranker.txt'}: model features differ from the feature spec")
         params = {k: v for k, v in meta["params"].items() if k not in ("seed", "num_threads")}
-        model = cls(spec, params=params, seed=meta["params"].get("seed", 0))
+        init = meta.get("init_weights") or {}
+        unknown = sorted(set(init) - set(spec.names))
+        if unknown:
+            raise BundleError(f"{d / 'ranker.json'}: init_weights name features not in the spec: {unknown}")
+        model = cls(spec, params=params, seed=meta["params"].get("seed", 0), init_weights=init,
+                    init_fill=float(meta.get("init_fill", -3.0)))
         model.booster_ = booster
         model.best_iteration_ = booster.current_iteration()
         model.valid_ndcg_ = meta.get("valid_ndcg")

@@ -189,7 +189,7 @@ class FunnelModel:
             say(f"training ranker {m + 1}/{rc.cv_models} on {int(tr.sum()):,} rows in {train_list_count:,} lists")
             ranker = LambdaRanker(spec, params=params, num_boost_round=rc.num_boost_round,
                                   early_stopping_rounds=rc.early_stopping_rounds, seed=rc.seed + m,
-                                  num_threads=rc.threads)
+                                  num_threads=rc.threads, init_weights=rc.init_weights)
             ranker.fit(x[tr], y[tr], groups_tr, valid=(x[va], y[va], groups_va))
             iterations.append(ranker.best_iteration_)
             valid_ndcgs.append(float(ranker.valid_ndcg_ or 0.0))
@@ -201,7 +201,8 @@ class FunnelModel:
             rounds = max(1, int(round(float(np.mean(iterations)))))
             say(f"refitting the ranker on all {int(keep.sum()):,} lists with {rounds} trees")
             self.ranker_ = LambdaRanker(spec, params=params, num_boost_round=rounds, seed=rc.seed,
-                                        num_threads=rc.threads).fit(x[rows], y[rows], groups)
+                                        num_threads=rc.threads, init_weights=rc.init_weights
+                                        ).fit(x[rows], y[rows], groups)
             self.ranker_.valid_ndcg_ = float(np.mean(valid_ndcgs))
             train_list_count = int(keep.sum())
         inner_recall = float(y.sum() / max(n_held, 1))
