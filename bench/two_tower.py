@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     model.fit(ds.interactions)
     fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
     torch.set_num_threads(1)
-    index = build_index(cfg.index, model.item_vectors_.shape[1], len(model.item_vectors_), threads=1)
-    index.upsert(np.arange(len(model.item_vectors_), dtype=np.int64), model.item_vectors_)
+    vectors = model.index_vectors()  # item vectors (+ the item bias column with item_bias)
+    index = build_index(cfg.index, vectors.shape[1], len(vectors), threads=1)
+    index.upsert(np.arange(len(vectors), dtype=np.int64), vectors)
     rng = np.random.default_rng(0)
     n_items = model.n_items_
     cats = list(model.structure_.categories_)[:3]
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             kinds[kind].append(1000 * (time.perf_counter() - t))
             cpu[kind].append(1000 * (time.thread_time() - c))
         t, c = time.perf_counter(), time.thread_time()
-        index.search(v[None, :], 100)
+        index.search(model.index_query(v)[None, :], 100)
         kinds["ann_search_k100"].append(1000 * (time.perf_counter() - t))
         cpu["ann_search_k100"].append(1000 * (time.thread_time() - c))
     rows = {k: _pct(v[50:]) for k, v in kinds.items()}  # first 50: warm-up

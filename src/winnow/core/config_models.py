@@ -108,6 +108,10 @@ class TwoTowerConfig(_Section):
     dropout: float = Field(0.0, ge=0, lt=1)  # on the towers' MLP inputs
     weight_decay: float = Field(0.0, ge=0)   # AdamW decay of the dense parameters
     validation: Literal["temporal", "random"] = "temporal"  # early-stopping cut of the train part
+    item_bias: bool = False                  # per-item logit bias outside the normalised dot product
+    pooling: Literal["mean", "sqrt"] = "mean"  # history pooling: weighted mean, or sum / sqrt(weights)
+    lr_decay: float = Field(1.0, gt=0, le=1)  # learning rates times this after every epoch
+    hidden_layers: int = Field(1, ge=0, le=3)  # ReLU layers of each tower's MLP; 0 = linear towers
 
 
 class ModelsConfig(_Section):

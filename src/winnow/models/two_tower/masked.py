@@ -6,7 +6,9 @@ times the event weight when ``weighted``). For a batch of users the item tower r
 whole catalog and the loss is the multinomial log-likelihood of the targets under a softmax
 over all items (the query items themselves are masked out of the softmax), averaged per user:
 
-    loss_u = - sum_t w_t log softmax(u . V^T / temperature)_t / sum_t w_t
+    loss_u = - sum_t w_t log softmax(u . V^T / temperature + b)_t / sum_t w_t
+
+(b = the per-item logit bias with ``item_bias``, else 0.)
 
 This matches the random per-user protocols ("predict held-out items of a user from the rest of
 their history"); it costs one item-tower pass over the catalog per step, cheap up to ~10^5
@@ -92,6 +94,7 @@ def train_masked(net: TwoTower, sets: UserSets, items: dict[str, torch.Tensor], 
     for epoch in bar:
         net.train()
         losses.append(_epoch(net, opt, sets, w_all, items, user_inputs, settings, rng))
+        opt.decay(settings.lr_decay)
         if validate is not None:
             net.eval()
             score = validate()
@@ -131,8 +134,8 @@ def _epoch(net: TwoTower, opt, sets: UserSets, w_all: np.ndarray, items: dict[st
     for s in range(0, len(users), st.batch_size):
         ub = users[s:s + st.batch_size]
         u = net.user(**user_inputs(ub, hist[ub], hist_w[ub], rng))
-        v = _item_forward(net, items, all_items, rng, st.id_dropout)
-        logits = u @ v.T / st.temperature
+        v, bias = _item_forward(net, items, all_items, rng, st.id_dropout)
+        logits = u @ v.T / st.temperature + bias
         ins = inputs[ub].tocoo()
         logits = logits.index_put((torch.from_numpy(ins.row.astype(np.int64)), torch.from_numpy(ins.col.astype(np.int64))),
                                   torch.tensor(float("-inf")))

@@ -43,6 +43,7 @@ from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets
 from winnow.models.two_tower.train import (
     EventArrays,
     TrainSettings,
+    item_logit_bias,
     item_vectors,
     train_epochs,
 )
@@ -169,7 +170,7 @@ class TwoTowerRecommender(Recommender):
         return TrainSettings(c.epochs, c.batch_size, c.learning_rate, c.temperature, c.logq, c.extra_negatives,
                              c.pop_reg, c.id_dropout, c.context_dropout, c.query_prob, c.history,
                              c.half_life, c.patience, c.seed, self.progress, negatives=c.negatives,
-                             weight_decay=c.weight_decay, mask_fraction=c.mask_fraction)
+                             weight_decay=c.weight_decay, mask_fraction=c.mask_fraction, lr_decay=c.lr_decay)
 
     def _new_net(self, table: ItemTable, n_items: int) -> TwoTower:
         c = self.config
@@ -178,7 +179,8 @@ class TwoTowerRecommender(Recommender):
                         creator_buckets=c.creator_buckets, text_dim=table.text.shape[1],
                         user_buckets=c.user_buckets, attr_buckets=c.attr_buckets,
                         emb=c.embedding, hidden=c.hidden, dim=c.dim, dropout=c.dropout,
-                        share_embeddings=c.share_embeddings, init_std=c.init_std)
+                        share_embeddings=c.share_embeddings, init_std=c.init_std, item_bias=c.item_bias,
+                        pooling=c.pooling, layers=c.hidden_layers)
 
     def _fit(self, train: Interactions) -> None:
         c = self.config
@@ -232,9 +234,10 @@ class TwoTowerRecommender(Recommender):
 
         def validate() -> float:
             vecs = item_vectors(self.net_, tensors, content_only=False)
+            bias = self.config.temperature * item_logit_bias(self.net_, len(vecs))[0]
             with torch.no_grad():
                 u = self._history_user_vectors(np.sort(users))
-            scores = u @ vecs.T
+            scores = u @ vecs.T + bias
             sub = seen[np.sort(users)]
             rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
             scores[rows, sub.indices] = -np.inf
@@ -317,9 +320,16 @@ class TwoTowerRecommender(Recommender):
         self._blend_item_vectors()
 
     def _blend_item_vectors(self) -> None:
-        """item_vectors_ and category_centroids_ from collab_vectors_ / content_vectors_ (set first)."""
+        """item_vectors_, item_bias_ and category_centroids_ from collab_vectors_ /
+        content_vectors_ (set first) and the net's item bias.
+
+        item_bias_ float32 [n_items], in score units (temperature * logit bias; zeros without
+        ``item_bias``): blended like the vectors, w * own bias + (1 - w) * content-only bias."""
         self.item_vectors_ = blend_item_vectors(self.collab_vectors_, self.content_vectors_,
                                                 self.item_counts_, k=self.config.item_k)
+        own, content = item_logit_bias(self.net_, len(self.item_vectors_))
+        w = (self.item_counts_ / (self.item_counts_ + self.config.item_k)).astype(np.float32)
+        self.item_bias_ = (self.config.temperature * (w * own + (1.0 - w) * content)).astype(np.float32)
         # centroid of each category's items (weighted by log popularity), unit norm [n_cat, dim]
         cats = self.table_.cats
         rows = np.repeat(np.arange(len(cats)), cats.shape[1])
@@ -331,7 +341,28 @@ class TwoTowerRecommender(Recommender):
         self.category_centroids_ = cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        return self._history_user_vectors(np.asarray(users, np.int64)) @ self.item_vectors_.T
+        return self._history_user_vectors(np.asarray(users, np.int64)) @ self.item_vectors_.T + self.item_bias_
+
+    def index_vectors(self) -> np.ndarray:
+        """float32 [n_items, dim (+1)]: what an inner-product ANN index holds so that
+        ``index_query(user_vector(...)) . row`` is the model's score: ``item_vectors_``, with
+        ``item_bias_`` appended as a last column when the model has ``item_bias``."""
+        if not self.config.item_bias:
+            return self.item_vectors_
+        return np.hstack([self.item_vectors_, self.item_bias_[:, None]]).astype(np.float32)
+
+    def index_query(self, vec: np.ndarray) -> np.ndarray:
+        """A ``user_vector`` [dim] as a query of ``index_vectors`` (a 1 appended with item_bias)."""
+        vec = np.asarray(vec, np.float32)
+        return np.r_[vec, np.float32(1.0)].astype(np.float32) if self.config.item_bias else vec
+
+    def content_index_row(self, vec: np.ndarray) -> np.ndarray:
+        """The ``index_vectors`` row of an item known by its content vector only (created after
+        training): the vector, plus the content-only bias with ``item_bias``."""
+        vec = np.asarray(vec, np.float32)
+        if not self.config.item_bias:
+            return vec
+        return np.r_[vec, np.float32(self.config.temperature * item_logit_bias(self.net_, 0)[1])].astype(np.float32)
 
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()

@@ -3,7 +3,9 @@
 ``TwoTowerServing`` holds, for one bundle: the model, an ANN index over its item vectors (ids =
 item indices; computed once per bundle) and an exact index over the content-only vectors.
 ``add_items`` puts items created after training into both indices from their content alone
-(the item tower with the "unknown id" input), so they are recommendable at once.
+(the item tower with the "unknown id" input), so they are recommendable at once. With
+``item_bias`` the ANN index holds ``model.index_vectors()`` (the item bias as a last column) and
+is searched with ``model.index_query(vector)``; it then needs the inner-product metric.
 
 Sources (``[[pipeline.sources]]`` kinds):
 - ``two_tower``: nearest items to the request's query vector (history, attributes, declared
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from winnow.core.errors import ConfigError
 from winnow.models.coldstart import SegmentPopularity
 from winnow.models.two_tower.model import TwoTowerRecommender
 from winnow.models.two_tower.train import item_vectors
@@ -69,8 +72,12 @@ class TwoTowerServing:
 
         n = model.n_items_
         ids = np.arange(n, dtype=np.int64)
-        index = build_index(index_config, model.item_vectors_.shape[1], n, threads=1)
-        index.upsert(ids, model.item_vectors_)
+        if model.config.item_bias and index_config.metric != "ip":
+            raise ConfigError(f"[index] metric = {index_config.metric!r}: a two-tower model with item_bias "
+                              "needs metric = 'ip' (the bias is an extra inner-product coordinate)")
+        vectors = model.index_vectors()
+        index = build_index(index_config, vectors.shape[1], n, threads=1)
+        index.upsert(ids, vectors)
         content = build_index(index_config.model_copy(update={"backend": "exact"}),
                               model.content_vectors_.shape[1], n, threads=1)
         content.upsert(ids, model.content_vectors_)
@@ -111,8 +118,9 @@ class TwoTowerServing:
                    "text": torch.from_numpy(content.text)}
         vecs = item_vectors(m.net_, tensors, content_only=True)
         ids = np.asarray([i for i, _ in new], np.int64)
+        rows = np.stack([m.content_index_row(v) for v in vecs]).astype(np.float32)
         with self._lock:
-            self.index.upsert(ids, vecs)
+            self.index.upsert(ids, rows)
             self.content_index.upsert(ids, vecs)
             for i, v in zip(ids.tolist(), vecs, strict=True):
                 self.content_vectors[i] = v
@@ -141,7 +149,7 @@ class TwoTowerSource:
         self.name, self.serving = name, serving
 
     def candidates(self, request: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        vec = self.serving.query_vector(request)
+        vec = self.serving.model.index_query(self.serving.query_vector(request))
         ids, scores = self.serving.index.search(vec[None, :].astype(np.float32), k)
         ok = ids[0] >= 0
         return ids[0][ok].astype(np.int32), scores[0][ok].astype(np.float32)

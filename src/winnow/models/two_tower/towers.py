@@ -2,7 +2,7 @@
 
 Item (candidate) tower, for item index i:
     [id_emb(i+1) | mean cat_emb(categories) | creator_emb | age_emb | pop_emb | W_text @ text]
-    -> MLP -> L2-normalised vector [dim]
+    -> MLP (``hidden_layers`` ReLU layers; 0 = linear) -> L2-normalised vector [dim]
   Id and popularity bucket 0 mean "unknown": training replaces them by 0 with probability
   ``id_dropout``, so the tower also learns a content-only vector for items nobody touched yet.
 
@@ -28,11 +28,16 @@ N_POP_BUCKETS = 20
 N_AGE_BUCKETS = 24
 
 
-def masked_mean(emb: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Weighted mean of emb[idx] over the last axis of ``idx`` [B, n], ignoring index 0."""
+def masked_mean(emb: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor | None = None, *,
+                power: float = 1.0) -> torch.Tensor:
+    """Weighted mean of emb[idx] over the last axis of ``idx`` [B, n], ignoring index 0.
+
+    ``power`` 0.5: the weighted sum divided by sqrt(sum of weights) instead (the "sqrt" pooling of
+    Mult-DAE's normalised input: longer histories give longer vectors)."""
     vec = emb(idx)  # [B, n, d]
     w = (idx > 0).float() if weight is None else weight * (idx > 0).float()
-    return (vec * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-6)
+    total = w.sum(1, keepdim=True).clamp_min(1e-6)
+    return (vec * w.unsqueeze(-1)).sum(1) / (total if power == 1.0 else total ** power)
 
 
 @dataclass
@@ -55,6 +60,16 @@ class ItemTable:
                 "text": torch.from_numpy(self.text)}
 
 
+def make_mlp(n_in: int, hidden: int, dim: int, layers: int) -> nn.Sequential:
+    """``layers`` hidden ReLU layers of width ``hidden`` then a linear map to ``dim``; 0 = one
+    linear map (a linear tower: each input's embedding is projected and summed)."""
+    mods: list[nn.Module] = []
+    for _ in range(layers):
+        mods += [nn.Linear(n_in, hidden), nn.ReLU()]
+        n_in = hidden
+    return nn.Sequential(*mods, nn.Linear(n_in, dim))
+
+
 def pop_buckets(counts: np.ndarray) -> np.ndarray:
     """int64 bucket 1 + floor(log2(1 + count)), capped; items with 0 events get bucket 1."""
     return np.minimum(1 + np.floor(np.log2(1.0 + np.asarray(counts, np.float64))), N_POP_BUCKETS - 1).astype(np.int64)
@@ -62,7 +77,7 @@ def pop_buckets(counts: np.ndarray) -> np.ndarray:
 
 class ItemTower(nn.Module):
     def __init__(self, n_items: int, n_categories: int, creator_buckets: int, text_dim: int, *,
-                 emb: int, hidden: int, dim: int, dropout: float = 0.0) -> None:
+                 emb: int, hidden: int, dim: int, dropout: float = 0.0, layers: int = 1) -> None:
         super().__init__()
         self.drop = nn.Dropout(dropout)
         self.id_emb = nn.Embedding(n_items + 1, emb, padding_idx=0, sparse=True)
@@ -72,7 +87,7 @@ class ItemTower(nn.Module):
         self.pop_emb = nn.Embedding(N_POP_BUCKETS, emb)
         self.text_proj = nn.Linear(max(text_dim, 1), emb, bias=False)
         self.text_dim = text_dim
-        self.mlp = nn.Sequential(nn.Linear(6 * emb, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.mlp = make_mlp(6 * emb, hidden, dim, layers)
 
     def text_vector(self, text: torch.Tensor) -> torch.Tensor:
         """W_text @ text: [B, T] -> [B, emb] (zeros when the model has no text)."""
@@ -90,16 +105,18 @@ class ItemTower(nn.Module):
 
 class UserTower(nn.Module):
     def __init__(self, n_items: int, n_categories: int, user_buckets: int, attr_buckets: int, *,
-                 emb: int, hidden: int, dim: int, dropout: float = 0.0) -> None:
+                 emb: int, hidden: int, dim: int, dropout: float = 0.0, pooling: str = "mean",
+                 layers: int = 1) -> None:
         super().__init__()
         self.drop = nn.Dropout(dropout)
+        self.pool_power = {"mean": 1.0, "sqrt": 0.5}[pooling]
         self.uid_emb = nn.Embedding(user_buckets, emb, padding_idx=0, sparse=True)
         self.hist_emb = nn.Embedding(n_items + 1, emb, padding_idx=0, sparse=True)
         self.attr_emb = nn.Embedding(attr_buckets, emb, padding_idx=0, sparse=True)
         self.interest_emb = nn.Embedding(n_categories + 1, emb, padding_idx=0)
         self.hour_emb = nn.Embedding(25, emb)
         self.dow_emb = nn.Embedding(8, emb)
-        self.mlp = nn.Sequential(nn.Linear(6 * emb, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.mlp = make_mlp(6 * emb, hidden, dim, layers)
         self.query_weight = nn.Parameter(torch.tensor(1.0))
 
     def forward(self, uid: torch.Tensor, hist: torch.Tensor, hist_w: torch.Tensor, attrs: torch.Tensor,
@@ -108,7 +125,7 @@ class UserTower(nn.Module):
         """uid [B], hist [B, L] (+1 shifted, 0 pad) with weights hist_w [B, L], attrs [B, A],
         interests [B, I], hour [B] (0 unknown, 1..24), dow [B] (0 unknown, 1..7);
         optional query [B, T] text vectors (zero rows = no query) -> [B, dim], unit norm."""
-        x = torch.cat([self.uid_emb(uid), masked_mean(self.hist_emb, hist, hist_w),
+        x = torch.cat([self.uid_emb(uid), masked_mean(self.hist_emb, hist, hist_w, power=self.pool_power),
                        masked_mean(self.attr_emb, attrs), masked_mean(self.interest_emb, interests),
                        self.hour_emb(hour), self.dow_emb(dow)], dim=1)
         out = self.mlp(self.drop(x))
@@ -118,19 +135,23 @@ class UserTower(nn.Module):
 
 
 class TwoTower(nn.Module):
-    """Both towers plus the query projection (item text space -> output space).
+    """Both towers plus the query projection (item text space -> output space), and optionally a
+    per-item logit bias ``item_bias`` [n_items + 1] (row 0 = unknown / content-only item) added
+    outside the normalised dot product: logit(u, i) = u . v_i / temperature + item_bias[i + 1].
 
     The large id/hash tables are sparse embeddings (trained with SparseAdam: a step touches only
     the rows in the batch); everything else is dense (Adam)."""
 
     def __init__(self, *, n_items: int, n_categories: int, creator_buckets: int, text_dim: int,
                  user_buckets: int, attr_buckets: int, emb: int, hidden: int, dim: int,
-                 dropout: float = 0.0, share_embeddings: bool = False, init_std: float = 1.0) -> None:
+                 dropout: float = 0.0, share_embeddings: bool = False, init_std: float = 1.0,
+                 item_bias: bool = False, pooling: str = "mean", layers: int = 1) -> None:
         super().__init__()
         self.item = ItemTower(n_items, n_categories, creator_buckets, text_dim, emb=emb, hidden=hidden, dim=dim,
-                              dropout=dropout)
+                              dropout=dropout, layers=layers)
         self.user = UserTower(n_items, n_categories, user_buckets, attr_buckets, emb=emb, hidden=hidden, dim=dim,
-                              dropout=dropout)
+                              dropout=dropout, pooling=pooling, layers=layers)
+        self.item_bias = nn.Parameter(torch.zeros(n_items + 1)) if item_bias else None
         self.query_proj = nn.Linear(max(text_dim, 1), dim, bias=False)
         if share_embeddings:  # history pooling reads the item tower's id embeddings
             self.user.hist_emb = self.item.id_emb
@@ -141,6 +162,11 @@ class TwoTower(nn.Module):
                         m.weight.normal_(0.0, init_std)
                         if m.padding_idx is not None:
                             m.weight[m.padding_idx].zero_()
+
+    def logit_bias(self, ids: torch.Tensor) -> torch.Tensor | float:
+        """item_bias[ids] (ids = item index + 1, 0 = content only) as float [len(ids)], or 0.0
+        for a model without the bias."""
+        return 0.0 if self.item_bias is None else self.item_bias[ids]
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(sparse embedding weights, dense parameters)."""

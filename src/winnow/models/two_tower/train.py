@@ -10,6 +10,10 @@ Optional popularity regulariser (``pop_reg`` > 0): adds ``pop_reg * mean_i sum_j
 (log pop_j - mean log pop)`` with p the uncorrected in-batch softmax, which pushes probability
 mass off the popular items (trade-off measured in bench/coldstart.py).
 
+With ``item_bias`` every logit also gets the item's learned bias (a popularity prior outside the
+normalised dot product; with logQ correction the bias is what carries popularity back into the
+scores). Learning rates are multiplied by ``lr_decay`` after every epoch.
+
 Each user state is the history *before* the event (no leakage), built per batch from the
 user-sorted event arrays. Validation: a temporal cut of the training events; early stopping on
 NDCG@10 of validation users.
@@ -83,6 +87,7 @@ class TrainSettings:
     negatives: str = "in_batch"     # "in_batch" (+ extra uniform, logQ) | "full" (whole catalog)
     weight_decay: float = 0.0       # AdamW decay of the dense parameters
     mask_fraction: float = 0.2      # masked objective: share of each user's items used as targets
+    lr_decay: float = 1.0           # learning rates times this after every epoch
 
 
 UserInputs = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator | None], dict[str, torch.Tensor]]
@@ -120,6 +125,7 @@ def train_epochs(net: TwoTower, events: EventArrays, items: dict[str, torch.Tens
                 continue
             total += _step(net, opt, events, rows, items, log_q, log_pop, n_items, user_inputs, settings, rng)
         losses.append(total / steps)
+        opt.decay(settings.lr_decay)
         if validate is not None:
             net.eval()
             score = validate()
@@ -164,6 +170,13 @@ class _Optimizers:
         for o in self.opts:
             o.step()
 
+    def decay(self, factor: float) -> None:
+        """Multiply every learning rate by ``factor`` (called once per epoch)."""
+        if factor != 1.0:
+            for o in self.opts:
+                for g in o.param_groups:
+                    g["lr"] *= factor
+
 
 def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray,
           items: dict[str, torch.Tensor], log_q: torch.Tensor, log_pop: torch.Tensor, n_items: int,
@@ -180,8 +193,8 @@ def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray
         uin["query_proj"] = net.query_proj
     u = net.user(**uin)
     if st.negatives == "full":  # exact softmax over the whole catalog: no sampling, no logQ
-        v = _item_forward(net, items, np.arange(n_items), rng, st.id_dropout)
-        loss = torch.nn.functional.cross_entropy(u @ v.T / st.temperature, torch.from_numpy(pos))
+        v, bias = _item_forward(net, items, np.arange(n_items), rng, st.id_dropout)
+        loss = torch.nn.functional.cross_entropy(u @ v.T / st.temperature + bias, torch.from_numpy(pos))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -189,8 +202,8 @@ def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray
     cand = pos
     if st.extra_negatives > 0:
         cand = np.r_[pos, rng.integers(0, n_items, st.extra_negatives)]
-    v = _item_forward(net, items, cand, rng, st.id_dropout)
-    logits = u @ v.T / st.temperature
+    v, bias = _item_forward(net, items, cand, rng, st.id_dropout)
+    logits = u @ v.T / st.temperature + bias
     b = len(rows)
     corr = torch.cat([log_q[cand[:b]] + math.log(b),
                       torch.full((len(cand) - b,), math.log(max(st.extra_negatives, 1) / n_items))])
@@ -211,18 +224,29 @@ def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray
 
 
 def _item_forward(net: TwoTower, items: dict[str, torch.Tensor], idx: np.ndarray,
-                  rng: np.random.Generator | None, id_dropout: float) -> torch.Tensor:
-    """Item tower on item indices ``idx``; with ``rng``, ids and popularity are dropped to the
-    content-only input (0) with probability ``id_dropout``."""
+                  rng: np.random.Generator | None, id_dropout: float) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """Item tower on item indices ``idx``: (vectors [len(idx), dim], logit bias [len(idx)] or 0.0
+    without ``item_bias``); with ``rng``, ids and popularity are dropped to the content-only
+    input (0, whose bias is row 0) with probability ``id_dropout``."""
     ids = idx + 1
     pop = items["pop"][idx]
     if rng is not None and id_dropout > 0:
         drop = rng.random(len(idx)) < id_dropout
         ids = np.where(drop, 0, ids)
         pop = pop.masked_fill(torch.from_numpy(drop), 0)
-    t = torch.from_numpy(idx)
-    return net.item(torch.from_numpy(ids), items["cats"][t], items["creator"][t], items["age"][t], pop,
-                    items["text"][t])
+    t, ids_t = torch.from_numpy(idx), torch.from_numpy(ids)
+    v = net.item(ids_t, items["cats"][t], items["creator"][t], items["age"][t], pop, items["text"][t])
+    return v, net.logit_bias(ids_t)
+
+
+@torch.no_grad()
+def item_logit_bias(net: TwoTower, n_items: int) -> tuple[np.ndarray, float]:
+    """(float32 [n_items] learned logit bias of each item, bias of the content-only input);
+    zeros and 0.0 for a model without ``item_bias``."""
+    if net.item_bias is None:
+        return np.zeros(n_items, np.float32), 0.0
+    b = net.item_bias.detach().numpy().astype(np.float32)
+    return b[1:n_items + 1].copy(), float(b[0])
 
 
 @torch.no_grad()
