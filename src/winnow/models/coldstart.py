@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from winnow.core.config import ColdStartConfig
 from winnow.core.errors import NotFittedError
 from winnow.data.interactions import Interactions
-from winnow.models.two_tower.model import attribute_tokens
+from winnow.models.two_tower.encoding import attribute_tokens
 
 
 def _user_tokens(attrs: dict[str, Any]) -> list[str]:

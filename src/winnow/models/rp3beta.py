@@ -22,8 +22,8 @@ import scipy.sparse as sp
 from winnow.core.config import RP3betaConfig
 from winnow.data.interactions import Interactions
 from winnow.models.als import positive_csr
-from winnow.models.base import Recommender
-from winnow.models.topk import blocked_top_k_product, similar_from_sparse
+from winnow.models.item_similarity import ItemSimilarityRecommender
+from winnow.models.topk import blocked_top_k_product
 
 
 def _row_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
@@ -32,7 +32,7 @@ def _row_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(inv) @ x
 
 
-class RP3betaRecommender(Recommender):
+class RP3betaRecommender(ItemSimilarityRecommender):
     """Args: alpha (exponent of the transition probabilities, > 0), beta (popularity penalty
     exponent, >= 0), neighbours (items kept per item, >= 1)."""
 
@@ -72,23 +72,5 @@ class RP3betaRecommender(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return (self.user_items_[users] @ self.similarity_).toarray()
 
-    def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The stored walk neighbours of each item, best first, padded with -1/-inf."""
-        self._check_fitted()
-        return similar_from_sparse(self.similarity_, items, k)
-
     def get_params(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "beta": self.beta, "neighbours": self.neighbours}
-
-    def _state(self) -> dict[str, np.ndarray]:
-        s, u = self.similarity_, self.user_items_
-        return {"sim_data": s.data, "sim_indices": s.indices, "sim_indptr": s.indptr,
-                "ui_data": u.data, "ui_indices": u.indices, "ui_indptr": u.indptr,
-                "shape": np.array([u.shape[0], s.shape[0]], np.int64)}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        n_users, n_items = (int(v) for v in arrays["shape"])
-        self.similarity_ = sp.csr_matrix(
-            (arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"]), shape=(n_items, n_items))
-        self.user_items_ = sp.csr_matrix(
-            (arrays["ui_data"], arrays["ui_indices"], arrays["ui_indptr"]), shape=(n_users, n_items))

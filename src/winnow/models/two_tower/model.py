@@ -38,6 +38,7 @@ from winnow.models.content import (
     make_text_encoder,
     stable_hash,
 )
+from winnow.models.two_tower.encoding import attribute_tokens, blend_item_vectors, pad_rows
 from winnow.models.two_tower.masked import UserSets, pooled_history, train_masked, validation_mask
 from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets
 from winnow.models.two_tower.train import (
@@ -49,31 +50,6 @@ from winnow.models.two_tower.train import (
 )
 
 MAX_CATS, MAX_ATTRS, MAX_INTERESTS = 8, 12, 6
-
-
-def attribute_tokens(attrs: dict[str, Any]) -> list[str]:
-    """Hashable tokens of a user's attributes: ``k=v`` for strings (plus a 2-char prefix token,
-    e.g. zip regions), log-scale bins ``k~b`` for numbers (ages 18-24 share a bin)."""
-    out = []
-    for key, value in sorted(attrs.items()):
-        if isinstance(value, bool) or value is None:
-            out.append(f"{key}={value}")
-        elif isinstance(value, (int, float)):
-            out.append(f"{key}~{int(np.floor(np.log2(1.0 + abs(float(value))) * 3))}")
-        else:
-            text = str(value)
-            out.append(f"{key}={text}")
-            if len(text) > 2:
-                out.append(f"{key}[:2]={text[:2]}")
-    return out
-
-
-def _pad(rows: list[list[int]], width: int) -> np.ndarray:
-    out = np.zeros((len(rows), width), np.int64)
-    for r, vals in enumerate(rows):
-        vals = vals[:width]
-        out[r, :len(vals)] = vals
-    return out
 
 
 class TwoTowerRecommender(Recommender):
@@ -118,7 +94,7 @@ class TwoTowerRecommender(Recommender):
         cats = content.categories
         cat_rows = [(cats.indices[cats.indptr[i]:cats.indptr[i + 1]] + 1).tolist() for i in range(n)]
         counts = np.bincount(train.item, minlength=n)
-        return ItemTable(_pad(cat_rows, MAX_CATS), content.creator, content.age, pop_buckets(counts),
+        return ItemTable(pad_rows(cat_rows, MAX_CATS), content.creator, content.age, pop_buckets(counts),
                          content.text)
 
     def _user_tables(self, train: Interactions, cats: np.ndarray) -> None:
@@ -140,8 +116,8 @@ class TwoTowerRecommender(Recommender):
             uc["r"] = uc.groupby("u").cumcount()
             uc = uc[uc.r < 3]
             top[uc.u.to_numpy(), uc.r.to_numpy()] = uc.c.to_numpy()
-        self.user_attrs_ = _pad(attrs, MAX_ATTRS)
-        self.user_declared_ = _pad(interests, MAX_INTERESTS)
+        self.user_attrs_ = pad_rows(attrs, MAX_ATTRS)
+        self.user_declared_ = pad_rows(interests, MAX_INTERESTS)
         self.user_pseudo_ = top
 
     def interest_ids(self, interests: list[str] | np.ndarray) -> list[int]:
@@ -285,11 +261,11 @@ class TwoTowerRecommender(Recommender):
         if len(h):
             hist[0, L - len(h):] = h
         w = (0.5 ** (np.arange(L - 1, -1, -1, dtype=np.float32) / c.half_life))[None, :]
-        attrs = _pad([[stable_hash(t, c.attr_buckets) for t in attribute_tokens(attributes or {})]], MAX_ATTRS)
+        attrs = pad_rows([[stable_hash(t, c.attr_buckets) for t in attribute_tokens(attributes or {})]], MAX_ATTRS)
         uid = 0 if user is None or not c.use_user_id else 1 + (int(user) * 2_654_435_761) % (c.user_buckets - 1)
         inputs = {"uid": torch.tensor([uid]), "hist": torch.from_numpy(hist), "hist_w": torch.from_numpy(w),
                   "attrs": torch.from_numpy(attrs),
-                  "interests": torch.from_numpy(_pad([self.interest_ids(list(interests))], MAX_INTERESTS)),
+                  "interests": torch.from_numpy(pad_rows([self.interest_ids(list(interests))], MAX_INTERESTS)),
                   "hour": torch.tensor([0 if hour is None else hour % 24 + 1]),
                   "dow": torch.tensor([0 if dow is None else (dow + 3) % 7 + 1])}  # train: 1 = Thursday
         if query is not None and self.table_.text.shape[1] == len(query):
@@ -415,14 +391,3 @@ class TwoTowerRecommender(Recommender):
         model.n_users_, model.n_items_ = int(meta["n_users"]), int(meta["n_items"])
         model._refresh_item_vectors()
         return model
-
-
-def blend_item_vectors(collab: np.ndarray, content: np.ndarray, counts: np.ndarray, *, k: float) -> np.ndarray:
-    """w * collab + (1 - w) * content with w = n / (n + k) per item, rows re-normalised.
-
-    collab, content float32 [n, d]; counts int [n] training events per item. An item with 0
-    events is exactly its content vector; as events accumulate it moves to the collaborative one.
-    """
-    w = (counts / (counts + k)).astype(np.float32)[:, None]
-    v = w * collab + (1.0 - w) * content
-    return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
