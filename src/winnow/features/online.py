@@ -84,6 +84,20 @@ class OnlineFeatureState:
     def _created(self, item: int) -> float:
         return float(self.catalog.item_created[item]) if item < self._n_items else math.nan
 
+    def _item_categories(self, inside: np.ndarray, safe: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every (position, category) pair of a list of items: (positions int [m], categories
+        int64 [m], categories per position int [n]); ``inside`` marks positions whose item is in
+        the catalog, ``safe`` is the item index there (any valid index elsewhere)."""
+        ic = self.catalog.item_cat
+        n = len(inside)
+        lens = np.where(inside, np.diff(ic.indptr)[safe], 0) if self._n_items else np.zeros(n, np.int64)
+        rows = np.repeat(np.arange(n), lens)
+        if not len(rows):
+            return rows, np.empty(0, np.int64), lens
+        first = np.repeat(ic.indptr[safe], lens)
+        offs = np.arange(len(rows)) - np.repeat(np.cumsum(lens) - lens, lens)
+        return rows, ic.indices[first + offs].astype(np.int64), lens
+
     def add_event(self, user: int, item: int, ts: float) -> None:
         """Fold one positive event into the state (events may arrive slightly out of order)."""
         ts = float(ts)
@@ -164,12 +178,7 @@ class OnlineFeatureState:
                 u.attr_sum += attr_sum[g]  # type: ignore[operator]
                 u.attr_cnt += attr_cnt[g]  # type: ignore[operator]
         # (user, category) and (user, creator) engagement
-        ic = self.catalog.item_cat
-        lens = np.where(inside, np.diff(ic.indptr)[safe] if self._n_items else 0, 0)
-        ev = np.repeat(np.arange(len(ts)), lens)
-        first = np.repeat(ic.indptr[safe] if self._n_items else np.zeros(len(ts), np.int64), lens)
-        offs = np.arange(len(ev)) - np.repeat(np.cumsum(lens) - lens, lens)
-        cats = ic.indices[first + offs].astype(np.int64) if len(ev) else np.empty(0, np.int64)
+        ev, cats, _ = self._item_categories(inside, safe)
         self._engage(users[ev], cats, ts[ev], hl, "cats")
         creator = np.where(inside, self.catalog.item_creator[safe] if self._n_items else -1, -1)
         has = creator >= 0
@@ -245,18 +254,14 @@ class OnlineFeatureState:
         # than the lookups themselves)
         inside = (items >= 0) & (items < self._n_items)
         safe = np.where(inside, items, 0)
-        ic = self.catalog.item_cat
         if self._n_items:
-            lens = np.where(inside, np.diff(ic.indptr)[safe], 0)
             created = np.where(inside, self.catalog.item_created[safe], np.nan).astype(np.float64)
             creators = np.where(inside, self.catalog.item_creator[safe], -1).tolist()
         else:
-            lens, created, creators = np.zeros(n, np.int64), np.full(n, np.nan), [-1] * n
+            created, creators = np.full(n, np.nan), [-1] * n
+        rows, cats, lens = self._item_categories(inside, safe)
         ncat = lens.astype(np.float64)
-        starts = np.repeat(ic.indptr[safe] if self._n_items else np.zeros(n, np.int64), lens)
-        offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-        cat_of = ic.indices[starts + offs].tolist() if len(offs) else []
-        row_of = np.repeat(np.arange(n), lens).tolist()
+        row_of, cat_of = rows.tolist(), cats.tolist()
         cmax_l, csum_l, dmax_l, dsum_l = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
         clast_l = [-math.inf] * n
         cat_get = u.cats.get
@@ -303,7 +308,6 @@ class OnlineFeatureState:
         last = u.ts[-1] if n_hist else math.nan
         n_attr = len(spec.item_numeric)
         item_num = np.full((n, n_attr), np.nan)
-        inside = items < self._n_items
         item_num[inside] = self.catalog.item_numeric[items[inside]]
         in_users = 0 <= user < self.catalog.user_numeric.shape[0]
         user_num = (self.catalog.user_numeric[user] if in_users
