@@ -1,4 +1,4 @@
-"""Tune ALS, BPR, EASE and item-item on ml-100k (validation only), then report them on test.
+"""Tune ALS, BPR, EASE, item-item and sequence on ml-100k (validation only), then report them on test.
 
     python bench/tune.py [--data ../shared/data/ml-100k] [--models als,bpr,ease,itemitem]
                          [--json bench/results/tune_ml100k.json] [--write-tuned config/tuned]
@@ -53,6 +53,8 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
             "regularization": [0.01, 0.03], "iterations": [100, 200, 400]},
     "ease": {"l2": [100.0, 200.0, 500.0, 1000.0, 2000.0]},
     "itemitem": {"neighbours": [5, 10, 20], "shrinkage": [20.0, 50.0, 100.0]},
+    "sequence": {"window": [10, 20, 40, 80], "decay": [0.9, 0.95, 1.0], "neighbours": [300, 1000],
+                 "shrinkage": [10.0]},
 }
 # earlier passes, kept in the config/tuned records so the search is fully described
 PREVIOUS_GRIDS: dict[str, list[dict[str, list[Any]]]] = {
@@ -65,6 +67,8 @@ PREVIOUS_GRIDS: dict[str, list[dict[str, list[Any]]]] = {
             {"factors": [64, 128], "learning_rate": [0.005, 0.01],
              "regularization": [0.01, 0.05, 0.1], "iterations": [50, 100, 200]}],
     "ease": [],
+    "sequence": [{"window": [3, 5, 10, 20], "decay": [0.7, 1.0], "neighbours": [100, 300],
+                  "shrinkage": [10.0, 50.0]}],
     "itemitem": [{"neighbours": [20, 50, 100, 200], "shrinkage": [0.0, 10.0, 50.0]},
                  {"neighbours": [10, 20, 50, 200], "shrinkage": [10.0, 50.0, 200.0]}],
 }

@@ -4,7 +4,8 @@
         [--test] [--seeds 0] [--write-tuned config/tuned]
 
 Protocols (as README / bench/coldstart.py compare): ml-100k per-user random 75/25, ml-latest-small
-global temporal 80%, Last.fm per-user random 80/20; outer split seed 0 (``--seeds`` for test).
+global temporal 80%, Last.fm per-user random 80/20; outer split seed 0 (``--outer-seed`` for a
+second validation carve, ``--seeds`` for test).
 Validation: carved from the outer train part only (winnow.evaluation.splits.validation_split with
 the outer split's method: per-user random 80/20, or the temporal 80% quantile of the train part).
 Each trial = config overrides on top of [models.two_tower]; the best by validation NDCG@10 is
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--baselines", default="", help="comma list, e.g. als,ease: also on validation")
     ap.add_argument("--test", action="store_true", help="refit the best trial on train, score test")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--outer-seed", type=int, default=0,
+                    help="outer split seed whose train part the validation carve comes from (a second carve: 1)")
     ap.add_argument("--test-baselines", default="als,ease", help="models fitted next to the two-tower on test")
     ap.add_argument("--skip-validation", action="store_true", help="with --test: score --base on test only")
     ap.add_argument("--write-tuned", type=Path, default=None)
@@ -80,11 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     ds = load_named_dataset(args.dataset, cfg)
     protocol, ratio = PROTOCOLS[args.dataset]
     base = {**(tuned_params(args.dataset) if args.tuned else {}), **json.loads(args.base)}
-    outer = split_dataset(ds, protocol, seed=0, ratio=ratio)
+    outer = split_dataset(ds, protocol, seed=args.outer_seed, ratio=ratio)
     val = validation_split(outer.train, outer) if protocol == "temporal" else \
         validation_split(outer.train, "stratified", ratio=0.8, seed=0)
     result: dict[str, Any] = {"dataset": args.dataset, "protocol": f"{protocol} {ratio or 0.8}", "base": base,
-                              "trials": []}
+                              "outer_seed": args.outer_seed, "trials": []}
     if args.baselines:
         for row in evaluate_split(val, args.baselines.split(","), cfg, k=10):
             print(f"validation {row['model']:10s} ndcg@10 {row['ndcg@10']:.4f}", flush=True)
@@ -94,9 +97,11 @@ def main(argv: list[str] | None = None) -> None:
         params = {**base, **json.loads(trial)}
         m, fit_s, model = fit_score(cfg, ds, val, params)
         hist = model.history_
-        print(f"val ndcg {m['ndcg@10']:.4f} fit {fit_s:6.1f}s best_epoch {hist.get('best_epoch')} {trial}", flush=True)
+        inner = max(hist.get("validation_ndcg") or [float("nan")])
+        print(f"val ndcg {m['ndcg@10']:.4f} fit {fit_s:6.1f}s best_epoch {hist.get('best_epoch')} "
+              f"inner {inner:.4f} {trial}", flush=True)
         result["trials"].append({"params": json.loads(trial), "validation": m, "fit_seconds": round(fit_s, 1),
-                                 "best_epoch": hist.get("best_epoch")})
+                                 "best_epoch": hist.get("best_epoch"), "inner_validation": round(inner, 4)})
         if best is None or m["ndcg@10"] > best[0]:
             best = (m["ndcg@10"], params)
     assert best is not None

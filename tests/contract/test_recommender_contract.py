@@ -25,6 +25,7 @@ from winnow.models.itemitem import ItemItemRecommender
 from winnow.models.popularity import PopularityRecommender, RecentPopularityRecommender
 from winnow.models.registry import load_model
 from winnow.models.rp3beta import RP3betaRecommender
+from winnow.models.sequence import SequenceRecommender
 from winnow.models.two_tower import TwoTowerRecommender
 from winnow.models.userknn import UserKNNRecommender
 
@@ -228,6 +229,11 @@ class TestUserKNN(RecommenderContract):
 
     def build(self) -> Recommender:
         return UserKNNRecommender(neighbours=20, shrinkage=1.0)
+
+
+class TestSequence(RecommenderContract):
+    def build(self) -> Recommender:
+        return SequenceRecommender(window=3, decay=0.8, shrinkage=1.0, neighbours=20)
 
 
 class TestTwoTower(RecommenderContract):

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from winnow.core.config import WinnowConfig, load_config
 from winnow.data.open_store import open_store
-from winnow.data.synthetic import generate_world
+from winnow.data.synthetic import SyntheticWorld, generate_world
 
 
 def free_port() -> int:
@@ -22,21 +23,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_home(home: Path, *, n_users: int = 300, n_items: int = 500, n_events: int = 20_000,
-              train: bool = True) -> WinnowConfig:
-    """Import a seeded synthetic world into ``home`` and (optionally) train + activate a bundle."""
+def trained_home(home: Path, toml: str | None = None, *, n_users: int = 300, n_items: int = 500,
+                 n_events: int = 20_000, seed: int = 7, train: bool = True,
+                 evaluate_models: bool = False) -> tuple[WinnowConfig, SyntheticWorld, Any]:
+    """Write ``toml`` (if given) as ``home``/winnow.toml, import a seeded synthetic world into the
+    home's store and (optionally) train + activate a bundle: (config, world, BundleInfo or None)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if toml is not None:
+        (home / "winnow.toml").write_text(toml)
     cfg = load_config(home)
-    world = generate_world(n_users, n_items, n_events, seed=7)
+    world = generate_world(n_users, n_items, n_events, seed=seed)
     store = open_store(cfg.store_url())
+    info = None
     try:
         store.import_all(events=world.events, items=world.items, users=world.users)
         if train:
             from winnow.training.job import train as run_train
-            run_train(cfg, store)
+            info = run_train(cfg, store, evaluate_models=evaluate_models)
     finally:
         store.close()
-    return cfg
+    return cfg, world, info
+
+
+def make_home(home: Path, *, n_users: int = 300, n_items: int = 500, n_events: int = 20_000,
+              train: bool = True) -> WinnowConfig:
+    """Import a seeded synthetic world into ``home`` and (optionally) train + activate a bundle."""
+    return trained_home(home, n_users=n_users, n_items=n_items, n_events=n_events, train=train,
+                        evaluate_models=True)[0]
 
 
 class Server:

@@ -11,15 +11,11 @@ user's declared interests are categories, so:
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from serve_harness import trained_home
 
-from winnow.core.config import load_config
-from winnow.data.open_store import open_store
-from winnow.data.synthetic import generate_world
 
 TOML = """
 [security]
@@ -72,19 +68,8 @@ weight = 0.3
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory):
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    home = tmp_path_factory.mktemp("coldapi")
-    (home / "winnow.toml").write_text(TOML)
-    cfg = load_config(home)
-    world = generate_world(300, 400, 15_000, seed=7)
-    store = open_store(cfg.store_url())
-    try:
-        store.import_all(events=world.events, items=world.items, users=world.users)
-        from winnow.training.job import train
-
-        train(cfg, store, evaluate_models=False)
-    finally:
-        store.close()
+    cfg, world, _ = trained_home(tmp_path_factory.mktemp("coldapi"), TOML, n_users=300, n_items=400,
+                                 n_events=15_000, seed=7)
     from winnow.serving.app import create_app
 
     with TestClient(create_app(cfg)) as c:

@@ -4,15 +4,11 @@ item's top feature contributions, and ingested events reach its online features 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from serve_harness import trained_home
 
-from winnow.core.config import load_config
-from winnow.data.open_store import open_store
-from winnow.data.synthetic import generate_world
 
 TOML = """
 [security]
@@ -30,19 +26,8 @@ iterations = 5
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory):
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    home = tmp_path_factory.mktemp("rankapi")
-    (home / "winnow.toml").write_text(TOML)
-    cfg = load_config(home)
-    world = generate_world(300, 200, 12_000, seed=5)
-    store = open_store(cfg.store_url())
-    try:
-        store.import_all(events=world.events, items=world.items, users=world.users)
-        from winnow.training.job import train
-
-        info = train(cfg, store, evaluate_models=False)
-    finally:
-        store.close()
+    cfg, world, info = trained_home(tmp_path_factory.mktemp("rankapi"), TOML, n_users=300, n_items=200,
+                                    n_events=12_000, seed=5)
     assert (info.path / "ranker" / "ranker.txt").is_file(), info.manifest.get("ranker")
     from winnow.serving.app import create_app
 

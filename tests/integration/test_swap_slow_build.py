@@ -12,17 +12,14 @@ completes before the build is released; nothing here measures time.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import time
 
 import pytest
 from fastapi.testclient import TestClient
+from serve_harness import trained_home
 
-from winnow.core.config import load_config
-from winnow.data.open_store import open_store
-from winnow.data.synthetic import generate_world
 from winnow.features import OnlineFeatureState
 from winnow.serving.runtime import Runtime
 from winnow.training.served_ranker import FeatureFeed
@@ -63,19 +60,8 @@ def _copy_bundle(home, src: str, *, new_spec_file: bool = False) -> str:
 
 @pytest.fixture(scope="module")
 def app_home(tmp_path_factory):
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     home = tmp_path_factory.mktemp("slow_swap")
-    (home / "winnow.toml").write_text(TOML)
-    cfg = load_config(home)
-    world = generate_world(300, 200, 12_000, seed=5)
-    store = open_store(cfg.store_url())
-    try:
-        store.import_all(events=world.events, items=world.items, users=world.users)
-        from winnow.training.job import train
-
-        info = train(cfg, store, evaluate_models=False)
-    finally:
-        store.close()
+    cfg, world, info = trained_home(home, TOML, n_users=300, n_items=200, n_events=12_000, seed=5)
     assert (info.path / "ranker" / "ranker.txt").is_file(), info.manifest.get("ranker")
     return (home, cfg, world, info.version, _copy_bundle(home, info.version),
             _copy_bundle(home, info.version, new_spec_file=True))

@@ -229,3 +229,65 @@ def test_forget_user_drops_open_impressions_only(store):
     assert stats.forget_user("u1") == 2 and stats.open_impressions() == 1
     assert stats.add_events(events([("u1", "a", "click", 11)])) == 0  # nothing left to attribute to
     assert L(stats.counts(["a"])) == ([0.0], [2.0])
+
+
+def test_decay_halves_counts_per_half_life_of_log_time(store):
+    stats = ItemStats(cfg(half_life_s=1000.0))
+    stats.add_impression(imp("r1", "u1", 1000, ["a"]))
+    stats.add_events(events([("u1", "a", "click", 1010)]))
+    assert L(stats.counts(["a"])) == ([pytest.approx(1.0)], [pytest.approx(1.0)])
+    stats.add_impression(imp("r2", "u2", 2000, ["b"]))  # log time moves on one half-life
+    assert L(stats.counts(["a", "b"])) == ([pytest.approx(0.5), 0.0], [pytest.approx(0.5), pytest.approx(1.0)])
+    # a click arriving after the clock moved weighs what its showing weighs (clicks <= shown)
+    stats.add_events(events([("u2", "b", "click", 2100)]))
+    stats.add_impression(imp("r3", "u3", 4000, ["c"]))
+    clicks, shown = stats.counts(["a", "b", "c"])
+    np.testing.assert_allclose(clicks, [0.125, 0.25, 0.0])
+    np.testing.assert_allclose(shown, [0.125, 0.25, 1.0])
+    assert stats.item_summary("b")["all"] == {"clicks": pytest.approx(0.25), "shown": pytest.approx(0.25)}
+    assert stats.item_summary("b")["surfaces"]["home"]["shown"] == pytest.approx(0.25)
+
+
+def test_decayed_counts_are_the_same_live_and_rebuilt_from_the_store(store):
+    rng = np.random.default_rng(3)
+    log = [imp(f"r{i}", f"u{i % 7}", 10 * i, [f"i{j}" for j in rng.choice(6, 3, replace=False)],
+               surface=["home", "search"][i % 2]) for i in range(400)]
+    clicks = [(im["user_id"], it["item_id"], "click", im["timestamp"] + 3)
+              for im in log for it in im["items"] if rng.random() < 0.3]
+    store.log_impressions(log)
+    store.append_events(events(clicks))
+    live = ItemStats(cfg(half_life_s=50.0))  # 80 half-lives over the log: the origin moves
+    for im in log:
+        live.add_impression(im)
+        live.add_events(events([c for c in clicks if c[3] == im["timestamp"] + 3 and c[0] == im["user_id"]]))
+    rebuilt = ItemStats.from_store(store, cfg(half_life_s=50.0))
+    items = [f"i{j}" for j in range(6)]
+    for surface in (None, "home", "search"):
+        a, b = live.counts(items, surface), rebuilt.counts(items, surface)
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-9)
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-9)
+        assert np.all(np.isfinite(a[1])) and np.all(a[0] <= a[1] + 1e-12)
+    # the newest slates dominate: the counts sum to about one half-life's worth of showings
+    total_shown = live.counts(items)[1].sum()
+    assert 3 * 5 / np.log(2) * 0.9 < total_shown < 3 * 5 / np.log(2) * 1.1 + 3
+
+
+def test_thompson_with_decay_follows_a_drop_in_click_through(store):
+    """Item i1 was clicked every time long ago and never lately: with decay its posterior mean
+    falls to the recent rate; without decay the old clicks keep it high."""
+    def run(half_life):
+        stats = ItemStats(cfg(half_life_s=half_life))
+        for j in range(100):  # old era: i1 always clicked
+            stats.add_impression(imp(f"o{j}", "u", j, ["i1"]))
+            stats.add_events(events([("u", "i1", "click", j)]))
+        for j in range(100):  # recent era, 20 half-lives later: never clicked
+            stats.add_impression(imp(f"n{j}", "v", 20_000 + j, ["i1"]))
+        c, s = stats.counts(["i1"])
+        return float((c[0] + 1.0) / (s[0] + 21.0))  # Beta(1, 20) prior mean
+    assert run(0.0) > 0.4
+    assert run(1000.0) < 0.02
+
+
+def test_half_life_must_not_be_negative():
+    with pytest.raises(ValueError, match="half_life_s"):
+        FeedbackConfig(half_life_s=-1.0)

@@ -13,7 +13,7 @@ from winnow.core.errors import BundleError, ConfigError
 from winnow.data.interactions import Interactions
 from winnow.models.registry import MODELS, build_model, load_model
 
-NAMES = ["popularity", "popularity_recent", "itemitem", "als", "bpr", "ease", "rp3beta", "userknn", "two_tower"]
+NAMES = ["popularity", "popularity_recent", "itemitem", "als", "bpr", "ease", "rp3beta", "userknn", "sequence", "two_tower"]
 
 
 def test_names() -> None:

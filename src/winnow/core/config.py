@@ -22,7 +22,7 @@ from winnow.core.errors import ConfigError
 
 from winnow.core.config_models import (  # noqa: F401  (re-exported: one import path for all config)
     ALSConfig, BPRConfig, EASEConfig, ItemItemConfig, ModelsConfig, PopularityConfig, RP3betaConfig,
-    TwoTowerConfig, UserKNNConfig, _Section,
+    SequenceConfig, TwoTowerConfig, UserKNNConfig, _Section,
 )
 from winnow.core.config_scale import OnlineConfig, TrainingConfig  # noqa: F401  (re-exported)
 
@@ -61,8 +61,8 @@ class SourceConfig(_Section):
     """One named candidate source of the retrieval stage."""
 
     name: str = Field(min_length=1)  # unique name, reported in responses and traces
-    kind: Literal["als", "itemitem", "popularity", "trending", "fresh", "two_tower", "content",
-                  "segment_popular"]
+    kind: Literal["als", "itemitem", "sequence", "popularity", "trending", "fresh", "two_tower",
+                  "content", "segment_popular"]
     quota: int = Field(100, ge=1, le=5000)  # candidates this source may contribute
     weight: float = Field(1.0, ge=0)  # weight of its rank-normalised score in the blend
 
@@ -129,6 +129,7 @@ class FeedbackConfig(_Section):
     refresh_s: float = Field(5.0, gt=0)  # each worker re-reads the store this often (other workers' log)
     overlap_s: int = Field(60, ge=0)  # re-read margin for late writes (impression queue, clock skew)
     history_s: int = Field(0, ge=0)  # start-up rebuild reads this far back; 0 = the whole log
+    half_life_s: float = Field(0.0, ge=0)  # counts fade with this half-life in log time; 0 = never
 
 
 class SecurityConfig(_Section):
@@ -144,6 +145,13 @@ class RankerConfig(_Section):
     """The learned ranking stage (LightGBM lambdarank over merged retrieval candidates)."""
 
     enabled: bool = True  # batch-recommend runs retrieval + ranker (False: best retrieval model only)
+    # served ranker's training lists (winnow train): "auto" = the impression log's labelled slates
+    # when it holds >= min_impression_lists with a click or purchase, else lists from history;
+    # "impressions" = the log or no ranker; "history" = never the log (training/impression_lists.py)
+    train_on: Literal["auto", "history", "impressions"] = "auto"
+    min_impression_lists: int = Field(500, ge=20)
+    impression_days: float = Field(30.0, gt=0)  # how far back the log is read, in days
+    purchase_events: list[str] = Field(default_factory=lambda: ["purchase"])  # label 2 (clicks: [feedback])
     sources: list[str] = Field(default_factory=lambda: ["ease", "als", "itemitem", "popularity"])
     per_source: int = Field(50, ge=1, le=5000)  # candidates each retrieval model proposes
     dense_scores: bool = True  # every source scores every candidate (not only those it proposed)

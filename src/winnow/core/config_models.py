@@ -58,6 +58,17 @@ class RP3betaConfig(_Section):
     neighbours: int = Field(200, ge=1)
 
 
+class SequenceConfig(_Section):
+    """Time-neighbour item-item, "watched this, then watched" (winnow.models.sequence)."""
+
+    window: int = Field(20, ge=1, le=1000)
+    decay: float = Field(0.95, gt=0, le=1)
+    shrinkage: float = Field(10.0, ge=0)
+    neighbours: int = Field(300, ge=1)
+    direction: Literal["both", "forward"] = "both"
+    seed: int = 0                            # order of events that share a timestamp
+
+
 class UserKNNConfig(_Section):
     """User-based nearest neighbours (winnow.models.userknn)."""
 
@@ -107,11 +118,18 @@ class TwoTowerConfig(_Section):
     weighted: bool = False                   # event weights (e.g. log1p plays) weight pooling + targets
     dropout: float = Field(0.0, ge=0, lt=1)  # on the towers' MLP inputs
     weight_decay: float = Field(0.0, ge=0)   # AdamW decay of the dense parameters
-    validation: Literal["temporal", "random"] = "temporal"  # early-stopping cut of the train part
+    # early-stopping cut of the train part; "none": no early stopping, train ``epochs`` epochs on all
+    validation: Literal["temporal", "random", "none"] = "temporal"
     item_bias: bool = False                  # per-item logit bias outside the normalised dot product
     pooling: Literal["mean", "sqrt"] = "mean"  # history pooling: weighted mean, or sum / sqrt(weights)
     lr_decay: float = Field(1.0, gt=0, le=1)  # learning rates times this after every epoch
     hidden_layers: int = Field(1, ge=0, le=3)  # ReLU layers of each tower's MLP; 0 = linear towers
+    average_epochs: int = Field(0, ge=0, le=1000)  # runs without validation end on the last k epochs' mean
+    # auxiliary time-neighbour (item2vec-style) loss, two_tower/sequence.py; weight 0 = off
+    sequence_weight: float = Field(0.0, ge=0, le=100)
+    sequence_window: int = Field(3, ge=1, le=100)  # neighbours: at most this many positions apart
+    sequence_batch: int = Field(1024, ge=1)          # pairs sampled per training step
+    sequence_context: Literal["history", "item"] = "history"  # context: user tower on [i] | item tower
 
 
 class ModelsConfig(_Section):
@@ -122,4 +140,5 @@ class ModelsConfig(_Section):
     ease: EASEConfig = EASEConfig()
     rp3beta: RP3betaConfig = RP3betaConfig()
     userknn: UserKNNConfig = UserKNNConfig()
+    sequence: SequenceConfig = SequenceConfig()
     two_tower: TwoTowerConfig = TwoTowerConfig()

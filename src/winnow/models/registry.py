@@ -1,6 +1,6 @@
 """Retrieval models by name: build one from the typed config, or load a saved one.
 
-Names: "popularity", "popularity_recent", "itemitem", "als", "bpr", "ease", "rp3beta", "userknn", "two_tower". A saved model is a
+Names: "popularity", "popularity_recent", "itemitem", "als", "bpr", "ease", "rp3beta", "userknn", "sequence", "two_tower". A saved model is a
 directory with ``model.json`` (its "model" field is the name) and ``arrays.npz``.
 """
 
@@ -25,13 +25,14 @@ MODELS: dict[str, str] = {
     "ease": "winnow.models.ease:EASERecommender",
     "rp3beta": "winnow.models.rp3beta:RP3betaRecommender",
     "userknn": "winnow.models.userknn:UserKNNRecommender",
+    "sequence": "winnow.models.sequence:SequenceRecommender",
     "two_tower": "winnow.models.two_tower:TwoTowerRecommender",
 }
 
 # which [models.*] config section parameterises each model
 _SECTION = {"popularity": "popularity", "popularity_recent": "popularity", "itemitem": "itemitem",
             "als": "als", "bpr": "bpr", "ease": "ease", "rp3beta": "rp3beta",
-            "userknn": "userknn", "two_tower": "two_tower"}
+            "userknn": "userknn", "sequence": "sequence", "two_tower": "two_tower"}
 
 
 def model_class(name: str) -> type[Recommender]:

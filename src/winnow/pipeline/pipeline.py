@@ -180,7 +180,7 @@ class Pipeline:
                 if int(row) in contribs:
                     trace["rank_features"] = contribs[int(row)]  # top pred_contrib of the learned ranker
             out.append(SlateItem(int(item), float(score), pos, srcs, float(sel.propensity[pos]), trace,
-                                 rank=int(sel.order[pos])))
+                                 rank=int(sel.order[pos]), src=_source_scores(cands, int(row), srcs)))
         removed = None
         if request.explain:
             removed = [{"item": item, "rule": r.rule, "reason": why}
@@ -188,6 +188,19 @@ class Pipeline:
         timings = {"retrieve": t1 - t0, "rank": t2 - t1, "rerank": t3 - t2,
                    "total": time.perf_counter() - t0}
         return Slate(out, fallbacks, len(cands), timings, removed, n_ranked=len(final), policy=policy)
+
+
+def _source_scores(cands: Candidates, row: int, names: list[str]) -> dict[str, list[float]] | None:
+    """{source: [score, rank]} of candidate ``row`` for the sources that proposed it (finite
+    scores only); None for a backfilled item (row -1)."""
+    if row < 0:
+        return None
+    out = {}
+    for name in names:
+        score = cands.source_scores.get(name)
+        if score is not None and np.isfinite(score[row]):
+            out[name] = [float(score[row]), float(cands.source_ranks[name][row])]
+    return out
 
 
 def _merge(results: list[tuple[str, np.ndarray, np.ndarray]],

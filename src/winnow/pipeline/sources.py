@@ -64,7 +64,8 @@ class AlsSource:
 
 @dataclass
 class ItemItemSource:
-    """Items co-occurring with the user's recent items (weighted by recency and event weight)."""
+    """Items co-occurring with the user's recent items (weighted by recency and event weight):
+    kind "itemitem" (any co-occurrence) or "sequence" (time-neighbours), same scorer contract."""
 
     name: str
     scorer: HistoryScorer
@@ -171,6 +172,7 @@ class RetrievalArtefacts:
     catalog: Catalog
     index: AnnIndex | None = None           # over ALS item factors
     itemitem: HistoryScorer | None = None
+    sequence: HistoryScorer | None = None   # time-neighbour item-item (winnow.models.sequence)
     ef_search: int | None = None
     two_tower: Any = None   # winnow.models.two_tower.serving.TwoTowerServing
     segment: Any = None     # winnow.models.coldstart.SegmentPopularity
@@ -186,6 +188,10 @@ def build_source(cfg: SourceConfig, art: RetrievalArtefacts, *, recent: int = 50
         if art.itemitem is None:
             raise ConfigError(f"source {cfg.name!r} (kind itemitem) needs an item-item model in the bundle")
         return ItemItemSource(cfg.name, art.itemitem, recent)
+    if cfg.kind == "sequence":
+        if art.sequence is None:
+            raise ConfigError(f"source {cfg.name!r} (kind sequence) needs a sequence model in the bundle")
+        return ItemItemSource(cfg.name, art.sequence, recent, kind="sequence")
     if cfg.kind == "popularity":
         return RankedArraySource(cfg.name, "popularity", art.catalog, lambda c: c.popularity)
     if cfg.kind == "trending":

@@ -239,6 +239,9 @@ class SlateItem:
     propensity: float = 1.0  # P(this item at this position | request) under the explore policy
     trace: dict[str, Any] | None = None
     rank: int = -1  # 0-based rank in the re-ranked list the explore stage chose from
+    # source name -> [score, 0-based rank] of every source that proposed it (logged with the
+    # impression: the ranker's source features when it trains on the impression log)
+    src: dict[str, list[float]] | None = None
 
 
 @dataclass

@@ -11,6 +11,14 @@ Definitions ([feedback] config, winnow.core.config.FeedbackConfig):
   twice. Attribution is by (user, item, time), so it needs no request_id on the event and is
   the same for every Store backend.
 - Row "all surfaces" (``surface=None``) is the sum over surfaces.
+- Decay (``half_life_s`` > 0): a showing at log time s, and its click, weigh
+  0.5 ** ((now - s) / half_life_s), where now = the newest impression timestamp counted, so
+  shown and clicks are exponentially fading sums and Thompson sampling follows click-through
+  rates that drift. Log time, not the wall clock: every worker and a restarted service get
+  the same numbers; with no new impressions the counts stop fading. Stored as weights
+  2 ** ((s - t0) / half_life_s) against an origin t0 that moves forward (everything rescaled)
+  once a weight passes 2 ** 64, so nothing overflows; reads scale by 2 ** ((t0 - now) / half_life_s).
+  ``half_life_s`` = 0: plain counts.
 
 Where the numbers come from:
 
@@ -50,6 +58,7 @@ from winnow.data.store import Store
 log = logging.getLogger(__name__)
 _ALL = 0  # row of the per-surface count arrays holding the sum over surfaces
 _BATCH = 5000  # slates per step of the time-ordered walk in refresh()
+_RENORM = 64.0  # half-lives past the weight origin before everything is rescaled to a new one
 
 
 def needs_item_stats(config: WinnowConfig) -> bool:
@@ -77,6 +86,8 @@ class ItemStats:
         self._order: deque[tuple[int, str, tuple[str, ...]]] = deque()  # (ts, request_id, keys), arrival order
         self._imp_hw: int | None = None  # highest impression / event timestamp read from the store
         self._ev_hw: int | None = None
+        self._t0: int | None = None   # weight origin (log time), decay only
+        self._now: int | None = None  # newest impression timestamp counted
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,6 +123,27 @@ class ItemStats:
             self._clicks = np.hstack([self._clicks, grow])
         return idx
 
+    def _weight(self, ts: int) -> float:
+        """Stored weight of a showing at log time ``ts`` (1 without decay); caller holds the lock."""
+        hl = self.config.half_life_s
+        if not hl:
+            return 1.0
+        if self._t0 is None:
+            self._t0 = ts
+        e = (ts - self._t0) / hl
+        if e > _RENORM:  # move the origin to ts: every stored weight scaled by 2 ** -e
+            self._shown *= 2.0 ** -e
+            self._clicks *= 2.0 ** -e
+            self._t0, e = ts, 0.0
+        return 2.0 ** e
+
+    def _scale(self) -> float:
+        """Factor from stored weights to counts as of the newest impression; caller holds the lock."""
+        hl = self.config.half_life_s
+        if not hl or self._t0 is None or self._now is None:
+            return 1.0
+        return 2.0 ** ((self._t0 - self._now) / hl)
+
     def add_impression(self, impression: Mapping[str, Any]) -> bool:
         """Count one logged slate (the dict given to ``Store.log_impressions``); False if its
         request_id was counted already."""
@@ -122,13 +154,15 @@ class ItemStats:
             if rid in self._known:
                 return False
             self._known[rid] = ts
+            self._now = ts if self._now is None else max(self._now, ts)
             row = self._row(impression.get("surface"))
+            w = self._weight(ts)
             keys = []
             for shown in impression.get("items") or []:
                 item = str(shown["item_id"])
                 idx = self._item(item)
-                self._shown[_ALL, idx] += 1.0
-                self._shown[row, idx] += 1.0
+                self._shown[_ALL, idx] += w
+                self._shown[row, idx] += w
                 key = (user, item)
                 self._open.setdefault(key, []).append([ts, row, idx, False])
                 keys.append(key)
@@ -156,8 +190,9 @@ class ItemStats:
                 if best is None or t - best[0] > window or best[3]:
                     continue
                 best[3] = True
-                self._clicks[_ALL, best[2]] += 1.0
-                self._clicks[best[1], best[2]] += 1.0
+                w = self._weight(best[0])  # the click weighs what its showing weighs
+                self._clicks[_ALL, best[2]] += w
+                self._clicks[best[1], best[2]] += w
                 new += 1
         return new
 
@@ -254,8 +289,9 @@ class ItemStats:
         with self._lock:
             row = _ALL if surface is None else self._surfaces.get(str(surface))
             if row is not None:
-                clicks[ok] = self._clicks[row, idx[ok]]
-                shown[ok] = self._shown[row, idx[ok]]
+                scale = self._scale()
+                clicks[ok] = self._clicks[row, idx[ok]] * scale
+                shown[ok] = self._shown[row, idx[ok]] * scale
         return clicks, shown
 
     def counts(self, item_ids: Iterable[str], surface: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -269,11 +305,13 @@ class ItemStats:
         with self._lock:
             idx = self._items.get(item_id)
             rows = [("all", _ALL)] + sorted(self._surfaces.items())
+            scale = self._scale()
 
             def one(row: int) -> dict[str, float]:
                 if idx < 0:
                     return {"clicks": 0.0, "shown": 0.0}
-                return {"clicks": float(self._clicks[row, idx]), "shown": float(self._shown[row, idx])}
+                return {"clicks": float(self._clicks[row, idx] * scale),
+                        "shown": float(self._shown[row, idx] * scale)}
 
             out = {name: one(row) for name, row in rows}
         return {"all": out.pop("all"), "surfaces": out}

@@ -128,9 +128,11 @@ class Runtime:
         if als is not None and als.n_items_:
             als.recalculate_user(np.zeros(1, np.int64))  # warm the fold-in (computes Y^T Y once)
         scorer = sparse_history_scorer(itemitem.similarity_) if itemitem is not None else None
+        sequence = bundle.models.get("sequence")
+        seq_scorer = sparse_history_scorer(sequence.similarity_) if sequence is not None else None
         tts, segment = _cold_start_artefacts(config, bundle, store, catalog)
         art = RetrievalArtefacts(catalog, index=bundle.index if als is not None else None,
-                                 itemitem=scorer, ef_search=config.index.ef_search,
+                                 itemitem=scorer, sequence=seq_scorer, ef_search=config.index.ef_search,
                                  two_tower=tts, segment=segment)
         learned = _learned_ranker(config, bundle, store, serving_feed)
         ranker = learned[0] if learned else None

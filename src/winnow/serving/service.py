@@ -254,7 +254,7 @@ class Service:
             "request_id": request_id, "user_id": user_id, "timestamp": int(now),
             "model_version": rt.version, "surface": surface, "context": logged_ctx,
             "items": [{"item_id": iid, "position": s.position, "score": s.score, "sources": s.sources,
-                       "propensity": s.propensity, "rank": s.rank}
+                       "propensity": s.propensity, "rank": s.rank, "src": s.src}
                       for iid, s in zip(item_ids, slate.items, strict=True)],
         }
         self.impressions.put(impression)

@@ -36,6 +36,7 @@ from winnow.features.spec import DAY, FeatureSpec
 from winnow.models.base import Recommender
 from winnow.models.ranker import LambdaRanker
 from winnow.models.registry import build_model
+from winnow.training.impression_lists import ImpressionLists
 from winnow.training.ranker_data import (
     CandidateLists,
     generate_candidates,
@@ -57,10 +58,10 @@ def effective_sources(config: WinnowConfig, n_items: int) -> list[str]:
 
 def served_ranker_config(config: WinnowConfig) -> tuple[WinnowConfig, dict[str, str]]:
     """The ranker config for the service: its sources are the pipeline's sources that a retrieval
-    model backs (als, itemitem, popularity, trending), named as in the pipeline so the served
+    model backs (als, itemitem, sequence, popularity, trending), named as in the pipeline so the served
     ranker reads the request's source scores by name; only proposed items carry a source score
     (``dense_scores = False``), as in serving."""
-    kinds = {"als": "als", "itemitem": "itemitem", "popularity": "popularity",
+    kinds = {"als": "als", "itemitem": "itemitem", "sequence": "sequence", "popularity": "popularity",
              "trending": "popularity_recent"}
     mapping = {s.name: kinds[s.kind] for s in config.pipeline.sources if s.kind in kinds}
     quota = max([s.quota for s in config.pipeline.sources if s.kind in kinds] or [config.ranker.per_source])
@@ -161,15 +162,37 @@ class FunnelModel:
         return (np.vstack(xs), np.concatenate(ys), np.concatenate(list_ids),
                 np.concatenate(list_users), n_held)
 
-    def fit(self, train: Interactions, *, progress=None) -> FunnelModel:
-        """Fit the funnel on ``train`` only (see module docstring)."""
+    def impression_training(self, train: Interactions, spec: FeatureSpec, logged: ImpressionLists
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """``ranker_lists``' tuple from logged slates: source features as logged at serving
+        time (NaN for a spec source the slate did not run), every other feature point-in-time
+        from ``train``'s events before each slate's timestamp."""
+        assert self.catalog_ is not None
+        n = len(logged.row_list)
+        nan = np.full(n, np.nan)
+        lists = Lists(user=logged.user, t=logged.t, row_list=logged.row_list, row_item=logged.row_item,
+                      src_score={s: logged.src_score.get(s, nan) for s in spec.sources},
+                      src_rank={s: logged.src_rank.get(s, nan) for s in spec.sources},
+                      device=np.asarray([spec.device_code(d) for d in logged.device], np.float64))
+        x = offline_features(train, self.catalog_, spec, lists)
+        return x, logged.label.astype(np.float32), logged.row_list, logged.user, int((logged.label > 0).sum())
+
+    def fit(self, train: Interactions, *, progress=None,
+            impressions: ImpressionLists | None = None) -> FunnelModel:
+        """Fit the funnel on ``train`` only (see module docstring). ``impressions``: labelled
+        logged slates (``training.impression_lists``) to train the ranker on instead of lists
+        carved from history; the retrieval sources are still fitted on ``train``."""
         rc = self.rcfg
         say = progress or (lambda _msg: None)
         t0 = time.perf_counter()
         sources = effective_sources(self.config, train.n_items)
         spec = fit_spec(self.dataset, sources, half_life_s=rc.half_life_days * DAY)
         self.catalog_ = FeatureCatalog.from_dataset(self.dataset, spec)
-        x, y, row_list, list_user, n_held = self.ranker_lists(train, spec, say)
+        if impressions is not None:
+            say(f"ranker lists from the impression log: {len(impressions):,} labelled slates")
+            x, y, row_list, list_user, n_held = self.impression_training(train, spec, impressions)
+        else:
+            x, y, row_list, list_user, n_held = self.ranker_lists(train, spec, say)
         n_lists = len(list_user)
         params = {"learning_rate": rc.learning_rate, "num_leaves": rc.num_leaves,
                   "min_data_in_leaf": rc.min_data_in_leaf, "feature_fraction": rc.feature_fraction,
@@ -205,11 +228,12 @@ class FunnelModel:
                                         ).fit(x[rows], y[rows], groups)
             self.ranker_.valid_ndcg_ = float(np.mean(valid_ndcgs))
             train_list_count = int(keep.sum())
-        inner_recall = float(y.sum() / max(n_held, 1))
+        inner_recall = float((y > 0).sum() / max(n_held, 1))
         say("refitting retrieval on the full training part")
         self.sources_ = fit_sources(train, self.config, sources, self.source_models)
         self.train_ = train
-        self.report_ = {"inner_lists": int(n_lists), "train_lists": train_list_count,
+        self.report_ = {"training_data": "impressions" if impressions is not None else "history",
+                        "inner_lists": int(n_lists), "train_lists": train_list_count,
                         "valid_lists": valid_list_count, "rows": len(y),
                         "positives": int(y.sum()), "candidate_recall_inner": inner_recall,
                         "best_iteration": self.ranker_.best_iteration_,

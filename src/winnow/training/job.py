@@ -135,6 +135,8 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
         raise DataError("no events in the store: import some before training", source="store")
     kinds = {s.kind for s in config.pipeline.sources}
     names = ["popularity", "popularity_recent", "als", "itemitem"]
+    if "sequence" in kinds:  # time-neighbour item-item source (winnow.models.sequence)
+        names.append("sequence")
     metrics = evaluate(["popularity", "als", "itemitem"], config, ds, holdout=holdout) \
         if evaluate_models else {"skipped": "evaluate_models=False"}
     t1 = time.time()
@@ -156,7 +158,7 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
     if config.ranker.enabled:  # the learned rank stage (winnow.training.served_ranker)
         from winnow.training.served_ranker import fit_served_ranker
 
-        served, ranker_info = fit_served_ranker(config, ds, funnel_cls=eng.funnel_cls())
+        served, ranker_info = fit_served_ranker(config, ds, funnel_cls=eng.funnel_cls(), store=store)
     t2 = time.time()
     als = models["als"]
     index = build_index(config.index, als.item_factors_.shape[1], len(ds.item_ids))

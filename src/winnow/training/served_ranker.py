@@ -7,10 +7,14 @@ Bundle layout (written by ``winnow train`` when ``[ranker] enabled``): ``ranker/
 At load, ``load_served_ranker`` replays the store's positive events into an
 ``OnlineFeatureState`` (through the bundle's id maps; ids unknown to the bundle are skipped) and
 returns a ``LearnedRanker`` for the pipeline; ``FeatureFeed.apply`` folds each acknowledged
-event batch in. Known skew, by design of this first version: training lists come from history
-(as of each user's last event), serving features are as of the request time; the pipeline's
-ALS/item-item sources score through the ANN index and recent items, training through the
-retrieval models. Impression-log training removes both once the log holds enough slates.
+event batch in.
+
+Training lists (``[ranker] train_on``): once the store's impression log holds enough labelled
+slates (``logged_lists``), the ranker learns from them -- shown items labelled by what the user
+did next, source scores as the service logged them, other features point-in-time as of each
+slate (training/impression_lists.py) -- so training sees what serving sees. Before that, lists
+come from history (as of each user's last event, sources scored by the retrieval models rather
+than through the ANN index and recent items): the known skew of that cold-start path.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from winnow.training.funnel import (
     InsufficientRankerData,
     served_ranker_config,
 )
+from winnow.training.impression_lists import ImpressionLists, impression_lists
 
 log = logging.getLogger(__name__)
 RANKER_DIR = "ranker"
@@ -46,20 +51,48 @@ _cache: OrderedDict[tuple[str, ...], tuple[LambdaRanker, FeatureCatalog]] = Orde
 _cache_lock = threading.Lock()
 
 
-def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, funnel_cls: Any = FunnelModel
-                      ) -> tuple[FunnelModel | None, dict[str, Any]]:
+def logged_lists(config: WinnowConfig, ds: Dataset, store: Any) -> tuple[ImpressionLists | None, dict[str, Any]]:
+    """The impression log's labelled slates for the served ranker, per ``[ranker] train_on``:
+    (lists, info) or (None, info saying why history is used). Reads the last
+    ``impression_days`` before the training data's newest event; clicks per ``[feedback]``
+    (types, attribution window), purchases per ``[ranker] purchase_events``."""
+    rc, fb = config.ranker, config.feedback
+    if rc.train_on == "history" or store is None:
+        return None, {"training_data": "history", "why": "train_on = history" if store else "no store"}
+    newest = int(ds.interactions.timestamp.max()) if len(ds.interactions) else int(time.time())
+    since = newest - int(rc.impression_days * 86400)
+    imps = store.read_impressions(since=since)
+    types = sorted(set(fb.click_events) | set(rc.purchase_events))
+    events = store.read_feedback_events(event_types=types, since=since)
+    lists = impression_lists(imps, events, user_ids=ds.user_ids, item_ids=ds.item_ids,
+                             click_types=fb.click_events, purchase_types=rc.purchase_events,
+                             window_s=fb.attribution_window_s)
+    info = {"slates_read": lists.slates, "shown_read": lists.shown, "labelled_slates": len(lists)}
+    if len(lists) >= rc.min_impression_lists:
+        return lists, {"training_data": "impressions", **info}
+    why = f"{len(lists)} labelled slates in the log, fewer than min_impression_lists = {rc.min_impression_lists}"
+    if rc.train_on == "impressions":
+        raise InsufficientRankerData(why)
+    return None, {"training_data": "history", "why": why, **info}
+
+
+def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, funnel_cls: Any = FunnelModel,
+                      store: Any = None) -> tuple[FunnelModel | None, dict[str, Any]]:
     """Fit the service's ranker on all of ``ds``; (None, reason) when there is too little data
     or no pipeline source is backed by a retrieval model. ``funnel_cls`` builds the funnel
-    (winnow.engine passes one that computes the features on a distributed engine)."""
+    (winnow.engine passes one that computes the features on a distributed engine). With a
+    ``store``, its impression log may supply the training lists (``logged_lists``)."""
     cfg, mapping = served_ranker_config(config)
     if not mapping:
         return None, {"skipped": "no pipeline source is backed by a retrieval model"}
     try:
-        funnel = funnel_cls(ds, cfg, source_models=mapping).fit(ds.interactions)
+        logged, log_info = logged_lists(config, ds, store)
+        funnel = funnel_cls(ds, cfg, source_models=mapping).fit(ds.interactions, impressions=logged)
     except InsufficientRankerData as exc:
         return None, {"skipped": str(exc)}
     report = {k: v for k, v in funnel.report_.items() if k != "importance"}
-    return funnel, {**report, "sources": mapping, "top_features": funnel.report_["importance"][:10]}
+    return funnel, {**report, "impression_log": log_info, "sources": mapping,
+                    "top_features": funnel.report_["importance"][:10]}
 
 
 def save_served_ranker(funnel: FunnelModel, bundle_dir: Path) -> None:

@@ -27,8 +27,9 @@ import torch
 from tqdm.auto import tqdm
 
 from winnow.data.interactions import Interactions
+from winnow.models.two_tower.averaging import epoch_average
 from winnow.models.two_tower.towers import TwoTower
-from winnow.models.two_tower.train import TrainSettings, UserInputs, _item_forward, make_optimizers
+from winnow.models.two_tower.train import AuxLoss, TrainSettings, UserInputs, _item_forward, make_optimizers
 
 
 @dataclass
@@ -80,8 +81,9 @@ def pooled_history(user: np.ndarray, item: np.ndarray, weight: np.ndarray, n_use
 
 def train_masked(net: TwoTower, sets: UserSets, items: dict[str, torch.Tensor], user_inputs: UserInputs,
                  settings: TrainSettings, *, weighted: bool, validate: Callable[[], float] | None = None,
-                 epochs: int | None = None) -> dict[str, object]:
-    """Train ``net`` in place with the masked-history objective; early stopping as train_epochs."""
+                 epochs: int | None = None, aux: AuxLoss | None = None) -> dict[str, object]:
+    """Train ``net`` in place with the masked-history objective; early stopping and ``aux`` as
+    train_epochs."""
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
     opt = make_optimizers(net, settings)
@@ -90,11 +92,14 @@ def train_masked(net: TwoTower, sets: UserSets, items: dict[str, torch.Tensor], 
     losses, scores = [], []
     best, best_epoch, best_state, bad = -1.0, -1, None, 0
     t0 = time.perf_counter()
+    avg = epoch_average(settings.average_epochs, n_epochs, validate is not None)
     bar = tqdm(range(n_epochs), desc="two-tower", disable=not settings.progress, leave=False)
     for epoch in bar:
         net.train()
-        losses.append(_epoch(net, opt, sets, w_all, items, user_inputs, settings, rng))
+        losses.append(_epoch(net, opt, sets, w_all, items, user_inputs, settings, rng, aux))
         opt.decay(settings.lr_decay)
+        if avg is not None:
+            avg.add(net, epoch)
         if validate is not None:
             net.eval()
             score = validate()
@@ -112,13 +117,15 @@ def train_masked(net: TwoTower, sets: UserSets, items: dict[str, torch.Tensor], 
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     if best_state is not None:
         net.load_state_dict(best_state)
+    if avg is not None:
+        avg.apply(net)
     net.eval()
     return {"loss": losses, "validation_ndcg": scores, "best_epoch": best_epoch,
             "seconds": time.perf_counter() - t0}
 
 
 def _epoch(net: TwoTower, opt, sets: UserSets, w_all: np.ndarray, items: dict[str, torch.Tensor],
-           user_inputs: UserInputs, st: TrainSettings, rng: np.random.Generator) -> float:
+           user_inputs: UserInputs, st: TrainSettings, rng: np.random.Generator, aux: AuxLoss | None = None) -> float:
     target = rng.random(len(sets.user)) < st.mask_fraction
     keep = ~target
     hist, hist_w = pooled_history(sets.user[keep], sets.item[keep], w_all[keep], sets.n_users,
@@ -146,6 +153,8 @@ def _epoch(net: TwoTower, opt, sets: UserSets, w_all: np.ndarray, items: dict[st
         per_user = torch.zeros(len(ub)).index_add(0, r, tw * logp[r, c])
         norm = torch.zeros(len(ub)).index_add(0, r, tw).clamp_min(1e-6)
         loss = -(per_user / norm).mean()
+        if aux is not None:
+            loss = loss + aux(net, v, bias)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -158,9 +167,12 @@ def validation_mask(train: Interactions, method: str, share: float, *, seed: int
     """bool [n_events]: the fit part of the early-stopping split (the rest validates).
 
     "temporal": events up to the ``share`` time quantile; "random": a per-user random ``share``
-    of each user's events (rounded, at least one stays in the fit part)."""
+    of each user's events (rounded, at least one stays in the fit part); "none": every event
+    (no early stopping: the model trains its ``epochs`` on all events)."""
     if not len(train):
         return np.zeros(0, bool)
+    if method == "none":
+        return np.ones(len(train), bool)
     if method == "temporal":
         return train.timestamp <= float(np.quantile(train.timestamp, share))
     rng = np.random.default_rng(seed)

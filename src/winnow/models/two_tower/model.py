@@ -40,6 +40,7 @@ from winnow.models.content import (
 )
 from winnow.models.two_tower.encoding import attribute_tokens, blend_item_vectors, pad_rows
 from winnow.models.two_tower.masked import UserSets, pooled_history, train_masked, validation_mask
+from winnow.models.two_tower.sequence import make_sequence_loss
 from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets
 from winnow.models.two_tower.train import (
     EventArrays,
@@ -146,7 +147,8 @@ class TwoTowerRecommender(Recommender):
         return TrainSettings(c.epochs, c.batch_size, c.learning_rate, c.temperature, c.logq, c.extra_negatives,
                              c.pop_reg, c.id_dropout, c.context_dropout, c.query_prob, c.history,
                              c.half_life, c.patience, c.seed, self.progress, negatives=c.negatives,
-                             weight_decay=c.weight_decay, mask_fraction=c.mask_fraction, lr_decay=c.lr_decay)
+                             weight_decay=c.weight_decay, mask_fraction=c.mask_fraction, lr_decay=c.lr_decay,
+                             average_epochs=c.average_epochs)
 
     def _new_net(self, table: ItemTable, n_items: int) -> TwoTower:
         c = self.config
@@ -191,14 +193,15 @@ class TwoTowerRecommender(Recommender):
                validate=None, epochs: int | None = None) -> dict[str, object]:
         """One training run of ``self.net_`` on ``train`` with the configured objective."""
         c = self.config
+        aux = make_sequence_loss(c, train.user, train.item, train.timestamp, tensors)
         if c.objective == "masked":
             sets = UserSets.build(train.user, train.item, train.timestamp, train.weight,
                                   n_users=train.n_users, n_items=train.n_items)
             return train_masked(self.net_, sets, tensors, self._user_inputs, self._settings(),
-                                weighted=c.weighted, validate=validate, epochs=epochs)
+                                weighted=c.weighted, validate=validate, epochs=epochs, aux=aux)
         events = EventArrays.build(train.user, train.item, train.timestamp)
         return train_epochs(self.net_, events, tensors, np.bincount(train.item, minlength=train.n_items),
-                            self._user_inputs, self._settings(), validate=validate, epochs=epochs)
+                            self._user_inputs, self._settings(), validate=validate, epochs=epochs, aux=aux)
 
     def _validator(self, part: Interactions, val: Interactions, tensors: dict[str, torch.Tensor]):
         self._set_user_history(part)

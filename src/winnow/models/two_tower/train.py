@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from winnow.models.two_tower.averaging import epoch_average
 from winnow.models.two_tower.towers import TwoTower
 
 
@@ -88,19 +89,24 @@ class TrainSettings:
     weight_decay: float = 0.0       # AdamW decay of the dense parameters
     mask_fraction: float = 0.2      # masked objective: share of each user's items used as targets
     lr_decay: float = 1.0           # learning rates times this after every epoch
+    average_epochs: int = 0         # runs without validation end on the mean of the last k epochs
 
 
 UserInputs = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator | None], dict[str, torch.Tensor]]
+AuxLoss = Callable[[TwoTower, torch.Tensor | None, torch.Tensor | float | None], torch.Tensor]
 
 
 def train_epochs(net: TwoTower, events: EventArrays, items: dict[str, torch.Tensor], item_counts: np.ndarray,
                  user_inputs: UserInputs, settings: TrainSettings, *,
-                 validate: Callable[[], float] | None = None, epochs: int | None = None) -> dict[str, object]:
+                 validate: Callable[[], float] | None = None, epochs: int | None = None,
+                 aux: AuxLoss | None = None) -> dict[str, object]:
     """Train ``net`` in place; with ``validate`` keep the best epoch's weights (early stopping).
 
     ``user_inputs(users, hist, hist_w, rng)`` returns the user tower's keyword inputs for a batch
     (with ``rng`` the training dropouts are applied). Returns a history dict
-    (per-epoch loss, validation score, best epoch, seconds).
+    (per-epoch loss, validation score, best epoch, seconds). ``aux(net, v, bias)``: an extra
+    loss added at every step (sequence.SequenceLoss; v = the catalog's item vectors when the step
+    has them, else None).
     """
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
@@ -114,6 +120,7 @@ def train_epochs(net: TwoTower, events: EventArrays, items: dict[str, torch.Tens
     losses, scores = [], []
     best, best_epoch, best_state, bad = -1.0, -1, None, 0
     t0 = time.perf_counter()
+    avg = epoch_average(settings.average_epochs, n_epochs, validate is not None)
     bar = tqdm(range(n_epochs), desc="two-tower", disable=not settings.progress, leave=False)
     for epoch in bar:
         net.train()
@@ -123,9 +130,11 @@ def train_epochs(net: TwoTower, events: EventArrays, items: dict[str, torch.Tens
             rows = perm[s * settings.batch_size:(s + 1) * settings.batch_size]
             if len(rows) < 2:
                 continue
-            total += _step(net, opt, events, rows, items, log_q, log_pop, n_items, user_inputs, settings, rng)
+            total += _step(net, opt, events, rows, items, log_q, log_pop, n_items, user_inputs, settings, rng, aux)
         losses.append(total / steps)
         opt.decay(settings.lr_decay)
+        if avg is not None:
+            avg.add(net, epoch)
         if validate is not None:
             net.eval()
             score = validate()
@@ -143,6 +152,8 @@ def train_epochs(net: TwoTower, events: EventArrays, items: dict[str, torch.Tens
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     if best_state is not None:
         net.load_state_dict(best_state)
+    if avg is not None:
+        avg.apply(net)
     net.eval()
     return {"loss": losses, "validation_ndcg": scores, "best_epoch": best_epoch,
             "seconds": time.perf_counter() - t0}
@@ -180,7 +191,7 @@ class _Optimizers:
 
 def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray,
           items: dict[str, torch.Tensor], log_q: torch.Tensor, log_pop: torch.Tensor, n_items: int,
-          user_inputs: UserInputs, st: TrainSettings, rng: np.random.Generator) -> float:
+          user_inputs: UserInputs, st: TrainSettings, rng: np.random.Generator, aux: AuxLoss | None = None) -> float:
     pos = events.item1[rows] - 1
     hist, hist_w = events.history(rows, st.history, st.half_life)
     uin = user_inputs(events.user[rows], hist, hist_w, rng)
@@ -195,6 +206,8 @@ def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray
     if st.negatives == "full":  # exact softmax over the whole catalog: no sampling, no logQ
         v, bias = _item_forward(net, items, np.arange(n_items), rng, st.id_dropout)
         loss = torch.nn.functional.cross_entropy(u @ v.T / st.temperature + bias, torch.from_numpy(pos))
+        if aux is not None:
+            loss = loss + aux(net, v, bias)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -217,6 +230,8 @@ def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray
         p = torch.softmax(logits[:, :b].masked_fill(same[:, :b], float("-inf")), dim=1)
         lp = log_pop[cand[:b]]
         loss = loss + st.pop_reg * (p @ (lp - lp.mean())).mean()
+    if aux is not None:
+        loss = loss + aux(net, None, None)
     opt.zero_grad()
     loss.backward()
     opt.step()

@@ -1,0 +1,144 @@
+"""Ranker training lists from the impression log: what was shown, and what the user did next.
+
+A logged slate (``Store.read_impressions``: request_id, user_id, timestamp, context, items) is
+one list; its rows are the shown items. Label of a shown item (graded relevance):
+
+    2  the user logged a ``purchase_types`` event on it,
+    1  a ``click_types`` event (and no purchase),
+    0  shown, nothing followed,
+
+where an event counts for the user's most recent showing of that item at or before it, at
+most ``window_s`` seconds earlier -- the attribution the service's Thompson statistics use
+(``serving.item_stats``), so "clicked" means the same thing in both places.
+
+Source features are the ones the service logged with the slate: each shown item's ``src``
+entry {pipeline source name: [score, 0-based rank]} (``pipeline.Pipeline`` puts it on every
+``SlateItem``; the service writes it into the impression). A source that did not propose the
+item is NaN, exactly as at serving time. Every other feature is computed point-in-time from the
+event log as of the impression's timestamp (``features.offline_features``), so nothing the user
+did at or after the showing leaks in. The device comes from the slate's logged context.
+
+Users and items the training data's id maps do not know are dropped (rows; a list whose user is
+unknown, or whose rows are all gone, disappears); lists with no positive are dropped (no
+lambdarank gradient). Impressions logged before the service logged ``src`` simply have NaN
+source features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from winnow.core.ids import IdMap
+
+PURCHASE, CLICK = 2.0, 1.0
+
+
+@dataclass
+class ImpressionLists:
+    """Labelled slates, dense indices. user / t / device: [L] per list (device: str or None);
+    row_list int64 [n] (contiguous, sorted), row_item int64 [n], label float32 [n];
+    src_score / src_rank: pipeline source name -> float64 [n], NaN where not proposed."""
+
+    user: np.ndarray
+    t: np.ndarray
+    device: list[str | None]
+    row_list: np.ndarray
+    row_item: np.ndarray
+    label: np.ndarray
+    src_score: dict[str, np.ndarray]
+    src_rank: dict[str, np.ndarray]
+    shown: int = 0      # shown items read (before any row was dropped)
+    slates: int = 0     # slates read
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+def _labels(shown: pd.DataFrame, events: pd.DataFrame, *, click_types: Sequence[str],
+            purchase_types: Sequence[str], window_s: int) -> np.ndarray:
+    """float32 [len(shown)] graded label of each shown row (columns user_id, item_id, timestamp,
+    row), by most-recent-showing attribution within ``window_s``."""
+    label = np.zeros(len(shown), np.float32)
+    grade = {t: CLICK for t in click_types} | {t: PURCHASE for t in purchase_types}
+    ev = events[events["event_type"].isin(list(grade))]
+    if not len(ev) or not len(shown):
+        return label
+    ev = pd.DataFrame({"user_id": ev["user_id"].astype(str).to_numpy(),
+                       "item_id": ev["item_id"].astype(str).to_numpy(),
+                       "timestamp": ev["timestamp"].astype(np.int64).to_numpy(),
+                       "grade": ev["event_type"].map(grade).to_numpy(np.float32)})
+    left = ev.sort_values("timestamp", kind="stable")
+    right = shown.sort_values("timestamp", kind="stable")
+    hit = pd.merge_asof(left, right, on="timestamp", by=["user_id", "item_id"],
+                        direction="backward", tolerance=int(window_s))
+    hit = hit.dropna(subset=["row"])
+    if len(hit):
+        np.maximum.at(label, hit["row"].to_numpy(np.int64), hit["grade"].to_numpy(np.float32))
+    return label
+
+
+def impression_lists(impressions: Sequence[dict[str, Any]], events: pd.DataFrame, *,
+                     user_ids: IdMap, item_ids: IdMap, click_types: Sequence[str],
+                     purchase_types: Sequence[str], window_s: int) -> ImpressionLists:
+    """Labelled lists from logged slates (see module docstring).
+
+    Args:
+        impressions: ``Store.read_impressions`` records.
+        events: columns user_id, item_id, event_type, timestamp (e.g. ``Store.read_feedback_events``
+            for the click and purchase types); other types are ignored.
+        user_ids / item_ids: the training data's id maps (external -> dense).
+        click_types / purchase_types: event types graded 1 / 2.
+        window_s: attribution window in seconds (>= 0).
+    """
+    users, items, ts, slate, pos = [], [], [], [], []
+    src: dict[str, list[tuple[int, float, float]]] = {}
+    heads: list[tuple[str, int, str | None]] = []
+    for imp in impressions:
+        shown_items = imp.get("items") or []
+        ctx = imp.get("context") if isinstance(imp.get("context"), dict) else {}
+        heads.append((str(imp["user_id"]), int(imp["timestamp"]), ctx.get("device")))
+        for s in shown_items:
+            row = len(items)
+            users.append(heads[-1][0])
+            items.append(str(s.get("item_id")))
+            ts.append(heads[-1][1])
+            slate.append(len(heads) - 1)
+            pos.append(row)
+            for name, val in (s.get("src") or {}).items():
+                src.setdefault(str(name), []).append((row, float(val[0]), float(val[1])))
+    n = len(items)
+    shown = pd.DataFrame({"user_id": users, "item_id": items, "timestamp": np.asarray(ts, np.int64),
+                          "row": np.asarray(pos, np.float64)})
+    label = _labels(shown, events, click_types=click_types, purchase_types=purchase_types,
+                    window_s=window_s)
+    u = user_ids.encode(users, missing=-1) if n else np.empty(0, np.int64)
+    it = item_ids.encode(items, missing=-1) if n else np.empty(0, np.int64)
+    sl = np.asarray(slate, np.int64)
+    ok = (np.asarray(u) >= 0) & (np.asarray(it) >= 0)
+    positive = np.bincount(sl[ok], weights=label[ok], minlength=len(heads)) > 0
+    keep = ok & positive[sl] if n else ok
+    kept_slates = np.flatnonzero(positive)
+    new_list = np.full(len(heads), -1, np.int64)
+    new_list[kept_slates] = np.arange(len(kept_slates))
+    rows = np.flatnonzero(keep)
+    scores = {name: np.full(n, np.nan) for name in src}
+    ranks = {name: np.full(n, np.nan) for name in src}
+    for name, vals in src.items():
+        arr = np.asarray(vals, np.float64)
+        r = arr[:, 0].astype(np.int64)
+        scores[name][r], ranks[name][r] = arr[:, 1], np.where(arr[:, 2] >= 0, arr[:, 2], np.nan)
+    row_list = new_list[sl[rows]]  # sorted: slates were read in order
+    first = np.searchsorted(row_list, np.arange(len(kept_slates)))
+    user_of = np.asarray(u, np.int64)[rows][first]  # every row of a slate has its user
+    return ImpressionLists(
+        user=user_of,
+        t=np.asarray([heads[s][1] for s in kept_slates], np.int64),
+        device=[heads[s][2] for s in kept_slates],
+        row_list=row_list, row_item=np.asarray(it, np.int64)[rows],
+        label=label[rows], src_score={k: v[rows] for k, v in scores.items()},
+        src_rank={k: v[rows] for k, v in ranks.items()}, shown=n, slates=len(heads))

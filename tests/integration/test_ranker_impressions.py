@@ -1,0 +1,104 @@
+"""The served ranker learns from the impression log: slates the service showed (with the source
+scores it logged) and the clicks that followed. Users here click only what the item-item source
+proposed; after a retrain on the log, slates lean further toward item-item than the
+history-trained ranker's did -- something lists carved from history cannot teach."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from serve_harness import trained_home
+
+from winnow.core.config import load_config
+from winnow.data.open_store import open_store
+
+TOML = """
+[security]
+auth = false  # not a test of access control
+
+[ranker]
+per_source = 40
+num_boost_round = 60
+early_stopping_rounds = 15
+min_impression_lists = 40
+
+[models.als]
+iterations = 3
+
+[pipeline]
+rules = ["exclude"]
+"""
+K = 10
+
+
+def _serve(client: TestClient, users: list[str], *, click: bool) -> float:
+    """Request a slate for each user; with ``click`` the user clicks every item the item-item
+    source proposed. Returns the share of served items item-item proposed."""
+    hits = total = 0
+    for user in users:
+        body = client.get(f"/v1/users/{user}/recommendations", params={"k": K}).json()
+        items = body["items"]
+        assert len(items) == K, body
+        ii = [it for it in items if "itemitem" in it["sources"]]
+        hits, total = hits + len(ii), total + len(items)
+        if click and ii:
+            r = client.post("/v1/events", json={"events": [
+                {"user_id": user, "item_id": it["item_id"], "event_type": "click",
+                 "context": {"request_id": body["request_id"]}} for it in ii]})
+            assert r.status_code == 200, r.text
+    return hits / total
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory):
+    path = tmp_path_factory.mktemp("rank_imps")
+    cfg, world, info = trained_home(path, TOML, n_users=200, n_items=300, n_events=8_000, seed=3)
+    assert info.manifest["ranker"]["training_data"] == "history"  # nothing logged yet
+    return path, world, info
+
+
+def test_retrain_on_the_impression_log(home) -> None:
+    path, world, first = home
+    from winnow.serving.app import create_app
+    from winnow.training.job import train
+
+    users = sorted(world.events["user_id"].astype(str).unique())[:120]
+    cfg = load_config(path)
+    with TestClient(create_app(cfg)) as client:
+        _serve(client, users, click=True)
+    # the log now holds the slates with their source scores (flushed at shutdown)
+    store = open_store(cfg.store_url())
+    try:
+        logged = store.read_impressions()
+        assert len(logged) == len(users)
+        shown = [s for imp in logged for s in imp["items"]]
+        assert any(s.get("src") and "itemitem" in s["src"] for s in shown)
+        for s in shown:
+            for name, (score, rank) in (s.get("src") or {}).items():
+                assert name in s["sources"] and np.isfinite(score) and rank >= 0
+        # same store, same events (the clicks included): one ranker from history, one from the log
+        hist = train(load_config(path, overrides={"ranker": {"train_on": "history"}}), store,
+                     evaluate_models=False)
+        strict = load_config(path, overrides={"ranker": {"train_on": "impressions",
+                                                         "min_impression_lists": 100_000}})
+        refused = train(strict, store, evaluate_models=False, activate_bundle=False)
+    finally:
+        store.close()
+    assert hist.manifest["ranker"]["training_data"] == "history"
+    assert "fewer than min_impression_lists" in refused.manifest["ranker"]["skipped"]
+    with TestClient(create_app(cfg)) as client:
+        assert client.app.state.service.runtime.version == hist.version
+        share_hist = _serve(client, users, click=False)
+    store = open_store(cfg.store_url())
+    try:
+        logged_run = train(cfg, store, evaluate_models=False)  # train_on = "auto"
+    finally:
+        store.close()
+    rep = logged_run.manifest["ranker"]
+    assert rep["training_data"] == "impressions", rep
+    assert rep["impression_log"]["labelled_slates"] >= 40 and rep["train_lists"] >= 10
+    with TestClient(create_app(cfg)) as client:
+        assert client.app.state.service.runtime.version == logged_run.version
+        share_log = _serve(client, users, click=False)
+    assert share_log > share_hist + 0.05, (share_hist, share_log)
