@@ -9,36 +9,35 @@ Runs with a validation callback keep their best epoch and are not averaged.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 
 class EpochAverage:
-    """Running mean of ``net``'s floating-point weights over epochs ``total - last .. total - 1``
-    (0-based); ``apply`` loads the mean into the net (a no-op before any epoch was added)."""
+    """Running mean of ``net``'s weights (parameters and floating buffers) over epochs
+    ``total - last .. total - 1`` (0-based), kept by torch's ``AveragedModel``; ``apply`` loads
+    the mean into the net (a no-op before any epoch was added). One averaged epoch is that
+    epoch's weights exactly."""
 
     def __init__(self, last: int, total: int) -> None:
         self.start = max(total - last, 0)
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
+        self.swa: AveragedModel | None = None
+
+    @property
+    def count(self) -> int:
+        return 0 if self.swa is None else int(self.swa.n_averaged)
 
     def add(self, net: nn.Module, epoch: int) -> None:
         """Call once after every epoch (``epoch`` 0-based)."""
         if epoch < self.start:
             return
-        with torch.no_grad():
-            for key, value in net.state_dict().items():
-                if value.is_floating_point():
-                    v = value.detach().to(torch.float64)
-                    self.sums[key] = self.sums[key] + v if key in self.sums else v.clone()
-        self.count += 1
+        if self.swa is None:
+            self.swa = AveragedModel(net, use_buffers=True)
+        self.swa.update_parameters(net)
 
     def apply(self, net: nn.Module) -> None:
-        if not self.count:
-            return
-        state = net.state_dict()
-        state.update({k: (s / self.count).to(state[k].dtype) for k, s in self.sums.items()})
-        net.load_state_dict(state)
+        if self.swa is not None:
+            net.load_state_dict(self.swa.module.state_dict())
 
 
 def epoch_average(average_epochs: int, total: int, validating: bool) -> EpochAverage | None:
