@@ -48,6 +48,23 @@ def tie_key(user: np.ndarray, item: np.ndarray, seed: int) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
+def time_ordered(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray,
+                 ties: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(user, item int64) of every event sorted by user, then timestamp, then ``ties``."""
+    order = np.lexsort((ties, timestamp, user))
+    return np.asarray(user)[order], np.asarray(item, np.int64)[order]
+
+
+def offset_pairs(user: np.ndarray, item: np.ndarray, d: int, lo: int = 0,
+                 hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Items ``d`` positions apart in one user's timeline (arrays from ``time_ordered``):
+    (earlier, later) for every start position in [lo, hi) whose pair is two different items."""
+    n = len(item)
+    a = np.arange(lo, min(n if hi is None else hi, n - d))
+    a = a[(user[a] == user[a + d]) & (item[a] != item[a + d])]
+    return item[a], item[a + d]
+
+
 def neighbour_counts(train: Interactions, *, window: int, decay: float,
                      direction: Literal["both", "forward"], seed: int = 0) -> sp.csr_matrix:
     """c_ij of the module docstring: float64 CSR [n_items, n_items], zero diagonal.
@@ -55,24 +72,21 @@ def neighbour_counts(train: Interactions, *, window: int, decay: float,
     Only events with a positive weight count (as in every model's ``positive_csr``)."""
     keep = train.weight > 0
     user, item, ts = train.user[keep], train.item[keep], train.timestamp[keep]
-    order = np.lexsort((tie_key(user, item, seed), ts, user))
-    user, item = user[order], item[order]
+    user, item = time_ordered(user, item, ts, tie_key(user, item, seed))
     n = train.n_items
     counts = sp.csr_matrix((n, n), dtype=np.float64)
     step = max(1, CHUNK_PAIRS // window)
     for lo in range(0, len(item), step):
-        hi = min(len(item), lo + step)
         rows, cols, vals = [], [], []
         for d in range(1, window + 1):
-            a = np.arange(lo, min(hi, len(item) - d))
-            a = a[(user[a] == user[a + d]) & (item[a] != item[a + d])]
-            w = np.full(len(a), decay ** (d - 1))
-            rows.append(item[a])
-            cols.append(item[a + d])
+            first, second = offset_pairs(user, item, d, lo, lo + step)
+            w = np.full(len(first), decay ** (d - 1))
+            rows.append(first)
+            cols.append(second)
             vals.append(w)
             if direction == "both":
-                rows.append(item[a + d])
-                cols.append(item[a])
+                rows.append(second)
+                cols.append(first)
                 vals.append(w)
         r = np.concatenate(rows)
         counts = counts + sp.csr_matrix((np.concatenate(vals), (r, np.concatenate(cols))), shape=(n, n))

@@ -116,12 +116,12 @@ def impression_lists(impressions: Sequence[dict[str, Any]], events: pd.DataFrame
                           "row": np.asarray(pos, np.float64)})
     label = _labels(shown, events, click_types=click_types, purchase_types=purchase_types,
                     window_s=window_s)
-    u = user_ids.encode(users, missing=-1) if n else np.empty(0, np.int64)
-    it = item_ids.encode(items, missing=-1) if n else np.empty(0, np.int64)
+    u = user_ids.encode(users, missing=-1).astype(np.int64)
+    it = item_ids.encode(items, missing=-1).astype(np.int64)
     sl = np.asarray(slate, np.int64)
-    ok = (np.asarray(u) >= 0) & (np.asarray(it) >= 0)
+    ok = (u >= 0) & (it >= 0)
     positive = np.bincount(sl[ok], weights=label[ok], minlength=len(heads)) > 0
-    keep = ok & positive[sl] if n else ok
+    keep = ok & positive[sl]
     kept_slates = np.flatnonzero(positive)
     new_list = np.full(len(heads), -1, np.int64)
     new_list[kept_slates] = np.arange(len(kept_slates))
@@ -134,11 +134,11 @@ def impression_lists(impressions: Sequence[dict[str, Any]], events: pd.DataFrame
         scores[name][r], ranks[name][r] = arr[:, 1], np.where(arr[:, 2] >= 0, arr[:, 2], np.nan)
     row_list = new_list[sl[rows]]  # sorted: slates were read in order
     first = np.searchsorted(row_list, np.arange(len(kept_slates)))
-    user_of = np.asarray(u, np.int64)[rows][first]  # every row of a slate has its user
+    user_of = u[rows][first]  # every row of a slate has its user
     return ImpressionLists(
         user=user_of,
         t=np.asarray([heads[s][1] for s in kept_slates], np.int64),
         device=[heads[s][2] for s in kept_slates],
-        row_list=row_list, row_item=np.asarray(it, np.int64)[rows],
+        row_list=row_list, row_item=it[rows],
         label=label[rows], src_score={k: v[rows] for k, v in scores.items()},
         src_rank={k: v[rows] for k, v in ranks.items()}, shown=n, slates=len(heads))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from winnow.models.sequence import offset_pairs, time_ordered
 from winnow.models.two_tower.towers import TwoTower
 from winnow.models.two_tower.train import _item_forward
 
@@ -48,14 +49,12 @@ class SequencePairs:
         ordered by time (ties in a random order drawn from ``seed``); events of any order in,
         both directions out."""
         ties = np.random.default_rng([seed, 0x71E]).random(len(user))
-        order = np.lexsort((ties, timestamp, user))
-        u, i = np.asarray(user)[order], np.asarray(item, np.int64)[order]
+        u, i = time_ordered(user, item, timestamp, ties)
         first, second = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for d in range(1, min(window, max(len(u) - 1, 0)) + 1):
-            a, b = i[:-d], i[d:]
-            ok = (u[:-d] == u[d:]) & (a != b)
-            first += [a[ok], b[ok]]
-            second += [b[ok], a[ok]]
+            a, b = offset_pairs(u, i, d)
+            first += [a, b]
+            second += [b, a]
         return cls(np.concatenate(first), np.concatenate(second))
 
     def __len__(self) -> int:
