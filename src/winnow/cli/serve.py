@@ -21,7 +21,7 @@ def train(engine: Optional[str] = typer.Option(
     if engine is not None:
         check_engine(engine)  # a typo fails before the store is opened
     with closing(store()) as st:
-        info = run(cfg, st, engine=engine)
+        info = run(cfg, st, engine=engine, progress=lambda msg: typer.echo(msg, err=True))
     typer.echo(f"trained and activated bundle {info.version}")
 
 

@@ -158,6 +158,10 @@ class RankerConfig(_Section):
     inner_split: Literal["stratified", "temporal"] = "stratified"  # how ranker labels are carved
     inner_ratio: float = Field(0.8, gt=0, lt=1)  # share of training kept as the inner state
     inner_folds: int = Field(3, ge=1, le=20)  # inner splits (seeds) stacked as ranker training lists
+    # cap on ranker training lists (users per history fold, slates from the impression log),
+    # drawn uniformly with ``seed``: features and trees cost O(lists x candidates), and a ranker of
+    # 7-leaf trees stops improving long before 10^5 lists (bench/train_scale.py measures it)
+    max_lists: int = Field(20000, ge=20)
     as_of: Literal["user_last", "global_last"] = "user_last"  # each list's feature time t
     valid_share: float = Field(0.2, gt=0, lt=1)  # lists held out for early stopping
     half_life_days: float = Field(30.0, gt=0)

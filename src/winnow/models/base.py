@@ -122,6 +122,16 @@ class Recommender(ABC):
             return np.empty((0, kk), np.int32), np.empty((0, kk), np.float32)
         return np.vstack(out_i), np.vstack(out_s)
 
+    def propose(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
+                candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The retrieval candidates this model proposes: ``recommend``'s shapes, dtypes,
+        exclusions and -1 / -inf padding, except that a row may hold fewer than k' items where
+        the model has no evidence for more -- what its serving source would propose. Used to
+        build the ranker's training lists. Default: ``recommend``; neighbourhood models
+        override it with a sparse product (only items reached through a neighbour), so its
+        cost grows with the neighbours reached, never with the catalog size."""
+        return self.recommend(users, k, exclude=exclude, candidates=candidates)
+
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k most similar items per query item (the item itself excluded).
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from winnow.core.config import PopularityConfig
 from winnow.data.interactions import Interactions
@@ -47,6 +48,47 @@ class PopularityRecommender(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.item_scores_, (len(users), self.n_items_))
+
+    def propose(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
+                candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The global ranking (score > 0 only, ties by lower item index) walked down per user
+        past their excluded items: the same items for everyone, as the serving source proposes
+        them, at O(users x (k + excluded per user)) instead of a dense row over the catalog."""
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        users = np.asarray(users, dtype=np.int64)
+        if len(users) and (users.min() < 0 or users.max() >= self.n_users_):
+            raise ValueError(f"user index out of range [0, {self.n_users_})")
+        width = min(k, self.n_items_)
+        out_i = np.full((len(users), width), -1, np.int32)
+        out_s = np.full((len(users), width), -np.inf, np.float32)
+        order = np.argsort(-self.item_scores_, kind="stable")
+        order = order[self.item_scores_[order] > 0]
+        if candidates is not None:
+            order = order[np.isin(order, np.asarray(candidates, dtype=np.int64))]
+        rank_of = np.full(self.n_items_, -1, np.int64)
+        rank_of[order] = np.arange(len(order))
+        ex = sp.csr_matrix(exclude[users]) if exclude is not None else sp.csr_matrix((len(users), self.n_items_))
+        # an excluded item only matters if it ranks within the first k + (its user's exclusions)
+        start = 0
+        while start < len(users):  # blocks of 256 users: a [256, depth] bool mask at most
+            stop = min(len(users), start + 256)
+            depth = min(len(order), width + int(np.diff(ex.indptr[start:stop + 1]).max(initial=0)))
+            blocked = np.zeros((stop - start, depth), bool)
+            sub = ex[start:stop]
+            r = rank_of[sub.indices]
+            rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
+            inside = (r >= 0) & (r < depth)
+            blocked[rows[inside], r[inside]] = True
+            free = ~blocked
+            pos = np.cumsum(free, axis=1) - 1
+            take = free & (pos < width)
+            rr, cc = np.nonzero(take)
+            out_i[start + rr, pos[rr, cc]] = order[cc]
+            out_s[start + rr, pos[rr, cc]] = self.item_scores_[order[cc]]
+            start = stop
+        return out_i, out_s
 
     def ranking(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The global top-k (items int32 [k'], scores float32 [k']), k' = min(k, n_items_)."""

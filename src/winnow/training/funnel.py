@@ -78,6 +78,14 @@ def fit_sources(train: Interactions, config: WinnowConfig, names: list[str],
     return {name: build_model(models.get(name, name), config).fit(train) for name in names}
 
 
+def cap_lists(n: int, cap: int, seed: int) -> np.ndarray | None:
+    """Sorted positions of ``cap`` of ``n`` lists drawn uniformly without replacement (seeded),
+    or None when ``n <= cap`` (every list is kept)."""
+    if n <= cap:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
 def split_lists(y: np.ndarray, row_list: np.ndarray, list_user: np.ndarray, n_lists: int, *,
                 n_users: int, valid_share: float, seed: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -132,7 +140,7 @@ class FunnelModel:
         say = say or (lambda _msg: None)
         folds = rc.inner_folds
         xs, ys, list_ids, list_users = [], [], [], []
-        n_lists = n_held = 0
+        n_lists = n_held = eligible = 0
         for fold in range(folds):
             if rc.inner_split == "temporal":  # cutoffs at inner_ratio, inner_ratio - 0.1, ...
                 q = rc.inner_ratio - 0.1 * fold
@@ -149,14 +157,27 @@ class FunnelModel:
             users = np.flatnonzero(has_label & (np.diff(state_csr.indptr) > 0))
             if len(users) == 0:
                 continue
+            eligible += len(users)
+            pick = cap_lists(len(users), -(-rc.max_lists // folds), rc.seed + fold)
+            if pick is not None:
+                say(f"fold {fold + 1}: {len(pick):,} of {len(users):,} users' lists ([ranker] max_lists)")
+                users = users[pick]
             cands = generate_candidates(inner_models, users, state_csr, per_source=rc.per_source,
                                         dense_scores=rc.dense_scores)
+            n_held += int(held.to_csr(binary=True)[users].nnz)  # held-out pairs of these users
+            y = label_lists(cands, held)
+            # a list without a positive carries no lambdarank gradient: drop it before its features
+            positive = np.bincount(cands.row_list, weights=y, minlength=len(users)) > 0
+            cands, y = cands.keep_lists(positive), y[positive[cands.row_list]]
+            if len(cands.users) == 0:
+                continue
+            say(f"fold {fold + 1}: features for {len(cands):,} rows in {len(cands.users):,} lists with a positive")
             xs.append(self._features_with(spec, state, cands))
-            ys.append(label_lists(cands, held))
+            ys.append(y)
             list_ids.append(cands.row_list + n_lists)
-            list_users.append(users)
-            n_lists += len(users)
-            n_held += len(held)
+            list_users.append(cands.users)
+            n_lists += len(cands.users)
+        self.lists_eligible_ = eligible
         if not xs:
             raise InsufficientRankerData("no user has events on both sides of the inner split")
         return (np.vstack(xs), np.concatenate(ys), np.concatenate(list_ids),
@@ -168,6 +189,10 @@ class FunnelModel:
         time (NaN for a spec source the slate did not run), every other feature point-in-time
         from ``train``'s events before each slate's timestamp."""
         assert self.catalog_ is not None
+        self.lists_eligible_ = len(logged)
+        pick = cap_lists(len(logged), self.rcfg.max_lists, self.rcfg.seed)
+        if pick is not None:
+            logged = logged.subset(pick)
         n = len(logged.row_list)
         nan = np.full(n, np.nan)
         lists = Lists(user=logged.user, t=logged.t, row_list=logged.row_list, row_item=logged.row_item,
@@ -178,10 +203,13 @@ class FunnelModel:
         return x, logged.label.astype(np.float32), logged.row_list, logged.user, int((logged.label > 0).sum())
 
     def fit(self, train: Interactions, *, progress=None,
-            impressions: ImpressionLists | None = None) -> FunnelModel:
+            impressions: ImpressionLists | None = None,
+            fitted: dict[str, Recommender] | None = None) -> FunnelModel:
         """Fit the funnel on ``train`` only (see module docstring). ``impressions``: labelled
         logged slates (``training.impression_lists``) to train the ranker on instead of lists
-        carved from history; the retrieval sources are still fitted on ``train``."""
+        carved from history; the retrieval sources are still fitted on ``train``. ``fitted``:
+        source name -> a model ALREADY fitted on ``train`` (step 4 reuses it instead of fitting
+        the same model again; ``winnow train`` passes the models it writes to the bundle)."""
         rc = self.rcfg
         say = progress or (lambda _msg: None)
         t0 = time.perf_counter()
@@ -229,10 +257,15 @@ class FunnelModel:
             self.ranker_.valid_ndcg_ = float(np.mean(valid_ndcgs))
             train_list_count = int(keep.sum())
         inner_recall = float((y > 0).sum() / max(n_held, 1))
-        say("refitting retrieval on the full training part")
-        self.sources_ = fit_sources(train, self.config, sources, self.source_models)
+        fitted = fitted or {}
+        missing = [name for name in sources if name not in fitted]
+        if missing:
+            say("refitting retrieval on the full training part")
+        self.sources_ = {**fit_sources(train, self.config, missing, self.source_models),
+                         **{name: fitted[name] for name in sources if name in fitted}}
         self.train_ = train
         self.report_ = {"training_data": "impressions" if impressions is not None else "history",
+                        "lists_eligible": int(self.lists_eligible_), "max_lists": rc.max_lists,
                         "inner_lists": int(n_lists), "train_lists": train_list_count,
                         "valid_lists": valid_list_count, "rows": len(y),
                         "positives": int(y.sum()), "candidate_recall_inner": inner_recall,

@@ -27,7 +27,7 @@ source features.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,20 @@ class ImpressionLists:
 
     def __len__(self) -> int:
         return len(self.user)
+
+    def subset(self, lists: np.ndarray) -> ImpressionLists:
+        """The lists at sorted positions ``lists`` (rows renumbered, still contiguous)."""
+        lists = np.asarray(lists, np.int64)
+        keep = np.zeros(len(self.user), bool)
+        keep[lists] = True
+        rows = keep[self.row_list]
+        renumber = np.cumsum(keep) - 1
+        return replace(self, user=self.user[lists], t=self.t[lists],
+                       device=[self.device[j] for j in lists.tolist()],
+                       row_list=renumber[self.row_list[rows]], row_item=self.row_item[rows],
+                       label=self.label[rows],
+                       src_score={k: v[rows] for k, v in self.src_score.items()},
+                       src_rank={k: v[rows] for k, v in self.src_rank.items()})
 
 
 def _labels(shown: pd.DataFrame, events: pd.DataFrame, *, click_types: Sequence[str],

@@ -1,12 +1,15 @@
 """``winnow train``: store -> dataset -> evaluate on a temporal hold-out -> fit -> bundle -> activate.
 
-Stages (each idempotent; the bundle only appears once complete):
+Stages (each idempotent; the bundle only appears once complete; each stage's wall / CPU seconds
+and peak RSS land in the manifest's ``stages``, training/progress.py):
 1. load the dataset from the store (events weighted by [events]; every catalog item indexed);
 2. evaluate: fit each retrieval model on events before a temporal cutoff (the last
    ``holdout`` share of time is held out) and score top-k on the later events -> manifest metrics;
 3. fit the models on all events: ALS, item-item, popularity (+ popularity_recent as "trending"),
-   plus any other model a configured source needs;
-4. build the ANN index over ALS item factors (ids = item indices);
+   plus any other model a configured source needs (two-tower and segment popularity are their
+   own stages, so their cost is reported apart);
+4. fit the served ranker (training/served_ranker.py; it reuses the models of step 3) while the
+   ANN index over the ALS item factors (ids = item indices) is built in a second thread;
 5. write ``<home>/bundles/<version>/`` atomically and activate it.
 """
 
@@ -16,6 +19,8 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ from winnow.core.errors import DataError
 from winnow.data.interactions import Dataset, Interactions
 from winnow.data.store import Store
 from winnow.training.bundle import BundleInfo, activate, write_bundle
+from winnow.training.progress import StageClock
 
 log = logging.getLogger(__name__)
 EVAL_K = 20
@@ -111,59 +117,102 @@ def evaluate(names: list[str], config: WinnowConfig, ds: Dataset, *, holdout: fl
 
 
 def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_models: bool = True,
-          activate_bundle: bool = True, engine: str | None = None) -> BundleInfo:
+          activate_bundle: bool = True, engine: str | None = None,
+          progress: Callable[[str], None] | None = None) -> BundleInfo:
     """Fit, evaluate, write and (by default) activate a new bundle; returns its BundleInfo.
 
     ``engine`` ("local" | "ray", default ``[training] engine``) runs two-tower training and the
-    ranker's point-in-time features there (winnow.engine); the bundle format is the same."""
+    ranker's point-in-time features there (winnow.engine); the bundle format is the same.
+    ``progress`` receives one line per stage start / end (elapsed, estimate of what is left)
+    and the ranker's own steps; default: the module logger at INFO."""
     from winnow.engine import open_engine
 
     with open_engine(config, engine) as eng:  # validated (ConfigError) before any work
         return _train(config, store, eng, holdout=holdout, evaluate_models=evaluate_models,
-                      activate_bundle=activate_bundle)
+                      activate_bundle=activate_bundle, progress=progress or log.info)
+
+
+def _previous_manifest(home: Path) -> dict[str, Any] | None:
+    """The newest complete bundle's manifest (its stage timings seed the estimates), or None."""
+    from winnow.training.bundle import list_bundles
+
+    bundles = list_bundles(home)
+    return bundles[-1].manifest if bundles else None
+
+
+def _build_index(config: WinnowConfig, factors: np.ndarray) -> Any:
+    from winnow.index import build_index
+
+    index = build_index(config.index, factors.shape[1], len(factors))
+    index.upsert(np.arange(len(factors), dtype=np.int64), factors)
+    return index
 
 
 def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, evaluate_models: bool,
-           activate_bundle: bool) -> BundleInfo:
-    from winnow.index import build_index
-
+           activate_bundle: bool, progress: Callable[[str], None]) -> BundleInfo:
+    """The stages, in order: load -> evaluate -> fit (retrieval models) -> two_tower -> segment
+    -> ranker, with the ANN index built in a thread alongside the ranker (faiss and LightGBM
+    release the GIL; the index needs only the ALS factors) -> write. Each stage's wall / CPU
+    seconds and peak RSS go into the manifest's ``stages`` (training/progress.py)."""
     t0 = time.time()
+    progress("[load] reading events, catalog and users from the store")
     ds = load_training_data(store, config)
-    t_load = time.time()
+    t_load = time.time() - t0
+    progress(f"      load done in {t_load:.1f} s: {len(ds.interactions):,} events, "
+             f"{len(ds.user_ids):,} users, {len(ds.item_ids):,} items")
     inter = ds.interactions
     if len(inter) == 0:
         raise DataError("no events in the store: import some before training", source="store")
     kinds = {s.kind for s in config.pipeline.sources}
+    plan = ["evaluate", "fit", "two_tower", "segment", "ranker", "index", "write"]
+    clock = StageClock(plan, events=len(inter), previous=_previous_manifest(config.home), say=progress)
+    for name, wanted in (("evaluate", evaluate_models), ("two_tower", bool(kinds & {"two_tower", "content"})),
+                         ("segment", "segment_popular" in kinds), ("ranker", config.ranker.enabled)):
+        if not wanted:
+            clock.skip(name)
     names = ["popularity", "popularity_recent", "als", "itemitem"]
     if "sequence" in kinds:  # time-neighbour item-item source (winnow.models.sequence)
         names.append("sequence")
-    metrics = evaluate(["popularity", "als", "itemitem"], config, ds, holdout=holdout) \
-        if evaluate_models else {"skipped": "evaluate_models=False"}
-    t1 = time.time()
-    models = {name: _fit(name, config, inter) for name in names}
+    metrics: dict[str, Any] = {"skipped": "evaluate_models=False"}
+    if evaluate_models:
+        with clock.stage("evaluate"):
+            metrics = evaluate(["popularity", "als", "itemitem"], config, ds, holdout=holdout)
+    with clock.stage("fit"):
+        models = {}
+        for name in names:
+            progress(f"      fitting {name}")
+            models[name] = _fit(name, config, inter)
     segment, two_tower_run = None, None
-    if kinds & {"two_tower", "content"}:  # cold-start sources (winnow.models.two_tower)
+    if "two_tower" in clock.plan:  # cold-start sources (winnow.models.two_tower)
         from winnow.models.two_tower import TwoTowerRecommender
 
-        models["two_tower"], two_tower_run = eng.fit_two_tower(
-            TwoTowerRecommender.from_config(config.models.two_tower).with_side_info(ds.items, ds.users), inter)
+        with clock.stage("two_tower"):
+            models["two_tower"], two_tower_run = eng.fit_two_tower(
+                TwoTowerRecommender.from_config(config.models.two_tower).with_side_info(ds.items, ds.users), inter)
         names.append("two_tower")
-    if "segment_popular" in kinds:
+    if "segment" in clock.plan:
         from winnow.models.coldstart import SegmentPopularity, user_attributes
 
-        segment = SegmentPopularity(l2=config.coldstart.segment_l2, first=config.coldstart.segment_first).fit(
-            inter, user_attributes(ds.users, inter.n_users))
+        with clock.stage("segment"):
+            segment = SegmentPopularity(l2=config.coldstart.segment_l2, first=config.coldstart.segment_first).fit(
+                inter, user_attributes(ds.users, inter.n_users))
+    als = models["als"]
+
+    def index_stage() -> Any:
+        with clock.stage("index"):
+            return _build_index(config, als.item_factors_)
+
     served = None
     ranker_info: dict[str, Any] = {"skipped": "[ranker] enabled = false"}
-    if config.ranker.enabled:  # the learned rank stage (winnow.training.served_ranker)
-        from winnow.training.served_ranker import fit_served_ranker
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-build") as pool:
+        index_job = pool.submit(index_stage)
+        if config.ranker.enabled:  # the learned rank stage (winnow.training.served_ranker)
+            from winnow.training.served_ranker import fit_served_ranker
 
-        served, ranker_info = fit_served_ranker(config, ds, funnel_cls=eng.funnel_cls(), store=store)
-    t2 = time.time()
-    als = models["als"]
-    index = build_index(config.index, als.item_factors_.shape[1], len(ds.item_ids))
-    index.upsert(np.arange(len(ds.item_ids), dtype=np.int64), als.item_factors_)
-    t3 = time.time()
+            with clock.stage("ranker"):
+                served, ranker_info = fit_served_ranker(config, ds, funnel_cls=eng.funnel_cls(), store=store,
+                                                        models=models, progress=lambda m: progress(f"      {m}"))
+        index = index_job.result()
     arrays, cats = _item_arrays(ds, models["popularity"].item_scores_, models["popularity_recent"].item_scores_)
     version = new_version()
     counts = {"events": int(len(inter)), "users": len(ds.user_ids), "items": len(ds.item_ids)}
@@ -177,8 +226,6 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
         "metrics": metrics,
         "ranker": ranker_info,
         "engine": {**eng.describe(), "two_tower": two_tower_run},
-        "timings_s": {"load": round(t_load - t0, 3), "evaluate": round(t1 - t_load, 3),
-                      "fit": round(t2 - t1, 3), "index": round(t3 - t2, 3)},
     }
 
     def fill(d: Path) -> None:
@@ -197,9 +244,15 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
             from winnow.models.two_tower.serving import save_segment
 
             save_segment(segment, d / "segment")
+        # the stage figures are known only now; the manifest is written after fill()
+        stages = {"load": {"wall_s": round(t_load, 3)}, **clock.report()}
+        manifest["stages"] = stages
+        manifest["timings_s"] = {name: rec["wall_s"] for name, rec in stages.items()}
 
-    info = write_bundle(config.home, version, manifest=manifest, fill=fill)
-    if activate_bundle:
-        activate(config.home, version)
-    log.info("bundle %s written in %.1fs", version, time.time() - t0)
+    with clock.stage("write"):
+        info = write_bundle(config.home, version, manifest=manifest, fill=fill)
+        if activate_bundle:
+            activate(config.home, version)
+    total = clock.summary()
+    progress(f"bundle {version} written in {time.time() - t0:.1f} s (peak RSS {total['peak_rss_mib'] / 1024:.2f} GiB)")
     return info

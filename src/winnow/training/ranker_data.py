@@ -1,7 +1,8 @@
 """Candidate lists for the ranker: what retrieval proposes for each user, with labels.
 
-``generate_candidates`` asks every retrieval model for its top ``per_source`` items (training
-items excluded), merges and de-duplicates them into one list per user, and records each source's
+``generate_candidates`` asks every retrieval model for the ``per_source`` items it proposes
+(``Recommender.propose``: what its serving source would propose; training items excluded),
+merges and de-duplicates them into one list per user, and records each source's
 score and 0-based rank per candidate (NaN where absent). With ``dense_scores`` every source also
 scores the candidates it did not propose (its rank stays NaN), which is cheap for the small and
 mid-sized catalogs the offline protocols use.
@@ -35,6 +36,15 @@ class CandidateLists:
     def __len__(self) -> int:
         return len(self.row_list)
 
+    def keep_lists(self, keep: np.ndarray) -> CandidateLists:
+        """Only the lists where bool [L] ``keep`` is True (rows renumbered, still contiguous)."""
+        keep = np.asarray(keep, bool)
+        rows = keep[self.row_list]
+        renumber = np.cumsum(keep) - 1
+        return CandidateLists(self.users[keep], renumber[self.row_list[rows]], self.row_item[rows],
+                              {k: v[rows] for k, v in self.src_score.items()},
+                              {k: v[rows] for k, v in self.src_rank.items()})
+
     def groups(self) -> np.ndarray:
         """Rows per list (lists are contiguous in row order)."""
         return np.bincount(self.row_list, minlength=len(self.users))
@@ -48,7 +58,7 @@ def generate_candidates(models: dict[str, Recommender], users: np.ndarray, exclu
     n_items = exclude.shape[1]
     keys, proposals = [], {}
     for name, model in models.items():
-        items, scores = model.recommend(users, per_source, exclude=exclude, candidates=allowed)
+        items, scores = model.propose(users, per_source, exclude=exclude, candidates=allowed)
         lst = np.repeat(np.arange(len(users)), items.shape[1])
         it = items.ravel().astype(np.int64)
         ok = it >= 0

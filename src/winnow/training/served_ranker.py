@@ -77,17 +77,23 @@ def logged_lists(config: WinnowConfig, ds: Dataset, store: Any) -> tuple[Impress
 
 
 def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, funnel_cls: Any = FunnelModel,
-                      store: Any = None) -> tuple[FunnelModel | None, dict[str, Any]]:
+                      store: Any = None, models: dict[str, Any] | None = None,
+                      progress: Any = None) -> tuple[FunnelModel | None, dict[str, Any]]:
     """Fit the service's ranker on all of ``ds``; (None, reason) when there is too little data
     or no pipeline source is backed by a retrieval model. ``funnel_cls`` builds the funnel
     (winnow.engine passes one that computes the features on a distributed engine). With a
-    ``store``, its impression log may supply the training lists (``logged_lists``)."""
+    ``store``, its impression log may supply the training lists (``logged_lists``).
+    ``models``: registry name -> a model already fitted on ``ds.interactions`` (the bundle's);
+    the funnel reuses them instead of fitting its sources on all events again. ``progress``:
+    a callable taking one message string."""
     cfg, mapping = served_ranker_config(config)
     if not mapping:
         return None, {"skipped": "no pipeline source is backed by a retrieval model"}
+    fitted = {src: models[reg] for src, reg in mapping.items() if models and reg in models}
     try:
         logged, log_info = logged_lists(config, ds, store)
-        funnel = funnel_cls(ds, cfg, source_models=mapping).fit(ds.interactions, impressions=logged)
+        funnel = funnel_cls(ds, cfg, source_models=mapping).fit(
+            ds.interactions, impressions=logged, fitted=fitted, progress=progress)
     except InsufficientRankerData as exc:
         return None, {"skipped": str(exc)}
     report = {k: v for k, v in funnel.report_.items() if k != "importance"}
