@@ -38,3 +38,29 @@ def test_refuses_large_catalog() -> None:
 def test_bad_params() -> None:
     with pytest.raises(ValueError, match="l2 must be > 0"):
         EASERecommender(l2=0)
+
+
+def test_ease_is_bounded_by_the_memory_it_would_need(monkeypatch) -> None:
+    """A catalog below max_items whose dense matrices would not fit the memory available is
+    refused with both figures named, and the funnel's sources step aside with that reason."""
+    import winnow.models.ease as ease
+    from winnow.core.config import load_config
+    from winnow.training.funnel import effective_sources
+
+    assert ease.fit_bytes(20_000) == 20_000**2 * 28  # float64: 3 x 8 bytes + the float32 copy
+    assert ease.fit_bytes(50_000) == 50_000**2 * 16  # float32 above FLOAT64_MAX_ITEMS
+    monkeypatch.setattr(ease, "available_bytes", lambda: 8 * 2**30)
+    why = ease.memory_refusal(30_000, 50_000)
+    assert why is not None and "13.4 GiB" in why and "8.0 GiB available" in why
+    assert ease.memory_refusal(10_000, 50_000) is None  # 2.6 GiB fits in 80% of 8 GiB
+    rng = np.random.default_rng(0)
+    big = Interactions.from_arrays(rng.integers(0, 50, 500), rng.integers(0, 30_000, 500),
+                                   n_users=50, n_items=30_000)
+    with pytest.raises(ConfigError, match="GiB available"):
+        EASERecommender().fit(big)
+    said: list[str] = []
+    cfg = load_config("/nonexistent-winnow-home")
+    assert "ease" in cfg.ranker.sources
+    assert "ease" not in effective_sources(cfg, 30_000, said.append)
+    assert said and "steps aside" in said[0]
+    assert "ease" in effective_sources(cfg, 10_000, said.append)

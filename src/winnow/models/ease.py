@@ -4,7 +4,8 @@
 
 X is the binarised users x items matrix; a user's scores are ``x_u @ B``. B is a dense
 [n_items, n_items] matrix, so memory is n_items^2 floats: the model refuses catalogs above
-``max_items`` (ConfigError) instead of exhausting memory.
+``max_items`` or whose fit would need more than ``MEMORY_SHARE`` of the memory available
+(``memory_refusal``, ConfigError naming both figures) instead of exhausting memory.
 
 Precision: G and its inverse are computed in float64 when n_items <= 20,000 (at most 3.2 GB;
 the inverse of a ridge-regularised Gram matrix loses several digits in float32) and in float32
@@ -26,6 +27,42 @@ from winnow.models.als import positive_csr
 from winnow.models.base import Recommender, top_k
 
 FLOAT64_MAX_ITEMS = 20_000
+MEMORY_SHARE = 0.8  # EASE may plan on at most this share of the memory available at fit time
+
+
+def fit_bytes(n_items: int) -> int:
+    """Peak bytes of one EASE fit on ``n_items``: G (overwritten by its Cholesky factor), the
+    identity solved in place into P, B = P / diag(P), and B's float32 copy -- 3 dense n x n
+    matrices in the fit precision plus one float32."""
+    itemsize = 8 if n_items <= FLOAT64_MAX_ITEMS else 4
+    return int(n_items) ** 2 * (3 * itemsize + 4)
+
+
+def available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def memory_refusal(n_items: int, max_items: int) -> str | None:
+    """Why EASE cannot fit ``n_items`` here (None when it can): above ``max_items``, or needing
+    more than ``MEMORY_SHARE`` of the memory available now. Callers that can do without EASE
+    (the funnel's sources) step aside with this reason; a direct fit raises it."""
+    need = fit_bytes(n_items)
+    if n_items > max_items:
+        return (f"EASE refuses a catalog of {n_items} items: above models.ease.max_items={max_items} "
+                f"(it would need ~{need / 2**30:.1f} GiB for its dense {n_items} x {n_items} matrices)")
+    avail = available_bytes()
+    if avail is not None and need > MEMORY_SHARE * avail:
+        return (f"EASE on {n_items} items needs ~{need / 2**30:.1f} GiB (dense {n_items} x {n_items} "
+                f"matrices), more than {MEMORY_SHARE:.0%} of the {avail / 2**30:.1f} GiB available")
+    return None
 
 
 class EASERecommender(Recommender):
@@ -47,11 +84,9 @@ class EASERecommender(Recommender):
 
     def _fit(self, train: Interactions) -> None:
         n = train.n_items
-        if n > self.max_items:
-            gib = n * n * 4 * 2 / 2**30
-            raise ConfigError(
-                f"EASE refuses a catalog of {n} items: above models.ease.max_items={self.max_items} "
-                f"(it needs ~{gib:.1f} GiB for two dense {n} x {n} matrices); use itemitem or als")
+        why = memory_refusal(n, self.max_items)
+        if why:
+            raise ConfigError(f"{why}; use itemitem or als")
         dtype = np.float64 if n <= FLOAT64_MAX_ITEMS else np.float32
         x = positive_csr(train)
         x.data[:] = 1.0

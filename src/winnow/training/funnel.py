@@ -51,9 +51,16 @@ class InsufficientRankerData(WinnowError):
     """Too few users with held-out positives to train and validate a ranker."""
 
 
-def effective_sources(config: WinnowConfig, n_items: int) -> list[str]:
-    """``ranker.sources`` without EASE when the catalog exceeds ``models.ease.max_items``."""
-    return [s for s in config.ranker.sources if not (s == "ease" and n_items > config.models.ease.max_items)]
+def effective_sources(config: WinnowConfig, n_items: int, say=None) -> list[str]:
+    """``ranker.sources`` without EASE when it cannot fit this catalog here (above
+    ``models.ease.max_items`` or more memory than is available: ``ease.memory_refusal``);
+    ``say`` is told why it stepped aside."""
+    from winnow.models.ease import memory_refusal
+
+    why = memory_refusal(n_items, config.models.ease.max_items) if "ease" in config.ranker.sources else None
+    if why and say is not None:
+        say(f"source ease steps aside: {why}")
+    return [s for s in config.ranker.sources if not (s == "ease" and why)]
 
 
 def served_ranker_config(config: WinnowConfig) -> tuple[WinnowConfig, dict[str, str]]:
@@ -213,7 +220,7 @@ class FunnelModel:
         rc = self.rcfg
         say = progress or (lambda _msg: None)
         t0 = time.perf_counter()
-        sources = effective_sources(self.config, train.n_items)
+        sources = effective_sources(self.config, train.n_items, say)
         spec = fit_spec(self.dataset, sources, half_life_s=rc.half_life_days * DAY)
         self.catalog_ = FeatureCatalog.from_dataset(self.dataset, spec)
         if impressions is not None:
@@ -265,6 +272,7 @@ class FunnelModel:
                          **{name: fitted[name] for name in sources if name in fitted}}
         self.train_ = train
         self.report_ = {"training_data": "impressions" if impressions is not None else "history",
+                        "sources_used": list(sources),
                         "lists_eligible": int(self.lists_eligible_), "max_lists": rc.max_lists,
                         "inner_lists": int(n_lists), "train_lists": train_list_count,
                         "valid_lists": valid_list_count, "rows": len(y),
