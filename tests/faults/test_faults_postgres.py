@@ -10,7 +10,8 @@ tests crash, restart and reconfigure it).
 - server made read-only (``default_transaction_read_only``, reloaded): writes refused with the
   reason, reads keep working, writes work again after the reset;
 - no server at all: opening the store fails with StoreUnavailableError naming it.
-Disk full (SQLSTATE 53100) cannot be produced here without mounting a tiny file system; its
+Disk full (SQLSTATE 53100) is not produced against the server (its data directory would have
+to live on a small mounted file system, as test_faults_filesystem.py does for SQLite); its
 mapping to StoreUnavailableError is checked on psycopg's own error class.
 """
 

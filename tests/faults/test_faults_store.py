@@ -2,9 +2,13 @@
 
 - disk full: SQLite's ``max_page_count`` caps the database at its current size, so the next
   write fails inside SQLite exactly as on a full disk (SQLITE_FULL);
-- read-only store: the writer connection is reopened with ``mode=ro`` (SQLITE_READONLY, as on
-  a file system remounted read-only; ``chmod`` would not do: the tests may run as root);
+- read-only store: the writer connection is reopened with ``mode=ro`` (SQLITE_READONLY;
+  ``chmod`` would not do: the tests may run as root);
 - corrupt bundle published through the ACTIVE pointer (another process "activating" it).
+
+Disk full and read-only are simulated at the SQLite layer here, so that recovery can be tested
+too; the same faults on real file systems (a full tmpfs, an ext4 the kernel remounts read-only)
+are in test_faults_filesystem.py.
 
 Writes must be refused with 503 and a message naming the cause, nothing half-written; reads
 keep serving; writes work again once the fault is gone. kill -9 under write load is covered
