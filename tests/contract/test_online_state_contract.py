@@ -13,6 +13,8 @@ import threading
 
 import pandas as pd
 import pytest
+from servers.redis import followers_reading
+from servers.throwaway import wait_for
 
 from winnow.core.config import load_config
 from winnow.core.errors import ConfigError
@@ -233,8 +235,6 @@ def test_redis_keys_expire_after_the_configured_ttl(redis_url, tmp_path):
 def test_redis_event_stream_reaches_the_other_replicas_only(redis_url, tmp_path):
     """Every batch one replica applies reaches the other replicas' followers (for their
     in-process ranker features), never its own."""
-    import time
-
     from winnow.serving.online_state import _follower
 
     cfg = load_config(tmp_path, overrides={"online": {"url": redis_url}})
@@ -242,24 +242,22 @@ def test_redis_event_stream_reaches_the_other_replicas_only(redis_url, tmp_path)
     a = RedisOnlineState(store, cfg.events, cfg.online)
     b = RedisOnlineState(store, cfg.events, cfg.online)
     got = {"a": [], "b": []}
+    others = followers_reading(redis_url)
     fa = _follower(cfg, a, got["a"].append)
     fb = _follower(cfg, b, got["b"].append)
     try:
-        time.sleep(0.3)  # followers positioned on the stream
+        # followers position themselves lazily (after the stream's newest entry): wait for both
+        assert wait_for(lambda: len(followers_reading(redis_url) - others) >= 2, timeout=30, interval=0.02)
         batch = events([("u1", "x", "click", 10), ("u2", "y", "purchase", 11)])
         store.append_events(batch)
         a.apply(batch)
-        end = time.monotonic() + 10
-        while not got["b"] and time.monotonic() < end:
-            time.sleep(0.05)
+        assert wait_for(lambda: got["b"], timeout=30, interval=0.02)
         assert len(got["b"]) == 1, got
         frame = got["b"][0]
         assert frame["user_id"].tolist() == ["u1", "u2"] and frame["item_id"].tolist() == ["x", "y"]
         assert frame["event_type"].tolist() == ["click", "purchase"] and frame["timestamp"].tolist() == [10, 11]
         b.apply(events([("u3", "z", "view", 12)]))
-        end = time.monotonic() + 10
-        while not got["a"] and time.monotonic() < end:
-            time.sleep(0.05)
+        assert wait_for(lambda: got["a"], timeout=30, interval=0.02)
         assert [f["user_id"].tolist() for f in got["a"]] == [["u3"]]  # a never receives its own batch
         assert len(got["b"]) == 1
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from servers.throwaway import wait_for
 
 from winnow.core.config import WinnowConfig, load_config
 from winnow.data.open_store import open_store
@@ -56,7 +57,7 @@ def free_port() -> int:
 def make_world(home: Path, *, bundles: int = 2) -> WinnowConfig:
     """A seeded synthetic world in ``home``, trained ``bundles`` times (the last one is active)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from winnow.training.job import train
+    from winnow.training.job import new_version, train
 
     cfg = load_config(home)
     world = generate_world(300, 500, 20_000, seed=7)
@@ -64,8 +65,9 @@ def make_world(home: Path, *, bundles: int = 2) -> WinnowConfig:
     try:
         store.import_all(events=world.events, items=world.items, users=world.users)
         for _ in range(bundles):
-            train(cfg, store)
-            time.sleep(1.1)  # bundle versions carry a timestamp to the second
+            version = train(cfg, store).version
+            # bundle versions carry a timestamp to the second: the next one must sort after this one
+            assert wait_for(lambda: new_version()[:16] > version[:16], timeout=5, interval=0.05)
     finally:
         store.close()
     return cfg

@@ -21,6 +21,7 @@ import pytest
 from dashboard_harness import (
     CHROMIUM_ARGS, REPO, Console, WinnowServer, create_key, make_world, open_view, require_browser, screenshot,
 )
+from servers.throwaway import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +125,7 @@ def test_overview_shows_counts_and_live_metrics(served, page):
             while not stop.is_set():
                 c.get(f"/v1/users/u{i % 50}/recommendations", params={"k": 10})
                 i += 1
-                time.sleep(0.05)
+                stop.wait(0.05)  # pacing (~20 req/s); ends at once when the test stops it
 
     worker = threading.Thread(target=traffic)
     worker.start()
@@ -295,13 +296,24 @@ def test_slate_preview_api_validates_switches_and_logs_nothing(served):
     from winnow.data.open_store import open_store
 
     store = open_store(load_config(served["home"]).store_url())
+
+    def logged(request_id: str) -> bool:
+        return any(i["request_id"] == request_id for i in store.read_impressions())
+
+    def served_and_logged() -> str:
+        """A real slate, once the (FIFO) impression writer has written it: everything queued
+        before it has been written too."""
+        rid = client.get("/v1/users/u2/recommendations", params={"k": 5}).json()["request_id"]
+        assert wait_for(lambda: logged(rid), interval=0.05), f"slate {rid} never reached the impression log"
+        return rid
+
     try:
-        time.sleep(1.0)  # let the impression writer drain what earlier tests served
+        served_and_logged()  # drains what earlier tests served
         n0 = store.counts()["impressions"]
         for _ in range(3):
             assert client.post("/ui/api/users/u2/slate", json={"k": 5}).status_code == 200
-        time.sleep(1.0)
-        assert store.counts()["impressions"] == n0, "a preview must not be logged as an impression"
+        served_and_logged()  # a preview queued before this slate would be written by now
+        assert store.counts()["impressions"] == n0 + 1, "a preview must not be logged as an impression"
     finally:
         store.close()
     # contributions: the blend ranker's add up to the rank score; the learned ranker's are its

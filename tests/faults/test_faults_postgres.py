@@ -10,7 +10,8 @@ tests crash, restart and reconfigure it).
 - server made read-only (``default_transaction_read_only``, reloaded): writes refused with the
   reason, reads keep working, writes work again after the reset;
 - no server at all: opening the store fails with StoreUnavailableError naming it.
-Disk full (SQLSTATE 53100) cannot be produced here without mounting a tiny file system; its
+Disk full (SQLSTATE 53100) is not produced against the server (its data directory would have
+to live on a small mounted file system, as test_faults_filesystem.py does for SQLite); its
 mapping to StoreUnavailableError is checked on psycopg's own error class.
 """
 
@@ -24,7 +25,7 @@ import pandas as pd
 import psycopg
 import pytest
 from servers.postgres import PostgresServer, require_postgres, start_postgres
-from servers.throwaway import free_port, scoped_server
+from servers.throwaway import free_port, scoped_server, wait_for
 
 from winnow.core.errors import StoreUnavailableError
 from winnow.data import postgres_schema
@@ -108,36 +109,45 @@ def test_crash_under_write_load_loses_no_acknowledged_batch(pg: PostgresServer, 
                 acked.append(k)
             except StoreUnavailableError as exc:
                 (ambiguous if "may or may not" in str(exc) else refused).append(k)
-                time.sleep(0.05)
+                stop.wait(0.05)  # back-off pacing, ends at once when the test stops the writer
             k += 1
 
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        time.sleep(1.0)
+        assert wait_for(lambda: len(acked) >= 10, timeout=60, interval=0.05), "the writer never got going"
         pg.kill()
-        time.sleep(2.5)
+        n_refused = len(refused)
+        assert wait_for(lambda: len(refused) > n_refused, timeout=60, interval=0.05), \
+            "no write was refused while the server was down"
         pg.start()
-        deadline = time.monotonic() + 30
-        n_before = len(acked)
-        while len(acked) < n_before + 5 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        n_before = len(acked)  # acknowledged before the restart (nothing is acked while down)
+        assert wait_for(lambda: len(acked) >= n_before + 5, timeout=60, interval=0.05), \
+            f"writes did not resume within 60 s of the restart: {len(acked) - n_before} acknowledged"
     finally:
         stop.set()
         thread.join(60)
+    assert not thread.is_alive(), "the writer thread hung"
+    after_restart = acked[n_before:]
+    assert len(after_restart) >= 5, after_restart
     try:
-        assert refused, "no write was refused while the server was down"
-        assert len(acked) > 10, acked
         log = store.read_events()
         # every batch is all or nothing (timestamps 1000*k .. 1000*k+49 identify batch k)
         batch_of, per_batch = np.unique(log.timestamp // 1000, return_counts=True)
         assert (per_batch == 50).all(), dict(zip(batch_of.tolist(), per_batch.tolist()))
         stored = set(batch_of.tolist())
         assert set(acked) <= stored, sorted(set(acked) - stored)  # nothing acknowledged was lost
+        assert set(after_restart) <= stored  # writes after the restart really landed
         assert not (set(refused) & stored), sorted(set(refused) & stored)  # nothing refused was written
         assert stored <= set(acked) | set(ambiguous)
     finally:
         store.close()
+
+
+def _read_only_setting(pg: PostgresServer) -> str:
+    """default_transaction_read_only as a NEW session sees it (after the postmaster's reload)."""
+    with psycopg.connect(pg.url(), autocommit=True) as con:
+        return con.execute("SHOW default_transaction_read_only").fetchone()[0]
 
 
 def test_read_only_server_refuses_writes_reads_keep_working(pg: PostgresServer, url: str) -> None:
@@ -147,7 +157,9 @@ def test_read_only_server_refuses_writes_reads_keep_working(pg: PostgresServer, 
         store.append_events(_batch(0))
         admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
         admin.execute("SELECT pg_reload_conf()")
-        time.sleep(0.5)  # sessions apply the reload before their next command
+        # the postmaster re-reads the file and signals every session, which applies it before
+        # its next command: once a new session sees the setting, the store's sessions have it too
+        assert wait_for(lambda: _read_only_setting(pg) == "on", timeout=30, interval=0.05)
         with pytest.raises(StoreUnavailableError, match="read-only.*nothing was written"):
             store.append_events(_batch(1))
         with pytest.raises(StoreUnavailableError, match="read-only"):
@@ -155,7 +167,7 @@ def test_read_only_server_refuses_writes_reads_keep_working(pg: PostgresServer, 
         assert store.counts()["events"] == 50 and len(store.read_events()) == 50
         admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
         admin.execute("SELECT pg_reload_conf()")
-        time.sleep(0.5)
+        assert wait_for(lambda: _read_only_setting(pg) == "off", timeout=30, interval=0.05)
         assert store.append_events(_batch(1)) == 50
         assert store.delete_user("u1")["found"] is True
     finally:

@@ -2,9 +2,13 @@
 
 - disk full: SQLite's ``max_page_count`` caps the database at its current size, so the next
   write fails inside SQLite exactly as on a full disk (SQLITE_FULL);
-- read-only store: the writer connection is reopened with ``mode=ro`` (SQLITE_READONLY, as on
-  a file system remounted read-only; ``chmod`` would not do: the tests may run as root);
+- read-only store: the writer connection is reopened with ``mode=ro`` (SQLITE_READONLY;
+  ``chmod`` would not do: the tests may run as root);
 - corrupt bundle published through the ACTIVE pointer (another process "activating" it).
+
+Disk full and read-only are simulated at the SQLite layer here, so that recovery can be tested
+too; the same faults on real file systems (a full tmpfs, an ext4 the kernel remounts read-only)
+are in test_faults_filesystem.py.
 
 Writes must be refused with 503 and a message naming the cause, nothing half-written; reads
 keep serving; writes work again once the fault is gone. kill -9 under write load is covered
@@ -16,7 +20,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from serve_harness import make_home
+from servers.throwaway import wait_for
 
 from winnow.core.config import load_config
 from winnow.data.sqlite_store import SQLiteStore
@@ -126,11 +130,8 @@ def test_corrupt_bundle_published_as_active_is_refused_and_old_one_serves(home, 
             f.seek(64)
             f.write(b"\x00corrupt\x00")
         (bundles.bundles_dir(home) / bundles.ACTIVE).write_text(bad + "\n")  # as another process would
-        deadline = time.monotonic() + 5
         refused = 'winnow_bundle_swaps_total{result="refused"}'
-        while time.monotonic() < deadline and refused + " 1.0" not in client.get("/metrics").text:
-            time.sleep(0.1)
-        assert refused + " 1.0" in client.get("/metrics").text
+        assert wait_for(lambda: refused + " 1.0" in client.get("/metrics").text, timeout=30, interval=0.1)
         assert client.get("/readyz").json()["model_version"] == good
         r = client.get("/v1/users/u1/recommendations", params={"k": 5})
         assert r.status_code == 200 and r.json()["model_version"] == good

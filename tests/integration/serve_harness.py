@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,33 @@ def make_home(home: Path, *, n_users: int = 300, n_items: int = 500, n_events: i
                         evaluate_models=True)[0]
 
 
+WORKER_HEADER = "x-winnow-worker"  # the answering worker's pid (serving/app.py GuardMiddleware)
+
+
+def fresh_request(url: str, method: str, path: str, **kw: Any) -> httpx.Response:
+    """One request on a new connection: any of a multi-worker server's processes may accept it."""
+    with httpx.Client(base_url=url, timeout=30) as c:
+        return c.request(method, path, **kw)
+
+
+def process_tree(root: int) -> set[int]:
+    """``root`` and every process descended from it (read from /proc)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, ppid in parent.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return tree
+
+
 class Server:
     """``python -m uvicorn --factory winnow.serving.server:app_from_env`` on a free port."""
 
@@ -60,6 +89,7 @@ class Server:
         """``auth=False``: the server runs with ``[security] auth = false`` (tests not about access
         control); ``auth=True``: keys are required (tests/integration/test_security*.py)."""
         self.home = home
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1",
@@ -74,17 +104,56 @@ class Server:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until /readyz answers 200 -- from EVERY worker: one worker's readiness says nothing
+        of another's (a loaded machine starts them seconds apart)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.read_log()}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
-                    return
+                    break
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready after {timeout}s: {self.read_log()}")
+            time.sleep(0.1)  # poll interval of a wait bounded by ``end``
+        else:
+            raise RuntimeError(f"server not ready after {timeout}s: {self.read_log()}")
+        if self.workers > 1:
+            self.until_every_worker("GET", "/readyz", ok=lambda r: r.status_code == 200,
+                                    timeout_s=max(end - time.monotonic(), 10.0))
+
+    def until_every_worker(self, method: str, path: str, *, ok: Callable[[httpx.Response], bool] | None = None,
+                           timeout_s: float = 60.0, **kw: Any) -> dict[str, list[httpx.Response]]:
+        """Send ``method path`` (httpx keywords ``kw``) on fresh connections, ``workers`` at a
+        time, until each of the server's worker processes has answered and its latest answer
+        satisfies ``ok`` (default: any answer); returns every answer, by worker pid.
+
+        Which worker accepts a connection is the kernel's choice, so the calls are retried to
+        the deadline; sending them concurrently lets a worker busy with one leave the next to
+        another. Fails (AssertionError) at the deadline naming what each worker answered, or at
+        once when more distinct pids answer than there are workers, or a pid that is not one
+        of this server's processes."""
+        answers: dict[str, list[httpx.Response]] = {}
+        end = time.monotonic() + timeout_s
+        with ThreadPoolExecutor(self.workers) as pool:
+            while True:
+                burst = [pool.submit(fresh_request, self.url, method, path, **kw) for _ in range(self.workers)]
+                for future in burst:
+                    r = future.result()
+                    answers.setdefault(r.headers[WORKER_HEADER], []).append(r)
+                done = len(answers) == self.workers and all(ok is None or ok(rs[-1]) for rs in answers.values())
+                if done or time.monotonic() > end or len(answers) > self.workers:
+                    break
+                time.sleep(0.02)  # pacing of a retry bounded by ``end``
+        strangers = {int(pid) for pid in answers} - process_tree(self.proc.pid)
+        assert not strangers, f"pids {strangers} answered but are not processes of this server"
+        seen = {pid: (len(rs), rs[-1].status_code, rs[-1].text[:120]) for pid, rs in answers.items()}
+        assert len(answers) == self.workers, (
+            f"{len(answers)} distinct worker(s) answered {method} {path} within {timeout_s:.0f} s, "
+            f"expected {self.workers}: {seen}")
+        assert ok is None or all(ok(rs[-1]) for rs in answers.values()), (
+            f"not every worker's latest answer to {method} {path} was as expected within {timeout_s:.0f} s: {seen}")
+        return answers
 
     def read_log(self) -> str:
         self.log.flush()

@@ -9,13 +9,13 @@ Redis, both real servers: they behave as one service.
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 from serve_harness import Server, make_home
+from servers.redis import followers_reading
+from servers.throwaway import wait_for
 
 from winnow.core.config import load_config
 from winnow.data.open_store import open_store
@@ -36,6 +36,7 @@ def replicas(tmp_path_factory, postgres_server, redis_server):
     pg_url = postgres_server.create_database() + "?pool_timeout=2&connect_timeout=2"
     write_config(home, store_url=pg_url, redis_url=redis_server.url)
     cfg = make_home(home, n_users=120, n_items=250, n_events=6000)
+    others = followers_reading(redis_server.url)
     a = Server(home)
     try:
         b = Server(home)
@@ -43,6 +44,10 @@ def replicas(tmp_path_factory, postgres_server, redis_server):
         a.stop()
         raise
     try:
+        # each replica's event follower positions itself on the Redis stream lazily: a batch
+        # appended before that would never reach it (the tests below count what B receives)
+        assert wait_for(lambda: len(followers_reading(redis_server.url) - others) >= 2, timeout=60), \
+            "the replicas' event followers never started reading the stream"
         yield home, cfg, a, b, redis_server
     finally:
         a.stop()
@@ -84,9 +89,7 @@ def test_a_purchase_posted_to_a_disappears_from_bs_next_slate(replicas):
             prefix = cfg.online.key_prefix
             assert client.sismember(f"{prefix}u:{user}:pur", top)
         # B's in-process ranker features received A's events over the Redis stream; A skips its own
-        end = time.monotonic() + 10
-        while replica_events(b) < fed_b + 3 and time.monotonic() < end:
-            time.sleep(0.1)
+        wait_for(lambda: replica_events(b) >= fed_b + 3, timeout=60, interval=0.1)
         assert replica_events(b) == fed_b + 3 and replica_events(a) == fed_a
     finally:
         client.close()
@@ -101,15 +104,16 @@ def replica_events(server: Server) -> float:
     raise AssertionError("winnow_replica_events_total missing from /metrics")
 
 
-def wait_version(server: Server, version: str, timeout: float = 30.0) -> str:
-    end = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < end:
-        seen = httpx.get(server.url + "/readyz", timeout=10).json()["model_version"]
-        if seen == version:
-            return seen
-        time.sleep(0.1)
-    return seen
+def wait_version(server: Server, version: str, timeout: float = 60.0) -> str:
+    """The version ``server`` serves once it is ``version``, or the last one seen at the deadline."""
+    seen: list[str | None] = [None]
+
+    def check() -> bool:
+        seen[0] = httpx.get(server.url + "/readyz", timeout=10).json()["model_version"]
+        return seen[0] == version
+
+    wait_for(check, timeout=timeout, interval=0.1)
+    return seen[0]
 
 
 def test_activation_and_rollback_through_a_reach_b(replicas):

@@ -8,6 +8,7 @@ from collections import Counter
 import httpx
 import pytest
 from serve_harness import Server, make_home
+from servers.throwaway import wait_for
 
 from winnow.data.open_store import open_store
 
@@ -39,12 +40,9 @@ def test_recommendations_shape_and_impression_log(served):
     assert all(it["propensity"] == 1.0 and it["sources"] for it in body["items"])
     store = open_store(cfg.store_url())
     try:
-        for _ in range(100):
-            logged = [i for i in store.read_impressions() if i["request_id"] == body["request_id"]]
-            if logged:
-                break
-            time.sleep(0.05)
-        assert logged, "served slate was not written to the impression log"
+        logged = wait_for(lambda: [i for i in store.read_impressions() if i["request_id"] == body["request_id"]],
+                          interval=0.05)
+        assert logged, "served slate was not written to the impression log within 30 s"
         assert [x["item_id"] for x in logged[0]["items"]] == [it["item_id"] for it in body["items"]]
         assert logged[0]["model_version"] == body["model_version"]
         clicked = body["items"][3]["item_id"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
 from serve_harness import Server, make_home
+from servers.throwaway import wait_for
 
 from winnow.data.open_store import open_store
 
@@ -59,9 +59,7 @@ def test_kill9_during_event_load_loses_no_acknowledged_event(home):
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 20
-    while len(acked) < 1500 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(acked) >= 1500, timeout=60, interval=0.02)  # asserted below
     server.kill9()  # SIGKILL mid-load
     stop.set()
     for t in threads:

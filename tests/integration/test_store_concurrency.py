@@ -67,7 +67,7 @@ def test_second_process_reads_while_this_one_writes(tmp_path: Path) -> None:
         for k in range(1, batches):
             store.append_events(_batch(k))
             if k % 20 == 0:
-                time.sleep(0.01)  # give the reader room to observe intermediate states
+                time.sleep(0.01)  # pacing, not a wait: gives the reader room to observe intermediate states
         out, err = reader.communicate(timeout=60)
     finally:
         reader.kill()

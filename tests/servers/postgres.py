@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +47,14 @@ def find_bindir() -> Path | None:
         if all((path / b).is_file() and os.access(path / b, os.X_OK) for b in ("initdb", "pg_ctl", "postgres")):
             return path
     return None
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (a killed postmaster may wait to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class PostgresServer(throwaway.Throwaway):
@@ -134,10 +141,11 @@ class PostgresServer(throwaway.Throwaway):
     def _kill_postmaster(self) -> None:
         pidfile = self.datadir / "postmaster.pid"
         try:
-            os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
-            time.sleep(0.5)
+            pid = int(pidfile.read_text().split()[0])
+            os.kill(pid, signal.SIGKILL)
         except (OSError, ValueError, IndexError):
-            pass
+            return
+        throwaway.wait_for(lambda: not _alive(pid), timeout=10, interval=0.05)
 
     # --- databases ------------------------------------------------------------------------
     def url(self, dbname: str = "postgres") -> str:

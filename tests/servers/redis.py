@@ -127,6 +127,21 @@ def start_redis(*, port: int | None = None) -> RedisServer:
     return throwaway.launch(RedisServer(binary, base, port or throwaway.free_port()))
 
 
+def followers_reading(url: str) -> set[int]:
+    """Connection ids of the event followers (clients named ``winnow-follower``, see
+    serving/online_state._follower) whose last command was XREAD: followers positioned on the
+    stream (a follower reads the stream's newest id before its first XREAD), so a batch
+    appended now reaches them. Wait for new ids with ``throwaway.wait_for``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return {int(c["id"]) for c in client.client_list()
+                if c.get("name") == "winnow-follower" and c.get("cmd") == "xread"}
+    finally:
+        client.close()
+
+
 # --- pytest fixtures --------------------------------------------------------------------------
 def require_redis() -> None:
     """Skip (or fail with CI=true) when redis-server is not installed."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 
 import numpy as np
 import pytest
+from servers.throwaway import wait_for
 
 from winnow.core.config import PipelineConfig, SourceConfig, load_config
 from winnow.core.errors import ConfigError
@@ -111,11 +111,9 @@ def test_service_names_variant_and_logs_exposure_and_propensities(served_home):
     assert set(np.round(props, 9)) <= {0.7, round(0.3 / 35, 9)}
     store = open_store(cfg.store_url())
     try:
-        for _ in range(100):
-            imps = store.read_impressions()
-            if len(imps) >= len(users):
-                break
-            time.sleep(0.05)
+        imps = wait_for(lambda: (lambda got: got if len(got) >= len(users) else None)(store.read_impressions()),
+                        interval=0.05)
+        assert imps, "the served slates were not all in the impression log within 30 s"
         by_req = {i["request_id"]: i for i in imps}
         for u, b in bodies.items():
             logged = by_req[b["request_id"]]

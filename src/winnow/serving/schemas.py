@@ -44,7 +44,7 @@ class ItemIn(_In):
     text: str = ""
     categories: list[str] = Field(default_factory=list)
     creator: str = ""
-    created_at: int | None = Field(None, ge=0)
+    created_at: int | None = Field(None, ge=0, le=32503680000)  # year 3000: int64 in the store
     available: bool = True
     sponsored: bool = False
     attributes: dict[str, Any] = Field(default_factory=dict)
@@ -63,7 +63,7 @@ class ItemPatch(_In):
 class UserIn(_In):
     attributes: dict[str, Any] = Field(default_factory=dict)
     interests: list[str] = Field(default_factory=list)
-    created_at: int | None = Field(None, ge=0)
+    created_at: int | None = Field(None, ge=0, le=32503680000)  # year 3000: int64 in the store
 
 
 class UserOut(BaseModel):
@@ -99,7 +99,7 @@ class RecContext(_In):
 
     device: str | None = None
     locale: str | None = None
-    time: int | None = Field(None, ge=0)  # unix seconds; defaults to now
+    time: int | None = Field(None, ge=0, le=32503680000)  # unix seconds; defaults to now
     query: str | None = Field(None, max_length=1000)
     filters: Filters | None = None
     exclude: list[str] = Field(default_factory=list, max_length=10_000)
