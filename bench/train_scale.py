@@ -98,8 +98,13 @@ def run_train(home: Path, src: Path, *, max_rss_gib: float, timeout_s: float) ->
     proc = subprocess.Popen(_winnow(src, home, "train"), env=_env(src), stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     lines: list[tuple[float, str]] = []
-    reader = threading.Thread(target=lambda: [lines.append((time.perf_counter() - started, ln.rstrip()))
-                                              for ln in proc.stderr], daemon=True)
+    def read() -> None:
+        assert proc.stderr is not None
+        for ln in proc.stderr:
+            lines.append((time.perf_counter() - started, ln.rstrip()))
+            print(f"  {lines[-1][0]:7.1f}s | {ln.rstrip()}", flush=True)
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     peak, status = 0.0, "ok"
     while proc.poll() is None:
