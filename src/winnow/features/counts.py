@@ -52,8 +52,8 @@ class SortedCounts:
             runs[-1] = np.sort(np.concatenate([runs[-1], last]), kind="stable")
 
     def count_below(self, queries: np.ndarray) -> np.ndarray:
-        """int64 [len(queries)]: how many stored keys are < each query."""
-        q = np.asarray(queries, np.int64)
+        """int64 [len(queries)] (a scalar query gives [1]): how many stored keys are < each query."""
+        q = np.atleast_1d(np.asarray(queries, np.int64))
         if not self._runs:
             return np.zeros(q.shape, np.int64)
         # sorted queries walk each run front to back: the queries of one group hit the same
