@@ -31,6 +31,6 @@ def test_pack_orders_by_group_then_time_and_counts_strictly_before() -> None:
     counts.add(pack(np.array([3, 3, 3, 4]), np.array([100, 200, 200, 50])))
     # events of group 3 strictly before t, for whole and fractional t
     def before(t: float) -> int:
-        return int(counts.count_below(pack(3, t)) - counts.count_below(pack(3, -math.inf)))
+        return int(counts.count_below(pack(3, t))[0] - counts.count_below(pack(3, -math.inf))[0])
     assert [before(100), before(100.5), before(200), before(200.01), before(1e12)] == [0, 1, 1, 3, 3]
-    assert int(counts.count_below(pack(4, -math.inf))) == 3  # group 4 starts after all of group 3
+    assert int(counts.count_below(pack(4, -math.inf))[0]) == 3  # group 4 starts after all of group 3
