@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS impressions (
   seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
   ts INTEGER NOT NULL, model_version TEXT, surface TEXT, context TEXT NOT NULL, items TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS impressions_ts ON impressions(ts);
+CREATE TABLE IF NOT EXISTS impression_item_days (
+  item TEXT NOT NULL, day INTEGER NOT NULL, shown INTEGER NOT NULL, position_sum INTEGER NOT NULL,
+  PRIMARY KEY (item, day)) WITHOUT ROWID;
 """ + blocks.DDL
 EVENT_INDEXES = (
     ("events_event_id", "CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id) "
@@ -38,7 +41,20 @@ EVENT_INDEXES = (
     ("events_user_ts", "CREATE INDEX IF NOT EXISTS events_user_ts ON events(uid, ts)"),
     ("events_request", "CREATE INDEX IF NOT EXISTS events_request ON events(request_id) "
                        "WHERE request_id IS NOT NULL"),
+    ("events_item_ts", "CREATE INDEX IF NOT EXISTS events_item_ts ON events(iid, ts)"),  # item_daily
 )
+# per (item, UTC day): slates that showed the item and the sum of its positions, kept in the
+# transaction that logs them (Store.item_daily); a store opened without it is backfilled once
+IMPRESSION_DAYS_BACKFILL = """
+INSERT INTO impression_item_days(item, day, shown, position_sum)
+SELECT json_extract(j.value, '$.item_id'), i.ts / 86400 - (i.ts % 86400 < 0), count(*),
+       sum(json_extract(j.value, '$.position'))
+FROM impressions i, json_each(i.items) j GROUP BY 1, 2
+"""
+IMPRESSION_DAYS_UPSERT = (
+    "INSERT INTO impression_item_days(item, day, shown, position_sum) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(item, day) DO UPDATE SET shown = shown + excluded.shown, "
+    "position_sum = position_sum + excluded.position_sum")
 # primary SQLite result codes that mean "cannot write now" -> StoreUnavailableError (HTTP 503)
 UNAVAILABLE = {5: "SQLITE_BUSY", 8: "SQLITE_READONLY", 10: "SQLITE_IOERR", 13: "SQLITE_FULL",
                14: "SQLITE_CANTOPEN"}

@@ -32,6 +32,7 @@ from winnow.data import sqlite_writes as writes
 from winnow.data import store_rows as shape
 from winnow.data.sqlite_schema import DDL as _DDL
 from winnow.data.sqlite_schema import EVENT_INDEXES as _EVENT_INDEXES
+from winnow.data.sqlite_schema import IMPRESSION_DAYS_BACKFILL, IMPRESSION_DAYS_UPSERT
 from winnow.data.sqlite_schema import SCHEMA_VERSION
 from winnow.data.sqlite_schema import UNAVAILABLE as _UNAVAILABLE
 from winnow.data.store import EventLog, Store
@@ -71,6 +72,9 @@ class SQLiteStore(Store):
         self._writer.execute(f"PRAGMA cache_size={_CACHE_KIB}")
         self._writer.executescript(_DDL + ";".join(ddl for _, ddl in _EVENT_INDEXES) + ";")
         self._writer.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        if self._writer.execute("SELECT 1 FROM meta WHERE key = 'impression_item_days'").fetchone() is None:
+            self._write(lambda con: (con.execute(IMPRESSION_DAYS_BACKFILL),  # once, for an older store
+                                     con.execute("INSERT INTO meta VALUES ('impression_item_days', '1')")))
 
     # --- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -203,9 +207,19 @@ class SQLiteStore(Store):
     def log_impressions(self, impressions: list[dict[str, Any]]) -> None:
         """Store served slates; a request_id already stored is skipped (idempotent retries)."""
         rows = shape.impression_rows(impressions, encode=writes.dumps)
-        self._write(lambda con: con.executemany(
-            "INSERT OR IGNORE INTO impressions(request_id, user_id, ts, model_version, surface, context, items) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
+
+        def run(con: sqlite3.Connection) -> None:
+            days: dict[tuple[str, int], list[int]] = {}
+            for row, imp in zip(rows, impressions, strict=True):
+                if con.execute("INSERT OR IGNORE INTO impressions(request_id, user_id, ts, model_version, "
+                               "surface, context, items) VALUES (?, ?, ?, ?, ?, ?, ?)", row).rowcount:
+                    day = int(imp["timestamp"]) // 86400
+                    for it in imp["items"]:  # per-item daily aggregates in the same transaction
+                        agg = days.setdefault((str(it["item_id"]), day), [0, 0])
+                        agg[0] += 1
+                        agg[1] += int(it.get("position", 0))
+            con.executemany(IMPRESSION_DAYS_UPSERT, [(i, d, n, p) for (i, d), (n, p) in days.items()])
+        self._write(run)
 
     # --- reads ----------------------------------------------------------------------------
     def read_events(self, *, since: int | None = None, until: int | None = None) -> EventLog:
@@ -253,6 +267,26 @@ class SQLiteStore(Store):
             "SELECT request_id, user_id, ts, model_version, surface, context, items FROM impressions "
             "WHERE ts >= ? ORDER BY ts, seq", (int(since) if since is not None else -(2**62),))
         return [shape.impression_record(r, json_text=True) for r in rows]
+
+    def item_daily(self, item_id: str, *, first_day: int, days: int) -> dict[str, Any]:
+        """Store.item_daily from two indexed reads: events(iid, ts) and impression_item_days."""
+        con = self._reader()
+        lo, hi = first_day * 86400, (first_day + days) * 86400
+        events: dict[str, list[int]] = {}
+        rows = con.execute(
+            "SELECT t.external, e.ts / 86400 - (e.ts % 86400 < 0) AS d, count(*) FROM events e "
+            "JOIN event_types t ON t.id = e.tid + 1 "
+            "WHERE e.iid = (SELECT id - 1 FROM item_keys WHERE external = ?) AND e.ts >= ? AND e.ts < ? "
+            "GROUP BY e.tid, d", (str(item_id), lo, hi)).fetchall()
+        for name, d, n in rows:
+            events.setdefault(str(name), [0] * days)[int(d) - first_day] += int(n)
+        shown, pos_sum = [0] * days, 0
+        for d, n, p in con.execute("SELECT day, shown, position_sum FROM impression_item_days "
+                                   "WHERE item = ? AND day >= ? AND day < ?",
+                                   (str(item_id), first_day, first_day + days)):
+            shown[int(d) - first_day] = int(n)
+            pos_sum += int(p)
+        return {"events": events, "impressions": shown, "position_sum": pos_sum}
 
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
         """Store.read_feedback_events from the event blocks and only the keys named (fast path)."""
