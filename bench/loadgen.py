@@ -176,8 +176,11 @@ class _Gen:
                 self.idle.append(conn)
 
 
-async def _open_loop(gen: _Gen, rate: float, duration_s: float, poisson: bool, seed: int) -> None:
+async def _open_loop(gen: _Gen, rate: float, duration_s: float, poisson: bool, seed: int,
+                     pool: int) -> None:
     rng = random.Random(seed)
+    for _ in range(pool):  # a warm keep-alive pool, as a front proxy keeps (used in turn, FIFO)
+        gen.idle.append(await gen.open())
     loop_start = time.perf_counter()
     t = loop_start
     end = loop_start + duration_s
@@ -226,10 +229,11 @@ async def _closed_loop(gen: _Gen, conns: int, duration_s: float) -> None:
 
 def run(url: str, paths: Sequence[str], *, rate: float | None = None, conns: int | None = None,
         duration_s: float = 10.0, poisson: bool = False, max_conns: int = 512, timeout_s: float = 10.0,
-        seed: int = 0) -> LoadResult:
+        seed: int = 0, pool: int = 8) -> LoadResult:
     """One run against ``url``: open loop at ``rate`` requests/s, or closed loop with ``conns``
     connections (exactly one of the two). Each request GETs a path drawn uniformly (seeded) from
-    ``paths``. Returns the measured ``LoadResult``."""
+    ``paths``. The open loop starts with ``pool`` kept-alive connections used in turn and opens
+    more only when all are busy. Returns the measured ``LoadResult``."""
     if (rate is None) == (conns is None):
         raise ValueError(f"give exactly one of rate ({rate}) and conns ({conns})")
     parts = urlsplit(url)
@@ -249,7 +253,7 @@ def run(url: str, paths: Sequence[str], *, rate: float | None = None, conns: int
 
     async def main() -> None:
         if rate is not None:
-            await _open_loop(gen, float(rate), duration_s, poisson, seed)
+            await _open_loop(gen, float(rate), duration_s, poisson, seed, pool)
         else:
             await _closed_loop(gen, int(conns or 1), duration_s)
         for c in list(gen.conns):
