@@ -115,8 +115,18 @@ def _per_list_rank_z(values: np.ndarray, row_list: np.ndarray) -> tuple[np.ndarr
         return rank, z
     idx = np.flatnonzero(ok)
     lst, v = row_list[idx], values[idx]
-    # one list (serving): a stable sort by -v is the permutation lexsort gives, without its key pass
-    order = np.argsort(-v, kind="stable") if _one_list(lst) else np.lexsort((-v, lst))
+    if _one_list(lst):  # serving: one list; the same operations, without the group-by
+        order = np.argsort(-v, kind="stable")  # the permutation lexsort((-v, lst)) gives
+        m = np.array([len(v)])
+        rank[idx[order]] = np.arange(len(v)) / m.astype(np.float64)[0]
+        vs = v[order]
+        mean = np.add.reduceat(vs, [0]) / m
+        var = np.maximum(np.add.reduceat(vs * vs, [0]) / m - mean * mean, 0.0)
+        std = np.sqrt(var)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z[idx[order]] = np.where(std > 0, (vs - mean) / np.where(std > 0, std, 1.0), 0.0)
+        return rank, z
+    order = np.lexsort((-v, lst))
     sl = lst[order]
     starts = np.flatnonzero(np.r_[True, np.diff(sl) != 0])
     counts = np.diff(np.r_[starts, len(sl)])

@@ -280,20 +280,19 @@ class OnlineFeatureState:
         crl[hit] = creator_table.last[p]
         # item popularity: events before t, in each window, and in the user's active span
         windows = list(spec.windows.items())
-        bounds = [-math.inf, t, *(t - sec for _, sec in windows), first if n_hist else -math.inf]
-        below = self._item_events.count_below(
-            np.concatenate([pack(items, b) for b in bounds])).reshape(len(bounds), n).astype(np.float64)
-        pop_all = below[1] - below[0]
-        pop = {w: below[1] - below[2 + j] for j, (w, _) in enumerate(windows)}
-        pop_span = below[1] - below[-1] if n_hist else np.full(n, np.nan)
-        # the user's history: recent activity and mean log-popularity of the items, as of t
+        # ... and, in the same lookup, the user's history items before t (popularity preference)
+        bounds = np.array([-math.inf, t, *(t - sec for _, sec in windows), first if n_hist else -math.inf])
+        h = len(hist_items)
+        below = self._item_events.count_below(pack(
+            np.concatenate([np.tile(items, len(bounds)), hist_items, hist_items]),
+            np.concatenate([np.repeat(bounds, n), np.full(h, float(t)), np.full(h, -math.inf)])))
+        cand = below[:len(bounds) * n].reshape(len(bounds), n).astype(np.float64)
+        pop_all = cand[1] - cand[0]
+        pop = {w: cand[1] - cand[2 + j] for j, (w, _) in enumerate(windows)}
+        pop_span = cand[1] - cand[-1] if n_hist else np.full(n, np.nan)
         recent = n_hist - bisect.bisect_left(u.ts, t - spec.activity_window_s)
-        if n_hist:
-            hist_pop = (self._item_events.count_below(pack(hist_items, t))
-                        - self._item_events.count_below(pack(hist_items, -math.inf)))
-            pop_sum = float(np.log1p(hist_pop.astype(np.float64)).sum())
-        else:
-            pop_sum = 0.0
+        hist_pop = (below[len(bounds) * n:len(bounds) * n + h] - below[len(bounds) * n + h:]).astype(np.float64)
+        pop_sum = float(np.log1p(hist_pop).sum()) if n_hist else 0.0
         all_below = self._all_events.count_below(pack(0, np.array([t, first if n_hist else t])))
         all_events = float(all_below[0])
         events_span = float(all_below[0] - all_below[1]) if n_hist else math.nan
@@ -317,7 +316,8 @@ class OnlineFeatureState:
             if peers is None:
                 peer_pop[:, g] = 0.0
             else:
-                peer_pop[:, g] = peers.count_below(pack(items, t)) - peers.count_below(pack(items, -math.inf))
+                both = peers.count_below(pack(np.r_[items, items], np.repeat([t, -math.inf], n)))
+                peer_pop[:, g] = both[:n] - both[n:]
         ones = np.ones(n)
         agg = Aggregates(
             row_list=np.zeros(n, np.int64), t=np.full(n, float(t)),
