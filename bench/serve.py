@@ -210,7 +210,7 @@ def main() -> None:
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
     rec = inapp["recommend"]
-    print(f"in-app (Service.recommend, {inapp['ranker']}, {inapp['candidates_mean']:.0f} candidates): "
+    print(f"in-app (Service.recommend, {inapp['ranker']}, {inapp['candidates_mean']:.0f} candidates): cpu {inapp['recommend_cpu']}, wall "
           f"p50 {rec['p50_ms']} ms p99 {rec['p99_ms']} ms; stages {inapp['stages']}")
 
 

@@ -1,9 +1,11 @@
-"""Dashboard read latency at scale: ``GET /ui/api/items/{id}``'s timeline (``Store.item_daily``).
+"""Dashboard read latency at scale: the item page's timeline (``Store.item_daily``), the user
+page's history (``Store.user_events``) and the stats page's ``Store.counts``.
 
 Fills a SQLite store with ``--events`` events (import) and ``--slates`` logged slates of
 ``--k`` items (through ``log_impressions`` in batches of 256, as the service's writer does),
 all in the last ``--days`` days, then times ``item_daily`` (30 days) for random items: the
-most popular ones (the worst case: most rows per item) and uniformly drawn ones.
+most popular ones (the worst case: most rows per item) and uniformly drawn ones;
+then a user's latest 50 events for random users, and the store's counts.
 ``--reference`` also times the contract's reference scan (what ``ui_data.timeline`` did
 before) on a few items.
 
@@ -94,6 +96,21 @@ def main() -> None:
             lat.append(time.perf_counter() - t)
         out[name] = _pct(lat)
         print(name, out[name], flush=True)
+    lat = []
+    for _ in range(min(args.reads, 200)):  # the dashboard's user page: a user's latest 50 events
+        u = f"u{int(rng.integers(0, args.users))}"
+        t = time.perf_counter()
+        store.user_events(u, limit=50)
+        lat.append(time.perf_counter() - t)
+    out["user_events_50"] = _pct(lat)
+    print("user_events", out["user_events_50"], flush=True)
+    lat = []
+    for _ in range(5):  # /ui/api/stats (cached there for a few seconds, but the refresh pays this)
+        t = time.perf_counter()
+        store.counts()
+        lat.append(time.perf_counter() - t)
+    out["counts"] = _pct(lat)
+    print("counts", out["counts"], flush=True)
     if args.reference:
         lat = []
         for i in range(args.reference):

@@ -257,8 +257,10 @@ class SQLiteStore(Store):
 
     def user_events(self, user_id: str, *, limit: int = 100) -> pd.DataFrame:
         return shape.events_frame(self._reader().execute(
+            # the user's rowid first, then events(uid, ts) and key lookups by rowid: an index walk
+            # of this user's events (joining on ``ik.id - 1 = e.iid`` instead scans item_keys per row)
             "SELECT uk.external, ik.external, t.external, e.value, e.ts, e.event_id, e.context "
-            "FROM events e JOIN user_keys uk ON uk.id = e.uid + 1 JOIN item_keys ik ON ik.id = e.iid + 1 "
+            "FROM user_keys uk JOIN events e ON e.uid = uk.id - 1 JOIN item_keys ik ON ik.id = e.iid + 1 "
             "JOIN event_types t ON t.id = e.tid + 1 WHERE uk.external = ? ORDER BY e.ts DESC, e.seq DESC "
             "LIMIT ?", (str(user_id), int(limit))).fetchall())
 
