@@ -51,11 +51,17 @@ class SortedCounts:
             last = runs.pop()
             runs[-1] = np.sort(np.concatenate([runs[-1], last]), kind="stable")
 
-    def count_below(self, queries: np.ndarray) -> np.ndarray:
-        """int64 [len(queries)] (a scalar query gives [1]): how many stored keys are < each query."""
+    def count_below(self, queries: np.ndarray, *, presorted: bool = False) -> np.ndarray:
+        """int64 [len(queries)] (a scalar query gives [1]): how many stored keys are < each
+        query. ``presorted``: the caller promises ascending queries (saves a sort)."""
         q = np.atleast_1d(np.asarray(queries, np.int64))
         if not self._runs:
             return np.zeros(q.shape, np.int64)
+        if presorted:
+            found = np.zeros(len(q), np.int64)
+            for run in self._runs:
+                found += np.searchsorted(run, q, side="left")
+            return found
         # sorted queries walk each run front to back: the queries of one group hit the same
         # cache lines (~2x fewer misses than random order on runs of 1M+ keys)
         order = np.argsort(q, kind="stable")

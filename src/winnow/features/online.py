@@ -28,6 +28,8 @@ from winnow.features.counts import GROUP_LIMIT, SortedCounts, pack
 from winnow.features.definitions import Aggregates, finalize
 from winnow.features.spec import FeatureSpec
 
+_CODE_SPAN = 1 << 20  # peer-group codes per group attribute in the combined (group, code) key
+
 
 @dataclass(slots=True)
 class _Engagement:
@@ -106,8 +108,9 @@ class OnlineFeatureState:
         self._item_events = SortedCounts()   # (item, time): popularity windows, history popularity
         self._all_events = SortedCounts()    # (0, time): everyone's events (activity-span denominators)
         n_groups = catalog.user_groups.shape[1] if catalog.user_groups.ndim == 2 else 0
-        # per peer-group attribute g: (code, time) and, per code, (item, time)
-        self._group_events = [SortedCounts() for _ in range(n_groups)]
+        # (peer group g, its code) -> time, all groups in one; per (g, code): (item, time)
+        self._group_events = SortedCounts()
+        self._n_groups = n_groups
         self._peer_events: list[dict[int, SortedCounts]] = [{} for _ in range(n_groups)]
         self._n_items = catalog.item_cat.shape[0]
 
@@ -185,13 +188,13 @@ class OnlineFeatureState:
         # peer groups
         groups = self.catalog.user_groups
         in_users = (users >= 0) & (users < groups.shape[0])
-        for g in range(len(self._group_events)):
+        for g in range(self._n_groups):
             code = np.full(len(ts), -1, np.int64)
             code[in_users] = groups[users[in_users], g]
             ok = code >= 0
             if not ok.any():
                 continue
-            self._group_events[g].add(pack(code[ok], ts[ok]))
+            self._group_events.add(pack(g * _CODE_SPAN + code[ok], ts[ok]))
             c_ok, i_ok, t_ok = code[ok], items[ok], ts[ok]
             order = np.argsort(c_ok, kind="stable")
             c_ok, i_ok, t_ok = c_ok[order], i_ok[order], t_ok[order]
@@ -278,21 +281,27 @@ class OnlineFeatureState:
         crc[hit] = creator_table.count[p]
         crd[hit] = creator_table.decay[p] * np.exp2(-(t - creator_table.ref[p]) / hl)
         crl[hit] = creator_table.last[p]
-        # item popularity: events before t, in each window, and in the user's active span
+        # item popularity: events before t, in each window, and in the user's active span; the
+        # keys are built in ascending order (items sorted, then bounds sorted), so no sort
         windows = list(spec.windows.items())
-        # ... and, in the same lookup, the user's history items before t (popularity preference)
+        order = np.argsort(items, kind="stable")
         bounds = np.array([-math.inf, t, *(t - sec for _, sec in windows), first if n_hist else -math.inf])
-        h = len(hist_items)
-        below = self._item_events.count_below(pack(
-            np.concatenate([np.tile(items, len(bounds)), hist_items, hist_items]),
-            np.concatenate([np.repeat(bounds, n), np.full(h, float(t)), np.full(h, -math.inf)])))
-        cand = below[:len(bounds) * n].reshape(len(bounds), n).astype(np.float64)
+        b_order = np.argsort(bounds, kind="stable")
+        found = self._item_events.count_below(
+            pack(items[order][:, None], bounds[b_order][None, :]).ravel(), presorted=True)
+        cand = np.empty((len(bounds), n), np.float64)
+        cand[np.ix_(b_order, order)] = found.reshape(n, len(bounds)).T
         pop_all = cand[1] - cand[0]
         pop = {w: cand[1] - cand[2 + j] for j, (w, _) in enumerate(windows)}
         pop_span = cand[1] - cand[-1] if n_hist else np.full(n, np.nan)
+        if n_hist:  # the history items' popularity before t (the user's popularity preference)
+            h = len(hist_items)
+            hist = self._item_events.count_below(pack(np.r_[hist_items, hist_items],
+                                                      np.repeat([t, -math.inf], h)))
+            pop_sum = float(np.log1p((hist[:h] - hist[h:]).astype(np.float64)).sum())
+        else:
+            pop_sum = 0.0
         recent = n_hist - bisect.bisect_left(u.ts, t - spec.activity_window_s)
-        hist_pop = (below[len(bounds) * n:len(bounds) * n + h] - below[len(bounds) * n + h:]).astype(np.float64)
-        pop_sum = float(np.log1p(hist_pop).sum()) if n_hist else 0.0
         all_below = self._all_events.count_below(pack(0, np.array([t, first if n_hist else t])))
         all_events = float(all_below[0])
         events_span = float(all_below[0] - all_below[1]) if n_hist else math.nan
@@ -307,17 +316,20 @@ class OnlineFeatureState:
         peer_pop = np.full((n, n_groups), np.nan)
         peer_events = np.full((n, n_groups), np.nan)
         codes = (self.catalog.user_groups[user].tolist() if in_users else [-1] * n_groups)
-        for g, code in enumerate(codes):
-            if code < 0:
-                continue
-            grp = self._group_events[g].count_below(pack(np.array([code, code]), np.array([t, -math.inf])))
-            peer_events[:, g] = float(grp[0] - grp[1])
+        live = [(g, code) for g, code in enumerate(codes) if code >= 0]
+        if live:
+            gid = np.array([g * _CODE_SPAN + code for g, code in live], np.int64)
+            grp = self._group_events.count_below(pack(np.r_[gid, gid], np.repeat([t, -math.inf], len(gid))))
+            sorted_items = items[order]
+            peer_keys = np.column_stack((pack(sorted_items, -math.inf), pack(sorted_items, t))).ravel()
+        for j, (g, code) in enumerate(live):
+            peer_events[:, g] = float(grp[j] - grp[len(live) + j])
             peers = self._peer_events[g].get(code)
             if peers is None:
                 peer_pop[:, g] = 0.0
             else:
-                both = peers.count_below(pack(np.r_[items, items], np.repeat([t, -math.inf], n)))
-                peer_pop[:, g] = both[:n] - both[n:]
+                both = peers.count_below(peer_keys, presorted=True).reshape(n, 2)
+                peer_pop[order, g] = both[:, 1] - both[:, 0]
         ones = np.ones(n)
         agg = Aggregates(
             row_list=np.zeros(n, np.int64), t=np.full(n, float(t)),
