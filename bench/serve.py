@@ -14,11 +14,14 @@ this process; its CPU share is in every row):
 - the first open-loop rate again at the end (``aged``): the server has then answered every
   request of the run, each logged as an impression.
 
-Each row records the per-worker request counts (x-winnow-worker) and the load average. The
-in-app time (``bench/inapp.py``: Service.recommend in one process, stage timings) runs last,
-against the same home and code. Writes JSON and prints a table.
+Each row records the per-worker request counts (x-winnow-worker), the server's CPU per request
+and the load average. With ``--baseline-src`` a second server (another source tree, its own
+home built from the same data) runs beside it and every row is measured on both, alternating,
+so a before/after pair shares the machine's load. The in-app time (``bench/inapp.py``:
+Service.recommend in one process, wall and CPU time, stage timings) runs last, for each tree.
 
-    python bench/serve.py --movielens /work/shared/data/ml-latest-small --json bench/results/serve_mls.json
+    python bench/serve.py --movielens /work/shared/data/ml-latest-small --baseline-src /tmp/old/src \
+        --json bench/results/serve_mls.json
     python bench/serve.py --items 1000000 --users 100000 --events 2000000 --json bench/results/serve_1m.json
 """
 
@@ -149,6 +152,17 @@ def wait_for_workers(url: str, workers: int, timeout_s: float = 60) -> None:
         time.sleep(0.2)
 
 
+def specs(args: argparse.Namespace, paths: list[str]) -> list[tuple[str, list[str], float, dict]]:
+    """(row name, paths, seconds, loadgen keyword) for every measured row, in order."""
+    rates = [float(x) for x in args.rates.split(",") if x]
+    out = [(f"closed c={c}", paths, args.duration, {"conns": c}) for c in [int(x) for x in args.conns.split(",") if x]]
+    out += [(f"open {r:g}/s", paths, args.duration, {"rate": r}) for r in rates]
+    out.append((f"healthz open {args.floor_rate:g}/s", ["/healthz"], args.duration, {"rate": args.floor_rate}))
+    if rates:
+        out.append((f"aged open {max(rates):g}/s", paths, args.duration, {"rate": max(rates)}))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", help="an existing home, or where to build one (default: a temp dir)")
@@ -157,6 +171,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--events", type=int, default=400_000)
     ap.add_argument("--src", default=str(ROOT / "src"), help="the server's source tree (PYTHONPATH)")
+    ap.add_argument("--baseline-src", help="also serve this source tree (its own home, same data) and "
+                    "measure every row on both, alternating, so each pair shares the machine's minute")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per row")
     ap.add_argument("--conns", default="1,2,4,8,32")
@@ -166,52 +182,67 @@ def main() -> None:
     ap.add_argument("--inapp-requests", type=int, default=2000)
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
-    src = Path(args.src).resolve()
     home = Path(args.home or f"/tmp/winnow-bench-serve-{os.getpid()}")
     t0 = time.time()
-    built = build(home, src, args)
-    users = load_users(home, src, args.active_users)
-    paths = [f"/v1/users/{u}/recommendations?k=20" for u in users]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    t1 = time.time()
-    proc = start_server(home, src, port, args.workers)
-    startup_s = time.time() - t1
-    rows = []
+    sides = [("this", Path(args.src).resolve(), home)]
+    if args.baseline_src:
+        sides.append(("baseline", Path(args.baseline_src).resolve(), home.with_name(home.name + "-baseline")))
+    servers: dict[str, dict] = {}
     try:
-        wait_for_workers(url, args.workers)
-        with httpx.Client(base_url=url, timeout=60) as c:
-            version = c.get("/readyz").json().get("model_version")
-        # every load user's first request (online state from the store), spread over the workers
-        rows.append(row("warm-up closed c=4", url, paths, max(5.0, len(paths) / 100), proc.pid, conns=4))
-        rates = [float(x) for x in args.rates.split(",") if x]
-        for c in [int(x) for x in args.conns.split(",") if x]:
-            rows.append(row(f"closed c={c}", url, paths, args.duration, proc.pid, conns=c))
-        for rate in rates:
-            rows.append(row(f"open {rate:g}/s", url, paths, args.duration, proc.pid, rate=rate))
-        rows.append(row(f"healthz open {args.floor_rate:g}/s", url, ["/healthz"], args.duration, proc.pid,
-                        rate=args.floor_rate))
-        if rates:
-            rows.append(row(f"aged open {max(rates):g}/s", url, paths, args.duration, proc.pid, rate=max(rates)))
+        for label, src, h in sides:
+            built = build(h, src, args)
+            users = load_users(h, src, args.active_users)
+            port = free_port()
+            t1 = time.time()
+            proc = start_server(h, src, port, args.workers)
+            url = f"http://127.0.0.1:{port}"
+            servers[label] = {"src": str(src), "home": str(h), "build": built, "proc": proc, "url": url,
+                              "startup_s": round(time.time() - t1, 1), "rows": [],
+                              "paths": [f"/v1/users/{u}/recommendations?k=20" for u in users]}
+            wait_for_workers(url, args.workers)
+        for label, sv in servers.items():
+            with httpx.Client(base_url=sv["url"], timeout=60) as c:
+                sv["model_version"] = c.get("/readyz").json().get("model_version")
+            # every load user's first request (online state from the store), spread over the workers
+            print(f"[{label}]", flush=True)
+            sv["rows"].append(row("warm-up closed c=4", sv["url"], sv["paths"], max(5.0, len(sv["paths"]) / 100),
+                                  sv["proc"].pid, conns=4))
+        labels = list(servers)
+        for i, (name, _, secs, kw) in enumerate(specs(args, ["/healthz"])):
+            for label in (labels if i % 2 == 0 else labels[::-1]):  # alternate who goes first
+                sv = servers[label]
+                paths = ["/healthz"] if name.startswith("healthz") else sv["paths"]
+                sv["rows"].append(row(f"{name} [{label}]" if len(labels) > 1 else name, sv["url"], paths,
+                                      secs, sv["proc"].pid, **kw))
+                sv["rows"][-1]["row"] = name
     finally:
-        proc.terminate()
-        proc.wait(60)
-    inapp = json.loads(_run_py(src, [str(ROOT / "bench" / "inapp.py"), "--home", str(home),
-                                     "--requests", str(args.inapp_requests)], home))
-    out = {"benchmark": "serve", "src": str(src), "home": str(home),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                       "platform": platform.platform()},
+        for sv in servers.values():
+            sv["proc"].terminate()
+            sv["proc"].wait(60)
+    out = {"benchmark": "serve", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                             "platform": platform.platform()},
            "world": ({"movielens": args.movielens} if args.movielens else
                      {"items": args.items, "users": args.users, "events": args.events}),
-           "build": built, "workers": args.workers, "server_startup_s": round(startup_s, 1),
-           "model_version": version, "load_users": len(users), "duration_s_per_row": args.duration,
-           "rows": rows, "inapp": inapp, "total_s": round(time.time() - t0, 1),
+           "workers": args.workers, "duration_s_per_row": args.duration,
            "goal": "open loop 300 req/s p99 <= 30 ms, 0 errors; in-app p50 <= 2 ms, p99 <= 6 ms"}
+    for label, src, h in sides:
+        sv = servers[label]
+        inapp = json.loads(_run_py(src, [str(ROOT / "bench" / "inapp.py"), "--home", str(h),
+                                         "--requests", str(args.inapp_requests)], h))
+        part = {"src": sv["src"], "home": sv["home"], "build": sv["build"], "server_startup_s": sv["startup_s"],
+                "model_version": sv.get("model_version"), "load_users": len(sv["paths"]), "rows": sv["rows"],
+                "inapp": inapp}
+        if label == "this":
+            out.update(part)
+        else:
+            out["baseline"] = part
+        rec = inapp["recommend"]
+        print(f"[{label}] in-app (Service.recommend, {inapp['ranker']}, {inapp['candidates_mean']:.0f} candidates): "
+              f"cpu {inapp.get('recommend_cpu')}, wall p50 {rec['p50_ms']} ms p99 {rec['p99_ms']} ms; "
+              f"stages {inapp['stages']}", flush=True)
+    out["total_s"] = round(time.time() - t0, 1)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
-    rec = inapp["recommend"]
-    print(f"in-app (Service.recommend, {inapp['ranker']}, {inapp['candidates_mean']:.0f} candidates): cpu {inapp['recommend_cpu']}, wall "
-          f"p50 {rec['p50_ms']} ms p99 {rec['p99_ms']} ms; stages {inapp['stages']}")
 
 
 if __name__ == "__main__":
