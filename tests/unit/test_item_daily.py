@@ -1,5 +1,5 @@
-"""Store.item_daily: the SQLite store's indexed reads (events(iid, ts) + per-day impression
-aggregates kept at write time) equal the contract's reference scan, including retried slates,
+"""Store.item_daily: the SQLite store's reads of per-day event and impression aggregates kept
+at write time equal the contract's reference scan, including retried slates,
 negative days, a store reopened, and a store whose aggregates are backfilled on open."""
 
 from __future__ import annotations
@@ -62,9 +62,28 @@ def test_older_store_is_backfilled_on_open(tmp_path) -> None:
     store.close()
     con = sqlite3.connect(path)  # as a store written before the aggregates existed
     con.execute("DROP TABLE impression_item_days")
-    con.execute("DELETE FROM meta WHERE key = 'impression_item_days'")
+    con.execute("DROP TABLE event_item_days")
+    con.execute("DELETE FROM meta WHERE key IN ('impression_item_days', 'event_item_days')")
     con.commit()
     con.close()
     store = SQLiteStore(path)
     assert _assert_equal_to_reference(store, first_day=14) > 1000
+    store.close()
+
+
+def test_counts_follow_writes_retries_and_erasure(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    store = SQLiteStore(tmp_path / "c.db")
+    _fill(store, rng, 30 * DAY)
+    con = store._reader()
+
+    def truth() -> dict[str, int]:
+        return {"events": con.execute("SELECT count(*) FROM events").fetchone()[0],
+                "impressions": con.execute("SELECT count(*) FROM impressions").fetchone()[0]}
+
+    got = store.counts()
+    assert {k: got[k] for k in truth()} == truth() == {"events": 3000, "impressions": 400}
+    store.delete_user("u3")
+    got = store.counts()
+    assert {k: got[k] for k in truth()} == truth() and got["events"] < 3000 and got["impressions"] < 400
     store.close()
