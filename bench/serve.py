@@ -1,99 +1,72 @@
-"""Serving benchmark: latency and throughput of GET /v1/users/{id}/recommendations.
+"""Serving benchmark of the default product: every row of the issue-21 table in one run.
 
-Builds (once, reused with --reuse) a synthetic world in --home, trains a bundle, starts the real
-server in a separate process (uvicorn, one worker) and drives it with wrk (or an async httpx
-client when wrk is missing) at each concurrency for --duration seconds, k=20, with source quotas
-summing to 500 candidates. Per-stage time comes from the server's Prometheus histograms
-(winnow_stage_seconds) over the run. Writes JSON (--json) and prints a table.
+Builds (or reuses) a home: ``--movielens DIR`` imports a MovieLens directory, otherwise a
+synthetic world of ``--users/--items/--events``; then ``train`` with the packaged defaults (no
+config overrides: the learned LightGBM ranker the default bundle serves). Starts
+``winnow serve`` with ``--workers`` processes (the connection dispatcher, serving/workers.py)
+from ``--src`` (default: this tree; point it at an older checkout for a "before" run), warms
+every load user's online state once, and measures with bench/loadgen.py (the client runs in
+this process; its CPU share is in every row):
 
-    OPENBLAS_NUM_THREADS=1 python bench/serve.py --items 1000000 --json bench/results/serve.json
+- closed loop at ``--conns`` connections (wrk's model);
+- open loop at ``--rates`` requests/s, latency from each request's scheduled time;
+- the same open loop against /healthz at ``--floor-rate`` (what the HTTP stack alone costs);
+- the first open-loop rate again at the end (``aged``): the server has then answered every
+  request of the run, each logged as an impression.
+
+Each row records the per-worker request counts (x-winnow-worker), the server's CPU per request
+and the load average. With ``--baseline-src`` a second server (another source tree, its own
+home built from the same data) runs beside it and every row is measured on both, alternating,
+so a before/after pair shares the machine's load. The in-app time (``bench/inapp.py``:
+Service.recommend in one process, wall and CPU time, stage timings) runs last, for each tree.
+
+    python bench/serve.py --movielens /work/shared/data/ml-latest-small --baseline-src /tmp/old/src \
+        --json bench/results/serve_mls.json
+    python bench/serve.py --items 1000000 --users 100000 --events 2000000 --json bench/results/serve_1m.json
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
-import re
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import httpx
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen  # noqa: E402
 
-TOML = """
-[pipeline]
-min_candidates = 200
-max_candidates = 1000
-[[pipeline.sources]]
-name = "als"
-kind = "als"
-quota = 300
-weight = 1.0
-[[pipeline.sources]]
-name = "itemitem"
-kind = "itemitem"
-quota = 150
-weight = 0.8
-[[pipeline.sources]]
-name = "trending"
-kind = "trending"
-quota = 30
-weight = 0.3
-[[pipeline.sources]]
-name = "fresh"
-kind = "fresh"
-quota = 20
-weight = 0.2
-"""
-
-WRK_LUA = r"""
-math.randomseed(42)
-local n = tonumber(os.getenv("BENCH_USERS"))
-request = function()
-  return wrk.format("GET", "/v1/users/u" .. math.random(0, n - 1) .. "/recommendations?k=20")
-end
-done = function(summary, latency, requests)
-  io.write(string.format("JSON{\"requests\":%d,\"errors\":%d,\"duration_us\":%d,\"p50\":%d,\"p95\":%d,\"p99\":%d,\"mean\":%f}\n",
-    summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
-    summary.errors.write + summary.errors.timeout, summary.duration,
-    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.mean))
-end
-"""
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"OPENBLAS_NUM_THREADS": "1", "WINNOW__SECURITY__AUTH": "false"}  # the funnel, not key checks
 
 
-def setup(home: Path, n_users: int, n_items: int, n_events: int) -> dict:
-    from winnow.core.config import load_config
-    from winnow.data.open_store import open_store
-    from winnow.data.synthetic import generate_world
-    from winnow.training.bundle import active_version
-    from winnow.training.job import train
+def _run_py(src: Path, code: list[str], home: Path, **env: str) -> str:
+    """Run ``python <code>`` with ``src`` on PYTHONPATH and WINNOW_HOME; returns stdout."""
+    full = {**os.environ, **ENV, "PYTHONPATH": str(src), "WINNOW_HOME": str(home), **env}
+    return subprocess.run([sys.executable, *code], env=full, check=True, capture_output=True, text=True).stdout
 
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "winnow.toml").write_text(TOML, encoding="utf-8")
-    if active_version(home) is not None:
+
+def build(home: Path, src: Path, args: argparse.Namespace) -> dict:
+    """Import + train with defaults unless ``home`` already has an active bundle."""
+    if (home / "bundles" / "ACTIVE").exists():
         return {"reused": True}
-    cfg = load_config(home)
+    home.mkdir(parents=True, exist_ok=True)
+    cli = ["-c", "from winnow.cli import main; main()", "--home", str(home)]
     t0 = time.time()
-    world = generate_world(n_users, n_items, n_events, seed=1)
+    if args.movielens:
+        _run_py(src, [*cli, "import", "movielens", args.movielens], home)
+    else:
+        _run_py(src, [*cli, "import", "synthetic", "--users", str(args.users), "--items", str(args.items),
+                      "--events", str(args.events)], home)
     t1 = time.time()
-    store = open_store(cfg.store_url())
-    store.import_all(events=world.events, items=world.items, users=world.users)
-    t2 = time.time()
-    info = train(cfg, store, evaluate_models=False)
-    t3 = time.time()
-    store.close()
-    return {"generate_s": round(t1 - t0, 1), "import_s": round(t2 - t1, 1), "train_s": round(t3 - t2, 1),
-            "train_timings_s": info.manifest.get("timings_s"), "index": info.manifest.get("index")}
+    _run_py(src, [*cli, "train"], home)
+    return {"import_s": round(t1 - t0, 1), "train_s": round(time.time() - t1, 1)}
 
 
 def free_port() -> int:
@@ -102,17 +75,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path, port: int, workers: int) -> subprocess.Popen:
-    env = {**os.environ, "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1",
-           "WINNOW__SECURITY__AUTH": "false",  # measures the funnel, not key checks
+def start_server(home: Path, src: Path, port: int, workers: int) -> subprocess.Popen:
+    env = {**os.environ, **ENV, "PYTHONPATH": str(src), "WINNOW_HOME": str(home),
            "WINNOW__SERVING__WORKERS": str(workers)}
-    log = open(home / "bench-server.log", "wb")
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "winnow.serving.server:app_from_env",
-           "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-           "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    t0 = time.time()
-    while time.time() - t0 < 600:
+    log = open(home / "bench-server.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-c", "from winnow.cli import main; main()", "--home", str(home),
+                             "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 900
+    while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server died: {(home / 'bench-server.log').read_text()[-2000:]}")
         try:
@@ -121,141 +91,158 @@ def start_server(home: Path, port: int, workers: int) -> subprocess.Popen:
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise RuntimeError("server not ready in 600 s")
+    raise RuntimeError("server not ready in 900 s")
 
 
-def stage_sums(url: str) -> dict[str, tuple[float, float]]:
-    text = httpx.get(url + "/metrics").text
-    out: dict[str, list[float]] = {}
-    for m in re.finditer(r'winnow_stage_seconds_(sum|count)\{stage="(\w+)"\} ([0-9.e+-]+)', text):
-        out.setdefault(m.group(2), [0.0, 0.0])["sum count".split().index(m.group(1))] = float(m.group(3))
-    route = r'winnow_request_seconds_(sum|count)\{route="/v1/users/\{user_id\}/recommendations"\} ([0-9.e+-]+)'
-    for m in re.finditer(route, text):  # whole request inside the app (routing, pydantic, JSON)
-        out.setdefault("http_in_app", [0.0, 0.0])["sum count".split().index(m.group(1))] = float(m.group(2))
-    return {k: (v[0], v[1]) for k, v in out.items()}
+def load_users(home: Path, src: Path, k: int) -> list[str]:
+    out = _run_py(src, ["-c", "import sys\nfrom winnow.core.config import load_config\n"
+                        "from winnow.data.open_store import open_store\n"
+                        "s = open_store(load_config(sys.argv[1]).store_url())\n"
+                        "print('\\n'.join(map(str, s.read_users()['user_id'][:int(sys.argv[2])])))",
+                        str(home), str(k)], home)
+    return out.split()
 
 
-def run_wrk(url: str, conc: int, duration: int, n_users: int) -> dict:
-    lua = Path(tempfile.mkstemp(suffix=".lua")[1])
-    lua.write_text(WRK_LUA)
-    threads = max(1, min(conc, 2))
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(conc), "-d", f"{duration}s", "-s", str(lua),
-                          "--timeout", "5s", url], capture_output=True, text=True,
-                         env={**os.environ, "BENCH_USERS": str(n_users)}, check=True).stdout
-    data = json.loads(out.split("JSON", 1)[1].strip().splitlines()[0])
-    secs = data["duration_us"] / 1e6
-    return {"tool": "wrk", "requests": data["requests"], "errors": data["errors"],
-            "rps": data["requests"] / secs, "p50_ms": data["p50"] / 1e3, "p95_ms": data["p95"] / 1e3,
-            "p99_ms": data["p99"] / 1e3, "mean_ms": data["mean"] / 1e3}
+def server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and all its descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(d.name)] = int(f[1])
+        cpu[int(d.name)] = (int(f[11]) + int(f[12])) / tick
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier += kids
+    return sum(cpu.get(p, 0.0) for p in tree)
 
 
-async def _httpx_load(url: str, conc: int, duration: int, n_users: int) -> dict:
-    rng = np.random.default_rng(42)
-    lat: list[float] = []
-    errors = 0
-    end = time.perf_counter() + duration
+def row(name: str, url: str, paths: list[str], duration: float, server: int, **kw: float) -> dict:
+    """One loadgen run, with the server's CPU (dispatcher + workers) over it and the load average."""
+    c0 = server_cpu_s(server)
+    r = loadgen.run(url, paths, duration_s=duration, **kw).summary()
+    cpu = server_cpu_s(server) - c0
+    r.update({"row": name, "load_average": [round(x, 2) for x in os.getloadavg()],
+              "server_cpu_share": round(cpu / duration, 3),
+              "server_cpu_ms_per_request": round(cpu / max(r["requests"], 1) * 1e3, 3)})
+    print(f"{name:>22}: {r['achieved_rps']:>7.1f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
+          f"errors {r['errors']}  workers {list(r['per_worker'].values())}  server cpu "
+          f"{r['server_cpu_ms_per_request']} ms/req  client cpu {r['client_cpu_share']:.1%}  "
+          f"load {r['load_average'][0]}", flush=True)
+    return r
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal errors
-        while time.perf_counter() < end:
-            t = time.perf_counter()
-            r = await client.get(f"/v1/users/u{int(rng.integers(n_users))}/recommendations", params={"k": 20})
-            lat.append(time.perf_counter() - t)
-            errors += r.status_code != 200
 
-    t0 = time.perf_counter()
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-        await asyncio.gather(*(worker(client) for _ in range(conc)))
-    secs = time.perf_counter() - t0
-    a = np.array(lat) * 1e3
-    return {"tool": "httpx", "requests": len(a), "errors": errors, "rps": len(a) / secs,
-            "p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
-            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
+def wait_for_workers(url: str, workers: int, timeout_s: float = 60) -> None:
+    """Until ``workers`` distinct processes answered (fresh connections go to the least-loaded
+    ready worker, so readiness of one says nothing of the others)."""
+    seen: set[str] = set()
+    deadline = time.time() + timeout_s
+    while len(seen) < workers and time.time() < deadline:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            seen.add(c.get("/healthz").headers.get("x-winnow-worker", "?"))
+        time.sleep(0.2)
+
+
+def specs(args: argparse.Namespace, paths: list[str]) -> list[tuple[str, list[str], float, dict]]:
+    """(row name, paths, seconds, loadgen keyword) for every measured row, in order."""
+    rates = [float(x) for x in args.rates.split(",") if x]
+    out = [(f"closed c={c}", paths, args.duration, {"conns": c}) for c in [int(x) for x in args.conns.split(",") if x]]
+    out += [(f"open {r:g}/s", paths, args.duration, {"rate": r}) for r in rates]
+    out.append((f"healthz open {args.floor_rate:g}/s", ["/healthz"], args.duration, {"rate": args.floor_rate}))
+    if rates:
+        out.append((f"aged open {max(rates):g}/s", paths, args.duration, {"rate": max(rates)}))
+    return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--home", default="/tmp/winnow-bench-serve")
-    ap.add_argument("--items", type=int, default=1_000_000)
-    ap.add_argument("--users", type=int, default=100_000)
-    ap.add_argument("--events", type=int, default=2_000_000)
-    ap.add_argument("--duration", type=int, default=15)
-    ap.add_argument("--concurrency", default="1,8,32")
-    ap.add_argument("--json", default="bench/results/serve.json")
-    ap.add_argument("--fresh", action="store_true", help="rebuild the world and bundle")
-    ap.add_argument("--setup-only", action="store_true", help="build world + bundle, then stop")
-    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes ([serving] workers)")
-    ap.add_argument("--active-users", type=int, default=2000,
-                    help="load is drawn from this many users, whose online state is warmed first")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--home", help="an existing home, or where to build one (default: a temp dir)")
+    ap.add_argument("--movielens", help="import this MovieLens directory instead of a synthetic world")
+    ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--users", type=int, default=20_000)
+    ap.add_argument("--events", type=int, default=400_000)
+    ap.add_argument("--src", default=str(ROOT / "src"), help="the server's source tree (PYTHONPATH)")
+    ap.add_argument("--baseline-src", help="also serve this source tree (its own home, same data) and "
+                    "measure every row on both, alternating, so each pair shares the machine's minute")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per row")
+    ap.add_argument("--conns", default="1,2,4,8,32")
+    ap.add_argument("--rates", default="100,200,300")
+    ap.add_argument("--floor-rate", type=float, default=1000.0)
+    ap.add_argument("--active-users", type=int, default=5000)
+    ap.add_argument("--inapp-requests", type=int, default=2000)
+    ap.add_argument("--json", required=True)
     args = ap.parse_args()
-    home = Path(args.home)
-    if args.fresh and home.exists():
-        shutil.rmtree(home)
+    home = Path(args.home or f"/tmp/winnow-bench-serve-{os.getpid()}")
     t0 = time.time()
-    load0 = os.getloadavg()
-    build = setup(home, args.users, args.items, args.events)
-    if args.setup_only:
-        print(json.dumps(build))
-        return
-    port = free_port()
-    t1 = time.time()
-    proc = start_server(home, port, args.workers)
-    startup_s = time.time() - t1
-    url = f"http://127.0.0.1:{port}"
-    results = []
+    sides = [("this", Path(args.src).resolve(), home)]
+    if args.baseline_src:
+        sides.append(("baseline", Path(args.baseline_src).resolve(), home.with_name(home.name + "-baseline")))
+    servers: dict[str, dict] = {}
     try:
-        ready = httpx.get(url + "/readyz").json()
-        pool = min(args.active_users, args.users)
-        with httpx.Client(base_url=url, timeout=30) as c:
-            cold = []
-            for i in range(pool):  # warm-up: each active user's online state is loaded once
-                t = time.perf_counter()
-                c.get(f"/v1/users/u{i}/recommendations", params={"k": 20})
-                cold.append(time.perf_counter() - t)
-        cold_ms = np.array(cold) * 1e3
-        cold_stats = {"users": pool, "p50_ms": float(np.percentile(cold_ms, 50)),
-                      "p99_ms": float(np.percentile(cold_ms, 99)), "mean_ms": float(cold_ms.mean())}
-        print(f"first request per user (state load from the store): {cold_stats}", flush=True)
-        one = httpx.get(f"{url}/v1/users/u1/recommendations", params={"k": 20, "explain": "true"}).json()
-        for conc in [int(c) for c in args.concurrency.split(",")]:
-            before = stage_sums(url)
-            if shutil.which("wrk"):
-                res = run_wrk(url, conc, args.duration, pool)
-            else:
-                res = asyncio.run(_httpx_load(url, conc, args.duration, pool))
-            after = stage_sums(url)
-            stages = {}
-            for st, (s1, c1) in after.items():
-                s0, c0 = before.get(st, (0.0, 0.0))
-                if c1 > c0:
-                    stages[st] = round((s1 - s0) / (c1 - c0) * 1e3, 3)
-            if args.workers > 1:  # /metrics is per process: deltas between two workers mean nothing
-                stages = {"note": "per-stage times are measured with --workers 1 (/metrics is per worker)"}
-            res.update({"concurrency": conc, "k": 20, "stage_mean_ms": stages})
-            results.append(res)
-            print(f"c={conc}: {res}", flush=True)
+        for label, src, h in sides:
+            built = build(h, src, args)
+            users = load_users(h, src, args.active_users)
+            port = free_port()
+            t1 = time.time()
+            proc = start_server(h, src, port, args.workers)
+            url = f"http://127.0.0.1:{port}"
+            servers[label] = {"src": str(src), "home": str(h), "build": built, "proc": proc, "url": url,
+                              "startup_s": round(time.time() - t1, 1), "rows": [],
+                              "paths": [f"/v1/users/{u}/recommendations?k=20" for u in users]}
+            wait_for_workers(url, args.workers)
+        for label, sv in servers.items():
+            with httpx.Client(base_url=sv["url"], timeout=60) as c:
+                sv["model_version"] = c.get("/readyz").json().get("model_version")
+            # every load user's first request (online state from the store), spread over the workers
+            print(f"[{label}]", flush=True)
+            sv["rows"].append(row("warm-up closed c=4", sv["url"], sv["paths"], max(5.0, len(sv["paths"]) / 100),
+                                  sv["proc"].pid, conns=4))
+        labels = list(servers)
+        for i, (name, _, secs, kw) in enumerate(specs(args, ["/healthz"])):
+            for label in (labels if i % 2 == 0 else labels[::-1]):  # alternate who goes first
+                sv = servers[label]
+                paths = ["/healthz"] if name.startswith("healthz") else sv["paths"]
+                sv["rows"].append(row(f"{name} [{label}]" if len(labels) > 1 else name, sv["url"], paths,
+                                      secs, sv["proc"].pid, **kw))
+                sv["rows"][-1]["row"] = name
     finally:
-        proc.terminate()
-        proc.wait(30)
-    out = {
-        "benchmark": "serve", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                          "platform": platform.platform()},
-        "world": {"items": args.items, "users": args.users, "events": args.events}, "build": build,
-        "server_startup_s": round(startup_s, 1), "workers": args.workers,
-        "load_average_at_start": load0, "model_version": ready.get("model_version"),
-        "candidates_quota": 500, "sample_sources": sorted({s for it in one["items"] for s in it["sources"]}),
-        "active_users": pool, "first_request_per_user": cold_stats,
-        "results": results, "total_s": round(time.time() - t0, 1),
-        "goal": "p99 <= 30 ms at >= 300 req/s",
-    }
+        for sv in servers.values():
+            sv["proc"].terminate()
+            sv["proc"].wait(60)
+    out = {"benchmark": "serve", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                             "platform": platform.platform()},
+           "world": ({"movielens": args.movielens} if args.movielens else
+                     {"items": args.items, "users": args.users, "events": args.events}),
+           "workers": args.workers, "duration_s_per_row": args.duration,
+           "goal": "open loop 300 req/s p99 <= 30 ms, 0 errors; in-app p50 <= 2 ms, p99 <= 6 ms"}
+    for label, src, h in sides:
+        sv = servers[label]
+        inapp = json.loads(_run_py(src, [str(ROOT / "bench" / "inapp.py"), "--home", str(h),
+                                         "--requests", str(args.inapp_requests)], h))
+        part = {"src": sv["src"], "home": sv["home"], "build": sv["build"], "server_startup_s": sv["startup_s"],
+                "model_version": sv.get("model_version"), "load_users": len(sv["paths"]), "rows": sv["rows"],
+                "inapp": inapp}
+        if label == "this":
+            out.update(part)
+        else:
+            out["baseline"] = part
+        rec = inapp["recommend"]
+        print(f"[{label}] in-app (Service.recommend, {inapp['ranker']}, {inapp['candidates_mean']:.0f} candidates): "
+              f"cpu {inapp.get('recommend_cpu')}, wall p50 {rec['p50_ms']} ms p99 {rec['p99_ms']} ms; "
+              f"stages {inapp['stages']}", flush=True)
+    out["total_s"] = round(time.time() - t0, 1)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
-    print(f"\nworld: {args.items:,} items, {args.users:,} users, {args.events:,} events; "
-          f"server start {startup_s:.1f}s")
-    print(f"{'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}  stages (mean ms)")
-    for r in results:
-        print(f"{r['concurrency']:>5} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-              f"{r['errors']:>7}  {r['stage_mean_ms']}")
 
 
 if __name__ == "__main__":

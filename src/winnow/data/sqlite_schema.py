@@ -31,6 +31,13 @@ CREATE TABLE IF NOT EXISTS impressions (
   seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
   ts INTEGER NOT NULL, model_version TEXT, surface TEXT, context TEXT NOT NULL, items TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS impressions_ts ON impressions(ts);
+CREATE TABLE IF NOT EXISTS row_counts (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS event_item_days (
+  iid INTEGER NOT NULL, day INTEGER NOT NULL, tid INTEGER NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY (iid, day, tid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS impression_item_days (
+  item TEXT NOT NULL, day INTEGER NOT NULL, shown INTEGER NOT NULL, position_sum INTEGER NOT NULL,
+  PRIMARY KEY (item, day)) WITHOUT ROWID;
 """ + blocks.DDL
 EVENT_INDEXES = (
     ("events_event_id", "CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id) "
@@ -39,6 +46,34 @@ EVENT_INDEXES = (
     ("events_request", "CREATE INDEX IF NOT EXISTS events_request ON events(request_id) "
                        "WHERE request_id IS NOT NULL"),
 )
+# Store.item_daily's aggregates, kept in the transaction that writes the rows: per (item, UTC day,
+# event type) the events, per (item, UTC day) the slates that showed the item and the sum of its
+# positions. A store opened without them is backfilled once. Deleting a user's rows (erasure)
+# leaves these anonymous counts as they are.
+EVENT_DAYS_BACKFILL = """
+INSERT INTO event_item_days(iid, day, tid, n)
+SELECT iid, ts / 86400 - (ts % 86400 < 0), tid, count(*) FROM events GROUP BY 1, 2, 3
+"""
+# rows of the two growing tables, kept in the transactions that add or delete them (Store.counts)
+ROW_COUNTS_BACKFILL = """
+INSERT OR REPLACE INTO row_counts(name, n) SELECT 'events', count(*) FROM events
+UNION ALL SELECT 'impressions', count(*) FROM impressions
+"""
+ROW_COUNT_ADD = ("INSERT INTO row_counts(name, n) VALUES (?, ?) "
+                 "ON CONFLICT(name) DO UPDATE SET n = n + excluded.n")
+EVENT_DAYS_UPSERT = (
+    "INSERT INTO event_item_days(iid, day, tid, n) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(iid, day, tid) DO UPDATE SET n = n + excluded.n")
+IMPRESSION_DAYS_BACKFILL = """
+INSERT INTO impression_item_days(item, day, shown, position_sum)
+SELECT json_extract(j.value, '$.item_id'), i.ts / 86400 - (i.ts % 86400 < 0), count(*),
+       sum(json_extract(j.value, '$.position'))
+FROM impressions i, json_each(i.items) j GROUP BY 1, 2
+"""
+IMPRESSION_DAYS_UPSERT = (
+    "INSERT INTO impression_item_days(item, day, shown, position_sum) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(item, day) DO UPDATE SET shown = shown + excluded.shown, "
+    "position_sum = position_sum + excluded.position_sum")
 # primary SQLite result codes that mean "cannot write now" -> StoreUnavailableError (HTTP 503)
 UNAVAILABLE = {5: "SQLITE_BUSY", 8: "SQLITE_READONLY", 10: "SQLITE_IOERR", 13: "SQLITE_FULL",
                14: "SQLITE_CANTOPEN"}

@@ -32,6 +32,13 @@ from winnow.data import sqlite_writes as writes
 from winnow.data import store_rows as shape
 from winnow.data.sqlite_schema import DDL as _DDL
 from winnow.data.sqlite_schema import EVENT_INDEXES as _EVENT_INDEXES
+from winnow.data.sqlite_schema import (
+    EVENT_DAYS_BACKFILL,
+    IMPRESSION_DAYS_BACKFILL,
+    IMPRESSION_DAYS_UPSERT,
+    ROW_COUNT_ADD,
+    ROW_COUNTS_BACKFILL,
+)
 from winnow.data.sqlite_schema import SCHEMA_VERSION
 from winnow.data.sqlite_schema import UNAVAILABLE as _UNAVAILABLE
 from winnow.data.store import EventLog, Store
@@ -71,6 +78,11 @@ class SQLiteStore(Store):
         self._writer.execute(f"PRAGMA cache_size={_CACHE_KIB}")
         self._writer.executescript(_DDL + ";".join(ddl for _, ddl in _EVENT_INDEXES) + ";")
         self._writer.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        for table, backfill in (("impression_item_days", IMPRESSION_DAYS_BACKFILL),
+                                ("event_item_days", EVENT_DAYS_BACKFILL), ("row_counts", ROW_COUNTS_BACKFILL)):
+            if self._writer.execute("SELECT 1 FROM meta WHERE key = ?", (table,)).fetchone() is None:
+                self._write(lambda con, sql=backfill, key=table: (  # once, for an older store
+                    con.execute(sql), con.execute("INSERT INTO meta VALUES (?, '1')", (key,))))
 
     # --- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -180,12 +192,14 @@ class SQLiteStore(Store):
             out: dict[str, Any] = {"user_id": str(user_id), "found": row is not None, "events": 0,
                                    "profile": False, "impressions": 0}
             out["impressions"] = con.execute("DELETE FROM impressions WHERE user_id = ?", (str(user_id),)).rowcount
+            con.execute(ROW_COUNT_ADD, ("impressions", -out["impressions"]))
             if row is None:
                 out["found"] = out["impressions"] > 0
                 return out
             uid = int(row[0])
             con.execute("PRAGMA secure_delete = ON")
             out["events"] = con.execute("DELETE FROM events WHERE uid = ?", (uid,)).rowcount
+            con.execute(ROW_COUNT_ADD, ("events", -out["events"]))
             in_blocks = blocks.drop_user(con, uid)
             if in_blocks != out["events"]:
                 raise StoreError(f"event_blocks hold {in_blocks} events of user {user_id!r}, the events "
@@ -203,9 +217,22 @@ class SQLiteStore(Store):
     def log_impressions(self, impressions: list[dict[str, Any]]) -> None:
         """Store served slates; a request_id already stored is skipped (idempotent retries)."""
         rows = shape.impression_rows(impressions, encode=writes.dumps)
-        self._write(lambda con: con.executemany(
-            "INSERT OR IGNORE INTO impressions(request_id, user_id, ts, model_version, surface, context, items) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
+
+        def run(con: sqlite3.Connection) -> None:
+            days: dict[tuple[str, int], list[int]] = {}
+            added = 0
+            for row, imp in zip(rows, impressions, strict=True):
+                if con.execute("INSERT OR IGNORE INTO impressions(request_id, user_id, ts, model_version, "
+                               "surface, context, items) VALUES (?, ?, ?, ?, ?, ?, ?)", row).rowcount:
+                    added += 1
+                    day = int(imp["timestamp"]) // 86400
+                    for it in imp["items"]:  # per-item daily aggregates in the same transaction
+                        agg = days.setdefault((str(it["item_id"]), day), [0, 0])
+                        agg[0] += 1
+                        agg[1] += int(it.get("position", 0))
+            con.executemany(IMPRESSION_DAYS_UPSERT, [(i, d, n, p) for (i, d), (n, p) in days.items()])
+            con.execute(ROW_COUNT_ADD, ("impressions", added))
+        self._write(run)
 
     # --- reads ----------------------------------------------------------------------------
     def read_events(self, *, since: int | None = None, until: int | None = None) -> EventLog:
@@ -243,8 +270,10 @@ class SQLiteStore(Store):
 
     def user_events(self, user_id: str, *, limit: int = 100) -> pd.DataFrame:
         return shape.events_frame(self._reader().execute(
+            # the user's rowid first, then events(uid, ts) and key lookups by rowid: an index walk
+            # of this user's events (joining on ``ik.id - 1 = e.iid`` instead scans item_keys per row)
             "SELECT uk.external, ik.external, t.external, e.value, e.ts, e.event_id, e.context "
-            "FROM events e JOIN user_keys uk ON uk.id = e.uid + 1 JOIN item_keys ik ON ik.id = e.iid + 1 "
+            "FROM user_keys uk JOIN events e ON e.uid = uk.id - 1 JOIN item_keys ik ON ik.id = e.iid + 1 "
             "JOIN event_types t ON t.id = e.tid + 1 WHERE uk.external = ? ORDER BY e.ts DESC, e.seq DESC "
             "LIMIT ?", (str(user_id), int(limit))).fetchall())
 
@@ -253,6 +282,25 @@ class SQLiteStore(Store):
             "SELECT request_id, user_id, ts, model_version, surface, context, items FROM impressions "
             "WHERE ts >= ? ORDER BY ts, seq", (int(since) if since is not None else -(2**62),))
         return [shape.impression_record(r, json_text=True) for r in rows]
+
+    def item_daily(self, item_id: str, *, first_day: int, days: int) -> dict[str, Any]:
+        """Store.item_daily from two primary-key range reads of per-day aggregates (at most
+        days x event types + days rows, whatever the item's popularity)."""
+        con = self._reader()
+        events: dict[str, list[int]] = {}
+        rows = con.execute(
+            "SELECT t.external, a.day, a.n FROM event_item_days a JOIN event_types t ON t.id = a.tid + 1 "
+            "WHERE a.iid = (SELECT id - 1 FROM item_keys WHERE external = ?) AND a.day >= ? AND a.day < ?",
+            (str(item_id), first_day, first_day + days)).fetchall()
+        for name, d, n in rows:
+            events.setdefault(str(name), [0] * days)[int(d) - first_day] += int(n)
+        shown, pos_sum = [0] * days, 0
+        for d, n, p in con.execute("SELECT day, shown, position_sum FROM impression_item_days "
+                                   "WHERE item = ? AND day >= ? AND day < ?",
+                                   (str(item_id), first_day, first_day + days)):
+            shown[int(d) - first_day] = int(n)
+            pos_sum += int(p)
+        return {"events": events, "impressions": shown, "position_sum": pos_sum}
 
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
         """Store.read_feedback_events from the event blocks and only the keys named (fast path)."""
@@ -275,7 +323,11 @@ class SQLiteStore(Store):
         return shape.outcomes_frame(out)
 
     def counts(self) -> dict[str, int]:
+        """Events and impressions from ``row_counts`` (kept by every write; a count(*) of 10M
+        rows took ~300 ms), items and users by count(*) of their tables."""
         con = self._reader()
-        q = {"events": "SELECT count(*) FROM events", "items": "SELECT count(*) FROM items",
-             "users": "SELECT count(*) FROM user_keys", "impressions": "SELECT count(*) FROM impressions"}
-        return {k: int(con.execute(sql).fetchone()[0] or 0) for k, sql in q.items()}
+        kept = dict(con.execute("SELECT name, n FROM row_counts").fetchall())
+        q = {"items": "SELECT count(*) FROM items", "users": "SELECT count(*) FROM user_keys"}
+        out = {k: int(con.execute(sql).fetchone()[0] or 0) for k, sql in q.items()}
+        return {"events": int(kept.get("events", 0)), "items": out["items"], "users": out["users"],
+                "impressions": int(kept.get("impressions", 0))}

@@ -17,7 +17,7 @@ import pandas as pd
 
 from winnow.data import sqlite_blocks as blocks
 from winnow.data.schema import ITEM_COLUMNS, USER_COLUMNS
-from winnow.data.sqlite_schema import EVENT_INDEXES
+from winnow.data.sqlite_schema import EVENT_DAYS_UPSERT, EVENT_INDEXES, ROW_COUNT_ADD
 from winnow.data.store_rows import opt_int
 
 _REBUILD_ROWS = 100_000
@@ -108,7 +108,17 @@ def insert_events(con: sqlite3.Connection, ev: pd.DataFrame) -> int:
         for _, ddl in EVENT_INDEXES:
             con.execute(ddl)
     blocks.write_block(con, first, uid, iid, tid, value, ts)
+    add_event_days(con, iid, tid, ts)
+    con.execute(ROW_COUNT_ADD, ("events", len(ev)))
     return len(ev)
+
+
+def add_event_days(con: sqlite3.Connection, iid: np.ndarray, tid: np.ndarray, ts: np.ndarray) -> None:
+    """Fold a batch into the per-(item, UTC day, type) event counts (``Store.item_daily``)."""
+    day = np.floor_divide(np.asarray(ts, np.int64), 86_400)
+    keys = np.stack([np.asarray(iid, np.int64), day, np.asarray(tid, np.int64)], 1)
+    uniq, counts = np.unique(keys, axis=0, return_counts=True)
+    con.executemany(EVENT_DAYS_UPSERT, zip(*uniq.T.tolist(), counts.tolist(), strict=True))
 
 
 # --- catalog and users ----------------------------------------------------------------------

@@ -135,6 +135,34 @@ class Store(ABC):
                               "timestamp": log.timestamp[keep].astype(np.int64)})
         return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
+    def item_daily(self, item_id: str, *, first_day: int, days: int) -> dict[str, Any]:
+        """One item's activity per UTC day ``first_day .. first_day + days - 1`` (day = unix
+        seconds // 86400): {"events": {event type: [count per day]} (types with no event in the
+        range absent), "impressions": [logged slates showing the item, per day], "position_sum":
+        sum of its positions over those slates}. This default scans the event and impression
+        logs of the range (linear in their size); stores override it with indexed reads."""
+        lo, hi = first_day * 86400, (first_day + days) * 86400
+        log = self.read_events(since=lo, until=hi)
+        events: dict[str, list[int]] = {}
+        code = log.item_ids.index(item_id) if item_id in log.item_ids else -1
+        if len(log) and code >= 0:
+            mask = log.item == code
+            day = (np.asarray(log.timestamp)[mask] // 86400 - first_day).astype(np.int64)
+            types = np.asarray(log.event_type)[mask]
+            for t in np.unique(types):
+                counts = np.bincount(day[types == t], minlength=days)[:days]
+                events[str(log.event_types[int(t)])] = counts.astype(int).tolist()
+        shown, pos_sum = [0] * days, 0
+        for imp in self.read_impressions(since=lo):
+            d = int(imp["timestamp"]) // 86400 - first_day
+            if not 0 <= d < days:
+                continue
+            for it in imp["items"]:
+                if str(it["item_id"]) == item_id:
+                    shown[d] += 1
+                    pos_sum += int(it.get("position", 0))
+        return {"events": events, "impressions": shown, "position_sum": pos_sum}
+
     @abstractmethod
     def counts(self) -> dict[str, int]:
         """{"events": n, "items": n, "users": n, "impressions": n}."""

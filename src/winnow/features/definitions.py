@@ -84,10 +84,18 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
 
 
+def _one_list(row_list: np.ndarray) -> bool:
+    """True when every row belongs to the same list (a served request)."""
+    return len(row_list) > 0 and row_list[0] == row_list[-1] and bool((row_list == row_list[0]).all())
+
+
 def _per_list_max(values: np.ndarray, row_list: np.ndarray) -> np.ndarray:
     """Max of ``values`` (NaN ignored) over the rows of each row's list, broadcast back."""
     if len(values) == 0:
         return values
+    if _one_list(row_list):  # serving: one request's list; the same max, without the group-by
+        top = np.max(np.where(np.isnan(values), -np.inf, values))
+        return np.full(len(values), top if np.isfinite(top) else np.nan)
     _, inv = np.unique(row_list, return_inverse=True)
     m = np.full(inv.max() + 1, -np.inf)
     np.fmax.at(m, inv, np.where(np.isnan(values), -np.inf, values))
@@ -107,6 +115,17 @@ def _per_list_rank_z(values: np.ndarray, row_list: np.ndarray) -> tuple[np.ndarr
         return rank, z
     idx = np.flatnonzero(ok)
     lst, v = row_list[idx], values[idx]
+    if _one_list(lst):  # serving: one list; the same operations, without the group-by
+        order = np.argsort(-v, kind="stable")  # the permutation lexsort((-v, lst)) gives
+        m = np.array([len(v)])
+        rank[idx[order]] = np.arange(len(v)) / m.astype(np.float64)[0]
+        vs = v[order]
+        mean = np.add.reduceat(vs, [0]) / m
+        var = np.maximum(np.add.reduceat(vs * vs, [0]) / m - mean * mean, 0.0)
+        std = np.sqrt(var)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z[idx[order]] = np.where(std > 0, (vs - mean) / np.where(std > 0, std, 1.0), 0.0)
+        return rank, z
     order = np.lexsort((-v, lst))
     sl = lst[order]
     starts = np.flatnonzero(np.r_[True, np.diff(sl) != 0])

@@ -1,12 +1,18 @@
 """Online (serving-time) features from live incremental state.
 
-``OnlineFeatureState`` ingests events one at a time (``add_event``, O(categories of the item))
-and answers ``features(user, items, t)`` for one request: the same ``Aggregates`` as
-``offline.offline_features`` computes for a list at time t, then the same ``finalize``. The
-state assumes it holds only events before t (the service's "now"); window counts and the user's
-recent activity are taken with t by binary search, decayed sums are kept at a reference time
-and decayed to t when read. Indices are dense internal ids; items beyond the catalog arrays
-(added after training) have no categories, creator, age or attributes.
+``OnlineFeatureState`` ingests events (``add_event`` one at a time, ``add_events`` in bulk:
+the same state either way) and answers ``features(user, items, t)`` for one request: the same
+``Aggregates`` as ``offline.offline_features`` computes for a list at time t, then the same
+``finalize``. The state assumes it holds only events before t (the service's "now"); window
+counts and the user's recent activity are taken with t, decayed sums are kept at a reference
+time and decayed to t when read. Indices are dense internal ids; items beyond the catalog
+arrays (added after training) have no categories, creator, age or attributes.
+
+Event times are whole seconds (the store's unit; a fraction is dropped on insert). Every count
+of events before a time is an exact ``SortedCounts`` lookup of packed (group, time) keys, so
+``features`` has no per-candidate Python: for a request of n candidates it runs a fixed number
+of numpy calls of size ~n (plus one of the user's history length for the popularity
+preference), whatever the event log's size.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from winnow.features.catalog import FeatureCatalog
+from winnow.features.counts import GROUP_LIMIT, SortedCounts, pack
 from winnow.features.definitions import Aggregates, finalize
 from winnow.features.spec import FeatureSpec
+
+_CODE_SPAN = 1 << 20  # peer-group codes per group attribute in the combined (group, code) key
 
 
 @dataclass(slots=True)
@@ -46,6 +55,28 @@ class _Engagement:
         return self.decay * math.exp2(-(t - self.ref) / half_life_s) if self.count else 0.0
 
 
+class _Table:
+    """A user's engagements (category or creator -> ``_Engagement``) as sorted arrays: keys
+    int64 [m]; count, decay, ref, last float64 [m]. Rebuilt from the dict when it changed."""
+
+    __slots__ = ("keys", "count", "decay", "ref", "last")
+
+    def __init__(self, table: dict[int, _Engagement]) -> None:
+        keys = np.fromiter(table.keys(), np.int64, len(table))
+        order = np.argsort(keys)
+        es = list(table.values())
+        self.keys = keys[order]
+        self.count, self.decay, self.ref, self.last = (
+            np.array([getattr(e, a) for e in es], np.float64)[order] for a in ("count", "decay", "ref", "last"))
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(hit bool [len(keys)], position in this table where hit)."""
+        if not len(self.keys):
+            return np.zeros(len(keys), bool), np.zeros(len(keys), np.int64)
+        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return self.keys[pos] == keys, pos
+
+
 @dataclass(slots=True)
 class _User:
     ts: list[float] = field(default_factory=list)      # sorted event times
@@ -56,6 +87,15 @@ class _User:
     age_cnt: int = 0
     attr_sum: np.ndarray | None = None
     attr_cnt: np.ndarray | None = None
+    version: int = 0                                   # bumped by every change (array caches)
+    cache: tuple | None = None                         # (version, cats _Table, creators _Table, items)
+
+    def arrays(self) -> tuple[_Table, _Table, np.ndarray]:
+        """The engagement tables and the history's items as arrays, cached per version."""
+        if self.cache is None or self.cache[0] != self.version:
+            self.cache = (self.version, _Table(self.cats), _Table(self.creators),
+                          np.fromiter(self.items, np.int64, len(self.items)))
+        return self.cache[1], self.cache[2], self.cache[3]
 
 
 class OnlineFeatureState:
@@ -65,24 +105,14 @@ class OnlineFeatureState:
         self.catalog = catalog
         self.spec = spec
         self._users: dict[int, _User] = {}
-        self._item_ts: dict[int, list[float]] = {}
-        self._all_ts: list[float] = []  # every event time, sorted (activity-span denominators)
-        # (group attr, code) -> item -> sorted times (nested: one dict get per candidate at serving)
-        self._peer_ts: dict[tuple[int, int], dict[int, list[float]]] = {}
-        self._group_ts: dict[tuple[int, int], list[float]] = {}      # (group attr, code)
+        self._item_events = SortedCounts()   # (item, time): popularity windows, history popularity
+        self._all_events = SortedCounts()    # (0, time): everyone's events (activity-span denominators)
+        n_groups = catalog.user_groups.shape[1] if catalog.user_groups.ndim == 2 else 0
+        # (peer group g, its code) -> time, all groups in one; per (g, code): (item, time)
+        self._group_events = SortedCounts()
+        self._n_groups = n_groups
+        self._peer_events: list[dict[int, SortedCounts]] = [{} for _ in range(n_groups)]
         self._n_items = catalog.item_cat.shape[0]
-
-    def _cats(self, item: int) -> np.ndarray:
-        if item >= self._n_items:
-            return np.empty(0, np.int32)
-        ic = self.catalog.item_cat
-        return ic.indices[ic.indptr[item]:ic.indptr[item + 1]]
-
-    def _creator(self, item: int) -> int:
-        return int(self.catalog.item_creator[item]) if item < self._n_items else -1
-
-    def _created(self, item: int) -> float:
-        return float(self.catalog.item_created[item]) if item < self._n_items else math.nan
 
     def _item_categories(self, inside: np.ndarray, safe: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every (position, category) pair of a list of items: (positions int [m], categories
@@ -99,54 +129,25 @@ class OnlineFeatureState:
         return rows, ic.indices[first + offs].astype(np.int64), lens
 
     def add_event(self, user: int, item: int, ts: float) -> None:
-        """Fold one positive event into the state (events may arrive slightly out of order)."""
-        ts = float(ts)
-        hl = self.spec.half_life_s
-        u = self._users.get(user)
-        if u is None:
-            u = self._users[user] = _User()
-            n_attr = len(self.spec.item_numeric)
-            u.attr_sum, u.attr_cnt = np.zeros(n_attr), np.zeros(n_attr)
-        bisect.insort(u.ts, ts)
-        u.items.append(item)
-        for c in self._cats(item):
-            u.cats.setdefault(int(c), _Engagement()).add(ts, hl)
-        cr = self._creator(item)
-        if cr >= 0:
-            u.creators.setdefault(cr, _Engagement()).add(ts, hl)
-        created = self._created(item)
-        if not math.isnan(created):
-            u.age_sum += ts - created
-            u.age_cnt += 1
-        if item < self._n_items and len(self.spec.item_numeric):
-            v = self.catalog.item_numeric[item]
-            ok = ~np.isnan(v)
-            u.attr_sum[ok] += v[ok]  # type: ignore[index]
-            u.attr_cnt[ok] += 1  # type: ignore[index]
-        bisect.insort(self._item_ts.setdefault(item, []), ts)
-        bisect.insort(self._all_ts, ts)
-        if 0 <= user < self.catalog.user_groups.shape[0]:
-            for g, code in enumerate(self.catalog.user_groups[user].tolist()):
-                if code >= 0:
-                    bisect.insort(self._peer_ts.setdefault((g, code), {}).setdefault(item, []), ts)
-                    bisect.insort(self._group_ts.setdefault((g, code), []), ts)
+        """Fold one positive event into the state (events may arrive out of order)."""
+        self.add_events(np.array([user], np.int64), np.array([item], np.int64), np.array([ts], np.float64))
 
     def add_events(self, users: np.ndarray, items: np.ndarray, ts: np.ndarray) -> None:
-        """Fold many positive events in at once: the same state as ``add_event`` per event (in
-        any order; decayed sums equal up to float rounding), computed with numpy group-bys so a
-        replay of the whole event log at bundle load does not hold the GIL in a per-event
-        Python loop. ``users``/``items``: int [n] dense indices; ``ts``: [n] seconds."""
+        """Fold many positive events in at once, in any order: the state is the same as after
+        adding them one at a time (decayed sums equal up to float rounding). Computed with numpy
+        group-bys, so a replay of the whole event log at bundle load holds no per-event Python
+        loop. ``users``/``items``: int [n] dense indices (items < 2**30); ``ts``: [n] seconds."""
         users = np.asarray(users, np.int64)
         items = np.asarray(items, np.int64)
-        ts = np.asarray(ts, np.float64)
+        ts = np.floor(np.asarray(ts, np.float64))
         if not len(ts):
             return
+        if items.min() < 0 or items.max() >= GROUP_LIMIT:
+            raise ValueError(f"item indices must be in [0, {GROUP_LIMIT}); got {items.min()}..{items.max()}")
         hl = self.spec.half_life_s
-        # one Python float (and int) per event, shared by every list that holds it, as add_event does
         ts_obj, item_obj = ts.tolist(), items.tolist()
-        self._all_ts = _merged(self._all_ts, _take(ts_obj, np.argsort(ts, kind="stable")))
-        for item, t in _groups(items, ts, ts_obj):
-            self._item_ts[item] = _merged(self._item_ts.get(item, []), t)
+        self._all_events.add(pack(0, ts))
+        self._item_events.add(pack(items, ts))
         n_attr = len(self.spec.item_numeric)
         inside = items < self._n_items
         safe = np.where(inside, items, 0)
@@ -174,6 +175,7 @@ class OnlineFeatureState:
             u.items.extend(its)
             u.age_sum += float(age_sum[g])
             u.age_cnt += int(age_cnt[g])
+            u.version += 1
             if n_attr:
                 u.attr_sum += attr_sum[g]  # type: ignore[operator]
                 u.attr_cnt += attr_cnt[g]  # type: ignore[operator]
@@ -186,18 +188,20 @@ class OnlineFeatureState:
         # peer groups
         groups = self.catalog.user_groups
         in_users = (users >= 0) & (users < groups.shape[0])
-        span = int(items.max()) + 1
-        for g in range(groups.shape[1]):
+        for g in range(self._n_groups):
             code = np.full(len(ts), -1, np.int64)
             code[in_users] = groups[users[in_users], g]
             ok = code >= 0
-            sub = _take(ts_obj, np.flatnonzero(ok))
-            for c, t in _groups(code[ok], ts[ok], sub):
-                self._group_ts[(g, c)] = _merged(self._group_ts.get((g, c), []), t)
-            key = code[ok] * span + items[ok]
-            for k, t in _groups(key, ts[ok], sub):
-                by_item = self._peer_ts.setdefault((g, k // span), {})
-                by_item[k % span] = _merged(by_item.get(k % span, []), t)
+            if not ok.any():
+                continue
+            self._group_events.add(pack(g * _CODE_SPAN + code[ok], ts[ok]))
+            c_ok, i_ok, t_ok = code[ok], items[ok], ts[ok]
+            order = np.argsort(c_ok, kind="stable")
+            c_ok, i_ok, t_ok = c_ok[order], i_ok[order], t_ok[order]
+            starts = np.flatnonzero(np.r_[True, np.diff(c_ok) != 0])
+            for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(c_ok)], strict=True):
+                peers = self._peer_events[g].setdefault(int(c_ok[a]), SortedCounts())
+                peers.add(pack(i_ok[a:b], t_ok[a:b]))
 
     def _engage(self, users: np.ndarray, keys: np.ndarray, ts: np.ndarray, hl: float, attr: str) -> None:
         """Group (user, key) events into ``_Engagement`` records of ``_users[user].<attr>``."""
@@ -233,80 +237,74 @@ class OnlineFeatureState:
         u = self._users.get(user)
         return u is not None and len(u.ts) > 0
 
-    def _pop_before(self, item: int, t: float) -> int:
-        return bisect.bisect_left(self._item_ts.get(item, []), t)
-
     def features(self, user: int, items: np.ndarray, t: float, *,
                  src_score: dict[str, np.ndarray], src_rank: dict[str, np.ndarray],
                  device: str | None = None) -> np.ndarray:
         """float32 [len(items), len(spec.names)] for one request of ``user`` at time ``t``.
 
         src_score / src_rank: per spec source, float [len(items)] (NaN where not proposed).
-        """
+        Vectorised over the candidates (see the module docstring)."""
         spec, hl = self.spec, self.spec.half_life_s
         items = np.asarray(items, np.int64)
         n = len(items)
-        u = self._users.get(user) or _User(attr_sum=np.zeros(len(spec.item_numeric)),
-                                            attr_cnt=np.zeros(len(spec.item_numeric)))
-        first = u.ts[0] if u.ts else math.nan
-        # per-candidate catalog lookups, vectorised; the per-user state lookups below are
-        # Python loops over plain lists (a numpy scalar write per feature per item cost more
-        # than the lookups themselves)
+        n_attr = len(spec.item_numeric)
+        u = self._users.get(user) or _User(attr_sum=np.zeros(n_attr), attr_cnt=np.zeros(n_attr))
+        n_hist = len(u.ts)
+        first = u.ts[0] if n_hist else math.nan
+        last = u.ts[-1] if n_hist else math.nan
+        cat_table, creator_table, hist_items = u.arrays()
         inside = (items >= 0) & (items < self._n_items)
         safe = np.where(inside, items, 0)
         if self._n_items:
             created = np.where(inside, self.catalog.item_created[safe], np.nan).astype(np.float64)
-            creators = np.where(inside, self.catalog.item_creator[safe], -1).tolist()
+            creators = np.where(inside, self.catalog.item_creator[safe], -1).astype(np.int64)
         else:
-            created, creators = np.full(n, np.nan), [-1] * n
+            created, creators = np.full(n, np.nan), np.full(n, -1, np.int64)
+        # the user's engagement with each candidate's categories (max / sum over them)
         rows, cats, lens = self._item_categories(inside, safe)
-        ncat = lens.astype(np.float64)
-        row_of, cat_of = rows.tolist(), cats.tolist()
-        cmax_l, csum_l, dmax_l, dsum_l = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
-        clast_l = [-math.inf] * n
-        cat_get = u.cats.get
-        for r, c in zip(row_of, cat_of, strict=True):
-            e = cat_get(c)
-            if e is None:
-                continue
-            d = e.decay_at(t, hl)
-            cmax_l[r] = max(cmax_l[r], e.count)
-            csum_l[r] += e.count
-            dmax_l[r] = max(dmax_l[r], d)
-            dsum_l[r] += d
-            clast_l[r] = max(clast_l[r], e.last)
-        cmax, csum, dmax, dsum = (np.array(x, np.float64) for x in (cmax_l, csum_l, dmax_l, dsum_l))
-        clast = np.array(clast_l, np.float64)
+        hit, pos = cat_table.lookup(cats)
+        r, p = rows[hit], pos[hit]
+        count = cat_table.count[p]
+        decay = cat_table.decay[p] * np.exp2(-(t - cat_table.ref[p]) / hl)
+        cmax, dmax, clast = np.zeros(n), np.zeros(n), np.full(n, -math.inf)
+        np.maximum.at(cmax, r, count)
+        np.maximum.at(dmax, r, decay)
+        np.maximum.at(clast, r, cat_table.last[p])
+        csum = np.bincount(r, weights=count, minlength=n).astype(np.float64)
+        dsum = np.bincount(r, weights=decay, minlength=n).astype(np.float64)
         clast[clast == -math.inf] = np.nan
-        crc_l, crd_l, crl_l = [0.0] * n, [0.0] * n, [math.nan] * n
-        cre_get = u.creators.get
-        for r, cr in enumerate(creators):
-            e = cre_get(cr) if cr >= 0 else None
-            if e is not None:
-                crc_l[r], crd_l[r], crl_l[r] = e.count, e.decay_at(t, hl), e.last
-        crc, crd, crl = (np.array(x, np.float64) for x in (crc_l, crd_l, crl_l))
+        # ... and with each candidate's creator
+        hit, pos = creator_table.lookup(creators)
+        hit &= creators >= 0
+        p = pos[hit]
+        crc, crd, crl = np.zeros(n), np.zeros(n), np.full(n, math.nan)
+        crc[hit] = creator_table.count[p]
+        crd[hit] = creator_table.decay[p] * np.exp2(-(t - creator_table.ref[p]) / hl)
+        crl[hit] = creator_table.last[p]
+        # item popularity: events before t, in each window, and in the user's active span; the
+        # keys are built in ascending order (items sorted, then bounds sorted), so no sort
         windows = list(spec.windows.items())
-        pop_l: list[list[int]] = [[] for _ in windows]
-        pop_all_l: list[int] = []
-        span_l: list[float] = []
-        ts_get, left, has_hist = self._item_ts.get, bisect.bisect_left, bool(u.ts)
-        for item in items.tolist():
-            ts = ts_get(item, ())
-            hi = left(ts, t)
-            for j, (_, sec) in enumerate(windows):
-                pop_l[j].append(hi - left(ts, t - sec))
-            pop_all_l.append(hi)
-            span_l.append(hi - left(ts, first) if has_hist else math.nan)
-        pop = {w: np.array(pop_l[j], np.float64) for j, (w, _) in enumerate(windows)}
-        pop_all, pop_span = np.array(pop_all_l, np.float64), np.array(span_l, np.float64)
-        n_hist = len(u.ts)
+        order = np.argsort(items, kind="stable")
+        bounds = np.array([-math.inf, t, *(t - sec for _, sec in windows), first if n_hist else -math.inf])
+        b_order = np.argsort(bounds, kind="stable")
+        found = self._item_events.count_below(
+            pack(items[order][:, None], bounds[b_order][None, :]).ravel(), presorted=True)
+        cand = np.empty((len(bounds), n), np.float64)
+        cand[np.ix_(b_order, order)] = found.reshape(n, len(bounds)).T
+        pop_all = cand[1] - cand[0]
+        pop = {w: cand[1] - cand[2 + j] for j, (w, _) in enumerate(windows)}
+        pop_span = cand[1] - cand[-1] if n_hist else np.full(n, np.nan)
+        if n_hist:  # the history items' popularity before t (the user's popularity preference)
+            h = len(hist_items)
+            hist = self._item_events.count_below(pack(np.r_[hist_items, hist_items],
+                                                      np.repeat([t, -math.inf], h)))
+            pop_sum = float(np.log1p((hist[:h] - hist[h:]).astype(np.float64)).sum())
+        else:
+            pop_sum = 0.0
         recent = n_hist - bisect.bisect_left(u.ts, t - spec.activity_window_s)
-        pop_sum = sum(math.log1p(self._pop_before(i, t)) for i in u.items)
-        ones = np.ones(n)
-        events_span = (bisect.bisect_left(self._all_ts, t) - bisect.bisect_left(self._all_ts, first)
-                       if n_hist else math.nan)
-        last = u.ts[-1] if n_hist else math.nan
-        n_attr = len(spec.item_numeric)
+        all_below = self._all_events.count_below(pack(0, np.array([t, first if n_hist else t])))
+        all_events = float(all_below[0])
+        events_span = float(all_below[0] - all_below[1]) if n_hist else math.nan
         item_num = np.full((n, n_attr), np.nan)
         item_num[inside] = self.catalog.item_numeric[items[inside]]
         in_users = 0 <= user < self.catalog.user_numeric.shape[0]
@@ -318,24 +316,31 @@ class OnlineFeatureState:
         peer_pop = np.full((n, n_groups), np.nan)
         peer_events = np.full((n, n_groups), np.nan)
         codes = (self.catalog.user_groups[user].tolist() if in_users else [-1] * n_groups)
-        for g, code in enumerate(codes):
-            if code < 0:
-                continue
-            peer_events[:, g] = bisect.bisect_left(self._group_ts.get((g, code), []), t)
-            peer_get = self._peer_ts.get((g, code), {}).get
-            left = bisect.bisect_left
-            peer_pop[:, g] = [left(peer_get(item, ()), t) for item in items.tolist()]
-        all_events = bisect.bisect_left(self._all_ts, t)
+        live = [(g, code) for g, code in enumerate(codes) if code >= 0]
+        if live:
+            gid = np.array([g * _CODE_SPAN + code for g, code in live], np.int64)
+            grp = self._group_events.count_below(pack(np.r_[gid, gid], np.repeat([t, -math.inf], len(gid))))
+            sorted_items = items[order]
+            peer_keys = np.column_stack((pack(sorted_items, -math.inf), pack(sorted_items, t))).ravel()
+        for j, (g, code) in enumerate(live):
+            peer_events[:, g] = float(grp[j] - grp[len(live) + j])
+            peers = self._peer_events[g].get(code)
+            if peers is None:
+                peer_pop[:, g] = 0.0
+            else:
+                both = peers.count_below(peer_keys, presorted=True).reshape(n, 2)
+                peer_pop[order, g] = both[:, 1] - both[:, 0]
+        ones = np.ones(n)
         agg = Aggregates(
             row_list=np.zeros(n, np.int64), t=np.full(n, float(t)),
             device=np.full(n, spec.device_code(device)),
             src_score={s: np.asarray(src_score[s], np.float64) for s in spec.sources},
             src_rank={s: np.asarray(src_rank[s], np.float64) for s in spec.sources},
             cat_count_max=cmax, cat_count_sum=csum, cat_decay_max=dmax, cat_decay_sum=dsum,
-            cat_last=clast, item_ncat=ncat, cr_count=crc, cr_decay=crd, cr_last=crl,
+            cat_last=clast, item_ncat=lens.astype(np.float64), cr_count=crc, cr_decay=crd, cr_last=crl,
             pop=pop, pop_all=pop_all, pop_span=pop_span,
-            events_span=np.full(n, float(events_span)), peer_pop=peer_pop, peer_events=peer_events,
-            all_events=np.full(n, float(all_events)), item_created=created,
+            events_span=np.full(n, events_span), peer_pop=peer_pop, peer_events=peer_events,
+            all_events=np.full(n, all_events), item_created=created,
             u_n=ones * n_hist, u_recent=ones * recent, u_first=ones * first, u_last=ones * last,
             u_age_sum=ones * u.age_sum, u_age_cnt=ones * u.age_cnt, u_pop_sum=ones * pop_sum,
             u_attr_sum=np.tile(u.attr_sum, (n, 1)), u_attr_cnt=np.tile(u.attr_cnt, (n, 1)),

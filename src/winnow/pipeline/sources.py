@@ -102,7 +102,8 @@ def sparse_history_scorer(similarity: Any) -> HistoryScorer:
         lens = ends - starts
         if lens.sum() == 0:
             return EMPTY_I, EMPTY_S
-        pos = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        # every row's positions [start, end), concatenated, without a Python loop over the rows
+        pos = np.arange(int(lens.sum())) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
         cols = indices[pos]
         vals = data[pos] * np.repeat(w, lens)
         uniq, inv = np.unique(cols, return_inverse=True)

@@ -3,7 +3,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from winnow.core.config import ServingConfig
 from winnow.serving.errors import ApiError
@@ -14,6 +14,13 @@ from winnow.serving.service import Service
 def _split(values: list[str]) -> list[str]:
     """exclude=a,b&exclude=c -> [a, b, c]."""
     return [v for raw in values for v in raw.split(",") if v]
+
+
+def _json(out: RecOut) -> Response:
+    """The response body serialised once by pydantic-core (``response_model`` still documents
+    it): returning the model would make FastAPI dump it, validate it again and dump it again,
+    ~0.2 ms per recommendation."""
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 def make_router(cfg: ServingConfig) -> APIRouter:
@@ -58,15 +65,15 @@ def make_router(cfg: ServingConfig) -> APIRouter:
     @router.get("/v1/users/{user_id}/recommendations", response_model=RecOut,
                 summary="Top-k recommendations for a user (unknown users get the cold-start chain)")
     async def get_recs(request: Request, user_id: UserId, k: K = cfg.default_k, surface: Surface = "default",
-                       exclude: Exclude = [], explain: bool = False) -> RecOut:  # noqa: B006
-        return _recommend(request, user_id, k, surface, exclude, explain, None)
+                       exclude: Exclude = [], explain: bool = False) -> Response:  # noqa: B006
+        return _json(_recommend(request, user_id, k, surface, exclude, explain, None))
 
     @router.post("/v1/users/{user_id}/recommendations", response_model=RecOut,
                  summary="Top-k recommendations with a request context (device, locale, time, query, filters)")
     async def post_recs(request: Request, user_id: UserId, context: RecContext | None = None,
                         k: K = cfg.default_k, surface: Surface = "default", exclude: Exclude = [],  # noqa: B006
-                        explain: bool = False) -> RecOut:
-        return _recommend(request, user_id, k, surface, exclude, explain, context)
+                        explain: bool = False) -> Response:
+        return _json(_recommend(request, user_id, k, surface, exclude, explain, context))
 
     @router.get("/v1/items/{item_id}/similar", response_model=SimilarOut,
                 summary="Items similar to one item: co-occurrence and embedding neighbours (404 unknown)")

@@ -20,7 +20,6 @@ from winnow.core.config import PipelineConfig, SourceConfig, WinnowConfig
 from winnow.core.ids import IdMap
 from winnow.data.store import Store
 from winnow.pipeline.pipeline import Pipeline, build_pipeline
-from winnow.pipeline.rules import decay
 from winnow.pipeline.sources import RetrievalArtefacts, sparse_history_scorer
 from winnow.pipeline.types import NO_CATEGORY, Catalog, UserView
 from winnow.serving.state import UserRecord
@@ -235,6 +234,24 @@ class Runtime:
         ok = idx >= 0
         return self.two_tower.add_items([int(i) for i in idx[ok]], items[ok].reset_index(drop=True))
 
+    def _affinity(self, items: np.ndarray, weights: np.ndarray, ts: np.ndarray, now: float) -> dict[int, float]:
+        """Category -> sum of weight * decay(now - t) over the events in it, categories in order
+        of first appearance (sums accumulate in event order; decay as ``rules.decay``, to 1 ulp)."""
+        cats = self.catalog.category
+        code = np.full(len(items), NO_CATEGORY, np.int64)
+        inside = items < len(cats)
+        code[inside] = cats[items[inside]]
+        keep = code != NO_CATEGORY
+        if not keep.any():
+            return {}
+        half = self.config.pipeline.affinity_half_life_s
+        age = np.maximum(now - ts[keep].astype(np.float64), 0.0)
+        contrib = weights[keep].astype(np.float64) * np.power(0.5, age / half)
+        uniq, first, inv = np.unique(code[keep], return_index=True, return_inverse=True)
+        sums = np.bincount(inv, weights=contrib, minlength=len(uniq))
+        order = np.argsort(first)
+        return dict(zip(uniq[order].tolist(), sums[order].tolist(), strict=True))
+
     def _history_view(self, user_id: str, rec: UserRecord | None, *, now: float | None = None) -> UserView:
         """The pipeline's view of a user: history in this bundle's indices, ALS vector, affinity."""
         now = time.time() if now is None else now
@@ -254,14 +271,7 @@ class Runtime:
         keep = np.sort(first)
         recent_items = items[positive][keep].astype(np.int32)
         recent_w = weights[positive][keep]
-        half = self.config.pipeline.affinity_half_life_s
-        affinity: dict[int, float] = {}
-        cats = self.catalog.category
-        for i, w, t in zip(items[positive].tolist(), weights[positive].tolist(), ts[positive].tolist(),
-                           strict=True):
-            c = int(cats[i]) if i < len(cats) else NO_CATEGORY
-            if c != NO_CATEGORY:
-                affinity[c] = affinity.get(c, 0.0) + w * decay(now - t, half)
+        affinity = self._affinity(items[positive], weights[positive], ts[positive], now)
         total = sum(affinity.values())
         if total > 0:
             affinity = {c: v / total * min(1.0, total) for c, v in affinity.items()}

@@ -1,7 +1,8 @@
 """``winnow serve``: run the app on uvicorn (uvloop + httptools).
 
-One worker by default. With ``[serving] workers > 1`` uvicorn starts that many processes on
-one port; they share the store (the source of truth): each validates its cached user state
+One worker by default. With ``[serving] workers > 1`` that many uvicorn processes serve one
+port behind a dispatcher that deals connections out evenly (``serving/workers.py``); they share
+the store (the source of truth): each validates its cached user state
 against the store on every request and follows the ACTIVE bundle pointer, so an event or an
 activation received by one worker is seen by all (activation within ``bundle_poll_s``). Worker
 processes rebuild the config from ``$WINNOW_HOME`` (winnow.toml + environment), so settings
@@ -32,8 +33,9 @@ def serve(config: WinnowConfig, host: str | None = None, port: int | None = None
     port = port or config.serving.port
     opts = {"loop": "uvloop", "http": "httptools", "log_level": "warning", "access_log": False}
     if config.serving.workers > 1:
+        from winnow.serving.workers import serve_workers
+
         os.environ["WINNOW_HOME"] = str(config.home)
-        uvicorn.run("winnow.serving.server:app_from_env", factory=True, host=host, port=port,
-                    workers=config.serving.workers, **opts)
+        serve_workers(host, port, config.serving.workers)
     else:
         uvicorn.run(create_app(config), host=host, port=port, **opts)

@@ -19,7 +19,6 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
 from prometheus_client import CollectorRegistry
 
 from winnow.data.store import Store
@@ -129,40 +128,18 @@ def blend_contributions(blend: BlendRanker, trace: dict[str, Any], pipeline: Pip
 
 
 def timeline(store: Store, item_id: str, *, days: int, now: float) -> dict[str, Any]:
-    """Daily impressions and events of one item over the last ``days`` UTC days (oldest first)."""
+    """Daily impressions and events of one item over the last ``days`` UTC days (oldest first).
+    One ``Store.item_daily`` call: indexed reads of per-day aggregates, so the cost does not
+    grow with the event or impression log (bench/ui_reads.py)."""
     first_day = int(now) // DAY - days + 1
-    since = first_day * DAY
     labels = [datetime.fromtimestamp((first_day + i) * DAY, timezone.utc).strftime("%Y-%m-%d")
               for i in range(days)]
-    log = store.read_events(since=since)
-    events: dict[str, list[int]] = {}
-    total = 0
-    if len(log):
-        try:
-            code = log.item_ids.index(item_id)
-        except ValueError:
-            code = -1
-        if code >= 0:
-            mask = log.item == code
-            day = (log.timestamp[mask] // DAY - first_day).astype(np.int64)
-            types = log.event_type[mask]
-            ok = (day >= 0) & (day < days)
-            for t in np.unique(types[ok]):
-                counts = np.bincount(day[ok & (types == t)], minlength=days)[:days]
-                events[str(log.event_types[int(t)])] = counts.astype(int).tolist()
-            total = int(ok.sum())
-    shown = np.zeros(days, np.int64)
-    positions: list[int] = []
-    for imp in store.read_impressions(since=since):
-        for it in imp["items"]:
-            if it["item_id"] == item_id:
-                d = int(imp["timestamp"]) // DAY - first_day
-                if 0 <= d < days:
-                    shown[d] += 1
-                    positions.append(int(it["position"]))
+    daily = store.item_daily(item_id, first_day=first_day, days=days)
+    events = daily["events"]
+    shown = daily["impressions"]
     clicks = events.get("click", [0] * days)
-    n_shown = int(shown.sum())
-    return {"days": labels, "impressions": shown.tolist(), "events": events, "clicks": clicks,
-            "events_total": total, "impressions_total": n_shown,
+    n_shown = int(sum(shown))
+    return {"days": labels, "impressions": shown, "events": events, "clicks": clicks,
+            "events_total": int(sum(sum(v) for v in events.values())), "impressions_total": n_shown,
             "ctr": (sum(clicks) / n_shown) if n_shown else None,
-            "mean_position": float(np.mean(positions)) if positions else None}
+            "mean_position": daily["position_sum"] / n_shown if n_shown else None}

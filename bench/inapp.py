@@ -1,0 +1,78 @@
+"""In-app time of one recommendation with the bundle the home serves (no HTTP, no client).
+
+Opens the home's service in this process (the learned ranker when the bundle has one), warms
+every user's online state, then calls ``Service.recommend`` for ``--requests`` random users
+and reports the per-request wall time, its CPU time (this thread's: what a loaded machine's
+preemption does not inflate) and the pipeline's own stage timings (ms percentiles).
+
+    python bench/inapp.py --home /tmp/home --requests 2000 --json bench/results/inapp.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("WINNOW__SECURITY__AUTH", "false")
+
+import numpy as np  # noqa: E402
+
+
+def _pct(xs: list[float]) -> dict[str, float]:
+    a = np.asarray(xs) * 1e3
+    return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3),
+            "mean_ms": round(float(a.mean()), 3), "n": len(a)}
+
+
+def measure(home: Path, requests: int, seed: int = 0) -> dict:
+    """Figures for ``requests`` recommendations (k=20) of random known users of ``home``."""
+    from winnow.core.config import load_config
+    from winnow.serving.service import Service
+
+    svc = Service(load_config(home))
+    try:
+        rt = svc.runtime
+        users = [str(u) for u in svc.store.read_users()["user_id"]]
+        rng = np.random.default_rng(seed)
+        for u in users[:2000]:  # first request loads the user's online state from the store
+            svc.recommend(u, k=20, surface="default", exclude=[], explain=False, categories=None, context={})
+        pool = users[:2000]
+        wall, cpu, stages, n_cand = [], [], {}, []
+        for _ in range(requests):
+            u = pool[int(rng.integers(len(pool)))]
+            t0, c0 = time.perf_counter(), time.thread_time()
+            _, _, slate = svc.recommend(u, k=20, surface="default", exclude=[], explain=False,
+                                        categories=None, context={})
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.thread_time() - c0)
+            n_cand.append(slate.n_ranked)
+            for st, secs in slate.timings.items():
+                stages.setdefault(st, []).append(secs)
+        ranker = rt.pipeline.ranker
+        return {"home": str(home), "model_version": rt.version, "ranker": type(ranker).__name__,
+                "candidates_mean": float(np.mean(n_cand)), "recommend": _pct(wall),
+                "recommend_cpu": _pct(cpu),  # this thread's CPU: robust to other processes' load
+                "stages": {k: _pct(v) for k, v in stages.items()},
+                "load_average": os.getloadavg()}
+    finally:
+        svc.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    out = measure(Path(args.home), args.requests)
+    print(json.dumps(out, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
