@@ -48,12 +48,7 @@ class FactorRecommender(Recommender):
                   candidates: np.ndarray | None = None,
                   batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """Same contract as Recommender.recommend (k' = min(k, n_items_), -1/-inf padding)."""
-        self._check_fitted()
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        users = np.asarray(users, dtype=np.int64)
-        if len(users) and (users.min() < 0 or users.max() >= self.n_users_):
-            raise ValueError(f"user index out of range [0, {self.n_users_})")
+        users = self._checked_request(users, k)
         width = min(k, self.n_items_)
         item_f, cand = self.item_factors_, None
         if candidates is not None:

@@ -83,6 +83,17 @@ class Recommender(ABC):
     def _score(self, users: np.ndarray) -> np.ndarray:
         """Dense float32 scores [len(users), n_items] for known users (higher is better)."""
 
+    def _checked_request(self, users: np.ndarray, k: int) -> np.ndarray:
+        """The validated user batch of a recommend/propose call: int64 [n]; raises
+        NotFittedError before fit, ValueError for k < 1 or a user index outside [0, n_users_)."""
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        users = np.asarray(users, dtype=np.int64)
+        if len(users) and (users.min() < 0 or users.max() >= self.n_users_):
+            raise ValueError(f"user index out of range [0, {self.n_users_})")
+        return users
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_items_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() or load() first")
@@ -101,12 +112,7 @@ class Recommender(ABC):
             (items int32 [n, k'], scores float32 [n, k']), k' = min(k, n_items_); rows with fewer
             eligible items are padded with index -1 and score -inf.
         """
-        self._check_fitted()
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        users = np.asarray(users, dtype=np.int64)
-        if len(users) and (users.min() < 0 or users.max() >= self.n_users_):
-            raise ValueError(f"user index out of range [0, {self.n_users_})")
+        users = self._checked_request(users, k)
         # cap dense score blocks at ~2**25 floats (128 MB) so 1e6-item catalogs stay bounded
         batch_size = max(1, min(batch_size, (1 << 25) // max(1, self.n_items_)))
         out_i, out_s = [], []

@@ -37,12 +37,7 @@ class ItemSimilarityRecommender(Recommender):
         the serving ``ItemItemSource``'s rule; excluded and non-candidate items dropped; rows
         padded with -1 / -inf. Cost: the sparse product's non-zeros, in user blocks of at most
         ``PROPOSE_BLOCK_NNZ``; no dense [users, n_items] block is ever formed."""
-        self._check_fitted()
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        users = np.asarray(users, dtype=np.int64)
-        if len(users) and (users.min() < 0 or users.max() >= self.n_users_):
-            raise ValueError(f"user index out of range [0, {self.n_users_})")
+        users = self._checked_request(users, k)
         n_items = self.n_items_
         width = min(k, n_items)
         out_i = np.full((len(users), width), -1, np.int32)

@@ -54,12 +54,7 @@ class PopularityRecommender(Recommender):
         """The global ranking (score > 0 only, ties by lower item index) walked down per user
         past their excluded items: the same items for everyone, as the serving source proposes
         them, at O(users x (k + excluded per user)) instead of a dense row over the catalog."""
-        self._check_fitted()
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        users = np.asarray(users, dtype=np.int64)
-        if len(users) and (users.min() < 0 or users.max() >= self.n_users_):
-            raise ValueError(f"user index out of range [0, {self.n_users_})")
+        users = self._checked_request(users, k)
         width = min(k, self.n_items_)
         out_i = np.full((len(users), width), -1, np.int32)
         out_s = np.full((len(users), width), -np.inf, np.float32)

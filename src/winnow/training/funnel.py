@@ -338,11 +338,6 @@ class FunnelRecommender(Recommender):
     def recommend(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
                   candidates: np.ndarray | None = None,
                   batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-        self._check_fitted()
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        users = np.asarray(users, dtype=np.int64)
-        if len(users) and (users.min() < 0 or users.max() >= self.n_users_):
-            raise ValueError(f"user index out of range [0, {self.n_users_})")
+        users = self._checked_request(users, k)
         return self.funnel_.recommend(users, min(k, self.n_items_), exclude=exclude,
                                       candidates=candidates, batch_size=batch_size)
