@@ -1,7 +1,10 @@
 """The served ranker learns from the impression log: slates the service showed (with the source
 scores it logged) and the clicks that followed. Users here click only what the item-item source
-proposed; after a retrain on the log, slates lean further toward item-item than the
-history-trained ranker's did -- something lists carved from history cannot teach."""
+proposed; after a retrain on the log, slates lean further toward item-item than the slates of the
+bundle that produced the log. (A history-trained ranker retrained on the same store sees the same
+clicks as its most recent events; where its time split falls among them depends on the second
+each click landed, so its share is not a stable yardstick -- 0.61..0.97 over 14 runs here,
+while the log-trained ranker served 0.99 every time.)"""
 
 from __future__ import annotations
 
@@ -66,7 +69,7 @@ def test_retrain_on_the_impression_log(home) -> None:
     users = sorted(world.events["user_id"].astype(str).unique())[:120]
     cfg = load_config(path)
     with TestClient(create_app(cfg)) as client:
-        _serve(client, users, click=True)
+        share_first = _serve(client, users, click=True)
     # the log now holds the slates with their source scores (flushed at shutdown)
     store = open_store(cfg.store_url())
     try:
@@ -89,7 +92,7 @@ def test_retrain_on_the_impression_log(home) -> None:
     assert "fewer than min_impression_lists" in refused.manifest["ranker"]["skipped"]
     with TestClient(create_app(cfg)) as client:
         assert client.app.state.service.runtime.version == hist.version
-        share_hist = _serve(client, users, click=False)
+        assert _serve(client, users, click=False) > 0  # the history-trained bundle serves
     store = open_store(cfg.store_url())
     try:
         logged_run = train(cfg, store, evaluate_models=False)  # train_on = "auto"
@@ -101,4 +104,4 @@ def test_retrain_on_the_impression_log(home) -> None:
     with TestClient(create_app(cfg)) as client:
         assert client.app.state.service.runtime.version == logged_run.version
         share_log = _serve(client, users, click=False)
-    assert share_log > share_hist + 0.05, (share_hist, share_log)
+    assert share_log > share_first + 0.05, (share_first, share_log)
