@@ -120,10 +120,10 @@ def _per_list_rank_z(values: np.ndarray, row_list: np.ndarray) -> tuple[np.ndarr
         m = np.array([len(v)])
         rank[idx[order]] = np.arange(len(v)) / m.astype(np.float64)[0]
         vs = v[order]
-        mean = np.add.reduceat(vs, [0]) / m
-        var = np.maximum(np.add.reduceat(vs * vs, [0]) / m - mean * mean, 0.0)
-        std = np.sqrt(var)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # an inf score: std NaN, z 0
+            mean = np.add.reduceat(vs, [0]) / m
+            var = np.maximum(np.add.reduceat(vs * vs, [0]) / m - mean * mean, 0.0)
+            std = np.sqrt(var)
             z[idx[order]] = np.where(std > 0, (vs - mean) / np.where(std > 0, std, 1.0), 0.0)
         return rank, z
     order = np.lexsort((-v, lst))
@@ -134,10 +134,10 @@ def _per_list_rank_z(values: np.ndarray, row_list: np.ndarray) -> tuple[np.ndarr
     cnt = np.repeat(counts, counts).astype(np.float64)
     rank[idx[order]] = (np.arange(len(sl)) - first) / cnt
     vs = v[order]
-    mean = np.add.reduceat(vs, starts) / counts
-    var = np.maximum(np.add.reduceat(vs * vs, starts) / counts - mean * mean, 0.0)
-    std = np.repeat(np.sqrt(var), counts)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # an inf score: std NaN, z 0
+        mean = np.add.reduceat(vs, starts) / counts
+        var = np.maximum(np.add.reduceat(vs * vs, starts) / counts - mean * mean, 0.0)
+        std = np.repeat(np.sqrt(var), counts)
         z[idx[order]] = np.where(std > 0, (vs - np.repeat(mean, counts)) / np.where(std > 0, std, 1.0), 0.0)
     return rank, z
 
