@@ -23,7 +23,7 @@ from winnow.pipeline.pipeline import Pipeline, build_pipeline
 from winnow.pipeline.sources import RetrievalArtefacts, sparse_history_scorer
 from winnow.pipeline.types import NO_CATEGORY, Catalog, UserView
 from winnow.serving.state import UserRecord
-from winnow.training.bundle import Bundle
+from winnow.bundle import Bundle, load_segment
 
 log = logging.getLogger(__name__)
 NO_BUNDLE = "no_bundle_popularity"
@@ -63,11 +63,7 @@ def _cold_start_artefacts(config: WinnowConfig, bundle: Bundle, store: Store,
             new = idx >= model.n_items_
             if new.any():
                 tts.add_items([int(i) for i in idx[new]], items[new].reset_index(drop=True))
-    seg_dir = bundle.info.path / "segment"
-    if seg_dir.is_dir():
-        from winnow.models.two_tower.serving import load_segment
-
-        segment = load_segment(seg_dir)
+    segment = load_segment(bundle.path)
     return tts, segment
 
 
@@ -76,10 +72,9 @@ def _learned_ranker(config: WinnowConfig, bundle: Bundle, store: Store, serving_
     ``serving_feed``: the serving runtime's feed, whose state may be taken over (served_ranker)."""
     if not config.ranker.enabled:
         return None
-    from winnow.training.served_ranker import load_served_ranker
+    from winnow.serving.learned_ranker import load_served_ranker
 
-    return load_served_ranker(bundle.info.path, store, config, bundle.user_ids, bundle.item_ids,
-                              files=bundle.info.manifest.get("files"), serving_feed=serving_feed)
+    return load_served_ranker(bundle, store, config, serving_feed=serving_feed)
 
 
 class Runtime:
@@ -101,7 +96,7 @@ class Runtime:
         self.mode = mode
         self.data_until = data_until
         self.two_tower = two_tower  # TwoTowerServing (cold-start sources), or None
-        self.feature_feed: Any = None  # learned ranker's live feature state (served_ranker.FeatureFeed)
+        self.feature_feed: Any = None  # learned ranker's live feature state (serving.learned_ranker.FeatureFeed)
         kinds = {s.kind for s in config.pipeline.sources}
         self.needs_profile = bool(kinds & {"two_tower", "content", "segment_popular"})
         self._n_model_items = int(getattr(als, "n_items_", 0) or getattr(itemitem, "n_items_", 0) or 0)
@@ -115,7 +110,7 @@ class Runtime:
         """A runtime for a loaded bundle; ConfigError if the pipeline wiring needs what it lacks.
         ``item_stats``: the service's serving.item_stats.ItemStats (Thompson sampling);
         ``serving_feed``: the serving runtime's ranker feature feed (its state is taken over when
-        the bundles' feature inputs are identical; training.served_ranker.load_served_ranker)."""
+        the bundles' feature inputs are identical; serving.learned_ranker.load_served_ranker)."""
         arr = bundle.items
         catalog = Catalog(IdMap.from_list("item", bundle.item_ids.to_list()), category=arr["category"],
                           category_names=bundle.category_names, available=arr["available"],

@@ -15,13 +15,10 @@ and peak RSS land in the manifest's ``stages``, training/progress.py):
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,18 +28,12 @@ from winnow.core.config import PopularityConfig, WinnowConfig
 from winnow.core.errors import DataError
 from winnow.data.interactions import Dataset, Interactions
 from winnow.data.store import Store
-from winnow.training.bundle import BundleInfo, activate, write_bundle
+from winnow.bundle import BundleContents, BundleInfo, activate, fill_bundle, new_version, newest_manifest, write_bundle
 from winnow.training.progress import StageClock
 
 log = logging.getLogger(__name__)
 EVAL_K = 20
 EVAL_MAX_USERS = 2000
-
-
-def new_version(now: float | None = None) -> str:
-    """A sortable, unique bundle version: 20261126T014516Z-ab12cd."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 def load_training_data(store: Store, config: WinnowConfig) -> Dataset:
@@ -132,14 +123,6 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
                       activate_bundle=activate_bundle, progress=progress or log.info)
 
 
-def _previous_manifest(home: Path) -> dict[str, Any] | None:
-    """The newest complete bundle's manifest (its stage timings seed the estimates), or None."""
-    from winnow.training.bundle import list_bundles
-
-    bundles = list_bundles(home)
-    return bundles[-1].manifest if bundles else None
-
-
 def _build_index(config: WinnowConfig, factors: np.ndarray) -> Any:
     from winnow.index import build_index
 
@@ -165,7 +148,7 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
         raise DataError("no events in the store: import some before training", source="store")
     kinds = {s.kind for s in config.pipeline.sources}
     plan = ["evaluate", "fit", "two_tower", "segment", "ranker", "index", "write"]
-    clock = StageClock(plan, events=len(inter), previous=_previous_manifest(config.home), say=progress)
+    clock = StageClock(plan, events=len(inter), previous=newest_manifest(config.home), say=progress)
     for name, wanted in (("evaluate", evaluate_models), ("two_tower", bool(kinds & {"two_tower", "content"})),
                          ("segment", "segment_popular" in kinds), ("ranker", config.ranker.enabled)):
         if not wanted:
@@ -207,7 +190,7 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-build") as pool:
         index_job = pool.submit(index_stage)
         if config.ranker.enabled:  # the learned rank stage (winnow.training.served_ranker)
-            from winnow.training.served_ranker import fit_served_ranker
+            from winnow.training.served_ranker import fit_served_ranker, served_ranker_parts
 
             with clock.stage("ranker"):
                 served, ranker_info = fit_served_ranker(config, ds, funnel_cls=eng.funnel_cls(), store=store,
@@ -228,29 +211,17 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
         "engine": {**eng.describe(), "two_tower": two_tower_run},
     }
 
-    def fill(d: Path) -> None:
-        (d / "user_ids.json").write_text(json.dumps(ds.user_ids.to_list()), encoding="utf-8")
-        (d / "item_ids.json").write_text(json.dumps(ds.item_ids.to_list()), encoding="utf-8")
-        (d / "categories.json").write_text(json.dumps(cats), encoding="utf-8")
-        np.savez(d / "items.npz", **arrays)
-        for name, model in models.items():
-            model.save(d / "models" / name)
-        index.save(d / "index")
-        if served is not None:
-            from winnow.training.served_ranker import save_served_ranker
+    contents = BundleContents(ds.user_ids, ds.item_ids, cats, arrays, models=models, index=index,
+                              ranker=served_ranker_parts(served) if served is not None else None,
+                              segment=segment)
 
-            save_served_ranker(served, d)
-        if segment is not None:
-            from winnow.models.two_tower.serving import save_segment
-
-            save_segment(segment, d / "segment")
-        # the stage figures are known only now; the manifest is written after fill()
+    def stages() -> None:  # the stage figures are known only now; the manifest is written after
         stages = {"load": {"wall_s": round(t_load, 3)}, **clock.report()}
         manifest["stages"] = stages
         manifest["timings_s"] = {name: rec["wall_s"] for name, rec in stages.items()}
 
     with clock.stage("write"):
-        info = write_bundle(config.home, version, manifest=manifest, fill=fill)
+        info = write_bundle(config.home, version, manifest=manifest, fill=fill_bundle(contents, stages))
         if activate_bundle:
             activate(config.home, version)
     total = clock.summary()

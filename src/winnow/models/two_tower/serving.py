@@ -18,10 +18,8 @@ Every source returns nothing (never raises) for a request it cannot serve.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,24 +33,6 @@ from winnow.models.two_tower.train import item_vectors
 
 EMPTY_I = np.empty(0, np.int32)
 EMPTY_S = np.empty(0, np.float32)
-
-
-def save_segment(segment: SegmentPopularity, directory: Path) -> None:
-    """``segment.json`` (vocabulary, l2) + ``segment.npz`` (weights)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    np.savez(directory / "segment.npz", weights=segment.weights_)
-    (directory / "segment.json").write_text(json.dumps({"l2": segment.l2, "first": segment.first,
-                                                        "vocab": segment.vocab_}), encoding="utf-8")
-
-
-def load_segment(directory: Path) -> SegmentPopularity:
-    meta = json.loads((directory / "segment.json").read_text(encoding="utf-8"))
-    seg = SegmentPopularity(l2=float(meta["l2"]), first=int(meta["first"]))
-    seg.vocab_ = {str(k): int(v) for k, v in meta["vocab"].items()}
-    with np.load(directory / "segment.npz", allow_pickle=False) as z:
-        seg.weights_ = z["weights"]
-    seg.n_items_ = seg.weights_.shape[1]
-    return seg
 
 
 class TwoTowerServing:
