@@ -8,9 +8,10 @@ import pytest
 from winnow.core.config import PipelineConfig, SourceConfig
 from winnow.core.errors import ConfigError
 from winnow.core.ids import IdMap
-from winnow.pipeline.pipeline import Pipeline, build_pipeline
+from winnow.components import ServeContext, build_pipeline
+from winnow.pipeline.pipeline import Pipeline
 from winnow.pipeline.rank import BlendRanker, candidate_features
-from winnow.pipeline.sources import AlsSource, ItemItemSource, RankedArraySource, RetrievalArtefacts
+from winnow.pipeline.sources import AlsSource, ItemItemSource, RankedArraySource
 from winnow.pipeline.types import Catalog, Request, UserView
 
 N = 40
@@ -66,7 +67,7 @@ def setup():
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(N, 4)).astype(np.float32)
     cat = make_catalog()
-    art = RetrievalArtefacts(cat, index=FakeIndex(vecs), itemitem=fake_itemitem)
+    art = ServeContext(cat, artefacts={"als": FakeIndex(vecs), "itemitem": fake_itemitem})
     return cat, vecs, art
 
 
@@ -77,10 +78,10 @@ def known_user(vecs, **kw) -> UserView:
 
 def test_als_source_returns_index_neighbours(setup):
     cat, vecs, art = setup
-    items, scores = AlsSource("als", art.index).candidates(Request(known_user(vecs), 5, NOW), 5)
+    items, scores = AlsSource("als", art.artefacts["als"]).candidates(Request(known_user(vecs), 5, NOW), 5)
     exact = np.argsort(-(vecs @ vecs[3]))[:5]
     assert list(items) == list(exact) and np.all(np.diff(scores) <= 0)
-    assert len(AlsSource("als", art.index).candidates(Request(UserView("x"), 5, NOW), 5)[0]) == 0
+    assert len(AlsSource("als", art.artefacts["als"]).candidates(Request(UserView("x"), 5, NOW), 5)[0]) == 0
 
 
 def test_itemitem_source_uses_recent_history(setup):
@@ -142,7 +143,7 @@ def test_unknown_source_name_fails_at_construction(setup):
         build_pipeline(config(sources=[SourceConfig(name="x", kind="trending"),
                                        SourceConfig(name="x", kind="fresh")]), art)
     with pytest.raises(ConfigError, match="als"):
-        build_pipeline(config(), RetrievalArtefacts(art.catalog, itemitem=fake_itemitem))
+        build_pipeline(config(), ServeContext(art.catalog, artefacts={"itemitem": fake_itemitem}))
 
 
 def test_blend_is_rank_normalised_and_rewards_agreement():

@@ -17,6 +17,7 @@ from winnow.bundle.layout import (
     bundles_dir,
     check_version,
     new_version,
+    part_dir,
 )
 from winnow.bundle.manifest import BundleInfo, sha256_file, verify_bundle
 from winnow.bundle.read import (
@@ -43,7 +44,7 @@ __all__ = [
     "ACTIVE", "HISTORY", "ITEM_ARRAYS", "RANKER_DIR", "SCHEMA_VERSION", "SEGMENT_DIR", "VERSION_RE",
     "Bundle", "BundleContents", "BundleInfo", "activate", "active_version", "bundles_dir",
     "check_version", "feature_state_digests", "fill_bundle", "has_ranker", "list_bundles",
-    "load_bundle", "load_ranker", "load_segment", "new_version", "newest_manifest",
+    "load_bundle", "load_ranker", "load_segment", "new_version", "newest_manifest", "part_dir",
     "previous_version", "ranker_digests", "rollback", "save_ranker", "sha256_file",
     "verify_bundle", "write_bundle", "write_contents",
 ]

@@ -18,6 +18,8 @@ sha256 in the manifest and verified before anything is loaded):
                          (FeatureCatalog arrays, indexed like the bundle's ids)
     segment/             SegmentPopularity.save (segment.json + segment.npz), when a
                          ``segment_popular`` source is configured
+    components/<name>/   the artefact of a component that stores neither a model nor one of the
+                         parts above (its own files; winnow.components.base.Component.save)
 
 Outside the bundle directories: ``<home>/bundles/ACTIVE`` (the active version's name, replaced
 atomically) and ``<home>/bundles/HISTORY`` (activation history, one version per line).
@@ -49,6 +51,7 @@ MODELS_DIR = "models"
 INDEX_DIR = "index"
 RANKER_DIR = "ranker"
 SEGMENT_DIR = "segment"
+COMPONENTS_DIR = "components"
 RANKER_FILES = ("ranker.txt", "ranker.json", "features.npz")
 ITEM_ARRAYS = ("category", "available", "sponsored", "created_at", "popularity", "trending")
 
@@ -74,3 +77,8 @@ def bundles_dir(home: str | Path) -> Path:
 def model_dir(bundle_dir: str | Path, name: str) -> Path:
     """Where the model saved under ``name`` lives inside a bundle."""
     return Path(bundle_dir) / MODELS_DIR / name
+
+
+def part_dir(bundle_dir: str | Path, name: str) -> Path:
+    """Where a component's own artefact ``name`` lives inside a bundle (components/<name>/)."""
+    return Path(bundle_dir) / COMPONENTS_DIR / name

@@ -26,6 +26,7 @@ from winnow.bundle.layout import (
     SEGMENT_DIR,
     USER_IDS,
     model_dir,
+    part_dir,
 )
 from winnow.core.ids import IdMap
 from winnow.features import FeatureCatalog
@@ -44,7 +45,8 @@ class BundleContents:
 
     items: the ITEM_ARRAYS, each [n_items]; models: name -> fitted Recommender (models/<name>/);
     index: ANN index over the ALS item factors; ranker: (LightGBM ranker, feature catalog) or
-    None; segment: SegmentPopularity or None."""
+    None; segment: SegmentPopularity or None; parts: name -> a component's own artefact
+    (components/<name>/)."""
 
     user_ids: IdMap
     item_ids: IdMap
@@ -54,6 +56,7 @@ class BundleContents:
     index: Saveable | None = None
     ranker: tuple[LambdaRanker, FeatureCatalog] | None = None
     segment: Saveable | None = None
+    parts: dict[str, Saveable] = field(default_factory=dict)
 
 
 def save_ranker(ranker: LambdaRanker, catalog: FeatureCatalog, bundle_dir: Path) -> None:
@@ -80,6 +83,8 @@ def write_contents(contents: BundleContents, d: Path) -> None:
         save_ranker(*contents.ranker, d)
     if contents.segment is not None:
         contents.segment.save(d / SEGMENT_DIR)
+    for name, part in contents.parts.items():
+        part.save(part_dir(d, name))
 
 
 def fill_bundle(contents: BundleContents, then: Callable[[], None] | None = None) -> Callable[[Path], None]:

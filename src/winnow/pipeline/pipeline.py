@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from winnow.core.config import PipelineConfig, SourceConfig
+from winnow.core.config import PipelineConfig
 from winnow.core.errors import ConfigError
 from winnow.pipeline.explore import ItemCounts, SurfacePolicies
 from winnow.pipeline.rank import BlendRanker, candidate_features
 from winnow.pipeline.rules import build_rules
-from winnow.pipeline.sources import CandidateSource, RetrievalArtefacts, build_source
+from winnow.pipeline.sources import CandidateSource
 from winnow.pipeline.types import (
     Candidates,
     Catalog,
@@ -244,28 +243,3 @@ def _trace(item: int, row: int, cands: Candidates, ranked: RankedList, rank_pos:
         "rank_position": pos,
         "rules": [t for r in records if (t := r.touched(item)) is not None],
     }
-
-
-def build_pipeline(config: PipelineConfig, artefacts: RetrievalArtefacts, *,
-                   ranker: Ranker | None = None, blocked: frozenset[int] | None = None,
-                   item_stats: Any = None) -> Pipeline:
-    """Sources from config + artefacts (ConfigError if one cannot be built), then the Pipeline.
-
-    ``item_stats``: the service's winnow.serving.item_stats.ItemStats (Thompson sampling reads
-    it through the catalog's indices); None: a thompson explore spec is refused."""
-    sources: dict[str, CandidateSource] = {}
-    for cfg in config.sources:
-        sources[cfg.name] = build_source(cfg, artefacts, recent=config.recent_items)
-    if config.backfill_source not in sources:
-        kinds = {"popularity", "trending", "fresh"}
-        if config.backfill_source not in kinds:
-            raise ConfigError(f"pipeline.backfill_source {config.backfill_source!r} is neither a "
-                              f"configured source nor one of {sorted(kinds)}")
-        sources[config.backfill_source] = build_source(
-            SourceConfig(name=config.backfill_source, kind=config.backfill_source), artefacts)
-    if blocked is None:
-        ids = artefacts.catalog.item_ids
-        blocked = frozenset(i for i in (ids.get(x) for x in config.blocked_items) if i >= 0)
-    rules = build_rules(config, blocked=blocked)
-    counts = item_stats.bind(artefacts.catalog.item_ids) if item_stats is not None else None
-    return Pipeline(config, sources, artefacts.catalog, ranker=ranker, rules=rules, item_counts=counts)

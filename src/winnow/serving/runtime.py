@@ -19,11 +19,11 @@ import pandas as pd
 from winnow.core.config import PipelineConfig, SourceConfig, WinnowConfig
 from winnow.core.ids import IdMap
 from winnow.data.store import Store
-from winnow.pipeline.pipeline import Pipeline, build_pipeline
-from winnow.pipeline.sources import RetrievalArtefacts, sparse_history_scorer
+from winnow.components import ServeContext, build_pipeline, needs_profile
+from winnow.pipeline.pipeline import Pipeline
 from winnow.pipeline.types import NO_CATEGORY, Catalog, UserView
 from winnow.serving.state import UserRecord
-from winnow.bundle import Bundle, load_segment
+from winnow.bundle import Bundle
 
 log = logging.getLogger(__name__)
 NO_BUNDLE = "no_bundle_popularity"
@@ -45,26 +45,6 @@ def _overlay_store_catalog(catalog: Catalog, store: Store) -> None:
         catalog.upsert(str(row["item_id"]), categories=list(row["categories"] or []),
                        available=bool(row["available"]), sponsored=bool(row["sponsored"]),
                        created_at=None if created is None or created is pd.NA or created != created else int(created))
-
-
-def _cold_start_artefacts(config: WinnowConfig, bundle: Bundle, store: Store,
-                          catalog: Catalog) -> tuple[Any, Any]:
-    """(TwoTowerServing or None, SegmentPopularity or None) from the bundle; store items newer
-    than the bundle are indexed from their content."""
-    tts = segment = None
-    model = bundle.models.get("two_tower")
-    if model is not None:
-        from winnow.models.two_tower.serving import TwoTowerServing
-
-        tts = TwoTowerServing.build(model, config.index)
-        items = store.read_items()
-        if len(items):
-            idx = catalog.item_ids.encode(items["item_id"].tolist(), missing=-1)
-            new = idx >= model.n_items_
-            if new.any():
-                tts.add_items([int(i) for i in idx[new]], items[new].reset_index(drop=True))
-    segment = load_segment(bundle.path)
-    return tts, segment
 
 
 def _learned_ranker(config: WinnowConfig, bundle: Bundle, store: Store, serving_feed: Any = None) -> Any:
@@ -97,8 +77,7 @@ class Runtime:
         self.data_until = data_until
         self.two_tower = two_tower  # TwoTowerServing (cold-start sources), or None
         self.feature_feed: Any = None  # learned ranker's live feature state (serving.learned_ranker.FeatureFeed)
-        kinds = {s.kind for s in config.pipeline.sources}
-        self.needs_profile = bool(kinds & {"two_tower", "content", "segment_popular"})
+        self.needs_profile = needs_profile(config.pipeline)
         self._n_model_items = int(getattr(als, "n_items_", 0) or getattr(itemitem, "n_items_", 0) or 0)
         self._fold_cache: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         self._fold_lock = threading.Lock()
@@ -121,19 +100,14 @@ class Runtime:
         als, itemitem = bundle.models.get("als"), bundle.models.get("itemitem")
         if als is not None and als.n_items_:
             als.recalculate_user(np.zeros(1, np.int64))  # warm the fold-in (computes Y^T Y once)
-        scorer = sparse_history_scorer(itemitem.similarity_) if itemitem is not None else None
-        sequence = bundle.models.get("sequence")
-        seq_scorer = sparse_history_scorer(sequence.similarity_) if sequence is not None else None
-        tts, segment = _cold_start_artefacts(config, bundle, store, catalog)
-        art = RetrievalArtefacts(catalog, index=bundle.index if als is not None else None,
-                                 itemitem=scorer, sequence=seq_scorer, ef_search=config.index.ef_search,
-                                 two_tower=tts, segment=segment)
+        ctx = ServeContext(catalog, config, bundle, store)  # each component loads its artefact once
         learned = _learned_ranker(config, bundle, store, serving_feed)
         ranker = learned[0] if learned else None
-        pipeline = build_pipeline(config.pipeline, art, ranker=ranker, item_stats=item_stats)
+        pipeline = build_pipeline(config.pipeline, ctx, ranker=ranker, item_stats=item_stats)
         runtime = cls(config, pipeline, catalog, version=bundle.version, user_ids=bundle.user_ids,
-                   als=als, itemitem=itemitem, index=bundle.index,
-                   data_until=int(bundle.info.manifest.get("data", {}).get("until", -1)), two_tower=tts)
+                      als=als, itemitem=itemitem, index=bundle.index,
+                      data_until=int(bundle.info.manifest.get("data", {}).get("until", -1)),
+                      two_tower=ctx.artefacts.get("two_tower"))
         runtime.feature_feed = learned[1] if learned else None
         # A/B variants with [pipeline] overrides: their own pipelines over the same artefacts
         for exp in config.experiments:
@@ -141,7 +115,7 @@ class Runtime:
                 if var.overrides:
                     pcfg = PipelineConfig.model_validate({**config.pipeline.model_dump(), **var.overrides})
                     runtime.variant_pipelines[(exp.name, var.name)] = build_pipeline(
-                        pcfg, art, ranker=ranker, item_stats=item_stats)
+                        pcfg, ctx, ranker=ranker, item_stats=item_stats)
         return runtime
 
     @classmethod
@@ -162,7 +136,7 @@ class Runtime:
             "sources": [SourceConfig(name="popularity", kind="popularity", quota=config.pipeline.min_candidates)],
             "cold_start_sources": ["popularity"], "backfill_source": "popularity"})
         pipeline = build_pipeline(PipelineConfig.model_validate(pcfg.model_dump()),
-                                  RetrievalArtefacts(catalog), item_stats=item_stats)
+                                  ServeContext(catalog, config, store=store), item_stats=item_stats)
         return cls(config, pipeline, catalog, version=None, mode=NO_BUNDLE)
 
     def pipeline_for(self, variants: dict[str, str]) -> Pipeline:
