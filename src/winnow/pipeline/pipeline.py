@@ -120,13 +120,12 @@ class Pipeline:
 
     def rank(self, candidates: Candidates, request: Request) -> RankedList:
         """Score every candidate with the ranker; best first (ties keep retrieval order)."""
-        score_request = getattr(self.ranker, "score_request", None)  # learned ranker: own features
-        learned = score_request(candidates, request) if score_request is not None else None
-        if learned is not None:
-            scores = np.asarray(learned, np.float32)
+        own = self.ranker.score_request(candidates, request) if self.ranker.own_features else None
+        if own is not None:  # e.g. the learned ranker with its live feature state
+            scores = np.asarray(own, np.float32)
         else:  # the blend (also for users the learned ranker has no history for)
             feats = candidate_features(candidates, request, self.catalog)
-            ranker = self.ranker if score_request is None else self.blend
+            ranker = self.blend if self.ranker.own_features else self.ranker
             scores = np.asarray(ranker.score(candidates, feats), np.float32)
         order = np.argsort(-scores, kind="stable")
         return RankedList(candidates.items[order], scores[order], order.astype(np.int32))
@@ -165,17 +164,16 @@ class Pipeline:
         top = final.take(sel.order)
         rank_pos = {int(item): i for i, item in enumerate(ranked.items)} if request.explain else {}
         contribs: dict[int, list] = {}
-        explain_rows = getattr(self.ranker, "explain", None)
-        if request.explain and explain_rows is not None:
-            contribs = explain_rows(cands, request, np.asarray([r for r in top.row if r >= 0], np.int64))
+        if request.explain and self.ranker.explains:
+            contribs = self.ranker.explain(cands, request, np.asarray([r for r in top.row if r >= 0], np.int64))
         out = []
         for pos, (item, score, row) in enumerate(zip(top.items, top.scores, top.row, strict=True)):
             srcs = cands.sources_of(int(row)) if row >= 0 else [self.config.backfill_source]
             trace = None
             if request.explain:
                 trace = _trace(int(item), int(row), cands, ranked, rank_pos, records,
-                               None if contribs else self.blend.weights if explain_rows else
-                               getattr(self.ranker, "weights", None))
+                               None if contribs else self.blend.weights if self.ranker.explains else
+                               self.ranker.weights)
                 if int(row) in contribs:
                     trace["rank_features"] = contribs[int(row)]  # top pred_contrib of the learned ranker
             out.append(SlateItem(int(item), float(score), pos, srcs, float(sel.propensity[pos]), trace,

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +27,76 @@ from winnow.core.ids import IdMap
 from winnow.data.store import EventLog, Store
 from winnow.data.training_data import event_weights
 from winnow.features import FeatureCatalog, OnlineFeatureState
-from winnow.models.ranker import LambdaRanker, LearnedRanker
+from winnow.models.ranker import LambdaRanker
+from winnow.pipeline.types import Candidates, Ranker, Request
 
 log = logging.getLogger(__name__)
 BULK_EVENTS = 64  # batches larger than this use OnlineFeatureState.add_events
 _CACHE_SIZE = 2
 _cache: OrderedDict[tuple[str, ...], tuple[LambdaRanker, FeatureCatalog]] = OrderedDict()
 _cache_lock = threading.Lock()
+
+class LearnedRanker(Ranker):
+    """The pipeline's rank stage backed by a ``LambdaRanker`` and live ``OnlineFeatureState``.
+
+    ``score_request(candidates, request)`` builds the online features of one request (user
+    resolved to a dense index with ``user_index``; unknown users get -1 and history-free
+    features; t = request.now; device from request.context) and returns float32 [n] scores.
+    ``explain(...)`` returns each row's top pred_contrib features. Pipeline source names map to
+    the spec's source names through ``source_names`` (identity by default); a spec source the
+    request did not run gets NaN (missing) score and rank, as in training for unproposed items.
+    """
+
+    own_features = True
+    explains = True
+
+    def __init__(self, model: LambdaRanker, state: OnlineFeatureState, user_index: Callable[[str], int], *,
+                 source_names: dict[str, str] | None = None, explain_top: int = 5) -> None:
+        self.model = model
+        self.state = state
+        self.user_index = user_index
+        self.source_names = dict(source_names or {})
+        self.explain_top = explain_top
+
+    def features(self, candidates: Candidates, request: Request) -> np.ndarray:
+        """float32 [n, F] online features of the request's candidate rows."""
+        n = len(candidates)
+        inverse = {spec_name: pipe for pipe, spec_name in self.source_names.items()}
+        src_score, src_rank = {}, {}
+        for s in self.model.spec.sources:
+            pipe = inverse.get(s, s)
+            score = candidates.source_scores.get(pipe)
+            rank = candidates.source_ranks.get(pipe)
+            src_score[s] = np.full(n, np.nan) if score is None else np.asarray(score, np.float64)
+            src_rank[s] = (np.full(n, np.nan) if rank is None
+                           else np.where(np.asarray(rank) >= 0, np.asarray(rank, np.float64), np.nan))
+        device = request.context.get("device") if isinstance(request.context, dict) else None
+        return self.state.features(int(self.user_index(request.user.user_id)), candidates.items,
+                                   float(request.now), src_score=src_score, src_rank=src_rank,
+                                   device=device)
+
+    def knows(self, request: Request) -> bool:
+        """True when the user has history in the feature state (the ranker was trained on
+        such lists); cold users are left to the pipeline's blend and cold-start sources."""
+        return self.state.has_history(int(self.user_index(request.user.user_id)))
+
+    def score_request(self, candidates: Candidates, request: Request) -> np.ndarray | None:
+        """float32 [n] ranker scores (higher = better), or None for a user without history."""
+        if not self.knows(request):
+            return None
+        if len(candidates) == 0:
+            return np.empty(0, np.float32)
+        return self.model.predict(self.features(candidates, request)).astype(np.float32)
+
+    def explain(self, candidates: Candidates, request: Request,
+                rows: np.ndarray) -> dict[int, list[dict[str, float]]]:
+        """Top ``explain_top`` feature contributions per candidate row ({} for cold users)."""
+        rows = np.asarray(rows, np.int64)
+        if not self.knows(request) or len(rows) == 0:
+            return {}
+        x = self.features(candidates, request)[rows]
+        return dict(zip(rows.tolist(), self.model.top_contributions(x, top=self.explain_top), strict=True))
+
 
 class FeatureFeed:
     """Maps external-id event frames to the bundle's indices and feeds the feature state."""
