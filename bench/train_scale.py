@@ -140,14 +140,16 @@ def sweep_max_lists(home: Path, caps: list[int]) -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT / "src"))
     from winnow.core.config import load_config
     from winnow.data.open_store import open_store
-    from winnow.training.job import _fit, load_training_data
+    from winnow.components import FitContext, component
+    from winnow.training.job import load_training_data
     from winnow.training.progress import StageClock
     from winnow.training.served_ranker import fit_served_ranker
 
     base = load_config(home)
     store = open_store(base.store_url())
     ds = load_training_data(store, base)
-    models = {name: _fit(name, base, ds.interactions) for name in ("als", "itemitem", "popularity_recent")}
+    fit = FitContext(base, ds)
+    models = {c.model: c.fit(fit) for c in (component(k) for k in ("als", "itemitem", "trending"))}
     out = []
     for cap in caps:
         cfg = base.model_copy(update={"ranker": base.ranker.model_copy(update={"max_lists": cap})})

@@ -190,6 +190,25 @@ def test_user_events_newest_first(store: Store) -> None:
     assert store.user_events("nobody").empty
 
 
+def test_user_version_grows_with_the_users_events(store: Store) -> None:
+    """Stores that track user versions (several serving workers share in-process state over
+    them) report a number that grows with every append of the user's events; others say None."""
+    assert store.user_version("u") is None
+    store.append_events(pd.DataFrame({"user_id": ["u", "v"], "item_id": ["a", "b"],
+                                      "event_type": ["view", "view"], "timestamp": [1, 2]}))
+    first = store.user_version("u")
+    store.append_events(pd.DataFrame({"user_id": ["v"], "item_id": ["c"], "event_type": ["view"],
+                                      "timestamp": [3]}))
+    assert store.user_version("u") == first  # another user's event does not move it
+    store.append_events(pd.DataFrame({"user_id": ["u"], "item_id": ["d"], "event_type": ["click"],
+                                      "timestamp": [4]}))
+    if not store.tracks_user_versions:
+        assert first is None and store.user_version("u") is None
+        return
+    assert first is not None and store.user_version("u") > first
+    assert store.user_version("nobody") is None
+
+
 def test_impressions_and_outcomes(store: Store) -> None:
     imp = {"request_id": "r1", "user_id": "u", "timestamp": 100, "model_version": "v1", "surface": "home",
            "context": {"device": "ios"},

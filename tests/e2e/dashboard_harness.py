@@ -57,7 +57,8 @@ def free_port() -> int:
 def make_world(home: Path, *, bundles: int = 2) -> WinnowConfig:
     """A seeded synthetic world in ``home``, trained ``bundles`` times (the last one is active)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from winnow.training.job import new_version, train
+    from winnow.bundle import new_version
+    from winnow.training.job import train
 
     cfg = load_config(home)
     world = generate_world(300, 500, 20_000, seed=7)

@@ -32,7 +32,7 @@ from servers.throwaway import wait_for
 from winnow.core.config import load_config
 from winnow.data.sqlite_store import SQLiteStore
 from winnow.serving.app import create_app
-from winnow.training import bundle as bundles
+from winnow import bundle as bundles
 
 OPEN = {"security": {"auth": False}, "serving": {"bundle_poll_s": 0.1}}
 

@@ -129,7 +129,7 @@ def _keys(d: object, prefix: str = "") -> set[str]:
 
 
 def test_ray_bundle_has_the_local_bundle_format(trained) -> None:
-    from winnow.training.bundle import verify_bundle
+    from winnow.bundle import verify_bundle
 
     _cfg, _w, _test, local, on_ray = trained
     assert _files(on_ray.path) == _files(local.path)
@@ -183,7 +183,7 @@ def test_ray_bundle_loads_and_serves(trained) -> None:
     from fastapi.testclient import TestClient
 
     from winnow.serving.app import create_app
-    from winnow.training.bundle import activate
+    from winnow.bundle import activate
 
     cfg, world, _test, _local, on_ray = trained
     activate(cfg.home, on_ray.version)

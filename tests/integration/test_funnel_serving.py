@@ -44,7 +44,7 @@ def test_bundle_manifest_reports_the_ranker(client) -> None:
 
 
 def test_served_ranker_scores_known_users_and_explains(client) -> None:
-    from winnow.models.ranker import LearnedRanker
+    from winnow.serving.learned_ranker import LearnedRanker
 
     rt = client.app.state.service.runtime
     assert isinstance(rt.pipeline.ranker, LearnedRanker)

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from serve_harness import Server, make_home
 
+from winnow.bundle import active_version, bundles_dir, new_version
 from winnow.core.config import load_config
 from winnow.data.open_store import open_store
-from winnow.training.bundle import active_version, bundles_dir
-from winnow.training.job import new_version, train
+from winnow.training.job import train
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,10 @@ import pytest
 from fastapi.testclient import TestClient
 from serve_harness import trained_home
 
+from winnow.bundle import active_version, bundles_dir, check_version, new_version, sha256_file
 from winnow.features import OnlineFeatureState
+from winnow.serving.learned_ranker import FeatureFeed
 from winnow.serving.runtime import Runtime
-from winnow.training.served_ranker import FeatureFeed
-from winnow.training.bundle import active_version, bundles_dir, check_version, sha256_file
-from winnow.training.job import new_version
 
 TOML = """
 [security]

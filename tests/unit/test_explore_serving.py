@@ -12,8 +12,7 @@ from servers.throwaway import wait_for
 from winnow.core.config import PipelineConfig, SourceConfig, load_config
 from winnow.core.errors import ConfigError
 from winnow.core.ids import IdMap
-from winnow.pipeline.pipeline import build_pipeline
-from winnow.pipeline.sources import RetrievalArtefacts
+from winnow.components import ServeContext, build_pipeline
 from winnow.pipeline.types import Catalog, Request, UserView
 
 N = 30
@@ -28,7 +27,7 @@ def _pipeline(explore):
     cfg = PipelineConfig(sources=[SourceConfig(name="popularity", kind="popularity", quota=N)],
                          cold_start_sources=["popularity"], backfill_source="popularity", min_candidates=10,
                          max_candidates=N, rules=["exclude"], explore=explore)
-    return build_pipeline(cfg, RetrievalArtefacts(cat))
+    return build_pipeline(cfg, ServeContext(cat))
 
 
 def test_pipeline_explore_stage_logs_exact_propensities():

@@ -13,8 +13,7 @@ from winnow.core.errors import ConfigError
 from winnow.core.ids import IdMap
 from winnow.data.sqlite_store import SQLiteStore
 from winnow.data.store import Store
-from winnow.pipeline.pipeline import build_pipeline
-from winnow.pipeline.sources import RetrievalArtefacts
+from winnow.components import ServeContext, build_pipeline
 from winnow.pipeline.types import Catalog, Request, UserView
 from winnow.serving.item_stats import ItemStats
 
@@ -175,7 +174,7 @@ def _pipeline(explore, item_stats):
     pcfg = PipelineConfig(sources=[SourceConfig(name="popularity", kind="popularity", quota=n)],
                           cold_start_sources=["popularity"], backfill_source="popularity", min_candidates=5,
                           max_candidates=n, rules=["exclude"], explore=explore)
-    return build_pipeline(pcfg, RetrievalArtefacts(cat), item_stats=item_stats)
+    return build_pipeline(pcfg, ServeContext(cat), item_stats=item_stats)
 
 
 def test_thompson_in_the_pipeline_follows_the_live_statistics(store):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from winnow.core.errors import BundleError
-from winnow.training import bundle as B
+from winnow import bundle as B
 
 
 def fill(d: Path) -> None:

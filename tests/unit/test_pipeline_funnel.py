@@ -8,10 +8,11 @@ import pytest
 from winnow.core.config import PipelineConfig, SourceConfig
 from winnow.core.errors import ConfigError
 from winnow.core.ids import IdMap
-from winnow.pipeline.pipeline import Pipeline, build_pipeline
+from winnow.components import ServeContext, build_pipeline
+from winnow.pipeline.pipeline import Pipeline
 from winnow.pipeline.rank import BlendRanker, candidate_features
-from winnow.pipeline.sources import AlsSource, ItemItemSource, RankedArraySource, RetrievalArtefacts
-from winnow.pipeline.types import Catalog, Request, UserView
+from winnow.pipeline.sources import AlsSource, ItemItemSource, RankedArraySource
+from winnow.pipeline.types import Catalog, Ranker, Request, UserView
 
 N = 40
 NOW = 2_000_000_000
@@ -66,7 +67,7 @@ def setup():
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(N, 4)).astype(np.float32)
     cat = make_catalog()
-    art = RetrievalArtefacts(cat, index=FakeIndex(vecs), itemitem=fake_itemitem)
+    art = ServeContext(cat, artefacts={"als": FakeIndex(vecs), "itemitem": fake_itemitem})
     return cat, vecs, art
 
 
@@ -77,10 +78,10 @@ def known_user(vecs, **kw) -> UserView:
 
 def test_als_source_returns_index_neighbours(setup):
     cat, vecs, art = setup
-    items, scores = AlsSource("als", art.index).candidates(Request(known_user(vecs), 5, NOW), 5)
+    items, scores = AlsSource("als", art.artefacts["als"]).candidates(Request(known_user(vecs), 5, NOW), 5)
     exact = np.argsort(-(vecs @ vecs[3]))[:5]
     assert list(items) == list(exact) and np.all(np.diff(scores) <= 0)
-    assert len(AlsSource("als", art.index).candidates(Request(UserView("x"), 5, NOW), 5)[0]) == 0
+    assert len(AlsSource("als", art.artefacts["als"]).candidates(Request(UserView("x"), 5, NOW), 5)[0]) == 0
 
 
 def test_itemitem_source_uses_recent_history(setup):
@@ -142,7 +143,7 @@ def test_unknown_source_name_fails_at_construction(setup):
         build_pipeline(config(sources=[SourceConfig(name="x", kind="trending"),
                                        SourceConfig(name="x", kind="fresh")]), art)
     with pytest.raises(ConfigError, match="als"):
-        build_pipeline(config(), RetrievalArtefacts(art.catalog, itemitem=fake_itemitem))
+        build_pipeline(config(), ServeContext(art.catalog, artefacts={"itemitem": fake_itemitem}))
 
 
 def test_blend_is_rank_normalised_and_rewards_agreement():
@@ -200,3 +201,50 @@ def test_sparse_history_scorer_matches_item_item_model():
         ok = ref_i >= 0
         assert got_s.tolist() == pytest.approx(ref_s[ok].tolist(), rel=1e-5)
         assert set(got_i.tolist()) == set(ref_i[ok].tolist())
+
+
+class _OwnFeatures(Ranker):
+    """Scores known users itself (reverse retrieval order); None for the rest."""
+
+    own_features = True
+    explains = True
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def score_request(self, candidates, request):
+        self.asked.append("score_request")
+        if not request.user.known:
+            return None
+        return np.arange(len(candidates), dtype=np.float32)
+
+    def explain(self, candidates, request, rows):
+        self.asked.append("explain")
+        return {int(r): [{"feature": "toy", "contribution": 1.0}] for r in rows}
+
+
+class _ExplainsUndeclared(BlendRanker):
+    def explain(self, candidates, request, rows):  # not declared (explains = False): never called
+        raise AssertionError("the pipeline probed an undeclared capability")
+
+
+def test_ranker_capabilities_are_declared_not_probed(setup):
+    cat, vecs, art = setup
+    pipe = build_pipeline(config(), art)
+    own = _OwnFeatures()
+    learned = Pipeline(config(), pipe.sources, cat, ranker=own, rules=[])
+    cands = learned.retrieve(Request(known_user(vecs), 5, NOW))
+    ranked = learned.rank(cands, Request(known_user(vecs), 5, NOW))
+    assert ranked.row.tolist() == list(range(len(cands)))[::-1]  # its own scores: last row first
+    cold = Request(UserView("cold", known=False, als_vector=vecs[3]), 5, NOW)
+    cold_cands = learned.retrieve(cold)
+    blend = learned.blend.score(cold_cands, candidate_features(cold_cands, cold, cat))
+    assert learned.rank(cold_cands, cold).scores.tolist() == pytest.approx(sorted(blend.tolist(), reverse=True))
+    slate = learned.recommend(Request(known_user(vecs), 3, NOW, explain=True))
+    assert all(s.trace["rank_features"] == [{"feature": "toy", "contribution": 1.0}] for s in slate.items)
+    assert "explain" in own.asked
+    undeclared = Pipeline(config(), pipe.sources, cat, ranker=_ExplainsUndeclared({"als": 1.0}), rules=[])
+    slate = undeclared.recommend(Request(known_user(vecs), 3, NOW, explain=True))
+    assert all("rank_features" not in s.trace and s.trace["sources"] for s in slate.items)
+    with pytest.raises(NotImplementedError, match="score_request"):
+        own.score(cands, {})

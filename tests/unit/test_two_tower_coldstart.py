@@ -16,7 +16,6 @@ from winnow.models.coldstart import (
     chain_rule,
     quantile_merge,
 )
-from winnow.models.two_tower.serving import load_segment, save_segment
 
 
 def _world() -> tuple[Interactions, list[dict]]:
@@ -54,9 +53,9 @@ def test_segment_round_trip_and_unfitted(tmp_path: Path) -> None:
         SegmentPopularity().score([{}])
     inter, attrs = _world()
     seg = SegmentPopularity(l2=3.0).fit(inter, attrs)
-    save_segment(seg, tmp_path / "seg")
+    seg.save(tmp_path / "seg")
     assert {p.suffix for p in (tmp_path / "seg").iterdir()} == {".json", ".npz"}
-    np.testing.assert_allclose(load_segment(tmp_path / "seg").score(attrs[:5]), seg.score(attrs[:5]))
+    np.testing.assert_allclose(SegmentPopularity.load(tmp_path / "seg").score(attrs[:5]), seg.score(attrs[:5]))
 
 
 def test_chain_rule_and_config_validation() -> None:

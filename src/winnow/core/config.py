@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from winnow.core.errors import ConfigError
-
+from winnow.core.registry import COMPONENTS
 
 from winnow.core.config_models import (  # noqa: F401  (re-exported: one import path for all config)
     ALSConfig, BPRConfig, EASEConfig, ItemItemConfig, ModelsConfig, PopularityConfig, RP3betaConfig,
@@ -61,10 +61,16 @@ class SourceConfig(_Section):
     """One named candidate source of the retrieval stage."""
 
     name: str = Field(min_length=1)  # unique name, reported in responses and traces
-    kind: Literal["als", "itemitem", "sequence", "popularity", "trending", "fresh", "two_tower",
-                  "content", "segment_popular"]
+    kind: str  # a registered component (winnow.core.registry.COMPONENTS)
     quota: int = Field(100, ge=1, le=5000)  # candidates this source may contribute
     weight: float = Field(1.0, ge=0)  # weight of its rank-normalised score in the blend
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in COMPONENTS:
+            raise ValueError(COMPONENTS.unknown(v))
+        return v
 
 
 class PipelineConfig(_Section):

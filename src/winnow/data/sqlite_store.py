@@ -277,6 +277,19 @@ class SQLiteStore(Store):
             "JOIN event_types t ON t.id = e.tid + 1 WHERE uk.external = ? ORDER BY e.ts DESC, e.seq DESC "
             "LIMIT ?", (str(user_id), int(limit))).fetchall())
 
+    tracks_user_versions = True
+
+    def user_version(self, user_id: str) -> int | None:
+        """max(seq) of the user's events: an index-only read (None: no events, or the read
+        failed -- the caller then treats its cached record as stale)."""
+        try:
+            row = self._reader().execute(
+                "SELECT max(e.seq) FROM events e WHERE e.uid = (SELECT id - 1 FROM user_keys WHERE external = ?)",
+                (str(user_id),)).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None or row[0] is None else int(row[0])
+
     def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:
         rows = self._reader().execute(
             "SELECT request_id, user_id, ts, model_version, surface, context, items FROM impressions "

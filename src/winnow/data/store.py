@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -110,6 +110,16 @@ class Store(ABC):
     @abstractmethod
     def user_events(self, user_id: str, *, limit: int = 100) -> pd.DataFrame:
         """The user's most recent events (EVENT_COLUMNS), newest first."""
+
+    # True when ``user_version`` answers: several processes may then keep the same users'
+    # online state in memory and detect each other's writes (serving ``workers > 1``).
+    tracks_user_versions: ClassVar[bool] = False
+
+    def user_version(self, user_id: str) -> int | None:
+        """A number that grows whenever an event of the user is appended (the store's latest
+        event sequence number for the user), None for a user without events or when the
+        store does not track it (``tracks_user_versions`` False; the default)."""
+        return None
 
     @abstractmethod
     def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:

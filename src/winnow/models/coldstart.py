@@ -15,7 +15,9 @@ count <= the user's count applies; "model" and "segment_popular" are blended as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,6 +86,26 @@ class SegmentPopularity:
         if not hasattr(self, "weights_"):
             raise NotFittedError("SegmentPopularity is not fitted; call fit() first")
         return np.asarray(self._design(list(attributes)) @ self.weights_, dtype=np.float32)
+
+    def save(self, directory: str | Path) -> None:
+        """``segment.json`` (vocabulary, l2, first) + ``segment.npz`` (weights float32 [V + 1, n_items])."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        np.savez(d / "segment.npz", weights=self.weights_)
+        (d / "segment.json").write_text(json.dumps({"l2": self.l2, "first": self.first,
+                                                    "vocab": self.vocab_}), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SegmentPopularity:
+        """A model written by ``save``."""
+        d = Path(directory)
+        meta = json.loads((d / "segment.json").read_text(encoding="utf-8"))
+        seg = cls(l2=float(meta["l2"]), first=int(meta["first"]))
+        seg.vocab_ = {str(k): int(v) for k, v in meta["vocab"].items()}
+        with np.load(d / "segment.npz", allow_pickle=False) as z:
+            seg.weights_ = z["weights"]
+        seg.n_items_ = seg.weights_.shape[1]
+        return seg
 
 
 def chain_rule(config: ColdStartConfig, n_events: int) -> list[str]:

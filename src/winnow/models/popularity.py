@@ -113,6 +113,7 @@ class RecentPopularityRecommender(PopularityRecommender):
     """
 
     name = "popularity_recent"
+    section = "popularity"  # [models.popularity] parameterises both popularity models
 
     def __init__(self, window_days: float | None = 30.0, half_life_days: float | None = None) -> None:
         if window_days is None and half_life_days is None:

@@ -6,17 +6,19 @@ directory with ``model.json`` (its "model" field is the name) and ``arrays.npz``
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
 from winnow.core.config import WinnowConfig
-from winnow.core.errors import BundleError, ConfigError
+from winnow.core.errors import BundleError
+from winnow.core.registry import Registry
 from winnow.models.base import Recommender
 
-# name -> "module:class". Imported on first use: two_tower pulls in torch (~1 s, hundreds of MB),
-# which a service or CLI run that never uses it should not pay for.
-MODELS: dict[str, str] = {
+# name -> "module:class", imported on first use (winnow.core.registry.Registry): two_tower pulls
+# in torch (~1 s, hundreds of MB), which a service or CLI run that never uses it should not pay
+# for. Each class declares its own ``name`` and its ``[models.<section>]`` (``section``; default:
+# its name), so a model is registered here once.
+MODELS = Registry("model", {
     "popularity": "winnow.models.popularity:PopularityRecommender",
     "popularity_recent": "winnow.models.popularity:RecentPopularityRecommender",
     "itemitem": "winnow.models.itemitem:ItemItemRecommender",
@@ -27,29 +29,25 @@ MODELS: dict[str, str] = {
     "userknn": "winnow.models.userknn:UserKNNRecommender",
     "sequence": "winnow.models.sequence:SequenceRecommender",
     "two_tower": "winnow.models.two_tower:TwoTowerRecommender",
-}
-
-# which [models.*] config section parameterises each model
-_SECTION = {"popularity": "popularity", "popularity_recent": "popularity", "itemitem": "itemitem",
-            "als": "als", "bpr": "bpr", "ease": "ease", "rp3beta": "rp3beta",
-            "userknn": "userknn", "sequence": "sequence", "two_tower": "two_tower"}
+})
 
 
 def model_class(name: str) -> type[Recommender]:
-    """The class registered under ``name``; ConfigError listing valid names otherwise."""
-    try:
-        module, attr = MODELS[name].split(":")
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}") from None
-    cls = getattr(importlib.import_module(module), attr)
-    assert cls.name == name, f"{MODELS[name]} is registered as {name!r} but calls itself {cls.name!r}"
+    """The class registered under ``name``; ConfigError naming it and the valid names otherwise."""
+    cls: type[Recommender] = MODELS.get(name)
+    assert cls.name == name, f"model {name!r} is registered as {name!r} but calls itself {cls.name!r}"
     return cls
+
+
+def model_section(name: str) -> str:
+    """The ``[models.<section>]`` that parameterises model ``name``."""
+    return getattr(model_class(name), "section", None) or name
 
 
 def build_model(name: str, config: WinnowConfig) -> Recommender:
     """An unfitted model named ``name`` with parameters from ``config.models.<section>``."""
     cls = model_class(name)
-    section = getattr(config.models, _SECTION[name])
+    section = getattr(config.models, model_section(name))
     return cls.from_config(section)  # type: ignore[attr-defined]
 
 
@@ -65,5 +63,5 @@ def load_model(directory: str | Path) -> Recommender:
         raise BundleError(f"{meta_path}: invalid JSON: {exc}") from None
     name = meta.get("model") if isinstance(meta, dict) else None
     if name not in MODELS:
-        raise BundleError(f"{meta_path}: unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}")
+        raise BundleError(f"{meta_path}: {MODELS.unknown(name)}")
     return model_class(name).load(d)

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from winnow.core.config import PipelineConfig, SourceConfig
+from winnow.core.config import PipelineConfig
 from winnow.core.errors import ConfigError
 from winnow.pipeline.explore import ItemCounts, SurfacePolicies
 from winnow.pipeline.rank import BlendRanker, candidate_features
 from winnow.pipeline.rules import build_rules
-from winnow.pipeline.sources import CandidateSource, RetrievalArtefacts, build_source
+from winnow.pipeline.sources import CandidateSource
 from winnow.pipeline.types import (
     Candidates,
     Catalog,
@@ -121,13 +120,12 @@ class Pipeline:
 
     def rank(self, candidates: Candidates, request: Request) -> RankedList:
         """Score every candidate with the ranker; best first (ties keep retrieval order)."""
-        score_request = getattr(self.ranker, "score_request", None)  # learned ranker: own features
-        learned = score_request(candidates, request) if score_request is not None else None
-        if learned is not None:
-            scores = np.asarray(learned, np.float32)
+        own = self.ranker.score_request(candidates, request) if self.ranker.own_features else None
+        if own is not None:  # e.g. the learned ranker with its live feature state
+            scores = np.asarray(own, np.float32)
         else:  # the blend (also for users the learned ranker has no history for)
             feats = candidate_features(candidates, request, self.catalog)
-            ranker = self.ranker if score_request is None else self.blend
+            ranker = self.blend if self.ranker.own_features else self.ranker
             scores = np.asarray(ranker.score(candidates, feats), np.float32)
         order = np.argsort(-scores, kind="stable")
         return RankedList(candidates.items[order], scores[order], order.astype(np.int32))
@@ -166,17 +164,16 @@ class Pipeline:
         top = final.take(sel.order)
         rank_pos = {int(item): i for i, item in enumerate(ranked.items)} if request.explain else {}
         contribs: dict[int, list] = {}
-        explain_rows = getattr(self.ranker, "explain", None)
-        if request.explain and explain_rows is not None:
-            contribs = explain_rows(cands, request, np.asarray([r for r in top.row if r >= 0], np.int64))
+        if request.explain and self.ranker.explains:
+            contribs = self.ranker.explain(cands, request, np.asarray([r for r in top.row if r >= 0], np.int64))
         out = []
         for pos, (item, score, row) in enumerate(zip(top.items, top.scores, top.row, strict=True)):
             srcs = cands.sources_of(int(row)) if row >= 0 else [self.config.backfill_source]
             trace = None
             if request.explain:
                 trace = _trace(int(item), int(row), cands, ranked, rank_pos, records,
-                               None if contribs else self.blend.weights if explain_rows else
-                               getattr(self.ranker, "weights", None))
+                               None if contribs else self.blend.weights if self.ranker.explains else
+                               self.ranker.weights)
                 if int(row) in contribs:
                     trace["rank_features"] = contribs[int(row)]  # top pred_contrib of the learned ranker
             out.append(SlateItem(int(item), float(score), pos, srcs, float(sel.propensity[pos]), trace,
@@ -244,28 +241,3 @@ def _trace(item: int, row: int, cands: Candidates, ranked: RankedList, rank_pos:
         "rank_position": pos,
         "rules": [t for r in records if (t := r.touched(item)) is not None],
     }
-
-
-def build_pipeline(config: PipelineConfig, artefacts: RetrievalArtefacts, *,
-                   ranker: Ranker | None = None, blocked: frozenset[int] | None = None,
-                   item_stats: Any = None) -> Pipeline:
-    """Sources from config + artefacts (ConfigError if one cannot be built), then the Pipeline.
-
-    ``item_stats``: the service's winnow.serving.item_stats.ItemStats (Thompson sampling reads
-    it through the catalog's indices); None: a thompson explore spec is refused."""
-    sources: dict[str, CandidateSource] = {}
-    for cfg in config.sources:
-        sources[cfg.name] = build_source(cfg, artefacts, recent=config.recent_items)
-    if config.backfill_source not in sources:
-        kinds = {"popularity", "trending", "fresh"}
-        if config.backfill_source not in kinds:
-            raise ConfigError(f"pipeline.backfill_source {config.backfill_source!r} is neither a "
-                              f"configured source nor one of {sorted(kinds)}")
-        sources[config.backfill_source] = build_source(
-            SourceConfig(name=config.backfill_source, kind=config.backfill_source), artefacts)
-    if blocked is None:
-        ids = artefacts.catalog.item_ids
-        blocked = frozenset(i for i in (ids.get(x) for x in config.blocked_items) if i >= 0)
-    rules = build_rules(config, blocked=blocked)
-    counts = item_stats.bind(artefacts.catalog.item_ids) if item_stats is not None else None
-    return Pipeline(config, sources, artefacts.catalog, ranker=ranker, rules=rules, item_counts=counts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.pipeline.types import NO_CATEGORY, Candidates, Catalog, Request
+from winnow.pipeline.types import NO_CATEGORY, Candidates, Catalog, Ranker, Request
 
 
 def candidate_features(candidates: Candidates, request: Request, catalog: Catalog) -> dict[str, np.ndarray]:
@@ -38,7 +38,7 @@ def candidate_features(candidates: Candidates, request: Request, catalog: Catalo
     return feats
 
 
-class BlendRanker:
+class BlendRanker(Ranker):
     """A calibrated blend of source scores: sum_s w_s * rank_s / sum_s w_s + w_aff * affinity.
 
     Rank normalisation puts every source on the same [0, 1] scale whatever its raw score units
@@ -51,7 +51,7 @@ class BlendRanker:
     """
 
     def __init__(self, weights: dict[str, float], *, affinity_weight: float = 0.5) -> None:
-        self.weights = dict(weights)
+        self.weights: dict[str, float] = dict(weights)
         self.affinity_weight = float(affinity_weight)
         self._norm = sum(self.weights.values()) or 1.0
 

@@ -1,4 +1,5 @@
-"""Retrieval stage: named candidate sources, each with a quota.
+"""Retrieval stage: the candidate-source contract and the source classes several components
+share (winnow.components builds them, one component per kind).
 
 A source answers ``candidates(request, k) -> (items int32 [<=k], scores float32 [<=k])``, best
 first, internal item indices. Sources never raise for a user they cannot serve (no vector, no
@@ -13,8 +14,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from winnow.core.config import SourceConfig
-from winnow.core.errors import ConfigError
 from winnow.pipeline.types import Catalog, Request
 
 EMPTY_I = np.empty(0, np.int32)
@@ -154,61 +153,3 @@ class RankedArraySource:
             self.refresh()
         avail = self._catalog.available[self._order]
         return self._order[avail][:k], self._sorted[avail][:k]
-
-
-def _fresh_scores(catalog: Catalog) -> np.ndarray:
-    created = catalog.created_at.astype(np.float64)
-    out = np.full(len(created), -np.inf, np.float32)
-    known = created >= 0
-    if known.any():
-        newest = created[known].max()
-        out[known] = (1.0 / (1.0 + (newest - created[known]) / 86400.0)).astype(np.float32)
-    return out
-
-
-@dataclass
-class RetrievalArtefacts:
-    """What a bundle (or the store, without a bundle) offers to build sources from."""
-
-    catalog: Catalog
-    index: AnnIndex | None = None           # over ALS item factors
-    itemitem: HistoryScorer | None = None
-    sequence: HistoryScorer | None = None   # time-neighbour item-item (winnow.models.sequence)
-    ef_search: int | None = None
-    two_tower: Any = None   # winnow.models.two_tower.serving.TwoTowerServing
-    segment: Any = None     # winnow.models.coldstart.SegmentPopularity
-
-
-def build_source(cfg: SourceConfig, art: RetrievalArtefacts, *, recent: int = 50) -> CandidateSource:
-    """One source from its config; ConfigError when the bundle lacks what it needs."""
-    if cfg.kind == "als":
-        if art.index is None:
-            raise ConfigError(f"source {cfg.name!r} (kind als) needs an ALS model and index in the bundle")
-        return AlsSource(cfg.name, art.index, art.ef_search)
-    if cfg.kind == "itemitem":
-        if art.itemitem is None:
-            raise ConfigError(f"source {cfg.name!r} (kind itemitem) needs an item-item model in the bundle")
-        return ItemItemSource(cfg.name, art.itemitem, recent)
-    if cfg.kind == "sequence":
-        if art.sequence is None:
-            raise ConfigError(f"source {cfg.name!r} (kind sequence) needs a sequence model in the bundle")
-        return ItemItemSource(cfg.name, art.sequence, recent, kind="sequence")
-    if cfg.kind == "popularity":
-        return RankedArraySource(cfg.name, "popularity", art.catalog, lambda c: c.popularity)
-    if cfg.kind == "trending":
-        return RankedArraySource(cfg.name, "trending", art.catalog, lambda c: c.trending)
-    if cfg.kind == "fresh":
-        return RankedArraySource(cfg.name, "fresh", art.catalog, _fresh_scores)
-    if cfg.kind in ("two_tower", "content", "segment_popular"):
-        from winnow.models.two_tower import serving
-
-        if cfg.kind == "segment_popular":
-            if art.segment is None:
-                raise ConfigError(f"source {cfg.name!r} (kind segment_popular) needs a segment model in the bundle")
-            return serving.SegmentSource(cfg.name, art.segment, art.catalog)
-        if art.two_tower is None:
-            raise ConfigError(f"source {cfg.name!r} (kind {cfg.kind}) needs a two-tower model in the bundle")
-        if cfg.kind == "two_tower":
-            return serving.TwoTowerSource(cfg.name, art.two_tower)
-        return serving.ContentSource(cfg.name, art.two_tower, recent)
-    raise ConfigError(f"source {cfg.name!r}: unknown kind {cfg.kind!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -222,10 +222,39 @@ class Rule(Protocol):
     def __call__(self, ranked: RankedList, ctx: RuleContext) -> tuple[RankedList, RuleRecord]: ...
 
 
-class Ranker(Protocol):
-    """Ranking stage: one score per candidate (higher is better), float32 [n]."""
+class Ranker:
+    """Ranking stage: one score per candidate (higher is better), float32 [n].
 
-    def score(self, candidates: Candidates, features: dict[str, np.ndarray]) -> np.ndarray: ...
+    What a ranker can do is declared here, never probed:
+
+    - ``own_features`` False (the default): the pipeline computes ``candidate_features`` and
+      calls ``score(candidates, features)``.
+    - ``own_features`` True: the pipeline calls ``score_request(candidates, request)``; the
+      ranker builds its own features (the learned ranker's live feature state). ``None`` -- a
+      request it cannot score, e.g. a user it has no history for -- hands the request to the
+      pipeline's blend of source scores.
+    - ``explains`` True: ``explain(candidates, request, rows)`` gives, per candidate row, the
+      features that contributed most; explain traces carry them.
+    - ``weights``: source name -> blend weight, reported in explain traces (None: not a blend).
+    """
+
+    own_features: ClassVar[bool] = False
+    explains: ClassVar[bool] = False
+    weights: dict[str, float] | None = None
+
+    def score(self, candidates: Candidates, features: dict[str, np.ndarray]) -> np.ndarray:
+        """float32 [n] scores from the pipeline's candidate features."""
+        raise NotImplementedError(f"{type(self).__name__} scores requests itself (own_features): "
+                                  "call score_request")
+
+    def score_request(self, candidates: Candidates, request: Request) -> np.ndarray | None:
+        """float32 [n] scores from the ranker's own features, or None (see the class docstring)."""
+        return None
+
+    def explain(self, candidates: Candidates, request: Request,
+                rows: np.ndarray) -> dict[int, list[dict[str, float]]]:
+        """Row -> top feature contributions ({} when the ranker does not explain this request)."""
+        return {}
 
 
 @dataclass

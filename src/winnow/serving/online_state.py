@@ -57,9 +57,7 @@ def open_backend(config: WinnowConfig, store: Store) -> OnlineStateBackend:
     """The backend named by ``[online] url`` (no connection is attempted here)."""
     online = config.online
     if online.url.startswith("memory:"):
-        from winnow.data.sqlite_store import SQLiteStore
-
-        if config.serving.workers > 1 and not isinstance(store, SQLiteStore):
+        if config.serving.workers > 1 and not store.tracks_user_versions:
             raise ConfigError(f"[online] url = {online.url!r} with [serving] workers = {config.serving.workers}: "
                               "in-process state is shared between workers only over the embedded SQLite "
                               "store; with this store set [online] url = \"redis://host:port/db\"")

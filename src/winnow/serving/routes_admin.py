@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from winnow.serving.errors import ApiError
 from winnow.serving.schemas import ActivateOut, BundleOut, BundlesOut, Health, Ready
 from winnow.serving.service import Service
-from winnow.training import bundle as bundles
+from winnow import bundle as bundles
 
 router = APIRouter()
 # strict: only names this regex accepts ever reach the file system

@@ -165,7 +165,7 @@ def slate(request: Request, user_id: str, body: SlateIn | None = None) -> dict[s
 
 
 def _manifest(svc: Service) -> dict[str, Any]:
-    from winnow.training import bundle as bundles
+    from winnow import bundle as bundles
 
     version = svc.runtime.version
     if version is None:

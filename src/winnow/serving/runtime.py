@@ -19,11 +19,11 @@ import pandas as pd
 from winnow.core.config import PipelineConfig, SourceConfig, WinnowConfig
 from winnow.core.ids import IdMap
 from winnow.data.store import Store
-from winnow.pipeline.pipeline import Pipeline, build_pipeline
-from winnow.pipeline.sources import RetrievalArtefacts, sparse_history_scorer
+from winnow.components import ServeContext, build_pipeline, needs_profile
+from winnow.pipeline.pipeline import Pipeline
 from winnow.pipeline.types import NO_CATEGORY, Catalog, UserView
 from winnow.serving.state import UserRecord
-from winnow.training.bundle import Bundle
+from winnow.bundle import Bundle
 
 log = logging.getLogger(__name__)
 NO_BUNDLE = "no_bundle_popularity"
@@ -47,39 +47,14 @@ def _overlay_store_catalog(catalog: Catalog, store: Store) -> None:
                        created_at=None if created is None or created is pd.NA or created != created else int(created))
 
 
-def _cold_start_artefacts(config: WinnowConfig, bundle: Bundle, store: Store,
-                          catalog: Catalog) -> tuple[Any, Any]:
-    """(TwoTowerServing or None, SegmentPopularity or None) from the bundle; store items newer
-    than the bundle are indexed from their content."""
-    tts = segment = None
-    model = bundle.models.get("two_tower")
-    if model is not None:
-        from winnow.models.two_tower.serving import TwoTowerServing
-
-        tts = TwoTowerServing.build(model, config.index)
-        items = store.read_items()
-        if len(items):
-            idx = catalog.item_ids.encode(items["item_id"].tolist(), missing=-1)
-            new = idx >= model.n_items_
-            if new.any():
-                tts.add_items([int(i) for i in idx[new]], items[new].reset_index(drop=True))
-    seg_dir = bundle.info.path / "segment"
-    if seg_dir.is_dir():
-        from winnow.models.two_tower.serving import load_segment
-
-        segment = load_segment(seg_dir)
-    return tts, segment
-
-
 def _learned_ranker(config: WinnowConfig, bundle: Bundle, store: Store, serving_feed: Any = None) -> Any:
     """(LearnedRanker, FeatureFeed) when the bundle has a ranker and [ranker] is enabled;
     ``serving_feed``: the serving runtime's feed, whose state may be taken over (served_ranker)."""
     if not config.ranker.enabled:
         return None
-    from winnow.training.served_ranker import load_served_ranker
+    from winnow.serving.learned_ranker import load_served_ranker
 
-    return load_served_ranker(bundle.info.path, store, config, bundle.user_ids, bundle.item_ids,
-                              files=bundle.info.manifest.get("files"), serving_feed=serving_feed)
+    return load_served_ranker(bundle, store, config, serving_feed=serving_feed)
 
 
 class Runtime:
@@ -101,9 +76,8 @@ class Runtime:
         self.mode = mode
         self.data_until = data_until
         self.two_tower = two_tower  # TwoTowerServing (cold-start sources), or None
-        self.feature_feed: Any = None  # learned ranker's live feature state (served_ranker.FeatureFeed)
-        kinds = {s.kind for s in config.pipeline.sources}
-        self.needs_profile = bool(kinds & {"two_tower", "content", "segment_popular"})
+        self.feature_feed: Any = None  # learned ranker's live feature state (serving.learned_ranker.FeatureFeed)
+        self.needs_profile = needs_profile(config.pipeline)
         self._n_model_items = int(getattr(als, "n_items_", 0) or getattr(itemitem, "n_items_", 0) or 0)
         self._fold_cache: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         self._fold_lock = threading.Lock()
@@ -115,7 +89,7 @@ class Runtime:
         """A runtime for a loaded bundle; ConfigError if the pipeline wiring needs what it lacks.
         ``item_stats``: the service's serving.item_stats.ItemStats (Thompson sampling);
         ``serving_feed``: the serving runtime's ranker feature feed (its state is taken over when
-        the bundles' feature inputs are identical; training.served_ranker.load_served_ranker)."""
+        the bundles' feature inputs are identical; serving.learned_ranker.load_served_ranker)."""
         arr = bundle.items
         catalog = Catalog(IdMap.from_list("item", bundle.item_ids.to_list()), category=arr["category"],
                           category_names=bundle.category_names, available=arr["available"],
@@ -126,19 +100,14 @@ class Runtime:
         als, itemitem = bundle.models.get("als"), bundle.models.get("itemitem")
         if als is not None and als.n_items_:
             als.recalculate_user(np.zeros(1, np.int64))  # warm the fold-in (computes Y^T Y once)
-        scorer = sparse_history_scorer(itemitem.similarity_) if itemitem is not None else None
-        sequence = bundle.models.get("sequence")
-        seq_scorer = sparse_history_scorer(sequence.similarity_) if sequence is not None else None
-        tts, segment = _cold_start_artefacts(config, bundle, store, catalog)
-        art = RetrievalArtefacts(catalog, index=bundle.index if als is not None else None,
-                                 itemitem=scorer, sequence=seq_scorer, ef_search=config.index.ef_search,
-                                 two_tower=tts, segment=segment)
+        ctx = ServeContext(catalog, config, bundle, store)  # each component loads its artefact once
         learned = _learned_ranker(config, bundle, store, serving_feed)
         ranker = learned[0] if learned else None
-        pipeline = build_pipeline(config.pipeline, art, ranker=ranker, item_stats=item_stats)
+        pipeline = build_pipeline(config.pipeline, ctx, ranker=ranker, item_stats=item_stats)
         runtime = cls(config, pipeline, catalog, version=bundle.version, user_ids=bundle.user_ids,
-                   als=als, itemitem=itemitem, index=bundle.index,
-                   data_until=int(bundle.info.manifest.get("data", {}).get("until", -1)), two_tower=tts)
+                      als=als, itemitem=itemitem, index=bundle.index,
+                      data_until=int(bundle.info.manifest.get("data", {}).get("until", -1)),
+                      two_tower=ctx.artefacts.get("two_tower"))
         runtime.feature_feed = learned[1] if learned else None
         # A/B variants with [pipeline] overrides: their own pipelines over the same artefacts
         for exp in config.experiments:
@@ -146,7 +115,7 @@ class Runtime:
                 if var.overrides:
                     pcfg = PipelineConfig.model_validate({**config.pipeline.model_dump(), **var.overrides})
                     runtime.variant_pipelines[(exp.name, var.name)] = build_pipeline(
-                        pcfg, art, ranker=ranker, item_stats=item_stats)
+                        pcfg, ctx, ranker=ranker, item_stats=item_stats)
         return runtime
 
     @classmethod
@@ -167,7 +136,7 @@ class Runtime:
             "sources": [SourceConfig(name="popularity", kind="popularity", quota=config.pipeline.min_candidates)],
             "cold_start_sources": ["popularity"], "backfill_source": "popularity"})
         pipeline = build_pipeline(PipelineConfig.model_validate(pcfg.model_dump()),
-                                  RetrievalArtefacts(catalog), item_stats=item_stats)
+                                  ServeContext(catalog, config, store=store), item_stats=item_stats)
         return cls(config, pipeline, catalog, version=None, mode=NO_BUNDLE)
 
     def pipeline_for(self, variants: dict[str, str]) -> Pipeline:

@@ -30,7 +30,7 @@ from winnow.serving import memory
 from winnow.serving.swap import CatchUp, background_priority, settle, trim_later
 from winnow.serving.online_state import STORE_ERRORS, ResilientState, open_backend
 from winnow.serving.telemetry import Metrics
-from winnow.training import bundle as bundles
+from winnow import bundle as bundles
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ keeps the same records in Redis for several replicas; both satisfy
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -33,54 +32,6 @@ from winnow.data.store import Store
 PURCHASE = "purchase"
 MAX_SCAN = 100_000  # events read once per user to find all purchases when the history is longer
 _REVISIONS = itertools.count(1)  # process-wide: a (re)loaded record never reuses a revision
-
-# Adapter (remove once SQLiteStore.user_events joins on rowids): the store's own query joins
-# ``ik.id - 1 = e.iid``, which makes SQLite scan the whole item_keys table for every event row
-# (33 ms per user at 20k items, seconds at 1M). Same columns and order as Store.user_events.
-_FAST_USER_EVENTS = (
-    "SELECT uk.external, ik.external, t.external, e.value, e.ts, e.event_id, e.context "
-    "FROM user_keys uk JOIN events e ON e.uid = uk.id - 1 "
-    "JOIN item_keys ik ON ik.id = e.iid + 1 JOIN event_types t ON t.id = e.tid + 1 "
-    "WHERE uk.external = ? ORDER BY e.ts DESC, e.seq DESC LIMIT ?")
-
-
-_USER_VERSION = ("SELECT max(e.seq) FROM events e "
-                 "WHERE e.uid = (SELECT id - 1 FROM user_keys WHERE external = ?)")
-
-
-def user_version(store: Store, user_id: str) -> int | None:
-    """The store's latest event sequence number for the user (None: no events / unsupported).
-
-    Used by several worker processes sharing one store: a cached record whose version differs
-    was changed by another process and is rebuilt. Embedded SQLite store only (index-only read).
-    """
-    from winnow.data.sqlite_store import SQLiteStore
-
-    if not isinstance(store, SQLiteStore):
-        return None
-    try:
-        row = store._reader().execute(_USER_VERSION, (str(user_id),)).fetchone()
-    except sqlite3.Error:
-        return None
-    return None if row is None or row[0] is None else int(row[0])
-
-
-def user_events(store: Store, user_id: str, *, limit: int) -> pd.DataFrame:
-    """``store.user_events`` with a rowid-join fast path for the embedded SQLite store."""
-    from winnow.data.sqlite_store import SQLiteStore
-
-    if not isinstance(store, SQLiteStore):
-        return store.user_events(user_id, limit=limit)
-    try:
-        rows = store._reader().execute(_FAST_USER_EVENTS, (str(user_id), int(limit))).fetchall()
-    except sqlite3.Error:  # store schema changed under the adapter: use the contract method
-        return store.user_events(user_id, limit=limit)
-    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "value", "timestamp",
-                                        "event_id", "context"])
-    frame["value"] = frame["value"].astype(np.float64)
-    frame["timestamp"] = frame["timestamp"].astype(np.int64)
-    return frame
-
 
 @dataclass
 class UserRecord:
@@ -112,7 +63,7 @@ def record_from_store(store: Store, user_id: str, *, weight: Callable[[str], flo
     Reads the newest ``history`` events; when there are more, one longer read (up to MAX_SCAN)
     finds every purchase and the full event count. Store errors propagate.
     """
-    frame = user_events(store, user_id, limit=history)
+    frame = store.user_events(user_id, limit=history)
     if len(frame) == 0:
         return None
     rec = UserRecord(user_id, deque(maxlen=history))
@@ -123,7 +74,7 @@ def record_from_store(store: Store, user_id: str, *, weight: Callable[[str], flo
             rec.purchased.add(item)
     rec.event_count = len(frame)
     if len(frame) == history:  # truncated: purchases and the count need the older events
-        full = user_events(store, user_id, limit=MAX_SCAN)
+        full = store.user_events(user_id, limit=MAX_SCAN)
         rec.event_count = len(full)
         rec.purchased.update(full["item_id"][full["event_type"] == PURCHASE].tolist())
     return rec
@@ -159,7 +110,7 @@ class OnlineState:
         return float(w) if w is not None else 0.0
 
     def _load(self, user_id: str) -> UserRecord | None:
-        version = user_version(self._store, user_id) if self._shared else None
+        version = self._store.user_version(user_id) if self._shared else None
         rec = record_from_store(self._store, user_id, weight=self.weight, history=self._history)
         if rec is not None:
             rec.store_version = version
@@ -172,7 +123,7 @@ class OnlineState:
             if rec is not None:
                 self._users.move_to_end(user_id)
         if rec is not None:
-            if not self._shared or user_version(self._store, user_id) == rec.store_version:
+            if not self._shared or self._store.user_version(user_id) == rec.store_version:
                 return rec
             with self._lock:  # changed by another process: rebuild from the store
                 if self._users.get(user_id) is rec:

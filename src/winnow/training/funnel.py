@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from winnow.components import ranker_models
 from winnow.core.config import RankerConfig, WinnowConfig
 from winnow.core.errors import NotFittedError, WinnowError
 from winnow.data.interactions import Dataset, Interactions
@@ -65,13 +66,11 @@ def effective_sources(config: WinnowConfig, n_items: int, say=None) -> list[str]
 
 def served_ranker_config(config: WinnowConfig) -> tuple[WinnowConfig, dict[str, str]]:
     """The ranker config for the service: its sources are the pipeline's sources that a retrieval
-    model backs (als, itemitem, sequence, popularity, trending), named as in the pipeline so the served
+    model backs (each component's ``model``: als, itemitem, sequence, popularity, trending), named as in the pipeline so the served
     ranker reads the request's source scores by name; only proposed items carry a source score
     (``dense_scores = False``), as in serving."""
-    kinds = {"als": "als", "itemitem": "itemitem", "sequence": "sequence", "popularity": "popularity",
-             "trending": "popularity_recent"}
-    mapping = {s.name: kinds[s.kind] for s in config.pipeline.sources if s.kind in kinds}
-    quota = max([s.quota for s in config.pipeline.sources if s.kind in kinds] or [config.ranker.per_source])
+    mapping = ranker_models(config.pipeline)
+    quota = max([s.quota for s in config.pipeline.sources if s.name in mapping] or [config.ranker.per_source])
     rc = config.ranker.model_copy(update={"sources": list(mapping), "dense_scores": False,
                                           "per_source": min(quota, 200), "inner_folds": 1})
     return config.model_copy(update={"ranker": rc}), mapping

@@ -5,9 +5,9 @@ and peak RSS land in the manifest's ``stages``, training/progress.py):
 1. load the dataset from the store (events weighted by [events]; every catalog item indexed);
 2. evaluate: fit each retrieval model on events before a temporal cutoff (the last
    ``holdout`` share of time is held out) and score top-k on the later events -> manifest metrics;
-3. fit the models on all events: ALS, item-item, popularity (+ popularity_recent as "trending"),
-   plus any other model a configured source needs (two-tower and segment popularity are their
-   own stages, so their cost is reported apart);
+3. fit every component the bundle holds (winnow.components.components_for: the ``always`` ones
+   -- popularity, trending, ALS, item-item -- and each configured source's), in registry order;
+   a component with its own ``stage`` (two-tower, segment popularity) is timed apart;
 4. fit the served ranker (training/served_ranker.py; it reuses the models of step 3) while the
    ANN index over the ALS item factors (ids = item indices) is built in a second thread;
 5. write ``<home>/bundles/<version>/`` atomically and activate it.
@@ -15,34 +15,34 @@ and peak RSS land in the manifest's ``stages``, training/progress.py):
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from winnow.core.config import PopularityConfig, WinnowConfig
+from winnow.bundle import (
+    BundleContents,
+    BundleInfo,
+    activate,
+    fill_bundle,
+    new_version,
+    newest_manifest,
+    write_bundle,
+)
+from winnow.components import FitContext, components_for
+from winnow.core.config import WinnowConfig
 from winnow.core.errors import DataError
-from winnow.data.interactions import Dataset, Interactions
+from winnow.data.interactions import Dataset
 from winnow.data.store import Store
-from winnow.training.bundle import BundleInfo, activate, write_bundle
 from winnow.training.progress import StageClock
 
 log = logging.getLogger(__name__)
 EVAL_K = 20
 EVAL_MAX_USERS = 2000
-
-
-def new_version(now: float | None = None) -> str:
-    """A sortable, unique bundle version: 20261126T014516Z-ab12cd."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 def load_training_data(store: Store, config: WinnowConfig) -> Dataset:
@@ -73,24 +73,12 @@ def _item_arrays(ds: Dataset, popularity: np.ndarray, trending: np.ndarray) -> t
              "trending": trending.astype(np.float32)}, list(cats))
 
 
-def _fit(name: str, config: WinnowConfig, train: Interactions) -> Any:
-    from winnow.models.popularity import RecentPopularityRecommender
-    from winnow.models.registry import build_model
-
-    if name == "popularity_recent":
-        pc: PopularityConfig = config.models.popularity
-        model = RecentPopularityRecommender(
-            window_days=pc.window_days, half_life_days=pc.half_life_days or config.pipeline.trending_half_life_days)
-    else:
-        model = build_model(name, config)
-    return model.fit(train)
-
-
 def evaluate(names: list[str], config: WinnowConfig, ds: Dataset, *, holdout: float,
              seed: int = 0) -> dict[str, Any]:
     """Offline metrics@EVAL_K of each model on a temporal hold-out (last ``holdout`` of time)."""
     from winnow.evaluation.metrics import evaluate_recs
     from winnow.evaluation.splits import temporal_split
+    from winnow.models.registry import build_model
 
     inter = ds.interactions.subset(ds.interactions.weight > 0)
     if len(inter) < 10:
@@ -108,7 +96,7 @@ def evaluate(names: list[str], config: WinnowConfig, ds: Dataset, *, holdout: fl
     out: dict[str, Any] = {"protocol": "temporal", "k": EVAL_K, **split.params,
                            "n_train": len(split.train), "n_test": len(split.test)}
     for name in names:
-        model = _fit(name, config, split.train)
+        model = build_model(name, config).fit(split.train)
         recs, _ = model.recommend(users, EVAL_K, exclude=seen)
         metrics = evaluate_recs(recs, split.test, k=EVAL_K, users=users)
         out[name] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
@@ -130,14 +118,6 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
     with open_engine(config, engine) as eng:  # validated (ConfigError) before any work
         return _train(config, store, eng, holdout=holdout, evaluate_models=evaluate_models,
                       activate_bundle=activate_bundle, progress=progress or log.info)
-
-
-def _previous_manifest(home: Path) -> dict[str, Any] | None:
-    """The newest complete bundle's manifest (its stage timings seed the estimates), or None."""
-    from winnow.training.bundle import list_bundles
-
-    bundles = list_bundles(home)
-    return bundles[-1].manifest if bundles else None
 
 
 def _build_index(config: WinnowConfig, factors: np.ndarray) -> Any:
@@ -164,39 +144,27 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
     if len(inter) == 0:
         raise DataError("no events in the store: import some before training", source="store")
     kinds = {s.kind for s in config.pipeline.sources}
-    plan = ["evaluate", "fit", "two_tower", "segment", "ranker", "index", "write"]
-    clock = StageClock(plan, events=len(inter), previous=_previous_manifest(config.home), say=progress)
-    for name, wanted in (("evaluate", evaluate_models), ("two_tower", bool(kinds & {"two_tower", "content"})),
-                         ("segment", "segment_popular" in kinds), ("ranker", config.ranker.enabled)):
+    comps = components_for(config)  # the registry decides what the bundle holds
+    fit_stages = list(dict.fromkeys(c.stage for c in comps if c.stage != "fit"))
+    plan = ["evaluate", "fit", *fit_stages, "ranker", "index", "write"]
+    clock = StageClock(plan, events=len(inter), previous=newest_manifest(config.home), say=progress)
+    for name, wanted in (("evaluate", evaluate_models), ("ranker", config.ranker.enabled)):
         if not wanted:
             clock.skip(name)
-    names = ["popularity", "popularity_recent", "als", "itemitem"]
-    if "sequence" in kinds:  # time-neighbour item-item source (winnow.models.sequence)
-        names.append("sequence")
     metrics: dict[str, Any] = {"skipped": "evaluate_models=False"}
     if evaluate_models:
         with clock.stage("evaluate"):
             metrics = evaluate(["popularity", "als", "itemitem"], config, ds, holdout=holdout)
-    with clock.stage("fit"):
-        models = {}
-        for name in names:
-            progress(f"      fitting {name}")
-            models[name] = _fit(name, config, inter)
-    segment, two_tower_run = None, None
-    if "two_tower" in clock.plan:  # cold-start sources (winnow.models.two_tower)
-        from winnow.models.two_tower import TwoTowerRecommender
-
-        with clock.stage("two_tower"):
-            models["two_tower"], two_tower_run = eng.fit_two_tower(
-                TwoTowerRecommender.from_config(config.models.two_tower).with_side_info(ds.items, ds.users), inter)
-        names.append("two_tower")
-    if "segment" in clock.plan:
-        from winnow.models.coldstart import SegmentPopularity, user_attributes
-
-        with clock.stage("segment"):
-            segment = SegmentPopularity(l2=config.coldstart.segment_l2, first=config.coldstart.segment_first).fit(
-                inter, user_attributes(ds.users, inter.n_users))
-    als = models["als"]
+    fctx = FitContext(config, ds, eng)
+    fitted: dict[str, Any] = {}  # artefact -> fitted (components sharing an artefact fit it once)
+    for stage in ["fit", *fit_stages]:
+        with clock.stage(stage):
+            for comp in comps:
+                if comp.stage == stage and comp.artefact is not None and comp.artefact not in fitted:
+                    progress(f"      fitting {comp.artefact}")
+                    fitted[comp.artefact] = comp.fit(fctx)
+    models = {c.model: fitted[c.artefact] for c in comps if c.model is not None and c.artefact in fitted}
+    als = fitted["als"]
 
     def index_stage() -> Any:
         with clock.stage("index"):
@@ -207,50 +175,39 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-build") as pool:
         index_job = pool.submit(index_stage)
         if config.ranker.enabled:  # the learned rank stage (winnow.training.served_ranker)
-            from winnow.training.served_ranker import fit_served_ranker
+            from winnow.training.served_ranker import fit_served_ranker, served_ranker_parts
 
             with clock.stage("ranker"):
                 served, ranker_info = fit_served_ranker(config, ds, funnel_cls=eng.funnel_cls(), store=store,
                                                         models=models, progress=lambda m: progress(f"      {m}"))
         index = index_job.result()
-    arrays, cats = _item_arrays(ds, models["popularity"].item_scores_, models["popularity_recent"].item_scores_)
+    arrays, cats = _item_arrays(ds, fitted["popularity"].item_scores_, fitted["popularity_recent"].item_scores_)
     version = new_version()
+    contents = BundleContents(ds.user_ids, ds.item_ids, cats, arrays, index=index,
+                              ranker=served_ranker_parts(served) if served is not None else None)
+    for comp in comps:  # each component puts its artefact in its place of the layout
+        if comp.artefact in fitted:
+            comp.save(fitted[comp.artefact], contents)
     counts = {"events": int(len(inter)), "users": len(ds.user_ids), "items": len(ds.item_ids)}
     manifest = {
         "created_at": int(time.time()),
         "data": {"since": int(inter.timestamp.min()), "until": int(inter.timestamp.max()), **counts},
-        "models": names,
+        "models": list(contents.models),
         "sources": sorted(kinds),
         "index": {"backend": type(index).__name__, "dim": int(als.item_factors_.shape[1]),
                   "size": len(index)},
         "metrics": metrics,
         "ranker": ranker_info,
-        "engine": {**eng.describe(), "two_tower": two_tower_run},
+        "engine": {**eng.describe(), "two_tower": fctx.reports.get("two_tower")},
     }
 
-    def fill(d: Path) -> None:
-        (d / "user_ids.json").write_text(json.dumps(ds.user_ids.to_list()), encoding="utf-8")
-        (d / "item_ids.json").write_text(json.dumps(ds.item_ids.to_list()), encoding="utf-8")
-        (d / "categories.json").write_text(json.dumps(cats), encoding="utf-8")
-        np.savez(d / "items.npz", **arrays)
-        for name, model in models.items():
-            model.save(d / "models" / name)
-        index.save(d / "index")
-        if served is not None:
-            from winnow.training.served_ranker import save_served_ranker
-
-            save_served_ranker(served, d)
-        if segment is not None:
-            from winnow.models.two_tower.serving import save_segment
-
-            save_segment(segment, d / "segment")
-        # the stage figures are known only now; the manifest is written after fill()
+    def stages() -> None:  # the stage figures are known only now; the manifest is written after
         stages = {"load": {"wall_s": round(t_load, 3)}, **clock.report()}
         manifest["stages"] = stages
         manifest["timings_s"] = {name: rec["wall_s"] for name, rec in stages.items()}
 
     with clock.stage("write"):
-        info = write_bundle(config.home, version, manifest=manifest, fill=fill)
+        info = write_bundle(config.home, version, manifest=manifest, fill=fill_bundle(contents, stages))
         if activate_bundle:
             activate(config.home, version)
     total = clock.summary()

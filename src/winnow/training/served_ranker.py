@@ -1,13 +1,7 @@
-"""The learned ranker in the service: trained into the bundle, loaded with live feature state.
-
-Bundle layout (written by ``winnow train`` when ``[ranker] enabled``): ``ranker/ranker.txt``
-(LightGBM text model), ``ranker/ranker.json`` (feature spec, parameters, importance) and
-``ranker/features.npz`` (the static ``FeatureCatalog`` arrays, indexed like the bundle's ids).
-
-At load, ``load_served_ranker`` replays the store's positive events into an
-``OnlineFeatureState`` (through the bundle's id maps; ids unknown to the bundle are skipped) and
-returns a ``LearnedRanker`` for the pipeline; ``FeatureFeed.apply`` folds each acknowledged
-event batch in.
+"""The learned ranker in the service, training side: fitted on the bundle's data and written
+into the bundle's ``ranker/`` (winnow.bundle.layout: ``ranker.txt`` LightGBM text model,
+``ranker.json`` feature spec, ``features.npz`` FeatureCatalog arrays). The service loads it with
+live feature state (winnow.serving.learned_ranker).
 
 Training lists (``[ranker] train_on``): once the store's impression log holds enough labelled
 slates (``logged_lists``), the ranker learns from them -- shown items labelled by what the user
@@ -19,23 +13,15 @@ than through the ANN index and recent items): the known skew of that cold-start 
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
+from winnow.bundle import save_ranker
 from winnow.core.config import WinnowConfig
-from winnow.core.ids import IdMap
 from winnow.data.interactions import Dataset
-from winnow.data.store import EventLog
-from winnow.data.training_data import event_weights
-from winnow.features import FeatureCatalog, OnlineFeatureState
-from winnow.models.ranker import LambdaRanker, LearnedRanker
+from winnow.features import FeatureCatalog
+from winnow.models.ranker import LambdaRanker
 from winnow.training.funnel import (
     FunnelModel,
     InsufficientRankerData,
@@ -43,12 +29,6 @@ from winnow.training.funnel import (
 )
 from winnow.training.impression_lists import ImpressionLists, impression_lists
 
-log = logging.getLogger(__name__)
-RANKER_DIR = "ranker"
-BULK_EVENTS = 64  # batches larger than this use OnlineFeatureState.add_events
-_CACHE_SIZE = 2
-_cache: OrderedDict[tuple[str, ...], tuple[LambdaRanker, FeatureCatalog]] = OrderedDict()
-_cache_lock = threading.Lock()
 
 
 def logged_lists(config: WinnowConfig, ds: Dataset, store: Any) -> tuple[ImpressionLists | None, dict[str, Any]]:
@@ -101,136 +81,12 @@ def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, funnel_cls: Any = Fu
                     "top_features": funnel.report_["importance"][:10]}
 
 
-def save_served_ranker(funnel: FunnelModel, bundle_dir: Path) -> None:
+def served_ranker_parts(funnel: FunnelModel) -> tuple[LambdaRanker, FeatureCatalog]:
+    """What the bundle stores of a fitted served ranker (winnow.bundle.BundleContents.ranker)."""
     assert funnel.ranker_ is not None and funnel.catalog_ is not None
-    d = Path(bundle_dir) / RANKER_DIR
-    funnel.ranker_.save(d)
-    funnel.catalog_.save(d / "features.npz")
+    return funnel.ranker_, funnel.catalog_
 
 
-class FeatureFeed:
-    """Maps external-id event frames to the bundle's indices and feeds the feature state."""
-
-    def __init__(self, state: OnlineFeatureState, user_ids: IdMap, item_ids: IdMap,
-                 config: WinnowConfig, *, key: tuple[str, ...] | None = None,
-                 lock: threading.Lock | None = None) -> None:
-        """``key``: sha256 digests of everything the state depends on besides the store's events
-        (feature spec, feature catalog, id maps); None when unknown (the state is never shared).
-        ``lock``: shared with the feed whose state this one took over (``shared`` is then True)."""
-        self.state = state
-        self.user_ids = user_ids
-        self.item_ids = item_ids
-        self.config = config
-        self.key = key
-        self.shared = lock is not None  # took over a serving runtime's state: nothing to catch up
-        self._lock = lock or threading.Lock()
-
-    def successor(self, user_ids: IdMap, item_ids: IdMap) -> FeatureFeed:
-        """A feed for a new runtime over the SAME state object (no copy, no replay): valid only
-        when the new bundle's ``key`` equals this one's, which ``load_served_ranker`` checks. Until
-        the swap, events reach the state through this feed; after it, through the successor's,
-        so each acknowledged event is folded in once."""
-        return FeatureFeed(self.state, user_ids, item_ids, self.config, key=self.key, lock=self._lock)
-
-    def _add(self, users: list[str], items: list[str], types: list[str], values: np.ndarray,
-             ts: np.ndarray) -> int:
-        kinds = sorted(set(types))
-        codes = np.array([kinds.index(t) for t in types], np.int64)
-        weight = event_weights(codes, values, kinds, self.config.events) if len(codes) else np.empty(0)
-        u = self.user_ids.encode(users, missing=-1)
-        i = self.item_ids.encode(items, missing=-1)
-        return self._fold(weight, u, i, ts)
-
-    def _fold(self, weight: np.ndarray, u: np.ndarray, i: np.ndarray, ts: np.ndarray) -> int:
-        keep = np.flatnonzero((weight > 0) & (u >= 0) & (i >= 0))
-        order = keep[np.argsort(ts[keep], kind="stable")]
-        with self._lock:
-            if len(order) > BULK_EVENTS:  # numpy group-bys instead of a per-event Python loop
-                self.state.add_events(u[order], i[order], ts[order])
-            else:
-                for j in order.tolist():
-                    self.state.add_event(int(u[j]), int(i[j]), int(ts[j]))
-        return len(order)
-
-    def replay(self, log: EventLog) -> int:
-        """Fold a store ``EventLog`` in (the bundle-load replay), mapping its key lists to the
-        bundle's indices once per distinct id rather than once per event; returns events added."""
-        if not len(log):
-            return 0
-        u = self.user_ids.encode(log.user_ids, missing=-1)[log.user]
-        i = self.item_ids.encode(log.item_ids, missing=-1)[log.item]
-        codes = np.asarray(log.event_type, np.int64)
-        weight = event_weights(codes, np.asarray(log.value, np.float64), list(log.event_types), self.config.events)
-        return self._fold(weight, u, i, np.asarray(log.timestamp, np.int64))
-
-    def apply(self, frame: pd.DataFrame) -> int:
-        """Fold an acknowledged event frame (EVENT_COLUMNS) in; returns events added."""
-        if len(frame) == 0:
-            return 0
-        types = [str(t) if t is not None else "" for t in frame["event_type"]]
-        try:
-            return self._add([str(x) for x in frame["user_id"]], [str(x) for x in frame["item_id"]], types,
-                             frame["value"].to_numpy(np.float64), frame["timestamp"].to_numpy(np.int64))
-        except Exception:  # a feature-state failure must never fail ingestion
-            log.exception("ranker feature state: could not apply %d events", len(frame))
-            return 0
-
-
-def _compiled_ranker(d: Path, digests: tuple[str, ...] | None) -> tuple[LambdaRanker, FeatureCatalog]:
-    """The bundle's ranker (compiled with lleaves when installed) and feature catalog, shared
-    by bundles whose ranker files have the same sha256 (from the verified manifest): both are
-    read-only after load, and LLVM compilation is the slowest step of a swap after the replay.
-    Keeps the last ``_CACHE_SIZE`` (the serving bundle and the one a rollback returns to)."""
-    with _cache_lock:
-        hit = _cache.get(digests) if digests else None
-        if hit is not None:
-            _cache.move_to_end(digests)
-            return hit
-    model = LambdaRanker.load(d)
-    if not model.compile():  # lleaves missing: LightGBM's own predict (slower, same scores)
-        log.warning("lleaves not installed: the ranker predicts with LightGBM (slower)")
-    out = (model, FeatureCatalog.load(d / "features.npz"))
-    if digests:
-        with _cache_lock:
-            _cache[digests] = out
-            while len(_cache) > _CACHE_SIZE:
-                _cache.popitem(last=False)
-    return out
-
-
-def _state_key(files: dict[str, str] | None) -> tuple[str, ...] | None:
-    """Digests of the inputs of the online feature state other than the store's events."""
-    names = [f"{RANKER_DIR}/ranker.json", f"{RANKER_DIR}/features.npz", "user_ids.json", "item_ids.json"]
-    return tuple(files[n] for n in names) if files and all(n in files for n in names) else None
-
-
-def load_served_ranker(bundle_dir: Path, store: Any, config: WinnowConfig, user_ids: IdMap,
-                       item_ids: IdMap, *, files: dict[str, str] | None = None,
-                       serving_feed: FeatureFeed | None = None) -> tuple[LearnedRanker, FeatureFeed] | None:
-    """The bundle's learned ranker with its online feature state; None without one.
-
-    ``files``: the verified manifest's {relative path: sha256} (enables the compiled-model cache).
-    The state is the store's positive events folded in through the bundle's id maps, so it
-    depends only on the events, the feature spec (ranker.json), the feature catalog
-    (features.npz) and the id maps. When ``serving_feed`` (the serving runtime's) was built from
-    the same four files, its state is taken over (``FeatureFeed.successor``) instead of replaying
-    the whole event log: a rollback, or a swap between bundles trained on the same catalog, then
-    costs no replay. Otherwise the event log is replayed (about 0.5 s per 60k events here)."""
-    d = Path(bundle_dir) / RANKER_DIR
-    if not (d / "ranker.txt").is_file():
-        return None
-    names = [f"{RANKER_DIR}/{n}" for n in ("ranker.txt", "ranker.json", "features.npz")]
-    digests = tuple(files[n] for n in names) if files and all(n in files for n in names) else None
-    model, catalog = _compiled_ranker(d, digests)
-    key = _state_key(files)
-    if key is not None and serving_feed is not None and serving_feed.key == key:
-        feed = serving_feed.successor(user_ids, item_ids)
-        log.info("ranker feature state: taken over from the serving runtime (same feature inputs)")
-        return LearnedRanker(model, feed.state, lambda ext: user_ids.get(ext, -1)), feed
-    state = OnlineFeatureState(catalog, model.spec)
-    feed = FeatureFeed(state, user_ids, item_ids, config, key=key)
-    started = time.perf_counter()
-    n = feed.replay(store.read_events())
-    log.info("ranker feature state: %d events replayed in %.2f s", n, time.perf_counter() - started)
-    ranker = LearnedRanker(model, state, lambda ext: user_ids.get(ext, -1))
-    return ranker, feed
+def save_served_ranker(funnel: FunnelModel, bundle_dir: Path) -> None:
+    """Write a fitted served ranker into ``bundle_dir``'s ranker/ (winnow.bundle.save_ranker)."""
+    save_ranker(*served_ranker_parts(funnel), bundle_dir)

@@ -1,4 +1,5 @@
-"""Serving side of the two-tower model and the cold-start sources of the retrieval stage.
+"""Serving side of the two-tower model (the ``two_tower`` and ``content`` sources of
+winnow.components.two_tower search its indices).
 
 ``TwoTowerServing`` holds, for one bundle: the model, an ANN index over its item vectors (ids =
 item indices; computed once per bundle) and an exact index over the content-only vectors.
@@ -6,22 +7,12 @@ item indices; computed once per bundle) and an exact index over the content-only
 (the item tower with the "unknown id" input), so they are recommendable at once. With
 ``item_bias`` the ANN index holds ``model.index_vectors()`` (the item bias as a last column) and
 is searched with ``model.index_query(vector)``; it then needs the inner-product metric.
-
-Sources (``[[pipeline.sources]]`` kinds):
-- ``two_tower``: nearest items to the request's query vector (history, attributes, declared
-  interests, hour/day of the request, optional ``context.query`` text).
-- ``content``: nearest items in content space to the user's recent items and declared interest
-  items (for users with category interests only: the query vector against the content index).
-- ``segment_popular``: what users with the same attributes engaged with (SegmentPopularity).
-Every source returns nothing (never raises) for a request it cannot serve.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,30 +20,8 @@ import pandas as pd
 import torch
 
 from winnow.core.errors import ConfigError
-from winnow.models.coldstart import SegmentPopularity
 from winnow.models.two_tower.model import TwoTowerRecommender
 from winnow.models.two_tower.train import item_vectors
-
-EMPTY_I = np.empty(0, np.int32)
-EMPTY_S = np.empty(0, np.float32)
-
-
-def save_segment(segment: SegmentPopularity, directory: Path) -> None:
-    """``segment.json`` (vocabulary, l2) + ``segment.npz`` (weights)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    np.savez(directory / "segment.npz", weights=segment.weights_)
-    (directory / "segment.json").write_text(json.dumps({"l2": segment.l2, "first": segment.first,
-                                                        "vocab": segment.vocab_}), encoding="utf-8")
-
-
-def load_segment(directory: Path) -> SegmentPopularity:
-    meta = json.loads((directory / "segment.json").read_text(encoding="utf-8"))
-    seg = SegmentPopularity(l2=float(meta["l2"]), first=int(meta["first"]))
-    seg.vocab_ = {str(k): int(v) for k, v in meta["vocab"].items()}
-    with np.load(directory / "segment.npz", allow_pickle=False) as z:
-        seg.weights_ = z["weights"]
-    seg.n_items_ = seg.weights_.shape[1]
-    return seg
 
 
 class TwoTowerServing:
@@ -140,57 +109,3 @@ class TwoTowerServing:
                              interests=getattr(user, "interests", []),
                              user=uidx if 0 <= uidx < m.n_users_ else None,
                              hour=t.tm_hour, dow=t.tm_wday, query=qvec)
-
-
-class TwoTowerSource:
-    kind = "two_tower"
-
-    def __init__(self, name: str, serving: TwoTowerServing) -> None:
-        self.name, self.serving = name, serving
-
-    def candidates(self, request: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        vec = self.serving.model.index_query(self.serving.query_vector(request))
-        ids, scores = self.serving.index.search(vec[None, :].astype(np.float32), k)
-        ok = ids[0] >= 0
-        return ids[0][ok].astype(np.int32), scores[0][ok].astype(np.float32)
-
-
-class ContentSource:
-    kind = "content"
-
-    def __init__(self, name: str, serving: TwoTowerServing, recent: int = 20) -> None:
-        self.name, self.serving, self.recent = name, serving, recent
-
-    def candidates(self, request: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        user = request.user
-        items = list(getattr(user, "interest_items", [])) + [int(i) for i in user.recent_items[: self.recent]]
-        vecs = [v for v in (self.serving.content_vector(int(i)) for i in items) if v is not None]
-        if vecs:
-            q = np.mean(vecs, axis=0)
-        elif getattr(user, "interests", None) or getattr(user, "attributes", None):
-            q = self.serving.query_vector(request)
-        else:
-            return EMPTY_I, EMPTY_S
-        q = (q / max(float(np.linalg.norm(q)), 1e-12)).astype(np.float32)
-        exclude = np.asarray(items, np.int64) if items else None
-        ids, scores = self.serving.content_index.search(q[None, :], k, exclude=exclude)
-        ok = ids[0] >= 0
-        return ids[0][ok].astype(np.int32), scores[0][ok].astype(np.float32)
-
-
-class SegmentSource:
-    kind = "segment_popular"
-
-    def __init__(self, name: str, segment: SegmentPopularity, catalog: Any) -> None:
-        self.name, self.segment, self.catalog = name, segment, catalog
-
-    def candidates(self, request: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = self.segment.score([getattr(request.user, "attributes", {}) or {}])[0]
-        n = min(len(scores), len(self.catalog.available))
-        scores = np.where(self.catalog.available[:n], scores[:n], -np.inf)
-        kk = min(k, int(np.isfinite(scores).sum()))
-        if kk <= 0:
-            return EMPTY_I, EMPTY_S
-        part = np.argpartition(-scores, kk - 1)[:kk]
-        order = part[np.argsort(-scores[part], kind="stable")]
-        return order.astype(np.int32), scores[order].astype(np.float32)

@@ -1,0 +1,131 @@
+"""Read a bundle: verify the manifest and checksums first, then load ids, item arrays, models,
+the ANN index and (on request) the served ranker's files and the segment model.
+
+Everything read here was written by winnow.bundle.write (same layout, winnow.bundle.layout);
+nothing is unpickled (``np.load(allow_pickle=False)``, JSON, LightGBM text, faiss index files).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from winnow.bundle.layout import (
+    CATEGORIES,
+    INDEX_DIR,
+    ITEM_ARRAYS,
+    ITEM_IDS,
+    ITEMS,
+    RANKER_DIR,
+    RANKER_FILES,
+    SEGMENT_DIR,
+    USER_IDS,
+    model_dir,
+)
+from winnow.bundle.manifest import BundleInfo, verify_bundle
+from winnow.core.errors import BundleError
+from winnow.core.ids import IdMap
+from winnow.features import FeatureCatalog
+from winnow.index.base import VectorIndex
+from winnow.models.base import Recommender
+from winnow.models.coldstart import SegmentPopularity
+from winnow.models.ranker import LambdaRanker
+
+
+@dataclass
+class Bundle:
+    """A verified, loaded bundle (what the server builds a pipeline from).
+
+    ``models``: name -> Recommender for every name in the manifest's "models" (models/<name>/);
+    ``index``: the ANN index over the ALS item factors (index/), None when absent."""
+
+    info: BundleInfo
+    user_ids: IdMap
+    item_ids: IdMap
+    category_names: list[str]
+    items: dict[str, np.ndarray]
+    models: dict[str, Recommender] = field(default_factory=dict)
+    index: VectorIndex | None = None
+
+    @property
+    def version(self) -> str:
+        return self.info.version
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    @property
+    def files(self) -> dict[str, str]:
+        """The verified manifest's {relative path: sha256}."""
+        files = self.info.manifest.get("files")
+        return dict(files) if isinstance(files, dict) else {}
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Verify and load a bundle (ids, item arrays, models, index); BundleError if anything is off."""
+    from winnow.index import load_index
+    from winnow.models.registry import load_model
+
+    d = Path(path)
+    manifest = verify_bundle(d)
+    try:
+        user_ids = IdMap.from_list("user", _read_json(d / USER_IDS))
+        item_ids = IdMap.from_list("item", _read_json(d / ITEM_IDS))
+        cats = _read_json(d / CATEGORIES)
+        with np.load(d / ITEMS, allow_pickle=False) as z:
+            items = {k: z[k] for k in ITEM_ARRAYS}
+        for k, arr in items.items():
+            if len(arr) != len(item_ids):
+                raise BundleError(f"{d}/{ITEMS}: {k} has {len(arr)} rows for {len(item_ids)} items")
+        models = {name: load_model(model_dir(d, name)) for name in manifest.get("models", [])}
+        index = load_index(d / INDEX_DIR) if (d / INDEX_DIR).is_dir() else None
+    except BundleError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise BundleError(f"{d}: cannot load bundle: {exc}") from None
+    info = BundleInfo(manifest["version"], d, manifest)
+    return Bundle(info, user_ids, item_ids, list(cats), items, models, index)
+
+
+def has_ranker(bundle_dir: str | Path) -> bool:
+    """True when the bundle holds a served ranker (ranker/ranker.txt)."""
+    return (Path(bundle_dir) / RANKER_DIR / RANKER_FILES[0]).is_file()
+
+
+def ranker_digests(files: dict[str, str] | None) -> tuple[str, ...] | None:
+    """sha256 of ranker/{ranker.txt, ranker.json, features.npz} from a verified manifest's file
+    list (equal digests = the same ranker); None when any is missing."""
+    names = [f"{RANKER_DIR}/{n}" for n in RANKER_FILES]
+    return tuple(files[n] for n in names) if files and all(n in files for n in names) else None
+
+
+def feature_state_digests(files: dict[str, str] | None) -> tuple[str, ...] | None:
+    """sha256 of what the ranker's online feature state depends on besides the store's events:
+    the feature spec (ranker/ranker.json), the feature catalog (ranker/features.npz) and the
+    id maps; None when any is missing."""
+    names = [f"{RANKER_DIR}/ranker.json", f"{RANKER_DIR}/features.npz", USER_IDS, ITEM_IDS]
+    return tuple(files[n] for n in names) if files and all(n in files for n in names) else None
+
+
+def load_ranker(bundle_dir: str | Path) -> tuple[LambdaRanker, FeatureCatalog] | None:
+    """The served ranker (LightGBM model + feature spec) and its feature catalog; None when the
+    bundle has no ranker. Not compiled (the caller decides; serving compiles with lleaves)."""
+    if not has_ranker(bundle_dir):
+        return None
+    d = Path(bundle_dir) / RANKER_DIR
+    return LambdaRanker.load(d), FeatureCatalog.load(d / RANKER_FILES[2])
+
+
+def load_segment(bundle_dir: str | Path) -> SegmentPopularity | None:
+    """The segment-popularity model (segment/), None when the bundle has none."""
+    d = Path(bundle_dir) / SEGMENT_DIR
+    return SegmentPopularity.load(d) if d.is_dir() else None

@@ -1,0 +1,165 @@
+"""Bundle directories: atomic write, list, activate, roll back (the ACTIVE pointer and HISTORY).
+
+A bundle directory is built under ``.tmp-<version>`` and renamed into place only when complete,
+so a crash never leaves a half-written bundle visible; ACTIVE and HISTORY are replaced
+atomically (write temp, fsync, os.replace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from winnow.bundle.layout import (
+    ACTIVE,
+    FORMAT,
+    HISTORY,
+    MANIFEST,
+    SCHEMA_VERSION,
+    VERSION_RE,
+    bundles_dir,
+    check_version,
+)
+from winnow.bundle.manifest import BundleInfo, sha256_file, verify_bundle
+from winnow.core.errors import BundleError
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            with open(Path(dirpath) / name, "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+def write_bundle(home: str | Path, version: str, *, manifest: dict[str, Any],
+                 fill: Callable[[Path], None]) -> BundleInfo:
+    """Create ``<home>/bundles/<version>`` atomically.
+
+    ``fill(tmp_dir)`` writes every file except manifest.json (winnow.bundle.write.fill_bundle
+    writes a BundleContents); this function then checksums all files, writes the manifest,
+    fsyncs the tree and renames the directory into place.
+    """
+    check_version(version)
+    root = bundles_dir(home)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / version
+    if final.exists():
+        raise BundleError(f"bundle {final} already exists")
+    tmp = root / f".tmp-{version}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        files = {}
+        for p in sorted(tmp.rglob("*")):
+            if p.is_file():
+                files[p.relative_to(tmp).as_posix()] = sha256_file(p)
+        full = {**manifest, "schema_version": SCHEMA_VERSION, "format": FORMAT,
+                "version": version, "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True), encoding="utf-8")
+        _fsync_tree(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BundleInfo(version, final, full)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def list_bundles(home: str | Path) -> list[BundleInfo]:
+    """Complete bundles (valid version name and a readable manifest), oldest first."""
+    root = bundles_dir(home)
+    out: list[BundleInfo] = []
+    if not root.is_dir():
+        return out
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and VERSION_RE.match(d.name) and (d / MANIFEST).is_file():
+            try:
+                manifest = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            out.append(BundleInfo(d.name, d, manifest))
+    return out
+
+
+def newest_manifest(home: str | Path) -> dict[str, Any] | None:
+    """The newest complete bundle's manifest (training seeds its stage estimates), or None."""
+    bundles = list_bundles(home)
+    return bundles[-1].manifest if bundles else None
+
+
+def active_version(home: str | Path) -> str | None:
+    """The active bundle's version, or None when nothing was ever activated."""
+    p = bundles_dir(home) / ACTIVE
+    if not p.is_file():
+        return None
+    return check_version(p.read_text(encoding="utf-8").strip())
+
+
+def _history(home: str | Path) -> list[str]:
+    p = bundles_dir(home) / HISTORY
+    if not p.is_file():
+        return []
+    return [v for v in p.read_text(encoding="utf-8").split() if VERSION_RE.match(v)]
+
+
+def activate(home: str | Path, version: str, *, verify: bool = True) -> BundleInfo:
+    """Verify ``version`` (checksums; skip with verify=False when just loaded) and make it
+    ACTIVE; BundleError if it is bad."""
+    check_version(version)
+    path = bundles_dir(home) / version
+    if verify:
+        verify_bundle(path)
+    elif not (path / MANIFEST).is_file():
+        raise BundleError(f"no bundle {version!r} at {path}")
+    hist = _history(home)
+    if not hist or hist[-1] != version:
+        hist.append(version)
+    _write_atomic(bundles_dir(home) / HISTORY, "\n".join(hist[-100:]) + "\n")
+    _write_atomic(bundles_dir(home) / ACTIVE, version + "\n")
+    return BundleInfo(version, path, json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+
+
+def previous_version(home: str | Path) -> str:
+    """The version activated before the current one; BundleError when there is none."""
+    hist = _history(home)
+    current = active_version(home)
+    while hist and hist[-1] == current:
+        hist.pop()
+    if not hist:
+        raise BundleError(f"no earlier activated bundle to roll back to (active: {current})")
+    return hist[-1]
+
+
+def rollback(home: str | Path, *, verify: bool = True) -> BundleInfo:
+    """Activate the previously active version (and drop the current one from the history)."""
+    prev = previous_version(home)
+    current = active_version(home)
+    hist = [v for v in _history(home) if v != current]
+    while hist and hist[-1] != prev:
+        hist.pop()
+    _write_atomic(bundles_dir(home) / HISTORY, "\n".join(hist) + "\n")
+    return activate(home, prev, verify=verify)
