@@ -179,7 +179,9 @@ def finalize(a: Aggregates, spec: FeatureSpec) -> np.ndarray:
     cols += [a.user_num[:, j] for j in range(a.user_num.shape[1])]
     cols += [a.user_cat[:, j] for j in range(a.user_cat.shape[1])]
     cols += [np.floor(t / 3600.0) % 24, (np.floor(t / DAY) + 3) % 7, a.device]  # 1970-01-01 was a Thursday -> Monday = 0
-    out = np.column_stack([np.asarray(c, dtype=np.float64) for c in cols]) if cols else np.empty((n, 0))
-    if out.shape[1] != len(spec.names):
-        raise AssertionError(f"feature matrix has {out.shape[1]} columns, spec names {len(spec.names)}")
-    return out.astype(np.float32)
+    if len(cols) != len(spec.names):
+        raise AssertionError(f"feature matrix has {len(cols)} columns, spec names {len(spec.names)}")
+    out = np.empty((n, len(cols)), np.float32)  # each float64 column rounds once, as astype did
+    for j, c in enumerate(cols):
+        out[:, j] = c
+    return out
