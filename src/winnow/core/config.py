@@ -25,6 +25,7 @@ from winnow.core.config_models import (  # noqa: F401  (re-exported: one import 
     SequenceConfig, TwoTowerConfig, UserKNNConfig, _Section,
 )
 from winnow.core.config_scale import OnlineConfig, TrainingConfig  # noqa: F401  (re-exported)
+from winnow.core.config_limits import RateLimitConfig  # noqa: F401  (re-exported)
 
 
 class EventsConfig(_Section):
@@ -281,6 +282,7 @@ class WinnowConfig(_Section):
     serving: ServingConfig = ServingConfig()
     online: OnlineConfig = OnlineConfig()
     security: SecurityConfig = SecurityConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
     ranker: RankerConfig = RankerConfig()
     coldstart: ColdStartConfig = ColdStartConfig()
     feedback: FeedbackConfig = FeedbackConfig()
