@@ -3,7 +3,9 @@ API keys required, and keys of every scope."""
 
 from __future__ import annotations
 
+import socket
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,3 +55,30 @@ def served(trained: tuple[Path, WinnowConfig, dict[str, str]]) -> Iterator[Serve
     server = Server(home, auth=True, cli=True, env={"WINNOW__SERVING__MAX_EVENTS_PER_REQUEST": "1000"})
     yield Served(home, cfg, server, keys)
     server.stop()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers (a hung backend)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stop.set()
+    t.join(5)
+    for s in held:
+        s.close()
+    sock.close()

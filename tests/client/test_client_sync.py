@@ -3,8 +3,6 @@ their types with the server's message, configuration from the environment, timeo
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -128,33 +126,6 @@ def test_url_and_key_from_the_environment(served, monkeypatch):
         assert c.base_url == served.url and len(c.recommend("u2", k=2).items) == 2
     with Client(api_key="wn_00000000_" + "x" * 43) as c, pytest.raises(wc.AuthenticationError, match="invalid"):
         c.recommend("u2")  # the argument wins over the environment
-
-
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """A TCP server that accepts connections and never answers (a hung backend)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        sock.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(sock.accept()[0])
-            except OSError:
-                continue
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    stop.set()
-    t.join(5)
-    for s in held:
-        s.close()
-    sock.close()
 
 
 def test_timeouts_per_client_and_per_call(silent_server):

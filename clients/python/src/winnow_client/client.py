@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -43,6 +44,7 @@ class Client:
                                   transport=transport)
         self._tracker_options = tracker
         self._tracker: Optional[Tracker] = None
+        self._tracker_lock = threading.Lock()
 
     # --- sending --------------------------------------------------------------------------------
     def send(self, call: Call[M], *, timeout: Timeout = _UNSET, retry: Optional[RetryPolicy] = None) -> M:
@@ -76,9 +78,10 @@ class Client:
     @property
     def tracker(self) -> Tracker:
         """The background event sender (started on first use)."""
-        if self._tracker is None:
-            self._tracker = Tracker(self, self._tracker_options)
-        return self._tracker
+        with self._tracker_lock:  # two threads' first track() must not start two trackers
+            if self._tracker is None:
+                self._tracker = Tracker(self, self._tracker_options)
+            return self._tracker
 
     def track(self, user_id: str, item_id: str, event_type: str, *, value: Optional[float] = None,
               timestamp: Optional[float] = None, event_id: Optional[str] = None,

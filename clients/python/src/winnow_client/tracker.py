@@ -79,7 +79,8 @@ class Tracker:
                                        timeout=timeout) and self._stats.settled >= target
 
     def close(self, timeout: Optional[float] = 10.0) -> None:
-        """Flush for at most ``timeout`` seconds, stop the thread; what is left counts as dropped."""
+        """Flush for at most ``timeout`` seconds, stop the thread; what is left counts as dropped.
+        A try in flight at the deadline is let finish (at most ``send_timeout`` more)."""
         with self._cond:
             if self._closing:
                 return
@@ -88,6 +89,7 @@ class Tracker:
             self._flush_to = self._stats.queued
             self._cond.notify_all()
         self._thread.join(timeout)
+        self._thread.join(self.options.send_timeout)  # no new try starts past the deadline
         with self._cond:
             left = len(self._queue)
             self._queue.clear()
@@ -127,8 +129,16 @@ class Tracker:
         """Send ``batch`` until it is acknowledged, refused or given up (counted either way)."""
         policy, attempt = self.options.retry, 0
         while batch:
+            if time.monotonic() > self._give_up_at:  # close() stopped waiting: do not start a try
+                self._settle(dropped=len(batch))
+                return
             try:
                 out = self.client.send(calls.send_events(batch), timeout=self.options.send_timeout, retry=NO_RETRY)
+            except RuntimeError as exc:  # the client was closed under this try (close() timed out)
+                with self._cond:
+                    self._stats.note(exc)
+                self._settle(dropped=len(batch))
+                return
             except errors.WinnowError as exc:
                 with self._cond:
                     self._stats.note(exc)
