@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from winnow.core.errors import ConfigError
+from winnow.core.extras import check_extras
 
 
 from winnow.core.config_models import (  # noqa: F401  (re-exported: one import path for all config)
@@ -377,10 +378,12 @@ def load_config(home: str | Path | None = None, *, file: str | Path | None = Non
         data = _deep_merge(data, overrides)
     data["home"] = str(home_path)
     try:
-        return WinnowConfig.model_validate(data)
+        config = WinnowConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (value: {err.get('input')!r})"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+    check_extras(config)  # a configured feature whose pip extra is missing fails here, naming the command
+    return config

@@ -24,14 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
 
 from winnow.core.errors import ConfigError
 from winnow.models.coldstart import SegmentPopularity
-from winnow.models.two_tower.model import TwoTowerRecommender
-from winnow.models.two_tower.train import item_vectors
+
+if TYPE_CHECKING:  # torch loads with the first TwoTowerServing: segment files need no neural extra
+    from winnow.models.two_tower.model import TwoTowerRecommender
 
 EMPTY_I = np.empty(0, np.int32)
 EMPTY_S = np.empty(0, np.float32)
@@ -59,6 +61,8 @@ class TwoTowerServing:
     """Per-bundle two-tower state for requests (one torch thread)."""
 
     def __init__(self, model: TwoTowerRecommender, index: Any, content_index: Any) -> None:
+        import torch
+
         torch.set_num_threads(1)
         self.model = model
         self.index = index
@@ -99,7 +103,10 @@ class TwoTowerServing:
         if not new:
             return 0.0
         frame = pd.DataFrame([r for _, r in new]).reset_index(drop=True)
+        import torch
+
         from winnow.models.content import encode_texts, item_texts, make_text_encoder
+        from winnow.models.two_tower.train import item_vectors
 
         text_dim = m.table_.text.shape[1]
         if text_dim == 0:
