@@ -9,11 +9,12 @@ export OPENBLAS_NUM_THREADS ?= 1
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.3
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e clients/python
 	touch $(STAMP)
 
 demo: install
@@ -32,7 +33,8 @@ services:
 	@[ -n "$(PG_INITDB)" ] && [ -x $(REDIS_SERVER) ] || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql redis-server; }
 
 lint: install
-	$(BIN)/ruff check --select F,E9 src tests bench
+	$(BIN)/ruff check --select F,E9 src tests bench clients
+	$(BIN)/mypy --strict --config-file clients/python/pyproject.toml clients/python/src
 
 test: install browser services lint
 	$(BIN)/python -m pytest -q tests
@@ -46,4 +48,4 @@ soak: install
 	$(BIN)/python bench/soak.py --duration 600 --rate 50 --swap-every 30 --json bench/results/soak.json --png bench/results/soak.png
 
 clean:
-	rm -rf $(VENV) .winnow build src/*.egg-info
+	rm -rf $(VENV) .winnow build src/*.egg-info clients/python/build clients/python/src/*.egg-info

@@ -85,22 +85,25 @@ class Server:
     """``python -m uvicorn --factory winnow.serving.server:app_from_env`` on a free port."""
 
     def __init__(self, home: Path, *, env: dict[str, str] | None = None, workers: int = 1,
-                 auth: bool = False) -> None:
+                 auth: bool = False, cli: bool = False, port: int | None = None) -> None:
         """``auth=False``: the server runs with ``[security] auth = false`` (tests not about access
-        control); ``auth=True``: keys are required (tests/integration/test_security*.py)."""
+        control); ``auth=True``: keys are required (tests/integration/test_security*.py).
+        ``cli=True``: started as users start it, ``python -m winnow serve`` (one worker), on
+        ``port`` if given (a restart on the same address)."""
         self.home = home
         self.workers = workers
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1",
                     "WINNOW__SERVING__WORKERS": str(workers),
                     "WINNOW__SECURITY__AUTH": "true" if auth else "false", **(env or {})}
-        self.log = open(home / f"server-{self.port}.log", "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "winnow.serving.server:app_from_env",
-             "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
-             "--log-level", "warning", "--no-access-log", "--workers", str(workers)],
-            env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.log = open(home / f"server-{self.port}.log", "ab")  # a restart on the same port appends
+        command = ([sys.executable, "-m", "winnow", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+                   if cli else
+                   [sys.executable, "-m", "uvicorn", "--factory", "winnow.serving.server:app_from_env",
+                    "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
+                    "--log-level", "warning", "--no-access-log", "--workers", str(workers)])
+        self.proc = subprocess.Popen(command, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 60.0) -> None:

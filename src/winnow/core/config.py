@@ -18,13 +18,16 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from winnow.core.errors import ConfigError
+from winnow.core.extras import check_extras
 from winnow.core.registry import COMPONENTS
+
 
 from winnow.core.config_models import (  # noqa: F401  (re-exported: one import path for all config)
     ALSConfig, BPRConfig, EASEConfig, ItemItemConfig, ModelsConfig, PopularityConfig, RP3betaConfig,
     SequenceConfig, TwoTowerConfig, UserKNNConfig, _Section,
 )
 from winnow.core.config_scale import OnlineConfig, TrainingConfig  # noqa: F401  (re-exported)
+from winnow.core.config_limits import RateLimitConfig  # noqa: F401  (re-exported)
 
 
 class EventsConfig(_Section):
@@ -287,6 +290,7 @@ class WinnowConfig(_Section):
     serving: ServingConfig = ServingConfig()
     online: OnlineConfig = OnlineConfig()
     security: SecurityConfig = SecurityConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
     ranker: RankerConfig = RankerConfig()
     coldstart: ColdStartConfig = ColdStartConfig()
     feedback: FeedbackConfig = FeedbackConfig()
@@ -381,10 +385,12 @@ def load_config(home: str | Path | None = None, *, file: str | Path | None = Non
         data = _deep_merge(data, overrides)
     data["home"] = str(home_path)
     try:
-        return WinnowConfig.model_validate(data)
+        config = WinnowConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (value: {err.get('input')!r})"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+    check_extras(config)  # a configured feature whose pip extra is missing fails here, naming the command
+    return config

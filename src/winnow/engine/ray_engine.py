@@ -19,7 +19,6 @@ from winnow.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
-RAY_PIN = "ray[data,train]==2.60.0"
 
 
 def check_engine(name: str) -> str:
@@ -36,7 +35,7 @@ def import_ray() -> Any:
         import ray.data  # noqa: F401
         import ray.train.torch  # noqa: F401
     except ImportError as exc:
-        raise ConfigError(f"[training] engine = \"ray\" needs Ray: pip install '{RAY_PIN}' ({exc})") from None
+        raise ConfigError(f"[training] engine = \"ray\" needs Ray: pip install 'winnow[ray]' ({exc})") from None
     return ray
 
 

@@ -20,6 +20,7 @@ from winnow.data.store import Store
 from winnow.serving import routes_admin, routes_data, routes_recs
 from winnow.serving.auth import Authorizer, authorize
 from winnow.serving.errors import install_error_handlers
+from winnow.serving.ratelimit import RateLimiter
 from winnow.serving.routes_ui import install_ui
 from winnow.serving.service import Service
 from winnow.serving.telemetry import Metrics
@@ -98,6 +99,7 @@ def create_app(config: WinnowConfig, *, store: Store | None = None) -> FastAPI:
                   dependencies=[Depends(authorize)])  # API keys and scopes on every route (auth.py)
     app.state.service = service
     app.state.auth = Authorizer(config)
+    app.state.limiter = RateLimiter(config.rate_limit, service.metrics) if config.rate_limit.enabled else None
     install_error_handlers(app)
     app.include_router(routes_admin.router)
     app.include_router(routes_data.router)

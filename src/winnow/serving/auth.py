@@ -47,6 +47,7 @@ from fastapi import HTTPException, Request
 
 from winnow.core.config import SecurityConfig, WinnowConfig
 from winnow.core.errors import ConfigError
+from winnow.serving.errors import ApiError
 
 SCOPES = ("read", "write", "admin")
 OPEN = None  # marker: the route needs no key
@@ -243,13 +244,14 @@ class Authorizer:
             return value.strip() if scheme.lower() == "bearer" else ""
         return request.headers.get("x-api-key")
 
-    def check(self, request: Request) -> None:
-        if not self.security.auth:
-            return
+    def check(self, request: Request) -> str | None:
+        """401/403 unless the request may pass; returns the scope the route needs (None: open) and
+        leaves the caller's key id in ``request.state.api_key`` (None: no key was needed)."""
+        request.state.api_key = None
         route = request.scope.get("route")
         needed = required_scope(request.method, getattr(route, "path", ""), self.security)
-        if needed is OPEN or (needed == "read" and self.security.open_read):
-            return
+        if not self.security.auth or needed is OPEN or (needed == "read" and self.security.open_read):
+            return needed
         token = self._token(request)
         if not token:
             hint = "" if len(self.keys) else " (this server has no keys yet: `winnow keys create`)"
@@ -259,11 +261,29 @@ class Authorizer:
         if key is None:
             raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
         if needed not in key.scopes:
-            raise HTTPException(403, f"API key {key.id} lacks scope {needed!r} for {request.method} "
-                                     f"{getattr(route, 'path', request.url.path)} (it has {', '.join(key.scopes)})")
+            raise ApiError(403, f"API key {key.id} lacks scope {needed!r} for {request.method} "
+                                f"{getattr(route, 'path', request.url.path)} (it has {', '.join(key.scopes)})",
+                           errors=[{"field": "scope", "message": "scope this route needs", "value": needed}])
         request.state.api_key = key.id
+        return needed
 
 
 async def authorize(request: Request) -> None:
-    """App-wide dependency: ``FastAPI(dependencies=[Depends(authorize)])``."""
-    request.app.state.auth.check(request)
+    """App-wide dependency: ``FastAPI(dependencies=[Depends(authorize)])``: access control, then
+    the per-key request rate limit (``[rate_limit]``, serving/ratelimit.py) of every non-open route."""
+    needed = request.app.state.auth.check(request)
+    limiter = request.app.state.limiter
+    if limiter is not None and needed is not OPEN:
+        request.state.scope_needed = needed
+        limiter.charge(request.state.api_key, _client(request), needed, "requests")
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "-"
+
+
+def charge_events(request: Request, n: int) -> None:
+    """Charge ``n`` events to the caller's events bucket (POST /v1/events; no-op when limits are off)."""
+    limiter = request.app.state.limiter
+    if limiter is not None and n:
+        limiter.charge(request.state.api_key, _client(request), request.state.scope_needed, "events", float(n))

@@ -17,11 +17,13 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """Raised by routes: status code, message, optional structured details."""
 
-    def __init__(self, status: int, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, status: int, message: str, *, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors
+        self.headers = headers
 
 
 def _body(message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -61,7 +63,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_body(exc.message, exc.errors), status_code=exc.status)
+        return JSONResponse(_body(exc.message, exc.errors), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from winnow.core.errors import UnknownIdError
+from winnow.serving.auth import charge_events
 from winnow.serving.errors import ApiError
 from winnow.serving.schemas import (
     CountOut,
@@ -82,6 +83,7 @@ async def post_events(request: Request) -> EventsOut:
     cfg = svc.config.serving
     rows = parse_events(await request.body(), max_events=cfg.max_events_per_request,
                         max_bytes=cfg.max_body_bytes)
+    charge_events(request, len(rows))  # per-key events/s ([rate_limit]); 429 before anything is written
     written = await run_in_threadpool(svc.ingest, rows) if rows else 0
     return EventsOut(received=len(rows), written=written)
 

@@ -34,3 +34,5 @@ class Metrics:
                                 ["backend"], registry=r)
         self.replica_events = Counter("winnow_replica_events_total",
                                       "Events other replicas acknowledged, received over the Redis stream", registry=r)
+        self.rate_limited = Counter("winnow_rate_limited_total", "Requests answered 429 by the per-key rate limit",
+                                    ["key", "scope", "kind"], registry=r)

@@ -1,0 +1,158 @@
+"""``Client``: the blocking client (one httpx connection pool; thread-safe)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Optional, Union
+
+import httpx
+
+from winnow_client import _calls as calls
+from winnow_client import errors
+from winnow_client._calls import M, Call, EventLike, Timeout
+from winnow_client.models import (
+    Activation, Bundles, EventsResult, Health, Item, ItemDetails, ItemPatch, Readiness, RecContext,
+    Recommendations, SimilarItems, UserDetails, UserErasure, UserProfile, Written,
+)
+from winnow_client.retry import RetryPolicy
+from winnow_client.tracker import Tracker, TrackerOptions
+
+_UNSET: Any = object()
+
+
+class Client:
+    """The winnow HTTP API, blocking.
+
+    ``base_url`` (default $WINNOW_URL, else http://127.0.0.1:8000) and ``api_key`` (default
+    $WINNOW_API_KEY); ``timeout`` in seconds for every try of every call unless a call passes its
+    own; ``retry`` decides which failures are repeated and how long to wait (RetryPolicy).
+    ``track()`` queues events for a background sender (``tracker``); ``close()``, leaving a
+    ``with`` block, or interpreter exit flushes it. ``transport`` replaces the network (tests)."""
+
+    def __init__(self, base_url: Optional[str] = None, *, api_key: Optional[str] = None,
+                 timeout: Timeout = 10.0, retry: RetryPolicy = RetryPolicy(),
+                 tracker: TrackerOptions = TrackerOptions(),
+                 transport: Optional[httpx.BaseTransport] = None) -> None:
+        self.base_url = calls.base_url(base_url)
+        self.api_key = api_key
+        self.retry = retry
+        self.retried = 0  # tries repeated by this client (every call)
+        self._http = httpx.Client(base_url=self.base_url, headers=calls.headers(api_key), timeout=timeout,
+                                  transport=transport)
+        self._tracker_options = tracker
+        self._tracker: Optional[Tracker] = None
+        self._tracker_lock = threading.Lock()
+
+    # --- sending --------------------------------------------------------------------------------
+    def send(self, call: Call[M], *, timeout: Timeout = _UNSET, retry: Optional[RetryPolicy] = None) -> M:
+        """Send ``call``, repeating it as ``retry`` (default: the client's policy) allows."""
+        policy = retry or self.retry
+        for attempt in range(policy.max_attempts):
+            try:
+                return self._once(call, timeout)
+            except errors.WinnowError as exc:
+                wait = policy.after_failure(exc, attempt=attempt, repeatable=call.route.repeatable)
+                if wait is None:
+                    raise
+            self.retried += 1
+            time.sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def _once(self, call: Call[M], timeout: Timeout) -> M:
+        try:
+            response = self._http.request(call.route.method, call.path, params=call.params, json=call.json,
+                                          timeout=self._http.timeout if timeout is _UNSET else timeout)
+        except httpx.TransportError as exc:
+            raise errors.from_transport(exc, call.route.method, call.path) from exc
+        return call.parse(response)
+
+    # --- events and the tracker -------------------------------------------------------------------
+    def send_events(self, events: Iterable[EventLike], *, timeout: Timeout = _UNSET) -> EventsResult:
+        """Append events (answered once durable). Each gets an ``event_id`` if it has none, so a
+        repeated send never counts one twice. A bad row: ValidationError listing every bad row."""
+        return self.send(calls.send_events(calls.with_ids(events)), timeout=timeout)
+
+    @property
+    def tracker(self) -> Tracker:
+        """The background event sender (started on first use)."""
+        with self._tracker_lock:  # two threads' first track() must not start two trackers
+            if self._tracker is None:
+                self._tracker = Tracker(self, self._tracker_options)
+            return self._tracker
+
+    def track(self, user_id: str, item_id: str, event_type: str, *, value: Optional[float] = None,
+              timestamp: Optional[float] = None, event_id: Optional[str] = None,
+              request_id: Optional[str] = None, context: Optional[Mapping[str, Any]] = None) -> bool:
+        """Queue one event for the background sender: True if queued, False if dropped because the
+        queue stayed full (TrackerOptions.overflow). Never waits longer than the tracker's
+        ``block_timeout``. ``timestamp`` defaults to now (the time of the call)."""
+        return self.tracker.track(user_id, item_id, event_type, value=value, timestamp=timestamp,
+                                  event_id=event_id, request_id=request_id, context=context)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every event tracked before this call was sent or given up; False on timeout."""
+        return self._tracker.flush(timeout) if self._tracker is not None else True
+
+    # --- catalog and users ------------------------------------------------------------------------
+    def upsert_items(self, items: Iterable[Union[Item, Mapping[str, Any]]], *, timeout: Timeout = _UNSET) -> Written:
+        return self.send(calls.upsert_items(items), timeout=timeout)
+
+    def get_item(self, item_id: str, *, timeout: Timeout = _UNSET) -> ItemDetails:
+        return self.send(calls.get_item(item_id), timeout=timeout)
+
+    def patch_item(self, item_id: str, patch: ItemPatch, *, timeout: Timeout = _UNSET) -> Written:
+        return self.send(calls.patch_item(item_id, patch), timeout=timeout)
+
+    def put_user(self, user_id: str, profile: UserProfile, *, timeout: Timeout = _UNSET) -> Written:
+        return self.send(calls.put_user(user_id, profile), timeout=timeout)
+
+    def get_user(self, user_id: str, *, timeout: Timeout = _UNSET) -> UserDetails:
+        return self.send(calls.get_user(user_id), timeout=timeout)
+
+    def delete_user(self, user_id: str, *, timeout: Timeout = _UNSET) -> UserErasure:
+        return self.send(calls.delete_user(user_id), timeout=timeout)
+
+    # --- recommendations --------------------------------------------------------------------------
+    def recommend(self, user_id: str, *, k: Optional[int] = None, surface: Optional[str] = None,
+                  exclude: Optional[Sequence[str]] = None, explain: bool = False,
+                  context: Union[RecContext, Mapping[str, Any], None] = None,
+                  timeout: Timeout = _UNSET) -> Recommendations:
+        """Top-k for a user (GET; POST when a ``context`` is given)."""
+        return self.send(calls.recommend(user_id, k=k, surface=surface, exclude=exclude, explain=explain,
+                                         context=context), timeout=timeout)
+
+    def similar_items(self, item_id: str, *, k: Optional[int] = None, timeout: Timeout = _UNSET) -> SimilarItems:
+        return self.send(calls.similar_items(item_id, k), timeout=timeout)
+
+    # --- admin and health -------------------------------------------------------------------------
+    def bundles(self, *, timeout: Timeout = _UNSET) -> Bundles:
+        return self.send(calls.bundles(), timeout=timeout)
+
+    def activate_bundle(self, version: str, *, timeout: Timeout = _UNSET) -> Activation:
+        return self.send(calls.activate(version), timeout=timeout)
+
+    def rollback_bundle(self, *, timeout: Timeout = _UNSET) -> Activation:
+        return self.send(calls.rollback(), timeout=timeout)
+
+    def health(self, *, timeout: Timeout = _UNSET) -> Health:
+        return self.send(calls.health(), timeout=timeout)
+
+    def ready(self, *, timeout: Timeout = _UNSET) -> Readiness:
+        return self.send(calls.ready(), timeout=timeout)
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def close(self, timeout: Optional[float] = 10.0) -> None:
+        """Flush the tracker (at most ``timeout`` s; what is left is counted as dropped), then close."""
+        if self._tracker is not None:
+            self._tracker.close(timeout)
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.close()

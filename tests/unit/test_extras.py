@@ -1,0 +1,41 @@
+"""A configured feature whose pip extra is missing fails in load_config with the pip command
+(modules made missing here by hiding them from importlib's finder; the packaging test sees
+the real thing in a core-only venv)."""
+
+from __future__ import annotations
+
+import pytest
+
+from winnow.core import extras
+from winnow.core.config import load_config
+from winnow.core.errors import ConfigError
+
+
+@pytest.fixture
+def without(monkeypatch):
+    def hide(*modules: str) -> None:
+        real = extras.find_spec
+        monkeypatch.setattr(extras, "find_spec", lambda name: None if name in modules else real(name))
+    return hide
+
+
+@pytest.mark.parametrize("overrides, modules, command", [
+    ({"store": {"url": "postgresql://u@h/db"}}, ("psycopg",), "pip install 'winnow[postgres]'"),
+    ({"online": {"url": "redis://h:6379/0"}}, ("redis",), "pip install 'winnow[redis]'"),
+    ({"training": {"engine": "ray"}}, ("ray",), "pip install 'winnow[ray]'"),
+    ({"pipeline": {"sources": [{"name": "tt", "kind": "two_tower"}]}}, ("torch",), "pip install 'winnow[neural]'"),
+    ({"pipeline": {"sources": [{"name": "c", "kind": "content"}]}}, ("sentence_transformers",),
+     "pip install 'winnow[neural]'"),
+])
+def test_missing_extra_fails_at_start_up_naming_the_pip_command(tmp_path, without, overrides, modules, command):
+    load_config(tmp_path, overrides=overrides)  # installed here: accepted
+    without(*modules)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, overrides=overrides)
+    assert command in str(info.value) and modules[0] in str(info.value)
+
+
+def test_the_embedded_default_needs_no_extra(tmp_path, without):
+    without("torch", "sentence_transformers", "psycopg", "psycopg_pool", "redis", "ray")
+    cfg = load_config(tmp_path)
+    assert extras.needed(cfg) == {}
