@@ -170,7 +170,7 @@ class RankerConfig(_Section):
     # cap on ranker training lists (users per history fold, slates from the impression log),
     # drawn uniformly with ``seed``: features and trees cost O(lists x candidates), and a ranker of
     # 7-leaf trees stops improving long before 10^5 lists (bench/train_scale.py measures it)
-    max_lists: int = Field(20000, ge=20)
+    max_lists: int = Field(10000, ge=20)
     as_of: Literal["user_last", "global_last"] = "user_last"  # each list's feature time t
     valid_share: float = Field(0.2, gt=0, lt=1)  # lists held out for early stopping
     half_life_days: float = Field(30.0, gt=0)
@@ -187,7 +187,7 @@ class RankerConfig(_Section):
     # residual ranker: trees start from this fixed blend of feature columns (name -> weight,
     # names absent from the feature set ignored, weight 0 drops an entry); {} = plain lambdarank
     init_weights: dict[str, float] = Field(default_factory=dict)
-    threads: int = Field(1, ge=0)  # LightGBM threads (0 = all cores; OpenMP spin-waits badly on busy cores)
+    threads: int = Field(1, ge=0)  # LightGBM training threads (0 = every core): bench/ranker_threads.py
     seed: int = 0
 
 

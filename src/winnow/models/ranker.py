@@ -38,7 +38,7 @@ class LambdaRanker:
         spec: the feature columns (order and categorical columns).
         params: LightGBM parameters overriding DEFAULT_PARAMS.
         num_boost_round: maximum trees; early_stopping_rounds: patience on validation NDCG.
-        seed: LightGBM seed; num_threads: training threads (0 = LightGBM default).
+        seed: LightGBM seed; num_threads: training threads (0 = every core: OpenMP's default).
         init_weights: feature name -> weight of the fixed base score the trees start from
             (see module docstring); names not in the spec are ignored (a source the dataset
             lacks), so one default serves every source set, and weight 0 drops an entry

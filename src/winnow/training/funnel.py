@@ -277,6 +277,7 @@ class FunnelModel:
                         "valid_lists": valid_list_count, "rows": len(y),
                         "positives": int(y.sum()), "candidate_recall_inner": inner_recall,
                         "best_iteration": self.ranker_.best_iteration_,
+                        "lightgbm_threads": rc.threads,
                         "cv_best_iterations": iterations,
                         "valid_ndcg@10": self.ranker_.valid_ndcg_,
                         "cv_valid_ndcg@10": valid_ndcgs,
