@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from winnow.engine.ray_engine import RayEngine
+from winnow.engine.ray_session import RaySession
 from winnow.models.two_tower import TwoTowerRecommender
 
 ITEM_BATCH = 8192  # rows per item-tower forward pass (as winnow.models.two_tower.train.item_vectors)
@@ -84,7 +84,7 @@ class _ItemTowerActor:
         return {"item": np.concatenate(items), "collab": np.vstack(collab), "content": np.vstack(content)}
 
 
-def ray_item_vectors(model: TwoTowerRecommender, *, engine: RayEngine,
+def ray_item_vectors(model: TwoTowerRecommender, *, engine: RaySession,
                      partitions: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(collab, content) float32 [n_items, dim] of a fitted/loaded two-tower, scored on Ray.
 
@@ -124,7 +124,7 @@ class ScoredTwoTower(TwoTowerRecommender):
     """``TwoTowerRecommender`` whose item vectors are scored on Ray (class attribute ``engine``;
     without one it is the base class). Use ``scored_two_tower(engine).load(directory)``."""
 
-    engine: RayEngine | None = None
+    engine: RaySession | None = None
     scoring_s: float = 0.0
 
     def _refresh_item_vectors(self) -> None:
@@ -138,7 +138,7 @@ class ScoredTwoTower(TwoTowerRecommender):
         self._blend_item_vectors()  # blend + category centroids, as the local model does
 
 
-def scored_two_tower(engine: RayEngine) -> type[ScoredTwoTower]:
+def scored_two_tower(engine: RaySession) -> type[ScoredTwoTower]:
     """A ``ScoredTwoTower`` subclass bound to ``engine`` (``.load(d)`` scores items on Ray)."""
     return type("ScoredTwoTower", (ScoredTwoTower,), {"engine": engine})
 
@@ -165,7 +165,7 @@ class _ChunkActor:
 
 
 def ray_recommend_chunks(hook: Any, chunks: list[np.ndarray], k: int, *, exclude: sp.csr_matrix,
-                         candidates: np.ndarray | None, engine: RayEngine
+                         candidates: np.ndarray | None, engine: RaySession
                          ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(users, recs [n, k], scores [n, k]) per chunk, in chunk order, computed by
     ``hook.recommend(users, k, exclude=, candidates=)`` on ``engine.num_workers`` Ray actors."""

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from winnow.data.interactions import Interactions
-from winnow.engine.ray_engine import RayEngine
+from winnow.engine.ray_session import RaySession
 from winnow.models.two_tower import TwoTowerRecommender
 
 
@@ -125,7 +125,7 @@ def _worker(cfg: dict[str, Any]) -> None:
 
 
 def fit_two_tower_ray(model: TwoTowerRecommender, train: Interactions, *,
-                      engine: RayEngine) -> tuple[TwoTowerRecommender, dict[str, Any]]:
+                      engine: RaySession) -> tuple[TwoTowerRecommender, dict[str, Any]]:
     """(fitted model, report) -- see the module docstring."""
     import ray
     from ray.train import RunConfig, ScalingConfig

@@ -22,8 +22,8 @@ import scipy.sparse as sp
 from winnow.core.config import WinnowConfig
 from winnow.core.errors import ConfigError
 from winnow.data.interactions import Dataset
-from winnow.evaluation.metrics import evaluate_recs
 from winnow.evaluation.splits import Split, make_split
+from winnow.metrics import evaluate_recs
 from winnow.models.base import Recommender
 from winnow.models.registry import build_model
 

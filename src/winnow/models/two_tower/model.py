@@ -28,7 +28,7 @@ import torch
 from winnow.core.config import TwoTowerConfig
 from winnow.core.errors import BundleError
 from winnow.data.interactions import Interactions
-from winnow.evaluation.metrics import evaluate_recs
+from winnow.metrics import evaluate_recs
 from winnow.models.base import Recommender, top_k
 from winnow.models.content import (
     StructuredContent,
