@@ -34,6 +34,7 @@ services:
 lint: install
 	$(BIN)/ruff check --select F,E9 src tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: install browser services lint
 	$(BIN)/python -m pytest -q tests

@@ -27,11 +27,14 @@ from winnow.core.config_models import (  # noqa: F401  (re-exported: one import 
 from winnow.core.config_scale import OnlineConfig, TrainingConfig  # noqa: F401  (re-exported)
 
 
+ValueTransform = Literal["none", "linear", "log1p"]
+
+
 class EventsConfig(_Section):
     """How raw events become training weights: weight = type_weight * transform(value)."""
 
     weights: dict[str, float] = Field(default_factory=dict)
-    value_transform: dict[str, Literal["none", "linear", "log1p"]] = Field(default_factory=dict)
+    value_transform: dict[str, ValueTransform] = Field(default_factory=dict)
     default_weight: float | None = None  # weight of types not listed; None -> unknown type is an error
 
     @field_validator("weights")
@@ -73,6 +76,13 @@ class SourceConfig(_Section):
         return v
 
 
+RuleName = Literal["exclude", "filter", "freshness", "diversity", "mmr", "sponsored"]
+
+
+def _default_rules() -> list[RuleName]:
+    return ["exclude", "filter", "freshness", "diversity", "sponsored"]
+
+
 class PipelineConfig(_Section):
     """Retrieval -> ranking -> re-ranking wiring; validated when the pipeline is built."""
 
@@ -91,8 +101,7 @@ class PipelineConfig(_Section):
     affinity_half_life_s: float = Field(3600.0, gt=0)  # decay of online category interest
     trending_half_life_days: float = Field(7.0, gt=0)
     # re-ranking rules, applied in this order
-    rules: list[Literal["exclude", "filter", "freshness", "diversity", "mmr", "sponsored"]] = Field(
-        default_factory=lambda: ["exclude", "filter", "freshness", "diversity", "sponsored"])
+    rules: list[RuleName] = Field(default_factory=_default_rules)
     exclude_purchased: bool = True
     exclude_seen_window_s: float = Field(0.0, ge=0)  # 0: seen items stay eligible
     blocked_items: list[str] = Field(default_factory=list)

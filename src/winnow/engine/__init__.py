@@ -19,7 +19,7 @@ a missing Ray install, an unreachable ``ray_address`` or too few cluster CPUs fo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from winnow.engine.ray_engine import ENGINES, RayEngine, check_engine
 from winnow.features.catalog import FeatureCatalog
 from winnow.features.offline import Lists, offline_features
 from winnow.features.spec import FeatureSpec
+
+if TYPE_CHECKING:
+    from winnow.models.two_tower import TwoTowerRecommender
 
 __all__ = ["ENGINES", "LocalEngine", "RayEngine", "check_engine", "open_engine"]
 
@@ -47,7 +50,8 @@ class LocalEngine:
     def close(self) -> None:
         return None
 
-    def fit_two_tower(self, model: Any, train: Any) -> tuple[Any, dict[str, Any]]:
+    def fit_two_tower(self, model: TwoTowerRecommender,
+                      train: Interactions) -> tuple[TwoTowerRecommender, dict[str, Any]]:
         return model.fit(train), {"workers": 1, "data_parallel": False}
 
     def offline_features(self, events: Interactions, catalog: FeatureCatalog, spec: FeatureSpec,

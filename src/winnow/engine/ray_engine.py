@@ -11,7 +11,7 @@ for a run that needs them).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,13 +28,17 @@ from winnow.features.catalog import FeatureCatalog
 from winnow.features.offline import Lists
 from winnow.features.spec import FeatureSpec
 
+if TYPE_CHECKING:
+    from winnow.models.two_tower import TwoTowerRecommender
+
 __all__ = ["ENGINES", "RAY_PIN", "RayEngine", "check_engine", "import_ray"]
 
 
 class RayEngine(RaySession):
     """The parts of a training run that grow with data, on Ray (see the module docstring)."""
 
-    def fit_two_tower(self, model: Any, train: Interactions) -> tuple[Any, dict[str, Any]]:
+    def fit_two_tower(self, model: TwoTowerRecommender,
+                      train: Interactions) -> tuple[TwoTowerRecommender, dict[str, Any]]:
         """Fit a two-tower model on Ray Train (winnow.engine.ray_train)."""
         from winnow.engine.ray_train import fit_two_tower_ray
 

@@ -79,8 +79,8 @@ def ray_offline_features(events: Interactions, catalog: FeatureCatalog, spec: Fe
         # log once (O(E log E)), so more calls than workers would repeat that work
         n_groups = min(engine.num_workers, len(parts))
         groups = [parts[g::n_groups] for g in range(n_groups)]
-        ds = ray.data.from_items([{"group": g} for g in range(n_groups)], override_num_blocks=n_groups)
-        ds = ds.map_batches(_PartitionFeatures, batch_size=1, batch_format="numpy",
+        inputs = ray.data.from_items([{"group": g} for g in range(n_groups)], override_num_blocks=n_groups)
+        ds = inputs.map_batches(_PartitionFeatures, batch_size=1, batch_format="numpy",
                             fn_constructor_kwargs={"export_dir": str(run), "sources": list(spec.sources),
                                                    "groups": groups, "shared": [shared]},
                             compute=ray.data.ActorPoolStrategy(size=n_groups), num_cpus=1)

@@ -322,7 +322,7 @@ class FunnelModel:
 class FunnelRecommender(Recommender):
     """The funnel behind the retrieval contract (name "funnel"), for batch-recommend and the
     evaluation runner: fit(train) fits ``FunnelModel``; recommend() ranks candidates;
-    ``_score`` (dense scores, used by cold-start blending) is the first source's. Not saved
+    ``scores`` (dense scores, used by cold-start blending) is the first source's. Not saved
     through Recommender.save: the service bundle stores the ranker (ranker.txt + ranker.json)."""
 
     name = "funnel"
@@ -336,7 +336,7 @@ class FunnelRecommender(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         first = next(iter(self.funnel_.sources_.values()))
-        return first._score(users)
+        return first.scores(users)
 
     def recommend(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
                   candidates: np.ndarray | None = None,
