@@ -34,6 +34,8 @@ services:
 
 lint: install
 	$(BIN)/ruff check --select F,E9 src tests bench clients
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/mypy --strict --config-file clients/python/pyproject.toml clients/python/src
 
 test: install browser services lint

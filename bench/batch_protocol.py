@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from winnow.core.config import load_config
 from winnow.core.ids import IdMap
 from winnow.evaluation.datasets import default_data_dir
-from winnow.evaluation.metrics import evaluate_recs
+from winnow.metrics import evaluate_recs
 from winnow.evaluation.splits import stratified_split
 from winnow.data.importers.movielens_100k import load
 from winnow.data.training_data import dataset_from_frames

@@ -8,7 +8,7 @@
 Item cold start: candidates = the held-out items; users = those with >= 1 training and >= 1
 held-out event. User cold start: held-out users keep only their attributes (or their first n
 events, by time); the test set is the rest of their events; every catalog item is a candidate.
-NDCG@10 etc. from winnow.evaluation.metrics. Seeds: --seeds (default 0 1 2), means reported.
+NDCG@10 etc. from winnow.metrics. Seeds: --seeds (default 0 1 2), means reported.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from winnow.core.config import load_config
 from winnow.evaluation.datasets import load_named_dataset
-from winnow.evaluation.metrics import evaluate_recs
+from winnow.metrics import evaluate_recs
 from winnow.evaluation.runner import evaluate_split, split_dataset
 from winnow.models.base import apply_exclusions, top_k
 from winnow.models.coldstart import (

@@ -31,7 +31,7 @@ import numpy as np
 
 from winnow.core.config import load_config
 from winnow.evaluation.datasets import load_named_dataset
-from winnow.evaluation.metrics import evaluate_recs
+from winnow.metrics import evaluate_recs
 from winnow.evaluation.runner import split_dataset
 from winnow.evaluation.splits import validation_split
 from winnow.training.funnel import FunnelModel

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from winnow.data.interactions import Interactions
 from winnow.data.synthetic import SyntheticWorld, generate_world
-from winnow.evaluation.metrics import evaluate_recs
+from winnow.metrics import evaluate_recs
 from winnow.evaluation.splits import leave_last_split, stratified_split, temporal_split
 
 

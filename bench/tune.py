@@ -8,7 +8,7 @@ Protocol: ml-100k ratings, every rating a positive interaction (weight 1); a per
 winnow.training.tune carves a per-user 80/20 validation split out of it and maximises
 NDCG@10 there. The chosen parameters are then refitted on the whole 75% and scored on the 25%
 test part with training items excluded (NDCG/P/R/MAP@10, Microsoft Recommenders definitions,
-see winnow.evaluation.metrics). Popularity is reported as a floor. Single-threaded (2 shared
+see winnow.metrics). Popularity is reported as a floor. Single-threaded (2 shared
 cores): implicit num_threads=1, BLAS 1 thread.
 
 Writes config/tuned/<model>.json {dataset, protocol, grid, chosen, validation_metric, date} and

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from winnow.core.config import load_config  # noqa: E402
 from winnow.evaluation.datasets import load_named_dataset  # noqa: E402
-from winnow.evaluation.metrics import evaluate_recs  # noqa: E402
+from winnow.metrics import evaluate_recs  # noqa: E402
 from winnow.evaluation.runner import evaluate_split, split_dataset  # noqa: E402
 from winnow.evaluation.splits import validation_split  # noqa: E402
 from winnow.models.two_tower import TwoTowerRecommender  # noqa: E402

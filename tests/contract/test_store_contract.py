@@ -10,6 +10,7 @@ locally and fails when CI=true.
 from __future__ import annotations
 
 from collections.abc import Callable
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,37 @@ def test_idempotent_event_ids(store: Store) -> None:
     assert store.append_events(dup_inside) == 2
     assert store.counts()["events"] == 49
     assert len(store.read_events()) == 49
+
+
+def _outside(store: Store, sql: str) -> None:
+    """Run ``sql`` on the store's database through a separate driver connection."""
+    if isinstance(store, SQLiteStore):
+        con = sqlite3.connect(store.path)
+        try:
+            con.execute(sql)
+            con.commit()
+        finally:
+            con.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(store.url, autocommit=True) as con:  # type: ignore[attr-defined]
+            con.execute(sql)
+
+
+def test_driver_errors_surface_as_store_errors(store: Store) -> None:
+    # a failure inside the driver (here: a table gone behind the store's back) reaches the caller
+    # as the one error tree's StoreError, chained to the driver's exception, never as
+    # sqlite3.Error / psycopg.Error (callers such as serving/online_state.py name no driver)
+    store.upsert_items(pd.DataFrame({"item_id": ["a"], "title": ["A"]}))
+    store.append_events(_events(20))
+    _outside(store, "ALTER TABLE items RENAME TO items_gone")
+    _outside(store, "ALTER TABLE events RENAME TO events_gone")
+    for call in (store.read_items, lambda: store.get_item("a"), lambda: store.user_events("u1")):
+        with pytest.raises(StoreError) as info:
+            call()
+        assert info.value.__cause__ is not None
+        assert type(info.value.__cause__).__module__.split(".")[0] in ("sqlite3", "psycopg")
 
 
 def test_durable_across_reopen(opener: Callable[[], Store]) -> None:

@@ -144,7 +144,7 @@ def test_ray_bundle_has_the_local_bundle_format(trained) -> None:
 
 
 def test_ray_bundle_quality_matches_local(trained) -> None:
-    from winnow.evaluation.metrics import evaluate_recs
+    from winnow.metrics import evaluate_recs
     from winnow.models.two_tower import TwoTowerRecommender
 
     _cfg, world, test_ev, local, on_ray = trained

@@ -11,7 +11,7 @@ import pytest
 from winnow.core.config import load_config
 from winnow.data.synthetic import generate_world
 from winnow.data.training_data import dataset_from_frames
-from winnow.evaluation.metrics import evaluate_recs
+from winnow.metrics import evaluate_recs
 from winnow.evaluation.splits import stratified_split
 from winnow.training.batch import batch_recommend
 from winnow.training.funnel import FunnelModel

@@ -133,7 +133,7 @@ def test_event_weights_follow_config() -> None:
     w = event_weights(codes, np.array([9.0, np.e - 1, 3.0, 1.0, np.nan]), types, CONFIG)
     np.testing.assert_allclose(w, [0.5, 1.0, 12.0, 0.0, 1.0], rtol=1e-6)
     with pytest.raises(DataError, match="'play'"):
-        event_weights(codes, np.ones(5), types, EventsConfig(weights={"view": 1.0}))
+        event_weights(codes, np.ones(5), types, EventsConfig(weights={"view": 1.0}, default_weight=None))
 
 
 def test_dataset_from_frames_indexes_catalog_items_without_events() -> None:

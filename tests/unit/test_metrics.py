@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from winnow.data.interactions import Interactions
-from winnow.evaluation.metrics import evaluate_recs, gini, intra_list_diversity, per_user_metrics
+from winnow.metrics import evaluate_recs, gini, intra_list_diversity, per_user_metrics
 
 L3 = math.log2(3)  # 1.5849625
 

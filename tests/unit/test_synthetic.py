@@ -10,7 +10,7 @@ from winnow.data.interactions import Interactions
 from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
 from winnow.data.synthetic import (EVENT_TYPES, ChoiceModel, SyntheticWorld, generate_world,
                                    write_world)
-from winnow.evaluation.metrics import evaluate_recs
+from winnow.metrics import evaluate_recs
 from winnow.evaluation.splits import stratified_split
 
 

@@ -93,7 +93,7 @@ def test_find_problems_lists_all_rows_in_order(rows: int) -> None:
 
 
 def test_unknown_event_type_checked_only_without_default_weight() -> None:
-    strict = EventsConfig(weights={"click": 1.0, "view": 0.5})
+    strict = EventsConfig(weights={"click": 1.0, "view": 0.5}, default_weight=None)
     problems = find_problems(_events(), events_config=strict)
     assert [(p.line, p.value) for p in problems] == [(2, "purchase")]
     lenient = EventsConfig(weights={"click": 1.0}, default_weight=1.0)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -74,7 +74,8 @@ def write_contents(contents: BundleContents, d: Path) -> None:
     (d / USER_IDS).write_text(json.dumps(contents.user_ids.to_list()), encoding="utf-8")
     (d / ITEM_IDS).write_text(json.dumps(contents.item_ids.to_list()), encoding="utf-8")
     (d / CATEGORIES).write_text(json.dumps(contents.categories), encoding="utf-8")
-    np.savez(d / ITEMS, **{k: contents.items[k] for k in ITEM_ARRAYS})
+    arrays: dict[str, Any] = {k: contents.items[k] for k in ITEM_ARRAYS}
+    np.savez(d / ITEMS, **arrays)
     for name, model in contents.models.items():
         model.save(model_dir(d, name))
     if contents.index is not None:

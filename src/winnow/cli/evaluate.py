@@ -67,24 +67,31 @@ def evaluate(dataset: str = typer.Option("synthetic", help="ml-100k | ml-latest-
     data = load_named_dataset(dataset, cfg, data_dir=data_dir, seed=seed_list[0])
     bar = tqdm(total=len(names) * len(seed_list), desc="evaluating", unit="model")
 
-    run = evaluate_models
-    if report is not None:  # same protocol and rows, plus the report's curves (one fit per model)
-        from winnow.evaluation.report import evaluate_for_report as run
+    def tick(label: str) -> None:
+        bar.set_postfix_str(label)
+        bar.update(1)
+
+    extras = None
     try:
-        out = run(data, names, cfg, protocol=protocol, k=k, seeds=seed_list,
-                  ratio=ratio, progress=lambda label: (bar.set_postfix_str(label), bar.update(1)))
+        if report is not None:  # same protocol and rows, plus the report's curves (one fit per model)
+            from winnow.evaluation.report import evaluate_for_report
+
+            result, extras = evaluate_for_report(data, names, cfg, protocol=protocol, k=k, seeds=seed_list,
+                                                 ratio=ratio, progress=tick)
+        else:
+            result = evaluate_models(data, names, cfg, protocol=protocol, k=k, seeds=seed_list,
+                                     ratio=ratio, progress=tick)
     finally:
         bar.close()
-    result = out[0] if report is not None else out
     _print_table(result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
         typer.echo(f"wrote {json_out}")
-    if report is not None:
+    if report is not None and extras is not None:
         from winnow.evaluation.report import write_report
 
-        typer.echo(f"wrote {write_report(result, out[1], report)}")
+        typer.echo(f"wrote {write_report(result, extras, report)}")
 
 
 @app.command("batch-recommend")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -92,7 +92,7 @@ def simulate_cmd(rounds: int = typer.Option(50, min=1, help="rounds of serve -> 
                                                 help="also check OPE against simulated truth"),
                  out: Optional[Path] = typer.Option(None, help="report directory (default <home>/simulation)")) -> None:
     """Closed-loop simulation: each policy serves simulated users and is retrained on its own log."""
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from winnow.simulation.loop import simulate
     from winnow.simulation.ope_check import ope_check as run_ope_check
@@ -105,9 +105,12 @@ def simulate_cmd(rounds: int = typer.Option(50, min=1, help="rounds of serve -> 
     with Progress() as progress:
         for p in policy:
             task = progress.add_task(f"{p:>10}", total=rounds)
-            runs[p] = simulate(p, cfg, model=model, winnow_config=wcfg,
-                               on_round=lambda r, m, t=task: progress.update(t, advance=1))
-    extra = {"config": cfg.to_dict(), "model": model}
+
+            def advance(_round: int, _metrics: dict[str, float], t: TaskID = task) -> None:
+                progress.update(t, advance=1)
+
+            runs[p] = simulate(p, cfg, model=model, winnow_config=wcfg, on_round=advance)
+    extra: dict[str, Any] = {"config": cfg.to_dict(), "model": model}
     if ope_check:
         checks = [run_ope_check("epsilon", target, cfg, model=model, winnow_config=wcfg)
                   for target in ("greedy", "kind=softmax,temperature=0.5")]

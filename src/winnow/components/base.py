@@ -22,20 +22,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from winnow.bundle import Bundle, BundleContents
 from winnow.core.config import WinnowConfig
-from winnow.data.interactions import Dataset
+from winnow.data.interactions import Dataset, Interactions
 from winnow.data.store import Store
 from winnow.pipeline.sources import CandidateSource
 from winnow.pipeline.types import Catalog
+
+if TYPE_CHECKING:  # torch is imported only by a run that fits or serves a two-tower
+    from winnow.models.two_tower import TwoTowerRecommender
 
 
 class TrainingEngine(Protocol):
     """The part of winnow.engine's engines a component's fit may use."""
 
-    def fit_two_tower(self, model: Any, train: Any) -> tuple[Any, dict[str, Any]]: ...
+    def fit_two_tower(self, model: TwoTowerRecommender,
+                      train: Interactions) -> tuple[TwoTowerRecommender, dict[str, Any]]: ...
 
 
 @dataclass

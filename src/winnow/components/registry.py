@@ -14,6 +14,7 @@ from winnow.components.base import Component, ServeContext
 from winnow.core.config import PipelineConfig, SourceConfig, WinnowConfig
 from winnow.core.errors import ConfigError
 from winnow.core.registry import COMPONENTS
+from winnow.pipeline.explore import ItemStatsSource
 from winnow.pipeline.pipeline import Pipeline
 from winnow.pipeline.rules import build_rules
 from winnow.pipeline.sources import CandidateSource
@@ -80,7 +81,8 @@ def build_sources(config: PipelineConfig, ctx: ServeContext) -> dict[str, Candid
 
 
 def build_pipeline(config: PipelineConfig, ctx: ServeContext, *, ranker: Ranker | None = None,
-                   blocked: frozenset[int] | None = None, item_stats: Any = None) -> Pipeline:
+                   blocked: frozenset[int] | None = None,
+                   item_stats: ItemStatsSource | None = None) -> Pipeline:
     """Sources from config + components (ConfigError if one cannot be built), then the Pipeline.
 
     ``item_stats``: the service's winnow.serving.item_stats.ItemStats (Thompson sampling reads

@@ -81,8 +81,8 @@ class TwoTowerComponent(Component):
             return None
         assert ctx.config is not None
         tts = TwoTowerServing.build(model, ctx.config.index)
-        items = ctx.store.read_items() if ctx.store is not None else []
-        if len(items):
+        items = ctx.store.read_items() if ctx.store is not None else None
+        if items is not None and len(items):
             idx = ctx.catalog.item_ids.encode(items["item_id"].tolist(), missing=-1)
             new = idx >= model.n_items_
             if new.any():

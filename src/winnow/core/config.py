@@ -3,6 +3,10 @@
 Sources, lowest precedence first: the packaged ``defaults.toml``, then ``<home>/winnow.toml``
 (or an explicit file), then ``WINNOW__SECTION__KEY=value`` environment overrides. Unknown keys
 are errors (``extra="forbid"``) so a typo fails at start-up instead of being ignored.
+
+The models' field defaults are the one source of default values; ``defaults.toml`` repeats them
+with the reasons (tuning records) as comments, and tests/unit/test_config_defaults.py fails on
+any key where the two differ. Change a default in both.
 """
 
 from __future__ import annotations
@@ -30,12 +34,21 @@ from winnow.core.config_scale import OnlineConfig, TrainingConfig  # noqa: F401 
 from winnow.core.config_limits import RateLimitConfig  # noqa: F401  (re-exported)
 
 
+ValueTransform = Literal["none", "linear", "log1p"]
+
+
+def _default_transforms() -> dict[str, ValueTransform]:
+    return {"rating": "none", "play": "log1p"}  # ratings: every rating a positive; plays: heavy-tailed
+
+
 class EventsConfig(_Section):
     """How raw events become training weights: weight = type_weight * transform(value)."""
 
-    weights: dict[str, float] = Field(default_factory=dict)
-    value_transform: dict[str, Literal["none", "linear", "log1p"]] = Field(default_factory=dict)
-    default_weight: float | None = None  # weight of types not listed; None -> unknown type is an error
+    weights: dict[str, float] = Field(default_factory=lambda: {
+        "view": 0.5, "click": 1.0, "add_to_cart": 2.0, "purchase": 4.0, "rating": 1.0, "play": 1.0,
+        "like": 2.0, "skip": 0.0})
+    value_transform: dict[str, ValueTransform] = Field(default_factory=_default_transforms)
+    default_weight: float | None = 1.0  # weight of types not listed; None -> unknown type is an error
 
     @field_validator("weights")
     @classmethod
@@ -76,6 +89,13 @@ class SourceConfig(_Section):
         return v
 
 
+RuleName = Literal["exclude", "filter", "freshness", "diversity", "mmr", "sponsored"]
+
+
+def _default_rules() -> list[RuleName]:
+    return ["exclude", "filter", "freshness", "diversity", "sponsored"]
+
+
 class PipelineConfig(_Section):
     """Retrieval -> ranking -> re-ranking wiring; validated when the pipeline is built."""
 
@@ -94,8 +114,7 @@ class PipelineConfig(_Section):
     affinity_half_life_s: float = Field(3600.0, gt=0)  # decay of online category interest
     trending_half_life_days: float = Field(7.0, gt=0)
     # re-ranking rules, applied in this order
-    rules: list[Literal["exclude", "filter", "freshness", "diversity", "mmr", "sponsored"]] = Field(
-        default_factory=lambda: ["exclude", "filter", "freshness", "diversity", "sponsored"])
+    rules: list[RuleName] = Field(default_factory=_default_rules)
     exclude_purchased: bool = True
     exclude_seen_window_s: float = Field(0.0, ge=0)  # 0: seen items stay eligible
     blocked_items: list[str] = Field(default_factory=list)

@@ -1,7 +1,9 @@
 """Typed configuration of the retrieval models ([models.*] sections).
 
 Part of winnow.core.config (which re-exports everything here); split out only to keep files
-small. Defaults here are overridden by the tuned values in the packaged defaults.toml.
+small. The defaults here (and in config.py / config_scale.py) are the one source of default
+values; the packaged defaults.toml is their commented copy, checked equal key for key by
+tests/unit/test_config_defaults.py.
 """
 
 from __future__ import annotations
@@ -21,17 +23,17 @@ class PopularityConfig(_Section):
 
 
 class ItemItemConfig(_Section):
-    neighbours: int = Field(100, ge=1)
-    shrinkage: float = Field(10.0, ge=0)
+    neighbours: int = Field(10, ge=1)
+    shrinkage: float = Field(20.0, ge=0)
     normalize: Literal["cosine", "none"] = "cosine"
 
 
 class ALSConfig(_Section):
-    factors: int = Field(64, ge=1)
+    factors: int = Field(32, ge=1)
     iterations: int = Field(15, ge=1)
-    regularization: float = Field(0.05, ge=0)
-    alpha: float = Field(1.0, gt=0)
-    bm25: bool = True
+    regularization: float = Field(30.0, ge=0)
+    alpha: float = Field(4.0, gt=0)
+    bm25: bool = False
     bm25_k1: float = Field(100.0, gt=0)
     bm25_b: float = Field(0.8, ge=0, le=1)
     seed: int = 0
@@ -40,7 +42,7 @@ class ALSConfig(_Section):
 class BPRConfig(_Section):
     factors: int = Field(64, ge=1)
     iterations: int = Field(100, ge=1)
-    learning_rate: float = Field(0.01, gt=0)
+    learning_rate: float = Field(0.005, gt=0)
     regularization: float = Field(0.01, ge=0)
     seed: int = 0
 

@@ -31,20 +31,30 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
 
-from winnow.core.errors import StoreError, UnknownIdError
+from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
 from winnow.data import postgres_schema as pgs
 from winnow.data import store_rows as shape
 from winnow.data.postgres_conn import Connections
 from winnow.data.postgres_event_log import read_event_log
 from winnow.data.schema import ITEM_COLUMNS, USER_COLUMNS
-from winnow.data.store import EventLog, Store
+from winnow.data.store import EventLog, Store, maps_driver_errors
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
 
 _COPY_CHUNK = 1 << 23    # bytes per COPY write
 _BULK_ROWS = 100_000     # COPY batches this large refresh statistics (and may rebuild an index)
 
 
+def _driver_error(store: PostgresStore, exc: Exception) -> StoreError:
+    """A psycopg (or OS) error escaping a store call (the pooled ``read`` / ``write`` map their
+    own): classified as those are (StoreUnavailableError for an outage), naming the server."""
+    if isinstance(exc, OSError):
+        return StoreUnavailableError(f"PostgreSQL {store.server} unavailable: {type(exc).__name__}: {exc}")
+    return store._db.error(exc, write=False, committing=False, cut_off=False)
+
+
+@maps_driver_errors((psycopg.Error, OSError), _driver_error)
 class PostgresStore(Store):
     """Store in one PostgreSQL database (tables created if missing).
 

@@ -17,6 +17,7 @@ time-range read skips blocks that cannot match.
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,11 @@ CREATE TABLE IF NOT EXISTS event_blocks (
 """
 TARGET_ROWS = 65_536
 MERGE_AFTER = 32
+# (uid int32, iid int32, tid int16, value float64, ts int64)
+EventColumns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 MAX_ROWS = 4_194_304  # rows per block: 32 MiB for the int64 timestamp column
-_DTYPES = (np.dtype("<i4"), np.dtype("<i4"), np.dtype("<i2"), np.dtype("<f8"), np.dtype("<i8"))
+_DTYPES: tuple[np.dtype[Any], ...] = (np.dtype("<i4"), np.dtype("<i4"), np.dtype("<i2"), np.dtype("<f8"),
+                                    np.dtype("<i8"))
 
 
 def _insert(con: sqlite3.Connection, first_seq: int, cols: list[np.ndarray]) -> None:
@@ -44,7 +48,7 @@ def _insert_chunked(con: sqlite3.Connection, first_seq: int, cols: list[np.ndarr
         _insert(con, first_seq + start, [c[start:start + MAX_ROWS] for c in cols])
 
 
-def _decode(row: tuple) -> list[np.ndarray]:
+def _decode(row: tuple[bytes, ...]) -> list[np.ndarray]:
     return [np.frombuffer(b, dtype=d) for b, d in zip(row, _DTYPES)]
 
 
@@ -54,7 +58,7 @@ def write_block(con: sqlite3.Connection, first_seq: int, uid: np.ndarray, iid: n
     if len(ts) == 0:
         return
     _insert_chunked(con, first_seq, [uid, iid, tid, value, ts])
-    tail = []
+    tail: list[int] = []
     for first, n in con.execute("SELECT first_seq, n FROM event_blocks ORDER BY first_seq DESC"):
         if n >= TARGET_ROWS or len(tail) >= 4 * MERGE_AFTER:
             break
@@ -71,7 +75,7 @@ def write_block(con: sqlite3.Connection, first_seq: int, uid: np.ndarray, iid: n
 
 
 def read_blocks(con: sqlite3.Connection, *, since: int | None = None,
-                until: int | None = None) -> tuple[np.ndarray, ...]:
+                until: int | None = None) -> EventColumns:
     """(uid int32, iid int32, tid int16, value float64, ts int64) of all events with
     since <= ts < until, in insertion order (fresh writable arrays)."""
     lo = -(2**63) if since is None else int(since)
@@ -79,7 +83,8 @@ def read_blocks(con: sqlite3.Connection, *, since: int | None = None,
     rows = con.execute("SELECT uid, iid, tid, value, ts FROM event_blocks WHERE max_ts >= ? AND min_ts < ? "
                        "ORDER BY first_seq", (lo, hi)).fetchall()
     if not rows:
-        return tuple(np.empty(0, dtype=d.newbyteorder("=")) for d in _DTYPES)
+        e = [np.empty(0, dtype=d.newbyteorder("=")) for d in _DTYPES]
+        return e[0], e[1], e[2], e[3], e[4]
     parts = [_decode(r) for r in rows]
     cols = [np.concatenate([p[k] for p in parts]).astype(_DTYPES[k].newbyteorder("="), copy=False)
             for k in range(5)]
@@ -87,7 +92,7 @@ def read_blocks(con: sqlite3.Connection, *, since: int | None = None,
         keep = (cols[4] >= lo) & (cols[4] < hi)
         if not keep.all():
             cols = [c[keep] for c in cols]
-    return tuple(cols)
+    return cols[0], cols[1], cols[2], cols[3], cols[4]
 
 
 def drop_user(con: sqlite3.Connection, uid: int) -> int:

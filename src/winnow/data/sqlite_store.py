@@ -41,7 +41,7 @@ from winnow.data.sqlite_schema import (
 )
 from winnow.data.sqlite_schema import SCHEMA_VERSION
 from winnow.data.sqlite_schema import UNAVAILABLE as _UNAVAILABLE
-from winnow.data.store import EventLog, Store
+from winnow.data.store import EventLog, Store, maps_driver_errors
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
 
 _CACHE_KIB = -8192        # PRAGMA cache_size of the writer while serving (negative: KiB)
@@ -49,6 +49,15 @@ _BULK_CACHE_KIB = -65536  # during one write of >= _BULK_ROWS rows (an import)
 _BULK_ROWS = 50_000
 
 
+def _driver_error(store: SQLiteStore, exc: Exception) -> StoreError:
+    """A sqlite3 (or OS) error escaping a store call: the file could not answer it, so
+    StoreUnavailableError, naming the SQLite result code when it is a known outage."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    why = f" ({_UNAVAILABLE[code]})" if code in _UNAVAILABLE else ""
+    return StoreUnavailableError(f"store {store.path.name}: {type(exc).__name__}: {exc}{why}")
+
+
+@maps_driver_errors((sqlite3.Error, OSError), _driver_error)
 class SQLiteStore(Store):
     """Store in one SQLite database file (created if missing).
 

@@ -10,17 +10,25 @@ Guarantees every implementation gives:
   DataError naming the row, field and value.
 - Events with an event_id already stored are skipped (idempotent retries), not duplicated.
 - Another process may read while one process writes.
+- Failures come from one error tree (winnow.core.errors): StoreUnavailableError when the backend
+  cannot answer now (down, read-only, disk full, locked too long), StoreError when it refused
+  the operation. A driver's own exception (sqlite3.Error, psycopg.Error, OSError) never escapes
+  a Store method: each implementation maps them (``maps_driver_errors``), so callers catch
+  ``StoreError`` and name no driver.
 """
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
+
+from winnow.core.errors import StoreError
 
 
 @dataclass(frozen=True)
@@ -180,3 +188,34 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections. Idempotent."""
+
+
+S = TypeVar("S", bound=type[Store])
+
+
+def maps_driver_errors(driver: tuple[type[Exception], ...],
+                       translate: Callable[[Any, Exception], StoreError]) -> Callable[[S], S]:
+    """Class decorator for a Store implementation: every public method of the Store contract
+    re-raises an exception of the ``driver`` types as ``translate(store, exc)`` (a StoreError
+    or StoreUnavailableError naming the backend), chained to the driver's exception."""
+
+    def decorate(cls: S) -> S:
+        for name in _CONTRACT:
+            setattr(cls, name, _mapped(getattr(cls, name), driver, translate))
+        return cls
+    return decorate
+
+
+def _mapped(fn: Callable[..., Any], driver: tuple[type[Exception], ...],
+            translate: Callable[[Any, Exception], StoreError]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def method(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except driver as exc:
+            raise translate(self, exc) from exc
+    return method
+
+
+# the public methods of the contract (what callers may call on any store)
+_CONTRACT = tuple(name for name, value in vars(Store).items() if callable(value) and not name.startswith("_"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from winnow.core.config import EventsConfig
+from winnow.core.config import EventsConfig, ValueTransform
 from winnow.core.errors import DataError
 from winnow.core.ids import IdMap
 from winnow.data.interactions import Dataset, Interactions
@@ -27,7 +27,7 @@ from winnow.data.store import Store
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
 
 
-def type_weights(event_types: list[str], config: EventsConfig) -> tuple[np.ndarray, list[str]]:
+def type_weights(event_types: list[str], config: EventsConfig) -> tuple[np.ndarray, list[ValueTransform]]:
     """float64 [n_types] weight per type name and the transform name per type."""
     weights, transforms = [], []
     for name in event_types:

@@ -17,6 +17,7 @@ Contract:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,8 @@ from winnow.data.schema import (EVENT_COLUMNS, ITEM_COLUMNS, MAX_ID_LENGTH, REQU
                                 USER_COLUMNS)
 
 _Problems = list[tuple[int, DataError]]  # (row position, error)
+# builds the error for (reason, row position, field, offending value)
+_MakeError = Callable[[str, int, str | None, object], DataError]
 
 DEFAULT_EVENT_TYPE = "interaction"
 """Type given to every event of a frame that has no ``event_type`` column (empty cells in a
@@ -53,7 +56,7 @@ def _is_missing(s: pd.Series) -> np.ndarray:
 
 
 def _id_column(s: pd.Series, field: str, required: bool, problems: _Problems,
-               mk: Any, *, as_object: bool = False) -> pd.Series:
+               mk: _MakeError, *, as_object: bool = False) -> pd.Series:
     """Ids as str (numbers stringified); records missing (if required) and over-long ids.
     Large columns stay in pandas' Arrow-backed string dtype unless ``as_object`` (then missing
     cells are None, as SQL parameters need)."""
@@ -69,10 +72,10 @@ def _id_column(s: pd.Series, field: str, required: bool, problems: _Problems,
     miss = s.isna().to_numpy().copy()
     miss |= text.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
     if required:
-        for r in np.flatnonzero(miss):
+        for r in np.flatnonzero(miss).tolist():
             problems.append((int(r), mk("missing or empty id", r, field, None)))
     lengths = text.str.len().fillna(0).to_numpy(dtype=np.int64)
-    for r in np.flatnonzero(lengths > MAX_ID_LENGTH):
+    for r in np.flatnonzero(lengths > MAX_ID_LENGTH).tolist():
         problems.append((int(r), mk(f"id longer than {MAX_ID_LENGTH} characters", r, field,
                                     str(text.iloc[r])[:40] + "...")))
     if not as_object:
@@ -83,7 +86,7 @@ def _id_column(s: pd.Series, field: str, required: bool, problems: _Problems,
     return out
 
 
-def to_unix_seconds(s: pd.Series, field: str, problems: _Problems, mk: Any, *,
+def to_unix_seconds(s: pd.Series, field: str, problems: _Problems, mk: _MakeError, *,
                     required: bool) -> pd.Series:
     """Integer unix seconds from ints, integral floats, numeric strings or ISO-8601 strings.
 
@@ -105,25 +108,25 @@ def to_unix_seconds(s: pd.Series, field: str, problems: _Problems, mk: Any, *,
         bad_num[np.flatnonzero(bad_num)[ok]] = False
     vals = np.array(num.to_numpy(dtype=np.float64, na_value=np.nan))
     nonint = ~np.isnan(vals) & (~np.isfinite(vals) | (np.floor(vals) != vals) | (np.abs(vals) > 2**62))
-    for r in np.flatnonzero(bad_num | nonint):
+    for r in np.flatnonzero(bad_num | nonint).tolist():
         problems.append((int(r), mk("not integer unix seconds or an ISO-8601 date", r, field, s.iloc[r])))
     if required:
-        for r in np.flatnonzero(miss):
+        for r in np.flatnonzero(miss).tolist():
             problems.append((int(r), mk("missing value", r, field, None)))
     vals[bad_num | nonint] = np.nan
     return pd.Series(vals, index=s.index).round().astype("Int64")
 
 
-def _value_column(s: pd.Series, problems: _Problems, mk: Any) -> np.ndarray:
+def _value_column(s: pd.Series, problems: _Problems, mk: _MakeError) -> np.ndarray:
     miss = _is_missing(s)
     num = np.array(pd.to_numeric(s.where(~miss), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
-    for r in np.flatnonzero(~miss & ~np.isfinite(num)):
+    for r in np.flatnonzero(~miss & ~np.isfinite(num)).tolist():
         problems.append((int(r), mk("value must be a finite number or empty", r, "value", s.iloc[r])))
     num[miss] = np.nan
     return num
 
 
-def _context_column(s: pd.Series, problems: _Problems, mk: Any) -> pd.Series:
+def _context_column(s: pd.Series, problems: _Problems, mk: _MakeError) -> pd.Series:
     if s.isna().all():
         return pd.Series([None] * len(s), index=s.index, dtype=object)
     def norm(pos: int, x: Any) -> str | None:
@@ -168,7 +171,7 @@ def _check(events: pd.DataFrame, *, source: str, line_offset: int,
         if events_config is not None and events_config.default_weight is None:
             known = set(events_config.weights)
             unknown = ~out["event_type"].isin(known).to_numpy() & out["event_type"].notna().to_numpy()
-            for r in np.flatnonzero(unknown):
+            for r in np.flatnonzero(unknown).tolist():
                 problems.append((int(r), mk(f"unknown event type (known: {sorted(known)})", r,
                                             "event_type", out["event_type"].iloc[r])))
     else:  # the whole column absent: every event gets the default type
@@ -219,7 +222,7 @@ def _split_list(x: Any) -> list[str]:
     return [str(p) for p in x]
 
 
-def _flag(s: pd.Series, field: str, default: bool, problems: _Problems, mk: Any) -> list[bool]:
+def _flag(s: pd.Series, field: str, default: bool, problems: _Problems, mk: _MakeError) -> list[bool]:
     truthy = {"1", "true", "yes", "y", "t"}
     falsy = {"0", "false", "no", "n", "f"}
     out: list[bool] = []

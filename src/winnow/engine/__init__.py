@@ -4,8 +4,9 @@
 
 - ``fit_two_tower(model, train) -> (fitted model, report)``: two-tower training (Ray: Ray Train
   data-parallel workers, winnow.engine.ray_train);
-- ``funnel_cls()``: the FunnelModel constructor for the served ranker (Ray: point-in-time
-  features over partitioned Parquet on Ray Data, winnow.engine.ray_features);
+- ``offline_features(events, catalog, spec, lists) -> float32 [n_rows, n_features]``: the
+  ranker's point-in-time features, what ``features.offline_features`` returns (Ray: over
+  partitioned Parquet on Ray Data, winnow.engine.ray_features); training's funnel is given it;
 - ``recommend_chunks(hook, chunks, k, exclude=, candidates=)``: batch-recommend's user chunks,
   yielded in order as (users, recs, scores) (Ray: Ray Data actors, winnow.engine.ray_batch);
 - ``describe() -> dict``: what the bundle manifest records under "engine".
@@ -18,10 +19,19 @@ a missing Ray install, an unreachable ``ray_address`` or too few cluster CPUs fo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from winnow.core.config import WinnowConfig
+from winnow.data.interactions import Interactions
 from winnow.engine.ray_engine import ENGINES, RayEngine, check_engine
+from winnow.features.catalog import FeatureCatalog
+from winnow.features.offline import Lists, offline_features
+from winnow.features.spec import FeatureSpec
+
+if TYPE_CHECKING:
+    from winnow.models.two_tower import TwoTowerRecommender
 
 __all__ = ["ENGINES", "LocalEngine", "RayEngine", "check_engine", "open_engine"]
 
@@ -40,13 +50,13 @@ class LocalEngine:
     def close(self) -> None:
         return None
 
-    def fit_two_tower(self, model: Any, train: Any) -> tuple[Any, dict[str, Any]]:
+    def fit_two_tower(self, model: TwoTowerRecommender,
+                      train: Interactions) -> tuple[TwoTowerRecommender, dict[str, Any]]:
         return model.fit(train), {"workers": 1, "data_parallel": False}
 
-    def funnel_cls(self) -> Any:
-        from winnow.training.funnel import FunnelModel
-
-        return FunnelModel
+    def offline_features(self, events: Interactions, catalog: FeatureCatalog, spec: FeatureSpec,
+                         lists: Lists) -> np.ndarray:
+        return offline_features(events, catalog, spec, lists)
 
     def recommend_chunks(self, hook: Any, chunks: list[Any], k: int, *, exclude: Any,
                          candidates: Any) -> Iterator[tuple[Any, Any, Any]]:

@@ -95,7 +95,7 @@ def export_lists(lists: Lists, sources: list[str], directory: str | Path, *,
             continue
         _write(pa.table({"list": li, "user": user[li], "t": np.asarray(lists.t, np.int64)[li],
                          "device": device[li]}), d / f"part={k}" / "lists.parquet")
-        cols = {"row": ri, "list": row_list[ri], "item": np.asarray(lists.row_item, np.int64)[ri]}
+        cols: dict[str, np.ndarray] = {"row": ri, "list": row_list[ri], "item": np.asarray(lists.row_item, np.int64)[ri]}
         for s in sources:
             cols[f"score__{s}"] = np.asarray(lists.src_score[s], np.float64)[ri]
             cols[f"rank__{s}"] = np.asarray(lists.src_rank[s], np.float64)[ri]

@@ -21,13 +21,16 @@ their original order, so the results equal the local ones:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from winnow.engine.ray_engine import RayEngine
+from winnow.engine.ray_session import RaySession
 from winnow.models.two_tower import TwoTowerRecommender
+
+if TYPE_CHECKING:
+    import torch
 
 ITEM_BATCH = 8192  # rows per item-tower forward pass (as winnow.models.two_tower.train.item_vectors)
 
@@ -39,7 +42,7 @@ def ranges(n: int, parts: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
-def _tower_range(net: Any, table: dict[str, np.ndarray], start: int, stop: int, *,
+def _tower_range(net: Any, table: dict[str, torch.Tensor], start: int, stop: int, *,
                  content_only: bool) -> np.ndarray:
     """float32 [stop - start, dim]: item-tower outputs of items start..stop-1 (global indices)."""
     import torch
@@ -70,7 +73,7 @@ class _ItemTowerActor:
         shell = TwoTowerRecommender(**params)
         shell.structure_ = StructuredContent.from_json(structure)
         table = ItemTable(**arrays)
-        self.net = shell._new_net(table, n_items)  # the model's own constructor: same shapes
+        self.net = shell.build_net(table, n_items)  # the model's own constructor: same shapes
         self.net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
         self.net.eval()
         self.table = table.tensors()
@@ -84,7 +87,7 @@ class _ItemTowerActor:
         return {"item": np.concatenate(items), "collab": np.vstack(collab), "content": np.vstack(content)}
 
 
-def ray_item_vectors(model: TwoTowerRecommender, *, engine: RayEngine,
+def ray_item_vectors(model: TwoTowerRecommender, *, engine: RaySession,
                      partitions: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(collab, content) float32 [n_items, dim] of a fitted/loaded two-tower, scored on Ray.
 
@@ -106,8 +109,8 @@ def ray_item_vectors(model: TwoTowerRecommender, *, engine: RayEngine,
     if not parts:
         return collab, content
     workers = min(engine.num_workers, len(parts))
-    ds = ray.data.from_items([{"start": a, "stop": b} for a, b in parts], override_num_blocks=len(parts))
-    ds = ds.map_batches(_ItemTowerActor, batch_size=1, batch_format="numpy",
+    inputs = ray.data.from_items([{"start": a, "stop": b} for a, b in parts], override_num_blocks=len(parts))
+    ds = inputs.map_batches(_ItemTowerActor, batch_size=1, batch_format="numpy",
                         fn_constructor_kwargs={"shared": [shared]},
                         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
     seen = np.zeros(n, bool)
@@ -124,7 +127,7 @@ class ScoredTwoTower(TwoTowerRecommender):
     """``TwoTowerRecommender`` whose item vectors are scored on Ray (class attribute ``engine``;
     without one it is the base class). Use ``scored_two_tower(engine).load(directory)``."""
 
-    engine: RayEngine | None = None
+    engine: RaySession | None = None
     scoring_s: float = 0.0
 
     def _refresh_item_vectors(self) -> None:
@@ -138,7 +141,7 @@ class ScoredTwoTower(TwoTowerRecommender):
         self._blend_item_vectors()  # blend + category centroids, as the local model does
 
 
-def scored_two_tower(engine: RayEngine) -> type[ScoredTwoTower]:
+def scored_two_tower(engine: RaySession) -> type[ScoredTwoTower]:
     """A ``ScoredTwoTower`` subclass bound to ``engine`` (``.load(d)`` scores items on Ray)."""
     return type("ScoredTwoTower", (ScoredTwoTower,), {"engine": engine})
 
@@ -165,7 +168,7 @@ class _ChunkActor:
 
 
 def ray_recommend_chunks(hook: Any, chunks: list[np.ndarray], k: int, *, exclude: sp.csr_matrix,
-                         candidates: np.ndarray | None, engine: RayEngine
+                         candidates: np.ndarray | None, engine: RaySession
                          ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(users, recs [n, k], scores [n, k]) per chunk, in chunk order, computed by
     ``hook.recommend(users, k, exclude=, candidates=)`` on ``engine.num_workers`` Ray actors."""
@@ -176,9 +179,9 @@ def ray_recommend_chunks(hook: Any, chunks: list[np.ndarray], k: int, *, exclude
         return
     shared = ray.put((hook, chunks, k, exclude, candidates))
     workers = min(engine.num_workers, len(chunks))
-    ds = ray.data.from_items([{"chunk": i} for i in range(len(chunks))],
+    inputs = ray.data.from_items([{"chunk": i} for i in range(len(chunks))],
                              override_num_blocks=min(len(chunks), max(workers * 4, 1)))
-    ds = ds.map_batches(_ChunkActor, batch_size=1, batch_format="numpy",
+    ds = inputs.map_batches(_ChunkActor, batch_size=1, batch_format="numpy",
                         fn_constructor_kwargs={"shared": [shared]},
                         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
     parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}

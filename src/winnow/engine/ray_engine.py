@@ -1,118 +1,59 @@
-"""The Ray session of a training run: configuration checks, start/join, shutdown.
+"""``RayEngine``: the engine interface (winnow.engine) over a Ray session.
 
-``RayEngine(training_config, home=...)`` is a context manager. With ``ray_address = ""`` it starts
-a private local Ray instance (``num_workers + 1`` logical CPUs: one per Ray Train worker plus
-the train controller; no dashboard) and stops it on exit; with ``"auto"`` or ``"ray://..."`` it
-joins that cluster and leaves it running. Misconfiguration is a ``ConfigError`` naming the
-``[training]`` field, raised before any work starts.
+A ``RaySession`` (winnow.engine.ray_session: configuration checks, start/join, shutdown) whose
+jobs run on Ray: two-tower training on Ray Train (``ray_train``), batch-recommend's user chunks
+and item-tower scoring on Ray Data (``ray_batch``), the ranker's point-in-time features on Ray
+Data (``ray_features``). Those job modules import only the session, never this module, so the
+engine package has no import cycle; they are imported when first used (Ray and torch load only
+for a run that needs them).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from winnow.core.config import TrainingConfig
-from winnow.core.errors import ConfigError
+import numpy as np
+import scipy.sparse as sp
 
-log = logging.getLogger(__name__)
-ENGINES = ("local", "ray")
+from winnow.data.interactions import Interactions
+from winnow.engine.ray_session import (
+    ENGINES,
+    RAY_PIN,
+    RaySession,
+    check_engine,
+    import_ray,
+)
+from winnow.features.catalog import FeatureCatalog
+from winnow.features.offline import Lists
+from winnow.features.spec import FeatureSpec
 
+if TYPE_CHECKING:
+    from winnow.models.two_tower import TwoTowerRecommender
 
-def check_engine(name: str) -> str:
-    """``name`` if it is a known engine, else ConfigError listing the known ones."""
-    if name not in ENGINES:
-        raise ConfigError(f"[training] engine / --engine: unknown engine {name!r}; choose one of {list(ENGINES)}")
-    return name
-
-
-def import_ray() -> Any:
-    """The ray module, or a ConfigError saying how to install it."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-        import ray.train.torch  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError(f"[training] engine = \"ray\" needs Ray: pip install 'winnow[ray]' ({exc})") from None
-    return ray
+__all__ = ["ENGINES", "RAY_PIN", "RayEngine", "check_engine", "import_ray"]
 
 
-class RayEngine:
-    """Connects to (or starts) Ray for one training run; see the module docstring."""
+class RayEngine(RaySession):
+    """The parts of a training run that grow with data, on Ray (see the module docstring)."""
 
-    def __init__(self, cfg: TrainingConfig, *, home: Path) -> None:
-        self.cfg = cfg
-        self.workdir = Path(cfg.workdir.replace("{home}", str(home))).resolve()
-        self._started = False
-        self.ray: Any = None
-
-    @property
-    def num_workers(self) -> int:
-        return self.cfg.num_workers
-
-    def __enter__(self) -> RayEngine:
-        ray = import_ray()
-        self.ray = ray
-        address = self.cfg.ray_address.strip()
-        if address and not (address == "auto" or address.startswith(("ray://", "ray:")) or ":" in address):
-            raise ConfigError(f"[training] ray_address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if ray.is_initialized():  # an enclosing session (tests, notebooks) owns it
-            pass
-        elif address:
-            try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.WARNING)
-            except Exception as exc:  # ConnectionError, RuntimeError, ValueError by Ray version
-                raise ConfigError(f"[training] ray_address {address!r}: cannot join the Ray cluster "
-                                  f"({type(exc).__name__}: {exc})") from None
-        else:
-            os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-            ray.init(num_cpus=self.cfg.num_workers + 1, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
-            self._started = True
-        cpus = float(ray.cluster_resources().get("CPU", 0))
-        if cpus < self.cfg.num_workers:
-            self.close()
-            raise ConfigError(f"[training] num_workers = {self.cfg.num_workers} but the Ray cluster has "
-                              f"{cpus:g} CPUs")
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        return self
-
-    def close(self) -> None:
-        if self._started and self.ray is not None and self.ray.is_initialized():
-            self.ray.shutdown()
-        self._started = False
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def describe(self) -> dict[str, Any]:
-        """What the manifest records about the engine."""
-        return {"name": "ray", "version": self.ray.__version__ if self.ray else None,
-                "workers": self.cfg.num_workers, "partitions": self.cfg.partitions,
-                "address": self.cfg.ray_address or "local"}
-
-    # --- the parts of a training run that grow with data ----------------------------------------
-    def fit_two_tower(self, model: Any, train: Any) -> tuple[Any, dict[str, Any]]:
+    def fit_two_tower(self, model: TwoTowerRecommender,
+                      train: Interactions) -> tuple[TwoTowerRecommender, dict[str, Any]]:
         """Fit a two-tower model on Ray Train (winnow.engine.ray_train)."""
         from winnow.engine.ray_train import fit_two_tower_ray
 
         return fit_two_tower_ray(model, train, engine=self)
 
-    def recommend_chunks(self, hook: Any, chunks: list[Any], k: int, *, exclude: Any,
-                         candidates: Any) -> Any:
+    def recommend_chunks(self, hook: Any, chunks: list[np.ndarray], k: int, *, exclude: sp.csr_matrix,
+                         candidates: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """batch-recommend's chunks on Ray Data, in order (winnow.engine.ray_batch)."""
         from winnow.engine.ray_batch import ray_recommend_chunks
 
         return ray_recommend_chunks(hook, chunks, k, exclude=exclude, candidates=candidates, engine=self)
 
-    def funnel_cls(self) -> Any:
-        """A FunnelModel constructor whose point-in-time features run on Ray Data."""
-        from winnow.engine.ray_features import funnel_factory
+    def offline_features(self, events: Interactions, catalog: FeatureCatalog, spec: FeatureSpec,
+                         lists: Lists) -> np.ndarray:
+        """``features.offline_features`` computed on Ray Data (winnow.engine.ray_features)."""
+        from winnow.engine.ray_features import ray_offline_features
 
-        return funnel_factory(self)
+        return ray_offline_features(events, catalog, spec, lists, engine=self)

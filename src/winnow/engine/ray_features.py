@@ -15,7 +15,9 @@ function, same inputs per list; the engine test checks equality):
 So the work over candidate rows scales with workers; every task still holds the event arrays
 (user, item, timestamp: 16 bytes an event), which bounds one task at ~10^9 events per 16 GB.
 
-``RayFunnelModel`` is ``FunnelModel`` with its feature step run this way.
+``RayEngine.offline_features`` is this function; the ranker's funnel (winnow.training.funnel)
+is given it in place of ``offline_features`` (dependency injection: the engine never imports
+training).
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ from typing import Any
 import numpy as np
 
 from winnow.data.interactions import Interactions
-from winnow.engine.parquet_export import export_events, export_lists, read_events, read_list_partitions
-from winnow.engine.ray_engine import RayEngine
+from winnow.engine.parquet_export import (
+    export_events,
+    export_lists,
+    read_events,
+    read_list_partitions,
+)
+from winnow.engine.ray_session import RaySession
 from winnow.features.catalog import FeatureCatalog
 from winnow.features.offline import Lists, offline_features
 from winnow.features.spec import FeatureSpec
-from winnow.training.funnel import FunnelModel
-from winnow.training.ranker_data import CandidateLists, list_times
 
 
 class _PartitionFeatures:
@@ -57,7 +62,7 @@ class _PartitionFeatures:
 
 
 def ray_offline_features(events: Interactions, catalog: FeatureCatalog, spec: FeatureSpec,
-                         lists: Lists, *, engine: RayEngine) -> np.ndarray:
+                         lists: Lists, *, engine: RaySession) -> np.ndarray:
     """float32 [n_rows, len(spec.names)], equal to ``offline_features`` (module docstring)."""
     import ray
 
@@ -74,8 +79,8 @@ def ray_offline_features(events: Interactions, catalog: FeatureCatalog, spec: Fe
         # log once (O(E log E)), so more calls than workers would repeat that work
         n_groups = min(engine.num_workers, len(parts))
         groups = [parts[g::n_groups] for g in range(n_groups)]
-        ds = ray.data.from_items([{"group": g} for g in range(n_groups)], override_num_blocks=n_groups)
-        ds = ds.map_batches(_PartitionFeatures, batch_size=1, batch_format="numpy",
+        inputs = ray.data.from_items([{"group": g} for g in range(n_groups)], override_num_blocks=n_groups)
+        ds = inputs.map_batches(_PartitionFeatures, batch_size=1, batch_format="numpy",
                             fn_constructor_kwargs={"export_dir": str(run), "sources": list(spec.sources),
                                                    "groups": groups, "shared": [shared]},
                             compute=ray.data.ActorPoolStrategy(size=n_groups), num_cpus=1)
@@ -89,30 +94,3 @@ def ray_offline_features(events: Interactions, catalog: FeatureCatalog, spec: Fe
         return out
     finally:
         shutil.rmtree(run, ignore_errors=True)
-
-
-class RayFunnelModel(FunnelModel):
-    """``FunnelModel`` whose point-in-time features are computed on Ray (set ``engine``)."""
-
-    engine: RayEngine | None = None
-
-    def _features_with(self, spec: FeatureSpec, state: Interactions, cands: CandidateLists) -> np.ndarray:
-        assert self.catalog_ is not None
-        if self.engine is None:
-            return super()._features_with(spec, state, cands)
-        t = list_times(state, cands.users, self.rcfg.as_of)
-        lists = Lists(user=cands.users, t=t, row_list=cands.row_list, row_item=cands.row_item,
-                      src_score=cands.src_score, src_rank=cands.src_rank)
-        return ray_offline_features(state, self.catalog_, spec, lists, engine=self.engine)
-
-
-def funnel_factory(engine: RayEngine):
-    """A ``FunnelModel``-compatible constructor whose instances compute features on ``engine``."""
-
-    def make(*args: Any, **kwargs: Any) -> RayFunnelModel:
-        model = RayFunnelModel(*args, **kwargs)
-        model.engine = engine
-        return model
-    return make
-
-

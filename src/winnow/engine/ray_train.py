@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from winnow.data.interactions import Interactions
-from winnow.engine.ray_engine import RayEngine
+from winnow.engine.ray_session import RaySession
 from winnow.models.two_tower import TwoTowerRecommender
 
 
@@ -115,7 +115,7 @@ def _worker(cfg: dict[str, Any]) -> None:
     t0 = time.perf_counter()
     model.fit(train)
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = {"best_epoch": int(model.history_.get("best_epoch", -1)),
+        metrics = {"best_epoch": model.history_.get("best_epoch", -1),
                    "fit_s": round(time.perf_counter() - t0, 3)}  # the worker's whole fit
         if model.rank == 0:
             model.save(tmp)
@@ -125,7 +125,7 @@ def _worker(cfg: dict[str, Any]) -> None:
 
 
 def fit_two_tower_ray(model: TwoTowerRecommender, train: Interactions, *,
-                      engine: RayEngine) -> tuple[TwoTowerRecommender, dict[str, Any]]:
+                      engine: RaySession) -> tuple[TwoTowerRecommender, dict[str, Any]]:
     """(fitted model, report) -- see the module docstring."""
     import ray
     from ray.train import RunConfig, ScalingConfig
@@ -134,7 +134,8 @@ def fit_two_tower_ray(model: TwoTowerRecommender, train: Interactions, *,
     params = model.get_params()
     workers = engine.num_workers if params.get("objective", "next_item") == "next_item" else 1
     arrays = {"user": train.user, "item": train.item, "weight": train.weight, "timestamp": train.timestamp}
-    data = ray.put((params, model._items, model._users, arrays, train.n_users, train.n_items))
+    items, users = model.side_info()
+    data = ray.put((params, items, users, arrays, train.n_users, train.n_items))
     name = f"two-tower-{uuid.uuid4().hex[:8]}"
     trainer = TorchTrainer(
         _worker, train_loop_config={"data": [data]},

@@ -125,8 +125,10 @@ def _statistic(name: str, a: np.ndarray, ws: np.ndarray, c: np.ndarray, d: np.nd
         if name == "ips":
             return a.sum(axis=1)[idx].mean(axis=-1)
         if name == "dm":
+            assert dm is not None
             return dm[idx].mean(axis=-1)
         if name == "dr":
+            assert dm is not None
             return (dm[idx] + d.sum(axis=1)[idx]).mean(axis=-1)
         # snips: per-position self-normalised, scaled by the share of units having that position
         num = a[idx].sum(axis=-2)
@@ -245,8 +247,8 @@ def log_from_impressions(outcomes: pd.DataFrame, impressions: list[dict[str, Any
         if surface is not None and imp.get("surface") != surface:
             continue
         items = imp["items"]
-        n_ranked = int((imp.get("context") or {}).get("n_ranked") or len(items))
-        meta[imp["request_id"]] = (n_ranked, {str(it.get("item_id")): int(it.get("rank", it.get("position", 0)))
+        listed = int((imp.get("context") or {}).get("n_ranked") or len(items))
+        meta[imp["request_id"]] = (listed, {str(it.get("item_id")): int(it.get("rank", it.get("position", 0)))
                                               for it in items})
     rows = outcomes[outcomes["request_id"].isin(meta)]
     if rows.empty:
@@ -279,8 +281,8 @@ def log_from_impressions(outcomes: pd.DataFrame, impressions: list[dict[str, Any
     unit_n = np.zeros(len(units), np.int64)
     unit_n[unit] = n_ranked
     ev_u, ev_p, ev_r, ev_w = [], [], [], []
-    for u, n in enumerate(unit_n):
-        jj, rr = np.nonzero(mats[int(n)])
+    for u, n in enumerate(unit_n.tolist()):
+        jj, rr = np.nonzero(mats[n])
         ev_u.append(np.full(len(jj), u))
         ev_p.append(jj)
         ev_r.append(rr)

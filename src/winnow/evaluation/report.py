@@ -29,9 +29,13 @@ import numpy as np
 from winnow.core.config import WinnowConfig
 from winnow.core.errors import ConfigError
 from winnow.data.interactions import Dataset
-from winnow.evaluation.metrics import per_user_metrics
-from winnow.evaluation.runner import (EvaluationResult, fit_and_recommend, item_category_lists,
-                                      split_dataset)
+from winnow.evaluation.runner import (
+    EvaluationResult,
+    fit_and_recommend,
+    item_category_lists,
+    split_dataset,
+)
+from winnow.metrics import per_user_metrics
 
 DEFAULT_KS = (1, 5, 10, 20, 50, 100)
 N_DECILES = 10

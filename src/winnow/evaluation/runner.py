@@ -22,8 +22,8 @@ import scipy.sparse as sp
 from winnow.core.config import WinnowConfig
 from winnow.core.errors import ConfigError
 from winnow.data.interactions import Dataset
-from winnow.evaluation.metrics import evaluate_recs
 from winnow.evaluation.splits import Split, make_split
+from winnow.metrics import evaluate_recs
 from winnow.models.base import Recommender
 from winnow.models.registry import build_model
 
@@ -140,6 +140,14 @@ def item_category_lists(dataset: Dataset) -> list[list[object]] | None:
     return [list(c) if isinstance(c, (list, tuple, np.ndarray)) else [] for c in dataset.items["categories"]]
 
 
+def _with_seed(progress: Progress | None, seed: int) -> Progress | None:
+    """``progress`` with each message prefixed by the seed."""
+    if progress is None:
+        return None
+    say = progress
+    return lambda message: say(f"seed {seed}: {message}")
+
+
 def evaluate_models(dataset: Dataset, model_names: Sequence[str], config: WinnowConfig, *,
                     protocol: str = "random", k: int = 10, seeds: Sequence[int] = (0,),
                     ratio: float | None = None, progress: Progress | None = None) -> EvaluationResult:
@@ -152,6 +160,6 @@ def evaluate_models(dataset: Dataset, model_names: Sequence[str], config: Winnow
         split = split_dataset(dataset, protocol, seed=seed, ratio=ratio)
         result.params = {key: v for key, v in split.params.items() if key != "seed"}
         for row in evaluate_split(split, model_names, config, k=k, item_categories=cats,
-                                  progress=(lambda m, s=seed: progress(f"seed {s}: {m}")) if progress else None):
+                                  progress=_with_seed(progress, seed)):
             result.runs.append({"seed": seed, **row})
     return result

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -130,7 +131,7 @@ def leave_last_split(interactions: Interactions, n: int = 1, *, seed: int = 0) -
     return _make(pairs, rank < m - n_test, "leave_last", {"n": n, "seed": seed})
 
 
-SPLITTERS = {"stratified": stratified_split, "temporal": temporal_split,
+SPLITTERS: dict[str, Callable[..., Split]] = {"stratified": stratified_split, "temporal": temporal_split,
              "leave_last": leave_last_split}
 
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from numbers import Number
 from pathlib import Path
+from typing import Any, SupportsFloat
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,8 @@ MAX_CATEGORICAL_VALUES = 64  # user attributes with more distinct values are not
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, Number) and not isinstance(v, bool) and not math.isnan(float(v))
+    return (isinstance(v, Number) and isinstance(v, SupportsFloat) and not isinstance(v, bool)
+            and not math.isnan(float(v)))
 
 
 def _attr_dicts(frame: pd.DataFrame, n: int) -> list[dict]:
@@ -111,7 +113,7 @@ class FeatureCatalog:
         user_attrs = _attr_dicts(users, n_users)
         user_num = np.array([[float(d[a]) if _is_number(d.get(a)) else np.nan for a in spec.user_numeric]
                              for d in user_attrs], dtype=np.float64).reshape(n_users, len(spec.user_numeric))
-        vocab = {a: {v: i for i, v in enumerate(vs)} for a, vs in spec.user_categorical.items()}
+        vocab: dict[str, dict[Any, int]] = {a: {v: i for i, v in enumerate(vs)} for a, vs in spec.user_categorical.items()}
         user_cat = np.array([[float(vocab[a].get(d.get(a), np.nan)) for a in spec.user_categorical]
                              for d in user_attrs], dtype=np.float64).reshape(n_users, len(spec.user_categorical))
         groups = [np.where(np.isnan(user_cat[:, j]), -1, np.nan_to_num(user_cat[:, j])).astype(np.int64)

@@ -160,7 +160,7 @@ def finalize(a: Aggregates, spec: FeatureSpec) -> np.ndarray:
              a.cat_decay_sum, (t - a.cat_last) / DAY, a.item_ncat]
     cols += [a.cr_count, _div(a.cr_count, a.u_n), a.cr_decay, (t - a.cr_last) / DAY]
     cols += [a.pop[w] for w in spec.windows] + [a.pop_all]
-    longest = max(spec.windows, key=spec.windows.get) if spec.windows else None
+    longest = max(spec.windows, key=lambda w: spec.windows[w]) if spec.windows else None
     cols.append(_div(a.pop[longest], a.pop_all) if longest else np.full(n, np.nan))
     cols += [a.pop_span, _div(a.pop_span, a.events_span) * 1000.0]
     item_age = (t - a.item_created) / DAY

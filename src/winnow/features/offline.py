@@ -12,6 +12,7 @@ R rows and c categories per item.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,11 @@ def _lookup(keys: np.ndarray, query: np.ndarray, *values: np.ndarray,
     pos_c = np.minimum(pos, max(len(keys) - 1, 0))
     found = (pos < len(keys)) & (keys[pos_c] == query) if len(keys) else np.zeros(len(query), bool)
     return [np.where(found, v[pos_c] if len(v) else f, f) for v, f in zip(values, fill, strict=True)]
+
+
+# What computes the offline features: ``offline_features`` below, or an engine's distributed
+# equivalent (winnow.engine: same inputs, same float32 [n_rows, n_features] result).
+OfflineFeatures = Callable[[Interactions, FeatureCatalog, FeatureSpec, "Lists"], np.ndarray]
 
 
 def offline_features(events: Interactions, catalog: FeatureCatalog, spec: FeatureSpec,

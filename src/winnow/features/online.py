@@ -85,8 +85,8 @@ class _User:
     creators: dict[int, _Engagement] = field(default_factory=dict)
     age_sum: float = 0.0
     age_cnt: int = 0
-    attr_sum: np.ndarray | None = None
-    attr_cnt: np.ndarray | None = None
+    attr_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))  # float64 [n_attr]
+    attr_cnt: np.ndarray = field(default_factory=lambda: np.zeros(0))
     version: int = 0                                   # bumped by every change (array caches)
     cache: tuple | None = None                         # (version, cats _Table, creators _Table, items)
 
@@ -178,8 +178,8 @@ class OnlineFeatureState:
             u.age_cnt += int(age_cnt[g])
             u.version += 1
             if n_attr:
-                u.attr_sum += attr_sum[g]  # type: ignore[operator]
-                u.attr_cnt += attr_cnt[g]  # type: ignore[operator]
+                u.attr_sum += attr_sum[g]
+                u.attr_cnt += attr_cnt[g]
         # (user, category) and (user, creator) engagement
         ev, cats, _ = self._item_categories(inside, safe)
         self._engage(users[ev], cats, ts[ev], hl, "cats")

@@ -294,7 +294,8 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
     """np.savez to a temporary name, then rename (never a half-written file under ``path``)."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as fh:
-        np.savez(fh, **arrays)
+        kwds: dict[str, Any] = dict(arrays)
+        np.savez(fh, **kwds)
     os.replace(tmp, path)
 
 

@@ -204,7 +204,8 @@ class HNSWIndex(VectorIndex):
                 batch = faiss.IDSelectorBatch(slots)
                 not_sel = faiss.IDSelectorNot(batch)
                 sel = not_sel if live is None else faiss.IDSelectorAnd(live, not_sel)
-        params = faiss.SearchParametersHNSW(efSearch=ef)
+        # faiss 1.15's __init__.pyi omits this SWIG class (it exists at runtime)
+        params = faiss.SearchParametersHNSW(efSearch=ef)  # type: ignore[attr-defined]
         if sel is not None:
             params.sel = sel
         scores, labels = self._index.search(q, k, params=params)

@@ -83,6 +83,12 @@ class Recommender(ABC):
     def _score(self, users: np.ndarray) -> np.ndarray:
         """Dense float32 scores [len(users), n_items] for known users (higher is better)."""
 
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        """Dense scores [len(users), n_items_] of known users (higher is better), before any
+        exclusion: what ``recommend`` ranks. The ranker's training lists and cold-start blending
+        read them. NotFittedError before fit; ValueError for a user index outside [0, n_users_)."""
+        return self._score(self._checked_request(users, 1))
+
     def _checked_request(self, users: np.ndarray, k: int) -> np.ndarray:
         """The validated user batch of a recommend/propose call: int64 [n]; raises
         NotFittedError before fit, ValueError for k < 1 or a user index outside [0, n_users_)."""
@@ -162,7 +168,8 @@ class Recommender(ABC):
         self._check_fitted()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        np.savez(d / "arrays.npz", **self._state())
+        arrays: dict[str, Any] = self._state()
+        np.savez(d / "arrays.npz", **arrays)
         meta = {"model": self.name, "params": self.get_params(),
                 "n_users": self.n_users_, "n_items": self.n_items_}
         (d / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")

@@ -81,7 +81,7 @@ class BPRRecommender(FactorRecommender):
         pos = np.unique(item_idx)
         d = self.item_factors_.shape[1]
         rng = np.random.default_rng(seed)
-        user = (rng.standard_normal(d) * 0.01).astype(np.float64)
+        user = np.asarray(rng.standard_normal(d) * 0.01, np.float64)
         bias_col = self._bias_column()
         if bias_col is not None:
             user[bias_col] = 1.0

@@ -68,12 +68,12 @@ class SegmentPopularity:
         y = inter.to_csr(binary=True)
         active = np.flatnonzero(np.diff(y.indptr) > 0)
         counts: dict[str, int] = {}
-        for u in active:
-            a = attributes[u] if u < len(attributes) else {}
+        for user in active.tolist():
+            a = attributes[user] if user < len(attributes) else {}
             for t in _user_tokens(a if isinstance(a, dict) else {}):
                 counts[t] = counts.get(t, 0) + 1
         self.vocab_ = {t: j + 1 for j, t in enumerate(sorted(t for t, c in counts.items() if c >= 2))}
-        x = self._design([attributes[u] if u < len(attributes) else {} for u in active])
+        x = self._design([attributes[user] if user < len(attributes) else {} for user in active.tolist()])
         gram = (x.T @ x).toarray()
         gram[np.diag_indices_from(gram)] += self.l2
         gram[0, 0] += 1e-6 - self.l2  # do not shrink the bias (global popularity)
@@ -206,13 +206,13 @@ class ColdStartHook:
         use_seg = np.array(["segment_popular" in r or "popularity" in r for r in rules])
         use_model = np.array(["model" in r for r in rules])
         seg = self.segment.score([self.attrs[u] for u in users])
-        mod = np.array(self.model._score(users), dtype=np.float32) if use_model.any() else seg
+        mod = np.array(self.model.scores(users), dtype=np.float32) if use_model.any() else seg
         a = np.where(use_model & use_seg, n / (n + self.config.user_k), np.where(use_model, 1.0, 0.0))
         a = a.astype(np.float32)[:, None]
         base = a * _z(mod) + (1.0 - a) * _z(seg)
         if self.two_tower is None:
             return base
-        tt = np.array(self.two_tower._score(users), dtype=np.float32)
+        tt = np.array(self.two_tower.scores(users), dtype=np.float32)
         return quantile_merge(base, tt, self.cold_items)
 
     def recommend(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None,
@@ -257,7 +257,7 @@ class ColdStartHook:
         from winnow.models.base import apply_exclusions
 
         k = recs.shape[1]
-        tt = np.array(self.two_tower._score(users), dtype=np.float32)  # type: ignore[union-attr]
+        tt = np.array(self.two_tower.scores(users), dtype=np.float32)  # type: ignore[union-attr]
         apply_exclusions(tt, users, exclude, None)
         cold = np.flatnonzero(self.cold_items)
         out_i, out_s = np.array(recs), np.array(scores)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Self
 
 import lightgbm as lgb
@@ -85,7 +86,7 @@ class LambdaRanker:
             valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Self:
         """Train on lists (``groups`` = rows per list, in row order); stop early on ``valid``."""
         train = self._dataset(x, y, groups)
-        callbacks = []
+        callbacks: list[Callable[..., Any]] = []
         valid_sets = []
         if valid is not None:
             valid_sets = [self._dataset(*valid, reference=train)]
@@ -133,8 +134,8 @@ class LambdaRanker:
     def contributions(self, x: np.ndarray, *, num_threads: int = 1) -> np.ndarray:
         """float64 [n, n_features + 1] SHAP contributions (pred_contrib) of the trees; the last
         column is the bias plus the init blend, so each row sums to ``predict``."""
-        out = self._check().predict(x, num_iteration=self.best_iteration_, pred_contrib=True,
-                                    num_threads=num_threads)
+        out = np.asarray(self._check().predict(x, num_iteration=self.best_iteration_, pred_contrib=True,
+                                               num_threads=num_threads))
         if self.init_weights:
             out[:, -1] += self.init_score(x)
         return out

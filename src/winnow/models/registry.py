@@ -62,6 +62,6 @@ def load_model(directory: str | Path) -> Recommender:
     except json.JSONDecodeError as exc:
         raise BundleError(f"{meta_path}: invalid JSON: {exc}") from None
     name = meta.get("model") if isinstance(meta, dict) else None
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise BundleError(f"{meta_path}: {MODELS.unknown(name)}")
     return model_class(name).load(d)

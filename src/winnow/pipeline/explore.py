@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from winnow.core.errors import ConfigError
+from winnow.core.ids import IdMap
 
 
 def request_seed(request_id: str, *, salt: str = "explore") -> int:
@@ -204,6 +205,13 @@ class ItemCounts(Protocol):
         ...
 
 
+class ItemStatsSource(Protocol):
+    """What the pipeline builder binds to a catalog's item ids to get live ``ItemCounts``
+    (the service's winnow.serving.item_stats.ItemStats)."""
+
+    def bind(self, item_ids: IdMap) -> ItemCounts: ...
+
+
 class ThompsonPolicy:
     """Beta-Bernoulli Thompson sampling on click-through, aimed at new and low-data items.
 
@@ -249,12 +257,14 @@ class ThompsonPolicy:
         """Add observations: items shown (int [n]) and whether each was clicked (bool [n])."""
         if self.live is not None:
             raise TypeError("a live ThompsonPolicy reads the service's statistics; update those")
+        assert self.shown is not None and self.clicks is not None  # not live: the policy's own counts
         np.add.at(self.shown, items, 1.0)
         np.add.at(self.clicks, items, np.asarray(clicked, np.float64))
 
     def _counts(self, it: np.ndarray, surface: str | None) -> tuple[np.ndarray, np.ndarray]:
         if self.live is not None:
             return self.live.counts(it, surface if self.per_surface else None)
+        assert self.shown is not None and self.clicks is not None
         return self.clicks[it], self.shown[it]
 
     def select(self, scores: np.ndarray, k: int, *, seed: int,
@@ -305,6 +315,7 @@ def rank_marginals(spec: Mapping[str, Any], n_cand: int, k: int, *, n_mc: int = 
                 p[j, kk:pool] = eps / m
     elif kind == "softmax":
         pol = build_policy({**spec, "n_mc": 1})
+        assert isinstance(pol, SoftmaxPolicy)
         z = pol.logits(rank_scores(n_cand))
         rng = np.random.default_rng(seed)
         for start in range(0, n_mc, 5000):

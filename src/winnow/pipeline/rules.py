@@ -8,13 +8,14 @@ the configured names into rule objects, in order; an unknown name is a ConfigErr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from winnow.core.config import PipelineConfig
 from winnow.core.errors import ConfigError
-from winnow.pipeline.types import NO_CATEGORY, RankedList, RuleContext, RuleRecord
+from winnow.pipeline.types import NO_CATEGORY, RankedList, Rule, RuleContext, RuleRecord
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ def _record_moves(before: np.ndarray, after: np.ndarray, rec: RuleRecord,
 
 def build_rules(cfg: PipelineConfig, *, blocked: frozenset[int] = frozenset()) -> list:
     """Rule objects for ``cfg.rules`` in order; ConfigError on an unknown name."""
-    makers = {
+    makers: dict[str, Callable[[], Rule]] = {
         "exclude": lambda: ExcludeRule(cfg.exclude_purchased, cfg.exclude_seen_window_s, blocked),
         "filter": CategoryFilterRule,
         "freshness": lambda: FreshnessRule(cfg.freshness_weight, cfg.freshness_half_life_days * 86400.0),

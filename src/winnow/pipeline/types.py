@@ -217,7 +217,8 @@ class RuleContext:
 class Rule(Protocol):
     """A re-ranking rule: a pure function of (ranked list, context) -> (list, what it did)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def __call__(self, ranked: RankedList, ctx: RuleContext) -> tuple[RankedList, RuleRecord]: ...
 

@@ -83,7 +83,7 @@ class ItemStats:
         # (user, item) -> impressions open to a click: [timestamp, surface row, item index, clicked]
         self._open: dict[tuple[str, str], list[list[Any]]] = {}
         self._known: dict[str, int] = {}  # request_id -> timestamp, of impressions counted
-        self._order: deque[tuple[int, str, tuple[str, ...]]] = deque()  # (ts, request_id, keys), arrival order
+        self._order: deque[tuple[int, str, tuple[tuple[str, str], ...]]] = deque()  # (ts, request_id, keys), arrival order
         self._imp_hw: int | None = None  # highest impression / event timestamp read from the store
         self._ev_hw: int | None = None
         self._t0: int | None = None   # weight origin (log time), decay only

@@ -173,7 +173,7 @@ def _compiled_ranker(bundle_dir: Path, digests: tuple[str, ...] | None) -> tuple
     Keeps the last ``_CACHE_SIZE`` (the serving bundle and the one a rollback returns to)."""
     with _cache_lock:
         hit = _cache.get(digests) if digests else None
-        if hit is not None:
+        if hit is not None and digests:
             _cache.move_to_end(digests)
             return hit
     loaded = load_ranker(bundle_dir)

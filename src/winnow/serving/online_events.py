@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pandas as pd
@@ -29,6 +29,8 @@ import redis
 from winnow.serving.online_redis import STREAM_COLUMNS
 
 log = logging.getLogger(__name__)
+# XREAD's reply (bytes, the client does not decode): [(stream, [(entry id, {field: value})])]
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
 
 def decode_batch(payload: bytes) -> pd.DataFrame:
@@ -72,9 +74,10 @@ class EventFollower:
         while not self._stop.is_set():
             try:
                 if self._last is None:  # start after the newest entry (older ones: in the store replay)
-                    newest = self._r.xrevrange(self._stream, count=1)
+                    newest = cast(list[tuple[bytes, dict[bytes, bytes]]], self._r.xrevrange(self._stream, count=1))
                     self._last = newest[0][0] if newest else "0-0"
-                got = self._r.xread({self._stream: self._last}, count=100, block=self._block_ms)
+                got = cast(StreamReply | None,
+                           self._r.xread({self._stream: self._last}, count=100, block=self._block_ms))
             except redis.RedisError as exc:
                 log.debug("event follower: %s", exc)
                 self._stop.wait(self._retry_s)

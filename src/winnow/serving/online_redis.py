@@ -163,7 +163,10 @@ class RedisOnlineState:
     def _read(self, keys: list[str]) -> list[Any]:
         ev, pur, m, ep = keys
         pipe = self._r.pipeline(transaction=False)
-        pipe.hget(m, "n").lrange(ev, 0, -1).smembers(pur).get(ep)
+        pipe.hget(m, "n")
+        pipe.lrange(ev, 0, -1)
+        pipe.smembers(pur)
+        pipe.get(ep)
         if self._ttl > 0:
             for k in (ev, pur, m):
                 pipe.expire(k, self._ttl)
@@ -234,7 +237,9 @@ class RedisOnlineState:
         """Delete the user's record (after erasure) and bump its epoch; True if one was held."""
         ev, pur, m, ep = self.keys(user_id)
         pipe = self._r.pipeline(transaction=True)
-        pipe.exists(m).delete(ev, pur, m).incr(ep)
+        pipe.exists(m)
+        pipe.delete(ev, pur, m)
+        pipe.incr(ep)
         if self._ttl > 0:
             pipe.expire(ep, self._ttl)
         return bool(self._call(pipe.execute)[0])
@@ -247,7 +252,8 @@ class RedisOnlineState:
         pipe = self._r.pipeline(transaction=False)
         for user in user_ids:
             ev, pur, m, ep = self.keys(user)
-            pipe.delete(ev, pur, m).incr(ep)
+            pipe.delete(ev, pur, m)
+            pipe.incr(ep)
         self._call(pipe.execute)
 
     def ping(self) -> bool:

@@ -18,7 +18,6 @@ Every failure counts in ``winnow_backend_errors_total{backend}`` and flips
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,21 +35,6 @@ log = logging.getLogger(__name__)
 FROM_STORE = "online_state_store"  # Redis unavailable: history read from the store
 UNAVAILABLE = "online_state_unavailable"  # no history could be read: cold-start chain
 MAX_DIRTY = 1_000_000  # users remembered for invalidation while Redis is down
-
-
-def store_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions meaning "the store could not answer" (driver errors included when installed)."""
-    errs: list[type[BaseException]] = [StoreError, sqlite3.Error, OSError]
-    try:
-        import psycopg
-
-        errs.append(psycopg.Error)
-    except ImportError:
-        pass
-    return tuple(errs)
-
-
-STORE_ERRORS = store_errors()
 
 
 def open_backend(config: WinnowConfig, store: Store) -> OnlineStateBackend:
@@ -111,7 +95,7 @@ class ResilientState:
                         return None, UNAVAILABLE
             except OnlineStateUnavailableError as exc:
                 remote.failed(exc)  # type: ignore[union-attr]
-            except STORE_ERRORS as exc:
+            except StoreError as exc:
                 self.store_health.failed(exc)
                 return None, UNAVAILABLE
             else:
@@ -123,7 +107,7 @@ class ResilientState:
             return None, UNAVAILABLE
         try:
             rec = record_from_store(self._store, user_id, weight=self.backend.weight, history=self._history)
-        except STORE_ERRORS as exc:
+        except StoreError as exc:
             self.store_health.failed(exc)
             return None, UNAVAILABLE
         self.store_health.succeeded()
@@ -215,7 +199,7 @@ class ResilientState:
                 try:
                     self._store.get_user("winnow-health-probe")
                     self.store_health.succeeded()
-                except STORE_ERRORS:
+                except StoreError:
                     pass
             if self.remote is None or self.remote.up:
                 continue

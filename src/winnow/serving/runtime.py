@@ -19,6 +19,7 @@ import pandas as pd
 from winnow.core.config import PipelineConfig, SourceConfig, WinnowConfig
 from winnow.core.ids import IdMap
 from winnow.data.store import Store
+from winnow.models.als import ALSRecommender
 from winnow.components import ServeContext, build_pipeline, needs_profile
 from winnow.pipeline.pipeline import Pipeline
 from winnow.pipeline.types import NO_CATEGORY, Catalog, UserView
@@ -98,7 +99,7 @@ class Runtime:
                           vectors=getattr(bundle.models.get("als"), "item_factors_", None))
         _overlay_store_catalog(catalog, store)
         als, itemitem = bundle.models.get("als"), bundle.models.get("itemitem")
-        if als is not None and als.n_items_:
+        if isinstance(als, ALSRecommender) and als.n_items_:
             als.recalculate_user(np.zeros(1, np.int64))  # warm the fold-in (computes Y^T Y once)
         ctx = ServeContext(catalog, config, bundle, store)  # each component loads its artefact once
         learned = _learned_ranker(config, bundle, store, serving_feed)

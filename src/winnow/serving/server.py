@@ -31,11 +31,11 @@ def serve(config: WinnowConfig, host: str | None = None, port: int | None = None
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     host = host or config.serving.host
     port = port or config.serving.port
-    opts = {"loop": "uvloop", "http": "httptools", "log_level": "warning", "access_log": False}
     if config.serving.workers > 1:
         from winnow.serving.workers import serve_workers
 
         os.environ["WINNOW_HOME"] = str(config.home)
         serve_workers(host, port, config.serving.workers)
     else:
-        uvicorn.run(create_app(config), host=host, port=port, **opts)
+        uvicorn.run(create_app(config), host=host, port=port, loop="uvloop", http="httptools",
+                    log_level="warning", access_log=False)

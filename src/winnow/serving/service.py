@@ -28,7 +28,7 @@ from winnow.serving.item_stats import ItemStats, needs_item_stats
 from winnow.serving.runtime import Runtime
 from winnow.serving import memory
 from winnow.serving.swap import CatchUp, background_priority, settle, trim_later
-from winnow.serving.online_state import STORE_ERRORS, ResilientState, open_backend
+from winnow.serving.online_state import ResilientState, open_backend
 from winnow.serving.telemetry import Metrics
 from winnow import bundle as bundles
 
@@ -185,9 +185,7 @@ class Service:
         with self._catchup.lock:  # ordered against a runtime build's event replay (swap.CatchUp)
             try:
                 written = self.store.append_events(frame, source="request")
-            except (StoreUnavailableError, *STORE_ERRORS) as exc:
-                if isinstance(exc, StoreError) and not isinstance(exc, StoreUnavailableError):
-                    raise  # the store refused this batch (nothing written): not an outage
+            except StoreUnavailableError as exc:
                 self.state.store_health.failed(exc)
                 raise StoreUnavailableError(f"events not durable, nothing acknowledged: {exc}") from exc
             self._catchup.note(frame)
@@ -221,7 +219,7 @@ class Service:
         if rt.needs_profile:  # cold-start sources
             try:
                 profile = self.store.get_user(user_id)
-            except STORE_ERRORS as exc:
+            except StoreError as exc:
                 self.state.store_health.failed(exc)
                 degraded = degraded or "profile_unavailable"
         view = rt.view(user_id, rec, now=now, profile=profile)

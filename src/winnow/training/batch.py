@@ -17,7 +17,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from winnow.data.interactions import Dataset
 from winnow.models.base import Recommender
 from winnow.models.coldstart import ColdStartHook
 from winnow.models.registry import build_model
+
+if TYPE_CHECKING:
+    from _csv import Writer as CsvWriter
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def read_candidates(path: Path, dataset: Dataset) -> np.ndarray:
     return np.unique(np.asarray(out, dtype=np.int64))
 
 
-def _write_rows(writer: csv.writer, dataset: Dataset, users: np.ndarray, recs: np.ndarray,
+def _write_rows(writer: CsvWriter, dataset: Dataset, users: np.ndarray, recs: np.ndarray,
                 scores: np.ndarray) -> int:
     n = 0
     user_ext = dataset.user_ids.decode(users)

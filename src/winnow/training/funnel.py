@@ -33,6 +33,7 @@ from winnow.core.errors import NotFittedError, WinnowError
 from winnow.data.interactions import Dataset, Interactions
 from winnow.evaluation.splits import validation_split
 from winnow.features import FeatureCatalog, Lists, fit_spec, offline_features
+from winnow.features.offline import OfflineFeatures
 from winnow.features.spec import DAY, FeatureSpec
 from winnow.models.base import Recommender
 from winnow.models.ranker import LambdaRanker
@@ -115,6 +116,9 @@ class FunnelModel:
     dataset: Dataset
     config: WinnowConfig
     source_models: dict[str, str] = field(default_factory=dict)  # source name -> registry model
+    # computes the candidate lists' point-in-time features: ``offline_features``, or an engine's
+    # (winnow.engine: ``engine.offline_features``, e.g. on Ray Data; same result)
+    features: OfflineFeatures = offline_features
     sources_: dict[str, Recommender] = field(default_factory=dict)
     ranker_: LambdaRanker | None = None
     catalog_: FeatureCatalog | None = None
@@ -131,7 +135,7 @@ class FunnelModel:
         t = list_times(state, cands.users, self.rcfg.as_of)
         lists = Lists(user=cands.users, t=t, row_list=cands.row_list, row_item=cands.row_item,
                       src_score=cands.src_score, src_rank=cands.src_rank)
-        return offline_features(state, self.catalog_, spec, lists)
+        return self.features(state, self.catalog_, spec, lists)
 
     def _features(self, state: Interactions, cands: CandidateLists) -> np.ndarray:
         assert self.ranker_ is not None
@@ -319,7 +323,7 @@ class FunnelModel:
 class FunnelRecommender(Recommender):
     """The funnel behind the retrieval contract (name "funnel"), for batch-recommend and the
     evaluation runner: fit(train) fits ``FunnelModel``; recommend() ranks candidates;
-    ``_score`` (dense scores, used by cold-start blending) is the first source's. Not saved
+    ``scores`` (dense scores, used by cold-start blending) is the first source's. Not saved
     through Recommender.save: the service bundle stores the ranker (ranker.txt + ranker.json)."""
 
     name = "funnel"
@@ -333,7 +337,7 @@ class FunnelRecommender(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         first = next(iter(self.funnel_.sources_.values()))
-        return first._score(users)
+        return first.scores(users)
 
     def recommend(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
                   candidates: np.ndarray | None = None,

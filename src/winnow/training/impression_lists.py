@@ -109,12 +109,16 @@ def impression_lists(impressions: Sequence[dict[str, Any]], events: pd.DataFrame
         click_types / purchase_types: event types graded 1 / 2.
         window_s: attribution window in seconds (>= 0).
     """
-    users, items, ts, slate, pos = [], [], [], [], []
+    users: list[str] = []
+    items: list[str] = []
+    ts: list[int] = []
+    slate: list[int] = []
+    pos: list[int] = []
     src: dict[str, list[tuple[int, float, float]]] = {}
     heads: list[tuple[str, int, str | None]] = []
     for imp in impressions:
         shown_items = imp.get("items") or []
-        ctx = imp.get("context") if isinstance(imp.get("context"), dict) else {}
+        ctx = imp["context"] if isinstance(imp.get("context"), dict) else {}
         heads.append((str(imp["user_id"]), int(imp["timestamp"]), ctx.get("device")))
         for s in shown_items:
             row = len(items)

@@ -76,7 +76,7 @@ def _item_arrays(ds: Dataset, popularity: np.ndarray, trending: np.ndarray) -> t
 def evaluate(names: list[str], config: WinnowConfig, ds: Dataset, *, holdout: float,
              seed: int = 0) -> dict[str, Any]:
     """Offline metrics@EVAL_K of each model on a temporal hold-out (last ``holdout`` of time)."""
-    from winnow.evaluation.metrics import evaluate_recs
+    from winnow.metrics import evaluate_recs
     from winnow.evaluation.splits import temporal_split
     from winnow.models.registry import build_model
 
@@ -178,7 +178,7 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
             from winnow.training.served_ranker import fit_served_ranker, served_ranker_parts
 
             with clock.stage("ranker"):
-                served, ranker_info = fit_served_ranker(config, ds, funnel_cls=eng.funnel_cls(), store=store,
+                served, ranker_info = fit_served_ranker(config, ds, features=eng.offline_features, store=store,
                                                         models=models, progress=lambda m: progress(f"      {m}"))
         index = index_job.result()
     arrays, cats = _item_arrays(ds, fitted["popularity"].item_scores_, fitted["popularity_recent"].item_scores_)

@@ -116,8 +116,8 @@ class StageClock:
             with self._lock:
                 rec = self._open.pop(name)
                 rec["peak"] = max(rec["peak"], rss)
-                for other in self._open.values():
-                    other["with"].add(name)
+                for still_open in self._open.values():
+                    still_open["with"].add(name)
                 self._done[name] = {
                     "wall_s": round(end - rec["t"], 3),
                     "cpu_s": round(time.process_time() - rec["cpu"], 3),

@@ -68,12 +68,13 @@ def generate_candidates(models: dict[str, Recommender], users: np.ndarray, exclu
         keys.append(key)
     merged = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
     row_list, row_item = merged // n_items, merged % n_items
-    src_score, src_rank = {}, {}
-    for name, (key, score, rank) in proposals.items():
+    src_score: dict[str, np.ndarray] = {}
+    src_rank: dict[str, np.ndarray] = {}
+    for name, (key, score, ranks) in proposals.items():
         pos = np.searchsorted(merged, key)
         s = np.full(len(merged), np.nan)
         r = np.full(len(merged), np.nan)
-        s[pos], r[pos] = score, rank
+        s[pos], r[pos] = score, ranks
         if dense_scores:
             s = _dense_scores(models[name], users, row_list, row_item, exclude, batch_size)
         src_score[name], src_rank[name] = s, r
@@ -92,7 +93,7 @@ def _dense_scores(model: Recommender, users: np.ndarray, row_list: np.ndarray, r
             continue
         first = b * batch_size
         chunk = users[first:first + batch_size]
-        scores = np.asarray(model._score(chunk), dtype=np.float64)
+        scores = np.asarray(model.scores(chunk), dtype=np.float64)
         apply_exclusions(scores, chunk, exclude, None)
         out[lo:hi] = scores[row_list[lo:hi] - first, row_item[lo:hi]]
     out[~np.isfinite(out)] = np.nan

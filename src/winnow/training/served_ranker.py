@@ -20,7 +20,8 @@ from typing import Any
 from winnow.bundle import save_ranker
 from winnow.core.config import WinnowConfig
 from winnow.data.interactions import Dataset
-from winnow.features import FeatureCatalog
+from winnow.features import FeatureCatalog, offline_features
+from winnow.features.offline import OfflineFeatures
 from winnow.models.ranker import LambdaRanker
 from winnow.training.funnel import (
     FunnelModel,
@@ -28,7 +29,6 @@ from winnow.training.funnel import (
     served_ranker_config,
 )
 from winnow.training.impression_lists import ImpressionLists, impression_lists
-
 
 
 def logged_lists(config: WinnowConfig, ds: Dataset, store: Any) -> tuple[ImpressionLists | None, dict[str, Any]]:
@@ -56,12 +56,12 @@ def logged_lists(config: WinnowConfig, ds: Dataset, store: Any) -> tuple[Impress
     return None, {"training_data": "history", "why": why, **info}
 
 
-def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, funnel_cls: Any = FunnelModel,
+def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, features: OfflineFeatures = offline_features,
                       store: Any = None, models: dict[str, Any] | None = None,
                       progress: Any = None) -> tuple[FunnelModel | None, dict[str, Any]]:
     """Fit the service's ranker on all of ``ds``; (None, reason) when there is too little data
-    or no pipeline source is backed by a retrieval model. ``funnel_cls`` builds the funnel
-    (winnow.engine passes one that computes the features on a distributed engine). With a
+    or no pipeline source is backed by a retrieval model. ``features`` computes the lists'
+    point-in-time features (the training engine's ``offline_features``, e.g. on Ray Data). With a
     ``store``, its impression log may supply the training lists (``logged_lists``).
     ``models``: registry name -> a model already fitted on ``ds.interactions`` (the bundle's);
     the funnel reuses them instead of fitting its sources on all events again. ``progress``:
@@ -72,7 +72,7 @@ def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, funnel_cls: Any = Fu
     fitted = {src: models[reg] for src, reg in mapping.items() if models and reg in models}
     try:
         logged, log_info = logged_lists(config, ds, store)
-        funnel = funnel_cls(ds, cfg, source_models=mapping).fit(
+        funnel = FunnelModel(ds, cfg, source_models=mapping, features=features).fit(
             ds.interactions, impressions=logged, fitted=fitted, progress=progress)
     except InsufficientRankerData as exc:
         return None, {"skipped": str(exc)}

@@ -17,8 +17,8 @@ import numpy as np
 
 from winnow.core.errors import ConfigError
 from winnow.data.interactions import Interactions
-from winnow.evaluation.metrics import evaluate_recs
 from winnow.evaluation.splits import validation_split
+from winnow.metrics import evaluate_recs
 from winnow.models.base import Recommender
 from winnow.models.registry import model_class
 

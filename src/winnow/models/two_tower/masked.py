@@ -29,7 +29,14 @@ from tqdm.auto import tqdm
 from winnow.data.interactions import Interactions
 from winnow.models.two_tower.averaging import epoch_average
 from winnow.models.two_tower.towers import TwoTower
-from winnow.models.two_tower.train import AuxLoss, TrainSettings, UserInputs, _item_forward, make_optimizers
+from winnow.models.two_tower.train import (
+    AuxLoss,
+    TrainHistory,
+    TrainSettings,
+    UserInputs,
+    _item_forward,
+    make_optimizers,
+)
 
 
 @dataclass
@@ -81,7 +88,7 @@ def pooled_history(user: np.ndarray, item: np.ndarray, weight: np.ndarray, n_use
 
 def train_masked(net: TwoTower, sets: UserSets, items: dict[str, torch.Tensor], user_inputs: UserInputs,
                  settings: TrainSettings, *, weighted: bool, validate: Callable[[], float] | None = None,
-                 epochs: int | None = None, aux: AuxLoss | None = None) -> dict[str, object]:
+                 epochs: int | None = None, aux: AuxLoss | None = None) -> TrainHistory:
     """Train ``net`` in place with the masked-history objective; early stopping and ``aux`` as
     train_epochs."""
     rng = np.random.default_rng(settings.seed)

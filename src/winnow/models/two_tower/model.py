@@ -16,7 +16,7 @@ Saved as model.json + arrays.npz + weights.safetensors (a state dict of tensors)
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,7 +28,7 @@ import torch
 from winnow.core.config import TwoTowerConfig
 from winnow.core.errors import BundleError
 from winnow.data.interactions import Interactions
-from winnow.evaluation.metrics import evaluate_recs
+from winnow.metrics import evaluate_recs
 from winnow.models.base import Recommender, top_k
 from winnow.models.content import (
     StructuredContent,
@@ -44,6 +44,7 @@ from winnow.models.two_tower.sequence import make_sequence_loss
 from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets
 from winnow.models.two_tower.train import (
     EventArrays,
+    TrainHistory,
     TrainSettings,
     item_logit_bias,
     item_vectors,
@@ -76,6 +77,10 @@ class TwoTowerRecommender(Recommender):
         self._items, self._users = items, users
         return self
 
+    def side_info(self) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """(items, users): the frames given to ``with_side_info`` (None: not given)."""
+        return self._items, self._users
+
     # --- features -----------------------------------------------------------------------------
     def _item_table(self, train: Interactions) -> ItemTable:
         cfg, n = self.config, train.n_items
@@ -101,7 +106,8 @@ class TwoTowerRecommender(Recommender):
     def _user_tables(self, train: Interactions, cats: np.ndarray) -> None:
         cfg, n = self.config, train.n_users
         users = self._users if self._users is not None and len(self._users) == n else None
-        attrs, interests = [[] for _ in range(n)], [[] for _ in range(n)]
+        attrs: list[list[int]] = [[] for _ in range(n)]
+        interests: list[list[int]] = [[] for _ in range(n)]
         if users is not None:
             for u, a in enumerate(users["attributes"]):
                 if isinstance(a, dict):
@@ -150,7 +156,9 @@ class TwoTowerRecommender(Recommender):
                              weight_decay=c.weight_decay, mask_fraction=c.mask_fraction, lr_decay=c.lr_decay,
                              average_epochs=c.average_epochs)
 
-    def _new_net(self, table: ItemTable, n_items: int) -> TwoTower:
+    def build_net(self, table: ItemTable, n_items: int) -> TwoTower:
+        """A fresh network with this model's shapes (seeded ``config.seed``): what fit and load
+        build, and what a worker scoring the towers elsewhere builds before loading the weights."""
         c = self.config
         torch.manual_seed(c.seed)
         return TwoTower(n_items=n_items, n_categories=max(1, self.structure_.n_categories),
@@ -169,18 +177,20 @@ class TwoTowerRecommender(Recommender):
             self._user_tables(train, table.cats)
             tensors = table.tensors()
             counts = np.bincount(train.item, minlength=train.n_items)
-            epochs, history = c.epochs, {}
+            epochs = c.epochs
+            history: TrainHistory = {}
             fit_rows = validation_mask(train, c.validation, c.validation_quantile, seed=c.seed)
             if 0 < fit_rows.sum() < len(train):
                 part = train.subset(fit_rows)
-                self.net_ = self._new_net(table, train.n_items)
+                self.net_ = self.build_net(table, train.n_items)
                 validate = self._validator(part, train.subset(~fit_rows), tensors)
                 history = self._train(part, tensors, validate=validate)
-                epochs = int(history["best_epoch"]) + 1
+                epochs = history["best_epoch"] + 1
             if not history or c.refit:
-                self.net_ = self._new_net(table, train.n_items)
+                self.net_ = self.build_net(table, train.n_items)
                 refit = self._train(train, tensors, epochs=epochs)
-                history = {**history, "refit_seconds": refit["seconds"], "refit_epochs": epochs}
+                history["refit_seconds"] = refit["seconds"]
+                history["refit_epochs"] = epochs
             self.history_ = history
             self.table_ = table
             self._set_user_history(train)
@@ -190,7 +200,7 @@ class TwoTowerRecommender(Recommender):
             torch.set_num_threads(threads)
 
     def _train(self, train: Interactions, tensors: dict[str, torch.Tensor], *,
-               validate=None, epochs: int | None = None) -> dict[str, object]:
+               validate: Callable[[], float] | None = None, epochs: int | None = None) -> TrainHistory:
         """One training run of ``self.net_`` on ``train`` with the configured objective."""
         c = self.config
         aux = make_sequence_loss(c, train.user, train.item, train.timestamp, tensors)
@@ -273,9 +283,11 @@ class TwoTowerRecommender(Recommender):
                   "dow": torch.tensor([0 if dow is None else (dow + 3) % 7 + 1])}  # train: 1 = Thursday
         if query is not None and self.table_.text.shape[1] == len(query):
             inputs["query"] = torch.from_numpy(np.asarray(query, np.float32)[None, :])
-            inputs["query_proj"] = self.net_.query_proj
         with torch.no_grad():
-            vec = self.net_.user(**inputs)[0].numpy()
+            if "query" in inputs:
+                vec = self.net_.user(**inputs, query_proj=self.net_.query_proj)[0].numpy()
+            else:
+                vec = self.net_.user(**inputs)[0].numpy()
         cat_ids = [i - 1 for i in self.interest_ids(list(interests))]
         if cat_ids:  # declared categories: pull towards their centroid in retrieval space
             vec = vec + self.category_centroids_[cat_ids].mean(axis=0)
@@ -313,9 +325,9 @@ class TwoTowerRecommender(Recommender):
         cats = self.table_.cats
         rows = np.repeat(np.arange(len(cats)), cats.shape[1])
         ok = cats.ravel() > 0
-        w = np.log1p(self.item_counts_.astype(np.float64)) + 1.0
+        pop_w = np.log1p(self.item_counts_.astype(np.float64)) + 1.0
         n_cat = max(1, self.structure_.n_categories)
-        m = sp.csr_matrix((w[rows[ok]], (cats.ravel()[ok] - 1, rows[ok])), shape=(n_cat, len(cats)))
+        m = sp.csr_matrix((pop_w[rows[ok]], (cats.ravel()[ok] - 1, rows[ok])), shape=(n_cat, len(cats)))
         cent = np.asarray(m @ self.item_vectors_, dtype=np.float32)
         self.category_centroids_ = cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
 
@@ -388,7 +400,7 @@ class TwoTowerRecommender(Recommender):
         model.user_hist_w_ = a.get("user_hist_w", np.where(model.user_hist_ > 0, rec, 0).astype(np.float32))
         model.user_declared_, model.user_pseudo_ = a["user_declared"], a["user_pseudo"]
         model.item_counts_ = a["item_counts"]
-        model.net_ = model._new_net(model.table_, int(meta["n_items"]))
+        model.net_ = model.build_net(model.table_, int(meta["n_items"]))
         model.net_.load_state_dict(load_file(str(d / "weights.safetensors")))
         model.net_.eval()
         model.n_users_, model.n_items_ = int(meta["n_users"]), int(meta["n_items"])

@@ -28,7 +28,7 @@ N_POP_BUCKETS = 20
 N_AGE_BUCKETS = 24
 
 
-def masked_mean(emb: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor | None = None, *,
+def masked_mean(emb: nn.Module, idx: torch.Tensor, weight: torch.Tensor | None = None, *,
                 power: float = 1.0) -> torch.Tensor:
     """Weighted mean of emb[idx] over the last axis of ``idx`` [B, n], ignoring index 0.
 
@@ -170,7 +170,7 @@ class TwoTower(nn.Module):
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(sparse embedding weights, dense parameters)."""
-        sparse = list({id(m.weight): m.weight for m in self.modules()
-                       if isinstance(m, nn.Embedding) and m.sparse}.values())
+        sparse = [w for w in {id(m.weight): m.weight for m in self.modules()
+                              if isinstance(m, nn.Embedding) and m.sparse}.values() if isinstance(w, nn.Parameter)]
         ids = {id(p) for p in sparse}
         return sparse, [p for p in self.parameters() if id(p) not in ids]

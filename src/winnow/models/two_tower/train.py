@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Protocol, TypedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,14 +93,40 @@ class TrainSettings:
     average_epochs: int = 0         # runs without validation end on the mean of the last k epochs
 
 
+class EventRows(Protocol):
+    """What the next-item loop reads of its training events: ``EventArrays``, or one worker's
+    shard of them (winnow.engine.ray_train.ShardedEvents)."""
+
+    user: np.ndarray
+    item1: np.ndarray
+    hour: np.ndarray
+    dow: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def history(self, rows: np.ndarray, length: int, half_life: float) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class TrainHistory(TypedDict, total=False):
+    """A training run's report: per-epoch loss and validation NDCG@10, the epoch kept, seconds;
+    a refit adds its seconds and epochs."""
+
+    loss: list[float]
+    validation_ndcg: list[float]
+    best_epoch: int
+    seconds: float
+    refit_seconds: float
+    refit_epochs: int
+
+
 UserInputs = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator | None], dict[str, torch.Tensor]]
 AuxLoss = Callable[[TwoTower, torch.Tensor | None, torch.Tensor | float | None], torch.Tensor]
 
 
-def train_epochs(net: TwoTower, events: EventArrays, items: dict[str, torch.Tensor], item_counts: np.ndarray,
+def train_epochs(net: TwoTower, events: EventRows, items: dict[str, torch.Tensor], item_counts: np.ndarray,
                  user_inputs: UserInputs, settings: TrainSettings, *,
                  validate: Callable[[], float] | None = None, epochs: int | None = None,
-                 aux: AuxLoss | None = None) -> dict[str, object]:
+                 aux: AuxLoss | None = None) -> TrainHistory:
     """Train ``net`` in place; with ``validate`` keep the best epoch's weights (early stopping).
 
     ``user_inputs(users, hist, hist_w, rng)`` returns the user tower's keyword inputs for a batch
@@ -189,7 +216,7 @@ class _Optimizers:
                     g["lr"] *= factor
 
 
-def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray,
+def _step(net: TwoTower, opt: _Optimizers, events: EventRows, rows: np.ndarray,
           items: dict[str, torch.Tensor], log_q: torch.Tensor, log_pop: torch.Tensor, n_items: int,
           user_inputs: UserInputs, st: TrainSettings, rng: np.random.Generator, aux: AuxLoss | None = None) -> float:
     pos = events.item1[rows] - 1
@@ -198,11 +225,12 @@ def _step(net: TwoTower, opt: _Optimizers, events: EventArrays, rows: np.ndarray
     ctx_drop = rng.random(len(rows)) < st.context_dropout
     uin["hour"] = torch.from_numpy(np.where(ctx_drop, 0, events.hour[rows]))
     uin["dow"] = torch.from_numpy(np.where(ctx_drop, 0, events.dow[rows]))
+    proj = None
     if st.query_prob > 0 and net.item.text_dim > 0:
         use_q = torch.from_numpy(rng.random(len(rows)) < st.query_prob).float().unsqueeze(1)
         uin["query"] = items["text"][pos] * use_q
-        uin["query_proj"] = net.query_proj
-    u = net.user(**uin)
+        proj = net.query_proj
+    u = net.user(**uin, query_proj=proj) if proj is not None else net.user(**uin)
     if st.negatives == "full":  # exact softmax over the whole catalog: no sampling, no logQ
         v, bias = _item_forward(net, items, np.arange(n_items), rng, st.id_dropout)
         loss = torch.nn.functional.cross_entropy(u @ v.T / st.temperature + bias, torch.from_numpy(pos))

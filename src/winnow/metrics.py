@@ -32,13 +32,14 @@ Beyond accuracy (over the evaluated users' lists, padding ignored):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
 
 from winnow.data.interactions import Interactions
 
-ItemCategories = sp.spmatrix | Sequence[Sequence[object]]
+ItemCategories: TypeAlias = sp.spmatrix | Sequence[Sequence[object]]
 
 
 def _relevant_csr(test: Interactions | sp.spmatrix) -> sp.csr_matrix:
