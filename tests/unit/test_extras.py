@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from winnow.core import extras
-from winnow.core.config import load_config
+from winnow.core.config import extras_needed, load_config
 from winnow.core.errors import ConfigError
 
 
@@ -38,4 +38,4 @@ def test_missing_extra_fails_at_start_up_naming_the_pip_command(tmp_path, withou
 def test_the_embedded_default_needs_no_extra(tmp_path, without):
     without("torch", "sentence_transformers", "psycopg", "psycopg_pool", "redis", "ray")
     cfg = load_config(tmp_path)
-    assert extras.needed(cfg) == {}
+    assert extras_needed(cfg) == {}

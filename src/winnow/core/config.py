@@ -411,5 +411,22 @@ def load_config(home: str | Path | None = None, *, file: str | Path | None = Non
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
-    check_extras(config)  # a configured feature whose pip extra is missing fails here, naming the command
+    check_extras(extras_needed(config))  # a configured feature whose pip extra is missing fails here
     return config
+
+
+def extras_needed(config: WinnowConfig) -> dict[str, str]:
+    """Module group of core/extras.py -> the setting of ``config`` that needs it."""
+    out: dict[str, str] = {}
+    if config.store_url().startswith(("postgresql:", "postgres:")):
+        out["postgres"] = "[store] url = \"postgresql://...\""
+    if not config.online.url.startswith("memory:"):
+        out["redis"] = f"[online] url = {config.online.url!r}"
+    if config.training.engine == "ray":
+        out["ray"] = "[training] engine = \"ray\""
+    kinds = sorted({s.kind for s in config.pipeline.sources} & {"two_tower", "content"})
+    if kinds:
+        out["neural"] = f"[[pipeline.sources]] kind {' / '.join(kinds)}"
+        if config.models.two_tower.text_backend == "minilm":
+            out["minilm"] = "[models.two_tower] text_backend = \"minilm\" with a two_tower/content source"
+    return out

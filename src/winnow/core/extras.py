@@ -10,12 +10,7 @@ exact pip command, instead of an ImportError under traffic. Checked by module pr
 from __future__ import annotations
 
 from importlib.util import find_spec
-from typing import TYPE_CHECKING
-
 from winnow.core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from winnow.core.config import WinnowConfig
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "neural": ("torch",),                      # two-tower and content sources (PyTorch)
@@ -36,27 +31,11 @@ def missing_modules(extra: str) -> list[str]:
     return [m for m in EXTRAS[extra] if find_spec(m) is None]
 
 
-def needed(config: WinnowConfig) -> dict[str, str]:
-    """Module group -> the setting that needs it, for ``config``."""
-    out: dict[str, str] = {}
-    if config.store_url().startswith(("postgresql:", "postgres:")):
-        out["postgres"] = "[store] url = \"postgresql://...\""
-    if not config.online.url.startswith("memory:"):
-        out["redis"] = f"[online] url = {config.online.url!r}"
-    if config.training.engine == "ray":
-        out["ray"] = "[training] engine = \"ray\""
-    kinds = sorted({s.kind for s in config.pipeline.sources} & {"two_tower", "content"})
-    if kinds:
-        out["neural"] = f"[[pipeline.sources]] kind {' / '.join(kinds)}"
-        if config.models.two_tower.text_backend == "minilm":
-            out["minilm"] = "[models.two_tower] text_backend = \"minilm\" with a two_tower/content source"
-    return out
-
-
-def check_extras(config: WinnowConfig) -> None:
-    """ConfigError naming each configured feature whose extra is missing, with the pip command."""
+def check_extras(needs: dict[str, str]) -> None:
+    """ConfigError naming each needed feature whose extra is missing, with the pip command.
+    ``needs``: module group (a key of EXTRAS) -> the setting that needs it (config.extras_needed)."""
     problems = [f"{why} needs the '{PIP_EXTRA.get(group, group)}' extra (missing: {', '.join(missing)}): "
                 f"{pip_command(group)}"
-                for group, why in needed(config).items() if (missing := missing_modules(group))]
+                for group, why in needs.items() if (missing := missing_modules(group))]
     if problems:
         raise ConfigError("; ".join(problems))
