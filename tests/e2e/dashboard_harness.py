@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("WINNOW_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = Path(os.environ.get("WINNOW_SCREENSHOT_DIR", REPO / "docs" / "img"))
+# a test run must not rewrite tracked files: screenshots go to a temp dir unless asked
+# (refresh the README's images with WINNOW_SCREENSHOT_DIR=docs/img)
+SCREENSHOTS = Path(os.environ.get("WINNOW_SCREENSHOT_DIR", Path(tempfile.gettempdir()) / "winnow-screenshots"))
 
 
 def require_browser() -> str:

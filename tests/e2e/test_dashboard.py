@@ -3,7 +3,8 @@
 A person's path through it: every page loads with no console error, the user inspector shows a
 slate with explanations, switching a rule off changes the slate, changing k changes its
 length, a model rollback (and re-activation) works, and the experiments page shows "nothing yet"
-until results files appear. Screenshots of each page go to docs/img/dashboard-<page>.png.
+until results files appear. Screenshots of each page go to $WINNOW_SCREENSHOT_DIR/dashboard-<page>.png
+(default: a temp dir; WINNOW_SCREENSHOT_DIR=docs/img refreshes the README's images).
 """
 
 from __future__ import annotations
