@@ -175,6 +175,13 @@ class Store(ABC):
                     pos_sum += int(it.get("position", 0))
         return {"events": events, "impressions": shown, "position_sum": pos_sum}
 
+    @abstractmethod
+    def impression_outcomes(self, *, since: int | None = None) -> pd.DataFrame:
+        """One row per shown item of the impressions with timestamp >= ``since``: request_id,
+        user_id, timestamp, model_version, surface, item_id, position, score, propensity, and
+        ``events``: the event types later logged for that item with the same
+        ``context.request_id`` (empty list when nothing followed)."""
+
     # --- rollouts (winnow.data.rollouts: layout and types; winnow.rollout: the rules) --------
     @abstractmethod
     def start_rollout(self, rollout: Rollout) -> Rollout:
