@@ -61,3 +61,13 @@ class StoreUnavailableError(StoreError):
 
 class BundleError(WinnowError):
     """A model bundle is missing, corrupt or incompatible."""
+
+
+class RolloutError(WinnowError):
+    """A rollout request that cannot be honoured; nothing was changed (winnow.rollout).
+    ``status``: what the admin API answers (404 nothing to act on, 409 conflicts with the
+    current state or bundle, 422 invalid input)."""
+
+    def __init__(self, message: str, *, status: int = 409) -> None:
+        self.status = status
+        super().__init__(message)
