@@ -190,8 +190,11 @@ async def _open_loop(gen: _Gen, rate: float, duration_s: float, poisson: bool, s
     t = loop_start
     end = gen.result.window_end = loop_start + duration_s
     tasks: set[asyncio.Task] = set()
+    i = 0
     while True:
-        t += rng.expovariate(rate) if poisson else 1.0 / rate
+        i += 1  # fixed arrivals: t_i = start + i / rate exactly (a running sum of 1 / rate drifts,
+        # so whether a request lands on the window's last instant depended on the start time)
+        t = t + rng.expovariate(rate) if poisson else loop_start + i / rate
         if t >= end:
             break
         delay = t - time.perf_counter()
