@@ -32,6 +32,7 @@ from winnow.core.config_models import (  # noqa: F401  (re-exported: one import 
 )
 from winnow.core.config_scale import OnlineConfig, TrainingConfig  # noqa: F401  (re-exported)
 from winnow.core.config_limits import RateLimitConfig  # noqa: F401  (re-exported)
+from winnow.core.config_lifecycle import GateConfig, LifecycleConfig  # noqa: F401  (re-exported)
 
 
 ValueTransform = Literal["none", "linear", "log1p"]
@@ -314,6 +315,7 @@ class WinnowConfig(_Section):
     coldstart: ColdStartConfig = ColdStartConfig()
     feedback: FeedbackConfig = FeedbackConfig()
     training: TrainingConfig = TrainingConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
     experiments: list[ExperimentConfig] = Field(default_factory=list)  # [[experiments]] tables
 
     @field_validator("experiments")
