@@ -12,6 +12,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from winnow.cli import data, evaluate, serve  # noqa: F401  (register commands)
 from winnow.cli import feedback  # noqa: F401  (ope, ab report, simulate)
 from winnow.cli import keys  # noqa: F401  (keys create/list/revoke)
+from winnow.cli import lifecycle  # noqa: F401  (autopilot, autopilot status)
 from winnow.cli.app import app
 from winnow.core.errors import WinnowError
 

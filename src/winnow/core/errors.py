@@ -61,3 +61,7 @@ class StoreUnavailableError(StoreError):
 
 class BundleError(WinnowError):
     """A model bundle is missing, corrupt or incompatible."""
+
+
+class LifecycleError(WinnowError):
+    """A ``winnow autopilot`` cycle stopped: names the cycle, the stage and the reason."""

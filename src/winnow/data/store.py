@@ -133,6 +133,13 @@ class Store(ABC):
     def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:
         """Stored impressions (same shape as log_impressions' input), oldest first."""
 
+    @abstractmethod
+    def impression_outcomes(self, *, since: int | None = None) -> pd.DataFrame:
+        """One row per shown item of the impressions with timestamp >= ``since``: request_id,
+        user_id, timestamp, model_version, surface, item_id, position, score, propensity, and
+        ``events`` (list[str]: the event types later logged for that item with the same
+        ``context.request_id``; empty when nothing followed). Off-policy evaluation reads it."""
+
     def read_feedback_events(self, *, event_types: Sequence[str],
                              since: int | None = None) -> pd.DataFrame:
         """Events of the given types with timestamp >= ``since`` (all when None): a DataFrame with
