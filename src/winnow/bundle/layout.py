@@ -4,8 +4,10 @@ Layout of ``<home>/bundles/<version>/`` (data only, no pickle; every file is lis
 sha256 in the manifest and verified before anything is loaded):
 
     manifest.json        format "winnow-bundle", schema_version, version, created_at, data range and
-                         counts, models (names saved under models/), sources, index info, offline
-                         metrics, ranker report, engine, stages, files {relative path: sha256}
+                         counts (``data.cut`` when trained on a time cut), models (names saved under
+                         models/), sources, index info, offline metrics, ranker report, engine,
+                         stages, files {relative path: sha256}; ``lifecycle`` when the autopilot
+                         wrote it (cycle, role, snapshot hash, gate verdict and reasons, served)
     user_ids.json        external user ids in index order (IdMap.to_list)
     item_ids.json        external item ids in index order
     categories.json      category names; items.npz "category" codes index into it

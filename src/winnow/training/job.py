@@ -10,7 +10,8 @@ and peak RSS land in the manifest's ``stages``, training/progress.py):
    a component with its own ``stage`` (two-tower, segment popularity) is timed apart;
 4. fit the served ranker (training/served_ranker.py; it reuses the models of step 3) while the
    ANN index over the ALS item factors (ids = item indices) is built in a second thread;
-5. write ``<home>/bundles/<version>/`` atomically and activate it.
+5. write ``<home>/bundles/<version>/`` atomically and activate it (unless told not to: the
+   autopilot, winnow.lifecycle, trains on a time cut and activates only after its gate).
 """
 
 from __future__ import annotations
