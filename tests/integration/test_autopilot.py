@@ -219,3 +219,30 @@ def test_the_off_policy_estimate_counts_only_slates_the_challenger_would_have_sh
         assert challenger_snips(store, bundle, data, strict)["status"] == "not enough log"
     finally:
         store.close()
+
+
+def test_a_data_problem_fails_the_cycle_loudly_and_is_not_retried_on_the_same_data(tmp_path: Path) -> None:
+    home, champion = _home(tmp_path, "[lifecycle.gate]\nmin_holdout_users = 100000\n")
+    with pytest.raises(LifecycleError, match="stage 'datasets'.*min_holdout_users = 100000"):
+        _cycle(home)
+    rec = load_records(home)[-1]
+    assert rec["status"] == "failed" and rec["resumable"] is False and "fit" not in rec["stages"]
+    lines: list[str] = []
+    assert _cycle(home, lines).status == "unchanged"
+    assert any("nothing to do" in m and "failed" in m for m in lines)
+    assert [b.version for b in list_bundles(home)] == [champion] and active_version(home) == champion
+
+
+def test_the_long_running_autopilot_runs_a_due_cycle(tmp_path: Path) -> None:
+    from winnow.lifecycle.loop import run_forever
+
+    home, champion = _home(tmp_path, "[lifecycle]\npoll_s = 0.01\n")
+    cfg = load_config(home)
+    store = open_store(cfg.store_url())
+    lines: list[str] = []
+    try:
+        assert run_forever(cfg, store, say=lines.append, max_cycles=1) == 1
+    finally:
+        store.close()
+    assert any(m.startswith("autopilot: starting a cycle (first cycle)") for m in lines)
+    assert load_records(home)[-1]["status"] == "done" and active_version(home) != champion
