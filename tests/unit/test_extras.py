@@ -39,3 +39,19 @@ def test_the_embedded_default_needs_no_extra(tmp_path, without):
     without("torch", "sentence_transformers", "psycopg", "psycopg_pool", "redis", "ray")
     cfg = load_config(tmp_path)
     assert extras_needed(cfg) == {}
+
+
+def test_listing_every_component_does_not_load_torch() -> None:
+    """Training and serving the default config look at every registered component (``always``,
+    ``backfill``); a core install has no torch, so none of that may import it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom winnow.components.registry import component\n"
+            "from winnow.core.registry import COMPONENTS\n"
+            "kinds = [component(k).kind for k in COMPONENTS]\n"
+            "assert 'two_tower' in kinds, kinds\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

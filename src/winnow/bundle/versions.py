@@ -25,7 +25,7 @@ from winnow.bundle.layout import (
     check_version,
 )
 from winnow.bundle.manifest import BundleInfo, sha256_file, verify_bundle
-from winnow.core.errors import BundleError
+from winnow.core.errors import BundleError, UnknownIdError
 from winnow.core.files import fsync_dir as _fsync_dir
 from winnow.core.files import write_atomic as _write_atomic
 
@@ -123,6 +123,16 @@ def _history(home: str | Path) -> list[str]:
     if not p.is_file():
         return []
     return [v for v in p.read_text(encoding="utf-8").split() if VERSION_RE.match(v)]
+
+
+def bundle_path(home: str | Path, version: str) -> Path:
+    """``<home>/bundles/<version>`` of an existing bundle: BundleError for a malformed version,
+    UnknownIdError("bundle", version) when no such directory exists (HTTP 404, CLI error)."""
+    check_version(version)
+    path = bundles_dir(home) / version
+    if not path.is_dir():
+        raise UnknownIdError("bundle version", version)
+    return path
 
 
 def activate(home: str | Path, version: str, *, verify: bool = True) -> BundleInfo:

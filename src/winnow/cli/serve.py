@@ -12,8 +12,11 @@ from winnow.cli.app import app, closing, config, store
 @app.command("train")
 def train(engine: Optional[str] = typer.Option(
         None, "--engine", help="local | ray (default: [training] engine). Ray runs two-tower training "
-        "and the ranker's feature job on Ray ([training] ray_address, num_workers).")) -> None:
-    """Fit the configured models on the store's events, write a bundle and activate it."""
+        "and the ranker's feature job on Ray ([training] ray_address, num_workers)."),
+        activate: bool = typer.Option(True, "--activate/--no-activate",
+                                      help="--no-activate: write a challenger without serving it "
+                                      "(launch it with `winnow rollout` or `winnow bundles activate`)")) -> None:
+    """Fit the configured models on the store's events, write a bundle and (by default) activate it."""
     from winnow.engine import check_engine
     from winnow.training.job import train as run
 
@@ -21,8 +24,10 @@ def train(engine: Optional[str] = typer.Option(
     if engine is not None:
         check_engine(engine)  # a typo fails before the store is opened
     with closing(store()) as st:
-        info = run(cfg, st, engine=engine, progress=lambda msg: typer.echo(msg, err=True))
-    typer.echo(f"trained and activated bundle {info.version}")
+        info = run(cfg, st, engine=engine, activate_bundle=activate,
+                   progress=lambda msg: typer.echo(msg, err=True))
+    typer.echo(f"trained and activated bundle {info.version}" if activate
+               else f"trained bundle {info.version} (not activated)")
 
 
 @app.command("serve")

@@ -7,15 +7,18 @@ Every source returns nothing (never raises) for a request it cannot serve."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from winnow.components.base import Component, FitContext, ServeContext
 from winnow.core.errors import ConfigError
-from winnow.models.two_tower.serving import TwoTowerServing
 from winnow.pipeline.sources import EMPTY_I, EMPTY_S, CandidateSource
 from winnow.pipeline.types import Request
+
+if TYPE_CHECKING:  # torch loads when a bundle's two-tower state is built, not when the registry
+    # lists this component (a core install, without the neural extra, trains and serves the rest)
+    from winnow.models.two_tower.serving import TwoTowerServing
 
 
 class TwoTowerSource:
@@ -80,6 +83,8 @@ class TwoTowerComponent(Component):
         if model is None:
             return None
         assert ctx.config is not None
+        from winnow.models.two_tower.serving import TwoTowerServing
+
         tts = TwoTowerServing.build(model, ctx.config.index)
         items = ctx.store.read_items() if ctx.store is not None else None
         if items is not None and len(items):

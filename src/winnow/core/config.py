@@ -33,6 +33,7 @@ from winnow.core.config_models import (  # noqa: F401  (re-exported: one import 
 from winnow.core.config_scale import OnlineConfig, TrainingConfig  # noqa: F401  (re-exported)
 from winnow.core.config_limits import RateLimitConfig  # noqa: F401  (re-exported)
 from winnow.core.config_lifecycle import GateConfig, LifecycleConfig  # noqa: F401  (re-exported)
+from winnow.core.config_rollout import RolloutConfig  # noqa: F401  (re-exported)
 
 
 ValueTransform = Literal["none", "linear", "log1p"]
@@ -316,6 +317,7 @@ class WinnowConfig(_Section):
     feedback: FeedbackConfig = FeedbackConfig()
     training: TrainingConfig = TrainingConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    rollout: RolloutConfig = RolloutConfig()
     experiments: list[ExperimentConfig] = Field(default_factory=list)  # [[experiments]] tables
 
     @field_validator("experiments")

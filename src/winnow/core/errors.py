@@ -65,3 +65,13 @@ class BundleError(WinnowError):
 
 class LifecycleError(WinnowError):
     """A ``winnow autopilot`` cycle stopped: names the cycle, the stage and the reason."""
+
+
+class RolloutError(WinnowError):
+    """A rollout request that cannot be honoured; nothing was changed (winnow.rollout).
+    ``status``: what the admin API answers (404 nothing to act on, 409 conflicts with the
+    current state or bundle, 422 invalid input)."""
+
+    def __init__(self, message: str, *, status: int = 409) -> None:
+        self.status = status
+        super().__init__(message)

@@ -35,10 +35,12 @@ import psycopg
 
 from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
 from winnow.data import postgres_schema as pgs
+from winnow.data import rollout_sql
 from winnow.data import store_rows as shape
 from winnow.data.postgres_conn import Connections
 from winnow.data.postgres_event_log import read_event_log
 from winnow.data.schema import ITEM_COLUMNS, USER_COLUMNS
+from winnow.data.rollouts import Rollout, RolloutDecision
 from winnow.data.store import EventLog, Store, maps_driver_errors
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
 
@@ -337,6 +339,28 @@ class PostgresStore(Store):
             follow.setdefault(req, {}).setdefault(item, []).append(etype)
         return shape.outcomes_frame(rec for r in imps
                                     for rec in shape.outcome_records(r[:5], r[5], follow.get(r[0], {})))
+
+    # --- rollouts (winnow.data.rollout_sql) -------------------------------------------------
+    def start_rollout(self, rollout: Rollout) -> Rollout:
+        def run(cur: Any) -> Rollout:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (pgs.ROLLOUT_LOCK_KEY,))  # one start at a time
+            return rollout_sql.start(cur, "%s", rollout)
+        return self._write(run)
+
+    def rollout(self, rollout_id: int | None = None) -> Rollout | None:
+        return self._read(lambda cur: rollout_sql.get(cur, "%s", rollout_id))
+
+    def update_rollout(self, rollout_id: int, *, revision: int, changes: dict[str, Any],
+                       decision: RolloutDecision | None = None) -> Rollout | None:
+        return self._write(lambda cur: rollout_sql.update(cur, "%s", rollout_id, revision=revision,
+                                                          changes=changes, decision=decision))
+
+    def log_shadow(self, rollout_id: int, records: list[dict[str, Any]]) -> None:
+        if records:
+            self._write(rollout_sql.log_shadow, "%s", rollout_id, records)
+
+    def read_shadow(self, rollout_id: int, *, limit: int | None = None) -> list[dict[str, Any]]:
+        return self._read(lambda cur: rollout_sql.read_shadow(cur, "%s", rollout_id, limit), bounded=False)
 
     def counts(self) -> dict[str, int]:
         row = self._rows("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM items), "

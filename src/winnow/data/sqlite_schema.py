@@ -38,6 +38,15 @@ CREATE TABLE IF NOT EXISTS event_item_days (
 CREATE TABLE IF NOT EXISTS impression_item_days (
   item TEXT NOT NULL, day INTEGER NOT NULL, shown INTEGER NOT NULL, position_sum INTEGER NOT NULL,
   PRIMARY KEY (item, day)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollouts (
+  id INTEGER PRIMARY KEY, running INTEGER NOT NULL, state TEXT NOT NULL, revision INTEGER NOT NULL,
+  started INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS rollouts_one_running ON rollouts(running) WHERE running = 1;
+CREATE TABLE IF NOT EXISTS rollout_decisions (
+  rollout_id INTEGER NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (rollout_id, seq));
+CREATE TABLE IF NOT EXISTS rollout_shadow (
+  seq INTEGER PRIMARY KEY, rollout_id INTEGER NOT NULL, ts INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rollout_shadow_id ON rollout_shadow(rollout_id, seq);
 """ + blocks.DDL
 EVENT_INDEXES = (
     ("events_event_id", "CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id) "

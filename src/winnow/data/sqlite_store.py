@@ -27,7 +27,7 @@ import pandas as pd
 
 from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
 from winnow.data import sqlite_blocks as blocks
-from winnow.data import sqlite_feedback
+from winnow.data import rollout_sql, sqlite_feedback
 from winnow.data import sqlite_writes as writes
 from winnow.data import store_rows as shape
 from winnow.data.sqlite_schema import DDL as _DDL
@@ -41,6 +41,7 @@ from winnow.data.sqlite_schema import (
 )
 from winnow.data.sqlite_schema import SCHEMA_VERSION
 from winnow.data.sqlite_schema import UNAVAILABLE as _UNAVAILABLE
+from winnow.data.rollouts import Rollout, RolloutDecision
 from winnow.data.store import EventLog, Store, maps_driver_errors
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
 
@@ -343,6 +344,30 @@ class SQLiteStore(Store):
                 follow.setdefault(item, []).append(etype)
             out.extend(shape.outcome_records([imp[k] for k in shape.IMPRESSION_HEAD], imp["items"], follow))
         return shape.outcomes_frame(out)
+
+    # --- rollouts (winnow.data.rollout_sql; BEGIN IMMEDIATE serialises writers) -------------
+    def start_rollout(self, rollout: Rollout) -> Rollout:
+        return self._write(rollout_sql.start, "?", rollout)
+
+    def rollout(self, rollout_id: int | None = None) -> Rollout | None:
+        con = self._reader()
+        con.execute("BEGIN")  # the row and its decisions from one snapshot
+        try:
+            return rollout_sql.get(con, "?", rollout_id)
+        finally:
+            con.execute("COMMIT")
+
+    def update_rollout(self, rollout_id: int, *, revision: int, changes: dict[str, Any],
+                       decision: RolloutDecision | None = None) -> Rollout | None:
+        return self._write(lambda con: rollout_sql.update(con, "?", rollout_id, revision=revision,
+                                                          changes=changes, decision=decision))
+
+    def log_shadow(self, rollout_id: int, records: list[dict[str, Any]]) -> None:
+        if records:
+            self._write(rollout_sql.log_shadow, "?", rollout_id, records)
+
+    def read_shadow(self, rollout_id: int, *, limit: int | None = None) -> list[dict[str, Any]]:
+        return rollout_sql.read_shadow(self._reader(), "?", rollout_id, limit)
 
     def counts(self) -> dict[str, int]:
         """Events and impressions from ``row_counts`` (kept by every write; a count(*) of 10M

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from winnow.core.errors import StoreError
+from winnow.data.rollouts import Rollout, RolloutDecision
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,6 @@ class Store(ABC):
     def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:
         """Stored impressions (same shape as log_impressions' input), oldest first."""
 
-    @abstractmethod
-    def impression_outcomes(self, *, since: int | None = None) -> pd.DataFrame:
-        """One row per shown item of the impressions with timestamp >= ``since``: request_id,
-        user_id, timestamp, model_version, surface, item_id, position, score, propensity, and
-        ``events`` (list[str]: the event types later logged for that item with the same
-        ``context.request_id``; empty when nothing followed). Off-policy evaluation reads it."""
-
     def read_feedback_events(self, *, event_types: Sequence[str],
                              since: int | None = None) -> pd.DataFrame:
         """Events of the given types with timestamp >= ``since`` (all when None): a DataFrame with
@@ -187,6 +181,42 @@ class Store(ABC):
                     shown[d] += 1
                     pos_sum += int(it.get("position", 0))
         return {"events": events, "impressions": shown, "position_sum": pos_sum}
+
+    @abstractmethod
+    def impression_outcomes(self, *, since: int | None = None) -> pd.DataFrame:
+        """One row per shown item of the impressions with timestamp >= ``since``: request_id,
+        user_id, timestamp, model_version, surface, item_id, position, score, propensity, and
+        ``events``: the event types later logged for that item with the same
+        ``context.request_id`` (empty list when nothing followed)."""
+
+    # --- rollouts (winnow.data.rollouts: layout and types; winnow.rollout: the rules) --------
+    @abstractmethod
+    def start_rollout(self, rollout: Rollout) -> Rollout:
+        """Store a new rollout (its ``id`` and ``revision`` are assigned here, ``decisions``
+        stored in order) and return it. At most one rollout runs: when one is running this
+        raises RolloutError (409) naming it and writes nothing -- atomically, also against
+        other processes and replicas starting one at the same moment."""
+
+    @abstractmethod
+    def rollout(self, rollout_id: int | None = None) -> Rollout | None:
+        """Rollout ``rollout_id`` (None if absent); without an id: the running rollout, else the
+        most recent one, else None."""
+
+    @abstractmethod
+    def update_rollout(self, rollout_id: int, *, revision: int, changes: dict[str, Any],
+                       decision: RolloutDecision | None = None) -> Rollout | None:
+        """Compare-and-set: if the rollout is still at ``revision``, apply ``changes`` (state and/or
+        body fields), bump the revision, append ``decision``, all in one transaction, and return
+        the new record; None when another writer changed it first (nothing written). RolloutError
+        (404) for an unknown id, (422) for an unknown field or state."""
+
+    @abstractmethod
+    def log_shadow(self, rollout_id: int, records: list[dict[str, Any]]) -> None:
+        """Durably append shadow comparison records (JSON-able dicts with ``ts``), one transaction."""
+
+    @abstractmethod
+    def read_shadow(self, rollout_id: int, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """The rollout's shadow records, oldest first (only the newest ``limit`` when given)."""
 
     @abstractmethod
     def counts(self) -> dict[str, int]:

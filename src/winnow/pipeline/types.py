@@ -286,3 +286,4 @@ class Slate:
     n_ranked: int = 0  # length of the re-ranked list the explore stage chose from
     policy: str = "deterministic"  # explore policy that picked the slate
     experiments: dict[str, str] = field(default_factory=dict)  # experiment -> variant (set by the service)
+    arm: str | None = None  # rollout arm that served it, champion | challenger (set by the service)

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from winnow.core.errors import BundleError, ConfigError, DataError, StoreUnavailableError, UnknownIdError
+from winnow.core.errors import BundleError, ConfigError, DataError, RolloutError, StoreUnavailableError, UnknownIdError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownIdError)
     async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
         return JSONResponse(_body(str(exc)), status_code=404)
+
+    @app.exception_handler(RolloutError)
+    async def _rollout(_: Request, exc: RolloutError) -> JSONResponse:
+        return JSONResponse(_body(str(exc)), status_code=exc.status)
 
     @app.exception_handler(BundleError)
     async def _bundle(_: Request, exc: BundleError) -> JSONResponse:

@@ -75,8 +75,7 @@ def rollback(request: Request) -> ActivateOut:
              summary="Verify, load and atomically swap to a bundle version (409 if refused)")
 def activate(request: Request, version: str = Version) -> ActivateOut:
     svc = _service(request)
-    if not (bundles.bundles_dir(svc.config.home) / version).is_dir():
-        raise ApiError(404, f"unknown bundle version {version!r}")
+    bundles.bundle_path(svc.config.home, version)  # 404 (UnknownIdError) before anything is built
     previous, secs = svc.activate(version)
     return ActivateOut(serving=svc.runtime.version, previous=previous, load_seconds=secs)
 

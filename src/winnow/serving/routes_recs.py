@@ -60,7 +60,7 @@ def make_router(cfg: ServingConfig) -> APIRouter:
         return RecOut(request_id=request_id, model_version=rt.version, surface=surface,
                       fallback=slate.fallbacks[0] if slate.fallbacks else None,
                       fallbacks=slate.fallbacks, items=items, removed=removed,
-                      experiments=slate.experiments)
+                      experiments=slate.experiments, arm=slate.arm)
 
     @router.get("/v1/users/{user_id}/recommendations", response_model=RecOut,
                 summary="Top-k recommendations for a user (unknown users get the cold-start chain)")

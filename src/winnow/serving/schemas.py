@@ -169,6 +169,7 @@ class RecOut(BaseModel):
     items: list[RecItem]
     removed: list[dict[str, Any]] | None = None  # explain=true: what the rules removed
     experiments: dict[str, str] = Field(default_factory=dict)  # active experiment -> this user's variant
+    arm: str | None = None  # during a canary: champion | challenger (model_version names the bundle)
 
 
 class SimilarItem(BaseModel):

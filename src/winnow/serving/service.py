@@ -25,6 +25,9 @@ from winnow.data.store import Store
 from winnow.pipeline.types import Request, Slate
 from winnow.serving.impressions import ImpressionWriter
 from winnow.serving.item_stats import ItemStats, needs_item_stats
+from winnow.rollout.assign import CHALLENGER, experiment_name
+from winnow.serving.rollout_follower import RolloutFollower
+from winnow.serving.shadow import ShadowWorker, shadow_job
 from winnow.serving.runtime import Runtime
 from winnow.serving import memory
 from winnow.serving.swap import CatchUp, background_priority, settle, trim_later
@@ -63,6 +66,12 @@ class Service:
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._follow_active, name="bundle-follower", daemon=True)
         self._poller.start()
+        # rollouts: the challenger runtime, shadow worker and decisions follow the store's state
+        self._challenger_feed: Any = None  # the challenger's ranker feature feed (events reach it too)
+        self.shadow = ShadowWorker(self.store, self.metrics, capacity=config.rollout.shadow_queue,
+                                   batch=config.rollout.shadow_batch)
+        self.rollout = RolloutFollower(self)
+        self.rollout.start()
 
     def _follow_active(self) -> None:
         """Follow <home>/bundles/ACTIVE: `winnow train` or another worker may have activated a
@@ -170,6 +179,32 @@ class Service:
             self.metrics.swaps.labels("ok").inc()
             return previous, time.perf_counter() - t0
 
+    def build_challenger(self, version: str) -> Runtime:
+        """A rollout's challenger Runtime, built like an activation's (verify, load, pipeline,
+        feature state caught up with events acknowledged during the build) but not served by
+        default: from now on acknowledged events reach its feature state too."""
+        with self._swap_lock, background_priority():
+            new = self._build(version)
+
+            def hold(rt: Runtime) -> Runtime:
+                self._challenger_feed = rt.feature_feed
+                return rt
+
+            self._catchup.install(new, hold)
+            settle()
+        return new
+
+    def drop_challenger(self) -> None:
+        self._challenger_feed = None
+
+    def adopt(self, new: Runtime) -> None:
+        """Serve ``new`` (a promoted challenger already built here) without building it again."""
+        with self._swap_lock, background_priority():
+            if self.runtime.version != new.version:
+                self._install(new)
+                self.metrics.swaps.labels("ok").inc()
+        self._challenger_feed = None
+
     def list_bundles(self) -> list[bundles.BundleInfo]:
         return bundles.list_bundles(self.config.home)
 
@@ -190,6 +225,7 @@ class Service:
                 raise StoreUnavailableError(f"events not durable, nothing acknowledged: {exc}") from exc
             self._catchup.note(frame)
             feed = getattr(self.runtime, "feature_feed", None)
+            cfeed = self._challenger_feed
         self.state.store_health.succeeded()
         self.metrics.events.inc(written)
         self.state.apply(frame)
@@ -197,6 +233,8 @@ class Service:
             self.item_stats.add_events(frame)
         if feed is not None:  # the learned ranker's online features see the event at once
             feed.apply(frame)
+        if cfeed is not None and (feed is None or cfeed.state is not feed.state):  # not one shared state
+            cfeed.apply(frame)
         return written
 
     def _remote_events(self, frame: pd.DataFrame) -> None:
@@ -206,34 +244,59 @@ class Service:
         feed = getattr(getattr(self, "runtime", None), "feature_feed", None)
         if feed is not None:
             feed.apply(frame)
+        cfeed = getattr(self, "_challenger_feed", None)
+        if cfeed is not None and (feed is None or cfeed.state is not feed.state):
+            cfeed.apply(frame)
 
     # --- recommendations -----------------------------------------------------------------------
     def recommend(self, user_id: str, *, k: int, surface: str, exclude: list[str], explain: bool,
                   categories: list[str] | None, context: dict[str, Any],
                   now: float | None = None) -> tuple[Runtime, str, Slate]:
-        """Run the funnel for one user; logs the impression; returns (runtime used, request id, slate)."""
-        rt = self.runtime
+        """Run the funnel for one user; logs the impression; returns (runtime used, request id, slate).
+
+        During a canary the user's arm (winnow.rollout.assign) picks the champion or the
+        challenger runtime; a challenger that raises is answered by the champion (the request
+        is logged as a challenger error: a guardrail). During a shadow a sampled share of
+        requests is also queued for the challenger, off the response path (serving/shadow.py)."""
+        champion = self.runtime
+        view = self.rollout.current
         now = time.time() if now is None else float(now)
         rec, degraded = self.state.lookup(user_id)  # degraded: the fallback taken for the history
         profile = None
-        if rt.needs_profile:  # cold-start sources
+        if champion.needs_profile or (view is not None and view.runtime.needs_profile):  # cold-start sources
             try:
                 profile = self.store.get_user(user_id)
             except StoreError as exc:
                 self.state.store_health.failed(exc)
                 degraded = degraded or "profile_unavailable"
-        view = rt.view(user_id, rec, now=now, profile=profile)
-        ids = rt.catalog.item_ids
-        ex = ids.encode(exclude, missing=-1) if exclude else np.empty(0, np.int32)
-        cats = None
-        if categories is not None:
-            cats = frozenset(c for c in (rt.catalog.category_code(x) for x in categories) if c >= 0)
         request_id = uuid.uuid4().hex
         when = datetime.fromtimestamp(now, timezone.utc)
         variants = {e.name: e.variant_of(user_id) for e in self.config.experiments if e.active(when)}
-        request = Request(view, k, now, surface=surface, exclude=ex[ex >= 0], categories=cats,
-                          explain=explain, context=context, request_id=request_id)
-        slate = rt.pipeline_for(variants).recommend(request)
+        arm: str | None = None
+        error = False
+        canary = view if view is not None and view.record.state == "canary" else None
+        if canary is not None:
+            arm = canary.record_arm(user_id)
+        rt = canary.runtime if canary is not None and arm == CHALLENGER else champion
+
+        args: dict[str, Any] = dict(  # Service.funnel's keywords (a shadow job reruns them)
+            user_id=user_id, rec=rec, profile=profile, k=k, surface=surface, exclude=exclude,
+            explain=explain, categories=categories, context=context, request_id=request_id, now=now,
+            variants=variants)
+
+        def run(runtime: Runtime) -> Slate:
+            return self.funnel(runtime, **args)
+
+        t0 = time.perf_counter()
+        try:
+            slate = run(rt)
+        except Exception:
+            if rt is champion:
+                raise
+            log.exception("rollout challenger %s failed; the champion answers", rt.version)
+            rt, error = champion, True
+            slate = run(rt)
+        ms = (time.perf_counter() - t0) * 1000.0
         slate.experiments = variants
         if rt.mode != "bundle":
             slate.fallbacks.insert(0, rt.mode)
@@ -243,9 +306,15 @@ class Service:
             self.metrics.stage.labels(stage).observe(secs)
         for fb in slate.fallbacks:
             self.metrics.fallbacks.labels(fb).inc()
-        item_ids = ids.decode([s.item for s in slate.items])
+        item_ids = rt.catalog.item_ids.decode([s.item for s in slate.items])
         # exposure and propensities travel with the impression (OPE, A/B reports read them back)
         logged_ctx = {**context, "n_ranked": slate.n_ranked, "explore": slate.policy}
+        if canary is not None and arm is not None:
+            slate.arm = arm
+            variants = {**variants, experiment_name(canary.record.id): arm}  # `winnow ab report rollout-<id>`
+            logged_ctx["rollout"] = {"id": canary.record.id, "arm": arm, "ms": round(ms, 3), "error": error,
+                                     "fallbacks": list(slate.fallbacks)}
+            self.metrics.rollout_requests.labels(arm).inc()
         if variants:
             logged_ctx["experiments"] = variants
         impression = {
@@ -258,10 +327,29 @@ class Service:
         self.impressions.put(impression)
         if self.item_stats is not None:
             self.item_stats.add_impression(impression)
+        if view is not None and view.record.state == "shadow" and view.sampled(request_id):
+            self.shadow.submit(view.record.id, shadow_job(self, view, args, item_ids,
+                                                          [s.score for s in slate.items]))
         return rt, request_id, slate
+
+    def funnel(self, rt: Runtime, *, user_id: str, rec: Any, profile: dict[str, Any] | None, k: int,
+               surface: str, exclude: list[str], explain: bool, categories: list[str] | None,
+               context: dict[str, Any], request_id: str, now: float, variants: dict[str, str]) -> Slate:
+        """The pipeline of runtime ``rt`` for one request (no logging, no state written)."""
+        view = rt.view(user_id, rec, now=now, profile=profile)
+        ids = rt.catalog.item_ids
+        ex = ids.encode(exclude, missing=-1) if exclude else np.empty(0, np.int32)
+        cats = None
+        if categories is not None:
+            cats = frozenset(c for c in (rt.catalog.category_code(x) for x in categories) if c >= 0)
+        request = Request(view, k, now, surface=surface, exclude=ex[ex >= 0], categories=cats,
+                          explain=explain, context=context, request_id=request_id)
+        return rt.pipeline_for(variants).recommend(request)
 
     def close(self) -> None:
         self._stop.set()
+        self.rollout.stop()
+        self.shadow.close()
         if self.item_stats is not None:
             self.item_stats.stop()
         self.impressions.close()

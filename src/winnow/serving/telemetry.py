@@ -36,3 +36,13 @@ class Metrics:
                                       "Events other replicas acknowledged, received over the Redis stream", registry=r)
         self.rate_limited = Counter("winnow_rate_limited_total", "Requests answered 429 by the per-key rate limit",
                                     ["key", "scope", "kind"], registry=r)
+        self.rollout_shadow = Counter("winnow_rollout_shadow_total",
+                                      "Shadow requests by result (ok, error, dropped, unwritten)", ["result"], registry=r)
+        self.rollout_requests = Counter("winnow_rollout_requests_total", "Requests served during a canary, by arm",
+                                        ["arm"], registry=r)
+        self.rollout_share = Gauge("winnow_rollout_share", "Challenger share of users (0 unless a canary runs)",
+                                   registry=r)
+        self.rollout_state = Gauge("winnow_rollout_state", "1 for the state of the latest rollout", ["state"],
+                                   registry=r)
+        self.rollout_guardrail = Gauge("winnow_rollout_guardrail", "Latest guardrail value per arm",
+                                       ["arm", "guardrail"], registry=r)

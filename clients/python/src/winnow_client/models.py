@@ -188,6 +188,7 @@ class Recommendations(_Response):
     items: list[RecItem]
     removed: Optional[list[dict[str, Any]]] = None
     experiments: dict[str, str] = Field(default_factory=dict)
+    arm: Optional[str] = None  # during a canary: champion | challenger
 
     @property
     def item_ids(self) -> list[str]:

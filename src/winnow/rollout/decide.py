@@ -1,0 +1,101 @@
+"""A canary's decisions, from each arm's measurements (winnow.rollout.arms), in this order:
+
+1. guardrails (once the challenger served ``guardrails.min_requests``): its error, empty-slate or
+   fallback rate above the champion's by more than the allowed increase, or its p99 latency
+   above max(champion p99 x ``p99_ratio``, ``p99_floor_ms``) -> ``roll_back`` at once;
+2. sample-ratio mismatch: users newly assigned in this step per arm against the step's share
+   (scipy.stats.chisquare; expected counts >= 5 and >= ``srm_min_users`` users) with
+   p < ``srm_p`` -> ``halt`` (assignment or logging is broken: no verdict can be trusted);
+3. the primary metric by the always-valid mSPRT (winnow.rollout.sequential): the interval of
+   challenger - champion entirely below 0 -> ``roll_back`` (significantly worse);
+4. at the end of a step (``step_s`` elapsed and ``min_exposed`` challenger users): the interval's
+   lower bound above -``margin`` x champion mean (non-inferior) -> ``next_step`` (the step that
+   reaches 100% promotes); otherwise the step waits for more evidence.
+
+``evaluate`` returns (verdict or None, evidence); the evidence is stored with the decision and
+shown by ``winnow rollout status``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from winnow.data.rollouts import Rollout
+from winnow.rollout.arms import Arm
+from winnow.rollout.assign import CHALLENGER, CHAMPION
+from winnow.rollout.sequential import msprt
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # roll_back | halt | next_step
+    rule: str
+
+
+def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any]) -> list[str]:
+    g = r.params.get("guardrails", {})
+    if chall["requests"] < g.get("min_requests", 50):
+        return []
+    breaches = []
+    for rate, limit in (("error_rate", "max_error_rate_increase"), ("empty_rate", "max_empty_rate_increase"),
+                        ("fallback_rate", "max_fallback_rate_increase")):
+        if chall[rate] is not None and chall[rate] > (champ[rate] or 0.0) + g.get(limit, 0.0):
+            breaches.append(rate)
+    if chall["p99_ms"] is not None:
+        allowed = max((champ["p99_ms"] or 0.0) * g.get("p99_ratio", 2.0), g.get("p99_floor_ms", 50.0))
+        if chall["p99_ms"] > allowed:
+            breaches.append("p99_ms")
+    return breaches
+
+
+def srm(r: Rollout, arms: dict[str, Arm]) -> dict[str, Any] | None:
+    """Chi-square of this step's newly assigned users per arm against the step's share (None
+    when there are too few to judge, or one arm has the whole share)."""
+    share = r.share
+    counts = np.array([arms[CHAMPION].new_in_step, arms[CHALLENGER].new_in_step], np.float64)
+    total = counts.sum()
+    expected = np.array([1.0 - share, share]) * total
+    if not 0.0 < share < 1.0 or total < r.params.get("srm_min_users", 100) or expected.min() < 5:
+        return None
+    res = stats.chisquare(counts, expected)
+    return {"observed": counts.astype(int).tolist(), "expected": expected.tolist(), "chi2": float(res.statistic),
+            "p_value": float(res.pvalue)}
+
+
+def evaluate(r: Rollout, arms: dict[str, Arm], switched: int, *, now: float) -> tuple[Verdict | None, dict[str, Any]]:
+    """The decision due now for canary ``r`` (None: keep going) and the evidence behind it."""
+    champ, chall = arms[CHAMPION].rates(), arms[CHALLENGER].rates()
+    evidence: dict[str, Any] = {"share": r.share, "step": r.step, "arms": {CHAMPION: champ, CHALLENGER: chall},
+                                "switched_users": switched}
+    breaches = _guardrails(r, champ, chall)
+    if breaches:
+        evidence["breaches"] = breaches
+        return Verdict("roll_back", "guardrail:" + ",".join(breaches)), evidence
+    mismatch = srm(r, arms)
+    evidence["srm"] = mismatch
+    if mismatch is not None and mismatch["p_value"] < r.params.get("srm_p", 0.001):
+        return Verdict("halt", "srm"), evidence
+    test = msprt(arms[CHAMPION].values, arms[CHALLENGER].values, alpha=r.params.get("alpha", 0.05),
+                 tau=r.params.get("tau", 0.05))
+    evidence["test"] = test.to_dict() if test is not None else None
+    if test is not None and test.high < 0.0:
+        return Verdict("roll_back", "sequential:worse"), evidence
+    elapsed = now - r.step_started
+    exposed = chall["exposed_users"]
+    evidence["step_elapsed_s"] = elapsed
+    if elapsed < r.params.get("step_s", 0) or exposed < r.params.get("min_exposed", 1):
+        evidence["waiting"] = "step duration" if elapsed < r.params.get("step_s", 0) else "exposed users"
+        return None, evidence
+    if test is None:
+        evidence["waiting"] = "too few users with a metric in an arm"
+        return None, evidence
+    bound = -r.params.get("margin", 0.05) * test.mean_control
+    evidence["non_inferiority_bound"] = bound
+    if test.low > bound:
+        return Verdict("next_step", "step_complete:non_inferior"), evidence
+    evidence["waiting"] = "inconclusive: interval's lower bound below the non-inferiority bound"
+    return None, evidence

@@ -1,0 +1,181 @@
+"""One serving process's side of a rollout: follow the state in the store, hold the challenger.
+
+Every worker and replica runs one ``RolloutFollower`` thread that, every ``[rollout] poll_s``,
+reads the rollout record (winnow.data.rollouts) and makes this process match it:
+
+- a running rollout whose challenger is not loaded: the challenger's Runtime is built through
+  the service's build path (``Service.build_challenger``: verify, load, pipeline, feature state
+  with the event catch-up) in this thread, never on the request path; a challenger that cannot
+  be built is rolled back with that error as the evidence;
+- ``current`` is one reference to a ``RolloutView`` (record + challenger runtime), replaced
+  whole, so a request reads one consistent pair;
+- no running rollout: the challenger is dropped; a promoted challenger the service has not
+  yet taken over is handed to it (``Service.adopt``) instead of being built again.
+
+Every ``check_s`` a canary's decisions are evaluated from the store (winnow.rollout.decide) and
+applied with a compare-and-set (winnow.rollout.control.transition): all processes may evaluate,
+exactly one applies each decision. Assignment needs only the record (winnow.rollout.assign), so
+a restarted server resumes the same step with the same arms.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from winnow.core.errors import BundleError, ConfigError, RolloutError, StoreError
+from winnow.data.rollouts import STATES, Rollout
+from winnow.rollout import control
+from winnow.rollout.assign import arm_of
+from winnow.rollout.report import measure
+
+if TYPE_CHECKING:
+    from winnow.core.config import WinnowConfig
+    from winnow.data.store import Store
+    from winnow.serving.runtime import Runtime
+    from winnow.serving.telemetry import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RolloutView:
+    """A running rollout and the challenger runtime serving it in this process."""
+
+    record: Rollout
+    runtime: Runtime
+
+    def record_arm(self, user_id: str) -> str:
+        """The user's arm under the record's current share (sticky hash)."""
+        return arm_of(self.record, user_id)
+
+    def sampled(self, request_id: str) -> bool:
+        """Whether a shadow answers this request: the request id (uuid4 hex, uniform) read as a
+        number in [0, 1) below the rollout's ``sample``."""
+        return int(request_id[:8], 16) / 2.0**32 < float(self.record.params.get("sample", 0.0))
+
+
+class ChallengerHost(Protocol):
+    """What the follower needs of the service it follows (serving.service.Service is one; a
+    Protocol, so the service may hold a follower without the two modules importing each other)."""
+
+    config: WinnowConfig
+    store: Store
+    metrics: Metrics
+
+    def build_challenger(self, version: str) -> Runtime: ...
+
+    def adopt(self, new: Runtime) -> None: ...
+
+    def drop_challenger(self) -> None: ...
+
+
+class RolloutFollower:
+    """Follows the store's rollout state for one service (see module docstring)."""
+
+    def __init__(self, service: ChallengerHost) -> None:
+        self.svc = service
+        self.cfg = service.config.rollout
+        self.current: RolloutView | None = None
+        self.latest: Rollout | None = None  # the latest record read (running or not)
+        self.last_evidence: dict[str, Any] | None = None
+        self._lock = threading.Lock()  # one refresh at a time (poll thread, admin routes)
+        self._stop = threading.Event()
+        self._last_check = 0.0
+        self._thread = threading.Thread(target=self._loop, name="rollout-follower", daemon=True)
+
+    def start(self) -> None:
+        self.refresh()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- following the store -------------------------------------------------------------------
+    def refresh(self) -> Rollout | None:
+        """Read the record and make this process match it (see module docstring)."""
+        with self._lock:
+            try:
+                r = self.svc.store.rollout()
+            except StoreError as exc:  # keep the state we have; the store is back next poll
+                log.warning("rollout state unreadable: %s", exc)
+                return self.latest
+            self.latest = r
+            self._gauges(r)
+            if r is None or not r.running:
+                held, self.current = self.current, None
+                self.svc.drop_challenger()
+                if r is not None and r.state == "promoted" and held is not None \
+                        and held.runtime.version == r.challenger:
+                    self.svc.adopt(held.runtime)
+                return r
+            held = self.current
+            if held is not None and held.runtime.version == r.challenger:
+                self.current = RolloutView(r, held.runtime)
+                return r
+            try:
+                runtime = self.svc.build_challenger(r.challenger)
+            except (BundleError, ConfigError) as exc:
+                log.error("rollout %d: challenger %s refused: %s", r.id, r.challenger, exc)
+                control.transition(self.svc.store, self.svc.config.home, r, action="roll_back",
+                                   rule="challenger_refused", evidence={"error": str(exc)})
+                self.current = None
+                self.svc.drop_challenger()
+                return r
+            self.current = RolloutView(r, runtime)
+            log.warning("rollout %d: challenger %s loaded (%s)", r.id, r.challenger, r.state)
+            return r
+
+    def _gauges(self, r: Rollout | None) -> None:
+        m = self.svc.metrics
+        m.rollout_share.set(r.share if r is not None else 0.0)
+        for state in STATES:
+            m.rollout_state.labels(state).set(1.0 if r is not None and r.state == state else 0.0)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.cfg.poll_s):
+            try:
+                self.refresh()
+                view = self.current
+                check = float(view.record.params.get("check_s", self.cfg.check_s)) if view else self.cfg.check_s
+                if view is not None and view.record.state == "canary" and time.monotonic() - self._last_check >= check:
+                    self._last_check = time.monotonic()
+                    self.decide()
+            except Exception:  # the follower must outlive any one failure (store outage, bad record)
+                log.exception("rollout follower")
+
+    # --- decisions -----------------------------------------------------------------------------
+    def evidence(self, r: Rollout) -> tuple[Any, dict[str, Any]]:
+        """(verdict or None, evidence) of canary ``r`` now, from the store."""
+        verdict, evidence = measure(self.svc.store, self.svc.config, r)
+        for arm, values in evidence["arms"].items():
+            for key in ("error_rate", "empty_rate", "fallback_rate", "p99_ms"):
+                if values.get(key) is not None:
+                    self.svc.metrics.rollout_guardrail.labels(arm, key).set(values[key])
+        return verdict, evidence
+
+    def decide(self) -> Rollout | None:
+        """Evaluate the running canary and apply the decision due, if any (compare-and-set)."""
+        view = self.current
+        if view is None or view.record.state != "canary":
+            return None
+        r = self.svc.store.rollout(view.record.id)
+        if r is None or r.state != "canary":
+            return None
+        verdict, evidence = self.evidence(r)
+        self.last_evidence = evidence
+        if verdict is None:
+            return None
+        try:
+            new = control.transition(self.svc.store, self.svc.config.home, r, action=verdict.action,
+                                     rule=verdict.rule, evidence=evidence)
+        except RolloutError as exc:  # e.g. the challenger no longer verifies at promotion
+            new = control.transition(self.svc.store, self.svc.config.home, r, action="roll_back",
+                                     rule="promotion_refused", evidence={"error": str(exc), **evidence})
+        if new is not None:
+            log.warning("rollout %d: %s (%s) -> %s", r.id, verdict.action, verdict.rule, new.state)
+            self.refresh()
+        return new
