@@ -25,6 +25,7 @@ from winnow.bundle.read import (
     feature_state_digests,
     has_ranker,
     load_bundle,
+    load_profile,
     load_ranker,
     load_segment,
     ranker_digests,
@@ -46,7 +47,7 @@ __all__ = [
     "ACTIVE", "HISTORY", "ITEM_ARRAYS", "RANKER_DIR", "SCHEMA_VERSION", "SEGMENT_DIR", "VERSION_RE",
     "Bundle", "BundleContents", "BundleInfo", "activate", "active_version", "bundle_path", "bundles_dir",
     "check_version", "feature_state_digests", "fill_bundle", "has_ranker", "label_bundle", "list_bundles",
-    "load_bundle", "load_ranker", "load_segment", "new_version", "newest_manifest", "part_dir",
+    "load_bundle", "load_profile", "load_ranker", "load_segment", "new_version", "newest_manifest", "part_dir",
     "previous_version", "ranker_digests", "rollback", "save_ranker", "sha256_file",
     "verify_bundle", "write_bundle", "write_contents",
 ]

@@ -20,6 +20,8 @@ sha256 in the manifest and verified before anything is loaded):
                          (FeatureCatalog arrays, indexed like the bundle's ids)
     segment/             SegmentPopularity.save (segment.json + segment.npz), when a
                          ``segment_popular`` source is configured
+    profile.json         the reference profile of the training data's last [drift] window_days
+                         (winnow.evaluation.drift_profile), when written: drift monitoring
     components/<name>/   the artefact of a component that stores neither a model nor one of the
                          parts above (its own files; winnow.components.base.Component.save)
 
@@ -54,6 +56,7 @@ INDEX_DIR = "index"
 RANKER_DIR = "ranker"
 SEGMENT_DIR = "segment"
 COMPONENTS_DIR = "components"
+PROFILE = "profile.json"
 RANKER_FILES = ("ranker.txt", "ranker.json", "features.npz")
 ITEM_ARRAYS = ("category", "available", "sponsored", "created_at", "popularity", "trending")
 

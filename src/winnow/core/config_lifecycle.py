@@ -49,3 +49,24 @@ class LifecycleConfig(_Section):
     poll_s: float = Field(60.0, gt=0)  # how often the long-running autopilot checks the triggers
     after_gate: Literal["activate", "hold"] = "activate"
     gate: GateConfig = GateConfig()
+
+
+class DriftConfig(_Section):
+    """Drift monitoring (winnow.evaluation.drift; ``winnow drift report``): each bundle keeps a
+    reference profile of the last ``window_days`` of its training data, compared with the store's
+    last ``window_days``. Thresholds (a statistic above its threshold is drift):
+    ``psi`` 0.2 -- the usual reading of the population stability index is < 0.1 stable,
+    0.1-0.25 moderate, > 0.25 major; 0.2 flags a shift before it is major. ``js`` 0.1 (Jensen-
+    Shannon distance, base 2) and ``wasserstein`` 0.1 (W1 / the reference's interquartile range)
+    follow the peers' 0.1 for distances. ``ks`` 0.1 is the KS *statistic* (largest CDF gap), not a
+    p-value: at production volumes every p is below 0.05 for shifts nobody cares about, the
+    statistic is an effect size. ``served_drop`` 0.05: the share of positives on items the service
+    had shown that user falling by 5 points (absolute) is concept drift."""
+
+    window_days: float = Field(7.0, gt=0)
+    top_items: int = Field(1000, ge=1)  # items kept by name in the reference popularity (+ "other")
+    psi: float = Field(0.2, gt=0)
+    js: float = Field(0.1, gt=0, le=1)
+    wasserstein: float = Field(0.1, gt=0)
+    ks: float = Field(0.1, gt=0, le=1)
+    served_drop: float = Field(0.05, gt=0, le=1)

@@ -194,8 +194,12 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
         index = index_job.result()
     arrays, cats = _item_arrays(ds, fitted["popularity"].item_scores_, fitted["popularity_recent"].item_scores_)
     version = new_version()
+    from winnow.evaluation.drift_profile import reference_profile
+
+    profile = reference_profile(store, config, until=int(until if until is not None else inter.timestamp.max() + 1))
     contents = BundleContents(ds.user_ids, ds.item_ids, cats, arrays, index=index,
-                              ranker=served_ranker_parts(served) if served is not None else None)
+                              ranker=served_ranker_parts(served) if served is not None else None,
+                              profile=profile)
     for comp in comps:  # each component puts its artefact in its place of the layout
         if comp.artefact in fitted:
             comp.save(fitted[comp.artefact], contents)
