@@ -4,8 +4,10 @@ Layout of ``<home>/bundles/<version>/`` (data only, no pickle; every file is lis
 sha256 in the manifest and verified before anything is loaded):
 
     manifest.json        format "winnow-bundle", schema_version, version, created_at, data range and
-                         counts, models (names saved under models/), sources, index info, offline
-                         metrics, ranker report, engine, stages, files {relative path: sha256}
+                         counts (``data.cut`` when trained on a time cut), models (names saved under
+                         models/), sources, index info, offline metrics, ranker report, engine,
+                         stages, files {relative path: sha256}; ``lifecycle`` when the autopilot
+                         wrote it (cycle, role, snapshot hash, gate verdict and reasons, served)
     user_ids.json        external user ids in index order (IdMap.to_list)
     item_ids.json        external item ids in index order
     categories.json      category names; items.npz "category" codes index into it
@@ -18,6 +20,8 @@ sha256 in the manifest and verified before anything is loaded):
                          (FeatureCatalog arrays, indexed like the bundle's ids)
     segment/             SegmentPopularity.save (segment.json + segment.npz), when a
                          ``segment_popular`` source is configured
+    profile.json         the reference profile of the training data's last [drift] window_days
+                         (winnow.evaluation.drift_profile), when written: drift monitoring
     components/<name>/   the artefact of a component that stores neither a model nor one of the
                          parts above (its own files; winnow.components.base.Component.save)
 
@@ -52,6 +56,7 @@ INDEX_DIR = "index"
 RANKER_DIR = "ranker"
 SEGMENT_DIR = "segment"
 COMPONENTS_DIR = "components"
+PROFILE = "profile.json"
 RANKER_FILES = ("ranker.txt", "ranker.json", "features.npz")
 ITEM_ARRAYS = ("category", "available", "sponsored", "created_at", "popularity", "trending")
 

@@ -20,6 +20,7 @@ from winnow.bundle.layout import (
     ITEM_ARRAYS,
     ITEM_IDS,
     ITEMS,
+    PROFILE,
     RANKER_DIR,
     RANKER_FILES,
     SEGMENT_DIR,
@@ -123,6 +124,17 @@ def load_ranker(bundle_dir: str | Path) -> tuple[LambdaRanker, FeatureCatalog] |
         return None
     d = Path(bundle_dir) / RANKER_DIR
     return LambdaRanker.load(d), FeatureCatalog.load(d / RANKER_FILES[2])
+
+
+def load_profile(bundle_dir: str | Path) -> dict[str, Any] | None:
+    """The drift reference profile (profile.json, checksum verified), None when the bundle has
+    none (written before profiles existed)."""
+    d = Path(bundle_dir)
+    if not (d / PROFILE).is_file():
+        return None
+    verify_bundle(d)
+    profile: dict[str, Any] = _read_json(d / PROFILE)
+    return profile
 
 
 def load_segment(bundle_dir: str | Path) -> SegmentPopularity | None:

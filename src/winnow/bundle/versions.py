@@ -26,14 +26,8 @@ from winnow.bundle.layout import (
 )
 from winnow.bundle.manifest import BundleInfo, sha256_file, verify_bundle
 from winnow.core.errors import BundleError, UnknownIdError
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from winnow.core.files import fsync_dir as _fsync_dir
+from winnow.core.files import write_atomic as _write_atomic
 
 
 def _fsync_tree(root: Path) -> None:
@@ -79,14 +73,19 @@ def write_bundle(home: str | Path, version: str, *, manifest: dict[str, Any],
     return BundleInfo(version, final, full)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+def label_bundle(home: str | Path, version: str, label: dict[str, Any]) -> BundleInfo:
+    """Merge ``label`` into the bundle manifest's ``lifecycle`` entry (e.g. a gate verdict),
+    replacing manifest.json atomically. The manifest lists the other files' checksums and is not
+    itself listed, so the bundle still verifies; BundleError when there is no such bundle."""
+    check_version(version)
+    path = bundles_dir(home) / version
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"no readable bundle {version!r} at {path}: {exc}") from None
+    manifest["lifecycle"] = {**(manifest.get("lifecycle") or {}), **label}
+    _write_atomic(path / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+    return BundleInfo(version, path, manifest)
 
 
 def list_bundles(home: str | Path) -> list[BundleInfo]:

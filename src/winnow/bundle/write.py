@@ -21,6 +21,7 @@ from winnow.bundle.layout import (
     ITEM_ARRAYS,
     ITEM_IDS,
     ITEMS,
+    PROFILE,
     RANKER_DIR,
     RANKER_FILES,
     SEGMENT_DIR,
@@ -46,7 +47,7 @@ class BundleContents:
     items: the ITEM_ARRAYS, each [n_items]; models: name -> fitted Recommender (models/<name>/);
     index: ANN index over the ALS item factors; ranker: (LightGBM ranker, feature catalog) or
     None; segment: SegmentPopularity or None; parts: name -> a component's own artefact
-    (components/<name>/)."""
+    (components/<name>/); profile: the drift reference profile (JSON data) or None."""
 
     user_ids: IdMap
     item_ids: IdMap
@@ -57,6 +58,7 @@ class BundleContents:
     ranker: tuple[LambdaRanker, FeatureCatalog] | None = None
     segment: Saveable | None = None
     parts: dict[str, Saveable] = field(default_factory=dict)
+    profile: dict[str, Any] | None = None
 
 
 def save_ranker(ranker: LambdaRanker, catalog: FeatureCatalog, bundle_dir: Path) -> None:
@@ -86,6 +88,8 @@ def write_contents(contents: BundleContents, d: Path) -> None:
         contents.segment.save(d / SEGMENT_DIR)
     for name, part in contents.parts.items():
         part.save(part_dir(d, name))
+    if contents.profile is not None:
+        (d / PROFILE).write_text(json.dumps(contents.profile, sort_keys=True), encoding="utf-8")
 
 
 def fill_bundle(contents: BundleContents, then: Callable[[], None] | None = None) -> Callable[[Path], None]:

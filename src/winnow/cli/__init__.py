@@ -12,6 +12,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from winnow.cli import data, evaluate, serve  # noqa: F401  (register commands)
 from winnow.cli import feedback  # noqa: F401  (ope, ab report, simulate)
 from winnow.cli import keys  # noqa: F401  (keys create/list/revoke)
+from winnow.cli import lifecycle  # noqa: F401  (autopilot, autopilot status)
+from winnow.cli import drift  # noqa: F401  (drift report)
 from winnow.cli import bundles  # noqa: F401  (bundles list/activate/rollback)
 from winnow.cli import rollout  # noqa: F401  (rollout shadow/canary/status/promote/abort)
 from winnow.cli.app import app

@@ -32,6 +32,7 @@ from winnow.core.config_models import (  # noqa: F401  (re-exported: one import 
 )
 from winnow.core.config_scale import OnlineConfig, TrainingConfig  # noqa: F401  (re-exported)
 from winnow.core.config_limits import RateLimitConfig  # noqa: F401  (re-exported)
+from winnow.core.config_lifecycle import DriftConfig, GateConfig, LifecycleConfig  # noqa: F401  (re-exported)
 from winnow.core.config_rollout import RolloutConfig  # noqa: F401  (re-exported)
 
 
@@ -315,6 +316,8 @@ class WinnowConfig(_Section):
     coldstart: ColdStartConfig = ColdStartConfig()
     feedback: FeedbackConfig = FeedbackConfig()
     training: TrainingConfig = TrainingConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
+    drift: DriftConfig = DriftConfig()
     rollout: RolloutConfig = RolloutConfig()
     experiments: list[ExperimentConfig] = Field(default_factory=list)  # [[experiments]] tables
 

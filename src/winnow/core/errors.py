@@ -63,6 +63,10 @@ class BundleError(WinnowError):
     """A model bundle is missing, corrupt or incompatible."""
 
 
+class LifecycleError(WinnowError):
+    """A ``winnow autopilot`` cycle stopped: names the cycle, the stage and the reason."""
+
+
 class RolloutError(WinnowError):
     """A rollout request that cannot be honoured; nothing was changed (winnow.rollout).
     ``status``: what the admin API answers (404 nothing to act on, 409 conflicts with the

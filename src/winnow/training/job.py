@@ -10,7 +10,8 @@ and peak RSS land in the manifest's ``stages``, training/progress.py):
    a component with its own ``stage`` (two-tower, segment popularity) is timed apart;
 4. fit the served ranker (training/served_ranker.py; it reuses the models of step 3) while the
    ANN index over the ALS item factors (ids = item indices) is built in a second thread;
-5. write ``<home>/bundles/<version>/`` atomically and activate it.
+5. write ``<home>/bundles/<version>/`` atomically and activate it (unless told not to: the
+   autopilot, winnow.lifecycle, trains on a time cut and activates only after its gate).
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ EVAL_K = 20
 EVAL_MAX_USERS = 2000
 
 
-def load_training_data(store: Store, config: WinnowConfig) -> Dataset:
+def load_training_data(store: Store, config: WinnowConfig, *, until: int | None = None) -> Dataset:
     """The dataset to train on (winnow.data.training_data.load_dataset: every catalog item is
-    indexed; weight = [events] type weight * value transform)."""
+    indexed; weight = [events] type weight * value transform): every stored event, or only those
+    with timestamp < ``until`` (a time cut)."""
     from winnow.data.training_data import load_dataset
 
-    return load_dataset(store, config.events, name="store")
+    return load_dataset(store, config.events, name="store", until=until)
 
 
 def _item_arrays(ds: Dataset, popularity: np.ndarray, trending: np.ndarray) -> tuple[dict, list[str]]:
@@ -106,8 +108,14 @@ def evaluate(names: list[str], config: WinnowConfig, ds: Dataset, *, holdout: fl
 
 def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_models: bool = True,
           activate_bundle: bool = True, engine: str | None = None,
-          progress: Callable[[str], None] | None = None) -> BundleInfo:
+          progress: Callable[[str], None] | None = None, until: int | None = None,
+          label: dict[str, Any] | None = None) -> BundleInfo:
     """Fit, evaluate, write and (by default) activate a new bundle; returns its BundleInfo.
+
+    ``until``: train on the events with timestamp < until only (a time cut; the impression log
+    the ranker may learn from is cut at the same time), recorded as the manifest's
+    ``data.cut``; default: every stored event. ``label``: stored as the manifest's
+    ``lifecycle`` entry (winnow.lifecycle names the cycle that wrote the bundle).
 
     ``engine`` ("local" | "ray", default ``[training] engine``) runs two-tower training and the
     ranker's point-in-time features there (winnow.engine); the bundle format is the same.
@@ -117,7 +125,8 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
 
     with open_engine(config, engine) as eng:  # validated (ConfigError) before any work
         return _train(config, store, eng, holdout=holdout, evaluate_models=evaluate_models,
-                      activate_bundle=activate_bundle, progress=progress or log.info)
+                      activate_bundle=activate_bundle, progress=progress or log.info, until=until,
+                      label=label)
 
 
 def _build_index(config: WinnowConfig, factors: np.ndarray) -> Any:
@@ -129,14 +138,15 @@ def _build_index(config: WinnowConfig, factors: np.ndarray) -> Any:
 
 
 def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, evaluate_models: bool,
-           activate_bundle: bool, progress: Callable[[str], None]) -> BundleInfo:
+           activate_bundle: bool, progress: Callable[[str], None], until: int | None = None,
+           label: dict[str, Any] | None = None) -> BundleInfo:
     """The stages, in order: load -> evaluate -> fit (retrieval models) -> two_tower -> segment
     -> ranker, with the ANN index built in a thread alongside the ranker (faiss and LightGBM
     release the GIL; the index needs only the ALS factors) -> write. Each stage's wall / CPU
     seconds and peak RSS go into the manifest's ``stages`` (training/progress.py)."""
     t0 = time.time()
     progress("[load] reading events, catalog and users from the store")
-    ds = load_training_data(store, config)
+    ds = load_training_data(store, config, until=until)
     t_load = time.time() - t0
     progress(f"      load done in {t_load:.1f} s: {len(ds.interactions):,} events, "
              f"{len(ds.user_ids):,} users, {len(ds.item_ids):,} items")
@@ -179,17 +189,22 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
 
             with clock.stage("ranker"):
                 served, ranker_info = fit_served_ranker(config, ds, features=eng.offline_features, store=store,
-                                                        models=models, progress=lambda m: progress(f"      {m}"))
+                                                        models=models, progress=lambda m: progress(f"      {m}"),
+                                                        until=until)
         index = index_job.result()
     arrays, cats = _item_arrays(ds, fitted["popularity"].item_scores_, fitted["popularity_recent"].item_scores_)
     version = new_version()
+    from winnow.evaluation.drift_profile import reference_profile
+
+    profile = reference_profile(store, config, until=int(until if until is not None else inter.timestamp.max() + 1))
     contents = BundleContents(ds.user_ids, ds.item_ids, cats, arrays, index=index,
-                              ranker=served_ranker_parts(served) if served is not None else None)
+                              ranker=served_ranker_parts(served) if served is not None else None,
+                              profile=profile)
     for comp in comps:  # each component puts its artefact in its place of the layout
         if comp.artefact in fitted:
             comp.save(fitted[comp.artefact], contents)
     counts = {"events": int(len(inter)), "users": len(ds.user_ids), "items": len(ds.item_ids)}
-    manifest = {
+    manifest: dict[str, Any] = {
         "created_at": int(time.time()),
         "data": {"since": int(inter.timestamp.min()), "until": int(inter.timestamp.max()), **counts},
         "models": list(contents.models),
@@ -200,6 +215,10 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
         "ranker": ranker_info,
         "engine": {**eng.describe(), "two_tower": fctx.reports.get("two_tower")},
     }
+    if until is not None:
+        manifest["data"]["cut"] = int(until)
+    if label is not None:
+        manifest["lifecycle"] = label
 
     def stages() -> None:  # the stage figures are known only now; the manifest is written after
         stages = {"load": {"wall_s": round(t_load, 3)}, **clock.report()}

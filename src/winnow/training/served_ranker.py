@@ -31,11 +31,13 @@ from winnow.training.funnel import (
 from winnow.training.impression_lists import ImpressionLists, impression_lists
 
 
-def logged_lists(config: WinnowConfig, ds: Dataset, store: Any) -> tuple[ImpressionLists | None, dict[str, Any]]:
+def logged_lists(config: WinnowConfig, ds: Dataset, store: Any, *,
+                 until: int | None = None) -> tuple[ImpressionLists | None, dict[str, Any]]:
     """The impression log's labelled slates for the served ranker, per ``[ranker] train_on``:
     (lists, info) or (None, info saying why history is used). Reads the last
     ``impression_days`` before the training data's newest event; clicks per ``[feedback]``
-    (types, attribution window), purchases per ``[ranker] purchase_events``."""
+    (types, attribution window), purchases per ``[ranker] purchase_events``. ``until``: only
+    impressions and events with timestamp < until (the training data's time cut)."""
     rc, fb = config.ranker, config.feedback
     if rc.train_on == "history" or store is None:
         return None, {"training_data": "history", "why": "train_on = history" if store else "no store"}
@@ -44,6 +46,9 @@ def logged_lists(config: WinnowConfig, ds: Dataset, store: Any) -> tuple[Impress
     imps = store.read_impressions(since=since)
     types = sorted(set(fb.click_events) | set(rc.purchase_events))
     events = store.read_feedback_events(event_types=types, since=since)
+    if until is not None:
+        imps = [imp for imp in imps if int(imp["timestamp"]) < until]
+        events = events[events["timestamp"] < until]
     lists = impression_lists(imps, events, user_ids=ds.user_ids, item_ids=ds.item_ids,
                              click_types=fb.click_events, purchase_types=rc.purchase_events,
                              window_s=fb.attribution_window_s)
@@ -58,20 +63,21 @@ def logged_lists(config: WinnowConfig, ds: Dataset, store: Any) -> tuple[Impress
 
 def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, features: OfflineFeatures = offline_features,
                       store: Any = None, models: dict[str, Any] | None = None,
-                      progress: Any = None) -> tuple[FunnelModel | None, dict[str, Any]]:
+                      progress: Any = None, until: int | None = None) -> tuple[FunnelModel | None, dict[str, Any]]:
     """Fit the service's ranker on all of ``ds``; (None, reason) when there is too little data
     or no pipeline source is backed by a retrieval model. ``features`` computes the lists'
     point-in-time features (the training engine's ``offline_features``, e.g. on Ray Data). With a
     ``store``, its impression log may supply the training lists (``logged_lists``).
     ``models``: registry name -> a model already fitted on ``ds.interactions`` (the bundle's);
     the funnel reuses them instead of fitting its sources on all events again. ``progress``:
-    a callable taking one message string."""
+    a callable taking one message string. ``until``: the impression log is read below this
+    time only (``logged_lists``)."""
     cfg, mapping = served_ranker_config(config)
     if not mapping:
         return None, {"skipped": "no pipeline source is backed by a retrieval model"}
     fitted = {src: models[reg] for src, reg in mapping.items() if models and reg in models}
     try:
-        logged, log_info = logged_lists(config, ds, store)
+        logged, log_info = logged_lists(config, ds, store, until=until)
         funnel = FunnelModel(ds, cfg, source_models=mapping, features=features).fit(
             ds.interactions, impressions=logged, fitted=fitted, progress=progress)
     except InsufficientRankerData as exc:

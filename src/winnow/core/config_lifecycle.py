@@ -1,0 +1,72 @@
+"""Typed configuration of ``[lifecycle]``: when ``winnow autopilot`` retrains, and the gate a
+challenger bundle must pass before it is handed off (winnow.lifecycle; docs/LIFECYCLE.md).
+
+Part of winnow.core.config (which re-exports everything here); split out only to keep files small.
+The field defaults are the one source of default values; ``defaults.toml`` repeats them, commented.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from winnow.core.config_models import _Section
+
+
+class GateConfig(_Section):
+    """Champion (ACTIVE bundle) vs challenger on the same time-based holdout (winnow.lifecycle.gate).
+
+    Value thresholds are absolute floors of the challenger's offline metrics@k on the holdout;
+    change thresholds bound its relative drop against the champion on the same holdout:
+    ``(champion - challenger) / champion <= max_relative_drop`` (skipped when the champion's value
+    is 0 or there is no champion). Any failed check fails the gate; the challenger is then kept
+    (bundle written, labelled with why) and never served."""
+
+    k: int = Field(20, ge=1, le=1000)  # cut-off of NDCG@k / recall@k / coverage@k
+    model: str = "als"  # the bundle's retrieval model whose top-k is measured (an `always` component)
+    holdout_days: float = Field(7.0, gt=0)  # the most recent window of the cut; the challenger trains before it
+    min_holdout_users: int = Field(20, ge=1)  # fewer evaluable users -> the gate fails ("cannot evaluate")
+    max_users: int = Field(5000, ge=1)  # users scored on the holdout (seeded sample above this)
+    min_ndcg: float = Field(0.01, ge=0, le=1)  # absolute floors: a broken model, not a weak one
+    min_recall: float = Field(0.01, ge=0, le=1)
+    min_coverage: float = Field(0.0, ge=0, le=1)
+    max_relative_drop: float = Field(0.05, ge=0)  # per metric, vs the champion on the same holdout
+    ope_min_matches: int = Field(50, ge=1)  # logged rows the challenger would have shown alike, for SNIPS
+    ope_bootstrap: int = Field(500, ge=0)  # bootstrap resamples of the SNIPS confidence interval
+    seed: int = 0
+
+
+class LifecycleConfig(_Section):
+    """``winnow autopilot``: a cycle (snapshot -> datasets -> fit -> gate -> write -> handoff)
+    every ``retrain_every_s`` seconds, or earlier when a trigger fires; ``after_gate`` says what
+    happens to a challenger that passes the gate: "activate" (made ACTIVE now) or "hold" (kept,
+    labelled "passed", for a later hand-off such as a canary rollout)."""
+
+    retrain_every_s: float = Field(86_400.0, gt=0)  # schedule: one cycle a day
+    min_new_events: int = Field(100_000, ge=1)  # trigger: events after the last cycle's cut
+    min_new_items: int = Field(1_000, ge=1)  # trigger: catalog items the last cycle did not see
+    poll_s: float = Field(60.0, gt=0)  # how often the long-running autopilot checks the triggers
+    after_gate: Literal["activate", "hold"] = "activate"
+    gate: GateConfig = GateConfig()
+
+
+class DriftConfig(_Section):
+    """Drift monitoring (winnow.evaluation.drift; ``winnow drift report``): each bundle keeps a
+    reference profile of the last ``window_days`` of its training data, compared with the store's
+    last ``window_days``. Thresholds (a statistic above its threshold is drift):
+    ``psi`` 0.2 -- the usual reading of the population stability index is < 0.1 stable,
+    0.1-0.25 moderate, > 0.25 major; 0.2 flags a shift before it is major. ``js`` 0.1 (Jensen-
+    Shannon distance, base 2) and ``wasserstein`` 0.1 (W1 / the reference's interquartile range)
+    follow the peers' 0.1 for distances. ``ks`` 0.1 is the KS *statistic* (largest CDF gap), not a
+    p-value: at production volumes every p is below 0.05 for shifts nobody cares about, the
+    statistic is an effect size. ``served_drop`` 0.05: the share of positives on items the service
+    had shown that user falling by 5 points (absolute) is concept drift."""
+
+    window_days: float = Field(7.0, gt=0)
+    top_items: int = Field(1000, ge=1)  # items kept by name in the reference popularity (+ "other")
+    psi: float = Field(0.2, gt=0)
+    js: float = Field(0.1, gt=0, le=1)
+    wasserstein: float = Field(0.1, gt=0)
+    ks: float = Field(0.1, gt=0, le=1)
+    served_drop: float = Field(0.05, gt=0, le=1)

@@ -1,0 +1,55 @@
+"""``winnow drift report``: the ACTIVE bundle's reference profile against the store's most recent
+window (winnow.evaluation.drift for the statistics, drift_profile for the profiles).
+
+The live window is the last ``[drift] window_days`` before the newest stored event (+1 s), so a
+report over an idle store still compares the latest traffic. A bundle written before profiles
+existed has none: BundleError says so (train a new one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from winnow.bundle import active_version, bundles_dir, load_profile
+from winnow.core.config import WinnowConfig
+from winnow.core.errors import BundleError, DataError
+from winnow.data.store import Store
+from winnow.evaluation.drift import compare
+from winnow.evaluation.drift_profile import window_profile
+
+
+def drift_report(config: WinnowConfig, store: Store) -> dict[str, Any]:
+    """{"bundle", "reference" window, "live" window, "data" rows, "concept" rows, flags}."""
+    version = active_version(config.home)
+    if version is None:
+        raise BundleError("no active bundle: train one (winnow train) before a drift report")
+    ref = load_profile(bundles_dir(config.home) / version)
+    if ref is None:
+        raise BundleError(f"bundle {version} has no reference profile (written before drift profiles): "
+                          "train a new bundle")
+    log = store.read_events()
+    if len(log) == 0:
+        raise DataError("no events in the store", source="store")
+    until = int(np.asarray(log.timestamp).max()) + 1
+    live = window_profile(store, config, since=int(until - config.drift.window_days * 86400), until=until)
+    out = compare(ref, live, config.drift)
+    return {"bundle": version, "reference": {"window": ref["window"], "events": ref["events"]},
+            "live": {"window": live["window"], "events": live["events"]}, **out}
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    """The report as text: one line per statistic, data drift and concept drift apart."""
+    lines = [f"bundle {rep['bundle']}: reference window {rep['reference']['window']} "
+             f"({rep['reference']['events']:,} events) vs live {rep['live']['window']} "
+             f"({rep['live']['events']:,} events)"]
+    for kind in ("data", "concept"):
+        flag = rep[f"{kind}_drift"]
+        lines.append(f"{kind} drift: {'YES' if flag else 'no'}")
+        for r in rep[kind]:
+            lines.append(f"  {r['name']:<18} {r['statistic']:<12} {r['value']:8.4f}  (threshold "
+                         f"{r['threshold']})  {'DRIFT' if r['drifted'] else 'ok'}")
+        if kind == "concept" and not rep["concept"]:
+            lines.append(f"  {rep['concept_note']}")
+    return "\n".join(lines)
