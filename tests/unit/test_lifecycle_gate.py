@@ -109,3 +109,28 @@ def test_a_cycle_is_due_first_on_resume_on_schedule_or_on_a_trigger(tmp_path: Pa
         assert due(cfg, store, [later], 5100).startswith("trigger: 3 new catalog items")
     finally:
         store.close()
+
+
+def test_the_loop_reports_a_failing_cycle_and_keeps_running(tmp_path) -> None:
+    """An empty store (or a store outage) fails the cycle it was due to start; the daemon says
+    so and polls again instead of dying with a traceback."""
+    import threading
+
+    from winnow.core.config import load_config
+    from winnow.data.open_store import open_store
+    from winnow.lifecycle.loop import run_forever
+
+    cfg = load_config(tmp_path, overrides={"lifecycle": {"poll_s": 0.01}})
+    store = open_store(cfg.store_url())
+    stop, said = threading.Event(), []
+
+    def say(msg: str) -> None:
+        said.append(msg)
+        if sum("FAILED" in m for m in said) >= 2:  # failed, polled again, failed again
+            stop.set()
+
+    try:
+        run_forever(cfg, store, say=say, stop=stop)
+    finally:
+        store.close()
+    assert sum("FAILED" in m for m in said) == 2, said

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from winnow.core.config import WinnowConfig
-from winnow.core.errors import LifecycleError
+from winnow.core.errors import WinnowError
 from winnow.data.store import Store
 from winnow.lifecycle.cycle import run_once
 from winnow.lifecycle.record import load_records
@@ -50,13 +50,13 @@ def run_forever(config: WinnowConfig, store: Store, *, say: Callable[[str], None
     stop = stop or threading.Event()
     ran = 0
     while not stop.is_set() and (max_cycles is None or ran < max_cycles):
-        reason = due(config, store, load_records(config.home), time.time())
-        if reason is not None:
-            say(f"autopilot: starting a cycle ({reason})")
-            ran += 1
-            try:
+        try:  # a daemon: an empty store, a store outage or a failed cycle is reported, then retried
+            reason = due(config, store, load_records(config.home), time.time())
+            if reason is not None:
+                say(f"autopilot: starting a cycle ({reason})")
+                ran += 1
                 run_once(config, store, say=say)
-            except LifecycleError as exc:
-                say(f"autopilot: cycle FAILED: {exc}")
+        except WinnowError as exc:
+            say(f"autopilot: cycle FAILED: {type(exc).__name__}: {exc}")
         stop.wait(config.lifecycle.poll_s)
     return ran

@@ -9,6 +9,7 @@ deciding at the same moment cannot both apply; promotion then makes the challeng
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from dataclasses import replace
@@ -35,8 +36,8 @@ def parse_duration(text: str | float | int) -> float:
         value = float(number) * (unit if unit is not None else 60.0)
     except ValueError:
         raise RolloutError(f"step duration {text!r}: expected e.g. 90s, 30m, 2h", status=422) from None
-    if not value > 0:
-        raise RolloutError(f"step duration {text!r} must be positive", status=422)
+    if not (value > 0 and math.isfinite(value)):  # "inf" / "nan" parse as floats: a step that never ends
+        raise RolloutError(f"step duration {text!r} must be positive and finite", status=422)
     return value
 
 

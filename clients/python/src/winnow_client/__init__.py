@@ -14,7 +14,8 @@ from winnow_client.async_tracker import AsyncTracker
 from winnow_client.client import Client
 from winnow_client.errors import (
     ApiError, AuthenticationError, BadRequestError, ConflictError, FieldError, NotFoundError,
-    PayloadTooLargeError, PermissionDeniedError, RateLimitedError, ServerError, TimeoutError, TransportError,
+    PayloadTooLargeError, PermissionDeniedError, RateLimitedError, ResponseFormatError, ServerError, TimeoutError,
+    TransportError,
     UnavailableError, ValidationError, WinnowError,
 )
 from winnow_client.models import (
@@ -30,7 +31,7 @@ __all__ = [
     "NO_RETRY", "Activation", "ApiError", "AsyncClient", "AsyncTracker", "AuthenticationError", "BadRequestError",
     "Bundle", "Bundles", "Client", "ConflictError", "Event", "EventsResult", "FieldError", "Filters", "Health",
     "Item", "ItemDetails", "ItemPatch", "NotFoundError", "PayloadTooLargeError", "PermissionDeniedError",
-    "RateLimitedError", "Readiness", "RecContext", "RecItem", "Recommendations", "RetryPolicy", "ServerError",
+    "RateLimitedError", "Readiness", "ResponseFormatError", "RecContext", "RecItem", "Recommendations", "RetryPolicy", "ServerError",
     "SimilarItem", "SimilarItems", "TimeoutError", "Tracker", "TrackerOptions", "TrackerStats", "TransportError",
     "UnavailableError", "UserDetails", "UserErased", "UserErasure", "UserProfile", "ValidationError",
     "WinnowError", "Written",

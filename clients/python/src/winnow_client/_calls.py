@@ -73,7 +73,13 @@ class Call(Generic[M]):
         """The answer as ``model``; the matching ApiError for an error status."""
         if response.status_code >= 400:
             raise errors.from_response(response)
-        return self.model.model_validate_json(response.content)
+        try:
+            return self.model.model_validate_json(response.content)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError: never escapes as one
+            raise errors.ResponseFormatError(
+                f"the answer is not a {self.model.__name__}: {response.text[:200]!r} ({exc.__class__.__name__})",
+                status_code=response.status_code, method=response.request.method,
+                path=response.request.url.path) from exc
 
 
 def _path(route: Route, **args: str) -> str:

@@ -121,6 +121,11 @@ class ServerError(ApiError):
     """5xx."""
 
 
+class ResponseFormatError(ApiError):
+    """A success status whose body is not the documented answer (a proxy's page, a server of
+    another version): never retried, the body's first characters in the message."""
+
+
 class UnavailableError(ServerError):
     """503: a backend is unavailable; nothing was written."""
 

@@ -1,0 +1,56 @@
+"""The canary's guardrail and sample-ratio rules on hand-built arm totals (the serving tests
+switch them off so a loaded machine's latency cannot decide those rollouts)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from winnow.data.rollouts import Rollout
+from winnow.rollout.arms import Arm
+from winnow.rollout.assign import CHALLENGER, CHAMPION
+from winnow.rollout.decide import evaluate
+
+PARAMS = {"guardrails": {"min_requests": 50, "p99_ratio": 2.0, "p99_floor_ms": 50.0,
+                         "max_error_rate_increase": 0.01, "max_empty_rate_increase": 0.01,
+                         "max_fallback_rate_increase": 0.05},
+          "srm_p": 0.001, "srm_min_users": 100, "step_s": 3600, "min_exposed": 10}
+
+
+def _rollout() -> Rollout:
+    return Rollout(id=1, state="canary", revision=1, started=0, challenger="c", champion="a",
+                   mode="canary", plan=(50, 100), step=0, step_started=0, params=PARAMS)
+
+
+def _arm(requests: int, *, latency: float = 5.0, errors: int = 0, new: int = 0) -> Arm:
+    return Arm(requests=requests, errors=errors, latency_ms=[latency] * requests,
+               users={f"u{i}" for i in range(min(requests, 30))}, new_in_step=new,
+               values=np.zeros(min(requests, 30)))
+
+
+def test_slow_challenger_rolls_back_at_once_and_a_fast_one_does_not() -> None:
+    r = _rollout()
+    slow = {CHAMPION: _arm(100, latency=10.0), CHALLENGER: _arm(100, latency=60.0)}  # > max(20, 50)
+    verdict, evidence = evaluate(r, slow, 0, now=1.0)
+    assert verdict is not None and (verdict.action, verdict.rule) == ("roll_back", "guardrail:p99_ms")
+    assert evidence["breaches"] == ["p99_ms"]
+    ok = {CHAMPION: _arm(100, latency=10.0), CHALLENGER: _arm(100, latency=45.0)}  # under the 50 ms floor
+    assert evaluate(r, ok, 0, now=1.0)[0] is None
+    few = {CHAMPION: _arm(100, latency=10.0), CHALLENGER: _arm(49, latency=999.0)}  # below min_requests
+    assert evaluate(r, few, 0, now=1.0)[0] is None
+
+
+def test_error_rate_breach_names_the_rate() -> None:
+    arms = {CHAMPION: _arm(100), CHALLENGER: _arm(100, errors=5)}  # 5% > 0% + 1%
+    verdict, _ = evaluate(_rollout(), arms, 0, now=1.0)
+    assert verdict is not None and verdict.rule == "guardrail:error_rate"
+
+
+def test_sample_ratio_mismatch_halts_and_a_fair_split_does_not() -> None:
+    r = _rollout()  # 50% share: 300 vs 100 newly assigned users is p ~ 1e-23
+    skewed = {CHAMPION: _arm(100, new=300), CHALLENGER: _arm(100, new=100)}
+    verdict, evidence = evaluate(r, skewed, 0, now=1.0)
+    assert verdict is not None and (verdict.action, verdict.rule) == ("halt", "srm")
+    assert evidence["srm"]["observed"] == [300, 100] and evidence["srm"]["p_value"] < 1e-10
+    fair = {CHAMPION: _arm(100, new=205), CHALLENGER: _arm(100, new=195)}
+    verdict, evidence = evaluate(r, fair, 0, now=1.0)
+    assert verdict is None and evidence["srm"]["p_value"] > 0.5
