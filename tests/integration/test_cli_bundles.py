@@ -82,3 +82,38 @@ def test_corrupt_bundle_is_refused_before_active_moves(home: Path) -> None:
 def test_rollback_without_history_is_an_error(tmp_path: Path) -> None:
     res = _winnow(tmp_path, "bundles", "rollback")
     assert res.returncode == 2 and "no earlier activated bundle" in res.stderr
+
+
+def test_active_does_not_move_by_hand_while_a_rollout_runs(tmp_path: Path) -> None:
+    """A running rollout compares its challenger with the ACTIVE champion: activate / rollback by
+    hand are refused (CLI exit 2, admin route 409) and ACTIVE stays; after an abort they work."""
+    from fastapi.testclient import TestClient
+
+    from winnow.core.config import load_config
+    from winnow.data.open_store import open_store
+    from winnow.rollout import control
+    from winnow.serving.app import create_app
+
+    (tmp_path / "winnow.toml").write_text("[security]\nauth = false  # not a test of access control\n")
+    trained_home(tmp_path, n_users=120, n_items=200, n_events=6000)
+    assert _cli(tmp_path, "train", "--no-activate").exit_code == 0
+    champion = bundles.active_version(tmp_path)
+    challenger = bundles.list_bundles(tmp_path)[-1].version
+    cfg = load_config(tmp_path)
+    st = open_store(cfg.store_url())
+    try:
+        control.start(st, cfg, challenger=challenger, mode="shadow", sample=0.5)
+    finally:
+        st.close()
+    res = _winnow(tmp_path, "bundles", "activate", challenger)
+    assert res.returncode == 2 and "is running" in res.stderr and "abort" in res.stderr, res.stderr
+    assert _winnow(tmp_path, "bundles", "rollback").returncode == 2
+    with TestClient(create_app(cfg)) as c:
+        r = c.post(f"/v1/admin/bundles/{challenger}/activate")
+        assert r.status_code == 409 and "is running" in r.text, r.text
+        assert c.post("/v1/admin/bundles/rollback").status_code == 409
+    assert bundles.active_version(tmp_path) == champion
+    assert _winnow(tmp_path, "rollout", "abort").returncode == 0
+    res = _winnow(tmp_path, "bundles", "activate", challenger)
+    assert res.returncode == 0, res.stderr
+    assert bundles.active_version(tmp_path) == challenger

@@ -50,12 +50,21 @@ def list_cmd() -> None:
                    f"{'-' if ndcg is None else f'{ndcg:.4f}'}")
 
 
+def _refuse_if_running(what: str) -> None:
+    """RolloutError (exit 2 with the reason) while a rollout runs (winnow.rollout.control)."""
+    from winnow.rollout.control import refuse_if_running
+
+    with closing(store()) as s:
+        refuse_if_running(s, what)
+
+
 @bundles_app.command("activate")
 def activate_cmd(version: str = typer.Argument(..., help="a version shown by `winnow bundles list`")) -> None:
     """Verify, build and make VERSION active (servers follow within bundle_poll_s)."""
     from winnow import bundle as bundles
 
     home = config().home
+    _refuse_if_running(f"activate {version}")
     previous = bundles.active_version(home)
     check_serves(version)
     bundles.activate(home, version, verify=False)  # check_serves verified every checksum
@@ -68,6 +77,7 @@ def rollback_cmd() -> None:
     from winnow import bundle as bundles
 
     home = config().home
+    _refuse_if_running("rollback")
     current = bundles.active_version(home)
     target = bundles.previous_version(home)  # BundleError when there is none
     check_serves(target)

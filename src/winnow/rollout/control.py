@@ -107,6 +107,15 @@ def running(store: Store) -> Rollout:
     return r
 
 
+def refuse_if_running(store: Store, what: str) -> None:
+    """RolloutError (409) when a rollout runs: moving ACTIVE by hand would change the champion
+    the running rollout compares against (promote or abort it first)."""
+    r = store.rollout()
+    if r is not None and r.running:
+        raise RolloutError(f"{what}: rollout {r.id} ({r.state}, challenger {r.challenger}) is running; "
+                           "promote or abort it first (winnow rollout promote|abort)", status=409)
+
+
 def transition(store: Store, home: Path, r: Rollout, *, action: str, rule: str,
                evidence: dict[str, Any] | None = None, now: float | None = None) -> Rollout | None:
     """Apply one decision to the running rollout ``r`` as read (compare-and-set on its revision):

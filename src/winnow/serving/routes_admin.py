@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from winnow.rollout.control import refuse_if_running
 from winnow.serving.errors import ApiError
 from winnow.serving.schemas import ActivateOut, BundleOut, BundlesOut, Health, Ready
 from winnow.serving.service import Service
@@ -67,6 +68,7 @@ def list_bundles(request: Request) -> BundlesOut:
              summary="Activate the previously active bundle (atomic swap)")
 def rollback(request: Request) -> ActivateOut:
     svc = _service(request)
+    refuse_if_running(svc.store, "rollback")
     previous, secs = svc.rollback()
     return ActivateOut(serving=svc.runtime.version, previous=previous, load_seconds=secs)
 
@@ -76,6 +78,7 @@ def rollback(request: Request) -> ActivateOut:
 def activate(request: Request, version: str = Version) -> ActivateOut:
     svc = _service(request)
     bundles.bundle_path(svc.config.home, version)  # 404 (UnknownIdError) before anything is built
+    refuse_if_running(svc.store, f"activate {version}")
     previous, secs = svc.activate(version)
     return ActivateOut(serving=svc.runtime.version, previous=previous, load_seconds=secs)
 
