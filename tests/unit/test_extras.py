@@ -55,3 +55,27 @@ def test_listing_every_component_does_not_load_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_batch_recommend_with_cold_items_names_the_neural_extra_before_fitting(tmp_path, without) -> None:
+    """Cold candidate items are scored by the two-tower: without torch, batch-recommend fails at
+    once with the pip command (and works with [coldstart] items = false)."""
+    import pandas as pd
+
+    from winnow.data.training_data import dataset_from_frames
+    from winnow.training.batch import batch_recommend
+
+    events = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u2", "u3"], "item_id": ["a", "b", "b", "c", "a"],
+                           "event_type": "click", "timestamp": [1, 2, 3, 4, 5]})
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "cold"]})  # "cold" has no events
+    cfg = load_config(tmp_path)
+    dataset = dataset_from_frames(events, items, None, cfg.events, "t")
+    without("torch")
+    with pytest.raises(ConfigError) as info:
+        batch_recommend(dataset, cfg, k=2, out=tmp_path / "recs.csv", model_name="popularity")
+    assert "pip install 'winnow[neural]'" in str(info.value) and "1 candidate items" in str(info.value)
+    assert not (tmp_path / "recs.csv").exists()
+    off = load_config(tmp_path, overrides={"coldstart": {"items": False}})
+    summary = batch_recommend(dataset_from_frames(events, items, None, off.events, "t"), off, k=2,
+                              out=tmp_path / "recs.csv", model_name="popularity")
+    assert summary.rows > 0 and (tmp_path / "recs.csv").exists()

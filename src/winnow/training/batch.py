@@ -23,6 +23,7 @@ import numpy as np
 
 from winnow.core.config import WinnowConfig
 from winnow.core.errors import ConfigError, DataError
+from winnow.core.extras import check_extras
 from winnow.data.interactions import Dataset
 from winnow.models.base import Recommender
 from winnow.models.coldstart import ColdStartHook
@@ -109,11 +110,27 @@ def batch_recommend(dataset: Dataset, config: WinnowConfig, *, k: int, out: Path
     """
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
+    _check_cold_item_extra(dataset, config, candidates)
     from winnow.engine import open_engine
 
     with open_engine(config, engine) as eng:  # validated (ConfigError) before any work
         return _batch_recommend(dataset, config, eng, k=k, out=out, users=users, candidates=candidates,
                                 model_name=model_name, batch_size=batch_size)
+
+
+def _check_cold_item_extra(dataset: Dataset, config: WinnowConfig, candidates: np.ndarray | None) -> None:
+    """Candidate items without events are scored from content by the two-tower (ColdStartHook)
+    when ``[coldstart] items`` is on: without the neural extra, fail here, before any fitting,
+    with the pip command (the choice depends on the data, so load_config cannot make it)."""
+    if not config.coldstart.items:
+        return
+    train = dataset.interactions
+    cold = np.bincount(train.item, minlength=train.n_items) == 0
+    if candidates is not None:
+        cold = cold[np.asarray(candidates, np.int64)]
+    if cold.any():
+        check_extras({"neural": f"[coldstart] items = true with {int(cold.sum()):,} candidate items "
+                                "that have no events (set it to false to leave them out)"})
 
 
 def _batch_recommend(dataset: Dataset, config: WinnowConfig, eng: Any, *, k: int, out: Path,
