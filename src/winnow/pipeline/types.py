@@ -52,6 +52,7 @@ class Catalog:
         self.trending = np.asarray(trending, np.float32)
         self.vectors = vectors
         self.popularity_max = float(self.popularity.max()) if n else 0.0
+        self.changes = 0  # bumped by every upsert: caches of per-item lookups compare it
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -97,6 +98,7 @@ class Catalog:
                 self.sponsored[idx] = sponsored
             if created_at is not None:
                 self.created_at[idx] = created_at
+            self.changes += 1
             return idx
 
 

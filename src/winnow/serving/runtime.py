@@ -24,10 +24,12 @@ from winnow.components import ServeContext, build_pipeline, needs_profile
 from winnow.pipeline.pipeline import Pipeline
 from winnow.pipeline.types import NO_CATEGORY, Catalog, UserView
 from winnow.serving.state import UserRecord
+from winnow.serving.user_history import HistoryCache, affinity
 from winnow.bundle import Bundle
 
 log = logging.getLogger(__name__)
 NO_BUNDLE = "no_bundle_popularity"
+HISTORY_CACHE_MAX = 10_000  # users whose history arrays are kept (~5 KB each at 100 events)
 
 
 def _overlay_store_catalog(catalog: Catalog, store: Store) -> None:
@@ -82,6 +84,7 @@ class Runtime:
         self._n_model_items = int(getattr(als, "n_items_", 0) or getattr(itemitem, "n_items_", 0) or 0)
         self._fold_cache: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         self._fold_lock = threading.Lock()
+        self._history = HistoryCache(min(config.serving.user_state_cache, HISTORY_CACHE_MAX))
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
@@ -150,12 +153,13 @@ class Runtime:
 
     # --- per-request user view ---------------------------------------------------------------
     def _als_vector(self, user_id: str, rec: UserRecord | None, items: np.ndarray,
-                    weights: np.ndarray) -> np.ndarray | None:
+                    weights: np.ndarray, *, newest: int | None = None) -> np.ndarray | None:
         if self.als is None:
             return None
         uidx = self.user_ids.get(user_id) if self.user_ids is not None else -1
         # the trained vector holds until the user has events newer than the bundle's data
-        if uidx >= 0 and (rec is None or rec.newest_timestamp <= self.data_until):
+        newest = (rec.newest_timestamp if newest is None else newest) if rec is not None else -1
+        if uidx >= 0 and (rec is None or newest <= self.data_until):
             return self.als.user_factors_[uidx]
         if rec is None:
             return None
@@ -193,6 +197,7 @@ class Runtime:
     def forget(self, user_id: str) -> bool:
         """Drop the user's cached fold-in vector (after erasure); True if one was held."""
         with self._fold_lock:
+            self._history.forget(user_id)
             return self._fold_cache.pop(user_id, None) is not None
 
     def add_items(self, items: Any) -> float:
@@ -204,55 +209,21 @@ class Runtime:
         ok = idx >= 0
         return self.two_tower.add_items([int(i) for i in idx[ok]], items[ok].reset_index(drop=True))
 
-    def _affinity(self, items: np.ndarray, weights: np.ndarray, ts: np.ndarray, now: float) -> dict[int, float]:
-        """Category -> sum of weight * decay(now - t) over the events in it, categories in order
-        of first appearance (sums accumulate in event order; decay as ``rules.decay``, to 1 ulp)."""
-        cats = self.catalog.category
-        code = np.full(len(items), NO_CATEGORY, np.int64)
-        inside = items < len(cats)
-        code[inside] = cats[items[inside]]
-        keep = code != NO_CATEGORY
-        if not keep.any():
-            return {}
-        half = self.config.pipeline.affinity_half_life_s
-        age = np.maximum(now - ts[keep].astype(np.float64), 0.0)
-        contrib = weights[keep].astype(np.float64) * np.power(0.5, age / half)
-        uniq, first, inv = np.unique(code[keep], return_index=True, return_inverse=True)
-        sums = np.bincount(inv, weights=contrib, minlength=len(uniq))
-        order = np.argsort(first)
-        return dict(zip(uniq[order].tolist(), sums[order].tolist(), strict=True))
-
     def _history_view(self, user_id: str, rec: UserRecord | None, *, now: float | None = None) -> UserView:
-        """The pipeline's view of a user: history in this bundle's indices, ALS vector, affinity."""
+        """The pipeline's view of a user: history in this bundle's indices, ALS vector, affinity
+        (the time-independent part cached per record revision: serving.user_history)."""
         now = time.time() if now is None else now
-        ids = self.catalog.item_ids
         if rec is None or not rec.recent:
             known = self.user_ids is not None and user_id in self.user_ids
             return UserView(user_id, known=known, als_vector=self._als_vector(user_id, None, np.empty(0, np.int32),
                                                                             np.empty(0, np.float32)))
-        recent = list(rec.recent)
-        items = ids.encode([r[0] for r in recent], missing=-1)
-        weights = np.asarray([r[2] for r in recent], np.float32)
-        ts = np.asarray([r[3] for r in recent], np.int64)
-        known_items = items >= 0
-        positive = known_items & (weights > 0)
-        # recent items: newest first, de-duplicated, positive events only
-        _, first = np.unique(items[positive], return_index=True)
-        keep = np.sort(first)
-        recent_items = items[positive][keep].astype(np.int32)
-        recent_w = weights[positive][keep]
-        affinity = self._affinity(items[positive], weights[positive], ts[positive], now)
-        total = sum(affinity.values())
-        if total > 0:
-            affinity = {c: v / total * min(1.0, total) for c, v in affinity.items()}
-        purchased = ids.encode(sorted(rec.purchased), missing=-1)
+        h = self._history.get(rec, self.catalog)
         return UserView(
             user_id, known=True,
-            als_vector=self._als_vector(user_id, rec, items[positive], weights[positive]),
-            recent_items=recent_items, recent_weights=recent_w,
-            purchased=purchased[purchased >= 0].astype(np.int32),
-            seen_items=items[known_items].astype(np.int32), seen_at=ts[known_items],
-            category_affinity=affinity)
+            als_vector=self._als_vector(user_id, rec, h.pos_items, h.pos_weights, newest=h.newest),
+            recent_items=h.recent_items, recent_weights=h.recent_weights, purchased=h.purchased,
+            seen_items=h.seen_items, seen_at=h.seen_at,
+            category_affinity=affinity(h, now, self.config.pipeline.affinity_half_life_s))
 
     # --- similar items -----------------------------------------------------------------------
     def similar(self, item: int, k: int) -> list[tuple[int, float, list[str]]]:
