@@ -1,0 +1,177 @@
+"""What a running rollout costs the champion: open-loop latency with no rollout, with a shadow
+and with a canary, on one server, rows alternating so each pair shares the machine's minute.
+
+Builds (or reuses) a home like bench/serve.py (``--movielens DIR`` or a synthetic world, the
+packaged defaults: the learned ranker), trains a challenger with ``winnow train --no-activate``,
+starts ``winnow serve`` (``--workers`` processes) and measures open-loop rows at ``--rate``
+(bench/loadgen.py: latency from each request's scheduled time) in ``--repeats`` rounds of:
+
+- ``none``: no rollout;
+- ``shadow``: ``POST /v1/admin/rollout/shadow`` at ``--sample``: the challenger answers that
+  share of requests off the response path; the row records how many shadow answers the store
+  received during it (proof the shadow ran) and their challenger-side latency;
+- ``canary``: ``POST /v1/admin/rollout/canary`` with plan ``--share``,100 and a step far longer
+  than the run: that share of users is served by the challenger; the row records the requests
+  each arm answered during it (from the rollout report).
+
+Decisions are switched off for the run (``[rollout] check_s`` = 1 day): the benchmark measures
+the serving cost of holding and running a challenger, not the decision rules (tested elsewhere).
+Each rollout is aborted after its row. The goal from issue 15: the champion's p99 with a shadow
+at most 2 ms above the p99 without one.
+
+    python bench/rollout_overhead.py --movielens ../shared/data/ml-latest-small \
+        --json bench/results/rollout_overhead_mls.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serve  # noqa: E402  (build, start_server, load_users, row, free_port, wait_for_workers)
+
+ROOT = Path(__file__).resolve().parents[1]
+DAY_S = 86_400
+
+
+def challenger(home: Path, src: Path) -> str:
+    """A second bundle of the same data, written with ``train --no-activate``; its version."""
+    versions = {p.name for p in (home / "bundles").iterdir() if p.is_dir()}
+    active = (home / "bundles" / "ACTIVE").read_text().strip()
+    extra = sorted(versions - {active})
+    if extra:
+        return extra[-1]
+    serve._run_py(src, ["-c", "from winnow.cli import main; main()", "--home", str(home), "train", "--no-activate"],
+                  home)
+    new = sorted({p.name for p in (home / "bundles").iterdir() if p.is_dir()} - versions)
+    if not new:
+        raise RuntimeError("train --no-activate wrote no bundle")
+    return new[-1]
+
+
+def rollout(c: httpx.Client, mode: str, body: dict) -> dict:
+    r = c.post(f"/v1/admin/rollout/{mode}", json=body)
+    if r.status_code != 200:
+        raise RuntimeError(f"starting the {mode} failed: {r.status_code} {r.text[:500]}")
+    return r.json()
+
+
+def report(c: httpx.Client) -> dict:
+    return c.get("/v1/admin/rollout").json()
+
+
+def arm_requests(rep: dict) -> dict[str, int]:
+    arms = ((rep.get("now") or {}).get("evidence") or {}).get("arms") or {}
+    return {a: int(v.get("requests") or 0) for a, v in arms.items()}
+
+
+def warm(c: httpx.Client, url: str, paths: list[str], pid: int, mode: str, deadline_s: float) -> None:
+    """Light load until every worker follows the rollout: a shadow's records or a canary's
+    challenger answers reach the store (bounded by ``deadline_s``)."""
+    end = time.time() + deadline_s
+    while time.time() < end:
+        serve.row(f"warm {mode}", url, paths, 3.0, pid, rate=100)
+        rep = report(c)
+        if mode == "shadow" and (rep.get("shadow") or {}).get("requests", 0) > 20:
+            return
+        if mode == "canary" and arm_requests(rep).get("challenger", 0) > 20:
+            return
+    raise RuntimeError(f"the {mode} did not start answering within {deadline_s} s: {json.dumps(rep)[:800]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--home")
+    ap.add_argument("--movielens")
+    ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--users", type=int, default=20_000)
+    ap.add_argument("--events", type=int, default=400_000)
+    ap.add_argument("--src", default=str(ROOT / "src"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rate", type=float, default=300.0)
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--sample", type=float, default=0.2)
+    ap.add_argument("--share", type=int, default=50)
+    ap.add_argument("--active-users", type=int, default=5000)
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    home = Path(args.home or f"/tmp/winnow-bench-rollout-{os.getpid()}")
+    src = Path(args.src).resolve()
+    t0 = time.time()
+    built = serve.build(home, src, args)
+    version = challenger(home, src)
+    users = serve.load_users(home, src, args.active_users)
+    paths = [f"/v1/users/{u}/recommendations?k=20" for u in users]
+    os.environ["WINNOW__ROLLOUT__CHECK_S"] = str(DAY_S)  # the server inherits it: no decisions
+    port = serve.free_port()
+    proc = serve.start_server(home, src, port, args.workers)
+    url = f"http://127.0.0.1:{port}"
+    rows: list[dict] = []
+    try:
+        serve.wait_for_workers(url, args.workers)
+        with httpx.Client(base_url=url, timeout=120) as c:
+            champion = c.get("/readyz").json()["model_version"]
+            serve.row("warm-up closed c=4", url, paths, max(5.0, len(paths) / 100), proc.pid, conns=4)
+            for rep_i in range(args.repeats):
+                order = ["none", "shadow", "canary"] if rep_i % 2 == 0 else ["canary", "shadow", "none"]
+                for mode in order:
+                    extra: dict = {}
+                    if mode == "shadow":
+                        rollout(c, "shadow", {"bundle": version, "sample": args.sample})
+                        warm(c, url, paths, proc.pid, mode, 300)
+                        before = report(c)["shadow"]["requests"]
+                    elif mode == "canary":
+                        rollout(c, "canary", {"bundle": version, "plan": [args.share, 100], "step_min": "24h",
+                                              "min_exposed": 10**9})
+                        warm(c, url, paths, proc.pid, mode, 300)
+                        before_arms = arm_requests(report(c))
+                    r = serve.row(f"open {args.rate:g}/s {mode}", url, paths, args.duration, proc.pid, rate=args.rate)
+                    if mode == "shadow":
+                        rep = report(c)
+                        extra = {"shadow_answers_in_row": rep["shadow"]["requests"] - before,
+                                 "shadow_summary": rep["shadow"]}
+                    elif mode == "canary":
+                        after = arm_requests(report(c))
+                        extra = {"arm_requests_in_row": {a: after.get(a, 0) - before_arms.get(a, 0) for a in after}}
+                    if mode != "none":
+                        c.post("/v1/admin/rollout/abort").raise_for_status()
+                    r.update({"mode": mode, "round": rep_i, **extra})
+                    rows.append(r)
+                    print(f"    {mode}: {json.dumps({k: v for k, v in extra.items() if k != 'shadow_summary'})}",
+                          flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    summary = {}
+    for mode in ("none", "shadow", "canary"):
+        mine = [r for r in rows if r["mode"] == mode]
+        summary[mode] = {"p50_ms": statistics.median(r["p50_ms"] for r in mine),
+                         "p99_ms": statistics.median(r["p99_ms"] for r in mine),
+                         "errors": sum(sum(r["errors"].values()) for r in mine),
+                         "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in mine)}
+    delta = {m: round(summary[m]["p99_ms"] - summary["none"]["p99_ms"], 3) for m in ("shadow", "canary")}
+    out = {"benchmark": "rollout_overhead", "world": ({"movielens": args.movielens} if args.movielens else
+                                                      {"items": args.items, "users": args.users, "events": args.events}),
+           "home": str(home), "build": built, "champion": champion, "challenger": version,
+           "workers": args.workers, "rate": args.rate, "duration_s": args.duration, "sample": args.sample,
+           "share": args.share, "summary": summary, "p99_delta_ms": delta,
+           "goal": "shadow: champion p99 at most +2 ms", "rows": rows, "total_s": round(time.time() - t0, 1)}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
+    print("| rollout | p50 ms | p99 ms | errors | server CPU ms/req |\n|---|---|---|---|---|")
+    for m, s in summary.items():
+        print(f"| {m} | {s['p50_ms']} | {s['p99_ms']} | {s['errors']} | {s['server_cpu_ms_per_request']} |")
+    print(f"p99 delta vs none (medians of {args.repeats} rounds): {delta}")
+
+
+if __name__ == "__main__":
+    main()
