@@ -33,7 +33,8 @@ def run_inapp(src: Path, home: Path, requests: int) -> dict:
 
 
 def git_rev(src: Path) -> str:
-    r = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    r = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], check=False,
+                       capture_output=True, text=True)
     return r.stdout.strip() or "unknown"
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import serve  # noqa: E402  (build, start_server, load_users, row, free_port, wait_for_workers)
+import serve  # build, start_server, load_users, row, free_port, wait_for_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY_S = 86_400
