@@ -145,6 +145,10 @@ def compare(ref: dict[str, Any], live: dict[str, Any], thresholds: Any) -> dict[
     row; ``notes`` says why for the ranker's. ``thresholds``: ``DriftConfig``."""
     data: list[dict[str, Any]] = []
     notes: list[str] = []
+    if not live.get("events") or not ref.get("events"):  # nothing to compare: say so, flag nothing
+        empty = "live" if not live.get("events") else "reference"
+        return {"data": [], "concept": [], "notes": [f"no events in the {empty} window"],
+                "data_drift": False, "concept_drift": False, "concept_note": f"no events in the {empty} window"}
     _categorical(data, "event_mix", ref["event_mix"], live["event_mix"], thresholds)
     top = list(ref["popularity"]["top"])
     ref_pop = {**ref["popularity"]["top"], "(other)": ref["popularity"]["other"]}
