@@ -12,10 +12,18 @@ Statistics (scipy; every one is unit-tested against hand-computed values):
   statistic between them (max CDF gap, scipy.stats.ks_2samp; its p-value is not used, the
   quantile sets are summaries, not samples).
 
-Kinds: **data drift** = the inputs moved (event mix, popularity, activity). **Concept drift** =
-the relation moved: the share of the window's positive events on items the service had shown
-that user (its served slates' hit share) fell by more than ``served_drop``, against the same
-share in the reference window.
+- scores (each source's on shown items, the ranker's): the same two distances, the IQR floored
+  at ``SCORE_IQR_FLOOR`` instead of 1;
+- the ranker's calibration: ``calibration_table`` (reference: score-decile bins, positive rate
+  per bin) and ``calibration_gap`` (live: |observed - predicted| / predicted click rate).
+
+Kinds: **data drift** = the inputs moved (event mix, popularity, activity, new-item share, source
+and ranker scores). **Concept drift** = the relation moved: the share of the window's positive
+events on items the service had shown that user (its served slates' hit share) fell by more than
+``served_drop`` against the same share in the reference window, or the ranker's observed click
+rate on the slates it served left the rate its training lists predict for those scores by more
+than ``calibration_gap`` (relative). ``compare`` is the one implementation behind ``winnow drift
+report``, ``GET /v1/admin/drift`` and the dashboard's Drift page.
 """
 
 from __future__ import annotations
