@@ -94,6 +94,15 @@ def test_admin_bundles_activate_rollback(client):
     assert client.bundles().serving == listing.serving
 
 
+def test_admin_drift_monitor(client):
+    fresh = client.refresh_drift()  # recomputed now in the answering worker
+    assert fresh.enabled and fresh.refreshes >= 1 and fresh.state == "ok", fresh
+    assert fresh.report is not None and fresh.report["bundle"] == client.bundles().serving
+    assert {r["name"] for r in fresh.report["data"]} >= {"event_mix", "item_popularity"}
+    assert fresh.history and fresh.history[-1]["bundle"] == fresh.report["bundle"]
+    assert client.drift().refreshes >= 1
+
+
 def test_errors_are_typed_and_carry_the_server_message(served):
     with Client(served.url, api_key=None) as anon, pytest.raises(wc.AuthenticationError, match="missing API key") as e:
         anon.recommend("u1")

@@ -84,3 +84,23 @@ def test_a_newer_schema_version_is_refused_naming_both(tmp_path: Path) -> None:
     (dst / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=f"schema_version {B.SCHEMA_VERSION + 1}.*reads {B.SCHEMA_VERSION}"):
         B.load_bundle(dst)
+
+
+def test_v1_bundle_without_a_drift_profile_is_reported_as_such(home: Path) -> None:
+    """A bundle written before drift profiles: the service's drift monitor says it has none
+    (never "no drift"), and the report CLI refuses naming the bundle."""
+    from winnow.evaluation.drift_report import drift_report
+    from winnow.serving.service import Service
+
+    assert B.load_profile(B.bundles_dir(home) / _version()) is None
+    svc = Service(load_config(home))
+    try:
+        assert svc.drift is not None
+        snap = svc.drift.refresh()
+        assert snap["state"] == "no_profile" and snap["report"] is None
+        assert _version() in snap["error"] and "no reference profile" in snap["error"]
+        cfg, store = svc.config, svc.store
+        with pytest.raises(BundleError, match=f"bundle {_version()} has no reference profile"):
+            drift_report(cfg, store)
+    finally:
+        svc.close()

@@ -25,9 +25,16 @@ def test_drift_report_on_the_traffic_the_bundle_was_trained_on(tmp_path: Path) -
     from winnow.cli import app
 
     out = tmp_path / "drift.json"
-    res = CliRunner().invoke(app, ["--home", str(home), "drift", "report", "--json", str(out)])
+    page = tmp_path / "drift.html"
+    res = CliRunner().invoke(app, ["--home", str(home), "drift", "report", "--json", str(out), "--html", str(page)])
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert rep["bundle"] == info.version and rep["data_drift"] is False
-    assert {r["name"] for r in rep["data"]} == {"event_mix", "item_popularity", "user_activity", "item_activity"}
+    assert {r["name"] for r in rep["data"]} == {"event_mix", "item_popularity", "user_activity", "item_activity",
+                                                "new_item_share"}
     assert "data drift: no" in res.output and "concept drift" in res.output
+    html = page.read_text()  # the same rows, one per statistic, in the HTML page
+    assert html.startswith("<!doctype html>") and html.count("<tr class=") == len(rep["data"]) + len(rep["concept"])
+    assert f"bundle {info.version}" in html
+    # no learned ranker: the report says why the ranker's rows are absent instead of dropping them in silence
+    assert any(n.startswith("ranker: the reference has no ranker profile") for n in rep["notes"])

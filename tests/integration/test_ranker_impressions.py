@@ -101,7 +101,26 @@ def test_retrain_on_the_impression_log(home) -> None:
     rep = logged_run.manifest["ranker"]
     assert rep["training_data"] == "impressions", rep
     assert rep["impression_log"]["labelled_slates"] >= 40 and rep["train_lists"] >= 10
+    # the drift reference: the ranker's features, scores and calibration on the slates it learned from
+    from winnow.bundle import load_profile
+
+    for bundle, labels in ((hist, "history"), (logged_run, "impressions")):
+        prof = load_profile(bundle.path)["ranker"]
+        assert prof["labels"] == labels and prof["rows"] > 0
+        assert len(prof["features"]) == len(load_ranker_names(bundle.path)) and len(prof["scores"]) == 101
+        cal = prof["calibration"]
+        assert sum(cal["shown"]) == prof["rows"] and len(cal["rate"]) == len(cal["edges"]) + 1
+    assert load_profile(logged_run.path)["source_scores"]  # the logged slates' source scores
     with TestClient(create_app(cfg)) as client:
         assert client.app.state.service.runtime.version == logged_run.version
         share_log = _serve(client, users, click=False)
     assert share_log > share_first + 0.05, (share_first, share_log)
+
+
+def load_ranker_names(bundle_path) -> list[str]:
+    """The bundle's ranker feature names (its ranker.json spec)."""
+    from winnow.bundle import load_ranker
+
+    loaded = load_ranker(bundle_path)
+    assert loaded is not None
+    return loaded[0].spec.names

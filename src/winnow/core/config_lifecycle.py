@@ -61,7 +61,17 @@ class DriftConfig(_Section):
     follow the peers' 0.1 for distances. ``ks`` 0.1 is the KS *statistic* (largest CDF gap), not a
     p-value: at production volumes every p is below 0.05 for shifts nobody cares about, the
     statistic is an effect size. ``served_drop`` 0.05: the share of positives on items the service
-    had shown that user falling by 5 points (absolute) is concept drift."""
+    had shown that user falling by 5 points (absolute) is concept drift. ``calibration_gap`` 0.3:
+    the ranker's observed click rate on the slates it served differing from the rate its
+    training lists predict for those scores by more than 30% (relative) is concept drift; below
+    ``min_served`` served items the rate is too noisy to compare (a binomial rate p over n items
+    has a relative standard error sqrt((1-p)/(n p)): 0.14 at p = 0.1, n = 500).
+    ``new_item_days``: an event on an item created at most this long before counts as new.
+
+    The service's monitor (winnow.serving.drift_monitor) recomputes the live window (the last
+    ``window_days`` before now: the same length as the reference's, so per-window counts compare)
+    every ``refresh_s`` seconds in a background thread when ``monitor`` is on, and keeps the last
+    ``history`` results."""
 
     window_days: float = Field(7.0, gt=0)
     top_items: int = Field(1000, ge=1)  # items kept by name in the reference popularity (+ "other")
@@ -70,3 +80,9 @@ class DriftConfig(_Section):
     wasserstein: float = Field(0.1, gt=0)
     ks: float = Field(0.1, gt=0, le=1)
     served_drop: float = Field(0.05, gt=0, le=1)
+    calibration_gap: float = Field(0.3, gt=0)
+    min_served: int = Field(500, ge=1)
+    new_item_days: float = Field(7.0, gt=0)
+    monitor: bool = True
+    refresh_s: float = Field(300.0, gt=0)
+    history: int = Field(48, ge=1, le=10_000)

@@ -12,10 +12,18 @@ Statistics (scipy; every one is unit-tested against hand-computed values):
   statistic between them (max CDF gap, scipy.stats.ks_2samp; its p-value is not used, the
   quantile sets are summaries, not samples).
 
-Kinds: **data drift** = the inputs moved (event mix, popularity, activity). **Concept drift** =
-the relation moved: the share of the window's positive events on items the service had shown
-that user (its served slates' hit share) fell by more than ``served_drop``, against the same
-share in the reference window.
+- scores (each source's on shown items, the ranker's): the same two distances, the IQR floored
+  at ``SCORE_IQR_FLOOR`` instead of 1;
+- the ranker's calibration: ``calibration_table`` (reference: score-decile bins, positive rate
+  per bin) and ``calibration_gap`` (live: |observed - predicted| / predicted click rate).
+
+Kinds: **data drift** = the inputs moved (event mix, popularity, activity, new-item share, source
+and ranker scores). **Concept drift** = the relation moved: the share of the window's positive
+events on items the service had shown that user (its served slates' hit share) fell by more than
+``served_drop`` against the same share in the reference window, or the ranker's observed click
+rate on the slates it served left the rate its training lists predict for those scores by more
+than ``calibration_gap`` (relative). ``compare`` is the one implementation behind ``winnow drift
+report``, ``GET /v1/admin/drift`` and the dashboard's Drift page.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from scipy.spatial import distance
 
 EPS = 1e-4
 QUANTILES = 101  # 0th..100th percentile
+SCORE_IQR_FLOOR = 1e-6  # scores are not counts: a narrow reference spread is real
+CALIBRATION_BINS = 10  # equal-count bins of the reference's ranker scores
 
 
 def shares(counts: dict[str, float], keys: list[str]) -> np.ndarray:
@@ -54,44 +64,119 @@ def quantiles(values: np.ndarray) -> list[float]:
     return np.quantile(v, np.linspace(0, 1, QUANTILES)).tolist() if len(v) else []
 
 
-def numeric(ref_q: list[float], live_q: list[float]) -> dict[str, float]:
-    """Normalised Wasserstein-1 and the KS statistic between two quantile sets (module docstring)."""
+def numeric(ref_q: list[float], live_q: list[float], *, floor: float = 1.0) -> dict[str, float]:
+    """Normalised Wasserstein-1 and the KS statistic between two quantile sets (module docstring);
+    ``floor``: the smallest IQR divided by (1 for counts; scores use ``SCORE_IQR_FLOOR``)."""
     r, q = np.asarray(ref_q, np.float64), np.asarray(live_q, np.float64)
-    iqr = max(float(np.quantile(r, 0.75) - np.quantile(r, 0.25)), 1.0)
+    iqr = max(float(np.quantile(r, 0.75) - np.quantile(r, 0.25)), floor)
     return {"wasserstein": float(stats.wasserstein_distance(r, q)) / iqr,
             "ks": float(stats.ks_2samp(r, q).statistic)}
 
 
+def calibration_table(scores: np.ndarray, clicked: np.ndarray) -> dict[str, Any]:
+    """The reference calibration of a ranker: ``CALIBRATION_BINS`` - 1 inner edges at the
+    equal-count quantiles of ``scores`` (float [n]), and per bin the rows ("shown"), the positive
+    rows ("clicked", ``clicked`` bool [n]) and their share ("rate")."""
+    s, c = np.asarray(scores, np.float64), np.asarray(clicked, bool)
+    edges = np.unique(np.quantile(s, np.linspace(0, 1, CALIBRATION_BINS + 1)[1:-1])) if len(s) else np.zeros(0)
+    bins = np.searchsorted(edges, s, side="right")
+    shown = np.bincount(bins, minlength=len(edges) + 1)
+    hits = np.bincount(bins, weights=c, minlength=len(edges) + 1)
+    rate = np.divide(hits, shown, out=np.zeros(len(shown)), where=shown > 0)
+    return {"edges": edges.tolist(), "shown": shown.astype(int).tolist(), "clicked": hits.astype(int).tolist(),
+            "rate": rate.tolist()}
+
+
+def calibration_gap(ref: dict[str, Any], live: dict[str, Any]) -> dict[str, float]:
+    """Predicted vs observed click rate of the live window's shown items: predicted = the mean of
+    the reference's click rate of each item's score bin, observed = clicked / shown; ``gap`` =
+    |observed - predicted| / predicted (relative: click rates are small; predicted floored at EPS). ``live``: a
+    calibration block of winnow.evaluation.drift_served binned with ``ref``'s edges."""
+    shown, hits = np.asarray(live["shown"], np.float64), np.asarray(live["clicked"], np.float64)
+    n = float(shown.sum())
+    predicted = float((shown * np.asarray(ref["rate"], np.float64)).sum() / n) if n else 0.0
+    observed = float(hits.sum() / n) if n else 0.0
+    gap = abs(observed - predicted) / max(predicted, EPS)  # floored: the value stays finite (JSON)
+    return {"predicted": predicted, "observed": observed, "gap": gap, "shown": n}
+
+
+def _row(rows: list[dict[str, Any]], name: str, stat: str, value: float, limit: float, **extra: Any) -> None:
+    rows.append({"name": name, "statistic": stat, "value": float(value), "threshold": limit,
+                 "drifted": bool(value > limit), **extra})
+
+
+def _categorical(rows: list[dict[str, Any]], name: str, ref: dict[str, float], live: dict[str, float],
+                 thresholds: Any) -> None:
+    keys = sorted(set(ref) | set(live))
+    p, q = shares(ref, keys), shares(live, keys)
+    _row(rows, name, "psi", psi(p, q), thresholds.psi)
+    _row(rows, name, "js", js(p, q), thresholds.js)
+
+
+def _numeric(rows: list[dict[str, Any]], name: str, ref_q: list[float], live_q: list[float], thresholds: Any,
+             *, floor: float = 1.0) -> None:
+    if ref_q and live_q:
+        m = numeric(ref_q, live_q, floor=floor)
+        _row(rows, name, "wasserstein", m["wasserstein"], thresholds.wasserstein)
+        _row(rows, name, "ks", m["ks"], thresholds.ks)
+
+
+def _ranker_rows(ref: dict[str, Any], live: dict[str, Any], thresholds: Any, data: list[dict[str, Any]],
+                 concept: list[dict[str, Any]], notes: list[str]) -> None:
+    """The ranker's score distribution (data) and calibration (concept), when comparable: the
+    reference ranker learned from shown slates (labels "impressions", the served population) and
+    the live window holds at least ``min_served`` items that bundle served."""
+    rk, cal = ref.get("ranker"), live.get("calibration")
+    if not rk:
+        notes.append("ranker: the reference has no ranker profile (no learned ranker, or a bundle "
+                     "written before ranker profiles)")
+        return
+    if rk.get("labels") != "impressions":
+        notes.append("ranker: trained on lists carved from history, not on shown slates: its scores "
+                     "and click rates are not comparable with served slates")
+        return
+    if cal is None or sum(cal["shown"]) < thresholds.min_served:
+        got = 0 if cal is None else sum(cal["shown"])
+        notes.append(f"ranker: {got} items served by this bundle in the live window, fewer than "
+                     f"min_served = {thresholds.min_served}")
+        return
+    _numeric(data, "ranker_score", rk["scores"], cal["scores"], thresholds, floor=SCORE_IQR_FLOOR)
+    g = calibration_gap(rk["calibration"], cal)
+    _row(concept, "ranker_calibration", "relative_gap", g["gap"], thresholds.calibration_gap,
+         predicted=g["predicted"], observed=g["observed"], shown=g["shown"])
+
+
 def compare(ref: dict[str, Any], live: dict[str, Any], thresholds: Any) -> dict[str, Any]:
     """Data-drift and concept-drift rows of ``live`` against ``ref`` (winnow.evaluation.
-    drift_profile profiles); each row: name, statistic, value, threshold, drifted."""
+    drift_profile profiles); each row: name, statistic, value, threshold, drifted. A statistic
+    one of the profiles lacks (a reference written by older code, an empty live window) gives no
+    row; ``notes`` says why for the ranker's. ``thresholds``: ``DriftConfig``."""
     data: list[dict[str, Any]] = []
-
-    def row(rows: list[dict[str, Any]], name: str, stat: str, value: float, limit: float) -> None:
-        rows.append({"name": name, "statistic": stat, "value": value, "threshold": limit,
-                     "drifted": bool(value > limit)})
-
-    types = sorted(set(ref["event_mix"]) | set(live["event_mix"]))
-    p, q = shares(ref["event_mix"], types), shares(live["event_mix"], types)
-    row(data, "event_mix", "psi", psi(p, q), thresholds.psi)
-    row(data, "event_mix", "js", js(p, q), thresholds.js)
+    notes: list[str] = []
+    if not live.get("events") or not ref.get("events"):  # nothing to compare: say so, flag nothing
+        empty = "live" if not live.get("events") else "reference"
+        return {"data": [], "concept": [], "notes": [f"no events in the {empty} window"],
+                "data_drift": False, "concept_drift": False, "concept_note": f"no events in the {empty} window"}
+    _categorical(data, "event_mix", ref["event_mix"], live["event_mix"], thresholds)
     top = list(ref["popularity"]["top"])
     ref_pop = {**ref["popularity"]["top"], "(other)": ref["popularity"]["other"]}
     live_pop = {k: live["item_counts"].get(k, 0) for k in top}
     live_pop["(other)"] = sum(live["item_counts"].values()) - sum(live_pop.values())
-    keys = [*top, "(other)"]
-    p, q = shares(ref_pop, keys), shares(live_pop, keys)
-    row(data, "item_popularity", "psi", psi(p, q), thresholds.psi)
-    row(data, "item_popularity", "js", js(p, q), thresholds.js)
+    _categorical(data, "item_popularity", ref_pop, live_pop, thresholds)
     for name in ("user_activity", "item_activity"):
-        if ref[name] and live[name]:
-            m = numeric(ref[name], live[name])
-            row(data, name, "wasserstein", m["wasserstein"], thresholds.wasserstein)
-            row(data, name, "ks", m["ks"], thresholds.ks)
+        _numeric(data, name, ref[name], live[name], thresholds)
+    r_new, l_new = ref.get("new_item_share"), live.get("new_item_share")
+    if r_new is not None and l_new is not None:
+        _categorical(data, "new_item_share", {"new": r_new, "seen": 1 - r_new}, {"new": l_new, "seen": 1 - l_new},
+                     thresholds)
+    live_src = live.get("source_scores") or {}
+    for name, q in sorted((ref.get("source_scores") or {}).items()):
+        _numeric(data, f"source_score:{name}", q, live_src.get(name, []), thresholds, floor=SCORE_IQR_FLOOR)
     concept: list[dict[str, Any]] = []
     r_hit, l_hit = ref.get("served_hit_share"), live.get("served_hit_share")
     if r_hit is not None and l_hit is not None:
-        row(concept, "served_hit_share", "drop", float(r_hit - l_hit), thresholds.served_drop)
-    return {"data": data, "concept": concept,
+        _row(concept, "served_hit_share", "drop", float(r_hit - l_hit), thresholds.served_drop)
+    _ranker_rows(ref, live, thresholds, data, concept, notes)
+    return {"data": data, "concept": concept, "notes": notes,
             "data_drift": any(r["drifted"] for r in data), "concept_drift": any(r["drifted"] for r in concept),
             "concept_note": None if concept else "no served slates with positives in one of the windows"}

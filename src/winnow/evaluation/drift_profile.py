@@ -1,15 +1,19 @@
 """Profiles of a time window of the store, for drift monitoring (winnow.evaluation.drift).
 
-``window_profile(store, config, since=, until=)`` -> {"window": [since, until], "events",
-"event_mix" {type: count}, "item_counts" {item id: events}, "user_activity" / "item_activity"
-(QUANTILES quantiles of events per active user / item), "served_hit_share"}. Every stored event
-counts (all types, negative ones too: the traffic mix is an input). ``served_hit_share``: the
-share of the window's positive events (``[feedback] click_events`` and ``[ranker]
-purchase_events``) on an item the service had shown that user within ``[feedback]
-attribution_window_s`` before; None when the window has no positive event or no impression.
+``window_profile(store, config, since=, until=, calibration=None)`` -> {"window": [since,
+until], "events", "event_mix" {type: count}, "item_counts" {item id: events}, "user_activity" /
+"item_activity" (QUANTILES quantiles of events per active user / item), "new_item_share" (the
+share of the window's events on items the catalog says were created at most ``[drift]
+new_item_days`` before the event; items without ``created_at`` are never new), and the served
+part (winnow.evaluation.drift_served: "served_hit_share", "served_items", "source_scores",
+"calibration" when asked)}. Every stored event counts (all types, negative ones too: the traffic
+mix is an input).
 
-``reference_profile`` is what a bundle stores (``profile.json``): the same, with the item
-counts cut to the ``[drift] top_items`` most frequent items plus an "other" total.
+``reference_profile`` is what a bundle stores (``profile.json``): the same, with the item counts
+cut to the ``[drift] top_items`` most frequent items plus an "other" total, and the bundle's
+ranker profile (``ranker_profile``: feature and score quantiles on the ranker's training lists,
+its calibration table, which lists it learned from) when it has a learned ranker.
+Profiles written before a field existed lack it; ``drift.compare`` skips what either side lacks.
 """
 
 from __future__ import annotations
@@ -21,28 +25,27 @@ import pandas as pd
 
 from winnow.core.config import WinnowConfig
 from winnow.data.store import Store
-from winnow.evaluation.drift import quantiles
+from winnow.evaluation.drift import calibration_table, quantiles
+from winnow.evaluation.drift_served import served_profile
 
 
-def _served_hit_share(store: Store, config: WinnowConfig, since: int, until: int) -> float | None:
-    fb = config.feedback
-    types = sorted(set(fb.click_events) | set(config.ranker.purchase_events))
-    pos = store.read_feedback_events(event_types=types, since=since)
-    pos = pos[pos["timestamp"] < until]
-    shown = [(str(imp["user_id"]), str(it["item_id"]), int(imp["timestamp"]))
-             for imp in store.read_impressions(since=since - fb.attribution_window_s)
-             if int(imp["timestamp"]) < until for it in imp["items"]]
-    if len(pos) == 0 or not shown:
+def _new_item_share(store: Store, config: WinnowConfig, item_ids: list[str], item: np.ndarray,
+                    timestamp: np.ndarray) -> float | None:
+    """Share of the events (item codes into ``item_ids``, unix seconds) on items created at most
+    ``new_item_days`` before the event; None without events."""
+    if len(item) == 0:
         return None
-    slates = pd.DataFrame(shown, columns=["user_id", "item_id", "shown_at"])
-    pos = pos.reset_index(drop=True).rename_axis("row").reset_index()
-    pairs = pos.merge(slates, on=["user_id", "item_id"], how="inner")
-    ok = (pairs["shown_at"] <= pairs["timestamp"]) & (pairs["timestamp"] - pairs["shown_at"] <= fb.attribution_window_s)
-    return float(pairs.loc[ok, "row"].nunique() / len(pos))
+    cat = store.read_items()[["item_id", "created_at"]].dropna()
+    created = pd.Series(cat["created_at"].to_numpy(np.float64), index=cat["item_id"].astype(str))
+    born = created.reindex(item_ids).to_numpy(np.float64)[np.asarray(item, np.int64)]
+    age = np.asarray(timestamp, np.float64) - born  # NaN for an item without created_at: never new
+    return float(np.mean((age >= 0) & (age <= config.drift.new_item_days * 86400)))
 
 
-def window_profile(store: Store, config: WinnowConfig, *, since: int, until: int) -> dict[str, Any]:
-    """The profile of the events with since <= timestamp < until (module docstring)."""
+def window_profile(store: Store, config: WinnowConfig, *, since: int, until: int,
+                   calibration: tuple[str, list[float]] | None = None) -> dict[str, Any]:
+    """The profile of the events with since <= timestamp < until (module docstring);
+    ``calibration``: (bundle version, score bin edges) to bin that bundle's served items by."""
     log = store.read_events(since=since, until=until)
     mix = np.bincount(np.asarray(log.event_type, np.int64), minlength=len(log.event_types)) if len(log) \
         else np.zeros(0, np.int64)
@@ -54,15 +57,37 @@ def window_profile(store: Store, config: WinnowConfig, *, since: int, until: int
             "item_counts": {log.item_ids[int(i)]: int(per_item[i]) for i in active},
             "user_activity": quantiles(per_user[per_user > 0]),
             "item_activity": quantiles(per_item[active]),
-            "served_hit_share": _served_hit_share(store, config, since, until)}
+            "new_item_share": _new_item_share(store, config, list(log.item_ids), log.item, log.timestamp),
+            **served_profile(store, config, since=since, until=until, calibration=calibration)}
 
 
-def reference_profile(store: Store, config: WinnowConfig, *, until: int) -> dict[str, Any]:
+def ranker_profile(names: list[str], x: np.ndarray, y: np.ndarray, scores: np.ndarray, *,
+                   labels: str) -> dict[str, Any]:
+    """A learned ranker's reference: ``x`` float [n, len(names)] its training rows' features,
+    ``y`` [n] their labels (> 0 positive), ``scores`` [n] the ranker's scores of those rows;
+    ``labels``: "impressions" (rows are shown slate items, labelled by what the user did next)
+    or "history" (candidate lists carved from history). -> {"labels", "rows", "features" {name:
+    quantiles (NaN, a missing value, left out)}, "scores": quantiles, "calibration":
+    drift.calibration_table}."""
+    x = np.asarray(x, np.float64)
+    feats = {}
+    for j, name in enumerate(names):
+        col = x[:, j]
+        feats[name] = quantiles(col[np.isfinite(col)])
+    return {"labels": labels, "rows": int(len(y)), "features": feats, "scores": quantiles(scores),
+            "calibration": calibration_table(scores, np.asarray(y) > 0)}
+
+
+def reference_profile(store: Store, config: WinnowConfig, *, until: int,
+                      ranker: dict[str, Any] | None = None) -> dict[str, Any]:
     """The bundle's reference: the profile of the last ``[drift] window_days`` before ``until``,
-    item counts cut to the ``top_items`` most frequent (ties by id) plus an "other" total."""
+    item counts cut to the ``top_items`` most frequent (ties by id) plus an "other" total;
+    ``ranker``: the bundle's ``ranker_profile`` (stored as "ranker")."""
     since = int(until - config.drift.window_days * 86400)
     prof = window_profile(store, config, since=since, until=until)
     counts = prof.pop("item_counts")
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:config.drift.top_items]
     prof["popularity"] = {"top": dict(top), "other": int(sum(counts.values()) - sum(c for _, c in top))}
+    if ranker is not None:
+        prof["ranker"] = ranker
     return prof

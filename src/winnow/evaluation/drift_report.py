@@ -4,6 +4,11 @@ window (winnow.evaluation.drift for the statistics, drift_profile for the profil
 The live window is the last ``[drift] window_days`` before the newest stored event (+1 s), so a
 report over an idle store still compares the latest traffic. A bundle written before profiles
 existed has none: BundleError says so (train a new one).
+
+``compare_live(config, store, version, ref, until=)`` is the one comparison behind the CLI, the
+service's drift monitor (winnow.serving.drift_monitor: ``GET /v1/admin/drift``, ``/metrics``,
+the dashboard's Drift page) and the autopilot; ``drift_report`` adds finding ACTIVE and the
+newest event. ``format_html`` renders a report as one self-contained HTML page.
 """
 
 from __future__ import annotations
@@ -32,11 +37,21 @@ def drift_report(config: WinnowConfig, store: Store) -> dict[str, Any]:
     log = store.read_events()
     if len(log) == 0:
         raise DataError("no events in the store", source="store")
-    until = int(np.asarray(log.timestamp).max()) + 1
-    live = window_profile(store, config, since=int(until - config.drift.window_days * 86400), until=until)
+    return compare_live(config, store, version, ref, until=int(np.asarray(log.timestamp).max()) + 1)
+
+
+def compare_live(config: WinnowConfig, store: Store, version: str, ref: dict[str, Any], *,
+                 until: int) -> dict[str, Any]:
+    """Bundle ``version``'s reference profile ``ref`` against the store's last ``[drift]
+    window_days`` before ``until``: {"bundle", "reference" / "live" {window, events}, "data" /
+    "concept" rows, "notes", "data_drift" / "concept_drift" flags} (winnow.evaluation.drift)."""
+    edges = (ref.get("ranker") or {}).get("calibration", {}).get("edges")
+    live = window_profile(store, config, since=int(until - config.drift.window_days * 86400), until=until,
+                          calibration=(version, edges) if edges is not None else None)
     out = compare(ref, live, config.drift)
     return {"bundle": version, "reference": {"window": ref["window"], "events": ref["events"]},
-            "live": {"window": live["window"], "events": live["events"]}, **out}
+            "live": {"window": live["window"], "events": live["events"],
+                     "served_items": live.get("served_items", 0)}, **out}
 
 
 def format_report(rep: dict[str, Any]) -> str:
@@ -52,4 +67,5 @@ def format_report(rep: dict[str, Any]) -> str:
                          f"{r['threshold']})  {'DRIFT' if r['drifted'] else 'ok'}")
         if kind == "concept" and not rep["concept"]:
             lines.append(f"  {rep['concept_note']}")
+    lines += [f"note: {n}" for n in rep.get("notes", [])]
     return "\n".join(lines)

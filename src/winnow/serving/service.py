@@ -24,6 +24,7 @@ from winnow.data.schema import EVENT_COLUMNS
 from winnow.data.store import Store
 from winnow.pipeline.types import Request, Slate
 from winnow.serving.impressions import ImpressionWriter
+from winnow.serving.drift_monitor import DriftMonitor
 from winnow.serving.item_stats import ItemStats, needs_item_stats
 from winnow.rollout.assign import CHALLENGER, experiment_name
 from winnow.serving.rollout_follower import RolloutFollower
@@ -72,6 +73,15 @@ class Service:
                                    batch=config.rollout.shadow_batch)
         self.rollout = RolloutFollower(self)
         self.rollout.start()
+        # drift: the live window from the store vs the serving bundle's profile, in its own thread
+        self.drift: DriftMonitor | None = DriftMonitor(self) if config.drift.monitor else None
+        if self.drift is not None:
+            self.drift.start()
+
+    @property
+    def serving_version(self) -> str | None:
+        """The bundle version serving now (None without a bundle)."""
+        return self.runtime.version
 
     def _follow_active(self) -> None:
         """Follow <home>/bundles/ACTIVE: `winnow train` or another worker may have activated a
@@ -348,6 +358,8 @@ class Service:
 
     def close(self) -> None:
         self._stop.set()
+        if self.drift is not None:
+            self.drift.close()  # bounded join: a refresh in progress ends before the store closes
         self.rollout.stop()
         self.shadow.close()
         if self.item_stats is not None:

@@ -46,3 +46,10 @@ class Metrics:
                                    registry=r)
         self.rollout_guardrail = Gauge("winnow_rollout_guardrail", "Latest guardrail value per arm",
                                        ["arm", "guardrail"], registry=r)
+        # the drift monitor's latest comparison (serving/drift_monitor.py), refreshed off the request path
+        self.drift_statistic = Gauge("winnow_drift_statistic", "Latest drift statistic of the live window vs the "
+                                     "serving bundle's reference", ["kind", "feature", "statistic"], registry=r)
+        self.drift_detected = Gauge("winnow_drift_detected", "1 while the kind of drift (data, concept) is flagged",
+                                    ["kind"], registry=r)
+        self.drift_refreshed = Gauge("winnow_drift_refreshed_timestamp_seconds",
+                                     "When the drift monitor last compared (unix seconds)", registry=r)

@@ -31,6 +31,7 @@ from winnow.components import ranker_models
 from winnow.core.config import RankerConfig, WinnowConfig
 from winnow.core.errors import NotFittedError, WinnowError
 from winnow.data.interactions import Dataset, Interactions
+from winnow.evaluation.drift_profile import ranker_profile
 from winnow.evaluation.splits import validation_split
 from winnow.features import FeatureCatalog, Lists, fit_spec, offline_features
 from winnow.features.offline import OfflineFeatures
@@ -47,6 +48,7 @@ from winnow.training.ranker_data import (
 )
 
 MIN_RANKER_LISTS = 10  # fewer labelled lists (train or validation) than this: no ranker
+PROFILE_ROWS = 50_000  # training rows the ranker's drift reference is computed on (seeded sample)
 
 
 class InsufficientRankerData(WinnowError):
@@ -124,6 +126,7 @@ class FunnelModel:
     catalog_: FeatureCatalog | None = None
     train_: Interactions | None = None
     report_: dict[str, Any] = field(default_factory=dict)
+    profile_: dict[str, Any] | None = None  # drift reference of the ranker (drift_profile.ranker_profile)
 
     @property
     def rcfg(self) -> RankerConfig:
@@ -267,6 +270,7 @@ class FunnelModel:
             self.ranker_.valid_ndcg_ = float(np.mean(valid_ndcgs))
             train_list_count = int(keep.sum())
         inner_recall = float((y > 0).sum() / max(n_held, 1))
+        self.profile_ = self._ranker_profile(x, y, "impressions" if impressions is not None else "history")
         fitted = fitted or {}
         missing = [name for name in sources if name not in fitted]
         if missing:
@@ -288,6 +292,14 @@ class FunnelModel:
                         "fit_seconds": time.perf_counter() - t0,
                         "importance": self.ranker_.importance()[:15]}
         return self
+
+    def _ranker_profile(self, x: np.ndarray, y: np.ndarray, labels: str) -> dict[str, Any]:
+        """The fitted ranker's drift reference on (at most ``PROFILE_ROWS`` of) its training rows."""
+        assert self.ranker_ is not None
+        pick = cap_lists(len(y), PROFILE_ROWS, self.rcfg.seed)
+        xs, ys = (x, y) if pick is None else (x[pick], y[pick])
+        scores = self.ranker_.predict(xs, num_threads=self.rcfg.threads or 0)
+        return ranker_profile(self.ranker_.spec.names, xs, ys, scores, labels=labels)
 
     def recommend(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
                   candidates: np.ndarray | None = None,

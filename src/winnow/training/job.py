@@ -196,7 +196,8 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
     version = new_version()
     from winnow.evaluation.drift_profile import reference_profile
 
-    profile = reference_profile(store, config, until=int(until if until is not None else inter.timestamp.max() + 1))
+    profile = reference_profile(store, config, until=int(until if until is not None else inter.timestamp.max() + 1),
+                                ranker=served.profile_ if served is not None else None)
     contents = BundleContents(ds.user_ids, ds.item_ids, cats, arrays, index=index,
                               ranker=served_ranker_parts(served) if served is not None else None,
                               profile=profile)

@@ -19,8 +19,8 @@ from winnow_client.errors import (
     UnavailableError, ValidationError, WinnowError,
 )
 from winnow_client.models import (
-    Activation, Bundle, Bundles, Event, EventsResult, Filters, Health, Item, ItemDetails, ItemPatch, Readiness,
-    RecContext, RecItem, Recommendations, SimilarItem, SimilarItems, UserDetails, UserErased, UserErasure,
+    Activation, Bundle, Bundles, DriftStatus, Event, EventsResult, Filters, Health, Item, ItemDetails, ItemPatch,
+    Readiness, RecContext, RecItem, Recommendations, SimilarItem, SimilarItems, UserDetails, UserErased, UserErasure,
     UserProfile, Written,
 )
 from winnow_client.retry import NO_RETRY, RetryPolicy
@@ -29,7 +29,8 @@ from winnow_client.tracker import Tracker, TrackerOptions, TrackerStats
 __version__ = "0.1.0"
 __all__ = [
     "NO_RETRY", "Activation", "ApiError", "AsyncClient", "AsyncTracker", "AuthenticationError", "BadRequestError",
-    "Bundle", "Bundles", "Client", "ConflictError", "Event", "EventsResult", "FieldError", "Filters", "Health",
+    "Bundle", "Bundles", "Client", "ConflictError", "DriftStatus", "Event", "EventsResult", "FieldError", "Filters",
+    "Health",
     "Item", "ItemDetails", "ItemPatch", "NotFoundError", "PayloadTooLargeError", "PermissionDeniedError",
     "RateLimitedError", "Readiness", "ResponseFormatError", "RecContext", "RecItem", "Recommendations", "RetryPolicy", "ServerError",
     "SimilarItem", "SimilarItems", "TimeoutError", "Tracker", "TrackerOptions", "TrackerStats", "TransportError",

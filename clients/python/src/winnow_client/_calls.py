@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from winnow_client import errors
 from winnow_client.models import (
-    Activation, Bundles, Event, EventsResult, Health, Item, ItemBatch, ItemDetails, ItemPatch, RecContext,
+    Activation, Bundles, DriftStatus, Event, EventsResult, Health, Item, ItemBatch, ItemDetails, ItemPatch, RecContext,
     Readiness, Recommendations, SimilarItems, UserDetails, UserErasure, UserProfile, Written,
 )
 
@@ -55,10 +55,12 @@ RECS_POST = Route("POST", "/v1/users/{user_id}/recommendations", Recommendations
 BUNDLES = Route("GET", "/v1/admin/bundles", Bundles)
 ACTIVATE = Route("POST", "/v1/admin/bundles/{version}/activate", Activation)
 ROLLBACK = Route("POST", "/v1/admin/bundles/rollback", Activation, repeatable=False)
+DRIFT = Route("GET", "/v1/admin/drift", DriftStatus)
+DRIFT_REFRESH = Route("POST", "/v1/admin/drift/refresh", DriftStatus)
 HEALTH = Route("GET", "/healthz", Health)
 READY = Route("GET", "/readyz", Readiness)
 ROUTES = (EVENTS, ITEMS, ITEM, ITEM_PATCH, SIMILAR, USER_PUT, USER_GET, USER_DELETE, RECS_GET, RECS_POST,
-          BUNDLES, ACTIVATE, ROLLBACK, HEALTH, READY)
+          BUNDLES, ACTIVATE, ROLLBACK, DRIFT, DRIFT_REFRESH, HEALTH, READY)
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,14 @@ def activate(version: str) -> Call[Activation]:
 
 def rollback() -> Call[Activation]:
     return _call(ROLLBACK, Activation)
+
+
+def drift() -> Call[DriftStatus]:
+    return _call(DRIFT, DriftStatus)
+
+
+def refresh_drift() -> Call[DriftStatus]:
+    return _call(DRIFT_REFRESH, DriftStatus)
 
 
 def health() -> Call[Health]:

@@ -14,7 +14,7 @@ from winnow_client import errors
 from winnow_client._calls import M, Call, EventLike, Timeout
 from winnow_client.async_tracker import AsyncTracker
 from winnow_client.models import (
-    Activation, Bundles, EventsResult, Health, Item, ItemDetails, ItemPatch, Readiness, RecContext,
+    Activation, Bundles, DriftStatus, EventsResult, Health, Item, ItemDetails, ItemPatch, Readiness, RecContext,
     Recommendations, SimilarItems, UserDetails, UserErasure, UserProfile, Written,
 )
 from winnow_client.retry import RetryPolicy
@@ -124,6 +124,14 @@ class AsyncClient:
 
     async def rollback_bundle(self, *, timeout: Timeout = _UNSET) -> Activation:
         return await self.send(calls.rollback(), timeout=timeout)
+
+    async def drift(self, *, timeout: Timeout = _UNSET) -> DriftStatus:
+        """The service's live drift monitor: latest report (data and concept drift apart), history."""
+        return await self.send(calls.drift(), timeout=timeout)
+
+    async def refresh_drift(self, *, timeout: Timeout = _UNSET) -> DriftStatus:
+        """Recompute the live drift comparison now (in the worker that answers)."""
+        return await self.send(calls.refresh_drift(), timeout=timeout)
 
     async def health(self, *, timeout: Timeout = _UNSET) -> Health:
         return await self.send(calls.health(), timeout=timeout)

@@ -14,7 +14,7 @@ from winnow_client import _calls as calls
 from winnow_client import errors
 from winnow_client._calls import M, Call, EventLike, Timeout
 from winnow_client.models import (
-    Activation, Bundles, EventsResult, Health, Item, ItemDetails, ItemPatch, Readiness, RecContext,
+    Activation, Bundles, DriftStatus, EventsResult, Health, Item, ItemDetails, ItemPatch, Readiness, RecContext,
     Recommendations, SimilarItems, UserDetails, UserErasure, UserProfile, Written,
 )
 from winnow_client.retry import RetryPolicy
@@ -136,6 +136,14 @@ class Client:
 
     def rollback_bundle(self, *, timeout: Timeout = _UNSET) -> Activation:
         return self.send(calls.rollback(), timeout=timeout)
+
+    def drift(self, *, timeout: Timeout = _UNSET) -> DriftStatus:
+        """The service's live drift monitor: latest report (data and concept drift apart), history."""
+        return self.send(calls.drift(), timeout=timeout)
+
+    def refresh_drift(self, *, timeout: Timeout = _UNSET) -> DriftStatus:
+        """Recompute the live drift comparison now (in the worker that answers)."""
+        return self.send(calls.refresh_drift(), timeout=timeout)
 
     def health(self, *, timeout: Timeout = _UNSET) -> Health:
         return self.send(calls.health(), timeout=timeout)

@@ -251,8 +251,26 @@ class Readiness(_Response):
     backends: dict[str, str]
 
 
+class DriftStatus(_Response):
+    """The service's drift monitor: the latest comparison of the live window with the serving
+    bundle's reference profile (``report``: bundle, reference / live windows, ``data`` and
+    ``concept`` rows {name, statistic, value, threshold, drifted}, ``notes``, ``data_drift`` /
+    ``concept_drift``; None until the first comparison, ``state`` says why) and a short history."""
+
+    server_schema: ClassVar[str] = "DriftOut"
+    enabled: bool
+    state: str
+    error: Optional[str]
+    refresh_s: float
+    window_days: float
+    computed_at: Optional[float]
+    refreshes: int
+    report: Optional[dict[str, Any]]
+    history: list[dict[str, Any]]
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     Event, EventsResult, Item, ItemBatch, ItemPatch, ItemDetails, UserProfile, UserDetails, Written,
     UserErased, UserErasure, Filters, RecContext, RecItem, Recommendations, SimilarItem, SimilarItems,
-    Bundle, Bundles, Activation, Health, Readiness)
+    Bundle, Bundles, Activation, DriftStatus, Health, Readiness)
 """Every model mirroring a server schema (the drift test walks these)."""

@@ -1,12 +1,13 @@
-// Hash router: #/overview, #/user/<id>, #/item/<id>, #/models, #/experiments.
+// Hash router: #/overview, #/user/<id>, #/item/<id>, #/models, #/experiments, #/drift.
 import { api, errorBox, getKey, h, setKey } from "./lib.js";
 import * as overview from "./pages/overview.js";
 import * as user from "./pages/user.js";
 import * as item from "./pages/item.js";
 import * as models from "./pages/models.js";
 import * as experiments from "./pages/experiments.js";
+import * as drift from "./pages/drift.js";
 
-const PAGES = { overview, user, item, models, experiments };
+const PAGES = { overview, user, item, models, experiments, drift };
 const view = document.getElementById("view");
 let current = null;
 

@@ -1,0 +1,79 @@
+"""What the service served in a time window, for drift monitoring (winnow.evaluation.drift):
+read once from the store's impression log and positive events, shared by the reference profile
+(at training) and the live profile (``winnow drift report``, the service's drift monitor).
+
+``served_profile(store, config, since=, until=, calibration=None)`` -> {
+- "served_hit_share": the share of the window's positive events (``[feedback] click_events`` and
+  ``[ranker] purchase_events``) on an item the service had shown that user within ``[feedback]
+  attribution_window_s`` before; None when the window has no positive event or no impression;
+- "served_items": how many slate items were shown in the window;
+- "source_scores": {source name: ``QUANTILES`` quantiles of the score that source gave the
+  items it proposed and the service showed} (from each shown item's logged ``src``);
+- "calibration" (only when ``calibration`` = (bundle version, bin edges) is given): the shown
+  items of the slates that bundle served in the window, binned by their logged score with the
+  reference's edges: {"version", "shown": [per bin], "clicked": [per bin], "scores": quantiles}.
+  An item counts as clicked when the user had a positive event on it within the attribution
+  window after it was shown -- the same attribution as the ranker's impression training lists
+  (winnow.training.impression_lists), so the reference's click rates and these compare.
+}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from winnow.core.config import WinnowConfig
+from winnow.data.store import Store
+from winnow.evaluation.drift import quantiles
+
+
+def _attributed(shown: pd.DataFrame, pos: pd.DataFrame, window_s: int) -> pd.DataFrame:
+    """(shown row, positive row) pairs where the positive followed the showing within the window."""
+    pairs = pos.merge(shown, on=["user_id", "item_id"], how="inner")
+    ok = (pairs["shown_at"] <= pairs["timestamp"]) & (pairs["timestamp"] - pairs["shown_at"] <= window_s)
+    return pairs.loc[ok]
+
+
+def served_profile(store: Store, config: WinnowConfig, *, since: int, until: int,
+                   calibration: tuple[str, list[float]] | None = None) -> dict[str, Any]:
+    """The served part of a window's profile (module docstring)."""
+    fb = config.feedback
+    types = sorted(set(fb.click_events) | set(config.ranker.purchase_events))
+    pos = store.read_feedback_events(event_types=types, since=since)
+    pos = pos[pos["timestamp"] < until].reset_index(drop=True).rename_axis("row").reset_index()
+    rows: list[tuple[str, str, int, float, str]] = []
+    src: dict[str, list[float]] = {}
+    for imp in store.read_impressions(since=since - fb.attribution_window_s):
+        t = int(imp["timestamp"])
+        if t >= until:
+            continue
+        in_window = t >= since
+        for it in imp["items"]:
+            rows.append((str(imp["user_id"]), str(it["item_id"]), t, float(it.get("score") or 0.0),
+                         str(imp.get("model_version") or "") if in_window else ""))
+            if in_window:
+                for name, val in (it.get("src") or {}).items():
+                    src.setdefault(str(name), []).append(float(val[0]))
+    shown = pd.DataFrame(rows, columns=["user_id", "item_id", "shown_at", "score", "version"])
+    hit = None
+    if len(pos) and len(shown):
+        hit = float(_attributed(shown, pos, fb.attribution_window_s)["row"].nunique() / len(pos))
+    out: dict[str, Any] = {"served_hit_share": hit, "served_items": int((shown["shown_at"] >= since).sum()),
+                           "source_scores": {name: quantiles(np.asarray(v)) for name, v in sorted(src.items())}}
+    if calibration is not None:
+        version, edges = calibration
+        mine = shown[(shown["version"] == version) & (shown["shown_at"] >= since)].reset_index(drop=True)
+        mine = mine.rename_axis("shown_row").reset_index()
+        clicked = np.zeros(len(mine), bool)
+        if len(mine) and len(pos):
+            clicked[_attributed(mine, pos.drop(columns="row"), fb.attribution_window_s)["shown_row"].unique()] = True
+        bins = np.searchsorted(np.asarray(edges, np.float64), mine["score"].to_numpy(np.float64), side="right")
+        n_bins = len(edges) + 1
+        out["calibration"] = {"version": version,
+                              "shown": np.bincount(bins, minlength=n_bins).astype(int).tolist(),
+                              "clicked": np.bincount(bins, weights=clicked, minlength=n_bins).astype(int).tolist(),
+                              "scores": quantiles(mine["score"].to_numpy(np.float64))}
+    return out
