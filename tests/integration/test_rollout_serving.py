@@ -116,10 +116,14 @@ def test_shadow_changes_no_response_and_logs_no_impression(home: Path) -> None:
             r = c.post("/v1/admin/rollout/shadow", json={"bundle": challenger, "sample": 1.0})
             assert r.status_code == 200, r.text
             rid = r.json()["rollout"]["id"]
-            during = slates()
-            assert during == before  # not one byte of any slate changed
-            got = _until(lambda: (s := _status(c))["shadow"]["requests"] >= len(users) and s,
-                         what="shadow records of every request")
+
+            def shadowed() -> dict | None:
+                assert slates() == before  # not one byte of any slate changed, before or after the load
+                s = _status(c)
+                return s if s["here"]["challenger_loaded"] == challenger and s["shadow"]["requests"] >= len(users) \
+                    else None
+
+            got = _until(shadowed, what="the challenger loaded and shadow records of a round of requests")
             shadow = got["shadow"]
             assert shadow["errors"] == 0 and 0.0 <= shadow["overlap"] <= 1.0 and "wall" in shadow["challenger_ms"]
             c.post("/v1/admin/rollout/abort")
@@ -139,6 +143,7 @@ def _canary(home: Path, c: httpx.Client, challenger: str) -> int:
     r = c.post("/v1/admin/rollout/canary", json={"bundle": challenger, "plan": [50, 75, 100],
                                                  "step_min": "1s", "min_exposed": 20})
     assert r.status_code == 200, r.text
+    _until(lambda: _status(c)["here"]["challenger_loaded"] == challenger, what="the challenger built")
     return r.json()["rollout"]["id"]
 
 

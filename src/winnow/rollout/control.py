@@ -90,7 +90,8 @@ def start(store: Store, config: WinnowConfig, *, challenger: str, mode: str, sam
     champion = _check_challenger(config.home, challenger)
     t = int(time.time() if now is None else now)
     params = {"sample": sample, "step_s": step_s, "min_exposed": min_exposed, "salt": secrets.token_hex(8),
-              **rc.model_dump(include={"metric", "margin", "alpha", "tau", "srm_p", "srm_min_users", "check_s"}),
+              **rc.model_dump(include={"metric", "margin", "alpha", "tau", "srm_p", "srm_min_users", "check_s",
+                                         "max_build_failures"}),
               "guardrails": rc.guardrails.model_dump()}
     first = RolloutDecision(t, 0, "operator", "start", {"by": by, "mode": mode, "plan": list(steps)})
     return store.start_rollout(Rollout(id=0, state=mode, revision=0, started=t, challenger=challenger,

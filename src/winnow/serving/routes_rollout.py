@@ -33,14 +33,18 @@ def _service(request: Request) -> Service:
 
 
 def _status(svc: Service) -> dict[str, Any]:
-    svc.rollout.refresh()  # this worker follows at once (the others within [rollout] poll_s)
-    return report(svc.store, svc.config)
+    """After a change: this worker follows the record at once without building anything in the
+    request (a new challenger is built by its poll thread, woken now; the other workers follow
+    within [rollout] poll_s). The bundle was verified (checksums, schema) by control.start."""
+    svc.rollout.refresh(build=False)
+    svc.rollout.wake()
+    return {**report(svc.store, svc.config), "here": svc.rollout.here()}
 
 
 @router.get("/v1/admin/rollout", summary="The running (else latest) rollout: state, arms, every decision")
 def status(request: Request) -> dict[str, Any]:
     svc = _service(request)
-    return report(svc.store, svc.config)
+    return {**report(svc.store, svc.config), "here": svc.rollout.here()}
 
 
 @router.post("/v1/admin/rollout/shadow", summary="Shadow a bundle: it answers sampled requests off the path")

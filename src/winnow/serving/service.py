@@ -348,7 +348,7 @@ class Service:
 
     def close(self) -> None:
         self._stop.set()
-        self.rollout.stop()
+        self.rollout.stop()  # both join their thread (bounded) before the store below closes
         self.shadow.close()
         if self.item_stats is not None:
             self.item_stats.stop()
