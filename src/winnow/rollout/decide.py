@@ -3,9 +3,12 @@
 1. guardrails (once the challenger served ``guardrails.min_requests``): its error, empty-slate or
    fallback rate above the champion's by more than the allowed increase, or its p99 latency
    above max(champion p99 x ``p99_ratio``, ``p99_floor_ms``) -> ``roll_back`` at once;
-2. sample-ratio mismatch: users newly assigned in this step per arm against the step's share
-   (scipy.stats.chisquare; expected counts >= 5 and >= ``srm_min_users`` users) with
-   p < ``srm_p`` -> ``halt`` (assignment or logging is broken: no verdict can be trusted);
+2. sample-ratio mismatch: users newly assigned in this step per arm against the step's share,
+   by the always-valid sequential multinomial test (winnow.rollout.sequential.srm_test; judged
+   once the step has ``srm_min_users`` users), always-valid p < ``srm_p`` -> ``halt`` (assignment
+   or logging is broken: no verdict can be trusted). Valid however often it is checked; each step
+   is its own test (its own users), so a rollout of s steps halts by chance with probability
+   at most s x ``srm_p``;
 3. the primary metric by the always-valid mSPRT (winnow.rollout.sequential): the interval of
    challenger - champion entirely below 0 -> ``roll_back`` (significantly worse);
 4. at the end of a step (``step_s`` elapsed and ``min_exposed`` challenger users): the interval's
@@ -21,13 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from scipy import stats
-
 from winnow.data.rollouts import Rollout
 from winnow.rollout.arms import Arm
 from winnow.rollout.assign import CHALLENGER, CHAMPION
-from winnow.rollout.sequential import msprt
+from winnow.rollout.sequential import msprt, srm_test
 
 
 @dataclass(frozen=True)
@@ -53,17 +53,13 @@ def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any]) -> lis
 
 
 def srm(r: Rollout, arms: dict[str, Arm]) -> dict[str, Any] | None:
-    """Chi-square of this step's newly assigned users per arm against the step's share (None
-    when there are too few to judge, or one arm has the whole share)."""
+    """The sequential SRM test of this step's newly assigned users per arm against the step's
+    share (None when there are too few to judge, or one arm has the whole share)."""
     share = r.share
-    counts = np.array([arms[CHAMPION].new_in_step, arms[CHALLENGER].new_in_step], np.float64)
-    total = counts.sum()
-    expected = np.array([1.0 - share, share]) * total
-    if not 0.0 < share < 1.0 or total < r.params.get("srm_min_users", 100) or expected.min() < 5:
+    counts = [arms[CHAMPION].new_in_step, arms[CHALLENGER].new_in_step]
+    if not 0.0 < share < 1.0 or sum(counts) < r.params.get("srm_min_users", 100):
         return None
-    res = stats.chisquare(counts, expected)
-    return {"observed": counts.astype(int).tolist(), "expected": expected.tolist(), "chi2": float(res.statistic),
-            "p_value": float(res.pvalue)}
+    return {"test": "sequential_multinomial", **srm_test(counts, [1.0 - share, share]).to_dict()}
 
 
 def evaluate(r: Rollout, arms: dict[str, Arm], switched: int, *, now: float) -> tuple[Verdict | None, dict[str, Any]]:
