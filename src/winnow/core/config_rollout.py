@@ -26,6 +26,7 @@ class GuardrailConfig(_Section):
     max_fallback_rate_increase: float = Field(0.10, ge=0, le=1)  # requests with a fallback (cold_start aside)
     p99_ratio: float = Field(2.0, ge=1)      # challenger p99 may reach this x the champion's ...
     p99_floor_ms: float = Field(50.0, ge=0)  # ... or this, whichever is larger
+    min_coverage_ratio: float = Field(0.5, ge=0, le=1)  # challenger's distinct items served / champion's (0: off)
 
 
 class RolloutConfig(_Section):

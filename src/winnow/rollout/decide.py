@@ -1,8 +1,12 @@
 """A canary's decisions, from each arm's measurements (winnow.rollout.arms), in this order:
 
 1. guardrails (once the challenger served ``guardrails.min_requests``): its error, empty-slate or
-   fallback rate above the champion's by more than the allowed increase, or its p99 latency
-   above max(champion p99 x ``p99_ratio``, ``p99_floor_ms``) -> ``roll_back`` at once;
+   fallback rate above the champion's by more than the allowed increase, its p99 latency
+   above max(champion p99 x ``p99_ratio``, ``p99_floor_ms``), or its catalog coverage below
+   ``min_coverage_ratio`` x the champion's -> ``roll_back`` at once. Coverage = distinct items
+   served over the rollout's window at EQUAL request counts (the arms' shares differ, and
+   distinct items grow with requests): all n challenger requests against n of the champion's
+   spread evenly over its window (``coverage``);
 2. sample-ratio mismatch: users newly assigned in this step per arm against the step's share,
    by the always-valid sequential multinomial test (winnow.rollout.sequential.srm_test; judged
    once the step has ``srm_min_users`` users), always-valid p < ``srm_p`` -> ``halt`` (assignment
@@ -24,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from winnow.data.rollouts import Rollout
 from winnow.rollout.arms import Arm
 from winnow.rollout.assign import CHALLENGER, CHAMPION
@@ -36,7 +42,8 @@ class Verdict:
     rule: str
 
 
-def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any]) -> list[str]:
+def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any],
+                cover: dict[str, Any] | None) -> list[str]:
     g = r.params.get("guardrails", {})
     if chall["requests"] < g.get("min_requests", 50):
         return []
@@ -49,7 +56,23 @@ def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any]) -> lis
         allowed = max((champ["p99_ms"] or 0.0) * g.get("p99_ratio", 2.0), g.get("p99_floor_ms", 50.0))
         if chall["p99_ms"] > allowed:
             breaches.append("p99_ms")
+    if cover is not None and cover["ratio"] is not None and cover["ratio"] < g.get("min_coverage_ratio", 0.0):
+        breaches.append("coverage")
     return breaches
+
+
+def coverage(arms: dict[str, Arm]) -> dict[str, Any] | None:
+    """Distinct items each arm served at equal request counts: the challenger's n requests and n
+    of the champion's, taken evenly over its window (deterministic); ratio challenger / champion
+    (None when the champion served no item). None when an arm served no request."""
+    champ, chall = arms[CHAMPION].slates, arms[CHALLENGER].slates
+    n = min(len(champ), len(chall))
+    if n == 0:
+        return None
+    pick = np.unique(np.linspace(0, len(champ) - 1, n).round().astype(np.int64))
+    ch = len({i for k in pick for i in champ[k]})
+    cl = len({i for slate in chall[:n] for i in slate})
+    return {"requests": n, "champion_items": ch, "challenger_items": cl, "ratio": cl / ch if ch else None}
 
 
 def srm(r: Rollout, arms: dict[str, Arm]) -> dict[str, Any] | None:
@@ -67,7 +90,9 @@ def evaluate(r: Rollout, arms: dict[str, Arm], switched: int, *, now: float) -> 
     champ, chall = arms[CHAMPION].rates(), arms[CHALLENGER].rates()
     evidence: dict[str, Any] = {"share": r.share, "step": r.step, "arms": {CHAMPION: champ, CHALLENGER: chall},
                                 "switched_users": switched}
-    breaches = _guardrails(r, champ, chall)
+    cover = coverage(arms)
+    evidence["coverage"] = cover
+    breaches = _guardrails(r, champ, chall, cover)
     if breaches:
         evidence["breaches"] = breaches
         return Verdict("roll_back", "guardrail:" + ",".join(breaches)), evidence
