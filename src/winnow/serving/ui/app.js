@@ -1,12 +1,13 @@
-// Hash router: #/overview, #/user/<id>, #/item/<id>, #/models, #/experiments.
+// Hash router: #/overview, #/user/<id>, #/item/<id>, #/models, #/rollout, #/experiments.
 import { api, errorBox, getKey, h, setKey } from "./lib.js";
 import * as overview from "./pages/overview.js";
 import * as user from "./pages/user.js";
 import * as item from "./pages/item.js";
 import * as models from "./pages/models.js";
+import * as rollout from "./pages/rollout.js";
 import * as experiments from "./pages/experiments.js";
 
-const PAGES = { overview, user, item, models, experiments };
+const PAGES = { overview, user, item, models, rollout, experiments };
 const view = document.getElementById("view");
 let current = null;
 
