@@ -5,6 +5,7 @@ Every wait is on a condition with a deadline (serve_harness)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -205,5 +206,11 @@ def test_worse_challenger_is_rolled_back_and_restart_resumes(home: Path) -> None
             assert last["rule"] == "sequential:worse" and last["evidence"]["test"]["high"] < 0
             assert bundles.active_version(home) == champion
             assert c.get("/v1/users/r1/recommendations").json()["model_version"] == champion
+        # the impressions carry the arm: the A/B report reads the canary like any experiment
+        res = CliRunner().invoke(app, ["--home", str(home), "ab", "report", f"rollout-{rid}"])
+        assert res.exit_code == 0, res.output
+        rep = json.loads((home / "reports" / f"ab-rollout-{rid}.json").read_text(encoding="utf-8"))
+        assert set(rep["users"]) == {"champion", "challenger"} and min(rep["users"].values()) > 0
+        assert sum(rep["users"].values()) >= len(first)
     finally:
         server.stop()
