@@ -86,3 +86,38 @@ def test_coverage_guardrail_compares_distinct_items_at_equal_requests() -> None:
     assert evaluate(off, narrow, 0, now=1.0)[0] is None
     few = {CHAMPION: _served(1000, 200), CHALLENGER: _served(49, 10)}
     assert evaluate(r, few, 0, now=1.0)[0] is None
+
+
+def test_a_step_waiting_past_max_step_s_rolls_back() -> None:
+    # exposure reached, step duration passed, but the arms' metric leaves the interval wide:
+    # inconclusive -> waits; past max_step_s -> rolled back with the reason it was waiting for
+    rng = np.random.default_rng(1)
+    params = {**PARAMS, "step_s": 100, "max_step_s": 1000, "margin": 0.01}
+    r = Rollout(**{**_rollout().__dict__, "params": params})
+    arms = {CHAMPION: _arm(100), CHALLENGER: _arm(100)}
+    for a in arms.values():
+        a.values = rng.binomial(1, 0.1, 30).astype(float)
+    verdict, evidence = evaluate(r, arms, 0, now=500.0)
+    assert verdict is None and evidence["waiting"].startswith("inconclusive")
+    verdict, evidence = evaluate(r, arms, 0, now=1000.0)
+    assert verdict is not None and (verdict.action, verdict.rule) == ("roll_back", "step_timeout")
+    assert evidence["waiting"].startswith("inconclusive") and evidence["max_step_s"] == 1000
+    # no limit (0, and records from before the setting): it keeps waiting
+    r0 = Rollout(**{**r.__dict__, "params": {**params, "max_step_s": 0}})
+    assert evaluate(r0, arms, 0, now=10**9)[0] is None
+    few = {CHAMPION: _arm(100), CHALLENGER: _arm(5)}  # exposure never reached: also times out
+    verdict, evidence = evaluate(r, few, 0, now=2000.0)
+    assert verdict is not None and verdict.rule == "step_timeout" and evidence["waiting"] == "exposed users"
+
+
+def test_a_max_step_shorter_than_the_step_is_refused_before_anything_is_read(tmp_path) -> None:
+    import pytest
+
+    from winnow.core.config import WinnowConfig
+    from winnow.core.errors import RolloutError
+    from winnow.rollout import control
+
+    cfg = WinnowConfig.model_validate({"home": str(tmp_path), "rollout": {"max_step_s": 60}})
+    with pytest.raises(RolloutError, match="max_step_s 60.0 s is shorter than the step duration 1800.0 s") as err:
+        control.start(None, cfg, challenger="20260101T000000Z-aaaaaa", mode="canary")  # type: ignore[arg-type]
+    assert err.value.status == 422

@@ -37,6 +37,7 @@ class RolloutConfig(_Section):
     sample: float = Field(0.2, gt=0, le=1)  # shadow: share of requests the challenger also answers
     plan: list[int] = Field(default_factory=lambda: [1, 5, 25, 50, 100])  # canary: challenger % per step
     step_s: float = Field(1800.0, gt=0)  # a step lasts at least this long
+    max_step_s: float = Field(0.0, ge=0)  # a step still inconclusive this long after it began rolls back (0: no limit)
     min_exposed: int = Field(2000, ge=1)  # challenger users exposed before a step may end
     metric: Literal["ctr", "conversion_rate"] = "ctr"  # primary metric, per exposed user
     margin: float = Field(0.05, ge=0, lt=1)  # non-inferior: lower bound > -margin x champion mean

@@ -17,7 +17,9 @@
    challenger - champion entirely below 0 -> ``roll_back`` (significantly worse);
 4. at the end of a step (``step_s`` elapsed and ``min_exposed`` challenger users): the interval's
    lower bound above -``margin`` x champion mean (non-inferior) -> ``next_step`` (the step that
-   reaches 100% promotes); otherwise the step waits for more evidence.
+   reaches 100% promotes); otherwise the step waits for more evidence;
+5. a step still waiting ``max_step_s`` after it began (when set) -> ``roll_back``
+   (``step_timeout``: the challenger could not be shown non-inferior in the time allowed).
 
 ``evaluate`` returns (verdict or None, evidence); the evidence is stored with the decision and
 shown by ``winnow rollout status``.
@@ -110,13 +112,16 @@ def evaluate(r: Rollout, arms: dict[str, Arm], switched: int, *, now: float) -> 
     evidence["step_elapsed_s"] = elapsed
     if elapsed < r.params.get("step_s", 0) or exposed < r.params.get("min_exposed", 1):
         evidence["waiting"] = "step duration" if elapsed < r.params.get("step_s", 0) else "exposed users"
-        return None, evidence
-    if test is None:
+    elif test is None:
         evidence["waiting"] = "too few users with a metric in an arm"
-        return None, evidence
-    bound = -r.params.get("margin", 0.05) * test.mean_control
-    evidence["non_inferiority_bound"] = bound
-    if test.low > bound:
-        return Verdict("next_step", "step_complete:non_inferior"), evidence
-    evidence["waiting"] = "inconclusive: interval's lower bound below the non-inferiority bound"
+    else:
+        bound = -r.params.get("margin", 0.05) * test.mean_control
+        evidence["non_inferiority_bound"] = bound
+        if test.low > bound:
+            return Verdict("next_step", "step_complete:non_inferior"), evidence
+        evidence["waiting"] = "inconclusive: interval's lower bound below the non-inferiority bound"
+    limit = float(r.params.get("max_step_s") or 0.0)
+    if limit and elapsed >= limit:
+        evidence["max_step_s"] = limit
+        return Verdict("roll_back", "step_timeout"), evidence
     return None, evidence
