@@ -6,12 +6,12 @@ tests see of /v1/admin/bundles."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
 import winnow_client as wc
 from serve_harness import Server, make_home
+from servers.throwaway import wait_for
 from typer.testing import CliRunner
 from winnow_client import AsyncClient, Client, RolloutNow, RolloutStatus, ShadowSummary
 
@@ -35,16 +35,6 @@ def rollout_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
     server = Server(home, auth=True, env={"WINNOW__ROLLOUT__POLL_S": "0.2"})
     yield server, keys, champion, challenger
     server.stop()
-
-
-def _until(fn, timeout: float = 60.0, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)  # poll interval of a wait bounded by ``end``
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 def test_shadow_through_the_client_typed_end_to_end(rollout_server) -> None:
@@ -73,7 +63,8 @@ def test_shadow_through_the_client_typed_end_to_end(rollout_server) -> None:
             st = c.rollout()
             return st if st.here.challenger_loaded == challenger and st.shadow and st.shadow.requests > 0 else None
 
-        st = _until(shadowed, what="a shadowed request")
+        st = wait_for(shadowed, timeout=60, interval=0.1)
+        assert st, "no shadowed request within 60 s"
         assert isinstance(st.shadow, ShadowSummary) and st.shadow.errors == 0 and st.now is None
         assert st.shadow.overlap is not None and 0.0 <= st.shadow.overlap <= 1.0
         ended = c.abort_rollout()

@@ -32,6 +32,7 @@ export function why(d) {
     parts.push(`challenger − champion ${fmt(t.diff)}, interval [${fmt(t.low)}, ${fmt(t.high)}]`);
     if (e.non_inferiority_bound !== undefined && e.non_inferiority_bound !== null) parts.push(`bound ${fmt(e.non_inferiority_bound)}`);
   }
+  if (d.rule === "step_timeout") parts.push(`still waiting (${e.waiting || "?"}) ${fmt(e.max_step_s)} s after the step began`);
   if (e.error) parts.push(`error: ${e.error}`);
   if (e.errors) parts.push(`${e.attempts || e.errors.length} failed builds, last: ${e.errors[e.errors.length - 1]}`);
   return parts.join("; ") || d.rule;
