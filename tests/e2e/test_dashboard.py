@@ -328,3 +328,72 @@ def test_slate_preview_api_validates_switches_and_logs_nothing(served):
             assert mags == sorted(mags, reverse=True)
         else:
             assert abs(sum(tr["contributions"].values()) - tr["rank_score"]) < 1e-4
+
+
+def test_rollout_page_shows_state_arms_and_every_decision(served, page):
+    """Last in this module: it starts (and aborts) a canary of the older bundle."""
+    from winnow.core.config import load_config
+    from winnow.data.open_store import open_store
+    from winnow.data.rollouts import Rollout, RolloutDecision
+
+    con = Console(page)
+    base, client = served["server"].url, served["client"]
+    open_view(page, base, "rollout")
+    assert page.locator("#rollout-none").count() == 1  # none yet: says how to start one
+    assert [e for e in con.errors if "status of 404" not in e] == []  # the browser logs the API's 404 itself
+    con.errors.clear()
+    older = sorted(b["version"] for b in client.get("/v1/admin/bundles").json()["bundles"])[-2]
+    r = client.post("/v1/admin/rollout/canary", json={"bundle": older, "plan": [50, 100], "step_min": "1h",
+                                                      "min_exposed": 5})
+    assert r.status_code == 200, r.text
+    try:
+        assert wait_for(lambda: client.get("/v1/admin/rollout").json()["here"]["challenger_loaded"] == older,
+                        timeout=60, interval=0.1)
+        arms = {client.get(f"/v1/users/u{i}/recommendations").json()["arm"] for i in range(40)}
+        assert arms == {"champion", "challenger"}
+        open_view(page, base, "rollout")
+        assert page.inner_text("#rollout-state") == "canary" and page.inner_text("#rollout-challenger") == older
+        assert "challenger share 50.0%" in page.inner_text("#rollout-share")
+        assert page.locator("#rollout-arms tbody tr").count() == 2
+        assert "waiting: step duration" in page.inner_text("#rollout-waiting")
+        assert page.locator('#rollout-decisions [data-action="start"]').count() == 1
+        no_junk(page)
+        screenshot(page, "rollout")
+        page.click("#rollout-abort")
+        page.wait_for_selector('#rollout-action-result:has-text("is aborted")')
+        page.wait_for_selector('#rollout-state:has-text("aborted")')
+        assert page.locator("#rollout-abort").count() == 0
+        assert "by api" in page.inner_text("#rollout-decisions")
+    finally:
+        client.post("/v1/admin/rollout/abort")
+    # a finished rollout with a decision of each kind (as the follower writes them): each says why
+    store = open_store(load_config(served["home"]).store_url())
+    try:
+        t = int(time.time())
+        done = store.start_rollout(Rollout(id=0, state="canary", revision=0, started=t, challenger=older,
+                                           champion="x", mode="canary", plan=(5, 50, 100), step_started=t,
+                                           params={"metric": "ctr"},
+                                           decisions=(RolloutDecision(t, 0, "operator", "start",
+                                                                      {"by": "cli", "mode": "canary",
+                                                                       "plan": [5, 50, 100]}),)))
+        done = store.update_rollout(done.id, revision=done.revision, changes={"step": 1}, decision=RolloutDecision(
+            t + 60, 0, "step_complete:non_inferior", "next_step",
+            {"test": {"diff": 0.01, "low": -0.001, "high": 0.02}, "non_inferiority_bound": -0.005}))
+        store.update_rollout(done.id, revision=done.revision, changes={"state": "rolled_back", "ended": t + 120},
+                             decision=RolloutDecision(t + 120, 1, "guardrail:coverage", "roll_back",
+                                                      {"breaches": ["coverage"], "coverage": {
+                                                          "requests": 300, "champion_items": 200,
+                                                          "challenger_items": 40, "ratio": 0.2}}))
+    finally:
+        store.close()
+    open_view(page, base, "rollout")
+    assert page.inner_text("#rollout-state") == "rolled_back"
+    rows = page.locator("#rollout-decisions tbody tr")
+    assert rows.count() == 3
+    newest, middle, oldest = (rows.nth(i).inner_text() for i in range(3))
+    assert "guardrail breached: coverage" in newest and "distinct items 40 vs 200 at 300 requests" in newest
+    assert "2/3 (50%)" in newest and "interval [-0.00100, 0.0200]" in middle and "bound -0.00500" in middle
+    assert "started by cli (canary, plan 5,50,100)" in oldest
+    assert page.locator("#rollout-promote").count() == 0
+    no_junk(page)
+    con.check("rollout")

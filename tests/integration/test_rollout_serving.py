@@ -5,6 +5,7 @@ Every wait is on a condition with a deadline (serve_harness)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -116,10 +117,14 @@ def test_shadow_changes_no_response_and_logs_no_impression(home: Path) -> None:
             r = c.post("/v1/admin/rollout/shadow", json={"bundle": challenger, "sample": 1.0})
             assert r.status_code == 200, r.text
             rid = r.json()["rollout"]["id"]
-            during = slates()
-            assert during == before  # not one byte of any slate changed
-            got = _until(lambda: (s := _status(c))["shadow"]["requests"] >= len(users) and s,
-                         what="shadow records of every request")
+
+            def shadowed() -> dict | None:
+                assert slates() == before  # not one byte of any slate changed, before or after the load
+                s = _status(c)
+                return s if s["here"]["challenger_loaded"] == challenger and s["shadow"]["requests"] >= len(users) \
+                    else None
+
+            got = _until(shadowed, what="the challenger loaded and shadow records of a round of requests")
             shadow = got["shadow"]
             assert shadow["errors"] == 0 and 0.0 <= shadow["overlap"] <= 1.0 and "wall" in shadow["challenger_ms"]
             c.post("/v1/admin/rollout/abort")
@@ -139,6 +144,7 @@ def _canary(home: Path, c: httpx.Client, challenger: str) -> int:
     r = c.post("/v1/admin/rollout/canary", json={"bundle": challenger, "plan": [50, 75, 100],
                                                  "step_min": "1s", "min_exposed": 20})
     assert r.status_code == 200, r.text
+    _until(lambda: _status(c)["here"]["challenger_loaded"] == challenger, what="the challenger built")
     return r.json()["rollout"]["id"]
 
 
@@ -200,5 +206,11 @@ def test_worse_challenger_is_rolled_back_and_restart_resumes(home: Path) -> None
             assert last["rule"] == "sequential:worse" and last["evidence"]["test"]["high"] < 0
             assert bundles.active_version(home) == champion
             assert c.get("/v1/users/r1/recommendations").json()["model_version"] == champion
+        # the impressions carry the arm: the A/B report reads the canary like any experiment
+        res = CliRunner().invoke(app, ["--home", str(home), "ab", "report", f"rollout-{rid}"])
+        assert res.exit_code == 0, res.output
+        rep = json.loads((home / "reports" / f"ab-rollout-{rid}.json").read_text(encoding="utf-8"))
+        assert set(rep["users"]) == {"champion", "challenger"} and min(rep["users"].values()) > 0
+        assert sum(rep["users"].values()) >= len(first)
     finally:
         server.stop()

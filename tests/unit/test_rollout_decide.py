@@ -54,3 +54,70 @@ def test_sample_ratio_mismatch_halts_and_a_fair_split_does_not() -> None:
     fair = {CHAMPION: _arm(100, new=205), CHALLENGER: _arm(100, new=195)}
     verdict, evidence = evaluate(r, fair, 0, now=1.0)
     assert verdict is None and evidence["srm"]["p_value"] > 0.5
+
+
+def _served(requests: int, catalog: int, *, k: int = 5, start: int = 0) -> Arm:
+    """An arm that served ``requests`` slates of k items cycling through ``catalog`` items."""
+    slates = [tuple(f"i{(start + r * k + j) % catalog}" for j in range(k)) for r in range(requests)]
+    return Arm(requests=requests, latency_ms=[5.0] * requests, users={f"u{i}" for i in range(30)},
+               values=np.zeros(30), slates=slates)
+
+
+def test_coverage_guardrail_compares_distinct_items_at_equal_requests() -> None:
+    r = _rollout()
+    params = {**PARAMS, "guardrails": {**PARAMS["guardrails"], "min_coverage_ratio": 0.5}}
+    r = Rollout(**{**r.__dict__, "params": params})
+    # champion: 1000 requests over 200 items; challenger: 100 requests over 40 items. At equal
+    # requests (100 of the champion's, spread over its window) the champion shows 200 distinct
+    # items against the challenger's 40: ratio 0.2 < 0.5
+    narrow = {CHAMPION: _served(1000, 200), CHALLENGER: _served(100, 40)}
+    verdict, evidence = evaluate(r, narrow, 0, now=1.0)
+    assert verdict is not None and (verdict.action, verdict.rule) == ("roll_back", "guardrail:coverage")
+    assert evidence["coverage"] == {"requests": 100, "champion_items": 200, "challenger_items": 40, "ratio": 0.2}
+    assert evidence["arms"][CHALLENGER]["distinct_items"] == 40
+    # the same challenger share but a catalog as wide: no breach, although the champion's 1000
+    # requests showed 5x more items in total than anything 100 requests can
+    wide = {CHAMPION: _served(1000, 200), CHALLENGER: _served(100, 200, start=3)}
+    verdict, evidence = evaluate(r, wide, 0, now=1.0)
+    assert verdict is None and evidence["coverage"]["ratio"] >= 0.5
+    # switched off with ratio 0; below min_requests not judged
+    off = Rollout(**{**r.__dict__, "params": {**params, "guardrails": {**params["guardrails"],
+                                                                        "min_coverage_ratio": 0.0}}})
+    assert evaluate(off, narrow, 0, now=1.0)[0] is None
+    few = {CHAMPION: _served(1000, 200), CHALLENGER: _served(49, 10)}
+    assert evaluate(r, few, 0, now=1.0)[0] is None
+
+
+def test_a_step_waiting_past_max_step_s_rolls_back() -> None:
+    # exposure reached, step duration passed, but the arms' metric leaves the interval wide:
+    # inconclusive -> waits; past max_step_s -> rolled back with the reason it was waiting for
+    rng = np.random.default_rng(1)
+    params = {**PARAMS, "step_s": 100, "max_step_s": 1000, "margin": 0.01}
+    r = Rollout(**{**_rollout().__dict__, "params": params})
+    arms = {CHAMPION: _arm(100), CHALLENGER: _arm(100)}
+    for a in arms.values():
+        a.values = rng.binomial(1, 0.1, 30).astype(float)
+    verdict, evidence = evaluate(r, arms, 0, now=500.0)
+    assert verdict is None and evidence["waiting"].startswith("inconclusive")
+    verdict, evidence = evaluate(r, arms, 0, now=1000.0)
+    assert verdict is not None and (verdict.action, verdict.rule) == ("roll_back", "step_timeout")
+    assert evidence["waiting"].startswith("inconclusive") and evidence["max_step_s"] == 1000
+    # no limit (0, and records from before the setting): it keeps waiting
+    r0 = Rollout(**{**r.__dict__, "params": {**params, "max_step_s": 0}})
+    assert evaluate(r0, arms, 0, now=10**9)[0] is None
+    few = {CHAMPION: _arm(100), CHALLENGER: _arm(5)}  # exposure never reached: also times out
+    verdict, evidence = evaluate(r, few, 0, now=2000.0)
+    assert verdict is not None and verdict.rule == "step_timeout" and evidence["waiting"] == "exposed users"
+
+
+def test_a_max_step_shorter_than_the_step_is_refused_before_anything_is_read(tmp_path) -> None:
+    import pytest
+
+    from winnow.core.config import WinnowConfig
+    from winnow.core.errors import RolloutError
+    from winnow.rollout import control
+
+    cfg = WinnowConfig.model_validate({"home": str(tmp_path), "rollout": {"max_step_s": 60}})
+    with pytest.raises(RolloutError, match="max_step_s 60.0 s is shorter than the step duration 1800.0 s") as err:
+        control.start(None, cfg, challenger="20260101T000000Z-aaaaaa", mode="canary")  # type: ignore[arg-type]
+    assert err.value.status == 422

@@ -46,6 +46,7 @@ SCHEMA_VERSION = 1
 VERSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 ACTIVE = "ACTIVE"
 HISTORY = "HISTORY"
+POINTER_LOCK = ".pointer.lock"  # flock held while ACTIVE / HISTORY are read-modified-written
 MANIFEST = "manifest.json"
 USER_IDS = "user_ids.json"
 ITEM_IDS = "item_ids.json"

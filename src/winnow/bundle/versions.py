@@ -2,7 +2,11 @@
 
 A bundle directory is built under ``.tmp-<version>`` and renamed into place only when complete,
 so a crash never leaves a half-written bundle visible; ACTIVE and HISTORY are replaced
-atomically (write temp, fsync, os.replace).
+atomically (a uniquely named temp file, fsync, os.replace), and ``activate`` / ``rollback`` read,
+modify and write them under an inter-process lock (``flock`` on ``bundles/.pointer.lock``), so
+concurrent activations from several processes (CLI, admin API workers, a rollout's promotion)
+leave ACTIVE equal to HISTORY's last line and lose no history line
+(tests/integration/test_bundle_pointer_lock.py).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from winnow.bundle.layout import (
     FORMAT,
     HISTORY,
     MANIFEST,
+    POINTER_LOCK,
     SCHEMA_VERSION,
     VERSION_RE,
     bundles_dir,
@@ -26,6 +32,7 @@ from winnow.bundle.layout import (
 )
 from winnow.bundle.manifest import BundleInfo, sha256_file, verify_bundle
 from winnow.core.errors import BundleError, UnknownIdError
+from winnow.core.files import exclusive
 from winnow.core.files import fsync_dir as _fsync_dir
 from winnow.core.files import write_atomic as _write_atomic
 
@@ -140,16 +147,28 @@ def activate(home: str | Path, version: str, *, verify: bool = True) -> BundleIn
     ACTIVE; BundleError if it is bad."""
     check_version(version)
     path = bundles_dir(home) / version
-    if verify:
+    if verify:  # outside the lock: checksumming a large bundle must not hold other activations
         verify_bundle(path)
     elif not (path / MANIFEST).is_file():
         raise BundleError(f"no bundle {version!r} at {path}")
+    with _pointer_lock(home):
+        _point(home, version)
+    return BundleInfo(version, path, json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+
+
+def _pointer_lock(home: str | Path) -> AbstractContextManager[None]:
+    root = bundles_dir(home)
+    root.mkdir(parents=True, exist_ok=True)
+    return exclusive(root / POINTER_LOCK)
+
+
+def _point(home: str | Path, version: str) -> None:
+    """Append ``version`` to HISTORY and make it ACTIVE (the caller holds the pointer lock)."""
     hist = _history(home)
     if not hist or hist[-1] != version:
         hist.append(version)
     _write_atomic(bundles_dir(home) / HISTORY, "\n".join(hist[-100:]) + "\n")
     _write_atomic(bundles_dir(home) / ACTIVE, version + "\n")
-    return BundleInfo(version, path, json.loads((path / MANIFEST).read_text(encoding="utf-8")))
 
 
 def previous_version(home: str | Path) -> str:
@@ -164,11 +183,19 @@ def previous_version(home: str | Path) -> str:
 
 
 def rollback(home: str | Path, *, verify: bool = True) -> BundleInfo:
-    """Activate the previously active version (and drop the current one from the history)."""
-    prev = previous_version(home)
-    current = active_version(home)
-    hist = [v for v in _history(home) if v != current]
-    while hist and hist[-1] != prev:
-        hist.pop()
-    _write_atomic(bundles_dir(home) / HISTORY, "\n".join(hist) + "\n")
-    return activate(home, prev, verify=verify)
+    """Activate the previously active version (and drop the current one from the history),
+    under the pointer lock: the previous version is read and written in one step."""
+    with _pointer_lock(home):
+        prev = previous_version(home)
+        path = bundles_dir(home) / prev
+        if verify:
+            verify_bundle(path)
+        elif not (path / MANIFEST).is_file():
+            raise BundleError(f"no bundle {prev!r} at {path}")
+        current = active_version(home)
+        hist = [v for v in _history(home) if v != current]
+        while hist and hist[-1] != prev:
+            hist.pop()
+        _write_atomic(bundles_dir(home) / HISTORY, "\n".join(hist) + "\n")
+        _point(home, prev)
+    return BundleInfo(prev, path, json.loads((path / MANIFEST).read_text(encoding="utf-8")))

@@ -65,15 +65,19 @@ def ope(policy: str = typer.Option("greedy", help="candidate policy: greedy | ep
 
 
 @ab_app.command("report")
-def ab_report(name: str = typer.Argument(..., help="experiment name from [[experiments]]"),
+def ab_report(name: str = typer.Argument(..., help="experiment name from [[experiments]], or rollout-<id> (a canary)"),
               out: Optional[Path] = typer.Option(None, help="PNG path (default <home>/reports/ab-NAME.png)"),
               pre_days: float = typer.Option(14.0, help="pre-period days for the CUPED covariates")) -> None:
-    """Per-variant metrics, differences with 95% CIs, p-values, SRM check; writes a PNG plot."""
+    """Per-variant metrics, differences with 95% CIs, p-values, SRM check; writes a PNG plot.
+    ``rollout-<id>``: a canary's arms (winnow.rollout.experiment: arm of each user's first
+    rollout request, the SRM split expected from the plan's steps)."""
     from winnow.evaluation.ab import experiment_frame, format_report, plot_report, report
+    from winnow.rollout.experiment import rollout_experiment, rollout_id
 
-    exp = config().experiment(name)
+    is_rollout = rollout_id(name) is not None
     with closing(store()) as st:
-        frame = experiment_frame(st, exp, pre_days=pre_days)
+        exp = rollout_experiment(st, name) if is_rollout else config().experiment(name)
+        frame = experiment_frame(st, exp, pre_days=pre_days, logged_only=is_rollout)
     rep = report(frame, exp)
     typer.echo(format_report(rep))
     png = plot_report(rep, out if out is not None else home() / "reports" / f"ab-{name}.png")

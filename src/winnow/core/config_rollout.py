@@ -26,6 +26,7 @@ class GuardrailConfig(_Section):
     max_fallback_rate_increase: float = Field(0.10, ge=0, le=1)  # requests with a fallback (cold_start aside)
     p99_ratio: float = Field(2.0, ge=1)      # challenger p99 may reach this x the champion's ...
     p99_floor_ms: float = Field(50.0, ge=0)  # ... or this, whichever is larger
+    min_coverage_ratio: float = Field(0.5, ge=0, le=1)  # challenger's distinct items served / champion's (0: off)
 
 
 class RolloutConfig(_Section):
@@ -36,6 +37,7 @@ class RolloutConfig(_Section):
     sample: float = Field(0.2, gt=0, le=1)  # shadow: share of requests the challenger also answers
     plan: list[int] = Field(default_factory=lambda: [1, 5, 25, 50, 100])  # canary: challenger % per step
     step_s: float = Field(1800.0, gt=0)  # a step lasts at least this long
+    max_step_s: float = Field(0.0, ge=0)  # a step still inconclusive this long after it began rolls back (0: no limit)
     min_exposed: int = Field(2000, ge=1)  # challenger users exposed before a step may end
     metric: Literal["ctr", "conversion_rate"] = "ctr"  # primary metric, per exposed user
     margin: float = Field(0.05, ge=0, lt=1)  # non-inferior: lower bound > -margin x champion mean
@@ -45,6 +47,7 @@ class RolloutConfig(_Section):
     srm_min_users: int = Field(100, ge=10)   # newly assigned users of a step before SRM is judged
     shadow_queue: int = Field(256, ge=1)  # shadow requests waiting; a full queue drops (counted)
     shadow_batch: int = Field(64, ge=1)   # shadow records written per store transaction
+    max_build_failures: int = Field(3, ge=1)  # a challenger that fails to build this often is rolled back
     guardrails: GuardrailConfig = GuardrailConfig()
 
     @field_validator("plan")

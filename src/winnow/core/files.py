@@ -1,10 +1,18 @@
 """Small files replaced atomically: write a temporary sibling, fsync it, rename it over the target,
-fsync the directory. A reader sees the old content or the new one, never a torn file; a crash
-leaves at most a stray ``.<name>.tmp`` that the next write replaces."""
+fsync the directory. A reader sees the old content or the new one, never a torn file. The
+temporary file has a unique name (``tempfile.mkstemp`` in the target's directory), so writers in
+several processes never share one; a crash leaves at most a stray ``.<name>.*.tmp``.
+
+Atomic replacement does not serialise read-modify-write sequences: ``exclusive`` is an
+inter-process lock (``fcntl.flock`` on a lock file) for that."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -19,10 +27,29 @@ def fsync_dir(path: Path) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically and durably."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the files replaced here are read by other users' tools
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing) for the block: excludes
+    other processes and other threads (each call opens its own descriptor). Not re-entrant:
+    a holder that enters again waits for itself."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

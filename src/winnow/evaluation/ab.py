@@ -187,12 +187,14 @@ def _event_frame(log: Any) -> pd.DataFrame:
                          "value": np.asarray(log.value, np.float64)})
 
 
-def experiment_frame(store: Store, experiment: ExperimentConfig, *, pre_days: float = 14.0) -> pd.DataFrame:
+def experiment_frame(store: Store, experiment: ExperimentConfig, *, pre_days: float = 14.0,
+                     logged_only: bool = False) -> pd.DataFrame:
     """Per-user metrics of ``experiment`` from the store, with pre-period covariates.
 
     Exposed users: those with an impression in [start, end); their variant is the one the
-    service logged in the impression's ``context["experiments"][name]`` when present, else the
-    hash assignment. ``shown`` counts the items served to them. Events in [start, end) give
+    service logged in the impression's ``context["experiments"][name]`` (their first) when
+    present, else the hash assignment; with ``logged_only`` impressions that logged no variant
+    are left out (a rollout's, winnow.rollout.experiment). ``shown`` counts the items served to them. Events in [start, end) give
     the metrics; events in [start - pre_days, start) give ``pre_<metric>`` (CUPED covariates).
     Without any impression in the window, users with events there count as exposed (shown NaN).
     """
@@ -204,11 +206,13 @@ def experiment_frame(store: Store, experiment: ExperimentConfig, *, pre_days: fl
         if end is not None and imp["timestamp"] >= end:
             continue
         uid = str(imp["user_id"])
-        shown[uid] = shown.get(uid, 0.0) + len(imp["items"])
         logged = ((imp.get("context") or {}).get("experiments") or {}).get(experiment.name)
+        if logged_only and not logged:
+            continue
+        shown[uid] = shown.get(uid, 0.0) + len(imp["items"])
         variant.setdefault(uid, str(logged) if logged else assign(uid, experiment))
     events = _event_frame(store.read_events(since=start, until=end))
-    if not shown:
+    if not shown and not logged_only:
         users = sorted(set(events["user_id"]))
         exposures = pd.DataFrame({"user_id": users, "variant": [assign(u, experiment) for u in users],
                                   "shown": np.nan})

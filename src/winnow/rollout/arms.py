@@ -37,6 +37,7 @@ class Arm:
     users: set[str] = field(default_factory=set)
     new_in_step: int = 0  # users whose first request fell in the current step (SRM)
     values: np.ndarray = field(default_factory=lambda: np.empty(0))  # primary metric per user
+    slates: list[tuple[str, ...]] = field(default_factory=list)  # item ids served, per request, in time order
 
     def rates(self) -> dict[str, Any]:
         n = self.requests
@@ -45,6 +46,7 @@ class Arm:
                 "error_rate": self.errors / n if n else None, "empty_rate": self.empty / n if n else None,
                 "fallback_rate": self.fallback / n if n else None,
                 "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+                "distinct_items": len({i for slate in self.slates for i in slate}),
                 "metric_users": int(len(self.values)),
                 "metric_mean": float(self.values.mean()) if len(self.values) else None}
 
@@ -70,6 +72,7 @@ def collect(store: Store, r: Rollout, *, click_events: tuple[str, ...] = ("click
         if ro.get("ms") is not None:
             a.latency_ms.append(float(ro["ms"]))
         a.users.add(uid)
+        a.slates.append(tuple(str(it["item_id"]) for it in imp["items"]))
         first_seen.setdefault(uid, (int(imp["timestamp"]), arm))
         user_arms.setdefault(uid, set()).add(arm)
         shown[(uid, arm)] = shown.get((uid, arm), 0.0) + len(imp["items"])

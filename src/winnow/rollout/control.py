@@ -87,10 +87,14 @@ def start(store: Store, config: WinnowConfig, *, challenger: str, mode: str, sam
     min_exposed = rc.min_exposed if min_exposed is None else int(min_exposed)
     if min_exposed < 1:
         raise RolloutError(f"min_exposed {min_exposed} must be at least 1", status=422)
+    if rc.max_step_s and rc.max_step_s < step_s:
+        raise RolloutError(f"[rollout] max_step_s {rc.max_step_s} s is shorter than the step duration {step_s} s: "
+                           "no step could end; raise it (or 0 for no limit)", status=422)
     champion = _check_challenger(config.home, challenger)
     t = int(time.time() if now is None else now)
     params = {"sample": sample, "step_s": step_s, "min_exposed": min_exposed, "salt": secrets.token_hex(8),
-              **rc.model_dump(include={"metric", "margin", "alpha", "tau", "srm_p", "srm_min_users", "check_s"}),
+              **rc.model_dump(include={"metric", "margin", "alpha", "tau", "srm_p", "srm_min_users", "check_s",
+                                         "max_build_failures", "max_step_s"}),
               "guardrails": rc.guardrails.model_dump()}
     first = RolloutDecision(t, 0, "operator", "start", {"by": by, "mode": mode, "plan": list(steps)})
     return store.start_rollout(Rollout(id=0, state=mode, revision=0, started=t, challenger=challenger,

@@ -1,16 +1,25 @@
 """A canary's decisions, from each arm's measurements (winnow.rollout.arms), in this order:
 
 1. guardrails (once the challenger served ``guardrails.min_requests``): its error, empty-slate or
-   fallback rate above the champion's by more than the allowed increase, or its p99 latency
-   above max(champion p99 x ``p99_ratio``, ``p99_floor_ms``) -> ``roll_back`` at once;
-2. sample-ratio mismatch: users newly assigned in this step per arm against the step's share
-   (scipy.stats.chisquare; expected counts >= 5 and >= ``srm_min_users`` users) with
-   p < ``srm_p`` -> ``halt`` (assignment or logging is broken: no verdict can be trusted);
+   fallback rate above the champion's by more than the allowed increase, its p99 latency
+   above max(champion p99 x ``p99_ratio``, ``p99_floor_ms``), or its catalog coverage below
+   ``min_coverage_ratio`` x the champion's -> ``roll_back`` at once. Coverage = distinct items
+   served over the rollout's window at EQUAL request counts (the arms' shares differ, and
+   distinct items grow with requests): all n challenger requests against n of the champion's
+   spread evenly over its window (``coverage``);
+2. sample-ratio mismatch: users newly assigned in this step per arm against the step's share,
+   by the always-valid sequential multinomial test (winnow.rollout.sequential.srm_test; judged
+   once the step has ``srm_min_users`` users), always-valid p < ``srm_p`` -> ``halt`` (assignment
+   or logging is broken: no verdict can be trusted). Valid however often it is checked; each step
+   is its own test (its own users), so a rollout of s steps halts by chance with probability
+   at most s x ``srm_p``;
 3. the primary metric by the always-valid mSPRT (winnow.rollout.sequential): the interval of
    challenger - champion entirely below 0 -> ``roll_back`` (significantly worse);
 4. at the end of a step (``step_s`` elapsed and ``min_exposed`` challenger users): the interval's
    lower bound above -``margin`` x champion mean (non-inferior) -> ``next_step`` (the step that
-   reaches 100% promotes); otherwise the step waits for more evidence.
+   reaches 100% promotes); otherwise the step waits for more evidence;
+5. a step still waiting ``max_step_s`` after it began (when set) -> ``roll_back``
+   (``step_timeout``: the challenger could not be shown non-inferior in the time allowed).
 
 ``evaluate`` returns (verdict or None, evidence); the evidence is stored with the decision and
 shown by ``winnow rollout status``.
@@ -22,12 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from winnow.data.rollouts import Rollout
 from winnow.rollout.arms import Arm
 from winnow.rollout.assign import CHALLENGER, CHAMPION
-from winnow.rollout.sequential import msprt
+from winnow.rollout.sequential import msprt, srm_test
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,8 @@ class Verdict:
     rule: str
 
 
-def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any]) -> list[str]:
+def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any],
+                cover: dict[str, Any] | None) -> list[str]:
     g = r.params.get("guardrails", {})
     if chall["requests"] < g.get("min_requests", 50):
         return []
@@ -49,21 +58,33 @@ def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any]) -> lis
         allowed = max((champ["p99_ms"] or 0.0) * g.get("p99_ratio", 2.0), g.get("p99_floor_ms", 50.0))
         if chall["p99_ms"] > allowed:
             breaches.append("p99_ms")
+    if cover is not None and cover["ratio"] is not None and cover["ratio"] < g.get("min_coverage_ratio", 0.0):
+        breaches.append("coverage")
     return breaches
 
 
-def srm(r: Rollout, arms: dict[str, Arm]) -> dict[str, Any] | None:
-    """Chi-square of this step's newly assigned users per arm against the step's share (None
-    when there are too few to judge, or one arm has the whole share)."""
-    share = r.share
-    counts = np.array([arms[CHAMPION].new_in_step, arms[CHALLENGER].new_in_step], np.float64)
-    total = counts.sum()
-    expected = np.array([1.0 - share, share]) * total
-    if not 0.0 < share < 1.0 or total < r.params.get("srm_min_users", 100) or expected.min() < 5:
+def coverage(arms: dict[str, Arm]) -> dict[str, Any] | None:
+    """Distinct items each arm served at equal request counts: the challenger's n requests and n
+    of the champion's, taken evenly over its window (deterministic); ratio challenger / champion
+    (None when the champion served no item). None when an arm served no request."""
+    champ, chall = arms[CHAMPION].slates, arms[CHALLENGER].slates
+    n = min(len(champ), len(chall))
+    if n == 0:
         return None
-    res = stats.chisquare(counts, expected)
-    return {"observed": counts.astype(int).tolist(), "expected": expected.tolist(), "chi2": float(res.statistic),
-            "p_value": float(res.pvalue)}
+    pick = np.unique(np.linspace(0, len(champ) - 1, n).round().astype(np.int64))
+    ch = len({i for k in pick for i in champ[k]})
+    cl = len({i for slate in chall[:n] for i in slate})
+    return {"requests": n, "champion_items": ch, "challenger_items": cl, "ratio": cl / ch if ch else None}
+
+
+def srm(r: Rollout, arms: dict[str, Arm]) -> dict[str, Any] | None:
+    """The sequential SRM test of this step's newly assigned users per arm against the step's
+    share (None when there are too few to judge, or one arm has the whole share)."""
+    share = r.share
+    counts = [arms[CHAMPION].new_in_step, arms[CHALLENGER].new_in_step]
+    if not 0.0 < share < 1.0 or sum(counts) < r.params.get("srm_min_users", 100):
+        return None
+    return {"test": "sequential_multinomial", **srm_test(counts, [1.0 - share, share]).to_dict()}
 
 
 def evaluate(r: Rollout, arms: dict[str, Arm], switched: int, *, now: float) -> tuple[Verdict | None, dict[str, Any]]:
@@ -71,7 +92,9 @@ def evaluate(r: Rollout, arms: dict[str, Arm], switched: int, *, now: float) -> 
     champ, chall = arms[CHAMPION].rates(), arms[CHALLENGER].rates()
     evidence: dict[str, Any] = {"share": r.share, "step": r.step, "arms": {CHAMPION: champ, CHALLENGER: chall},
                                 "switched_users": switched}
-    breaches = _guardrails(r, champ, chall)
+    cover = coverage(arms)
+    evidence["coverage"] = cover
+    breaches = _guardrails(r, champ, chall, cover)
     if breaches:
         evidence["breaches"] = breaches
         return Verdict("roll_back", "guardrail:" + ",".join(breaches)), evidence
@@ -89,13 +112,16 @@ def evaluate(r: Rollout, arms: dict[str, Arm], switched: int, *, now: float) -> 
     evidence["step_elapsed_s"] = elapsed
     if elapsed < r.params.get("step_s", 0) or exposed < r.params.get("min_exposed", 1):
         evidence["waiting"] = "step duration" if elapsed < r.params.get("step_s", 0) else "exposed users"
-        return None, evidence
-    if test is None:
+    elif test is None:
         evidence["waiting"] = "too few users with a metric in an arm"
-        return None, evidence
-    bound = -r.params.get("margin", 0.05) * test.mean_control
-    evidence["non_inferiority_bound"] = bound
-    if test.low > bound:
-        return Verdict("next_step", "step_complete:non_inferior"), evidence
-    evidence["waiting"] = "inconclusive: interval's lower bound below the non-inferiority bound"
+    else:
+        bound = -r.params.get("margin", 0.05) * test.mean_control
+        evidence["non_inferiority_bound"] = bound
+        if test.low > bound:
+            return Verdict("next_step", "step_complete:non_inferior"), evidence
+        evidence["waiting"] = "inconclusive: interval's lower bound below the non-inferiority bound"
+    limit = float(r.params.get("max_step_s") or 0.0)
+    if limit and elapsed >= limit:
+        evidence["max_step_s"] = limit
+        return Verdict("roll_back", "step_timeout"), evidence
     return None, evidence

@@ -1,4 +1,5 @@
-"""The always-valid sequential test of a canary's primary metric: a two-sample mSPRT.
+"""The always-valid sequential tests of a canary: a two-sample mSPRT for its primary metric
+(``msprt``) and a sequential multinomial test for sample-ratio mismatch (``srm_test``).
 
 Mixture sequential probability ratio test with a normal mixing distribution, in the form of
 Johari, Koomen, Pekelis, Walsh, "Always Valid Inference: Continuous Monitoring of A/B Tests",
@@ -21,6 +22,20 @@ The always-valid p-value at a look is min(1, 1 / Lambda(0)). V uses the sample v
 (the paper's large-sample plug-in); ``tests/unit/test_rollout_sequential.py`` checks the false
 positive rate under A/A with a seeded simulator stays <= alpha over many runs with a look
 after every batch of users.
+
+Sample-ratio mismatch (``srm_test``): Lindon & Malek, "Anytime-Valid Inference for Multinomial
+Count Data", NeurIPS 2022 (arXiv:2011.03567). Users arrive one at a time and fall in arm i with
+probability theta0_i under H0 (the step's share). With a Dirichlet(a) mixture over the
+alternatives, a_i = ``SRM_PRIOR`` x theta0_i, the Bayes factor of counts x (n = sum x) is
+
+    BF_n = Gamma(A) / Gamma(A + n) * prod_i Gamma(a_i + x_i) / Gamma(a_i) / prod_i theta0_i^x_i,
+    A = sum_i a_i
+
+(scipy.special.gammaln), a non-negative martingale under H0 with mean 1, so by Ville's
+inequality P(BF_n >= 1/alpha at any n) <= alpha: the always-valid p-value min(1, 1/BF_n) may be
+checked after every user. It depends on the counts only, so a look at any time is the martingale
+at that n. A chi-square re-run on cumulative counts at every look is not valid (its false
+alarms grow with the number of looks); ``tests/unit/test_rollout_srm.py`` measures both.
 """
 
 from __future__ import annotations
@@ -30,9 +45,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 MIN_PER_ARM = 2
+SRM_PRIOR = 100.0  # Dirichlet concentration: a prior worth 100 users at the expected split
 
 
 @dataclass(frozen=True)
@@ -80,3 +96,37 @@ def msprt(control: np.ndarray, treatment: np.ndarray, *, alpha: float, tau: floa
     return SequentialResult(n_control=len(c), n_treatment=len(t), mean_control=float(c.mean()),
                             mean_treatment=float(t.mean()), diff=d, low=d - radius, high=d + radius,
                             log_lr=log_lr, p_value=float(min(1.0, math.exp(-log_lr))), alpha=alpha, tau=tau)
+
+
+@dataclass(frozen=True)
+class SrmResult:
+    """One look at the arms' assignment counts against the expected shares: the log Bayes factor
+    of the Dirichlet-multinomial mixture against H0 and the always-valid p-value min(1, 1/BF)."""
+
+    observed: list[int]
+    expected: list[float]
+    log_bf: float
+    p_value: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def srm_test(counts: np.ndarray | list[int], probs: np.ndarray | list[float], *,
+             prior: float = SRM_PRIOR) -> SrmResult:
+    """Sequential multinomial test of ``counts`` (users per arm so far) against ``probs`` (each
+    arm's expected share, summing to 1, all > 0); ValueError naming the bad input otherwise."""
+    x = np.asarray(counts, np.float64)
+    p = np.asarray(probs, np.float64)
+    if x.shape != p.shape or x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"srm_test: counts {x.tolist()} and shares {p.tolist()} must be two equal-length lists")
+    if (x < 0).any() or not np.isfinite(x).all():
+        raise ValueError(f"srm_test: counts {x.tolist()} must be non-negative")
+    if (p <= 0).any() or abs(float(p.sum()) - 1.0) > 1e-9:
+        raise ValueError(f"srm_test: shares {p.tolist()} must be positive and sum to 1")
+    a = prior * p
+    n = float(x.sum())
+    log_bf = float(special.gammaln(a.sum()) - special.gammaln(a.sum() + n)
+                   + (special.gammaln(a + x) - special.gammaln(a)).sum() - (x * np.log(p)).sum())
+    return SrmResult(observed=[int(v) for v in x], expected=(p * n).tolist(), log_bf=log_bf,
+                     p_value=float(min(1.0, math.exp(-log_bf))) if log_bf > -700 else 1.0)

@@ -5,8 +5,13 @@ reads the rollout record (winnow.data.rollouts) and makes this process match it:
 
 - a running rollout whose challenger is not loaded: the challenger's Runtime is built through
   the service's build path (``Service.build_challenger``: verify, load, pipeline, feature state
-  with the event catch-up) in this thread, never on the request path; a challenger that cannot
-  be built is rolled back with that error as the evidence;
+  with the event catch-up) in this thread, never on the request path (the admin routes only
+  ``wake`` it); a challenger the build refuses (BundleError, ConfigError) is rolled back with
+  that error as the evidence; any other build failure (MemoryError, OSError, a store or model
+  error) is recorded per rollout (``build_failures``) and retried next poll, and after
+  ``max_build_failures`` of them (the record's rule, ``[rollout]``) the rollout is rolled back
+  (``challenger_build_failed``, every error as evidence). No build error leaves ``refresh``:
+  neither ``Service()`` at start-up nor the poll loop fails on one;
 - ``current`` is one reference to a ``RolloutView`` (record + challenger runtime), replaced
   whole, so a request reads one consistent pair;
 - no running rollout: the challenger is dropped; a promoted challenger the service has not
@@ -15,7 +20,8 @@ reads the rollout record (winnow.data.rollouts) and makes this process match it:
 Every ``check_s`` a canary's decisions are evaluated from the store (winnow.rollout.decide) and
 applied with a compare-and-set (winnow.rollout.control.transition): all processes may evaluate,
 exactly one applies each decision. Assignment needs only the record (winnow.rollout.assign), so
-a restarted server resumes the same step with the same arms.
+a restarted server resumes the same step with the same arms. ``stop`` joins the thread (bounded)
+so the service closes its store only after the follower let go of it.
 """
 
 from __future__ import annotations
@@ -83,20 +89,38 @@ class RolloutFollower:
         self.latest: Rollout | None = None  # the latest record read (running or not)
         self.last_evidence: dict[str, Any] | None = None
         self._lock = threading.Lock()  # one refresh at a time (poll thread, admin routes)
+        self.build_failures: dict[int, list[str]] = {}  # rollout id -> errors of this process's failed builds
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by ``wake``: poll now instead of at the next poll_s
         self._last_check = 0.0
         self._thread = threading.Thread(target=self._loop, name="rollout-follower", daemon=True)
 
     def start(self) -> None:
+        """Follow the record once (building a running rollout's challenger) and start polling;
+        never raises for a challenger that fails to build (see module docstring)."""
         self.refresh()
         self._thread.start()
 
-    def stop(self) -> None:
+    def wake(self) -> None:
+        """Have the poll thread follow the store now (an admin route started or ended a rollout)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop polling and wait up to ``timeout`` s for the thread (a build in progress finishes
+        first); True when it has ended."""
         self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("rollout follower still running %.0f s after stop (a challenger build?)", timeout)
+            return False
+        return True
 
     # --- following the store -------------------------------------------------------------------
-    def refresh(self) -> Rollout | None:
-        """Read the record and make this process match it (see module docstring)."""
+    def refresh(self, *, build: bool = True) -> Rollout | None:
+        """Read the record and make this process match it (see module docstring). With
+        ``build=False`` a challenger not yet held is left for the poll thread to build."""
         with self._lock:
             try:
                 r = self.svc.store.rollout()
@@ -116,18 +140,46 @@ class RolloutFollower:
             if held is not None and held.runtime.version == r.challenger:
                 self.current = RolloutView(r, held.runtime)
                 return r
+            self.current = None  # a view of an earlier challenger (if any) is not this rollout's
+            if not build or self._stop.is_set():
+                return r
             try:
                 runtime = self.svc.build_challenger(r.challenger)
-            except (BundleError, ConfigError) as exc:
+            except (BundleError, ConfigError) as exc:  # the bundle itself is refused: retrying cannot help
                 log.error("rollout %d: challenger %s refused: %s", r.id, r.challenger, exc)
-                control.transition(self.svc.store, self.svc.config.home, r, action="roll_back",
-                                   rule="challenger_refused", evidence={"error": str(exc)})
-                self.current = None
-                self.svc.drop_challenger()
+                self._roll_back(r, "challenger_refused", {"error": str(exc)})
                 return r
+            except Exception as exc:  # MemoryError, OSError, any other error: maybe passing, retried
+                errors = self.build_failures.setdefault(r.id, [])
+                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                limit = int(r.params.get("max_build_failures", self.cfg.max_build_failures))
+                log.error("rollout %d: challenger %s failed to build (%d of %d): %s", r.id, r.challenger,
+                          len(errors), limit, errors[-1])
+                if len(errors) >= limit:
+                    self._roll_back(r, "challenger_build_failed", {"errors": list(errors), "attempts": len(errors)})
+                return r
+            self.build_failures.pop(r.id, None)
             self.current = RolloutView(r, runtime)
             log.warning("rollout %d: challenger %s loaded (%s)", r.id, r.challenger, r.state)
             return r
+
+    def here(self) -> dict[str, Any]:
+        """This process's side of the rollout: the challenger it holds and its failed builds."""
+        view = self.current
+        rid = self.latest.id if self.latest is not None else None
+        return {"challenger_loaded": view.runtime.version if view is not None else None,
+                "build_failures": list(self.build_failures.get(rid, [])) if rid is not None else []}
+
+    def _roll_back(self, r: Rollout, rule: str, evidence: dict[str, Any]) -> None:
+        """Roll ``r`` back (compare-and-set: another process may have done it first) and drop the
+        challenger; a store that refuses the write is logged (the next poll tries again)."""
+        self.current = None
+        self.svc.drop_challenger()
+        try:
+            control.transition(self.svc.store, self.svc.config.home, r, action="roll_back", rule=rule,
+                               evidence=evidence)
+        except Exception:  # StoreError and the like: the record stays running; the next poll retries
+            log.exception("rollout %d: roll-back (%s) not written", r.id, rule)
 
     def _gauges(self, r: Rollout | None) -> None:
         m = self.svc.metrics
@@ -136,7 +188,11 @@ class RolloutFollower:
             m.rollout_state.labels(state).set(1.0 if r is not None and r.state == state else 0.0)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.cfg.poll_s):
+        while not self._stop.is_set():
+            self._wake.wait(self.cfg.poll_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.refresh()
                 view = self.current

@@ -360,7 +360,7 @@ class Service:
         self._stop.set()
         if self.drift is not None:
             self.drift.close()  # bounded join: a refresh in progress ends before the store closes
-        self.rollout.stop()
+        self.rollout.stop()  # both join their thread (bounded) before the store below closes
         self.shadow.close()
         if self.item_stats is not None:
             self.item_stats.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,13 +25,14 @@ Job = Callable[[], dict[str, Any]]
 
 
 class ShadowWorker:
-    """Bounded queue + one thread; ``submit`` never blocks."""
+    """Bounded queue + one thread; ``submit`` never blocks; ``close`` is bounded."""
 
     def __init__(self, store: Store, metrics: Metrics, *, capacity: int, batch: int) -> None:
         self.store = store
         self.metrics = metrics
         self.batch = batch
         self._queue: queue.Queue[tuple[int, Job] | None] = queue.Queue(maxsize=capacity)
+        self._stopping = threading.Event()  # close() gave up waiting: drop the rest, write, end
         self._thread = threading.Thread(target=self._run, name="rollout-shadow", daemon=True)
         self._thread.start()
 
@@ -59,10 +61,18 @@ class ShadowWorker:
                 item = self._queue.get(timeout=0.2)
             except queue.Empty:
                 self._flush(pending)
+                if self._stopping.is_set():
+                    return
                 continue
             if item is None:
                 self._flush(pending)
                 return
+            if self._stopping.is_set():
+                self.metrics.rollout_shadow.labels("dropped").inc()
+                if self._queue.empty():
+                    self._flush(pending)
+                    return
+                continue
             rid, job = item
             try:
                 record = job()
@@ -73,20 +83,27 @@ class ShadowWorker:
             if sum(len(v) for v in pending.values()) >= self.batch or self._queue.empty():
                 self._flush(pending)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Finish queued jobs (up to ``timeout``) and write their records."""
+    def close(self, timeout: float = 5.0) -> bool:
+        """Finish queued jobs and write their records, waiting at most ``timeout`` s in all (the
+        store closes after this); True when the thread has ended. Jobs still queued when the
+        deadline passes are dropped (counted)."""
+        deadline = time.monotonic() + timeout
         try:
             self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            return
-        self._thread.join(timeout)
+        except queue.Full:  # a slow challenger: drop what waits, then stop
+            self._stopping.set()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            self._stopping.set()
+            log.warning("shadow worker still running %.0f s after close", timeout)
+            return False
+        return True
 
 
 def shadow_job(service: Any, view: Any, args: dict[str, Any], champion_ids: list[str],
                champion_scores: list[float]) -> Job:
     """The job comparing the challenger's slate for one request with the champion's
     (``args``: the keyword arguments the champion's ``Service.funnel`` ran with)."""
-    import time
 
     from winnow.rollout.compare import compare_slates
 

@@ -20,8 +20,9 @@ from winnow_client.errors import (
 )
 from winnow_client.models import (
     Activation, Bundle, Bundles, DriftStatus, Event, EventsResult, Filters, Health, Item, ItemDetails, ItemPatch,
-    Readiness, RecContext, RecItem, Recommendations, SimilarItem, SimilarItems, UserDetails, UserErased, UserErasure,
-    UserProfile, Written,
+    Readiness, RecContext, RecItem, Recommendations, Rollout, RolloutCanary, RolloutDecision, RolloutDue,
+    RolloutHere, RolloutNow, RolloutShadow, RolloutStatus, ShadowSummary, SimilarItem, SimilarItems, UserDetails,
+    UserErased, UserErasure, UserProfile, Written,
 )
 from winnow_client.retry import NO_RETRY, RetryPolicy
 from winnow_client.tracker import Tracker, TrackerOptions, TrackerStats
@@ -32,7 +33,8 @@ __all__ = [
     "Bundle", "Bundles", "Client", "ConflictError", "DriftStatus", "Event", "EventsResult", "FieldError", "Filters",
     "Health",
     "Item", "ItemDetails", "ItemPatch", "NotFoundError", "PayloadTooLargeError", "PermissionDeniedError",
-    "RateLimitedError", "Readiness", "ResponseFormatError", "RecContext", "RecItem", "Recommendations", "RetryPolicy", "ServerError",
+    "RateLimitedError", "Readiness", "ResponseFormatError", "RecContext", "RecItem", "Recommendations", "RetryPolicy", "Rollout", "RolloutCanary", "RolloutDecision",
+    "RolloutDue", "RolloutHere", "RolloutNow", "RolloutShadow", "RolloutStatus", "ServerError", "ShadowSummary",
     "SimilarItem", "SimilarItems", "TimeoutError", "Tracker", "TrackerOptions", "TrackerStats", "TransportError",
     "UnavailableError", "UserDetails", "UserErased", "UserErasure", "UserProfile", "ValidationError",
     "WinnowError", "Written",

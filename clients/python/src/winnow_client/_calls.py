@@ -19,8 +19,9 @@ from pydantic import BaseModel
 
 from winnow_client import errors
 from winnow_client.models import (
-    Activation, Bundles, DriftStatus, Event, EventsResult, Health, Item, ItemBatch, ItemDetails, ItemPatch, RecContext,
-    Readiness, Recommendations, SimilarItems, UserDetails, UserErasure, UserProfile, Written,
+    Activation, Bundles, DriftStatus, Event, EventsResult, Health, Item, ItemBatch, ItemDetails, ItemPatch,
+    Readiness, RecContext, Recommendations, RolloutCanary, RolloutShadow, RolloutStatus, SimilarItems, UserDetails,
+    UserErasure, UserProfile, Written,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -57,10 +58,16 @@ ACTIVATE = Route("POST", "/v1/admin/bundles/{version}/activate", Activation)
 ROLLBACK = Route("POST", "/v1/admin/bundles/rollback", Activation, repeatable=False)
 DRIFT = Route("GET", "/v1/admin/drift", DriftStatus)
 DRIFT_REFRESH = Route("POST", "/v1/admin/drift/refresh", DriftStatus)
+ROLLOUT = Route("GET", "/v1/admin/rollout", RolloutStatus)
+ROLLOUT_SHADOW = Route("POST", "/v1/admin/rollout/shadow", RolloutStatus, body=RolloutShadow, repeatable=False)
+ROLLOUT_CANARY = Route("POST", "/v1/admin/rollout/canary", RolloutStatus, body=RolloutCanary, repeatable=False)
+ROLLOUT_PROMOTE = Route("POST", "/v1/admin/rollout/promote", RolloutStatus, repeatable=False)
+ROLLOUT_ABORT = Route("POST", "/v1/admin/rollout/abort", RolloutStatus, repeatable=False)
 HEALTH = Route("GET", "/healthz", Health)
 READY = Route("GET", "/readyz", Readiness)
 ROUTES = (EVENTS, ITEMS, ITEM, ITEM_PATCH, SIMILAR, USER_PUT, USER_GET, USER_DELETE, RECS_GET, RECS_POST,
-          BUNDLES, ACTIVATE, ROLLBACK, DRIFT, DRIFT_REFRESH, HEALTH, READY)
+          BUNDLES, ACTIVATE, ROLLBACK, DRIFT, DRIFT_REFRESH, ROLLOUT, ROLLOUT_SHADOW, ROLLOUT_CANARY, ROLLOUT_PROMOTE, ROLLOUT_ABORT,
+          HEALTH, READY)
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,31 @@ def drift() -> Call[DriftStatus]:
 
 def refresh_drift() -> Call[DriftStatus]:
     return _call(DRIFT_REFRESH, DriftStatus)
+
+
+def rollout() -> Call[RolloutStatus]:
+    return _call(ROLLOUT, RolloutStatus)
+
+
+def start_shadow(bundle: str, sample: Optional[float]) -> Call[RolloutStatus]:
+    """Checked here (RolloutShadow: pydantic ValidationError before any network call)."""
+    body = RolloutShadow(bundle=bundle, sample=sample)
+    return _call(ROLLOUT_SHADOW, RolloutStatus, json=body.model_dump(mode="json", exclude_none=True))
+
+
+def start_canary(bundle: str, *, plan: Optional[Sequence[int]], step_min: Union[str, float, None],
+                 min_exposed: Optional[int]) -> Call[RolloutStatus]:
+    body = RolloutCanary(bundle=bundle, plan=list(plan) if plan is not None else None, step_min=step_min,
+                         min_exposed=min_exposed)
+    return _call(ROLLOUT_CANARY, RolloutStatus, json=body.model_dump(mode="json", exclude_none=True))
+
+
+def promote_rollout() -> Call[RolloutStatus]:
+    return _call(ROLLOUT_PROMOTE, RolloutStatus)
+
+
+def abort_rollout() -> Call[RolloutStatus]:
+    return _call(ROLLOUT_ABORT, RolloutStatus)
 
 
 def health() -> Call[Health]:

@@ -15,7 +15,7 @@ from winnow_client._calls import M, Call, EventLike, Timeout
 from winnow_client.async_tracker import AsyncTracker
 from winnow_client.models import (
     Activation, Bundles, DriftStatus, EventsResult, Health, Item, ItemDetails, ItemPatch, Readiness, RecContext,
-    Recommendations, SimilarItems, UserDetails, UserErasure, UserProfile, Written,
+    Recommendations, RolloutStatus, SimilarItems, UserDetails, UserErasure, UserProfile, Written,
 )
 from winnow_client.retry import RetryPolicy
 from winnow_client.tracker import TrackerOptions
@@ -132,6 +132,33 @@ class AsyncClient:
     async def refresh_drift(self, *, timeout: Timeout = _UNSET) -> DriftStatus:
         """Recompute the live drift comparison now (in the worker that answers)."""
         return await self.send(calls.refresh_drift(), timeout=timeout)
+
+    # --- rollouts (admin scope; docs/ROLLOUT.md) ---------------------------------------------------
+    async def rollout(self, *, timeout: Timeout = _UNSET) -> RolloutStatus:
+        """The running (else latest) rollout: state, arms, every decision; NotFoundError if none."""
+        return await self.send(calls.rollout(), timeout=timeout)
+
+    async def start_shadow(self, bundle: str, *, sample: Optional[float] = None,
+                           timeout: Timeout = _UNSET) -> RolloutStatus:
+        """Shadow ``bundle``: it also answers a ``sample`` of requests, off the response path.
+        ConflictError when a rollout runs or the bundle is corrupt; NotFoundError when unknown."""
+        return await self.send(calls.start_shadow(bundle, sample), timeout=timeout)
+
+    async def start_canary(self, bundle: str, *, plan: Optional[Sequence[int]] = None,
+                           step_min: Union[str, float, None] = None, min_exposed: Optional[int] = None,
+                           timeout: Timeout = _UNSET) -> RolloutStatus:
+        """Canary ``bundle`` (users move to it step by step; decisions are automatic). A bad plan:
+        ValidationError; a rollout running: ConflictError."""
+        return await self.send(calls.start_canary(bundle, plan=plan, step_min=step_min, min_exposed=min_exposed),
+                               timeout=timeout)
+
+    async def promote_rollout(self, *, timeout: Timeout = _UNSET) -> RolloutStatus:
+        """Promote the running rollout's challenger (it becomes ACTIVE); NotFoundError if none runs."""
+        return await self.send(calls.promote_rollout(), timeout=timeout)
+
+    async def abort_rollout(self, *, timeout: Timeout = _UNSET) -> RolloutStatus:
+        """Abort the running rollout (challenger share -> 0); NotFoundError if none runs."""
+        return await self.send(calls.abort_rollout(), timeout=timeout)
 
     async def health(self, *, timeout: Timeout = _UNSET) -> Health:
         return await self.send(calls.health(), timeout=timeout)

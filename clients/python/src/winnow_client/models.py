@@ -269,8 +269,114 @@ class DriftStatus(_Response):
     history: list[dict[str, Any]]
 
 
+# --- rollouts (/v1/admin/rollout) ----------------------------------------------------------------
+class RolloutShadow(_Request):
+    """Start a shadow: ``bundle`` answers a ``sample`` of requests off the response path
+    (default: the server's ``[rollout] sample``)."""
+
+    server_schema: ClassVar[str] = "ShadowIn"
+    bundle: str = Field(min_length=1, max_length=64)
+    sample: Optional[float] = Field(None, gt=0, le=1)
+
+
+class RolloutCanary(_Request):
+    """Start a canary: ``plan`` the challenger's percent of users per step (increasing, ending at
+    100), ``step_min`` each step's minimum duration ("30m", "90s", "2h" or minutes),
+    ``min_exposed`` challenger users before a step may end (defaults: the server's ``[rollout]``)."""
+
+    server_schema: ClassVar[str] = "CanaryIn"
+    bundle: str = Field(min_length=1, max_length=64)
+    plan: Optional[list[int]] = None
+    step_min: Union[str, float, None] = None
+    min_exposed: Optional[int] = Field(None, ge=1)
+
+
+class RolloutDecision(_Response):
+    """One decision: unix time ``at``, plan ``step`` (0-based), the ``rule`` that fired, the
+    ``action`` taken (start, next_step, promote, roll_back, halt, abort) and its evidence."""
+
+    server_schema: ClassVar[str] = "RolloutDecisionOut"
+    at: int
+    step: int
+    rule: str
+    action: str
+    evidence: dict[str, Any]
+
+
+class Rollout(_Response):
+    """The rollout record: ``state`` shadow | canary (running) or promoted | rolled_back |
+    aborted | halted; ``share`` the challenger's share of users now (0..1)."""
+
+    server_schema: ClassVar[str] = "RolloutOut"
+    id: int
+    state: str
+    revision: int
+    started: int
+    challenger: str
+    champion: Optional[str]
+    mode: str
+    plan: list[int]
+    step: int
+    step_started: int
+    ended: Optional[int]
+    params: dict[str, Any]
+    decisions: list[RolloutDecision]
+    share: float
+    running: bool
+
+
+class ShadowSummary(_Response):
+    """A shadow's comparison with the champion: means of overlap@k, rank-biased overlap and the
+    one-sided shares; the challenger's latency p50/p99 per stage (ms); score means."""
+
+    server_schema: ClassVar[str] = "ShadowSummaryOut"
+    requests: int
+    errors: int
+    error_rate: Optional[float]
+    overlap: Optional[float]
+    rbo: Optional[float]
+    only_champion: Optional[float]
+    only_challenger: Optional[float]
+    challenger_ms: dict[str, dict[str, float]]
+    champion_scores: dict[str, Optional[float]]
+    challenger_scores: dict[str, Optional[float]]
+
+
+class RolloutDue(_Response):
+    server_schema: ClassVar[str] = "RolloutDueOut"
+    action: str
+    rule: str
+
+
+class RolloutNow(_Response):
+    """A canary measured now: the decision due (None: none) and its evidence."""
+
+    server_schema: ClassVar[str] = "RolloutNowOut"
+    due: Optional[RolloutDue]
+    evidence: dict[str, Any]
+
+
+class RolloutHere(_Response):
+    """The answering server process: the challenger it holds, its failed builds."""
+
+    server_schema: ClassVar[str] = "RolloutHereOut"
+    challenger_loaded: Optional[str]
+    build_failures: list[str]
+
+
+class RolloutStatus(_Response):
+    """What every rollout call answers: the record, a shadow's summary or a canary's now."""
+
+    server_schema: ClassVar[str] = "RolloutStatusOut"
+    rollout: Rollout
+    shadow: Optional[ShadowSummary] = None
+    now: Optional[RolloutNow] = None
+    here: RolloutHere
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     Event, EventsResult, Item, ItemBatch, ItemPatch, ItemDetails, UserProfile, UserDetails, Written,
     UserErased, UserErasure, Filters, RecContext, RecItem, Recommendations, SimilarItem, SimilarItems,
-    Bundle, Bundles, Activation, DriftStatus, Health, Readiness)
+    Bundle, Bundles, Activation, DriftStatus, Health, Readiness, RolloutShadow, RolloutCanary, RolloutDecision,
+    Rollout, ShadowSummary, RolloutDue, RolloutNow, RolloutHere, RolloutStatus)
 """Every model mirroring a server schema (the drift test walks these)."""

@@ -1,13 +1,14 @@
-// Hash router: #/overview, #/user/<id>, #/item/<id>, #/models, #/experiments, #/drift.
+// Hash router: #/overview, #/user/<id>, #/item/<id>, #/models, #/rollout, #/experiments, #/drift.
 import { api, errorBox, getKey, h, setKey } from "./lib.js";
 import * as overview from "./pages/overview.js";
 import * as user from "./pages/user.js";
 import * as item from "./pages/item.js";
 import * as models from "./pages/models.js";
+import * as rollout from "./pages/rollout.js";
 import * as experiments from "./pages/experiments.js";
 import * as drift from "./pages/drift.js";
 
-const PAGES = { overview, user, item, models, experiments, drift };
+const PAGES = { overview, user, item, models, rollout, experiments, drift };
 const view = document.getElementById("view");
 let current = null;
 

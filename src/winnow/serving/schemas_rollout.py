@@ -1,0 +1,100 @@
+"""Typed answers and bodies of the rollout admin routes (/v1/admin/rollout, routes_rollout.py).
+
+The answer is ``winnow.rollout.report.report`` (the record with every decision, a shadow's
+comparison summary or a canary's measurements now) plus this process's side (``here``). The
+evidence of a decision keeps its free form (each rule records what it used: arms, interval,
+SRM, breaches); everything around it is typed, and the Python client mirrors these models
+(clients/python, checked against /openapi.json by tests/client/test_openapi_drift.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ShadowIn(BaseModel):
+    bundle: str = Field(min_length=1, max_length=64)
+    sample: float | None = Field(None, gt=0, le=1)  # share of requests the challenger also answers
+
+
+class CanaryIn(BaseModel):
+    bundle: str = Field(min_length=1, max_length=64)
+    plan: list[int] | None = None  # challenger percent per step, increasing, ending at 100
+    step_min: str | float | None = None  # "30m", "90s", "2h" or minutes
+    min_exposed: int | None = Field(None, ge=1)
+
+
+class RolloutDecisionOut(BaseModel):
+    """One decision: unix time, plan step (0-based), rule that fired, action taken, evidence."""
+
+    at: int
+    step: int
+    rule: str
+    action: str
+    evidence: dict[str, Any]
+
+
+class RolloutOut(BaseModel):
+    """The rollout record (winnow.data.rollouts.Rollout) with its share now and running flag."""
+
+    id: int
+    state: str
+    revision: int
+    started: int
+    challenger: str
+    champion: str | None
+    mode: str
+    plan: list[int]
+    step: int
+    step_started: int
+    ended: int | None
+    params: dict[str, Any]
+    decisions: list[RolloutDecisionOut]
+    share: float
+    running: bool
+
+
+class ShadowSummaryOut(BaseModel):
+    """A shadow's records aggregated (winnow.rollout.compare.summarise): means of overlap@k, RBO
+    and the one-sided shares; challenger latency p50/p99 per stage (ms); score means."""
+
+    requests: int
+    errors: int
+    error_rate: float | None
+    overlap: float | None
+    rbo: float | None
+    only_champion: float | None
+    only_challenger: float | None
+    challenger_ms: dict[str, dict[str, float]]
+    champion_scores: dict[str, float | None]
+    challenger_scores: dict[str, float | None]
+
+
+class RolloutDueOut(BaseModel):
+    action: str
+    rule: str
+
+
+class RolloutNowOut(BaseModel):
+    """A canary measured now: the decision due (None: none) and its evidence (arms' rates and
+    metric, the sequential test's interval, SRM, what the step waits for)."""
+
+    due: RolloutDueOut | None
+    evidence: dict[str, Any]
+
+
+class RolloutHereOut(BaseModel):
+    """The answering process's side: the challenger version it holds (None: not built yet or no
+    rollout running) and the errors of its failed challenger builds for this rollout."""
+
+    challenger_loaded: str | None
+    build_failures: list[str]
+
+
+class RolloutStatusOut(BaseModel):
+    rollout: RolloutOut
+    shadow: ShadowSummaryOut | None = None  # a shadow rollout
+    now: RolloutNowOut | None = None  # a canary
+    here: RolloutHereOut
