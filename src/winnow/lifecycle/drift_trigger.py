@@ -47,7 +47,8 @@ class DriftWatch:
         kinds = [k for k in ("data", "concept") if rep[f"{k}_drift"] and lc.drift_trigger in (k, "any")]
         self.last = {"bundle": rep["bundle"], "live_events": rep["live"]["events"],
                      "data_drift": rep["data_drift"], "concept_drift": rep["concept_drift"],
-                     "drifted": {k: [r["name"] for r in rep[k] if r["drifted"]] for k in ("data", "concept")}}
+                     "drifted": {k: [r["name"] for r in rep[k] if r["drifted"]] for k in ("data", "concept")},
+                     "concept_note": rep["concept_note"]}
         if not kinds or rep["live"]["events"] < lc.drift_min_events:
             return None
         rows = [f"{r['name']} {r['statistic']} {r['value']:.3f} > {r['threshold']}"
