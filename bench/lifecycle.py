@@ -22,12 +22,15 @@ Strategies, each on its own home and store from the same seed:
 
 Every strategy runs one cycle at the end of round ``--burnin - 1`` (the bundle of the organic
 pre-launch log has never seen served traffic); they diverge after it. The gate is the product's
-(`[lifecycle.gate]` defaults) except ``max_relative_drop`` (``--max-drop``, default 0.05 as shipped).
+(`[lifecycle.gate]` defaults) except ``holdout_days`` = 2 (rounds are days) and
+``max_relative_drop`` (``--max-drop``, default 0.05 as shipped).
 
-Reported per strategy: engagement (clicks per user per round) before the shift, its trough and the
-mean of the last 5 rounds (recovered share = last-5 / pre-shift), rounds from the shift to the
-first cycle that started after it, which kind of drift was flagged, each cycle's trigger, gate
-verdict and wall seconds, and false alarms (drift triggers before the shift).
+Reported per strategy: engagement (clicks per user per round, simulated truth) over the 5 rounds
+before the shift, its trough after it, its post-shift mean (and as a multiple of "never"'s), the
+mean of the last 5 rounds (recovered share = that / pre-shift); rounds from the shift to the first
+drift trigger that fired (with the kinds flagged then) and to the first flag of each kind; false
+alarms (triggers fired before the shift); the first cycle after the shift; every cycle's trigger,
+gate verdict and reasons, hand-off, wall seconds and per-stage seconds.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from winnow.training.job import train  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DAY = 86_400
 T0 = 1_700_000_000
+STRATEGIES = ("never", "schedule", "drift_any", "drift_data", "drift_concept")
 TOML = """
 [ranker]
 enabled = false
@@ -263,6 +267,9 @@ def main() -> None:
     args = ap.parse_args()
     if not 0 < args.burnin <= args.shift < args.rounds:
         ap.error(f"need 0 < --burnin ({args.burnin}) <= --shift ({args.shift}) < --rounds ({args.rounds})")
+    unknown = set(args.strategies.split(",")) - set(STRATEGIES)
+    if unknown:
+        ap.error(f"--strategies: unknown {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
     results, seconds = {}, {}
     for s in args.strategies.split(","):
         t0 = time.perf_counter()
