@@ -117,3 +117,19 @@ def test_active_does_not_move_by_hand_while_a_rollout_runs(tmp_path: Path) -> No
     res = _winnow(tmp_path, "bundles", "activate", challenger)
     assert res.returncode == 0, res.stderr
     assert bundles.active_version(tmp_path) == challenger
+
+
+def test_a_bundle_the_gate_failed_is_refused_unless_forced(home: Path) -> None:
+    before = bundles.active_version(home)
+    assert _cli(home, "train", "--no-activate").exit_code == 0
+    failed = bundles.list_bundles(home)[-1].version
+    bundles.label_bundle(home, failed, {"gate": "failed", "reasons": ["ndcg@20 floor: 0.002 < 0.01"],
+                                        "cycle": "c-test", "served": False})
+    res = _winnow(home, "bundles", "activate", failed)
+    assert res.returncode == 2, res.stderr
+    assert "failed the autopilot's gate" in res.stderr and "ndcg@20 floor" in res.stderr
+    assert "--force" in res.stderr and bundles.active_version(home) == before
+    res = _winnow(home, "bundles", "activate", failed, "--force")
+    assert res.returncode == 0, res.stderr
+    assert bundles.active_version(home) == failed
+    bundles.activate(home, before)  # the module's home, as the other tests found it

@@ -33,6 +33,7 @@ from winnow.bundle.read import (
 from winnow.bundle.versions import (
     activate,
     active_version,
+    bundle_label,
     bundle_path,
     label_bundle,
     list_bundles,
@@ -45,7 +46,7 @@ from winnow.bundle.write import BundleContents, fill_bundle, save_ranker, write_
 
 __all__ = [
     "ACTIVE", "HISTORY", "ITEM_ARRAYS", "RANKER_DIR", "SCHEMA_VERSION", "SEGMENT_DIR", "VERSION_RE",
-    "Bundle", "BundleContents", "BundleInfo", "activate", "active_version", "bundle_path", "bundles_dir",
+    "Bundle", "BundleContents", "BundleInfo", "activate", "active_version", "bundle_label", "bundle_path", "bundles_dir",
     "check_version", "feature_state_digests", "fill_bundle", "has_ranker", "label_bundle", "list_bundles",
     "load_bundle", "load_profile", "load_ranker", "load_segment", "new_version", "newest_manifest", "part_dir",
     "previous_version", "ranker_digests", "rollback", "save_ranker", "sha256_file",

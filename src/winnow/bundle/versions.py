@@ -95,6 +95,18 @@ def label_bundle(home: str | Path, version: str, label: dict[str, Any]) -> Bundl
     return BundleInfo(version, path, manifest)
 
 
+def bundle_label(home: str | Path, version: str) -> dict[str, Any]:
+    """The manifest's ``lifecycle`` entry of an existing bundle (label_bundle; {} when none or the
+    manifest is unreadable -- verification refuses such a bundle); UnknownIdError when unknown."""
+    path = bundle_path(home, version)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    label = manifest.get("lifecycle") if isinstance(manifest, dict) else None
+    return dict(label) if isinstance(label, dict) else {}
+
+
 def list_bundles(home: str | Path) -> list[BundleInfo]:
     """Complete bundles (valid version name and a readable manifest), oldest first."""
     root = bundles_dir(home)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from winnow.core.config_models import _Section
 
@@ -40,15 +40,41 @@ class GateConfig(_Section):
 class LifecycleConfig(_Section):
     """``winnow autopilot``: a cycle (snapshot -> datasets -> fit -> gate -> write -> handoff)
     every ``retrain_every_s`` seconds, or earlier when a trigger fires; ``after_gate`` says what
-    happens to a challenger that passes the gate: "activate" (made ACTIVE now) or "hold" (kept,
-    labelled "passed", for a later hand-off such as a canary rollout)."""
+    happens to a challenger that passes the gate: "activate" (made ACTIVE now), "hold" (kept,
+    labelled "passed", for a later hand-off) or "canary" (a canary rollout of it is started through
+    winnow.rollout.control; deferred, not failed, while another rollout runs)."""
 
     retrain_every_s: float = Field(86_400.0, gt=0)  # schedule: one cycle a day
     min_new_events: int = Field(100_000, ge=1)  # trigger: events after the last cycle's cut
     min_new_items: int = Field(1_000, ge=1)  # trigger: catalog items the last cycle did not see
     poll_s: float = Field(60.0, gt=0)  # how often the long-running autopilot checks the triggers
-    after_gate: Literal["activate", "hold"] = "activate"
+    after_gate: Literal["activate", "hold", "canary"] = "activate"
+    # after_gate = "canary": the rollout the handoff starts (winnow.rollout.control.start); None = [rollout]'s
+    canary_plan: list[int] | None = None  # challenger % per step, increasing, ending at 100
+    canary_step_s: float | None = Field(None, gt=0)  # a step lasts at least this long
+    canary_min_exposed: int | None = Field(None, ge=1)  # challenger users exposed before a step may end
+    # drift trigger: "data" / "concept" / "any" -- a cycle starts early when `winnow drift report`'s flag of
+    # that kind is raised (ACTIVE bundle's profile vs the store's last [drift] window_days); "off" never
+    drift_trigger: Literal["off", "data", "concept", "any"] = "off"
+    drift_check_s: float = Field(600.0, gt=0)  # the drift report is computed at most this often
+    drift_min_events: int = Field(1_000, ge=1)  # live-window events below this: too few to judge, no trigger
+    # a failed (resumable) cycle: retried after retry_backoff_s x 2^(attempt-1), at most max_attempts runs
+    max_attempts: int = Field(3, ge=1)
+    retry_backoff_s: float = Field(300.0, ge=0)
     gate: GateConfig = GateConfig()
+
+    @field_validator("canary_plan")
+    @classmethod
+    def _plan(cls, v: list[int] | None) -> list[int] | None:
+        from winnow.core.config_rollout import check_plan
+        from winnow.core.errors import RolloutError
+
+        if v is not None:
+            try:
+                check_plan(v)
+            except RolloutError as exc:
+                raise ValueError(f"canary_plan: {exc}") from None
+        return v
 
 
 class DriftConfig(_Section):

@@ -25,8 +25,11 @@ from winnow.evaluation.drift import compare
 from winnow.evaluation.drift_profile import window_profile
 
 
-def drift_report(config: WinnowConfig, store: Store) -> dict[str, Any]:
-    """{"bundle", "reference" window, "live" window, "data" rows, "concept" rows, flags}."""
+def drift_report(config: WinnowConfig, store: Store, *, until: int | None = None) -> dict[str, Any]:
+    """{"bundle", "reference" window, "live" window, "data" rows, "concept" rows, flags}.
+    ``until``: the live window's end (exclusive); default the newest stored event + 1 s (which
+    reads the whole log once: a caller that knows it, like the autopilot, passes it and reads only
+    the window)."""
     version = active_version(config.home)
     if version is None:
         raise BundleError("no active bundle: train one (winnow train) before a drift report")
@@ -34,10 +37,12 @@ def drift_report(config: WinnowConfig, store: Store) -> dict[str, Any]:
     if ref is None:
         raise BundleError(f"bundle {version} has no reference profile (written before drift profiles): "
                           "train a new bundle")
-    log = store.read_events()
-    if len(log) == 0:
-        raise DataError("no events in the store", source="store")
-    return compare_live(config, store, version, ref, until=int(np.asarray(log.timestamp).max()) + 1)
+    if until is None:
+        log = store.read_events()
+        if len(log) == 0:
+            raise DataError("no events in the store", source="store")
+        until = int(np.asarray(log.timestamp).max()) + 1
+    return compare_live(config, store, version, ref, until=until)
 
 
 def compare_live(config: WinnowConfig, store: Store, version: str, ref: dict[str, Any], *,

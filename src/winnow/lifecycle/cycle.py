@@ -11,7 +11,9 @@ depends on; the record keeps inputs (with their sha256), outputs, wall / CPU sec
 - a stage that raises stops the cycle: the record says which stage and why (status "failed"),
   it is saved atomically, and LifecycleError is raised. Nothing is half-written: bundles appear
   whole or not at all, the record is replaced atomically;
-- the next run resumes the newest unfinished cycle after its last completed stage, unless the
+- the next run resumes the newest unfinished cycle after its last completed stage (``attempts``
+  counts the runs; a failure at ``[lifecycle] max_attempts`` is final: ``resumable`` False,
+  ``gave_up``; the long-running loop waits ``retry_backoff_s`` x 2^(attempts-1) between them), unless the
   events below its cut changed (then it is "abandoned" and a new cycle starts), or it failed on
   a data problem (DataError: the same snapshot would fail again) -- then a new snapshot is taken;
 - a new cycle whose snapshot and configuration equal the last finished cycle's does nothing and
@@ -86,7 +88,7 @@ class _Cycle:
             return run_gate(self.config, self.store, self.data(), self.out("fit")["version"])
         if name == "write":
             return write_verdict(self.config, self.out("fit")["version"], self.out("gate"))
-        return hand_off(self.config, self.out("fit")["version"], self.out("gate"))
+        return hand_off(self.config, self.store, self.out("fit")["version"], self.out("gate"))
 
     def inputs(self, name: str) -> dict[str, Any]:
         ins: dict[str, Any] = {"config": self.record["config_sha256"]}
@@ -117,10 +119,17 @@ class _Cycle:
                     entry.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                                  **clock.report().get(name, {}))
                     rec.update(status="failed", reason=f"stage {name}: {type(exc).__name__}: {exc}",
-                               resumable=not isinstance(exc, DataError))
+                               resumable=not isinstance(exc, DataError), failed_at=int(time.time()))
+                    limit = self.config.lifecycle.max_attempts
+                    if rec["resumable"] and int(rec.get("attempts", 1)) >= limit:
+                        rec.update(resumable=False, gave_up=True,
+                                   reason=f"{rec['reason']} (gave up after {rec.get('attempts', 1)} attempts: "
+                                          f"[lifecycle] max_attempts = {limit}; it runs again when the data "
+                                          "or the configuration change)")
                     save_record(self.config.home, rec)
                     if isinstance(exc, Exception):
-                        raise LifecycleError(f"cycle {rec['cycle']} stopped at stage {name!r}: {exc}") from exc
+                        final = f" (gave up after {rec['attempts']} attempts)" if rec.get("gave_up") else ""
+                        raise LifecycleError(f"cycle {rec['cycle']} stopped at stage {name!r}: {exc}{final}") from exc
                     raise
                 entry.update(status="done", outputs=outputs, finished_at=int(time.time()),
                              **clock.report()[name])
@@ -161,14 +170,17 @@ def _pending(config: WinnowConfig, store: Store, records: list[dict[str, Any]],
     return rec
 
 
-def run_once(config: WinnowConfig, store: Store, *, say: Callable[[str], None] = print) -> CycleOutcome:
-    """Run (or resume) one cycle; LifecycleError when a stage fails (module docstring)."""
+def run_once(config: WinnowConfig, store: Store, *, say: Callable[[str], None] = print,
+             trigger: str = "manual (winnow autopilot --once)") -> CycleOutcome:
+    """Run (or resume) one cycle; LifecycleError when a stage fails (module docstring).
+    ``trigger`` (why it runs) is recorded in a new cycle's record; ``attempts`` counts its runs."""
     records = load_records(config.home)
     cfg = config_digest(config)
     rec = _pending(config, store, records, say)
     snapshot = None
     if rec is not None:
-        rec.update(status="running", config_sha256=cfg)  # a changed configuration re-runs every stage
+        rec.update(status="running", config_sha256=cfg,  # a changed configuration re-runs every stage
+                   attempts=int(rec.get("attempts", 1)) + 1)
         say(f"resuming cycle {rec['cycle']} after its last completed stage")
     else:
         snapshot = take_snapshot(store)
@@ -183,6 +195,7 @@ def run_once(config: WinnowConfig, store: Store, *, say: Callable[[str], None] =
             say(msg)
             return CycleOutcome("unchanged", None, msg, None)
         rec = new_record(cfg)
+        rec.update(trigger=trigger, attempts=1)
         say(f"cycle {rec['cycle']}: new snapshot at cut {snapshot['cut']} ({snapshot['events']:,} events)")
     _Cycle(config, store, rec, say, snapshot).run()
     hand = rec["stages"]["handoff"]["outputs"]

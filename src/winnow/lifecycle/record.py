@@ -5,6 +5,8 @@
     format "winnow-cycle", schema_version, cycle (id, sortable), started_at, finished_at,
     status ("running" | "failed" | "done" | "abandoned"), reason (why it failed / was abandoned),
     config_sha256 (the validated configuration the cycle ran with),
+    trigger (why it started: "first cycle", "schedule: ...", "trigger: ...", "drift: ...", manual),
+    attempts (runs of this cycle, resumes included), failed_at, resumable, gave_up (attempt limit),
     stages {name: {status ("done" | "failed"), inputs {..., "sha256"}, outputs {...},
                    wall_s, cpu_s, peak_rss_mib, finished_at, runs, skipped_runs, error}},
     gate (the gate stage's verdict, copied for `winnow autopilot status`)

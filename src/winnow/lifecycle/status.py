@@ -24,6 +24,8 @@ def format_status(records: list[dict[str, Any]], *, last: int = 10) -> str:
     for rec in records[-last:]:
         lines.append(f"cycle {rec['cycle']}  {rec['status'].upper()}  started {_when(rec['started_at'])} UTC"
                      + (f"  finished {_when(rec['finished_at'])} UTC" if rec.get("finished_at") else ""))
+        if rec.get("trigger"):
+            lines.append(f"  trigger: {rec['trigger']}  (attempts {rec.get('attempts', 1)})")
         if rec.get("reason"):
             lines.append(f"  reason: {rec['reason']}")
         for name in [s for s in STAGES if s in rec["stages"]]:
@@ -40,6 +42,8 @@ def format_status(records: list[dict[str, Any]], *, last: int = 10) -> str:
                 extra = f"bundle {out['version']}"
             elif name == "handoff" and out:
                 extra = f"{out['action']}; ACTIVE {out['active_after']}"
+                if out.get("rollout") and out["action"].startswith("canary started"):
+                    extra += f"; plan {out['rollout'].get('plan', '-')}"
             elif st.get("error"):
                 extra = st["error"]
             lines.append(f"  {name:<9} {st['status']:<7} {f'{wall:8.2f} s' if wall is not None else '       - s'}"
