@@ -211,9 +211,9 @@ class RankerConfig(_Section):
     threads: int = Field(1, ge=0)  # LightGBM training threads (0 = every core): bench/ranker_threads.py
     seed: int = 0
     # clicks in the impression log are biased by the shown position (winnow.models.position_bias):
-    # "ips" weighs clicked rows by 1 / examination(position) (regression-EM), "lambdarank" = LightGBM's
+    # "ips" weighs clicked rows by 1 / examination(position) (PBM fit), "lambdarank" = LightGBM's
     # unbiased lambdarank; chosen by bench/posbias.py (docs/RANKING.md, "Position bias")
-    position_bias: Literal["none", "ips", "lambdarank"] = "none"
+    position_bias: Literal["none", "ips", "lambdarank"] = "lambdarank"
     position_bias_max_weight: float = Field(20.0, ge=1)  # ips: clip of 1 / examination
 
 

@@ -5,14 +5,14 @@ A slate shown at positions 0, 1, ... is clicked under the position-based model (
     P(click | row) = theta[position] * gamma(x)      theta: examination, gamma: relevance
 
 so an item on top gets clicks because it is on top. ``estimate_examination`` fits theta by
-regression-EM (Wang et al., "Position Bias Estimation for Unbiased Learning to Rank in
-Personal Search", WSDM 2018): the E-step gives each unclicked row the posterior probability
-that it was examined (and that it is relevant); the M-step sets theta[j] to the mean
-examination posterior at position j and refits gamma(x) as a LightGBM ``cross_entropy``
-regression on the rows' features with the relevance posteriors as soft labels (a GBDT, as in
-the paper). Only the ratio theta[j] / theta[0] is identified (a click says nothing about how
-the examination and relevance scales split), so the curve is reported relative to the top
-position: ``examination[0] == 1``.
+maximum likelihood, alternating a relevance model and the per-position theta: gamma(x) =
+sigmoid(f(x)) is a LightGBM model boosted on the PBM likelihood itself (custom objective),
+theta[j] is maximised given gamma (1-D, scipy). The relevance model over the rows' features is
+the idea of regression-EM (Wang et al., "Position Bias Estimation for Unbiased Learning to Rank
+in Personal Search", WSDM 2018); its EM updates converged too slowly at click rates of a few
+percent, so the same likelihood is climbed directly. Only the ratio theta[j] / theta[0] is
+identified (a click says nothing about how the examination and relevance scales split), so
+theta[0] is fixed at 1: ``examination[0] == 1``.
 
 The correction (``[ranker] position_bias``, ``correction``):
 
@@ -21,7 +21,7 @@ The correction (``[ranker] position_bias``, ``correction``):
   gradient by its weight. The curve is estimated on the training rows (above).
 - ``"lambdarank"``: LightGBM's own unbiased lambdarank (``position`` in the Dataset, lightgbm
   >= 4.1: position bias factors learnt jointly with the trees, Unbiased LambdaMART). The curve
-  is still estimated by regression-EM for the report (LightGBM does not export its factors).
+  is still estimated, for the report and for early stopping (LightGBM does not export its factors).
 - ``"none"``: clicks as logged.
 
 Rows with a position at or past ``max_positions - 1`` share the last position's theta.
@@ -30,13 +30,12 @@ Rows with a position at or past ``max_positions - 1`` share the last position's 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 from scipy.optimize import brentq
 
-Mode = Literal["none", "ips", "lambdarank"]
 MODES: tuple[str, ...] = ("none", "ips", "lambdarank")
 _EPS = 1e-6
 

@@ -39,7 +39,7 @@ from winnow.features.spec import DAY
 from winnow.models.position_bias import correction
 from winnow.models.ranker import LambdaRanker
 from winnow.pipeline.explore import build_policy
-from winnow.simulation.loop import _sim_config, _with_mc, candidate_lists, fit_model, policy_spec, serve
+from winnow.simulation.loop import _sim_config, candidate_lists, fit_model, policy_spec, serve
 from winnow.simulation.users import SimulationConfig, UserWorld
 
 
@@ -82,16 +82,20 @@ def _lists(user: np.ndarray, t: np.ndarray, row_list: np.ndarray, row_item: np.n
 
 
 def posbias_study(config: SimulationConfig, *, logging: str | Mapping[str, Any] = "softmax",
-                  log_rounds: int = 3, requests: int = 2, modes: Sequence[str] = ("none", "ips", "lambdarank"),
-                  model: str = "als", winnow_config: WinnowConfig | None = None) -> dict[str, Any]:
+                  log_rounds: int = 4, requests: int = 1, modes: Sequence[str] = ("none", "ips", "lambdarank"),
+                  model: str = "als", winnow_config: WinnowConfig | None = None,
+                  trees: int | None = None) -> dict[str, Any]:
     """Steps 1-4 of the module docstring; ``requests`` slates per user and round (fresh
     exploration seeds, same state). Returns {"config", "logging", "rows", "lists", "true_curve",
     "modes": {mode: {"true_engagement", "expected_clicks", "curve" (estimated, or None),
-    "best_iteration", "fit_seconds"}}, "logging_policy": {...}, "greedy_als": {...}}."""
+    "best_iteration", "fit_seconds"}}, "greedy": {...} (the retrieval model's own top k)}."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     wcfg = _sim_config(winnow_config)
     rc = wcfg.ranker
-    spec_p = _with_mc(policy_spec(logging), config)
+    # the study never reads the logged propensities: 1 Monte Carlo draw (the slate is drawn
+    # before them, so it is the same slate as with more)
+    spec_p = {"n_mc": 1, **policy_spec(logging)} if policy_spec(logging).get("kind") in ("softmax", "thompson") \
+        else policy_spec(logging)
     world = UserWorld(config)
     ou, oi = world.organic_log()
     ev_u, ev_i, ev_t = [ou], [oi], [np.zeros(len(ou), np.int64)]
@@ -176,14 +180,17 @@ def posbias_study(config: SimulationConfig, *, logging: str | Mapping[str, Any] 
         "config": config.to_dict(), "logging": spec_p, "log_rounds": log_rounds, "requests": requests,
         "rows": int(len(y)), "lists": int(len(lu)), "clicks": int(y.sum()),
         "true_curve": [float(v) for v in world.examine / world.examine[0]], "modes": {},
-        "greedy_als": evaluate(-np.nan_to_num(e_src[1], nan=1e9))}
+        "greedy": evaluate(-np.nan_to_num(e_src[1], nan=1e9))}
     for mode in modes:
         t0 = time.perf_counter()
         bias = correction(mode, x[tr], y[tr], position[tr], seed=rc.seed)
-        ranker = LambdaRanker(spec, params=params, num_boost_round=rc.num_boost_round,
+        ranker = LambdaRanker(spec, params=params, num_boost_round=trees or rc.num_boost_round,
                               early_stopping_rounds=rc.early_stopping_rounds, seed=rc.seed,
                               num_threads=rc.threads, init_weights=rc.init_weights)
-        ranker.fit(x[tr], y[tr], g_tr, valid=(x[va], y[va], g_va), bias=bias, valid_position=position[va])
+        if trees:  # a fixed tree count: the validation users' lists are simply not used
+            ranker.fit(x[tr], y[tr], g_tr, bias=bias)
+        else:
+            ranker.fit(x[tr], y[tr], g_tr, valid=(x[va], y[va], g_va), bias=bias, valid_position=position[va])
         res = evaluate(ranker.predict(e_x))
         out["modes"][mode] = {**res, "curve": bias.report.get("examination"),
                               "best_iteration": ranker.best_iteration_,
