@@ -89,9 +89,9 @@ def main() -> None:
                   f"{r['expected_clicks_mean']:.4f} | {r['fit_seconds_mean']:.1f} |")  # type: ignore[index]
         print(f"| {scenario} | (logging model, greedy) | {row['greedy_true_engagement_mean']:.4f} | - | - | - |")
     print("\nexamination curve, position 0..9 (relative to position 0)")
-    print("true      " + " ".join(f"{v:.3f}" for v in out["true_curve"]))
+    print(f"{'true':<20}" + " ".join(f"{v:.3f}" for v in out["true_curve"]))
     for scenario, row in summary.items():
-        print(f"{scenario:<10}" + " ".join(f"{v:.3f}" for v in row["curve_mean"])  # type: ignore[union-attr]
+        print(f"{scenario:<20}" + " ".join(f"{v:.3f}" for v in row["curve_mean"])  # type: ignore[union-attr]
               + f"   (max |error| over seeds {row['curve_max_abs_error']:.3f})")
     print(f"\nwrote {args.json}")
 
