@@ -8,6 +8,8 @@ while the log-trained ranker served 0.99 every time.)"""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -111,6 +113,14 @@ def test_retrain_on_the_impression_log(home) -> None:
         cal = prof["calibration"]
         assert sum(cal["shown"]) == prof["rows"] and len(cal["rate"]) == len(cal["edges"]) + 1
     assert load_profile(logged_run.path)["source_scores"]  # the logged slates' source scores
+    # the default position-bias correction ran on the shown positions; its curve is in the
+    # manifest and in the bundle's ranker.json (winnow.models.position_bias)
+    pb = rep["position_bias"]
+    assert pb["mode"] == "lambdarank" and pb["applied"] is True and pb["valid_metric"] == "ips_ndcg@10", pb
+    assert pb["examination"][0] == 1.0 and len(pb["shown"]) == len(pb["examination"]) == K
+    assert sum(pb["clicks"]) <= sum(pb["shown"]) and all(0 < v <= 1e3 for v in pb["examination"])
+    saved = json.loads((logged_run.path / "ranker" / "ranker.json").read_text(encoding="utf-8"))
+    assert saved["position_bias"] == pb
     with TestClient(create_app(cfg)) as client:
         assert client.app.state.service.runtime.version == logged_run.version
         share_log = _serve(client, users, click=False)

@@ -83,3 +83,21 @@ def test_many_slates_keep_lists_contiguous(n):
     assert len(out) == len(imps[::2])
     assert np.all(np.diff(out.row_list) >= 0) and np.bincount(out.row_list).tolist() == [3] * len(out)
     assert out.label.reshape(-1, 3)[:, 0].tolist() == [1.0] * len(out)
+
+
+def test_positions_are_kept_and_shuffling_keeps_rows_whole():
+    imps = [slate("r1", "u1", 1000, [("a", {"als": [0.9, 0]}), ("b", {"als": [0.5, 1]}), ("c", {}), ("d", {})]),
+            slate("r2", "u2", 1000, [("c", {}), ("a", {})])]
+    imps[1]["items"][1]["position"] = 5  # the logged position wins over the place in the list
+    del imps[1]["items"][0]["position"]  # no logged position: its place in the slate
+    out = build(imps, [("u1", "b", "click", 1001), ("u2", "a", "click", 1002)])
+    assert out.position.tolist() == [0, 1, 2, 3, 0, 5]
+    mixed = out.shuffled(seed=3)
+    assert mixed.row_list.tolist() == out.row_list.tolist()  # lists stay contiguous, same sizes
+    assert mixed.row_item.tolist() != out.row_item.tolist()  # seed 3 moves rows within the first slate
+    rows = {(int(i), float(y), int(p), float(s) if s == s else None)
+            for i, y, p, s in zip(out.row_item, out.label, out.position, out.src_score["als"])}
+    moved = {(int(i), float(y), int(p), float(s) if s == s else None)
+             for i, y, p, s in zip(mixed.row_item, mixed.label, mixed.position, mixed.src_score["als"])}
+    assert rows == moved  # each row's fields travel together
+    assert out.subset(np.array([1])).position.tolist() == [0, 5]

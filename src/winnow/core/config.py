@@ -210,6 +210,11 @@ class RankerConfig(_Section):
     init_weights: dict[str, float] = Field(default_factory=dict)
     threads: int = Field(1, ge=0)  # LightGBM training threads (0 = every core): bench/ranker_threads.py
     seed: int = 0
+    # clicks in the impression log are biased by the shown position (winnow.models.position_bias):
+    # "ips" weighs clicked rows by 1 / examination(position) (PBM fit), "lambdarank" = LightGBM's
+    # unbiased lambdarank; chosen by bench/posbias.py (docs/RANKING.md, "Position bias")
+    position_bias: Literal["none", "ips", "lambdarank"] = "lambdarank"
+    position_bias_max_weight: float = Field(20.0, ge=1)  # ips: clip of 1 / examination
 
 
 class ColdStartConfig(_Section):

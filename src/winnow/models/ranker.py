@@ -8,7 +8,9 @@ per-list z-scores, NaN counted as ``init_fill``), LightGBM's ``init_score``, and
 the same blend back, so a ranker with few (early-stopped) trees still orders the candidates by
 the blend instead of by a handful of coarse, tied leaf values. Saved as LightGBM's own text model
 (``ranker.txt``) plus ``ranker.json`` (parameters, best iteration, feature spec, importance):
-plain data, no pickle.
+plain data, no pickle. A position-bias correction (``fit(bias=...)``, winnow.models.position_bias)
+trains on logged slates with inverse-propensity row weights or LightGBM's unbiased lambdarank;
+its examination curve is kept in ``ranker.json`` (``position_bias``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from winnow.core.errors import BundleError, NotFittedError
 from winnow.features.spec import FeatureSpec
+from winnow.models.position_bias import Correction, weighted_ndcg
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "learning_rate": 0.05,
@@ -60,6 +63,7 @@ class LambdaRanker:
         self.booster_: lgb.Booster | None = None
         self.best_iteration_: int = 0
         self.valid_ndcg_: float | None = None
+        self.position_bias_: dict[str, Any] = {"mode": "none"}
 
     def init_score(self, x: np.ndarray) -> np.ndarray:
         """float64 [n] base score of each row: sum of weight * column (NaN -> init_fill); zeros
@@ -71,33 +75,55 @@ class LambdaRanker:
         return out
 
     def _dataset(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                 reference: lgb.Dataset | None = None) -> lgb.Dataset:
+                 reference: lgb.Dataset | None = None, *, weight: np.ndarray | None = None,
+                 position: np.ndarray | None = None) -> lgb.Dataset:
         if x.shape[1] != len(self.spec.names):
             raise ValueError(f"feature matrix has {x.shape[1]} columns, spec has {len(self.spec.names)}")
         if int(np.sum(groups)) != len(x) or len(y) != len(x):
             raise ValueError(f"groups sum to {int(np.sum(groups))} and labels have {len(y)} rows "
                              f"for {len(x)} feature rows")
+        for name, arr in (("weight", weight), ("position", position)):
+            if arr is not None and len(arr) != len(x):
+                raise ValueError(f"{name} has {len(arr)} rows for {len(x)} feature rows")
         init = self.init_score(x) if self.init_weights else None
         return lgb.Dataset(x, label=y, group=groups, feature_name=self.spec.names, init_score=init,
+                           weight=weight, position=position,
                            categorical_feature=self.spec.categorical, reference=reference,
                            free_raw_data=True, params={"verbosity": -1})
 
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, *,
-            valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Self:
-        """Train on lists (``groups`` = rows per list, in row order); stop early on ``valid``."""
-        train = self._dataset(x, y, groups)
+            valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+            bias: Correction | None = None, valid_position: np.ndarray | None = None) -> Self:
+        """Train on lists (``groups`` = rows per list, in row order); stop early on ``valid``.
+        ``bias``: a position-bias correction of the training rows (winnow.models.position_bias:
+        row weights and/or shown positions); its report is kept as ``position_bias_`` and saved.
+        With a bias curve and ``valid_position`` (the validation rows' shown positions), early
+        stopping watches NDCG on inverse-propensity weighted validation clicks
+        (``ips_ndcg@k``) instead of the clicks as logged."""
+        bias = bias or Correction()
+        self.position_bias_ = bias.report
+        train = self._dataset(x, y, groups, weight=bias.weight, position=bias.position)
         callbacks: list[Callable[..., Any]] = []
         valid_sets = []
+        params, feval, at = dict(self.params), None, self.params["eval_at"][0]
+        metric = f"ndcg@{at}"
         if valid is not None:
             valid_sets = [self._dataset(*valid, reference=train)]
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-        self.booster_ = lgb.train(self.params, train, num_boost_round=self.num_boost_round,
+            w = bias.valid_weight(valid[1], valid_position)
+            if w is not None:
+                metric, params["metric"] = f"ips_ndcg@{at}", "None"
+                vg = np.asarray(valid[2])
+
+                def feval(preds: np.ndarray, _data: lgb.Dataset) -> tuple[str, float, bool]:
+                    return metric, weighted_ndcg(preds, valid[1], w, vg, at=at), True
+        self.booster_ = lgb.train(params, train, num_boost_round=self.num_boost_round,
                                   valid_sets=valid_sets, valid_names=["valid"][:len(valid_sets)],
-                                  callbacks=callbacks)
+                                  callbacks=callbacks, feval=feval)
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
         if valid is not None:
-            at = self.params["eval_at"][0]
-            self.valid_ndcg_ = float(self.booster_.best_score["valid"][f"ndcg@{at}"])
+            self.valid_ndcg_ = float(self.booster_.best_score["valid"][metric])
+            self.position_bias_ = {**self.position_bias_, "valid_metric": metric}
         return self
 
     def _check(self) -> lgb.Booster:
@@ -168,7 +194,7 @@ class LambdaRanker:
         d.mkdir(parents=True, exist_ok=True)
         b.save_model(str(d / "ranker.txt"), num_iteration=self.best_iteration_)
         meta = {"model": "lambdarank", "params": self.params, "best_iteration": self.best_iteration_,
-                "valid_ndcg": self.valid_ndcg_,
+                "valid_ndcg": self.valid_ndcg_, "position_bias": self.position_bias_,
                 "init_weights": self.init_weights, "init_fill": self.init_fill, "feature_spec": self.spec.to_json(),
                 "importance": self.importance()}
         (d / "ranker.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -202,4 +228,5 @@ class LambdaRanker:
         model.booster_ = booster
         model.best_iteration_ = booster.current_iteration()
         model.valid_ndcg_ = meta.get("valid_ndcg")
+        model.position_bias_ = meta.get("position_bias") or {"mode": "none"}
         return model

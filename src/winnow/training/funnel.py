@@ -37,6 +37,7 @@ from winnow.features import FeatureCatalog, Lists, fit_spec, offline_features
 from winnow.features.offline import OfflineFeatures
 from winnow.features.spec import DAY, FeatureSpec
 from winnow.models.base import Recommender
+from winnow.models.position_bias import Correction, correction
 from winnow.models.ranker import LambdaRanker
 from winnow.models.registry import build_model
 from winnow.training.impression_lists import ImpressionLists
@@ -197,8 +198,9 @@ class FunnelModel:
                 np.concatenate(list_users), n_held)
 
     def impression_training(self, train: Interactions, spec: FeatureSpec, logged: ImpressionLists
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-        """``ranker_lists``' tuple from logged slates: source features as logged at serving
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+        """``ranker_lists``' tuple from logged slates, plus each row's shown position (int64 [n]),
+        the position-bias correction's input: source features as logged at serving
         time (NaN for a spec source the slate did not run), every other feature point-in-time
         from ``train``'s events before each slate's timestamp."""
         assert self.catalog_ is not None
@@ -213,7 +215,8 @@ class FunnelModel:
                       src_rank={s: logged.src_rank.get(s, nan) for s in spec.sources},
                       device=np.asarray([spec.device_code(d) for d in logged.device], np.float64))
         x = offline_features(train, self.catalog_, spec, lists)
-        return x, logged.label.astype(np.float32), logged.row_list, logged.user, int((logged.label > 0).sum())
+        return (x, logged.label.astype(np.float32), logged.row_list, logged.user, int((logged.label > 0).sum()),
+                logged.position)
 
     def fit(self, train: Interactions, *, progress=None,
             impressions: ImpressionLists | None = None,
@@ -229,9 +232,10 @@ class FunnelModel:
         sources = effective_sources(self.config, train.n_items, say)
         spec = fit_spec(self.dataset, sources, half_life_s=rc.half_life_days * DAY)
         self.catalog_ = FeatureCatalog.from_dataset(self.dataset, spec)
+        position = None  # shown positions: lists from the impression log only
         if impressions is not None:
             say(f"ranker lists from the impression log: {len(impressions):,} labelled slates")
-            x, y, row_list, list_user, n_held = self.impression_training(train, spec, impressions)
+            x, y, row_list, list_user, n_held, position = self.impression_training(train, spec, impressions)
         else:
             x, y, row_list, list_user, n_held = self.ranker_lists(train, spec, say)
         n_lists = len(list_user)
@@ -254,7 +258,9 @@ class FunnelModel:
             ranker = LambdaRanker(spec, params=params, num_boost_round=rc.num_boost_round,
                                   early_stopping_rounds=rc.early_stopping_rounds, seed=rc.seed + m,
                                   num_threads=rc.threads, init_weights=rc.init_weights)
-            ranker.fit(x[tr], y[tr], groups_tr, valid=(x[va], y[va], groups_va))
+            ranker.fit(x[tr], y[tr], groups_tr, valid=(x[va], y[va], groups_va),
+                       bias=self._bias(x, y, position, tr, seed=rc.seed + m),
+                       valid_position=None if position is None else position[va])
             iterations.append(ranker.best_iteration_)
             valid_ndcgs.append(float(ranker.valid_ndcg_ or 0.0))
         self.ranker_ = ranker
@@ -266,7 +272,8 @@ class FunnelModel:
             say(f"refitting the ranker on all {int(keep.sum()):,} lists with {rounds} trees")
             self.ranker_ = LambdaRanker(spec, params=params, num_boost_round=rounds, seed=rc.seed,
                                         num_threads=rc.threads, init_weights=rc.init_weights
-                                        ).fit(x[rows], y[rows], groups)
+                                        ).fit(x[rows], y[rows], groups,
+                                              bias=self._bias(x, y, position, rows, seed=rc.seed))
             self.ranker_.valid_ndcg_ = float(np.mean(valid_ndcgs))
             train_list_count = int(keep.sum())
         inner_recall = float((y > 0).sum() / max(n_held, 1))
@@ -290,6 +297,7 @@ class FunnelModel:
                         "valid_ndcg@10": self.ranker_.valid_ndcg_,
                         "cv_valid_ndcg@10": valid_ndcgs,
                         "fit_seconds": time.perf_counter() - t0,
+                        "position_bias": self.ranker_.position_bias_,
                         "importance": self.ranker_.importance()[:15]}
         return self
 
@@ -300,6 +308,13 @@ class FunnelModel:
         xs, ys = (x, y) if pick is None else (x[pick], y[pick])
         scores = self.ranker_.predict(xs, num_threads=self.rcfg.threads or 0)
         return ranker_profile(self.ranker_.spec.names, xs, ys, scores, labels=labels)
+
+    def _bias(self, x: np.ndarray, y: np.ndarray, position: np.ndarray | None, rows: np.ndarray,
+              *, seed: int) -> Correction:
+        """The ``[ranker] position_bias`` correction of the training ``rows``."""
+        rc = self.rcfg
+        return correction(rc.position_bias, x[rows], y[rows], None if position is None else position[rows],
+                          max_weight=rc.position_bias_max_weight, seed=seed, num_threads=rc.threads or 1)
 
     def recommend(self, users: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
                   candidates: np.ndarray | None = None,

@@ -6,7 +6,9 @@ live feature state (winnow.serving.learned_ranker).
 Training lists (``[ranker] train_on``): once the store's impression log holds enough labelled
 slates (``logged_lists``), the ranker learns from them -- shown items labelled by what the user
 did next, source scores as the service logged them, other features point-in-time as of each
-slate (training/impression_lists.py) -- so training sees what serving sees. Before that, lists
+slate (training/impression_lists.py) -- so training sees what serving sees; each row keeps the
+position it was shown at, for the ``[ranker] position_bias`` correction (winnow.models.position_bias:
+its examination curve goes into ranker.json and the manifest's ``ranker.position_bias``). Before that, lists
 come from history (as of each user's last event, sources scored by the retrieval models rather
 than through the ANN index and recent items): the known skew of that cold-start path.
 """
@@ -51,7 +53,7 @@ def logged_lists(config: WinnowConfig, ds: Dataset, store: Any, *,
         events = events[events["timestamp"] < until]
     lists = impression_lists(imps, events, user_ids=ds.user_ids, item_ids=ds.item_ids,
                              click_types=fb.click_events, purchase_types=rc.purchase_events,
-                             window_s=fb.attribution_window_s)
+                             window_s=fb.attribution_window_s).shuffled(rc.seed)
     info = {"slates_read": lists.slates, "shown_read": lists.shown, "labelled_slates": len(lists)}
     if len(lists) >= rc.min_impression_lists:
         return lists, {"training_data": "impressions", **info}
