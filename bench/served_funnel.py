@@ -1,0 +1,118 @@
+"""The served funnel scored offline: NDCG of what `winnow serve` answers, on bench/funnel.py's split.
+
+    python bench/served_funnel.py [--seeds 0] [--data-dir ../shared/data] --json bench/results/served_funnel_ml100k.json
+
+For each seed: the per-user random 75/25 split of ml-100k that bench/funnel.py uses; the
+training part (with the catalog and user profiles) imported into a fresh home's store;
+`winnow train` (shipped defaults: the pipeline's sources, the served ranker) writes and
+activates a bundle; then ``Service.recommend`` -- the request path of the HTTP service, in this
+process -- answers every evaluated user (k=10, the user's training items in the request's
+``exclude``, ``now`` = 1 s after the last training event), and the slates are scored against
+the test part with winnow.metrics, exactly as bench/funnel.py scores ``FunnelModel``. It also
+records how the slates were made (fallbacks taken, candidates per request, ranker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("WINNOW__SECURITY__AUTH", "false")
+
+import numpy as np  # noqa: E402
+
+from winnow.core.config import load_config  # noqa: E402
+from winnow.data.importers import Imported, import_into  # noqa: E402
+from winnow.data.importers.movielens_100k import load as load_ml100k  # noqa: E402
+from winnow.data.open_store import open_store  # noqa: E402
+from winnow.data.training_data import dataset_from_frames  # noqa: E402
+from winnow.evaluation.datasets import default_data_dir  # noqa: E402
+from winnow.evaluation.splits import stratified_split  # noqa: E402
+from winnow.metrics import evaluate_recs  # noqa: E402
+
+
+def run(data_dir: Path, seed: int, k: int) -> dict:
+    from winnow.serving.service import Service
+    from winnow.training.job import train
+
+    imported = load_ml100k(data_dir / "ml-100k")
+    home = Path(tempfile.mkdtemp(prefix="winnow-served-"))
+    cfg = load_config(home, environ={})
+    ds = dataset_from_frames(imported.events, imported.items, imported.users, cfg.events, name="ml-100k")
+    split = stratified_split(ds.interactions, 0.75, seed=seed)  # bench/funnel.py's split
+    train_csr, test_csr = split.train.to_csr(binary=True), split.test.to_csr(binary=True)
+    users = np.flatnonzero((np.diff(test_csr.indptr) > 0) & (np.diff(train_csr.indptr) > 0))
+    ev = imported.events
+    u_idx = ds.user_ids.encode(ev["user_id"].astype(str).tolist())
+    i_idx = ds.item_ids.encode(ev["item_id"].astype(str).tolist())
+    in_train = np.asarray(train_csr[u_idx, i_idx]).ravel() > 0
+    store = open_store(cfg.store_url())
+    try:
+        import_into(store, Imported(source="ml-100k train part", events=ev[in_train].reset_index(drop=True),
+                                    items=imported.items, users=imported.users))
+        t0 = time.perf_counter()
+        info = train(cfg, store, evaluate_models=False)
+        train_s = time.perf_counter() - t0
+    finally:
+        store.close()
+    now = float(split.train.timestamp.max()) + 1.0
+    svc = Service(load_config(home, environ={}))
+    recs = np.full((len(users), k), -1, np.int64)
+    fallbacks: Counter[str] = Counter()
+    n_cand, n_short = [], 0
+    try:
+        rt = svc.runtime
+        user_ext = ds.user_ids.decode(users)
+        t0 = time.perf_counter()
+        for r, (u, u_ext) in enumerate(zip(users, user_ext, strict=True)):
+            seen = list(ds.item_ids.decode(train_csr[u].indices))
+            _rt, _rid, slate = svc.recommend(str(u_ext), k=k, surface="default", exclude=seen, explain=False,
+                                             categories=None, context={}, now=now)
+            items = [it.item for it in slate.items]
+            ext = _rt.catalog.item_ids.decode(np.asarray(items, np.int64)) if items else []
+            recs[r, :len(items)] = ds.item_ids.encode(list(ext))
+            fallbacks.update(slate.fallbacks)
+            n_cand.append(slate.n_candidates)
+            n_short += len(items) < k
+        serve_s = time.perf_counter() - t0
+        ranker = type(rt.pipeline.ranker).__name__
+    finally:
+        svc.close()
+    m = evaluate_recs(recs, test_csr, k=k, users=users, train=train_csr)
+    return {"seed": seed, "users": len(users), **m, "bundle": info.version, "ranker": ranker,
+            "fallbacks": dict(fallbacks), "short_slates": n_short,
+            "candidates_mean": float(np.mean(n_cand)) if n_cand else 0.0,
+            "train_seconds": train_s, "recommend_ms_per_user": 1000 * serve_s / max(len(users), 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--json", type=Path, required=True)
+    args = ap.parse_args(argv)
+    runs = []
+    for s in (int(x) for x in args.seeds.split(",")):
+        runs.append(run(args.data_dir or default_data_dir(), s, args.k))
+        r = runs[-1]
+        print(f"seed {s}: served ndcg@{args.k} {r[f'ndcg@{args.k}']:.4f} (ranker {r['ranker']}, "
+              f"fallbacks {r['fallbacks']}, short slates {r['short_slates']})", flush=True)
+        nd = [x[f"ndcg@{args.k}"] for x in runs]
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"dataset": "ml-100k", "protocol": "random 0.75", "k": args.k,
+                                         "ndcg_mean": float(np.mean(nd)), "runs": runs}, indent=2),
+                             encoding="utf-8")
+    print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
