@@ -17,10 +17,7 @@ are test positives), warm items displaced (and how many of those were test posit
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,27 +25,24 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
-import pandas as pd
 
 from winnow.core.config import load_config
 from winnow.data.importers.generic import load as load_generic
 from winnow.data.interactions import Dataset
 from winnow.data.training_data import dataset_from_frames
-from winnow.evaluation.datasets import default_data_dir, load_named_dataset
+from winnow.evaluation.datasets import load_named_dataset
 from winnow.evaluation.runner import split_dataset
 from winnow.metrics import evaluate_recs
+
+from batch_protocol import write_split_csv  # bench/: the CSV files an outsider writes
+from seeded import seeded_main
 from winnow.models.coldstart import ColdStartHook
 from winnow.training.funnel import FunnelRecommender
 
 
 def csv_dataset(ds: Dataset, train, tmp: Path, home: Path) -> Dataset:
     """The Dataset `winnow batch-recommend` builds from bench/batch_protocol.py's CSV files."""
-    pd.DataFrame({"user_id": ds.user_ids.decode(train.user), "item_id": ds.item_ids.decode(train.item),
-                  "timestamp": train.timestamp, "event_type": "rating", "value": 1.0}
-                 ).to_csv(tmp / "train.csv", index=False)
-    items = ds.items[["item_id", "title"]].copy()
-    items["categories"] = ["|".join(c) for c in ds.items["categories"]]
-    items.to_csv(tmp / "items.csv", index=False)
+    write_split_csv(ds, train, tmp)
     imported = load_generic(events=tmp / "train.csv", items=tmp / "items.csv", users=None)
     cfg = load_config(home, environ={})
     return dataset_from_frames(imported.events, imported.items, None, cfg.events, name="csv")
@@ -106,25 +100,14 @@ def run(data_dir: Path, seed: int, k: int) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
+def _line(r: dict, k: int) -> str:
+    return ("  ".join(f"{name} {v:.4f}" for name, v in r[f"ndcg@{k}"].items())
+            + f"  | cold inserted {r['cold_inserted']} ({r['cold_inserted_positive']} positive), "
+            f"warm displaced {r['warm_displaced']} ({r['warm_displaced_positive']} positive)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", default="0")
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--json", type=Path, required=True)
-    args = ap.parse_args(argv)
-    runs = []
-    for s in (int(x) for x in args.seeds.split(",")):
-        runs.append(run(args.data_dir or default_data_dir(), s, args.k))
-        r = runs[-1]
-        print(f"seed {s}: " + "  ".join(f"{name} {v:.4f}" for name, v in r[f"ndcg@{args.k}"].items())
-              + f"  | cold inserted {r['cold_inserted']} ({r['cold_inserted_positive']} positive), "
-              f"warm displaced {r['warm_displaced']} ({r['warm_displaced_positive']} positive)", flush=True)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"dataset": "ml-100k", "protocol": "random 0.75", "k": args.k,
-                                         "runs": runs}, indent=2), encoding="utf-8")
-    print(f"wrote {args.json}", file=sys.stderr)
-    return 0
+    return seeded_main(__doc__, run, _line, argv)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,7 @@ records how the slates were made (fallbacks taken, candidates per request, ranke
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -33,9 +30,10 @@ from winnow.data.importers import Imported, import_into  # noqa: E402
 from winnow.data.importers.movielens_100k import load as load_ml100k  # noqa: E402
 from winnow.data.open_store import open_store  # noqa: E402
 from winnow.data.training_data import dataset_from_frames  # noqa: E402
-from winnow.evaluation.datasets import default_data_dir  # noqa: E402
 from winnow.evaluation.splits import stratified_split  # noqa: E402
 from winnow.metrics import evaluate_recs  # noqa: E402
+
+from seeded import seeded_main  # noqa: E402  (bench/)
 
 
 def run(data_dir: Path, seed: int, k: int) -> dict:
@@ -92,26 +90,13 @@ def run(data_dir: Path, seed: int, k: int) -> dict:
             "train_seconds": train_s, "recommend_ms_per_user": 1000 * serve_s / max(len(users), 1)}
 
 
+def _line(r: dict, k: int) -> str:
+    return (f"served ndcg@{k} {r[f'ndcg@{k}']:.4f} (ranker {r['ranker']}, fallbacks {r['fallbacks']}, "
+            f"short slates {r['short_slates']})")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", default="0")
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--json", type=Path, required=True)
-    args = ap.parse_args(argv)
-    runs = []
-    for s in (int(x) for x in args.seeds.split(",")):
-        runs.append(run(args.data_dir or default_data_dir(), s, args.k))
-        r = runs[-1]
-        print(f"seed {s}: served ndcg@{args.k} {r[f'ndcg@{args.k}']:.4f} (ranker {r['ranker']}, "
-              f"fallbacks {r['fallbacks']}, short slates {r['short_slates']})", flush=True)
-        nd = [x[f"ndcg@{args.k}"] for x in runs]
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"dataset": "ml-100k", "protocol": "random 0.75", "k": args.k,
-                                         "ndcg_mean": float(np.mean(nd)), "runs": runs}, indent=2),
-                             encoding="utf-8")
-    print(f"wrote {args.json}", file=sys.stderr)
-    return 0
+    return seeded_main(__doc__, run, _line, argv)
 
 
 if __name__ == "__main__":
