@@ -30,6 +30,17 @@ from winnow.data.importers.movielens_100k import load
 from winnow.data.training_data import dataset_from_frames
 
 
+def write_split_csv(ds, train, d: Path) -> None:
+    """What an outsider hands batch-recommend: ``d/train.csv`` (the training events as
+    user_id,item_id,timestamp,event_type,value) and ``d/items.csv`` (item_id,title,categories)."""
+    pd.DataFrame({"user_id": ds.user_ids.decode(train.user), "item_id": ds.item_ids.decode(train.item),
+                  "timestamp": train.timestamp, "event_type": "rating", "value": 1.0}
+                 ).to_csv(d / "train.csv", index=False)
+    items = ds.items[["item_id", "title"]].copy()
+    items["categories"] = ["|".join(c) for c in ds.items["categories"]]
+    items.to_csv(d / "items.csv", index=False)
+
+
 def run(data_dir: Path, seed: int, ratio: float, k: int, model: str | None) -> dict[str, float]:
     imported = load(data_dir / "ml-100k")
     cfg = load_config(tempfile.mkdtemp(prefix="winnow-bp-"), environ={})
@@ -37,13 +48,7 @@ def run(data_dir: Path, seed: int, ratio: float, k: int, model: str | None) -> d
     split = stratified_split(ds.interactions, ratio, seed=seed)
     with tempfile.TemporaryDirectory(prefix="winnow-batch-") as tmp:
         d = Path(tmp)
-        tr = split.train
-        pd.DataFrame({"user_id": ds.user_ids.decode(tr.user), "item_id": ds.item_ids.decode(tr.item),
-                      "timestamp": tr.timestamp, "event_type": "rating", "value": 1.0}
-                     ).to_csv(d / "train.csv", index=False)
-        items = ds.items[["item_id", "title"]].copy()
-        items["categories"] = ["|".join(c) for c in ds.items["categories"]]
-        items.to_csv(d / "items.csv", index=False)
+        write_split_csv(ds, split.train, d)
         cmd = [sys.executable, "-m", "winnow", "--home", str(d / "home"), "batch-recommend",
                "--train", str(d / "train.csv"), "--items", str(d / "items.csv"), "--k", str(k),
                "--out", str(d / "recs.csv")] + (["--model", model] if model else [])

@@ -256,6 +256,6 @@ def test_exclude_matrix_may_be_any_sparse_csr(world: Interactions) -> None:
     """A CSR with explicit zeros still excludes (stored entry = never recommend)."""
     ex = sp.csr_matrix((np.zeros(1, np.float32), (np.array([0]), np.array([7]))),
                        shape=(N_USERS, N_ITEMS))
-    for model in (PopularityRecommender(), ALSRecommender(factors=2, num_threads=1)):
+    for model in (PopularityRecommender(), ALSRecommender(factors=2, regularization=0.05, alpha=1.0, bm25=True, num_threads=1)):
         items, _ = model.fit(world).recommend(np.array([0]), N_ITEMS, exclude=ex)
         assert 7 not in items[0]

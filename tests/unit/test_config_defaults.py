@@ -43,3 +43,38 @@ def test_the_check_sees_a_divergence() -> None:
     assert _divergences(changed, models) == [
         f"models.als.factors: defaults.toml {models['models']['als']['factors'] + 1} != models "
         f"{models['models']['als']['factors']}"]
+
+
+# a constructor default the config states differently on purpose, and why
+_MAPPED = {("popularity_recent", "window_days"): "config None (no window) -> from_config uses 30 days"}
+
+
+def _constructor_divergences(config: WinnowConfig) -> list[str]:
+    """Every registered retrieval model's constructor default that differs from its config
+    section's field of the same name (a bare ``ALSRecommender()`` must be the configured ALS)."""
+    import inspect
+
+    from winnow.models.registry import MODELS
+
+    out = []
+    for name in MODELS:
+        cls = MODELS.get(name)
+        section = getattr(config.models, getattr(cls, "section", None) or name, None)
+        if section is None:
+            continue
+        for param in inspect.signature(cls.__init__).parameters.values():
+            if param.default is inspect.Parameter.empty or not hasattr(section, param.name):
+                continue
+            if (name, param.name) not in _MAPPED and param.default != getattr(section, param.name):
+                out.append(f"{name}.{param.name}: constructor {param.default!r} != config "
+                           f"{getattr(section, param.name)!r}")
+    return out
+
+
+def test_model_constructors_default_to_the_config() -> None:
+    assert _constructor_divergences(WinnowConfig.model_validate({"home": "h"})) == []
+
+
+def test_the_constructor_check_sees_a_divergence() -> None:
+    cfg = WinnowConfig.model_validate({"home": "h", "models": {"als": {"factors": 7}}})
+    assert any(d.startswith("als.factors: constructor 32") for d in _constructor_divergences(cfg))

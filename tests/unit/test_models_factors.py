@@ -27,7 +27,7 @@ def _two_groups(n_users: int = 120, seed: int = 0) -> Interactions:
 
 @pytest.mark.parametrize("bm25", [True, False])
 def test_als_factors_and_scores(bm25: bool) -> None:
-    m = ALSRecommender(factors=4, bm25=bm25, num_threads=1).fit(_two_groups())
+    m = ALSRecommender(factors=4, regularization=0.05, alpha=1.0, bm25=bm25, num_threads=1).fit(_two_groups())
     assert m.user_factors_.dtype == m.item_factors_.dtype == np.float32
     assert m.user_factors_.shape == (120, 4) and m.item_factors_.shape == (20, 4)
     items, scores = m.recommend(np.array([3]), 20)
@@ -38,7 +38,7 @@ def test_als_factors_and_scores(bm25: bool) -> None:
 @pytest.mark.parametrize("bm25", [True, False])
 def test_als_fold_in_reproduces_a_training_user(bm25: bool, tmp_path: Path) -> None:
     train = _two_groups()
-    m = ALSRecommender(factors=2, bm25=bm25, iterations=30, num_threads=1).fit(train)
+    m = ALSRecommender(factors=2, regularization=0.05, alpha=1.0, bm25=bm25, iterations=30, num_threads=1).fit(train)
     row = train.to_csr()[4]
     vec = m.recalculate_user(row.indices, row.data)
     assert vec.shape == (2,) and vec.dtype == np.float32
@@ -52,7 +52,7 @@ def test_als_fold_in_reproduces_a_training_user(bm25: bool, tmp_path: Path) -> N
 
 
 def test_als_fold_in_of_a_new_user_prefers_their_group() -> None:
-    m = ALSRecommender(factors=2, num_threads=1).fit(_two_groups())
+    m = ALSRecommender(factors=2, regularization=0.05, alpha=1.0, bm25=True, num_threads=1).fit(_two_groups())
     vec = m.recalculate_user(np.array([11, 12, 13]), None)
     scores = m.item_factors_ @ vec
     assert scores[10:20].min() > scores[:10].max()

@@ -43,9 +43,9 @@ def test_similarity_matches_brute_force(shrink: float) -> None:
 
 def test_small_blocks_give_the_same_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
     train = _random_world(1)
-    whole = ItemItemRecommender(neighbours=5).fit(train).similarity_.toarray()
+    whole = ItemItemRecommender(neighbours=5, shrinkage=10.0).fit(train).similarity_.toarray()
     monkeypatch.setattr(topk_mod, "BLOCK_NNZ", 10)  # forces one item per block
-    blocked = ItemItemRecommender(neighbours=5).fit(train).similarity_.toarray()
+    blocked = ItemItemRecommender(neighbours=5, shrinkage=10.0).fit(train).similarity_.toarray()
     np.testing.assert_array_equal(whole, blocked)
 
 
@@ -61,7 +61,7 @@ def test_zero_shrinkage_agrees_with_implicit_cosine() -> None:
 
 def test_raw_counts_when_not_normalised() -> None:
     train = _random_world(3)
-    m = ItemItemRecommender(neighbours=100, normalize="none").fit(train)
+    m = ItemItemRecommender(neighbours=100, shrinkage=10.0, normalize="none").fit(train)
     x = train.to_csr(binary=True).toarray()
     c = x.T @ x
     np.fill_diagonal(c, 0)
@@ -70,7 +70,7 @@ def test_raw_counts_when_not_normalised() -> None:
 
 def test_score_from_history_matches_known_user() -> None:
     train = _random_world(4)
-    m = ItemItemRecommender(neighbours=6).fit(train)
+    m = ItemItemRecommender(neighbours=6, shrinkage=10.0).fit(train)
     hist = train.to_csr()[7]
     items, scores = m.score_from_history(hist.indices, hist.data, 5)
     ref_items, ref_scores = m.recommend(np.array([7]), 5, exclude=train.to_csr())
@@ -81,7 +81,7 @@ def test_score_from_history_matches_known_user() -> None:
 
 
 def test_score_from_history_explicit_exclude_and_errors() -> None:
-    m = ItemItemRecommender(neighbours=6).fit(_random_world(5))
+    m = ItemItemRecommender(neighbours=6, shrinkage=10.0).fit(_random_world(5))
     items, _ = m.score_from_history(np.array([0, 1]), None, 30, exclude=np.array([], np.int64))
     assert items.shape == (25,)
     assert (items[items >= 0] != -1).all()

@@ -191,7 +191,7 @@ def test_sparse_history_scorer_matches_item_item_model():
 
     rng = np.random.default_rng(3)
     inter = Interactions.from_arrays(rng.integers(0, 60, 800), rng.integers(0, 50, 800), n_users=60, n_items=50)
-    model = ItemItemRecommender(neighbours=10).fit(inter)
+    model = ItemItemRecommender(neighbours=10, shrinkage=10.0).fit(inter)
     fast = sparse_history_scorer(model.similarity_)
     for hist in ([1, 2, 3], [7], [4, 4, 9, 30]):
         h = np.array(hist)

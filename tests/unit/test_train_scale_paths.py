@@ -82,7 +82,7 @@ def test_propose_honours_candidates_and_blocks_of_one_user(monkeypatch) -> None:
     import winnow.models.item_similarity as item_similarity
 
     world = _world()
-    model = ItemItemRecommender(neighbours=12).fit(world)
+    model = ItemItemRecommender(neighbours=12, shrinkage=10.0).fit(world)
     ex = world.to_csr(binary=True)
     allowed = np.arange(0, N_I, 3)
     whole = model.propose(np.arange(N_U), 10, exclude=ex, candidates=allowed)

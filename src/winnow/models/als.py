@@ -27,6 +27,9 @@ from winnow.models.base import Recommender, top_k
 _FILTERED = -3.0e38  # implicit marks filtered items with -FLT_MAX
 
 
+_DEFAULTS = ALSConfig()  # constructor defaults = the config's (one source of defaults)
+
+
 def positive_csr(train: Interactions) -> sp.csr_matrix:
     """users x items float32 CSR of summed weights, non-positive cells dropped."""
     x = train.to_csr()
@@ -115,9 +118,9 @@ class ALSRecommender(FactorRecommender):
 
     name = "als"
 
-    def __init__(self, factors: int = 64, iterations: int = 15, regularization: float = 0.05,
-                 alpha: float = 1.0, bm25: bool = True, bm25_k1: float = 100.0,
-                 bm25_b: float = 0.8, seed: int = 0, num_threads: int = 0) -> None:
+    def __init__(self, factors: int = _DEFAULTS.factors, iterations: int = _DEFAULTS.iterations, regularization: float = _DEFAULTS.regularization,
+                 alpha: float = _DEFAULTS.alpha, bm25: bool = _DEFAULTS.bm25, bm25_k1: float = _DEFAULTS.bm25_k1,
+                 bm25_b: float = _DEFAULTS.bm25_b, seed: int = _DEFAULTS.seed, num_threads: int = 0) -> None:
         if factors < 1 or iterations < 1:
             raise ValueError(f"factors and iterations must be >= 1, got {factors}, {iterations}")
         if regularization < 0 or alpha <= 0:

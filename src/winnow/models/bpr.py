@@ -20,6 +20,9 @@ from winnow.data.interactions import Interactions
 from winnow.models.als import FactorRecommender, positive_csr
 
 
+_DEFAULTS = BPRConfig()  # constructor defaults = the config's (one source of defaults)
+
+
 class BPRRecommender(FactorRecommender):
     """BPR matrix factorisation on the binarised positive interactions.
 
@@ -29,8 +32,8 @@ class BPRRecommender(FactorRecommender):
 
     name = "bpr"
 
-    def __init__(self, factors: int = 64, iterations: int = 100, learning_rate: float = 0.01,
-                 regularization: float = 0.01, seed: int = 0, num_threads: int = 0) -> None:
+    def __init__(self, factors: int = _DEFAULTS.factors, iterations: int = _DEFAULTS.iterations, learning_rate: float = _DEFAULTS.learning_rate,
+                 regularization: float = _DEFAULTS.regularization, seed: int = _DEFAULTS.seed, num_threads: int = 0) -> None:
         if factors < 1 or iterations < 1:
             raise ValueError(f"factors and iterations must be >= 1, got {factors}, {iterations}")
         if learning_rate <= 0 or regularization < 0:

@@ -29,6 +29,9 @@ from winnow.models.item_similarity import ItemSimilarityRecommender
 from winnow.models.topk import blocked_top_k_product
 
 
+_DEFAULTS = ItemItemConfig()  # constructor defaults = the config's (one source of defaults)
+
+
 class ItemItemRecommender(ItemSimilarityRecommender):
     """Shrunk-cosine item-item neighbourhood model.
 
@@ -40,8 +43,8 @@ class ItemItemRecommender(ItemSimilarityRecommender):
 
     name = "itemitem"
 
-    def __init__(self, neighbours: int = 100, shrinkage: float = 10.0,
-                 normalize: Literal["cosine", "none"] = "cosine") -> None:
+    def __init__(self, neighbours: int = _DEFAULTS.neighbours, shrinkage: float = _DEFAULTS.shrinkage,
+                 normalize: Literal["cosine", "none"] = _DEFAULTS.normalize) -> None:
         if neighbours < 1:
             raise ValueError(f"neighbours must be >= 1, got {neighbours}")
         if shrinkage < 0:

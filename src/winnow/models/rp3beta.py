@@ -26,6 +26,9 @@ from winnow.models.item_similarity import ItemSimilarityRecommender
 from winnow.models.topk import blocked_top_k_product
 
 
+_DEFAULTS = RP3betaConfig()  # constructor defaults = the config's (one source of defaults)
+
+
 def _row_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
     s = np.asarray(x.sum(axis=1), np.float64).ravel()
     inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
@@ -38,7 +41,7 @@ class RP3betaRecommender(ItemSimilarityRecommender):
 
     name = "rp3beta"
 
-    def __init__(self, alpha: float = 1.0, beta: float = 0.5, neighbours: int = 100) -> None:
+    def __init__(self, alpha: float = _DEFAULTS.alpha, beta: float = _DEFAULTS.beta, neighbours: int = _DEFAULTS.neighbours) -> None:
         if not alpha > 0:
             raise ValueError(f"alpha must be > 0, got {alpha!r}")
         if beta < 0:

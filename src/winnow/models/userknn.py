@@ -24,12 +24,15 @@ from winnow.models.base import Recommender
 from winnow.models.topk import blocked_top_k_product
 
 
+_DEFAULTS = UserKNNConfig()  # constructor defaults = the config's (one source of defaults)
+
+
 class UserKNNRecommender(Recommender):
     """Args: neighbours (similar users kept per user, >= 1), shrinkage (>= 0)."""
 
     name = "userknn"
 
-    def __init__(self, neighbours: int = 50, shrinkage: float = 10.0) -> None:
+    def __init__(self, neighbours: int = _DEFAULTS.neighbours, shrinkage: float = _DEFAULTS.shrinkage) -> None:
         if neighbours < 1:
             raise ValueError(f"neighbours must be >= 1, got {neighbours!r}")
         if shrinkage < 0:

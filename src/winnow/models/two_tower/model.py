@@ -15,7 +15,6 @@ Saved as model.json + arrays.npz + weights.safetensors (a state dict of tensors)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -26,7 +25,6 @@ import scipy.sparse as sp
 import torch
 
 from winnow.core.config import TwoTowerConfig
-from winnow.core.errors import BundleError
 from winnow.data.interactions import Interactions
 from winnow.metrics import evaluate_recs
 from winnow.models.base import Recommender, top_k
@@ -39,6 +37,7 @@ from winnow.models.content import (
     stable_hash,
 )
 from winnow.models.two_tower.encoding import attribute_tokens, blend_item_vectors, pad_rows
+from winnow.models.two_tower.persist import load_two_tower, save_two_tower
 from winnow.models.two_tower.masked import UserSets, pooled_history, train_masked, validation_mask
 from winnow.models.two_tower.sequence import make_sequence_loss
 from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets
@@ -362,47 +361,13 @@ class TwoTowerRecommender(Recommender):
         scores[np.arange(len(items)), items] = -np.inf
         return top_k(scores, k)
 
-    # --- persistence --------------------------------------------------------------------------
+    # --- persistence (winnow.models.two_tower.persist) ----------------------------------------
     def save(self, directory: str | Path) -> None:
-        from safetensors.torch import save_file
-
         self._check_fitted()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        t = self.table_
-        np.savez(d / "arrays.npz", cats=t.cats, creator=t.creator, age=t.age, pop=t.pop, text=t.text,
-                 user_hist=self.user_hist_, user_hist_w=self.user_hist_w_, user_attrs=self.user_attrs_, user_declared=self.user_declared_,
-                 user_pseudo=self.user_pseudo_, item_counts=self.item_counts_)
-        save_file({k: v.contiguous().clone() for k, v in self.net_.state_dict().items()}, str(d / "weights.safetensors"))
-        if self.text_encoder_ is not None:
-            self.text_encoder_.save(d / "text")
-        meta = {"model": self.name, "params": self.get_params(), "n_users": self.n_users_,
-                "n_items": self.n_items_, "structure": self.structure_.to_json(),
-                "text_encoder": self.text_encoder_ is not None}
-        (d / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        save_two_tower(self, directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        meta = json.loads((d / "model.json").read_text(encoding="utf-8"))
-        if meta.get("model") != cls.name:
-            raise BundleError(f"{d} holds a {meta.get('model')!r} model, not {cls.name!r}")
-        model = cls(**meta["params"])
-        model.structure_ = StructuredContent.from_json(meta["structure"])
-        model.text_encoder_ = TfidfSvdEncoder.load(d / "text") if meta["text_encoder"] else None
-        with np.load(d / "arrays.npz", allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
-        model.table_ = ItemTable(a["cats"], a["creator"], a["age"], a["pop"], a["text"])
-        model.user_hist_, model.user_attrs_ = a["user_hist"], a["user_attrs"]
-        rec = 0.5 ** (np.arange(model.config.history - 1, -1, -1, dtype=np.float32) / model.config.half_life)
-        model.user_hist_w_ = a.get("user_hist_w", np.where(model.user_hist_ > 0, rec, 0).astype(np.float32))
-        model.user_declared_, model.user_pseudo_ = a["user_declared"], a["user_pseudo"]
-        model.item_counts_ = a["item_counts"]
-        model.net_ = model.build_net(model.table_, int(meta["n_items"]))
-        model.net_.load_state_dict(load_file(str(d / "weights.safetensors")))
-        model.net_.eval()
-        model.n_users_, model.n_items_ = int(meta["n_users"]), int(meta["n_items"])
+        model = load_two_tower(cls, directory)
         model._refresh_item_vectors()
         return model
