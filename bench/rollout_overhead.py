@@ -156,7 +156,7 @@ def main() -> None:
         mine = [r for r in rows if r["mode"] == mode]
         summary[mode] = {"p50_ms": statistics.median(r["p50_ms"] for r in mine),
                          "p99_ms": statistics.median(r["p99_ms"] for r in mine),
-                         "errors": sum(sum(r["errors"].values()) for r in mine),
+                         "errors": sum(r["errors"] for r in mine),
                          "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in mine)}
     delta = {m: round(summary[m]["p99_ms"] - summary["none"]["p99_ms"], 3) for m in ("shadow", "canary")}
     out = {"benchmark": "rollout_overhead", "world": ({"movielens": args.movielens} if args.movielens else
