@@ -157,7 +157,8 @@ def main() -> None:
            "home": str(home), "build": built, "champion": champion, "challenger": version,
            "workers": args.workers, "rate": args.rate, "duration_s": args.duration, "sample": args.sample,
            "share": args.share, "summary": summary, "p99_delta_ms": delta,
-           "goal": "shadow: champion p99 at most +2 ms", "rows": rows, "total_s": round(time.time() - t0, 1)}
+           "goal": "shadow: champion p99 at most +2 ms", "rows": rows, "total_s": round(time.time() - t0, 1),
+           "overrides": {k: v for k, v in os.environ.items() if k.startswith("WINNOW__")}}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
     print("| rollout | p50 ms | p99 ms | errors | server CPU ms/req |\n|---|---|---|---|---|")
