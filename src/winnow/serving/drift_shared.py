@@ -9,10 +9,10 @@ with its own home computes its own copy (the store it reads is shared, so the co
 to when they were computed).
 
 Guarantees:
-- the file is replaced atomically (``core.files.write_atomic``: temp sibling + fsync + rename,
-  done only by the lock's holder, so the fixed temp name has one writer): a reader sees the
-  previous document or the new one, never a torn one; a worker killed mid-write leaves the
-  previous result readable (and at most a stray temp file the next write replaces);
+- the file is replaced atomically (``core.files.write_atomic``: a unique temp sibling + fsync +
+  rename, done only by the lock's holder): a reader sees the previous document or the new one,
+  never a torn one; a worker killed mid-write leaves the previous result readable and at most a
+  stray temp file, which the next holder's write removes (only a dead writer can have left one);
 - the lock is an ``flock`` on an open descriptor: the kernel releases it when its holder
   exits, also on SIGKILL, so a crashed worker never blocks the others;
 - an unreadable document (not JSON, not an object) is reported as absent -- the next holder
@@ -70,7 +70,10 @@ class SharedResult:
         return doc
 
     def write(self, doc: dict[str, Any]) -> None:
-        """Replace the document atomically; call only while holding ``lock()``."""
+        """Replace the document atomically; call only while holding ``lock()`` (so any temp file
+        of this document that exists was left by a writer that died: it is removed first)."""
+        for stray in self.dir.glob(f".{self.path.name}.*.tmp"):
+            stray.unlink(missing_ok=True)
         write_atomic(self.path, json.dumps({**doc, "format": FORMAT}, allow_nan=False))
 
     @contextmanager
