@@ -36,6 +36,8 @@ def stage_summary(name: str, stage: dict[str, Any]) -> str:
     if name == "datasets" and out:
         return (f"train {out['train_events']:,} / holdout {out['holdout_events']:,} events, "
                 f"{out['users_evaluated']:,} users")
+    if name == "gate" and out:
+        return f"{'passed' if out['passed'] else 'failed'}: {out['challenger']} vs {out['champion']}"
     if name in ("fit", "write") and out:
         return f"bundle {out['version']}"
     if name == "handoff" and out:
