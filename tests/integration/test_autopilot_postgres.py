@@ -1,7 +1,8 @@
 """`winnow autopilot --once` against a PostgreSQL store (a throwaway server, tests/servers): the
 cycle's stages read the shared store, the challenger is written as a verified bundle and labelled,
 the hand-off follows the gate, and a second run over the same data does nothing (the snapshot's
-hash of the events below the cut is stable on PostgreSQL too). Tiny world: seconds, not minutes."""
+hash of the events below the cut is stable on PostgreSQL too); a canary hand-off starts its
+rollout in the PostgreSQL store. Tiny worlds: seconds, not minutes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from serve_harness import trained_home
 
 from winnow.bundle import active_version, bundles_dir, list_bundles, verify_bundle
 from winnow.cyclelog.record import STAGES, load_records
+from winnow.data.open_store import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +56,27 @@ def test_a_cycle_on_postgresql_writes_a_gated_bundle_and_is_idempotent(tmp_path:
     assert again.returncode == 0, again.stdout + again.stderr
     assert "nothing to do" in again.stdout + again.stderr
     assert len(load_records(home)) == 1 and len(list_bundles(home)) == n_bundles
+
+
+def test_the_canary_hand_off_starts_a_rollout_in_the_postgresql_store(tmp_path: Path, postgres_url: str) -> None:
+    """The rollout state lives in the shared store: on PostgreSQL the replicas' followers see it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    toml = (f'[store]\nurl = "{postgres_url}"\n\n[ranker]\nenabled = false\n\n'
+            '[lifecycle]\nafter_gate = "canary"\ncanary_plan = [10, 100]\n\n'
+            '[lifecycle.gate]\nmin_ndcg = 0.0\nmin_recall = 0.0\n')  # the hand-off is under test, not the gate
+    cfg, _, champion = trained_home(home, toml, n_users=200, n_items=300, n_events=12_000)
+    run = _autopilot_once(home)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (rec,) = load_records(home)
+    assert rec["status"] == "done" and rec["gate"]["passed"] is True, rec["gate"]
+    hand = rec["stages"]["handoff"]["outputs"]
+    assert hand["action"].startswith("canary started") and hand["active_after"] == champion.version
+    assert active_version(home) == champion.version  # ACTIVE moves only when the rollout promotes
+    store = open_store(cfg.store_url())
+    try:
+        r = store.rollout()
+        assert r is not None and r.running and r.state == "canary" and r.id == hand["rollout"]["id"]
+        assert (r.challenger, r.champion, r.plan) == (rec["gate"]["challenger"], champion.version, (10, 100))
+    finally:
+        store.close()
