@@ -163,22 +163,28 @@ def specs(args: argparse.Namespace, paths: list[str]) -> list[tuple[str, list[st
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def world_args(ap: argparse.ArgumentParser) -> None:
+    """The options naming the home, its world and the server's source tree (shared by the
+    serving benchmarks: ``build`` reads them)."""
     ap.add_argument("--home", help="an existing home, or where to build one (default: a temp dir)")
     ap.add_argument("--movielens", help="import this MovieLens directory instead of a synthetic world")
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--events", type=int, default=400_000)
     ap.add_argument("--src", default=str(ROOT / "src"), help="the server's source tree (PYTHONPATH)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--active-users", type=int, default=5000)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    world_args(ap)
     ap.add_argument("--baseline-src", help="also serve this source tree (its own home, same data) and "
                     "measure every row on both, alternating, so each pair shares the machine's minute")
-    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per row")
     ap.add_argument("--conns", default="1,2,4,8,32")
     ap.add_argument("--rates", default="100,200,300")
     ap.add_argument("--floor-rate", type=float, default=1000.0)
-    ap.add_argument("--active-users", type=int, default=5000)
     ap.add_argument("--inapp-requests", type=int, default=2000)
     ap.add_argument("--json", required=True)
     args = ap.parse_args()

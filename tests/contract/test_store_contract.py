@@ -260,6 +260,29 @@ def test_impressions_and_outcomes(store: Store) -> None:
         store.log_impressions([{"request_id": "r3", "user_id": "u", "timestamp": 1}])
 
 
+def test_shown_items_and_source_scores_unnest_the_slates_of_a_time_range(store: Store) -> None:
+    """read_shown_items / read_source_scores: one row per shown item (per source score), the
+    range half-open, missing score -> 0.0, missing model_version -> "", numeric ids as text."""
+    def imp(rid: str, ts: int, version: str | None, items: list[dict]) -> dict:
+        return {"request_id": rid, "user_id": "u1", "timestamp": ts, "model_version": version, "items": items}
+    store.log_impressions([
+        imp("r1", 99, "v1", [{"item_id": "z", "position": 0, "score": 9.0, "src": {"als": [9.0, 0]}}]),
+        imp("r2", 100, "v1", [{"item_id": "a", "position": 0, "score": 0.5, "src": {"als": [1.5, 0], "pop": [7, 2]}},
+                              {"item_id": 7, "position": 1, "src": None}]),
+        imp("r3", 150, None, [{"item_id": "b", "position": 0, "score": 0.25}]),
+        imp("r4", 200, "v2", [{"item_id": "c", "position": 0, "score": 1.0, "src": {"pop": [3.0, 0]}}])])
+    shown = store.read_shown_items(since=100, until=200)
+    assert shown.to_dict("list") == {"user_id": ["u1"] * 3, "item_id": ["a", "7", "b"], "timestamp": [100, 100, 150],
+                                     "score": [0.5, 0.0, 0.25], "model_version": ["v1", "v1", ""]}
+    assert shown["timestamp"].dtype == np.int64 and shown["score"].dtype == np.float64
+    src = store.read_source_scores(since=100, until=200).sort_values(["source", "score"]).reset_index(drop=True)
+    assert src.to_dict("list") == {"source": ["als", "pop"], "score": [1.5, 7.0]}
+    assert src["score"].dtype == np.float64
+    empty = store.read_shown_items(since=1000, until=2000)
+    assert len(empty) == 0 and list(empty.columns) == list(shown.columns) and empty["timestamp"].dtype == np.int64
+    assert len(store.read_source_scores(since=1000, until=2000)) == 0
+
+
 def test_read_feedback_events(store: Store) -> None:
     frame = _events(400, seed=8)
     store.append_events(frame)

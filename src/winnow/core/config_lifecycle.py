@@ -96,8 +96,9 @@ class DriftConfig(_Section):
 
     The service's monitor (winnow.serving.drift_monitor) recomputes the live window (the last
     ``window_days`` before now: the same length as the reference's, so per-window counts compare)
-    every ``refresh_s`` seconds in a background thread when ``monitor`` is on, and keeps the last
-    ``history`` results."""
+    every ``refresh_s`` seconds in a background thread when ``monitor`` is on -- once per home:
+    the workers of a server share the result through ``<home>/drift/live.json`` -- and keeps the
+    last ``history`` results."""
 
     window_days: float = Field(7.0, gt=0)
     top_items: int = Field(1000, ge=1)  # items kept by name in the reference popularity (+ "other")

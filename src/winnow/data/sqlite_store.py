@@ -27,7 +27,7 @@ import pandas as pd
 
 from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
 from winnow.data import sqlite_blocks as blocks
-from winnow.data import rollout_sql, sqlite_feedback
+from winnow.data import rollout_sql, sqlite_feedback, sqlite_shown
 from winnow.data import sqlite_writes as writes
 from winnow.data import store_rows as shape
 from winnow.data.sqlite_schema import DDL as _DDL
@@ -324,6 +324,14 @@ class SQLiteStore(Store):
             shown[int(d) - first_day] = int(n)
             pos_sum += int(p)
         return {"events": events, "impressions": shown, "position_sum": pos_sum}
+
+    def read_shown_items(self, *, since: int, until: int) -> pd.DataFrame:
+        """Store.read_shown_items, unnested in SQL (sqlite_shown)."""
+        return sqlite_shown.read_shown_items(self._reader(), since=since, until=until)
+
+    def read_source_scores(self, *, since: int, until: int) -> pd.DataFrame:
+        """Store.read_source_scores, unnested in SQL (sqlite_shown)."""
+        return sqlite_shown.read_source_scores(self._reader(), since=since, until=until)
 
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
         """Store.read_feedback_events from the event blocks and only the keys named (fast path)."""

@@ -134,6 +134,31 @@ class Store(ABC):
     def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:
         """Stored impressions (same shape as log_impressions' input), oldest first."""
 
+    def read_shown_items(self, *, since: int, until: int) -> pd.DataFrame:
+        """One row per item of the impressions with since <= timestamp < until, oldest first,
+        columnar: user_id, item_id (str), timestamp (int64), score (float64; 0.0 when the slate
+        entry has none), model_version (str, "" when none). For drift monitoring
+        (winnow.evaluation.drift_served), which reads millions of these per window.
+
+        Default: built on ``read_impressions`` (a Python loop over impressions); a backend may
+        override it with a query that unnests the slates itself."""
+        rows = [(str(imp["user_id"]), str(it["item_id"]), int(imp["timestamp"]), float(it.get("score") or 0.0),
+                 str(imp.get("model_version") or ""))
+                for imp in self.read_impressions(since=since) if int(imp["timestamp"]) < until
+                for it in imp["items"]]
+        return shown_frame(rows)
+
+    def read_source_scores(self, *, since: int, until: int) -> pd.DataFrame:
+        """The source scores logged with the shown items of the impressions with since <=
+        timestamp < until (each slate entry's ``src``: {source name: [score, ...]}): one row per
+        (item, source), columns source (str), score (float64). Default: built on
+        ``read_impressions``; a backend may override it (see ``read_shown_items``)."""
+        rows = [(str(name), float(val[0]))
+                for imp in self.read_impressions(since=since) if int(imp["timestamp"]) < until
+                for it in imp["items"] for name, val in (it.get("src") or {}).items()]
+        return pd.DataFrame({"source": pd.Series([r[0] for r in rows], dtype=object),
+                             "score": np.fromiter((r[1] for r in rows), np.float64, count=len(rows))})
+
     def read_feedback_events(self, *, event_types: Sequence[str],
                              since: int | None = None) -> pd.DataFrame:
         """Events of the given types with timestamp >= ``since`` (all when None): a DataFrame with
@@ -228,6 +253,20 @@ class Store(ABC):
 
 
 S = TypeVar("S", bound=type[Store])
+
+
+SHOWN_COLUMNS = ["user_id", "item_id", "timestamp", "score", "model_version"]
+
+
+def shown_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """``Store.read_shown_items``' frame from (user_id, item_id, timestamp, score, model_version)
+    rows, with its dtypes also when empty."""
+    cols = list(zip(*rows)) if rows else [()] * len(SHOWN_COLUMNS)
+    return pd.DataFrame({"user_id": pd.Series(cols[0], dtype=object).astype(str),
+                         "item_id": pd.Series(cols[1], dtype=object).astype(str),
+                         "timestamp": np.asarray(cols[2], np.int64),
+                         "score": np.asarray([0.0 if v is None else v for v in cols[3]], np.float64),
+                         "model_version": pd.Series(["" if v is None else v for v in cols[4]], dtype=object)})
 
 
 def maps_driver_errors(driver: tuple[type[Exception], ...],

@@ -1,5 +1,6 @@
 """What the service served in a time window, for drift monitoring (winnow.evaluation.drift):
-read once from the store's impression log and positive events, shared by the reference profile
+read once from the store's impression log (columnar: ``Store.read_shown_items`` /
+``read_source_scores``, which the SQLite store unnests in SQL) and positive events, shared by the reference profile
 (at training) and the live profile (``winnow drift report``, the service's drift monitor).
 
 ``served_profile(store, config, since=, until=, calibration=None)`` -> {
@@ -44,25 +45,19 @@ def served_profile(store: Store, config: WinnowConfig, *, since: int, until: int
     types = sorted(set(fb.click_events) | set(config.ranker.purchase_events))
     pos = store.read_feedback_events(event_types=types, since=since)
     pos = pos[pos["timestamp"] < until].reset_index(drop=True).rename_axis("row").reset_index()
-    rows: list[tuple[str, str, int, float, str]] = []
-    src: dict[str, list[float]] = {}
-    for imp in store.read_impressions(since=since - fb.attribution_window_s):
-        t = int(imp["timestamp"])
-        if t >= until:
-            continue
-        in_window = t >= since
-        for it in imp["items"]:
-            rows.append((str(imp["user_id"]), str(it["item_id"]), t, float(it.get("score") or 0.0),
-                         str(imp.get("model_version") or "") if in_window else ""))
-            if in_window:
-                for name, val in (it.get("src") or {}).items():
-                    src.setdefault(str(name), []).append(float(val[0]))
-    shown = pd.DataFrame(rows, columns=["user_id", "item_id", "shown_at", "score", "version"])
+    # columnar reads (Store.read_shown_items / read_source_scores): no per-impression Python loop
+    items = store.read_shown_items(since=since - fb.attribution_window_s, until=until)
+    ts = items["timestamp"].to_numpy(np.int64)
+    shown = pd.DataFrame({"user_id": items["user_id"], "item_id": items["item_id"], "shown_at": ts,
+                          "score": items["score"].to_numpy(np.float64),
+                          "version": items["model_version"].where(ts >= since, "")})
+    scores = store.read_source_scores(since=since, until=until)
+    src = {str(name): group.to_numpy(np.float64) for name, group in scores.groupby("source", sort=True)["score"]}
     hit = None
     if len(pos) and len(shown):
         hit = float(_attributed(shown, pos, fb.attribution_window_s)["row"].nunique() / len(pos))
     out: dict[str, Any] = {"served_hit_share": hit, "served_items": int((shown["shown_at"] >= since).sum()),
-                           "source_scores": {name: quantiles(np.asarray(v)) for name, v in sorted(src.items())}}
+                           "source_scores": {name: quantiles(v) for name, v in sorted(src.items())}}
     if calibration is not None:
         version, edges = calibration
         mine = shown[(shown["version"] == version) & (shown["shown_at"] >= since)].reset_index(drop=True)

@@ -1,8 +1,8 @@
 """``GET /v1/admin/drift`` (admin scope): the drift monitor's latest comparison of the live
 window with the serving bundle's reference profile, data and concept drift apart, with a short
 history (serving/drift_monitor.py; the same report as ``winnow drift report``).
-``POST /v1/admin/drift/refresh`` recomputes it now in this worker (the others keep their
-schedule) and answers the same body."""
+``POST /v1/admin/drift/refresh`` answers a result attempted after the call (computed by this
+worker, or by another one that was computing when it came) and every worker then serves it."""
 
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ class DriftOut(BaseModel):
     refresh_s: float
     window_days: float
     computed_at: float | None
-    refreshes: int
+    refreshes: int  # this worker's refresh checks
+    computations: int  # comparisons the home's workers have run (one per refresh_s, shared)
+    computed_by: int | None  # pid of the worker that ran the last one
+    computed_here: int  # comparisons the answering worker ran
     report: dict[str, Any] | None  # bundle, reference/live windows, data/concept rows, notes, flags
     history: list[dict[str, Any]]  # oldest first: at, bundle, data_drift, concept_drift, live_events, values
 
@@ -46,6 +49,6 @@ def drift(request: Request) -> DriftOut:
 
 
 @router.post("/v1/admin/drift/refresh", response_model=DriftOut,
-             summary="Recompute the live drift comparison now (this worker) and answer it")
+             summary="Recompute the live drift comparison now (once for the home) and answer it")
 def refresh(request: Request) -> DriftOut:
-    return DriftOut(**_monitor(request).refresh())
+    return DriftOut(**_monitor(request).refresh(force=True))

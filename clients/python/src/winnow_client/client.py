@@ -142,7 +142,7 @@ class Client:
         return self.send(calls.drift(), timeout=timeout)
 
     def refresh_drift(self, *, timeout: Timeout = _UNSET) -> DriftStatus:
-        """Recompute the live drift comparison now (in the worker that answers)."""
+        """Recompute the live drift comparison now (once for the server's home; every worker then serves it)."""
         return self.send(calls.refresh_drift(), timeout=timeout)
 
     def autopilot(self, *, last: Optional[int] = None, timeout: Timeout = _UNSET) -> AutopilotStatus:

@@ -265,6 +265,9 @@ class DriftStatus(_Response):
     window_days: float
     computed_at: Optional[float]
     refreshes: int
+    computations: int
+    computed_by: Optional[int]
+    computed_here: int
     report: Optional[dict[str, Any]]
     history: list[dict[str, Any]]
 

@@ -1,0 +1,92 @@
+"""The live drift comparison runs ONCE per home per refresh on a real two-worker server
+(serving/drift_monitor.py + drift_shared.py): the shared result's history shows consecutive
+computations at least ``refresh_s`` apart (two workers each computing on their own would put
+two within every period), numbered without gaps, each by one of the server's workers; both
+workers answer the same report for the same computation; the admin refresh computes once more
+for the home and every worker then serves it.
+
+Which worker accepts a connection is the kernel's choice, so every claim about "both workers"
+is checked with ``Server.until_every_worker`` (fresh connections to a bounded deadline); every
+wait is on a condition with a deadline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from serve_harness import Server, fresh_request, process_tree, trained_home
+from servers.throwaway import wait_for
+
+REFRESH_S = 2.0
+TOML = f"""
+[drift]
+refresh_s = {REFRESH_S}
+history = 50
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("drift_workers")
+    trained_home(home, TOML, n_users=150, n_items=300, n_events=8000)
+    srv = Server(home, workers=2)
+    yield home, srv
+    srv.stop()
+
+
+def _shared(home: Path) -> dict | None:
+    path = home / "drift" / "live.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def test_one_computation_per_refresh_for_the_whole_server(server):
+    home, srv = server
+    doc = wait_for(lambda: (d := _shared(home)) and d["computations"] >= 5 and d, timeout=120, interval=0.1)
+    assert doc, f"fewer than 5 computations within 120 s: {_shared(home)}"
+    assert doc["state"] == "ok" and doc["report"] is not None, doc
+    hist = doc["history"]
+    numbers = [h["computation"] for h in hist]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) and numbers[-1] == doc["computations"]
+    gaps = [b["at"] - a["at"] for a, b in zip(hist, hist[1:])]
+    assert min(gaps) >= REFRESH_S, f"two computations within one refresh period: {gaps}"
+    workers = process_tree(srv.proc.pid) - {srv.proc.pid}
+    assert {h["by"] for h in hist} <= workers, (hist, workers)
+    # what each worker ran, summed, is what the home counted (a lost update would show here)
+    before = _shared(home)["computations"]
+    answers = srv.until_every_worker("GET", "/v1/admin/drift")
+    after = _shared(home)["computations"]
+    ran = {pid: max(r.json()["computed_here"] for r in rs) for pid, rs in answers.items()}
+    assert before <= sum(ran.values()) <= after, (before, ran, after)
+
+
+def test_both_workers_answer_the_same_report(server):
+    home, srv = server
+    seen: dict[int, dict[str, dict]] = {}  # computation -> {worker pid: body}
+
+    def common():
+        answers = srv.until_every_worker("GET", "/v1/admin/drift", ok=lambda r: r.json()["state"] == "ok")
+        for pid, rs in answers.items():
+            for r in rs:
+                body = r.json()
+                seen.setdefault(body["computations"], {})[pid] = body
+        return next((bodies for bodies in seen.values() if len(bodies) == 2), None)
+
+    bodies = wait_for(common, timeout=60, interval=0.05)
+    assert bodies, f"no computation answered by both workers within 60 s: { {c: list(b) for c, b in seen.items()} }"
+    a, b = bodies.values()
+    assert a["report"] == b["report"] and a["computed_at"] == b["computed_at"] and a["history"] == b["history"]
+    assert a["computed_by"] == b["computed_by"]
+
+
+def test_the_admin_refresh_computes_once_and_every_worker_serves_it(server):
+    home, srv = server
+    r = fresh_request(srv.url, "POST", "/v1/admin/drift/refresh")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["state"] == "ok" and body["computed_by"] is not None
+    forced = body["computations"]
+    doc = _shared(home)
+    assert doc is not None and doc["computations"] >= forced
+    after = srv.until_every_worker("GET", "/v1/admin/drift", ok=lambda r: r.json()["computations"] >= forced)
+    assert all(rs[-1].json()["report"] is not None for rs in after.values())

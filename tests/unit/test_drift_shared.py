@@ -1,0 +1,106 @@
+"""The drift result shared by one home's workers (serving/drift_shared.py): a worker killed
+mid-write leaves the previous result readable and releases the lock; the lock excludes another
+process; an unreadable document is reported as absent, never served. Other processes are real
+(``python -c``), and every wait is on a condition with a deadline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from winnow.serving.drift_shared import SharedResult
+
+CHILD = """
+import os, sys, time
+from pathlib import Path
+from winnow.serving.drift_shared import SharedResult
+shared = SharedResult(Path(sys.argv[1]))
+mode = sys.argv[2]
+with shared.lock() as held:
+    assert held, "the child could not take the lock"
+    if mode == "crash-before-rename":  # the temp file is written; the process dies before the rename
+        def stuck(src, dst):
+            print("writing", flush=True)
+            time.sleep(600)
+        os.replace = stuck
+        shared.write({"bundle": "v2", "computations": 2})
+    else:  # hold the lock until killed
+        print("holding", flush=True)
+        time.sleep(600)
+"""
+
+
+def _child(home: Path, mode: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(home), mode], stdout=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def _wait_line(proc: subprocess.Popen[str], expected: str, timeout: float = 60.0) -> None:
+    """Until the child prints ``expected`` (readline blocks; the deadline is the child's kill)."""
+    end = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        if line.strip() == expected:
+            return
+        if not line and proc.poll() is not None:
+            raise AssertionError(f"child exited with {proc.returncode} before printing {expected!r}")
+    proc.kill()
+    raise AssertionError(f"child did not print {expected!r} within {timeout} s")
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    proc.kill()  # SIGKILL: no cleanup runs in the child
+    proc.wait(30)
+
+
+def test_a_worker_killed_mid_write_leaves_the_previous_result_and_releases_the_lock(tmp_path: Path) -> None:
+    shared = SharedResult(tmp_path)
+    with shared.lock() as held:
+        assert held
+        shared.write({"bundle": "v1", "computations": 1})
+    proc = _child(tmp_path, "crash-before-rename")
+    try:
+        _wait_line(proc, "writing")
+        with shared.lock() as held:  # the child holds it while it writes
+            assert not held
+        assert (shared.dir / ".live.json.tmp").exists()  # the new document was on its way
+    finally:
+        _kill(proc)
+    doc = shared.read()
+    assert doc is not None and doc["bundle"] == "v1" and doc["computations"] == 1
+    with shared.lock() as held:  # the kernel released the dead child's lock
+        assert held
+        shared.write({"bundle": "v3", "computations": 3})  # and the stray temp is replaced
+    doc = shared.read()
+    assert doc is not None and doc["bundle"] == "v3"
+
+
+def test_the_lock_excludes_another_process_and_a_bounded_wait_gives_up(tmp_path: Path) -> None:
+    shared = SharedResult(tmp_path)
+    proc = _child(tmp_path, "hold")
+    try:
+        _wait_line(proc, "holding")
+        t0 = time.monotonic()
+        with shared.lock(wait_s=0.3) as held:
+            assert not held
+        assert time.monotonic() - t0 >= 0.3  # it did wait, then gave up
+    finally:
+        _kill(proc)
+    with shared.lock() as held:
+        assert held
+
+
+@pytest.mark.parametrize("text", ["{\"bundle\": \"v1\", \"comp", "[1, 2]", "{\"bundle\": \"v1\"}", ""])
+def test_an_unreadable_or_foreign_document_reads_as_absent(tmp_path: Path, text: str) -> None:
+    shared = SharedResult(tmp_path)
+    shared.dir.mkdir(parents=True)
+    shared.path.write_text(text)
+    assert shared.read() is None
+    assert SharedResult(tmp_path / "elsewhere").read() is None  # no file yet
