@@ -7,6 +7,7 @@ one. Without it the tests skip locally and FAIL when CI=true (`make test` instal
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,7 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -75,6 +79,25 @@ def make_world(home: Path, *, bundles: int = 2) -> WinnowConfig:
     finally:
         store.close()
     return cfg
+
+
+def recent_world(home: Path, toml: str, *, n_users: int, n_items: int, n_events: int, seed: int,
+                 start: int, days: int = 30):
+    """Write ``toml`` as ``home``/winnow.toml, import a seeded world of ``days`` days from unix
+    ``start`` and train + activate a bundle on it (no model evaluation): (config, world, BundleInfo)."""
+    (home / "winnow.toml").write_text(toml)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from winnow.training.job import train
+
+    cfg = load_config(home)
+    world = generate_world(n_users, n_items, n_events, seed=seed, start=start, days=days)
+    store = open_store(cfg.store_url())
+    try:
+        store.import_all(events=world.events, items=world.items, users=world.users)
+        info = train(cfg, store, evaluate_models=False)
+    finally:
+        store.close()
+    return cfg, world, info
 
 
 def create_key(cfg: WinnowConfig, scopes: tuple[str, ...] = ("admin", "read", "write")) -> str:
@@ -163,3 +186,23 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"dashboard-{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@contextmanager
+def signed_in_page(token: str) -> Iterator[tuple[Any, Console]]:
+    """A Chromium page (1400x900, 30 s default timeout) whose dashboard holds the API key
+    ``token``, and the Console collecting its errors; the browser is closed afterwards."""
+    chromium = require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+            ctx.add_init_script(f"localStorage.setItem('winnow.apiKey', {json.dumps(token)})")
+            page = ctx.new_page()
+            page.set_default_timeout(30_000)
+            yield page, Console(page)
+            ctx.close()
+        finally:
+            browser.close()

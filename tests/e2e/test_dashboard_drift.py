@@ -8,21 +8,16 @@ slept); the Drift page shows the per-feature table with a sparkline of each stat
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from dashboard_harness import (
-    CHROMIUM_ARGS, Console, WinnowServer, create_key, open_view, require_browser, screenshot,
+    WinnowServer, create_key, open_view, recent_world, screenshot, signed_in_page,
 )
 from servers.throwaway import wait_for
 
-from winnow.core.config import load_config
-from winnow.data.open_store import open_store
-from winnow.data.synthetic import generate_world
 
 pytestmark = pytest.mark.slow
 DAY = 86400
@@ -38,20 +33,9 @@ history = 20
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     home: Path = tmp_path_factory.mktemp("drift")
-    (home / "winnow.toml").write_text(TOML)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from winnow.training.job import train
-
-    cfg = load_config(home)
-    now = int(time.time())
     # the last 30 days up to now: the bundle's reference week is (almost) the live week
-    world = generate_world(200, 300, 8_000, seed=5, start=now - 30 * DAY, days=30)
-    store = open_store(cfg.store_url())
-    try:
-        store.import_all(events=world.events, items=world.items, users=world.users)
-        info = train(cfg, store, evaluate_models=False)
-    finally:
-        store.close()
+    cfg, world, info = recent_world(home, TOML, n_users=200, n_items=300, n_events=8_000, seed=5,
+                                    start=int(time.time()) - 30 * DAY)
     token = create_key(cfg)
     server = WinnowServer(home)
     client = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"})
@@ -115,16 +99,7 @@ def test_an_injected_shift_shows_up_as_data_drift_within_a_deadline(served):
 
 
 def test_drift_page_shows_the_table_and_sparklines(served):
-    chromium = require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-        ctx.add_init_script(f"localStorage.setItem('winnow.apiKey', {json.dumps(served['token'])})")
-        page = ctx.new_page()
-        page.set_default_timeout(30_000)
-        con = Console(page)
+    with signed_in_page(served["token"]) as (page, con):
         open_view(page, served["server"].url, "drift")
         assert page.inner_text("#drift-bundle") == served["version"]
         assert page.inner_text("#flag-data") == "data drift: YES"
@@ -142,5 +117,3 @@ def test_drift_page_shows_the_table_and_sparklines(served):
         assert "undefined" not in text and "NaN" not in text and "null" not in text
         screenshot(page, "drift")
         con.check("drift page")
-        ctx.close()
-        browser.close()

@@ -16,7 +16,7 @@ from winnow.core.config import load_config
 from winnow.core.errors import LifecycleError
 from winnow.data.open_store import open_store
 from winnow.lifecycle.cycle import run_once
-from winnow.lifecycle.record import load_records
+from winnow.cyclelog.record import load_records
 
 FAST = "[ranker]\nenabled = false\n"  # the ranker is training's business; the lifecycle tests need a bundle
 

@@ -16,7 +16,7 @@ from winnow.data.open_store import open_store
 from winnow.lifecycle.cycle import run_once
 from winnow.lifecycle.drift_trigger import DriftWatch
 from winnow.lifecycle.loop import due
-from winnow.lifecycle.record import load_records
+from winnow.cyclelog.record import load_records
 from winnow.lifecycle.snapshot import take_snapshot
 from winnow.rollout import control
 

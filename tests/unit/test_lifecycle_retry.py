@@ -13,7 +13,7 @@ from winnow.core.errors import LifecycleError
 from winnow.data.open_store import open_store
 from winnow.lifecycle import cycle
 from winnow.lifecycle.loop import due
-from winnow.lifecycle.record import load_records
+from winnow.cyclelog.record import load_records
 
 
 def _events(n: int) -> pd.DataFrame:

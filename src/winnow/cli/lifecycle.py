@@ -33,7 +33,7 @@ def autopilot(ctx: typer.Context,
 @autopilot_app.command("status")
 def status(last: int = typer.Option(10, min=1, help="how many recent cycles to show")) -> None:
     """Cycles, their stages, timings and gate results."""
-    from winnow.lifecycle.record import load_records
-    from winnow.lifecycle.status import format_status
+    from winnow.cyclelog.record import load_records
+    from winnow.cyclelog.status import format_status
 
     typer.echo(format_status(load_records(config().home), last=last))

@@ -4,6 +4,6 @@ A cycle is a pipeline of named, idempotent stages (winnow.lifecycle.cycle): snap
 cut of the store) -> datasets (training part and the holdout window) -> fit (``winnow train``'s
 job at the cut's holdout start, never activating) -> gate (champion vs challenger on the
 holdout) -> write (the verdict into the bundle's manifest) -> handoff (activate, or hold).
-Every stage's inputs, outputs and timings land in the cycle record (winnow.lifecycle.record).
+Every stage's inputs, outputs and timings land in the cycle record (winnow.cyclelog.record).
 Training runs in the autopilot's own process, never inside a serving process.
 """

@@ -34,7 +34,7 @@ from winnow.lifecycle import datasets
 from winnow.lifecycle.fit import fit_challenger
 from winnow.lifecycle.gate import run_gate
 from winnow.lifecycle.handoff import hand_off, write_verdict
-from winnow.lifecycle.record import STAGES, digest, load_records, new_record, save_record
+from winnow.cyclelog.record import STAGES, digest, load_records, new_record, save_record
 from winnow.lifecycle.snapshot import events_digest, same_data, take_snapshot
 from winnow.training.progress import StageClock
 

@@ -31,7 +31,7 @@ from winnow.core.errors import WinnowError
 from winnow.data.store import Store
 from winnow.lifecycle.cycle import run_once
 from winnow.lifecycle.drift_trigger import DriftWatch
-from winnow.lifecycle.record import load_records
+from winnow.cyclelog.record import load_records
 
 
 def _unfinished(config: WinnowConfig, last: dict[str, Any], now: float) -> str | None:

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from winnow.core.config import WinnowConfig
 from winnow.data.store import Store
-from winnow.serving import routes_admin, routes_data, routes_drift, routes_recs, routes_rollout
+from winnow.serving import routes_admin, routes_autopilot, routes_data, routes_drift, routes_recs, routes_rollout
 from winnow.serving.auth import Authorizer, authorize
 from winnow.serving.errors import install_error_handlers
 from winnow.serving.ratelimit import RateLimiter
@@ -104,6 +104,7 @@ def create_app(config: WinnowConfig, *, store: Store | None = None) -> FastAPI:
     app.include_router(routes_admin.router)
     app.include_router(routes_rollout.router)
     app.include_router(routes_drift.router)
+    app.include_router(routes_autopilot.router)
     app.include_router(routes_data.router)
     app.include_router(routes_recs.make_router(config.serving))
     install_ui(app)  # the dashboard at /ui and its JSON API at /ui/api (docs/DASHBOARD.md)

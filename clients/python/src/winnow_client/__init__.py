@@ -19,7 +19,7 @@ from winnow_client.errors import (
     UnavailableError, ValidationError, WinnowError,
 )
 from winnow_client.models import (
-    Activation, Bundle, Bundles, DriftStatus, Event, EventsResult, Filters, Health, Item, ItemDetails, ItemPatch,
+    Activation, AutopilotStatus, Bundle, Bundles, Cycle, CycleGate, CycleStage, DriftStatus, Event, EventsResult, Filters, Health, Item, ItemDetails, ItemPatch,
     Readiness, RecContext, RecItem, Recommendations, Rollout, RolloutCanary, RolloutDecision, RolloutDue,
     RolloutHere, RolloutNow, RolloutShadow, RolloutStatus, ShadowSummary, SimilarItem, SimilarItems, UserDetails,
     UserErased, UserErasure, UserProfile, Written,
@@ -29,7 +29,7 @@ from winnow_client.tracker import Tracker, TrackerOptions, TrackerStats
 
 __version__ = "0.1.0"
 __all__ = [
-    "NO_RETRY", "Activation", "ApiError", "AsyncClient", "AsyncTracker", "AuthenticationError", "BadRequestError",
+    "NO_RETRY", "Activation", "ApiError", "AutopilotStatus", "Cycle", "CycleGate", "CycleStage", "AsyncClient", "AsyncTracker", "AuthenticationError", "BadRequestError",
     "Bundle", "Bundles", "Client", "ConflictError", "DriftStatus", "Event", "EventsResult", "FieldError", "Filters",
     "Health",
     "Item", "ItemDetails", "ItemPatch", "NotFoundError", "PayloadTooLargeError", "PermissionDeniedError",

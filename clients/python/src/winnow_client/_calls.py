@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from winnow_client import errors
 from winnow_client.models import (
-    Activation, Bundles, DriftStatus, Event, EventsResult, Health, Item, ItemBatch, ItemDetails, ItemPatch,
+    Activation, AutopilotStatus, Bundles, DriftStatus, Event, EventsResult, Health, Item, ItemBatch, ItemDetails, ItemPatch,
     Readiness, RecContext, Recommendations, RolloutCanary, RolloutShadow, RolloutStatus, SimilarItems, UserDetails,
     UserErasure, UserProfile, Written,
 )
@@ -58,6 +58,7 @@ ACTIVATE = Route("POST", "/v1/admin/bundles/{version}/activate", Activation)
 ROLLBACK = Route("POST", "/v1/admin/bundles/rollback", Activation, repeatable=False)
 DRIFT = Route("GET", "/v1/admin/drift", DriftStatus)
 DRIFT_REFRESH = Route("POST", "/v1/admin/drift/refresh", DriftStatus)
+AUTOPILOT = Route("GET", "/v1/admin/autopilot", AutopilotStatus, query=("last",))
 ROLLOUT = Route("GET", "/v1/admin/rollout", RolloutStatus)
 ROLLOUT_SHADOW = Route("POST", "/v1/admin/rollout/shadow", RolloutStatus, body=RolloutShadow, repeatable=False)
 ROLLOUT_CANARY = Route("POST", "/v1/admin/rollout/canary", RolloutStatus, body=RolloutCanary, repeatable=False)
@@ -66,7 +67,7 @@ ROLLOUT_ABORT = Route("POST", "/v1/admin/rollout/abort", RolloutStatus, repeatab
 HEALTH = Route("GET", "/healthz", Health)
 READY = Route("GET", "/readyz", Readiness)
 ROUTES = (EVENTS, ITEMS, ITEM, ITEM_PATCH, SIMILAR, USER_PUT, USER_GET, USER_DELETE, RECS_GET, RECS_POST,
-          BUNDLES, ACTIVATE, ROLLBACK, DRIFT, DRIFT_REFRESH, ROLLOUT, ROLLOUT_SHADOW, ROLLOUT_CANARY, ROLLOUT_PROMOTE, ROLLOUT_ABORT,
+          BUNDLES, ACTIVATE, ROLLBACK, DRIFT, DRIFT_REFRESH, AUTOPILOT, ROLLOUT, ROLLOUT_SHADOW, ROLLOUT_CANARY, ROLLOUT_PROMOTE, ROLLOUT_ABORT,
           HEALTH, READY)
 
 
@@ -203,6 +204,10 @@ def drift() -> Call[DriftStatus]:
 
 def refresh_drift() -> Call[DriftStatus]:
     return _call(DRIFT_REFRESH, DriftStatus)
+
+
+def autopilot(last: Optional[int] = None) -> Call[AutopilotStatus]:
+    return _call(AUTOPILOT, AutopilotStatus, [("last", str(last))] if last is not None else None)
 
 
 def rollout() -> Call[RolloutStatus]:

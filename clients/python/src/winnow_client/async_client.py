@@ -14,7 +14,7 @@ from winnow_client import errors
 from winnow_client._calls import M, Call, EventLike, Timeout
 from winnow_client.async_tracker import AsyncTracker
 from winnow_client.models import (
-    Activation, Bundles, DriftStatus, EventsResult, Health, Item, ItemDetails, ItemPatch, Readiness, RecContext,
+    Activation, AutopilotStatus, Bundles, DriftStatus, EventsResult, Health, Item, ItemDetails, ItemPatch, Readiness, RecContext,
     Recommendations, RolloutStatus, SimilarItems, UserDetails, UserErasure, UserProfile, Written,
 )
 from winnow_client.retry import RetryPolicy
@@ -132,6 +132,11 @@ class AsyncClient:
     async def refresh_drift(self, *, timeout: Timeout = _UNSET) -> DriftStatus:
         """Recompute the live drift comparison now (in the worker that answers)."""
         return await self.send(calls.refresh_drift(), timeout=timeout)
+
+    async def autopilot(self, *, last: Optional[int] = None, timeout: Timeout = _UNSET) -> AutopilotStatus:
+        """The autopilot's newest ``last`` cycles (server default 10; newest last): trigger, stages
+        with timings and peak RSS, gate results and reasons, hand-off (``winnow autopilot status``)."""
+        return await self.send(calls.autopilot(last), timeout=timeout)
 
     # --- rollouts (admin scope; docs/ROLLOUT.md) ---------------------------------------------------
     async def rollout(self, *, timeout: Timeout = _UNSET) -> RolloutStatus:

@@ -14,7 +14,7 @@ from winnow_client import _calls as calls
 from winnow_client import errors
 from winnow_client._calls import M, Call, EventLike, Timeout
 from winnow_client.models import (
-    Activation, Bundles, DriftStatus, EventsResult, Health, Item, ItemDetails, ItemPatch, Readiness, RecContext,
+    Activation, AutopilotStatus, Bundles, DriftStatus, EventsResult, Health, Item, ItemDetails, ItemPatch, Readiness, RecContext,
     Recommendations, RolloutStatus, SimilarItems, UserDetails, UserErasure, UserProfile, Written,
 )
 from winnow_client.retry import RetryPolicy
@@ -144,6 +144,11 @@ class Client:
     def refresh_drift(self, *, timeout: Timeout = _UNSET) -> DriftStatus:
         """Recompute the live drift comparison now (once for the server's home; every worker then serves it)."""
         return self.send(calls.refresh_drift(), timeout=timeout)
+
+    def autopilot(self, *, last: Optional[int] = None, timeout: Timeout = _UNSET) -> AutopilotStatus:
+        """The autopilot's newest ``last`` cycles (server default 10; newest last): trigger, stages
+        with timings and peak RSS, gate results and reasons, hand-off (``winnow autopilot status``)."""
+        return self.send(calls.autopilot(last), timeout=timeout)
 
     # --- rollouts (admin scope; docs/ROLLOUT.md) ---------------------------------------------------
     def rollout(self, *, timeout: Timeout = _UNSET) -> RolloutStatus:

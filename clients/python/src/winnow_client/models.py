@@ -272,6 +272,67 @@ class DriftStatus(_Response):
     history: list[dict[str, Any]]
 
 
+# --- autopilot (/v1/admin/autopilot) -------------------------------------------------------------
+class CycleStage(_Response):
+    """One stage of an autopilot cycle: ``status`` ("done" | "failed"), wall / CPU seconds, peak
+    RSS (MiB), ``runs`` and ``skipped_runs`` (inputs unchanged), ``summary`` its outputs in words,
+    ``error`` why it failed."""
+
+    server_schema: ClassVar[str] = "CycleStageOut"
+    name: str
+    status: str
+    wall_s: Optional[float]
+    cpu_s: Optional[float]
+    peak_rss_mib: Optional[float]
+    runs: int
+    skipped_runs: int
+    summary: str
+    error: Optional[str]
+
+
+class CycleGate(_Response):
+    """The gate's verdict, champion vs challenger on the holdout window: ``reasons`` the failed
+    checks in words, ``checks`` every check {check, value, threshold, passed}, ``metrics``
+    {challenger|champion: {ndcg, recall, coverage, users}}, ``ope`` the off-policy estimate."""
+
+    server_schema: ClassVar[str] = "CycleGateOut"
+    passed: bool
+    challenger: str
+    champion: Optional[str]
+    champion_saw_holdout: bool
+    reasons: list[str]
+    checks: list[dict[str, Any]]
+    metrics: dict[str, dict[str, Any]]
+    ope: Optional[dict[str, Any]]
+
+
+class Cycle(_Response):
+    """One autopilot cycle: ``status`` running | failed | done | abandoned, unix ``started_at`` /
+    ``finished_at``, its ``trigger``, ``attempts`` (resumes included), ``reason`` it failed, the
+    ``stages`` in run order, the ``gate`` verdict and the ``handoff`` outputs (action,
+    active_before / active_after, rollout)."""
+
+    server_schema: ClassVar[str] = "CycleOut"
+    cycle: str
+    status: str
+    started_at: int
+    finished_at: Optional[int]
+    trigger: Optional[str]
+    attempts: int
+    reason: Optional[str]
+    stages: list[CycleStage]
+    gate: Optional[CycleGate]
+    handoff: Optional[dict[str, Any]]
+
+
+class AutopilotStatus(_Response):
+    """The newest cycles (newest last) of ``total`` recorded: what ``winnow autopilot status`` shows."""
+
+    server_schema: ClassVar[str] = "AutopilotOut"
+    total: int
+    cycles: list[Cycle]
+
+
 # --- rollouts (/v1/admin/rollout) ----------------------------------------------------------------
 class RolloutShadow(_Request):
     """Start a shadow: ``bundle`` answers a ``sample`` of requests off the response path
@@ -380,6 +441,6 @@ class RolloutStatus(_Response):
 MODELS: tuple[type[BaseModel], ...] = (
     Event, EventsResult, Item, ItemBatch, ItemPatch, ItemDetails, UserProfile, UserDetails, Written,
     UserErased, UserErasure, Filters, RecContext, RecItem, Recommendations, SimilarItem, SimilarItems,
-    Bundle, Bundles, Activation, DriftStatus, Health, Readiness, RolloutShadow, RolloutCanary, RolloutDecision,
+    Bundle, Bundles, Activation, DriftStatus, CycleStage, CycleGate, Cycle, AutopilotStatus, Health, Readiness, RolloutShadow, RolloutCanary, RolloutDecision,
     Rollout, ShadowSummary, RolloutDue, RolloutNow, RolloutHere, RolloutStatus)
 """Every model mirroring a server schema (the drift test walks these)."""

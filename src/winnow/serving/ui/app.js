@@ -1,4 +1,4 @@
-// Hash router: #/overview, #/user/<id>, #/item/<id>, #/models, #/rollout, #/experiments, #/drift.
+// Hash router: #/overview, #/user/<id>, #/item/<id>, #/models, #/rollout, #/experiments, #/drift, #/autopilot.
 import { api, errorBox, getKey, h, setKey } from "./lib.js";
 import * as overview from "./pages/overview.js";
 import * as user from "./pages/user.js";
@@ -7,8 +7,9 @@ import * as models from "./pages/models.js";
 import * as rollout from "./pages/rollout.js";
 import * as experiments from "./pages/experiments.js";
 import * as drift from "./pages/drift.js";
+import * as autopilot from "./pages/autopilot.js";
 
-const PAGES = { overview, user, item, models, rollout, experiments, drift };
+const PAGES = { overview, user, item, models, rollout, experiments, drift, autopilot };
 const view = document.getElementById("view");
 let current = null;
 
