@@ -16,7 +16,7 @@ import pytest
 from winnow.serving.drift_shared import SharedResult
 
 CHILD = """
-import os, sys, time
+import os, sys
 from pathlib import Path
 from winnow.serving.drift_shared import SharedResult
 shared = SharedResult(Path(sys.argv[1]))
@@ -26,19 +26,19 @@ with shared.lock() as held:
     if mode == "crash-before-rename":  # the temp file is written; the process dies before the rename
         def stuck(src, dst):
             print("writing", flush=True)
-            time.sleep(600)
+            sys.stdin.read()  # blocks until the test kills this process (its stdin never closes first)
         os.replace = stuck
         shared.write({"bundle": "v2", "computations": 2})
     else:  # hold the lock until killed
         print("holding", flush=True)
-        time.sleep(600)
+        sys.stdin.read()  # held until killed
 """
 
 
 def _child(home: Path, mode: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(home), mode], stdout=subprocess.PIPE, text=True,
-                            env=env)
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(home), mode], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
 
 
 def _wait_line(proc: subprocess.Popen[str], expected: str, timeout: float = 60.0) -> None:
