@@ -153,12 +153,12 @@ class Runtime:
 
     # --- per-request user view ---------------------------------------------------------------
     def _als_vector(self, user_id: str, rec: UserRecord | None, items: np.ndarray,
-                    weights: np.ndarray, *, newest: int | None = None) -> np.ndarray | None:
+                    weights: np.ndarray, *, newest: int = -1) -> np.ndarray | None:
+        """``newest``: the record's newest event time (-1 without a record)."""
         if self.als is None:
             return None
         uidx = self.user_ids.get(user_id) if self.user_ids is not None else -1
         # the trained vector holds until the user has events newer than the bundle's data
-        newest = (rec.newest_timestamp if newest is None else newest) if rec is not None else -1
         if uidx >= 0 and (rec is None or newest <= self.data_until):
             return self.als.user_factors_[uidx]
         if rec is None:
