@@ -80,3 +80,29 @@ def test_the_canary_hand_off_starts_a_rollout_in_the_postgresql_store(tmp_path: 
         assert (r.challenger, r.champion, r.plan) == (rec["gate"]["challenger"], champion.version, (10, 100))
     finally:
         store.close()
+
+
+def test_a_cycle_with_the_ray_engine_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """`[training] engine = "ray"`: the cycle's fit stage trains the challenger on a local Ray instance
+    (2 workers) from the PostgreSQL store — the ranker's point-in-time features on Ray — and the cycle
+    completes like the local one: a verified, labelled bundle whose manifest names the Ray engine."""
+    home = tmp_path / "home"
+    home.mkdir()
+    toml = (f'[store]\nurl = "{postgres_url}"\n\n'
+            '[ranker]\nnum_boost_round = 30\nearly_stopping_rounds = 5\n\n'
+            '[models.als]\niterations = 5\n')
+    cfg, _, champion = trained_home(home, toml, n_users=200, n_items=250, n_events=10_000)
+    assert champion.manifest["engine"]["name"] == "local"
+    (home / "winnow.toml").write_text(toml + '\n[training]\nengine = "ray"\nnum_workers = 2\npartitions = 2\n')
+    run = _autopilot_once(home)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (rec,) = load_records(home)
+    assert rec["status"] == "done" and set(rec["stages"]) == set(STAGES), rec.get("error")
+    challenger = rec["stages"]["fit"]["outputs"]["version"]
+    path = bundles_dir(home) / challenger
+    verify_bundle(path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["engine"]["name"] == "ray" and manifest["engine"]["workers"] == 2
+    assert (path / "ranker" / "ranker.txt").is_file() and manifest["lifecycle"]["cycle"] == rec["cycle"]
+    assert active_version(home) == (challenger if rec["gate"]["passed"] else champion.version)
+    assert [p.name for p in bundles_dir(home).iterdir() if p.name.startswith(".tmp")] == []
