@@ -133,3 +133,42 @@ def test_a_bundle_the_gate_failed_is_refused_unless_forced(home: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert bundles.active_version(home) == failed
     bundles.activate(home, before)  # the module's home, as the other tests found it
+
+
+def test_the_admin_route_and_the_client_refuse_a_gate_failed_bundle_unless_forced(tmp_path: Path) -> None:
+    """The same rule over HTTP (409 naming the gate's reasons; ``?force=true`` activates) and the
+    Python client's ``activate_bundle(force=True)`` sends exactly that query."""
+    import httpx
+    import winnow_client as wc
+    from fastapi.testclient import TestClient
+
+    from winnow.core.config import load_config
+    from winnow.serving.app import create_app
+
+    (tmp_path / "winnow.toml").write_text("[security]\nauth = false  # not a test of access control\n")
+    trained_home(tmp_path, n_users=120, n_items=200, n_events=6000)
+    assert _cli(tmp_path, "train", "--no-activate").exit_code == 0
+    champion = bundles.active_version(tmp_path)
+    failed = bundles.list_bundles(tmp_path)[-1].version
+    bundles.label_bundle(tmp_path, failed, {"gate": "failed", "reasons": ["recall@20 drop: -12% < -5%"],
+                                            "cycle": "c-api", "served": False})
+    with TestClient(create_app(load_config(tmp_path))) as c:
+        r = c.post(f"/v1/admin/bundles/{failed}/activate")
+        assert r.status_code == 409, r.text
+        assert "failed the autopilot's gate" in r.text and "recall@20 drop" in r.text and "?force=true" in r.text
+        assert bundles.active_version(tmp_path) == champion and c.get("/readyz").json()["model_version"] == champion
+        r = c.post(f"/v1/admin/bundles/{failed}/activate", params={"force": "true"})
+        assert r.status_code == 200 and r.json()["serving"] == failed, r.text
+    assert bundles.active_version(tmp_path) == failed
+
+    seen: list[httpx.URL] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return httpx.Response(200, json={"serving": failed, "previous": champion, "load_seconds": 0.1})
+
+    with wc.Client("http://winnow.test", transport=httpx.MockTransport(answer)) as client:
+        assert client.activate_bundle(failed).serving == failed
+        client.activate_bundle(failed, force=True)
+    assert [dict(u.params) for u in seen] == [{}, {"force": "true"}]
+    assert seen[0].path == f"/v1/admin/bundles/{failed}/activate"

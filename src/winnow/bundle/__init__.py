@@ -39,6 +39,7 @@ from winnow.bundle.versions import (
     list_bundles,
     newest_manifest,
     previous_version,
+    refuse_gate_failed,
     rollback,
     write_bundle,
 )
@@ -49,6 +50,6 @@ __all__ = [
     "Bundle", "BundleContents", "BundleInfo", "activate", "active_version", "bundle_label", "bundle_path", "bundles_dir",
     "check_version", "feature_state_digests", "fill_bundle", "has_ranker", "label_bundle", "list_bundles",
     "load_bundle", "load_profile", "load_ranker", "load_segment", "new_version", "newest_manifest", "part_dir",
-    "previous_version", "ranker_digests", "rollback", "save_ranker", "sha256_file",
+    "previous_version", "ranker_digests", "refuse_gate_failed", "rollback", "save_ranker", "sha256_file",
     "verify_bundle", "write_bundle", "write_contents",
 ]

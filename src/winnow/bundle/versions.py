@@ -107,6 +107,17 @@ def bundle_label(home: str | Path, version: str) -> dict[str, Any]:
     return dict(label) if isinstance(label, dict) else {}
 
 
+def refuse_gate_failed(home: str | Path, version: str, *, force: bool = False, how: str = "force") -> None:
+    """BundleError when ``version`` is labelled ``gate: failed`` by `winnow autopilot` and not
+    ``force`` (``how`` names the override in the message; the one rule behind `winnow bundles activate` and the admin activate route: a
+    challenger the gate failed is kept to be inspected, never served by accident)."""
+    label = bundle_label(home, version)
+    if label.get("gate") == "failed" and not force:
+        reasons = "; ".join(label.get("reasons") or []) or "no reason recorded"
+        raise BundleError(f"bundle {version} failed the autopilot's gate (cycle {label.get('cycle', '?')}: "
+                          f"{reasons}); nothing was changed. Activate it anyway with {how}")
+
+
 def list_bundles(home: str | Path) -> list[BundleInfo]:
     """Complete bundles (valid version name and a readable manifest), oldest first."""
     root = bundles_dir(home)

@@ -65,15 +65,10 @@ def activate_cmd(version: str = typer.Argument(..., help="a version shown by `wi
     """Verify, build and make VERSION active (servers follow within bundle_poll_s). A bundle
     labelled ``gate: failed`` by `winnow autopilot` is refused unless --force."""
     from winnow import bundle as bundles
-    from winnow.core.errors import BundleError
 
     home = config().home
     _refuse_if_running(f"activate {version}")
-    label = bundles.bundle_label(home, version)
-    if label.get("gate") == "failed" and not force:
-        reasons = "; ".join(label.get("reasons") or []) or "no reason recorded"
-        raise BundleError(f"bundle {version} failed the autopilot's gate (cycle {label.get('cycle', '?')}: "
-                          f"{reasons}); nothing was changed. Activate it anyway with --force")
+    bundles.refuse_gate_failed(home, version, force=force, how="--force")
     previous = bundles.active_version(home)
     check_serves(version)
     bundles.activate(home, version, verify=False)  # check_serves verified every checksum

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -75,10 +75,13 @@ def rollback(request: Request) -> ActivateOut:
 
 @router.post("/v1/admin/bundles/{version}/activate", response_model=ActivateOut, tags=["admin"],
              summary="Verify, load and atomically swap to a bundle version (409 if refused)")
-def activate(request: Request, version: str = Version) -> ActivateOut:
+def activate(request: Request, version: str = Version,
+             force: bool = Query(False, description="activate even a bundle the autopilot's gate failed")) -> ActivateOut:
+    """409 when a rollout runs, or the bundle is labelled ``gate: failed`` and not ``force``."""
     svc = _service(request)
     bundles.bundle_path(svc.config.home, version)  # 404 (UnknownIdError) before anything is built
     refuse_if_running(svc.store, f"activate {version}")
+    bundles.refuse_gate_failed(svc.config.home, version, force=force, how="?force=true")
     previous, secs = svc.activate(version)
     return ActivateOut(serving=svc.runtime.version, previous=previous, load_seconds=secs)
 

@@ -190,8 +190,8 @@ def bundles() -> Call[Bundles]:
     return _call(BUNDLES, Bundles)
 
 
-def activate(version: str) -> Call[Activation]:
-    return _call(ACTIVATE, Activation, version=version)
+def activate(version: str, force: bool = False) -> Call[Activation]:
+    return _call(ACTIVATE, Activation, [("force", "true")] if force else None, version=version)
 
 
 def rollback() -> Call[Activation]:

@@ -119,8 +119,10 @@ class AsyncClient:
     async def bundles(self, *, timeout: Timeout = _UNSET) -> Bundles:
         return await self.send(calls.bundles(), timeout=timeout)
 
-    async def activate_bundle(self, version: str, *, timeout: Timeout = _UNSET) -> Activation:
-        return await self.send(calls.activate(version), timeout=timeout)
+    async def activate_bundle(self, version: str, *, force: bool = False, timeout: Timeout = _UNSET) -> Activation:
+        """Verify, load and swap to ``version``; 409 (refused) while a rollout runs, or when the
+        autopilot's gate failed the bundle and not ``force``."""
+        return await self.send(calls.activate(version, force), timeout=timeout)
 
     async def rollback_bundle(self, *, timeout: Timeout = _UNSET) -> Activation:
         return await self.send(calls.rollback(), timeout=timeout)

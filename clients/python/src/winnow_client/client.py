@@ -131,8 +131,10 @@ class Client:
     def bundles(self, *, timeout: Timeout = _UNSET) -> Bundles:
         return self.send(calls.bundles(), timeout=timeout)
 
-    def activate_bundle(self, version: str, *, timeout: Timeout = _UNSET) -> Activation:
-        return self.send(calls.activate(version), timeout=timeout)
+    def activate_bundle(self, version: str, *, force: bool = False, timeout: Timeout = _UNSET) -> Activation:
+        """Verify, load and swap to ``version``; 409 (refused) while a rollout runs, or when the
+        autopilot's gate failed the bundle and not ``force``."""
+        return self.send(calls.activate(version, force), timeout=timeout)
 
     def rollback_bundle(self, *, timeout: Timeout = _UNSET) -> Activation:
         return self.send(calls.rollback(), timeout=timeout)
