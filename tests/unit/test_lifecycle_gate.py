@@ -97,6 +97,9 @@ def test_a_cycle_is_due_first_on_resume_on_schedule_or_on_a_trigger(tmp_path: Pa
         assert due(cfg, store, [{**done, "status": "failed", "resumable": False}], 5100) is None
         assert due(cfg, store, [done], 5999) is None
         assert due(cfg, store, [done], 6000).startswith("schedule")
+        # the schedule found nothing new at 6000: the next schedule check is 1000 s later, not every poll
+        assert due(cfg, store, [done], 6500, unchanged_at=6000) is None
+        assert due(cfg, store, [done], 7000, unchanged_at=6000) == "schedule: 1000 s since the last check found nothing to do"
         store.append_events(_events(range(100, 119), 1_000_000))  # 19 new events: below 20
         assert due(cfg, store, [done], 5100) is None
         store.append_events(_events(range(200, 201), 1_000_000))
@@ -134,3 +137,38 @@ def test_the_loop_reports_a_failing_cycle_and_keeps_running(tmp_path) -> None:
     finally:
         store.close()
     assert sum("FAILED" in m for m in said) == 2, said
+
+
+def test_the_loop_does_not_snapshot_every_poll_once_the_schedule_found_nothing_new(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """After a scheduled check that found no new data, later polls wait for the next schedule
+    (each would take an O(events) snapshot to find nothing again)."""
+    import threading
+
+    from winnow.lifecycle import loop
+    from winnow.lifecycle.cycle import CycleOutcome
+
+    cfg = load_config(tmp_path, overrides={"lifecycle": {"retrain_every_s": 3600, "poll_s": 0.001}}, environ={})
+    store = open_store(cfg.store_url())
+    store.append_events(_events(range(50), 1_000_000))
+    done = {"cycle": "c1", "status": "done", "started_at": 1.0,  # long ago: the schedule is due
+            "stages": {"snapshot": {"outputs": take_snapshot(store)}}}
+    stop, polls, runs = threading.Event(), [], []
+
+    def records(home: object) -> list[dict]:
+        polls.append(1)
+        if len(polls) >= 20:
+            stop.set()
+        return [done]
+
+    def run_once(config: object, st: object, **kw: object) -> CycleOutcome:
+        runs.append(kw["trigger"])
+        return CycleOutcome("unchanged", None, "nothing to do", None)
+
+    monkeypatch.setattr(loop, "load_records", records)
+    monkeypatch.setattr(loop, "run_once", run_once)
+    try:
+        loop.run_forever(cfg, store, say=lambda m: None, stop=stop)
+    finally:
+        store.close()
+    assert len(polls) >= 20 and len(runs) == 1 and runs[0].startswith("schedule"), runs

@@ -9,7 +9,9 @@ A cycle is due (``due``), in this order, when:
   ``max_attempts`` times is final, see cycle.py); while it backs off nothing else starts;
 - with ``after_gate = "canary"``, nothing new starts while a rollout runs: its champion is about
   to change, and the hand-off could only be deferred;
-- ``retrain_every_s`` passed since the newest cycle started ("schedule");
+- ``retrain_every_s`` passed since the newest cycle started, or since the last check that found
+  nothing to do (``unchanged_at``: a schedule over a store with no new data costs one snapshot
+  per ``retrain_every_s``, not one per poll) ("schedule");
 - a trigger fired since the newest cycle's cut: at least ``min_new_events`` new events,
   ``min_new_items`` more catalog items, or drift (winnow.lifecycle.drift_trigger, with ``drift``).
 
@@ -50,7 +52,7 @@ def _unfinished(config: WinnowConfig, last: dict[str, Any], now: float) -> str |
 
 
 def due(config: WinnowConfig, store: Store, records: list[dict[str, Any]], now: float, *,
-        drift: DriftWatch | None = None) -> str | None:
+        drift: DriftWatch | None = None, unchanged_at: float = 0.0) -> str | None:
     """Why a cycle should start now, or None (module docstring)."""
     lc = config.lifecycle
     if not records:
@@ -63,8 +65,10 @@ def due(config: WinnowConfig, store: Store, records: list[dict[str, Any]], now: 
         r = store.rollout()
         if r is not None and r.running:
             return None
-    if now - float(last["started_at"]) >= lc.retrain_every_s:
-        return f"schedule: {lc.retrain_every_s:.0f} s since cycle {last['cycle']} started"
+    if now - max(float(last["started_at"]), unchanged_at) >= lc.retrain_every_s:
+        since = "the last check found nothing to do" if unchanged_at > float(last["started_at"]) \
+            else f"cycle {last['cycle']} started"
+        return f"schedule: {lc.retrain_every_s:.0f} s since {since}"
     snap = last["stages"].get("snapshot", {}).get("outputs") or {}
     if "cut" not in snap:
         return "the last cycle has no snapshot"
@@ -85,13 +89,16 @@ def run_forever(config: WinnowConfig, store: Store, *, say: Callable[[str], None
     stop = stop or threading.Event()
     watch = DriftWatch(config)
     ran = 0
+    unchanged_at = 0.0  # when run_once last found no new data (due: the schedule restarts there)
     while not stop.is_set() and (max_cycles is None or ran < max_cycles):
         try:  # a daemon: an empty store, a store outage or a failed cycle is reported, then retried
-            reason = due(config, store, load_records(config.home), time.time(), drift=watch)
+            now = time.time()
+            reason = due(config, store, load_records(config.home), now, drift=watch, unchanged_at=unchanged_at)
             if reason is not None:
                 say(f"autopilot: starting a cycle ({reason})")
                 ran += 1
-                run_once(config, store, say=say, trigger=reason)
+                if run_once(config, store, say=say, trigger=reason).status == "unchanged":
+                    unchanged_at = now
         except WinnowError as exc:
             say(f"autopilot: cycle FAILED: {type(exc).__name__}: {exc}")
         stop.wait(config.lifecycle.poll_s)
