@@ -358,6 +358,9 @@ class Service:
 
     def close(self) -> None:
         self._stop.set()
+        self._poller.join(30.0)  # a follow-up build in progress ends before the store closes (bounded)
+        if self._poller.is_alive():
+            log.warning("bundle follower still building at shutdown; closing anyway")
         if self.drift is not None:
             self.drift.close()  # bounded join: a refresh in progress ends before the store closes
         self.rollout.stop()  # both join their thread (bounded) before the store below closes
