@@ -1,7 +1,8 @@
 """Warm vs cold fits of ALS and the two-tower on a grown catalog: fit time and held-out quality.
 
     python bench/warm_start.py --json bench/results/warm_start.json
-        [--datasets ml-latest-small,synthetic] [--two-tower] [--sweep 1,2,3,5,8] [--epochs-sweep 3,5,10]
+        [--datasets ml-latest-small,synthetic] [--two-tower [--tuned]] [--sweep 1,2,3,5,8]
+        [--epochs-sweep 3,5,10] [--merge]
 
 Split (winnow.evaluation.warm_split.grown_split), by event time: the "previous" bundle trained on
 the first ``--previous`` share of events (synthetic: minus every event of ``--new-items`` of the
@@ -12,6 +13,9 @@ sides, training items excluded). Cold = the configured iterations / epochs from 
 (winnow.components: FitContext.warm) from the previous model with ``warm_iterations`` /
 ``warm_epochs``. All runs of a dataset run side by side in one process; the load average is
 recorded before and after each run (the machine is shared).
+
+``--tuned``: the two-tower with config/tuned/two_tower_<dataset>.json (as bench/two_tower.py).
+``--merge``: add this run to ``--json``'s list of runs ("invocations") instead of replacing it.
 
 Synthetic world: ``generate_world(--users, --items, --events, seed=5)`` (what
 ``winnow import synthetic --users 100000 --items 100000 --events 2000000 --seed 5`` imports).
@@ -102,7 +106,7 @@ def _table(results: dict[str, Any]) -> None:
           f"{'load':>12s}")
     for ds, by_model in results["datasets"].items():
         for model, res in by_model.items():
-            if model == "split":
+            if model in ("split", "two_tower_params"):
                 continue
             for r in res["runs"]:
                 its = r["iterations"] if r["iterations"] is not None else r["epochs"]
@@ -124,12 +128,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--events", type=int, default=2_000_000)
+    ap.add_argument("--tuned", action="store_true", help="two-tower: config/tuned/two_tower_<dataset>.json")
+    ap.add_argument("--merge", action="store_true", help="append this run to --json's invocations")
     ap.add_argument("--text", default="tfidf", choices=["tfidf", "minilm", "none"], help="two-tower text backend")
     args = ap.parse_args(argv)
     cfg = load_config(home=Path("/tmp/winnow-bench-warm"))
     cfg = _with(cfg, "two_tower", text_backend=args.text)
     out: dict[str, Any] = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                           "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "datasets": {}}
+                           "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "datasets": {}}
     for name in args.datasets.split(","):
         t = time.perf_counter()
         split = _split(name, args, cfg)
@@ -145,15 +152,30 @@ def main(argv: list[str] | None = None) -> None:
         res["als"] = _compare(cfg, split, "als", "als", "warm_iterations",
                               [int(x) for x in args.sweep.split(",")], args.seeds, lambda m: print(m, flush=True))
         if args.two_tower and name != "synthetic":
-            res["two_tower"] = _compare(cfg, split, "two_tower", "two_tower", "warm_epochs",
+            tt_cfg = cfg
+            if args.tuned:
+                from tune_two_tower import tuned_params
+
+                tt_cfg = _with(cfg, "two_tower", **{**tuned_params(name), "text_backend": args.text})
+                res["two_tower_params"] = tt_cfg.models.two_tower.model_dump()
+            res["two_tower"] = _compare(tt_cfg, split, "two_tower", "two_tower", "warm_epochs",
                                         [int(x) for x in args.epochs_sweep.split(",")], max(1, args.seeds - 1),
                                         lambda m: print(m, flush=True))
         out["datasets"][name] = res
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2), encoding="utf-8")  # partial results survive a stop
+        _write(args, out)  # partial results survive a stop
     out["loadavg_end"] = os.getloadavg()
-    args.json.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    _write(args, out)
     _table(out)
+
+
+def _write(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    doc: Any = out
+    if args.merge and args.json.is_file():
+        old = json.loads(args.json.read_text(encoding="utf-8"))
+        runs = [r for r in old.get("invocations", [old]) if r.get("started") != out["started"]]
+        doc = {"invocations": [*runs, out]}
+    args.json.write_text(json.dumps(doc, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":
