@@ -6,7 +6,10 @@ sha256 in the manifest and verified before anything is loaded):
     manifest.json        format "winnow-bundle", schema_version, version, created_at, data range and
                          counts (``data.cut`` when trained on a time cut), models (names saved under
                          models/), sources, index info, offline metrics, ranker report, engine,
-                         stages, files {relative path: sha256}; ``lifecycle`` when the autopilot
+                         stages, ``warm_start`` (the bundle ALS / the two-tower continued from:
+                         version + manifest sha256 or null with a reason; per component warm /
+                         cold, ids carried / new, iterations / epochs; winnow.bundle.warm),
+                         files {relative path: sha256}; ``lifecycle`` when the autopilot
                          wrote it (cycle, role, snapshot hash, gate verdict and reasons, served)
     user_ids.json        external user ids in index order (IdMap.to_list)
     item_ids.json        external item ids in index order

@@ -12,10 +12,17 @@ A component (registered in winnow.core.registry.COMPONENTS under its ``kind``) d
 - ``always``: fitted into every bundle, configured or not (the catalog's popularity/trending
   arrays, the ALS index and item-item neighbours every bundle carries);
 - ``backfill``: it can top up any slate from the catalog alone (a valid ``backfill_source`` kind);
-- ``stage``: the training stage it is timed under in the manifest's ``stages``.
+- ``stage``: the training stage it is timed under in the manifest's ``stages``;
+- ``warm_capable``: its fit can continue from the previous bundle's artefact (see below).
 
 and implements ``fit`` (training data -> artefact), ``save`` (artefact -> BundleContents),
 ``load`` (loaded bundle -> what its source needs) and ``source`` (-> a CandidateSource).
+
+Warm starts: ``FitContext.warm`` is the previous bundle (winnow.bundle.warm.WarmSource) when
+the run continues from one, else None with ``warm_off`` saying why. A component that can
+continue from its previous artefact (``warm_capable``: ALS, the two-tower) reads it in ``fit``
+and records {"mode": "warm" | "cold", ...} in ``ctx.warm_reports[artefact]``
+(winnow.components.warm), which the manifest keeps under ``warm_start``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from winnow.pipeline.sources import CandidateSource
 from winnow.pipeline.types import Catalog
 
 if TYPE_CHECKING:  # torch is imported only by a run that fits or serves a two-tower
+    from winnow.bundle.warm import WarmSource
     from winnow.models.two_tower import TwoTowerRecommender
 
 
@@ -41,16 +49,23 @@ class TrainingEngine(Protocol):
     def fit_two_tower(self, model: TwoTowerRecommender,
                       train: Interactions) -> tuple[TwoTowerRecommender, dict[str, Any]]: ...
 
+    def describe(self) -> dict[str, Any]: ...
+
 
 @dataclass
 class FitContext:
     """What ``Component.fit`` gets: the config, the training dataset (all events), the engine,
-    and ``reports`` (artefact -> a report the manifest records under "engine")."""
+    ``reports`` (artefact -> a report the manifest records under "engine"), the previous
+    bundle to continue from (``warm``; None: cold, ``warm_off`` says why) and ``warm_reports``
+    (artefact -> its warm/cold record, the manifest's ``warm_start.components``)."""
 
     config: WinnowConfig
     dataset: Dataset
     engine: TrainingEngine | None = None
     reports: dict[str, Any] = field(default_factory=dict)
+    warm: WarmSource | None = None
+    warm_off: str = "warm start off"
+    warm_reports: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +99,7 @@ class Component(ABC):
     always: ClassVar[bool] = False
     backfill: ClassVar[bool] = False
     stage: ClassVar[str] = "fit"
+    warm_capable: ClassVar[bool] = False
 
     def fit(self, ctx: FitContext) -> Any:
         """The fitted artefact; default: the registry model ``model`` built from its config

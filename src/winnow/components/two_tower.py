@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from winnow.components.base import Component, FitContext, ServeContext
+from winnow.components.warm import carried, previous_model, record_cold, record_warm
 from winnow.core.errors import ConfigError
 from winnow.pipeline.sources import EMPTY_I, EMPTY_S, CandidateSource
 from winnow.pipeline.types import Request
@@ -64,17 +65,31 @@ class TwoTowerComponent(Component):
     model = None  # scored by its own index, not by a retrieval model in the ranker's lists
     needs_profile = True
     stage = "two_tower"
+    warm_capable = True
 
     def fit(self, ctx: FitContext) -> Any:
         """Fitted on the engine (Ray Train when ``--engine ray``); the run report goes to the
-        manifest's engine.two_tower."""
+        manifest's engine.two_tower. Warm (``ctx.warm``, local engine): from the previous
+        bundle's weights with at most ``warm_epochs`` epochs (winnow.models.two_tower.warm)."""
         from winnow.models.two_tower import TwoTowerRecommender
 
         assert ctx.engine is not None, "two-tower training needs an engine (winnow.engine)"
         ds = ctx.dataset
-        model, ctx.reports["two_tower"] = ctx.engine.fit_two_tower(
-            TwoTowerRecommender.from_config(ctx.config.models.two_tower).with_side_info(ds.items, ds.users),
-            ds.interactions)
+        model = TwoTowerRecommender.from_config(ctx.config.models.two_tower).with_side_info(ds.items, ds.users)
+        prev, reason = previous_model(ctx, "two_tower")
+        if prev is not None and ctx.engine.describe().get("name") != "local":
+            prev, reason = None, "the ray engine trains the two-tower from its config (warm starts run locally)"
+        rows = None
+        if prev is not None:
+            rows = carried(ctx, prev.n_users_, prev.n_items_)
+            model.start_from(prev, items=rows.items, users=rows.users)
+        model, ctx.reports["two_tower"] = ctx.engine.fit_two_tower(model, ds.interactions)
+        h = getattr(model, "history_", {}) or {}
+        epochs = len(h.get("loss", [])) + int(h.get("refit_epochs", 0))
+        if rows is not None and model.warm_reason_ is None:
+            record_warm(ctx, "two_tower", rows, epochs=epochs)
+        else:
+            record_cold(ctx, "two_tower", reason or model.warm_reason_ or "no previous two-tower", epochs=epochs)
         return model
 
     def load(self, ctx: ServeContext) -> TwoTowerServing | None:

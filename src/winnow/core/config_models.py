@@ -31,6 +31,9 @@ class ItemItemConfig(_Section):
 class ALSConfig(_Section):
     factors: int = Field(32, ge=1)
     iterations: int = Field(15, ge=1)
+    # iterations of a warm-started fit ([training] warm_start): 3 is within the noise of a cold
+    # 15 on ml-latest-small and a 100k-item world at ~4x less CPU (bench/warm_start.py, docs/SCALING.md)
+    warm_iterations: int = Field(3, ge=1)
     regularization: float = Field(30.0, ge=0)
     alpha: float = Field(4.0, gt=0)
     bm25: bool = False
@@ -107,6 +110,7 @@ class TwoTowerConfig(_Section):
     refit: bool = True                       # retrain on all data for the best epoch count
     item_k: float = Field(10.0, gt=0)        # cold-item blend: w = n / (n + item_k)
     seed: int = 0
+    warm_epochs: int = Field(3, ge=1)        # max epochs of a warm-started fit: bench/warm_start.py, docs/SCALING.md
     threads: int = Field(1, ge=1)            # torch threads in training (1 beat 2 on a busy 2-core box)
     # objective: "next_item" = each event from the history before it (temporal protocols);
     # "masked" = each epoch hide mask_fraction of every user's items and predict them from the

@@ -67,6 +67,9 @@ class TrainingConfig(_Section):
     ranker's point-in-time features over Parquet partitions and for batch scoring, Ray Train for
     data-parallel two-tower training). ``ray_address``: "" starts a local Ray instance with
     ``num_workers`` CPUs; "auto" or "ray://host:port" joins an existing cluster.
+    ``warm_start``: "active" continues ALS and the two-tower from the ACTIVE bundle's factors /
+    weights (the autopilot's champion; ``winnow train --warm-from`` overrides it per run),
+    "off" trains from scratch (docs/SCALING.md, "Warm starts").
     """
 
     engine: Literal["local", "ray"] = "local"
@@ -74,3 +77,4 @@ class TrainingConfig(_Section):
     num_workers: int = Field(2, ge=1, le=1024)  # Ray Train workers / Ray Data parallelism
     partitions: int = Field(8, ge=1, le=65536)  # user-hash partitions of the Parquet exports
     workdir: str = "{home}/engine"  # Parquet exports and Ray Train checkpoints ({home} replaced)
+    warm_start: Literal["off", "active"] = "off"

@@ -4,7 +4,9 @@ the snapshot's events before the holdout start, written atomically and never act
 Contract: the bundle's manifest carries ``lifecycle`` = {cycle, role "challenger", snapshot
 events_sha256} and ``data.cut`` = the holdout start. A bundle already labelled with this cycle
 and snapshot (written by a run that stopped before recording the stage) is reused, not trained
-again. A run stopped inside training leaves no bundle (write_bundle renames a complete
+again. With ``[training] warm_start = "active"`` ALS and the two-tower continue from the champion
+(the ACTIVE bundle) unless it trained on events past the holdout start (winnow.bundle.warm);
+``warm_from`` names the bundle used (None: cold, the manifest's ``warm_start`` says why). A run stopped inside training leaves no bundle (write_bundle renames a complete
 directory into place, or nothing).
 """
 
@@ -41,4 +43,4 @@ def fit_challenger(config: WinnowConfig, store: Store, *, cycle: str, snapshot_s
         reused = False
     m = info.manifest
     return {"version": info.version, "reused": reused, "data": m.get("data"),
-            "training_stages": m.get("timings_s")}
+            "training_stages": m.get("timings_s"), "warm_from": (m.get("warm_start") or {}).get("source")}

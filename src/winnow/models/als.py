@@ -38,6 +38,17 @@ def positive_csr(train: Interactions) -> sp.csr_matrix:
     return x
 
 
+def warm_factors(previous: np.ndarray, n_rows: int, new_rows: np.ndarray, old_rows: np.ndarray, *,
+                 seed: int) -> np.ndarray:
+    """float32 [n_rows, d] start factors: row ``new_rows[j]`` = ``previous[old_rows[j]]`` (an id the
+    previous model knew), every other row drawn as implicit 0.7 draws a cold start (uniform
+    [0, 0.01), ``np.random.default_rng(seed)``), so new ids start at the cold scale."""
+    d = previous.shape[1]
+    out = np.random.default_rng(seed).random((n_rows, d), dtype=np.float32) * np.float32(0.01)
+    out[np.asarray(new_rows, np.int64)] = np.asarray(previous, np.float32)[np.asarray(old_rows, np.int64)]
+    return out
+
+
 class FactorRecommender(Recommender):
     """Base of latent-factor models: learned ``user_factors_`` [n_users, d], ``item_factors_``
     [n_items, d] (float32); score = inner product. Subclasses fill both in ``_fit``."""
@@ -113,16 +124,25 @@ class ALSRecommender(FactorRecommender):
     do: items are the documents, users the terms).
 
     Args: factors, iterations, regularization, alpha, bm25, bm25_k1, bm25_b, seed (random_state),
-    num_threads (0 = all cores).
+    num_threads (0 = all cores), warm_iterations (the iterations of a fit after ``start_from``).
+
+    Warm start: ``start_from(user_factors, item_factors)`` sets the factors the next ``fit``
+    starts from (``warm_factors`` builds them from a previous model's rows). implicit 0.7's
+    ``AlternatingLeastSquares.fit`` initialises its factors only when ``user_factors`` /
+    ``item_factors`` are None, so factors set on it with the training matrix's shapes are where
+    its first iteration starts (its CG solver also starts each row's solve from them).
+    ``iterations_run_``: the iterations the last fit ran.
     """
 
     name = "als"
 
     def __init__(self, factors: int = _DEFAULTS.factors, iterations: int = _DEFAULTS.iterations, regularization: float = _DEFAULTS.regularization,
                  alpha: float = _DEFAULTS.alpha, bm25: bool = _DEFAULTS.bm25, bm25_k1: float = _DEFAULTS.bm25_k1,
-                 bm25_b: float = _DEFAULTS.bm25_b, seed: int = _DEFAULTS.seed, num_threads: int = 0) -> None:
-        if factors < 1 or iterations < 1:
-            raise ValueError(f"factors and iterations must be >= 1, got {factors}, {iterations}")
+                 bm25_b: float = _DEFAULTS.bm25_b, seed: int = _DEFAULTS.seed, num_threads: int = 0,
+                 warm_iterations: int = _DEFAULTS.warm_iterations) -> None:
+        if factors < 1 or iterations < 1 or warm_iterations < 1:
+            raise ValueError(f"factors, iterations and warm_iterations must be >= 1, got {factors}, "
+                             f"{iterations}, {warm_iterations}")
         if regularization < 0 or alpha <= 0:
             raise ValueError(f"need regularization >= 0 and alpha > 0, got {regularization}, {alpha}")
         self.factors = int(factors)
@@ -134,6 +154,19 @@ class ALSRecommender(FactorRecommender):
         self.bm25_b = float(bm25_b)
         self.seed = int(seed)
         self.num_threads = int(num_threads)
+        self.warm_iterations = int(warm_iterations)
+        self._start: tuple[np.ndarray, np.ndarray] | None = None
+
+    def start_from(self, user_factors: np.ndarray, item_factors: np.ndarray) -> ALSRecommender:
+        """Start the next ``fit`` from these factors (float32 [n_users, factors] and
+        [n_items, factors] of its training matrix; ValueError in fit when they do not match) and
+        run ``warm_iterations`` iterations. Used once: the fit after clears them."""
+        u = np.ascontiguousarray(user_factors, dtype=np.float32)
+        i = np.ascontiguousarray(item_factors, dtype=np.float32)
+        if u.ndim != 2 or i.ndim != 2 or u.shape[1] != self.factors or i.shape[1] != self.factors:
+            raise ValueError(f"start factors must be [n, {self.factors}], got {u.shape} and {i.shape}")
+        self._start = (u.copy(), i.copy())  # implicit updates them in place
+        return self
 
     @classmethod
     def from_config(cls, section: ALSConfig) -> ALSRecommender:
@@ -155,8 +188,16 @@ class ALSRecommender(FactorRecommender):
             x = bm25_weight(x.T, K1=self.bm25_k1, B=self.bm25_b).T.tocsr().astype(np.float32)
         # constructed inside the limit too: implicit checks every OpenBLAS in the process at
         # construction, including faiss's OpenMP build, which ignores OPENBLAS_NUM_THREADS
+        start, self._start = self._start, None
         with blas_limit(1):
             model = self._implicit()
+            if start is not None:
+                if start[0].shape[0] != x.shape[0] or start[1].shape[0] != x.shape[1]:
+                    raise ValueError(f"start factors have {start[0].shape[0]} users x {start[1].shape[0]} "
+                                     f"items, the training matrix {x.shape[0]} x {x.shape[1]}")
+                model.user_factors, model.item_factors = start
+                model.iterations = self.warm_iterations
+            self.iterations_run_ = int(model.iterations)
             model.fit(x, show_progress=False)
         self._model = model
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
@@ -199,7 +240,7 @@ class ALSRecommender(FactorRecommender):
         return {"factors": self.factors, "iterations": self.iterations,
                 "regularization": self.regularization, "alpha": self.alpha, "bm25": self.bm25,
                 "bm25_k1": self.bm25_k1, "bm25_b": self.bm25_b, "seed": self.seed,
-                "num_threads": self.num_threads}
+                "num_threads": self.num_threads, "warm_iterations": self.warm_iterations}
 
     def _state(self) -> dict[str, np.ndarray]:
         state = super()._state()

@@ -109,7 +109,7 @@ def evaluate(names: list[str], config: WinnowConfig, ds: Dataset, *, holdout: fl
 def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_models: bool = True,
           activate_bundle: bool = True, engine: str | None = None,
           progress: Callable[[str], None] | None = None, until: int | None = None,
-          label: dict[str, Any] | None = None) -> BundleInfo:
+          label: dict[str, Any] | None = None, warm_from: str | None = None) -> BundleInfo:
     """Fit, evaluate, write and (by default) activate a new bundle; returns its BundleInfo.
 
     ``until``: train on the events with timestamp < until only (a time cut; the impression log
@@ -119,6 +119,10 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
 
     ``engine`` ("local" | "ray", default ``[training] engine``) runs two-tower training and the
     ranker's point-in-time features there (winnow.engine); the bundle format is the same.
+    ``warm_from`` ("off" | "active" | a bundle directory; default ``[training] warm_start``):
+    the bundle ALS and the two-tower continue from (winnow.bundle.warm; BundleError before any
+    work for a bad one); the manifest's ``warm_start`` records the source and, per component,
+    warm or cold (and why), the ids carried over / new and the iterations / epochs run.
     ``progress`` receives one line per stage start / end (elapsed, estimate of what is left)
     and the ranker's own steps; default: the module logger at INFO."""
     from winnow.engine import open_engine
@@ -126,7 +130,7 @@ def train(config: WinnowConfig, store: Store, *, holdout: float = 0.1, evaluate_
     with open_engine(config, engine) as eng:  # validated (ConfigError) before any work
         return _train(config, store, eng, holdout=holdout, evaluate_models=evaluate_models,
                       activate_bundle=activate_bundle, progress=progress or log.info, until=until,
-                      label=label)
+                      label=label, warm_from=warm_from)
 
 
 def _build_index(config: WinnowConfig, factors: np.ndarray) -> Any:
@@ -139,12 +143,17 @@ def _build_index(config: WinnowConfig, factors: np.ndarray) -> Any:
 
 def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, evaluate_models: bool,
            activate_bundle: bool, progress: Callable[[str], None], until: int | None = None,
-           label: dict[str, Any] | None = None) -> BundleInfo:
+           label: dict[str, Any] | None = None, warm_from: str | None = None) -> BundleInfo:
     """The stages, in order: load -> evaluate -> fit (retrieval models) -> two_tower -> segment
     -> ranker, with the ANN index built in a thread alongside the ranker (faiss and LightGBM
     release the GIL; the index needs only the ALS factors) -> write. Each stage's wall / CPU
     seconds and peak RSS go into the manifest's ``stages`` (training/progress.py)."""
+    from winnow.bundle.warm import choose_warm_source
+
     t0 = time.time()
+    warm, warm_off = choose_warm_source(config.home, warm_from or config.training.warm_start, until=until)
+    if warm is not None:
+        progress(f"      warm start from bundle {warm.version}")
     progress("[load] reading events, catalog and users from the store")
     ds = load_training_data(store, config, until=until)
     t_load = time.time() - t0
@@ -165,7 +174,7 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
     if evaluate_models:
         with clock.stage("evaluate"):
             metrics = evaluate(["popularity", "als", "itemitem"], config, ds, holdout=holdout)
-    fctx = FitContext(config, ds, eng)
+    fctx = FitContext(config, ds, eng, warm=warm, warm_off=warm_off or "warm start off")
     fitted: dict[str, Any] = {}  # artefact -> fitted (components sharing an artefact fit it once)
     for stage in ["fit", *fit_stages]:
         with clock.stage(stage):
@@ -215,6 +224,8 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
         "metrics": metrics,
         "ranker": ranker_info,
         "engine": {**eng.describe(), "two_tower": fctx.reports.get("two_tower")},
+        "warm_start": {"source": warm.describe() if warm is not None else None,
+                       **({"reason": warm_off} if warm is None else {}), "components": fctx.warm_reports},
     }
     if until is not None:
         manifest["data"]["cut"] = int(until)

@@ -40,7 +40,8 @@ from winnow.models.two_tower.encoding import attribute_tokens, blend_item_vector
 from winnow.models.two_tower.persist import load_two_tower, save_two_tower
 from winnow.models.two_tower.masked import UserSets, pooled_history, train_masked, validation_mask
 from winnow.models.two_tower.sequence import make_sequence_loss
-from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets
+from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets, user_bucket
+from winnow.models.two_tower.warm import WarmStart, warm_state
 from winnow.models.two_tower.train import (
     EventArrays,
     TrainHistory,
@@ -62,6 +63,8 @@ class TwoTowerRecommender(Recommender):
         self.config = TwoTowerConfig(**params)
         self._items: pd.DataFrame | None = None
         self._users: pd.DataFrame | None = None
+        self._warm: WarmStart | None = None
+        self.warm_reason_: str | None = None
         self.progress = False
 
     @classmethod
@@ -133,7 +136,7 @@ class TwoTowerRecommender(Recommender):
     def _user_inputs(self, users: np.ndarray, hist: np.ndarray, hist_w: np.ndarray,
                      rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
         cfg = self.config
-        uid = 1 + (users.astype(np.int64) * 2_654_435_761) % (cfg.user_buckets - 1)
+        uid = user_bucket(users, cfg.user_buckets)
         if not cfg.use_user_id:
             uid = np.zeros_like(uid)
         interests = np.where(self.user_declared_[users] > 0, self.user_declared_[users], self.user_pseudo_[users])
@@ -181,13 +184,13 @@ class TwoTowerRecommender(Recommender):
             fit_rows = validation_mask(train, c.validation, c.validation_quantile, seed=c.seed)
             if 0 < fit_rows.sum() < len(train):
                 part = train.subset(fit_rows)
-                self.net_ = self.build_net(table, train.n_items)
+                self.net_ = self._initial_net(table, train.n_items)
                 validate = self._validator(part, train.subset(~fit_rows), tensors)
-                history = self._train(part, tensors, validate=validate)
+                history = self._train(part, tensors, validate=validate, epochs=self._max_epochs())
                 epochs = history["best_epoch"] + 1
             if not history or c.refit:
-                self.net_ = self.build_net(table, train.n_items)
-                refit = self._train(train, tensors, epochs=epochs)
+                self.net_ = self._initial_net(table, train.n_items)
+                refit = self._train(train, tensors, epochs=epochs if history else self._max_epochs() or epochs)
                 history["refit_seconds"] = refit["seconds"]
                 history["refit_epochs"] = epochs
             self.history_ = history
@@ -196,7 +199,28 @@ class TwoTowerRecommender(Recommender):
             self.item_counts_ = counts.astype(np.int64)
             self._refresh_item_vectors()
         finally:
+            self._warm = None  # the previous model is not kept past the fit
             torch.set_num_threads(threads)
+
+    # --- warm start (winnow.models.two_tower.warm) ---------------------------------------------
+    def start_from(self, previous: TwoTowerRecommender, *, items: tuple[np.ndarray, np.ndarray],
+                   users: tuple[np.ndarray, np.ndarray]) -> Self:
+        """Start the next ``fit`` from ``previous``'s weights (items / users: (new_rows, old_rows)
+        of the ids it knew) with at most ``warm_epochs`` epochs. After the fit, ``warm_reason_``
+        is None when it did, else why it trained cold (the network's shapes changed)."""
+        self._warm = WarmStart(previous, items, users)
+        return self
+
+    def _initial_net(self, table: ItemTable, n_items: int) -> TwoTower:
+        """``build_net``, then the warm-started weights when ``start_from`` was called."""
+        net = self.build_net(table, n_items)
+        if self._warm is not None:
+            self.warm_reason_ = warm_state(net, self._warm, self.structure_.categories_, self.config.user_buckets)
+        return net
+
+    def _max_epochs(self) -> int | None:
+        """``warm_epochs`` for a warm-started network, None (the configured ``epochs``) otherwise."""
+        return self.config.warm_epochs if self._warm is not None and self.warm_reason_ is None else None
 
     def _train(self, train: Interactions, tensors: dict[str, torch.Tensor], *,
                validate: Callable[[], float] | None = None, epochs: int | None = None) -> TrainHistory:
@@ -274,7 +298,7 @@ class TwoTowerRecommender(Recommender):
             hist[0, L - len(h):] = h
         w = (0.5 ** (np.arange(L - 1, -1, -1, dtype=np.float32) / c.half_life))[None, :]
         attrs = pad_rows([[stable_hash(t, c.attr_buckets) for t in attribute_tokens(attributes or {})]], MAX_ATTRS)
-        uid = 0 if user is None or not c.use_user_id else 1 + (int(user) * 2_654_435_761) % (c.user_buckets - 1)
+        uid = 0 if user is None or not c.use_user_id else int(user_bucket(np.array([user]), c.user_buckets)[0])
         inputs = {"uid": torch.tensor([uid]), "hist": torch.from_numpy(hist), "hist_w": torch.from_numpy(w),
                   "attrs": torch.from_numpy(attrs),
                   "interests": torch.from_numpy(pad_rows([self.interest_ids(list(interests))], MAX_INTERESTS)),

@@ -70,6 +70,12 @@ def make_mlp(n_in: int, hidden: int, dim: int, layers: int) -> nn.Sequential:
     return nn.Sequential(*mods, nn.Linear(n_in, dim))
 
 
+def user_bucket(users: np.ndarray, buckets: int) -> np.ndarray:
+    """int64 row of each user index in the hashed user-id table of ``buckets`` rows (1 .. buckets-1;
+    row 0 = unknown user)."""
+    return 1 + (np.asarray(users, np.int64) * 2_654_435_761) % (buckets - 1)
+
+
 def pop_buckets(counts: np.ndarray) -> np.ndarray:
     """int64 bucket 1 + floor(log2(1 + count)), capped; items with 0 events get bucket 1."""
     return np.minimum(1 + np.floor(np.log2(1.0 + np.asarray(counts, np.float64))), N_POP_BUCKETS - 1).astype(np.int64)
