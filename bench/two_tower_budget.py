@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--fractions", default="4", help="binding budgets: every epoch sees 1/F of the stream")
     ap.add_argument("--base", default='{"text_backend": "none"}', help="JSON overrides of [models.two_tower]")
+    ap.add_argument("--arms", default="", help="comma list of arm names to run (default: all)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     cfg = load_config(home=Path("/tmp/winnow-bench-home"))
@@ -70,6 +71,8 @@ def main() -> None:
             by_arm: dict[str, dict[str, Any]] = {}
             for arm, over in arms(n_train, tt.epochs, cfg.models.two_tower.max_train_events,
                                   [int(f) for f in args.fractions.split(",")]):
+                if args.arms and arm not in args.arms.split(","):
+                    continue
                 print(f"== {name} seed {seed} {arm} {over}", flush=True)
                 t0 = time.perf_counter()
                 metrics, fit_s, model = fit_score(cfg, ds, split, {**base, **over})
@@ -83,6 +86,8 @@ def main() -> None:
                 rows.append(row)
                 print(f"   ndcg@10 {row['ndcg@10']:.4f}  events seen {row['events_seen']:,} + "
                       f"{row['refit_events_seen']:,}  epochs {row['epochs']}  {row['fit_s']} s", flush=True)
+            if not {"unbounded", "default"} <= set(by_arm):
+                continue
             a, b = by_arm["unbounded"], by_arm["default"]
             same = all(a[k] == b[k] for k in ("ndcg@10", "events_seen", "refit_events_seen", "epochs"))
             print(f"   default budget unchanged from unbounded: {same}", flush=True)
