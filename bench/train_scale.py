@@ -3,6 +3,8 @@
     python bench/train_scale.py --sizes 100k,1m --json bench/results/train_scale.json
     python bench/train_scale.py --sizes 100k --runs before=/tmp/before/src,after=src --json F
     python bench/train_scale.py --sweep-max-lists 2500,5000,10000,20000 --sizes 100k --json F
+    python bench/train_scale.py --sizes 100k --two-tower --json F
+    python bench/train_scale.py --sizes 1m --home /tmp/tt-1m --two-tower --two-tower-set text_backend=tfidf --json F
 
 Sizes (synthetic worlds, ``winnow import synthetic --seed 5``): 100k = 100k users x 100k items x
 2M events; 1m = 500k users x 1M items x 10M events. Each world is imported once into
@@ -15,6 +17,17 @@ A watcher samples the process's RSS every 0.5 s and stops it when it passes ``--
 (the goal: 12 GiB) or runs longer than ``--timeout-min``: such a run is reported as stopped,
 with the last progress line it printed, never as a time. A finished run reports the bundle
 manifest's per-stage figures (training/progress.py: wall s, CPU s, peak RSS, overlap).
+
+``--two-tower``: the run's home gets a ``winnow.toml`` that adds a ``two_tower`` source to the
+default pipeline (plus ``[models.two_tower]`` keys from ``--two-tower-set k=v,...``), so
+``winnow train`` fits the two-tower as its own stage (``two_tower`` in the table); the file is
+removed after the run (a file already there is refused). The record keeps the manifest's
+``engine.two_tower`` (budget, epochs, events seen, validation seconds).
+
+``--two-tower-stage``: the two-tower stage alone, in this process, on a world's home: the
+training data loaded as ``winnow train`` loads it, then the ``two_tower`` component fitted on
+the local engine (default config + ``--two-tower-set``); reports the stage's wall / CPU
+seconds, its sampled peak RSS, the process peak, and the run report.
 
 ``--sweep-max-lists``: quality vs time of the ranker's list cap, in one process on one world:
 the ranker stage (fit_served_ranker, reusing the models of one fit) at each cap; reports its
@@ -68,10 +81,10 @@ def _env(src: Path) -> dict[str, str]:
     return env
 
 
-def ensure_world(size: str, workdir: Path, src: Path) -> tuple[Path, dict[str, Any]]:
-    """The size's store under ``workdir`` (imported once); returns (home, import record)."""
+def ensure_world(size: str, workdir: Path, src: Path, home: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The size's store under ``workdir`` (or at ``home``; imported once); returns (home, import record)."""
     users, items, events = SIZES[size]
-    home = workdir / size
+    home = home or workdir / size
     marker = home / "imported.json"
     if marker.is_file():
         return home, json.loads(marker.read_text())
@@ -87,8 +100,52 @@ def ensure_world(size: str, workdir: Path, src: Path) -> tuple[Path, dict[str, A
     return home, rec
 
 
-def run_train(home: Path, src: Path, *, max_rss_gib: float, timeout_s: float) -> dict[str, Any]:
-    """One ``winnow train`` in a child process, watched (see module docstring)."""
+def _toml_value(text: str) -> str:
+    """A ``--two-tower-set`` value as TOML: numbers and booleans as they are, else a string."""
+    if text in ("true", "false"):
+        return text
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return json.dumps(text)
+
+
+def two_tower_toml(settings: str) -> str:
+    """A winnow.toml: the default pipeline sources plus a ``two_tower`` source, and the
+    ``[models.two_tower]`` keys of ``settings`` ("k=v,k=v")."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from winnow.core.config import default_dict
+
+    sources = [*default_dict()["pipeline"]["sources"],
+               {"name": "two_tower", "kind": "two_tower", "quota": 300, "weight": 0.9}]
+    out = []
+    if settings:
+        out.append("[models.two_tower]")
+        out += [f"{k.strip()} = {_toml_value(v.strip())}" for k, v in (kv.split("=", 1) for kv in settings.split(","))]
+    for src in sources:
+        out.append("[[pipeline.sources]]")
+        out += [f"{k} = {json.dumps(v)}" for k, v in src.items()]
+    return "\n".join(out) + "\n"
+
+
+def run_train(home: Path, src: Path, *, max_rss_gib: float, timeout_s: float,
+              config: str | None = None) -> dict[str, Any]:
+    """One ``winnow train`` in a child process, watched (see module docstring); ``config`` is
+    written to ``<home>/winnow.toml`` for this run only."""
+    cfg_file = home / "winnow.toml"
+    if config is not None:
+        if cfg_file.exists():
+            raise SystemExit(f"{cfg_file} exists: --two-tower writes its own config; move it away first")
+        cfg_file.write_text(config)
+    try:
+        return _run_train(home, src, max_rss_gib=max_rss_gib, timeout_s=timeout_s)
+    finally:
+        if config is not None:
+            cfg_file.unlink(missing_ok=True)
+
+
+def _run_train(home: Path, src: Path, *, max_rss_gib: float, timeout_s: float) -> dict[str, Any]:
     for bundle in (home / "bundles").glob("*"):  # every run starts from the same state: no prior
         if bundle.is_dir():                       # bundle (its timings would seed the estimate)
             subprocess.run(["rm", "-rf", str(bundle)], check=True)
@@ -129,7 +186,7 @@ def run_train(home: Path, src: Path, *, max_rss_gib: float, timeout_s: float) ->
         manifest = json.loads((home / "bundles" / (home / "bundles" / "ACTIVE").read_text().strip()
                                / "manifest.json").read_text())
         ranker = manifest.get("ranker", {})
-        rec.update(stages=manifest.get("stages"), ranker={k: ranker.get(k) for k in (
+        rec.update(stages=manifest.get("stages"), two_tower=(manifest.get("engine") or {}).get("two_tower"), ranker={k: ranker.get(k) for k in (
             "training_data", "lists_eligible", "max_lists", "inner_lists", "train_lists", "rows",
             "best_iteration", "valid_ndcg@10", "fit_seconds")})
     return rec
@@ -168,9 +225,45 @@ def sweep_max_lists(home: Path, caps: list[int]) -> list[dict[str, Any]]:
     return out
 
 
+def two_tower_stage(home: Path, settings: str) -> dict[str, Any]:
+    """The two-tower stage alone on ``home`` (see module docstring); the code is this checkout's
+    ``src`` unless ``PYTHONPATH`` names another tree."""
+    import resource
+    import tomllib
+
+    if not os.environ.get("PYTHONPATH"):
+        sys.path.insert(0, str(ROOT / "src"))
+    from winnow.components import FitContext, component
+    from winnow.core.config import TwoTowerConfig, load_config
+    from winnow.data.open_store import open_store
+    from winnow.engine import LocalEngine
+    from winnow.training.job import load_training_data
+    from winnow.training.progress import StageClock
+
+    base = load_config(home)
+    extra = tomllib.loads("\n".join(f"{k.strip()} = {_toml_value(v.strip())}" for k, v in
+                                    (kv.split("=", 1) for kv in settings.split(",")))) if settings else {}
+    tt = TwoTowerConfig(**{**base.models.two_tower.model_dump(), **extra})
+    cfg = base.model_copy(update={"models": base.models.model_copy(update={"two_tower": tt})})
+    store = open_store(cfg.store_url())
+    t0 = time.perf_counter()
+    ds = load_training_data(store, cfg)
+    load_s = time.perf_counter() - t0
+    fit = FitContext(cfg, ds, engine=LocalEngine())
+    clock = StageClock(["two_tower"], events=len(ds.interactions))
+    load_before = os.getloadavg()
+    with clock.stage("two_tower"):
+        component("two_tower").fit(fit)
+    store.close()
+    return {"events": len(ds.interactions), "load_data_s": round(load_s, 1), "config": extra,
+            "stage": clock.report()["two_tower"], "report": fit.reports.get("two_tower"),
+            "process_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "load_before": load_before, "load_after": os.getloadavg()}
+
+
 def _table(records: list[dict[str, Any]]) -> str:
-    rows = ["| size | code | status | wall | peak RSS | load | evaluate | fit | ranker | index (parallel) | write |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| size | code | status | wall | peak RSS | load | evaluate | fit | two_tower | ranker | index (parallel) | write |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         st = r.get("stages") or {}
 
@@ -180,7 +273,7 @@ def _table(records: list[dict[str, Any]]) -> str:
         status = r["status"] if r["status"] == "ok" else f"{r['status']} ({r['last_lines'][-1] if r['last_lines'] else ''})"
         rows.append(f"| {r['size']} | {r['label']} | {status} | {r['wall_s'] / 60:.1f} min | "
                     f"{r['peak_rss_gib_sampled']:.1f} GiB | {r['load_before'][0]:.1f} | {cell('evaluate')} | "
-                    f"{cell('fit')} | {cell('ranker')} | {cell('index')} | {cell('write')} |")
+                    f"{cell('fit')} | {cell('two_tower')} | {cell('ranker')} | {cell('index')} | {cell('write')} |")
     return "\n".join(rows)
 
 
@@ -189,8 +282,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="100k,1m")
     ap.add_argument("--runs", default="after=src", help="label=SRC_DIR,... (code versions, run in this order)")
     ap.add_argument("--workdir", default="/tmp/winnow-train-scale")
+    ap.add_argument("--home", default="", help="the world's home (one size only; default WORKDIR/SIZE)")
     ap.add_argument("--max-rss-gib", type=float, default=12.0)
     ap.add_argument("--timeout-min", type=float, default=45.0)
+    ap.add_argument("--two-tower", action="store_true", help="add a two_tower source (its own stage)")
+    ap.add_argument("--two-tower-set", default="", help="[models.two_tower] keys for --two-tower: k=v,...")
+    ap.add_argument("--two-tower-stage", action="store_true", help="the two-tower stage alone (in process)")
     ap.add_argument("--sweep-max-lists", default="", help="comma-separated caps (ranker stage only)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
@@ -202,15 +299,26 @@ def main() -> None:
                                                     capture_output=True, text=True).stdout.strip(),
                            "goal": {"1m": "<= 30 min, <= 12 GiB", "100k": "<= 5 min"}}
     records: list[dict[str, Any]] = []
+    config = two_tower_toml(args.two_tower_set) if args.two_tower else None
+    if args.home and "," in args.sizes:
+        ap.error("--home takes one size (--sizes 100k or --sizes 1m)")
     for size in args.sizes.split(","):
-        home, world = ensure_world(size, workdir, runs[-1][1])
+        home, world = ensure_world(size, workdir, runs[-1][1], Path(args.home) if args.home else None)
+        if args.two_tower_stage:
+            out.setdefault("two_tower_stage", {})[size] = rec = two_tower_stage(home, args.two_tower_set)
+            st = rec["stage"]
+            print(f"two_tower stage ({size}): {st['wall_s']:.1f} s wall, {st['cpu_s']:.1f} s CPU, peak "
+                  f"{st['peak_rss_mib'] / 1024:.2f} GiB; {rec['report']}", flush=True)
+            continue
         if args.sweep_max_lists:
             out.setdefault("sweep", {})[size] = sweep_max_lists(home, [int(c) for c in args.sweep_max_lists.split(",")])
             continue
         for label, src in runs:
             print(f"== {size} / {label}: winnow train ({src})", flush=True)
             rec = {"size": size, "label": label, "src": str(src), "world": world,
-                   **run_train(home, src, max_rss_gib=args.max_rss_gib, timeout_s=args.timeout_min * 60)}
+                   "two_tower_config": config,
+                   **run_train(home, src, max_rss_gib=args.max_rss_gib, timeout_s=args.timeout_min * 60,
+                               config=config)}
             records.append(rec)
             print(_table([rec]).splitlines()[-1], flush=True)
     out["runs"] = records

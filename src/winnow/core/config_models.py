@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Section(BaseModel):
@@ -89,6 +89,10 @@ class TwoTowerConfig(_Section):
     hidden: int = Field(128, ge=2)
     epochs: int = Field(30, ge=1)            # maximum; early stopping on validation NDCG@10
     patience: int = Field(3, ge=1)
+    # events x epochs one training run may see (two_tower/stream.py): a longer stream trains every
+    # epoch on a seeded sample of max_train_events // epochs events; 0 = no budget
+    max_train_events: int = Field(4_000_000, ge=0)
+    budget_sampling: Literal["uniform", "recent"] = "uniform"  # that sample: uniform | recency-weighted
     batch_size: int = Field(1024, ge=2)
     learning_rate: float = Field(0.003, gt=0)
     temperature: float = Field(0.05, gt=0)
@@ -107,6 +111,9 @@ class TwoTowerConfig(_Section):
     text_dim: int = Field(64, ge=1)          # TF-IDF SVD dimension (MiniLM is 384)
     validation_quantile: float = Field(0.9, gt=0, lt=1)
     validation_users: int = Field(1000, ge=1)
+    # early-stopping validation ranks at most this many items: a bigger catalog is replaced by the
+    # validation users' held-out items plus a seeded uniform sample (two_tower/validation.py)
+    validation_items: int = Field(100_000, ge=100)
     refit: bool = True                       # retrain on all data for the best epoch count
     item_k: float = Field(10.0, gt=0)        # cold-item blend: w = n / (n + item_k)
     seed: int = 0
@@ -136,6 +143,16 @@ class TwoTowerConfig(_Section):
     sequence_window: int = Field(3, ge=1, le=100)  # neighbours: at most this many positions apart
     sequence_batch: int = Field(1024, ge=1)          # pairs sampled per training step
     sequence_context: Literal["history", "item"] = "history"  # context: user tower on [i] | item tower
+
+    @model_validator(mode="after")
+    def _budget_is_usable(self) -> TwoTowerConfig:
+        if 0 < self.max_train_events < self.epochs * self.batch_size:
+            raise ValueError(f"max_train_events = {self.max_train_events} is below epochs x batch_size = "
+                             f"{self.epochs * self.batch_size} (every epoch must see a batch); 0 = no budget")
+        if self.budget_sampling == "recent" and self.objective != "next_item":
+            raise ValueError("budget_sampling = 'recent' applies to objective = 'next_item' only (the masked "
+                             f"objective samples whole users uniformly); objective is {self.objective!r}")
+        return self
 
 
 class ModelsConfig(_Section):

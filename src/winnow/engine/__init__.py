@@ -52,7 +52,11 @@ class LocalEngine:
 
     def fit_two_tower(self, model: TwoTowerRecommender,
                       train: Interactions) -> tuple[TwoTowerRecommender, dict[str, Any]]:
-        return model.fit(train), {"workers": 1, "data_parallel": False}
+        from winnow.models.two_tower.train import run_report
+
+        model.fit(train)
+        return model, {"workers": 1, "data_parallel": False,
+                       **run_report(model.history_, model.config.max_train_events)}
 
     def offline_features(self, events: Interactions, catalog: FeatureCatalog, spec: FeatureSpec,
                          lists: Lists) -> np.ndarray:

@@ -46,6 +46,7 @@ class ShardedEvents:
         self.full, self.rows = full, np.asarray(rows, np.int64)
         self.user, self.item1 = full.user[self.rows], full.item1[self.rows]
         self.hour, self.dow = full.hour[self.rows], full.dow[self.rows]
+        self.timestamp = full.timestamp[self.rows]
         self.start = full.start[self.rows]
 
     def __len__(self) -> int:
@@ -83,7 +84,11 @@ class DataParallelTwoTower(TwoTowerRecommender):
 
     def _settings(self):
         st = super()._settings()
-        return dataclasses.replace(st, batch_size=max(2, st.batch_size // self.world)) if self.world > 1 else st
+        if self.world == 1:
+            return st
+        # each worker sees 1/world of every global batch, so 1/world of the events budget
+        budget = None if st.max_events is None else max(1, st.max_events // self.world)
+        return dataclasses.replace(st, batch_size=max(2, st.batch_size // self.world), max_events=budget)
 
     def _train(self, train: Interactions, tensors, *, validate=None, epochs: int | None = None):
         if self.world == 1 or self.config.objective != "next_item":

@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 
 from winnow.data.interactions import Interactions
 from winnow.models.two_tower.averaging import epoch_average
+from winnow.models.two_tower.stopping import EarlyStop
+from winnow.models.two_tower.stream import epoch_quota, take_users
 from winnow.models.two_tower.towers import TwoTower
 from winnow.models.two_tower.train import (
     AuxLoss,
@@ -35,6 +37,7 @@ from winnow.models.two_tower.train import (
     TrainSettings,
     UserInputs,
     _item_forward,
+    finish_run,
     make_optimizers,
 )
 
@@ -89,50 +92,39 @@ def pooled_history(user: np.ndarray, item: np.ndarray, weight: np.ndarray, n_use
 def train_masked(net: TwoTower, sets: UserSets, items: dict[str, torch.Tensor], user_inputs: UserInputs,
                  settings: TrainSettings, *, weighted: bool, validate: Callable[[], float] | None = None,
                  epochs: int | None = None, aux: AuxLoss | None = None) -> TrainHistory:
-    """Train ``net`` in place with the masked-history objective; early stopping and ``aux`` as
-    train_epochs."""
+    """Train ``net`` in place with the masked-history objective; early stopping, ``aux`` and the
+    budget ``settings.max_events`` (counted in (user, item) rows, whole users per epoch;
+    stream.py) as train_epochs."""
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
     opt = make_optimizers(net, settings)
     w_all = sets.weight if weighted else np.ones(len(sets.user), np.float32)
     n_epochs = settings.epochs if epochs is None else epochs
-    losses, scores = [], []
-    best, best_epoch, best_state, bad = -1.0, -1, None, 0
+    quota = epoch_quota(len(sets.user), settings.epochs, settings.max_events)
+    losses: list[float] = []
+    stop, seen = EarlyStop(validate, settings.patience), 0
     t0 = time.perf_counter()
     avg = epoch_average(settings.average_epochs, n_epochs, validate is not None)
     bar = tqdm(range(n_epochs), desc="two-tower", disable=not settings.progress, leave=False)
     for epoch in bar:
         net.train()
-        losses.append(_epoch(net, opt, sets, w_all, items, user_inputs, settings, rng, aux))
+        loss, rows = _epoch(net, opt, sets, w_all, items, user_inputs, settings, rng, aux, quota)
+        losses.append(loss)
+        seen += rows
         opt.decay(settings.lr_decay)
         if avg is not None:
             avg.add(net, epoch)
-        if validate is not None:
-            net.eval()
-            score = validate()
-            scores.append(score)
-            if score > best + 1e-5:
-                best, best_epoch, bad = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                bad += 1
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", val=f"{score:.4f}")
-            if bad >= settings.patience:
-                break
-        else:
-            best_epoch = epoch
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    if avg is not None:
-        avg.apply(net)
-    net.eval()
-    return {"loss": losses, "validation_ndcg": scores, "best_epoch": best_epoch,
-            "seconds": time.perf_counter() - t0}
+        done = stop.after_epoch(net, epoch)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", **({"val": f"{stop.scores[-1]:.4f}"} if stop.scores else {}))
+        if done:
+            break
+    return finish_run(net, stop, avg, losses, t0, seen)
 
 
 def _epoch(net: TwoTower, opt, sets: UserSets, w_all: np.ndarray, items: dict[str, torch.Tensor],
-           user_inputs: UserInputs, st: TrainSettings, rng: np.random.Generator, aux: AuxLoss | None = None) -> float:
+           user_inputs: UserInputs, st: TrainSettings, rng: np.random.Generator, aux: AuxLoss | None = None,
+           quota: int | None = None) -> tuple[float, int]:
+    """One epoch: (mean loss, (user, item) rows of the users it trained on)."""
     target = rng.random(len(sets.user)) < st.mask_fraction
     keep = ~target
     hist, hist_w = pooled_history(sets.user[keep], sets.item[keep], w_all[keep], sets.n_users,
@@ -142,7 +134,8 @@ def _epoch(net: TwoTower, opt, sets: UserSets, w_all: np.ndarray, items: dict[st
     targets = sp.csr_matrix((w_all[target], (sets.user[target], sets.item[target])), shape=shape)
     targets.sum_duplicates()
     users = np.flatnonzero(np.diff(targets.indptr) > 0)
-    users = users[rng.permutation(len(users))]
+    user_rows = np.bincount(sets.user, minlength=sets.n_users)
+    users = take_users(users[rng.permutation(len(users))], user_rows, quota)
     all_items = np.arange(sets.n_items)
     total, steps = 0.0, 0
     for s in range(0, len(users), st.batch_size):
@@ -167,7 +160,7 @@ def _epoch(net: TwoTower, opt, sets: UserSets, w_all: np.ndarray, items: dict[st
         opt.step()
         total += float(loss.detach())
         steps += 1
-    return total / max(steps, 1)
+    return total / max(steps, 1), int(user_rows[users].sum())
 
 
 def validation_mask(train: Interactions, method: str, share: float, *, seed: int) -> np.ndarray:

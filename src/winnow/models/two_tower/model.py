@@ -26,7 +26,6 @@ import torch
 
 from winnow.core.config import TwoTowerConfig
 from winnow.data.interactions import Interactions
-from winnow.metrics import evaluate_recs
 from winnow.models.base import Recommender, top_k
 from winnow.models.content import (
     StructuredContent,
@@ -41,6 +40,7 @@ from winnow.models.two_tower.persist import load_two_tower, save_two_tower
 from winnow.models.two_tower.masked import UserSets, pooled_history, train_masked, validation_mask
 from winnow.models.two_tower.sequence import make_sequence_loss
 from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets, user_bucket
+from winnow.models.two_tower.validation import validation_catalog, validation_ndcg
 from winnow.models.two_tower.warm import WarmStart, warm_state
 from winnow.models.two_tower.train import (
     EventArrays,
@@ -156,7 +156,8 @@ class TwoTowerRecommender(Recommender):
                              c.pop_reg, c.id_dropout, c.context_dropout, c.query_prob, c.history,
                              c.half_life, c.patience, c.seed, self.progress, negatives=c.negatives,
                              weight_decay=c.weight_decay, mask_fraction=c.mask_fraction, lr_decay=c.lr_decay,
-                             average_epochs=c.average_epochs)
+                             average_epochs=c.average_epochs, max_events=c.max_train_events or None,
+                             sampling=c.budget_sampling)
 
     def build_net(self, table: ItemTable, n_items: int) -> TwoTower:
         """A fresh network with this model's shapes (seeded ``config.seed``): what fit and load
@@ -193,6 +194,7 @@ class TwoTowerRecommender(Recommender):
                 refit = self._train(train, tensors, epochs=epochs if history else self._max_epochs() or epochs)
                 history["refit_seconds"] = refit["seconds"]
                 history["refit_epochs"] = epochs
+                history["refit_events_seen"] = refit["events_seen"]
             self.history_ = history
             self.table_ = table
             self._set_user_history(train)
@@ -244,17 +246,15 @@ class TwoTowerRecommender(Recommender):
         if len(users) > self.config.validation_users:
             users = np.random.default_rng(self.config.seed).choice(users, self.config.validation_users, replace=False)
 
+        users = np.sort(users)
+        catalog = validation_catalog(test, users, part.n_items, self.config.validation_items, seed=self.config.seed)
+        seen_users = seen[users]
+
         def validate() -> float:
-            vecs = item_vectors(self.net_, tensors, content_only=False)
-            bias = self.config.temperature * item_logit_bias(self.net_, len(vecs))[0]
-            with torch.no_grad():
-                u = self._history_user_vectors(np.sort(users))
-            scores = u @ vecs.T + bias
-            sub = seen[np.sort(users)]
-            rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
-            scores[rows, sub.indices] = -np.inf
-            recs, _ = top_k(scores, 10)
-            return float(evaluate_recs(recs, test, k=10, users=np.sort(users))["ndcg@10"])
+            vecs = item_vectors(self.net_, tensors, content_only=False, rows=catalog)
+            bias = self.config.temperature * item_logit_bias(self.net_, part.n_items)[0]
+            return validation_ndcg(self._history_user_vectors(users), vecs, bias if catalog is None else bias[catalog],
+                                   seen_users, test, users, catalog)
         return validate
 
     def _set_user_history(self, train: Interactions) -> None:

@@ -16,7 +16,8 @@ scores). Learning rates are multiplied by ``lr_decay`` after every epoch.
 
 Each user state is the history *before* the event (no leakage), built per batch from the
 user-sorted event arrays. Validation: a temporal cut of the training events; early stopping on
-NDCG@10 of validation users.
+NDCG@10 of validation users. With ``max_events`` a run sees at most that many events in all its
+epochs (stream.py: a seeded sample per epoch when the stream is longer than its share).
 """
 
 from __future__ import annotations
@@ -31,20 +32,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from winnow.models.two_tower.averaging import epoch_average
+from winnow.models.two_tower.averaging import EpochAverage, epoch_average
+from winnow.models.two_tower.stopping import EarlyStop
+from winnow.models.two_tower.stream import epoch_quota, epoch_rows, recency_weights
 from winnow.models.two_tower.towers import TwoTower
 
 
 @dataclass
 class EventArrays:
     """Training events sorted by (user, time). item1 = item index + 1; start[r] = first row of
-    row r's user. hour/dow 1-based (0 = unknown)."""
+    row r's user. hour/dow 1-based (0 = unknown); timestamp int64 seconds."""
 
     user: np.ndarray
     item1: np.ndarray
     start: np.ndarray
     hour: np.ndarray
     dow: np.ndarray
+    timestamp: np.ndarray
 
     @classmethod
     def build(cls, user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> EventArrays:
@@ -55,7 +59,8 @@ class EventArrays:
         start = np.maximum.accumulate(np.where(first, np.arange(len(u)), 0))
         hour = (ts // 3600) % 24 + 1
         dow = (ts // 86_400 + 3) % 7 + 1  # 1970-01-01 was a Thursday
-        return cls(u, item[order].astype(np.int64) + 1, start, hour.astype(np.int64), dow.astype(np.int64))
+        return cls(u, item[order].astype(np.int64) + 1, start, hour.astype(np.int64), dow.astype(np.int64),
+                   ts.astype(np.int64))
 
     def __len__(self) -> int:
         return len(self.user)
@@ -91,6 +96,8 @@ class TrainSettings:
     mask_fraction: float = 0.2      # masked objective: share of each user's items used as targets
     lr_decay: float = 1.0           # learning rates times this after every epoch
     average_epochs: int = 0         # runs without validation end on the mean of the last k epochs
+    max_events: int | None = None   # events x epochs of one run (stream.py); None = unbounded
+    sampling: str = "uniform"       # the sample when max_events binds: "uniform" | "recent"
 
 
 class EventRows(Protocol):
@@ -101,6 +108,7 @@ class EventRows(Protocol):
     item1: np.ndarray
     hour: np.ndarray
     dow: np.ndarray
+    timestamp: np.ndarray
 
     def __len__(self) -> int: ...
 
@@ -108,15 +116,32 @@ class EventRows(Protocol):
 
 
 class TrainHistory(TypedDict, total=False):
-    """A training run's report: per-epoch loss and validation NDCG@10, the epoch kept, seconds;
-    a refit adds its seconds and epochs."""
+    """A training run's report: per-epoch loss and validation NDCG@10, the epoch kept, seconds,
+    events trained on (``events_seen``, at most the budget) and validation seconds; a refit adds
+    its seconds, epochs and events."""
 
     loss: list[float]
     validation_ndcg: list[float]
     best_epoch: int
     seconds: float
+    events_seen: int
+    validation_seconds: float
     refit_seconds: float
     refit_epochs: int
+    refit_events_seen: int
+
+
+def run_report(history: TrainHistory, max_events: int | None) -> dict[str, object]:
+    """What a bundle manifest records of a fit's history (engine.two_tower): the budget, epochs
+    trained and kept, events seen per run, best validation NDCG@10 (None without validation)
+    and the seconds of each part."""
+    h: dict = dict(history)
+    scores = h.get("validation_ndcg") or []
+    return {"max_train_events": max_events, "epochs": len(h.get("loss", [])), "best_epoch": h.get("best_epoch"),
+            "events_seen": h.get("events_seen"), "refit_epochs": h.get("refit_epochs"),
+            "refit_events_seen": h.get("refit_events_seen"),
+            "best_validation_ndcg": round(max(scores), 5) if scores else None,
+            **{k: round(float(h[k]), 2) for k in ("seconds", "validation_seconds", "refit_seconds") if k in h}}
 
 
 UserInputs = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator | None], dict[str, torch.Tensor]]
@@ -143,47 +168,45 @@ def train_epochs(net: TwoTower, events: EventRows, items: dict[str, torch.Tensor
     log_q = torch.from_numpy(np.log(q / q.sum())).float()
     log_pop = torch.from_numpy(np.log1p(item_counts.astype(np.float64))).float()
     n_epochs = settings.epochs if epochs is None else epochs
-    steps = max(1, math.ceil(len(events) / settings.batch_size))
-    losses, scores = [], []
-    best, best_epoch, best_state, bad = -1.0, -1, None, 0
+    quota = epoch_quota(len(events), settings.epochs, settings.max_events)
+    weights = recency_weights(events.timestamp) if quota is not None and settings.sampling == "recent" else None
+    steps = max(1, math.ceil((len(events) if quota is None else quota) / settings.batch_size))
+    losses: list[float] = []
+    stop, seen = EarlyStop(validate, settings.patience), 0
     t0 = time.perf_counter()
     avg = epoch_average(settings.average_epochs, n_epochs, validate is not None)
     bar = tqdm(range(n_epochs), desc="two-tower", disable=not settings.progress, leave=False)
     for epoch in bar:
         net.train()
-        perm = rng.permutation(len(events))
+        perm = epoch_rows(len(events), quota, rng, weights)
         total = 0.0
         for s in range(steps):
             rows = perm[s * settings.batch_size:(s + 1) * settings.batch_size]
             if len(rows) < 2:
                 continue
+            seen += len(rows)
             total += _step(net, opt, events, rows, items, log_q, log_pop, n_items, user_inputs, settings, rng, aux)
         losses.append(total / steps)
         opt.decay(settings.lr_decay)
         if avg is not None:
             avg.add(net, epoch)
-        if validate is not None:
-            net.eval()
-            score = validate()
-            scores.append(score)
-            if score > best + 1e-5:
-                best, best_epoch, bad = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                bad += 1
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", val=f"{score:.4f}")
-            if bad >= settings.patience:
-                break
-        else:
-            best_epoch = epoch
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    if best_state is not None:
-        net.load_state_dict(best_state)
+        done = stop.after_epoch(net, epoch)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", **({"val": f"{stop.scores[-1]:.4f}"} if stop.scores else {}))
+        if done:
+            break
+    return finish_run(net, stop, avg, losses, t0, seen)
+
+
+def finish_run(net: TwoTower, stop: EarlyStop, avg: EpochAverage | None, losses: list[float],
+               t0: float, seen: int) -> TrainHistory:
+    """End a run (both objectives): the best epoch's weights (or the epoch average), eval mode,
+    and its report."""
+    stop.finish(net)
     if avg is not None:
         avg.apply(net)
     net.eval()
-    return {"loss": losses, "validation_ndcg": scores, "best_epoch": best_epoch,
-            "seconds": time.perf_counter() - t0}
+    return {"loss": losses, "validation_ndcg": stop.scores, "best_epoch": stop.best_epoch,
+            "seconds": time.perf_counter() - t0, "events_seen": seen, "validation_seconds": stop.seconds}
 
 
 def make_optimizers(net: TwoTower, settings: TrainSettings) -> _Optimizers:
@@ -294,12 +317,14 @@ def item_logit_bias(net: TwoTower, n_items: int) -> tuple[np.ndarray, float]:
 
 @torch.no_grad()
 def item_vectors(net: TwoTower, items: dict[str, torch.Tensor], *, content_only: bool,
-                 batch_size: int = 8192) -> np.ndarray:
-    """float32 [n_items, dim]: the collaborative (id + content) or content-only item vectors."""
-    n = items["pop"].shape[0]
+                 batch_size: int = 8192, rows: np.ndarray | None = None) -> np.ndarray:
+    """float32 [n_items, dim]: the collaborative (id + content) or content-only item vectors;
+    with ``rows`` (item indices) those items' vectors only, in that order."""
+    all_rows = np.arange(items["pop"].shape[0]) if rows is None else np.asarray(rows, np.int64)
+    n = len(all_rows)
     out = []
     for s in range(0, n, batch_size):
-        idx = np.arange(s, min(n, s + batch_size))
+        idx = all_rows[s:s + batch_size]
         t = torch.from_numpy(idx)
         ids = torch.zeros(len(idx), dtype=torch.int64) if content_only else t + 1
         pop = torch.zeros(len(idx), dtype=torch.int64) if content_only else items["pop"][t]
