@@ -101,3 +101,18 @@ def read_shadow(cur: Any, ph: str, rollout_id: int, limit: int | None) -> list[d
         rows = cur.execute(f"SELECT body FROM rollout_shadow WHERE rollout_id = {ph} ORDER BY seq DESC "
                            f"LIMIT {ph}", (int(rollout_id), int(limit))).fetchall()[::-1]
     return [json.loads(r[0]) for r in rows]
+
+
+def request_events(cur: Any, ph: str, after_seq: int, event_types: tuple[str, ...], key_offset: int
+                   ) -> list[tuple[int, str, str, str]]:
+    """(seq, request_id, item id, event type) of the events with ``seq > after_seq`` that carry a
+    request id and have one of ``event_types``, in seq order. ``key_offset``: what the store adds
+    to an event's iid / tid to get its key table id (SQLite 1, PostgreSQL 0)."""
+    if not event_types:
+        return []
+    marks = ", ".join([ph] * len(event_types))
+    return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in cur.execute(
+        f"SELECT e.seq, e.request_id, ik.external, t.external FROM events e "
+        f"JOIN item_keys ik ON ik.id = e.iid + {int(key_offset)} JOIN event_types t ON t.id = e.tid + {int(key_offset)} "
+        f"WHERE e.seq > {ph} AND e.request_id IS NOT NULL AND t.external IN ({marks}) ORDER BY e.seq",
+        (int(after_seq), *event_types)).fetchall()]

@@ -36,7 +36,8 @@ from winnow.core.errors import BundleError, ConfigError, RolloutError, StoreErro
 from winnow.data.rollouts import STATES, Rollout
 from winnow.rollout import control
 from winnow.rollout.assign import arm_of
-from winnow.rollout.report import measure
+from winnow.rollout.arms import ArmTracker
+from winnow.rollout.report import measure, tracker_for
 
 if TYPE_CHECKING:
     from winnow.core.config import WinnowConfig
@@ -93,6 +94,7 @@ class RolloutFollower:
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by ``wake``: poll now instead of at the next poll_s
         self._last_check = 0.0
+        self._tracker: ArmTracker | None = None  # the canary's arms, kept incrementally between looks
         self._thread = threading.Thread(target=self._loop, name="rollout-follower", daemon=True)
 
     def start(self) -> None:
@@ -164,11 +166,18 @@ class RolloutFollower:
             return r
 
     def here(self) -> dict[str, Any]:
-        """This process's side of the rollout: the challenger it holds and its failed builds."""
+        """This process's side of the rollout: the challenger it holds, its failed builds and the
+        record it follows now (``following``: id, revision, state, step, share of the record its
+        requests are assigned by; None before the first read). Two replicas following the same
+        revision assign every user the same arm (winnow.rollout.assign)."""
         view = self.current
-        rid = self.latest.id if self.latest is not None else None
+        latest = self.latest
+        rid = latest.id if latest is not None else None
+        following = None if latest is None else {"id": latest.id, "revision": latest.revision, "state": latest.state,
+                                                 "step": latest.step, "share": latest.share}
         return {"challenger_loaded": view.runtime.version if view is not None else None,
-                "build_failures": list(self.build_failures.get(rid, [])) if rid is not None else []}
+                "build_failures": list(self.build_failures.get(rid, [])) if rid is not None else [],
+                "following": following}
 
     def _roll_back(self, r: Rollout, rule: str, evidence: dict[str, Any]) -> None:
         """Roll ``r`` back (compare-and-set: another process may have done it first) and drop the
@@ -204,9 +213,20 @@ class RolloutFollower:
                 log.exception("rollout follower")
 
     # --- decisions -----------------------------------------------------------------------------
+    def arm_tracker(self) -> ArmTracker | None:
+        """This process's incremental aggregate of the latest canary's arms (None: no canary);
+        a check or status look reads only the rows that arrived since the previous one."""
+        r = self.latest
+        if r is None or r.mode != "canary":
+            return None
+        t = self._tracker
+        if t is None or t.rollout_id != r.id:
+            t = self._tracker = tracker_for(self.svc.config, r)
+        return t
+
     def evidence(self, r: Rollout) -> tuple[Any, dict[str, Any]]:
-        """(verdict or None, evidence) of canary ``r`` now, from the store."""
-        verdict, evidence = measure(self.svc.store, self.svc.config, r)
+        """(verdict or None, evidence) of canary ``r`` now, from the store (incrementally)."""
+        verdict, evidence = measure(self.svc.store, self.svc.config, r, tracker=self.arm_tracker())
         for arm, values in evidence["arms"].items():
             for key in ("error_rate", "empty_rate", "fallback_rate", "p99_ms"):
                 if values.get(key) is not None:
