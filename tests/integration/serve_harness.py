@@ -47,6 +47,15 @@ def trained_home(home: Path, toml: str | None = None, *, n_users: int = 300, n_i
     return cfg, world, info
 
 
+def write_replica_config(home: Path, *, store_url: str, redis_url: str, extra: str = "") -> None:
+    """<home>/winnow.toml naming the backends replicas share (PostgreSQL store, Redis online
+    state); every replica started on ``home`` reads the same file."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "winnow.toml").write_text(
+        f'[store]\nurl = "{store_url}"\n\n[online]\nurl = "{redis_url}"\n'
+        f'op_timeout_ms = 1000\nretry_s = 0.5\n\n[serving]\nbundle_poll_s = 0.3\n{extra}')
+
+
 def make_home(home: Path, *, n_users: int = 300, n_items: int = 500, n_events: int = 20_000,
               train: bool = True) -> WinnowConfig:
     """Import a seeded synthetic world into ``home`` and (optionally) train + activate a bundle."""

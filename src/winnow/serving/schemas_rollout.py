@@ -85,12 +85,24 @@ class RolloutNowOut(BaseModel):
     evidence: dict[str, Any]
 
 
+class RolloutFollowingOut(BaseModel):
+    """The record an answering process follows now (its requests are assigned by it)."""
+
+    id: int
+    revision: int
+    state: str
+    step: int
+    share: float
+
+
 class RolloutHereOut(BaseModel):
     """The answering process's side: the challenger version it holds (None: not built yet or no
-    rollout running) and the errors of its failed challenger builds for this rollout."""
+    rollout running), the errors of its failed challenger builds for this rollout and the
+    record revision it follows (a replica behind the store shows an older one)."""
 
     challenger_loaded: str | None
     build_failures: list[str]
+    following: RolloutFollowingOut | None = None
 
 
 class RolloutStatusOut(BaseModel):

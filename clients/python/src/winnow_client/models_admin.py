@@ -181,12 +181,25 @@ class RolloutNow(_Response):
     evidence: dict[str, Any]
 
 
+class RolloutFollowing(_Response):
+    """The rollout record an answering server process follows now."""
+
+    server_schema: ClassVar[str] = "RolloutFollowingOut"
+    id: int
+    revision: int
+    state: str
+    step: int
+    share: float
+
+
 class RolloutHere(_Response):
-    """The answering server process: the challenger it holds, its failed builds."""
+    """The answering server process: the challenger it holds, its failed builds, the record
+    revision it follows."""
 
     server_schema: ClassVar[str] = "RolloutHereOut"
     challenger_loaded: Optional[str]
     build_failures: list[str]
+    following: Optional[RolloutFollowing] = None
 
 
 class RolloutStatus(_Response):
