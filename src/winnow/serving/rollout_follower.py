@@ -15,7 +15,9 @@ reads the rollout record (winnow.data.rollouts) and makes this process match it:
 - ``current`` is one reference to a ``RolloutView`` (record + challenger runtime), replaced
   whole, so a request reads one consistent pair;
 - no running rollout: the challenger is dropped; a promoted challenger the service has not
-  yet taken over is handed to it (``Service.adopt``) instead of being built again.
+  yet taken over is handed to it (``Service.adopt``) instead of being built again;
+- a promoted record whose ACTIVE write a crash interrupted (``activated`` False) is finished
+  here (winnow.rollout.control.reconcile), also at start-up before the first runtime is built.
 
 Every ``check_s`` a canary's decisions are evaluated from the store (winnow.rollout.decide) and
 applied with a compare-and-set (winnow.rollout.control.transition): all processes may evaluate,
@@ -131,6 +133,8 @@ class RolloutFollower:
                 return self.latest
             self.latest = r
             self._gauges(r)
+            if r is not None and r.state == "promoted" and r.activated is False:
+                self._reconcile()
             if r is None or not r.running:
                 held, self.current = self.current, None
                 self.svc.drop_challenger()
@@ -164,6 +168,18 @@ class RolloutFollower:
             self.current = RolloutView(r, runtime)
             log.warning("rollout %d: challenger %s loaded (%s)", r.id, r.challenger, r.state)
             return r
+
+    def _reconcile(self) -> None:
+        """Finish a promotion a crash interrupted (control.reconcile: the record says promoted,
+        ACTIVE was not written); the service's ACTIVE follower then serves the challenger."""
+        try:
+            done = control.reconcile(self.svc.store, self.svc.config.home)
+        except Exception:  # a store or file-system error: the next poll tries again
+            log.exception("rollout: reconciling ACTIVE with a promoted record failed")
+            return
+        if done is not None:
+            log.warning("rollout %d: %s (ACTIVE %s)", done.id, done.decisions[-1].rule,
+                        done.decisions[-1].evidence.get("active_before"))
 
     def here(self) -> dict[str, Any]:
         """This process's side of the rollout: the challenger it holds, its failed builds and the

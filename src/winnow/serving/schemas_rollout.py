@@ -54,6 +54,7 @@ class RolloutOut(BaseModel):
     decisions: list[RolloutDecisionOut]
     share: float
     running: bool
+    activated: bool | None = None  # promoted: ACTIVE written (False: not yet; None: older record)
 
 
 class ShadowSummaryOut(BaseModel):

@@ -26,6 +26,7 @@ from winnow.pipeline.types import Request, Slate
 from winnow.serving.impressions import ImpressionWriter
 from winnow.serving.drift_monitor import DriftMonitor
 from winnow.serving.item_stats import ItemStats, needs_item_stats
+from winnow.rollout import control as rollout_control
 from winnow.rollout.assign import CHALLENGER, experiment_name
 from winnow.serving.rollout_follower import RolloutFollower
 from winnow.serving.shadow import ShadowWorker, shadow_job
@@ -60,6 +61,7 @@ class Service:
         if needs_item_stats(config):
             self.item_stats = ItemStats.from_store(self.store, config.feedback)
             self.item_stats.start(self.store)
+        self._reconcile_rollout()  # a promotion a crash interrupted moves ACTIVE before it is read
         self.runtime: Runtime = self._initial_runtime()
         self._catchup.abort()  # no request has been served yet: nothing to catch up
         settle()  # the long-lived startup objects leave the garbage collector's generations
@@ -115,6 +117,15 @@ class Service:
                 log.warning("now serving bundle %s (followed ACTIVE)", version)
 
     # --- bundles -------------------------------------------------------------------------------
+    def _reconcile_rollout(self) -> None:
+        try:
+            done = rollout_control.reconcile(self.store, self.config.home)
+        except Exception:  # the follower retries every poll; start-up goes on with ACTIVE as it is
+            log.exception("rollout: reconciling ACTIVE with a promoted record failed at start-up")
+            return
+        if done is not None:
+            log.warning("rollout %d: %s at start-up", done.id, done.decisions[-1].rule)
+
     def _initial_runtime(self) -> Runtime:
         home = self.config.home
         try:

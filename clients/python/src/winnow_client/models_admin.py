@@ -148,6 +148,7 @@ class Rollout(_Response):
     decisions: list[RolloutDecision]
     share: float
     running: bool
+    activated: Optional[bool] = None  # promoted: ACTIVE written (False: not yet; None: older record)
 
 
 class ShadowSummary(_Response):
