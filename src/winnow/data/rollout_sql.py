@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from winnow.core.errors import RolloutError
+from winnow.data import store_rows as shape
 from winnow.data.rollouts import (
     Rollout,
     RolloutDecision,
@@ -116,3 +117,13 @@ def request_events(cur: Any, ph: str, after_seq: int, event_types: tuple[str, ..
         f"JOIN item_keys ik ON ik.id = e.iid + {int(key_offset)} JOIN event_types t ON t.id = e.tid + {int(key_offset)} "
         f"WHERE e.seq > {ph} AND e.request_id IS NOT NULL AND t.external IN ({marks}) ORDER BY e.seq",
         (int(after_seq), *event_types)).fetchall()]
+
+
+def impressions_after(cur: Any, ph: str, after_seq: int, since: int, json_text: bool
+                      ) -> list[tuple[int, dict[str, Any]]]:
+    """(seq, impression) of the impressions with ``seq > after_seq`` and ``ts >= since``, in seq
+    order; ``json_text``: the driver returns the JSON columns as text (SQLite)."""
+    rows = cur.execute(f"SELECT seq, request_id, user_id, ts, model_version, surface, context, items "
+                       f"FROM impressions WHERE seq > {ph} AND ts >= {ph} ORDER BY seq",
+                       (int(after_seq), int(since))).fetchall()
+    return [(int(r[0]), shape.impression_record(r[1:], json_text=json_text)) for r in rows]

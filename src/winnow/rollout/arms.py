@@ -55,22 +55,25 @@ class Arm:
                 "metric_mean": float(self.values.mean()) if len(self.values) else None}
 
 
-LAG_S = 120.0  # each look re-reads this much behind its watermark (rows committed late; deduplicated)
+LAG_S = 10.0  # each look re-reads the rows stored since the watermark of a look this old (late commits)
+PENDING_S = 300.0  # an event whose impression is not stored yet waits this long for it
 
 
 class ArmTracker:
     """Each arm's aggregates for one rollout, kept incrementally: ``update`` reads only the
-    impressions logged since the previous look (by timestamp, ``LAG_S`` behind it) and the
-    events with a request id logged since then (by store sequence number, the watermark of a
-    look at least ``LAG_S`` old), so a check costs O(new rows) in store reads instead of
-    O(rollout's rows); ``arms`` then builds the arms from the running totals (O(users) in
-    memory, no store read).
+    impressions and the events with a request id stored since the previous look (by the store's
+    sequence numbers, ``Store.impressions_after`` / ``Store.request_events``), so a check costs
+    O(new rows) in store reads instead of O(the rollout's rows); ``arms`` then builds the arms
+    from the running totals (O(users) in memory, no store read).
 
-    Equal to reading everything at once: an impression is counted once (its request id is
-    remembered), a hit once per (request, shown item) pair; an event whose impression is not yet
-    in the store (the impression writer batches) waits ``LAG_S`` for it. Rows that reach the
-    store more than ``LAG_S`` after their timestamp / watermark are the one difference (a
-    full read, ``collect``, still sees them). Thread-safe (the follower and status routes share one)."""
+    Equal to reading everything at once (``collect``; tests/contract/test_rollout_arms_incremental.py):
+    an impression is counted once (its request id is remembered), a hit once per (request, shown
+    item) pair, an event whose impression is not stored yet waits ``PENDING_S`` for it. An
+    impression written late (a store outage) gets a new sequence number, so it is still read.
+    PostgreSQL numbers rows before they commit: each look re-reads from the watermark of a look
+    at least ``lag_s`` old (the first look's while none is; deduplicated), so only a row
+    committed more than ``lag_s`` after it was numbered (or, in a process's first ``lag_s``,
+    numbered before and committed after its first look) could be missed. Thread-safe: hold ``lock`` while reading the arms."""
 
     def __init__(self, r: Rollout, *, click_events: tuple[str, ...] = ("click",),
                  purchase_events: tuple[str, ...] = ("purchase",), lag_s: float = LAG_S) -> None:
@@ -87,33 +90,36 @@ class ArmTracker:
         self._hits: dict[tuple[str, str], float] = {}
         self._counted: set[tuple[str, str]] = set()  # (request id, item) pairs already a hit
         self._pending: dict[tuple[str, str], float] = {}  # events whose impression is not read yet -> when seen
-        self._read_to: float | None = None  # impressions read up to this unix time (minus lag)
-        self._seq = 0  # events read up to this sequence number ...
-        self._seq_marks: list[tuple[float, int]] = []  # ... and (when, newest seq) of each look
+        self._marks: list[tuple[float, int, int]] = []  # (when, newest impression seq, newest event seq) per look
         self.looks = 0
+        self.rows_read = 0  # impressions + events read by the last look (its cost)
 
     def update(self, store: Store, *, now: float | None = None) -> None:
-        """Read what arrived since the last look (see class docstring)."""
+        """Read what was stored since the last look (see class docstring)."""
         t = time.time() if now is None else float(now)
         with self.lock:
-            since = self.started if self._read_to is None else max(self.started, int(self._read_to - self.lag_s))
-            for imp in store.read_impressions(since=since):
+            # the newest look at least lag_s old (else the oldest kept: never all again); look order
+            old = [m for m in self._marks if m[0] <= t - self.lag_s] or self._marks[:1]
+            safe_imp, safe_ev = (old[-1][1], old[-1][2]) if old else (0, 0)
+            top_imp = max((m[1] for m in self._marks), default=0)
+            top_ev = max((m[2] for m in self._marks), default=0)
+            imps = store.impressions_after(after_seq=safe_imp, since=self.started)
+            for seq, imp in imps:
+                top_imp = max(top_imp, seq)
                 self._add_impression(imp)
-            self._read_to = t
-            safe = max([seq for when, seq in self._seq_marks if when <= t - self.lag_s], default=0)
-            newest = self._seq
-            for seq, req, item, _etype in store.request_events(after_seq=safe, event_types=self.wanted):
-                newest = max(newest, seq)
+            events = store.request_events(after_seq=safe_ev, event_types=self.wanted)
+            for seq, req, item, _etype in events:
+                top_ev = max(top_ev, seq)
                 self._add_hit(req, item, t)
-            self._seq = newest
-            self._seq_marks = [m for m in self._seq_marks if m[0] > t - 2 * self.lag_s] + [(t, newest)]
+            self._marks = [m for m in self._marks if m[0] > t - 2 * self.lag_s] + [(t, top_imp, top_ev)]
             for key, when in list(self._pending.items()):
                 if key[0] in self._requests:
                     del self._pending[key]
                     self._add_hit(key[0], key[1], t)
-                elif when < t - self.lag_s:
+                elif when < t - PENDING_S:
                     del self._pending[key]  # not a request of this rollout (or its impression is lost)
             self.looks += 1
+            self.rows_read = len(imps) + len(events)
 
     def _add_impression(self, imp: dict[str, Any]) -> None:
         ro = (imp.get("context") or {}).get("rollout") or {}
