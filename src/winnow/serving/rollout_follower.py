@@ -40,6 +40,7 @@ from winnow.rollout import control
 from winnow.rollout.assign import arm_of
 from winnow.rollout.arms import ArmTracker
 from winnow.rollout.report import measure, tracker_for
+from winnow.serving.shadow import SAMPLING_NOTE
 
 if TYPE_CHECKING:
     from winnow.core.config import WinnowConfig
@@ -80,6 +81,8 @@ class ChallengerHost(Protocol):
     def adopt(self, new: Runtime) -> None: ...
 
     def drop_challenger(self) -> None: ...
+
+    def shadow_counts(self, rollout_id: int) -> dict[str, int]: ...
 
 
 class RolloutFollower:
@@ -191,9 +194,14 @@ class RolloutFollower:
         rid = latest.id if latest is not None else None
         following = None if latest is None else {"id": latest.id, "revision": latest.revision, "state": latest.state,
                                                  "step": latest.step, "share": latest.share}
+        shadow = None
+        if latest is not None and latest.mode == "shadow":
+            counts = self.svc.shadow_counts(latest.id)
+            shadow = {k: int(counts.get(k, 0)) for k in ("ran", "skipped_busy", "skipped_budget", "dropped")}
+            shadow["note"] = SAMPLING_NOTE
         return {"challenger_loaded": view.runtime.version if view is not None else None,
                 "build_failures": list(self.build_failures.get(rid, [])) if rid is not None else [],
-                "following": following}
+                "following": following, "shadow": shadow}
 
     def _roll_back(self, r: Rollout, rule: str, evidence: dict[str, Any]) -> None:
         """Roll ``r`` back (compare-and-set: another process may have done it first) and drop the

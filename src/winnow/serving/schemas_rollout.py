@@ -96,6 +96,18 @@ class RolloutFollowingOut(BaseModel):
     share: float
 
 
+class RolloutShadowHereOut(BaseModel):
+    """A shadow's jobs in the answering process: run, skipped because requests were in flight
+    or the CPU budget was spent, dropped on a full queue; ``note`` says what skipping does to
+    the sample (it leans toward quiet moments)."""
+
+    ran: int
+    skipped_busy: int
+    skipped_budget: int
+    dropped: int
+    note: str
+
+
 class RolloutHereOut(BaseModel):
     """The answering process's side: the challenger version it holds (None: not built yet or no
     rollout running), the errors of its failed challenger builds for this rollout and the
@@ -104,6 +116,7 @@ class RolloutHereOut(BaseModel):
     challenger_loaded: str | None
     build_failures: list[str]
     following: RolloutFollowingOut | None = None
+    shadow: RolloutShadowHereOut | None = None  # a shadow rollout
 
 
 class RolloutStatusOut(BaseModel):

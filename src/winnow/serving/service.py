@@ -29,7 +29,7 @@ from winnow.serving.item_stats import ItemStats, needs_item_stats
 from winnow.rollout import control as rollout_control
 from winnow.rollout.assign import CHALLENGER, experiment_name
 from winnow.serving.rollout_follower import RolloutFollower
-from winnow.serving.shadow import ShadowWorker, shadow_job
+from winnow.serving.shadow import Busy, ShadowWorker, shadow_job
 from winnow.serving.runtime import Runtime
 from winnow.serving import memory
 from winnow.serving.swap import CatchUp, background_priority, settle, trim_later
@@ -71,8 +71,10 @@ class Service:
         self._poller.start()
         # rollouts: the challenger runtime, shadow worker and decisions follow the store's state
         self._challenger_feed: Any = None  # the challenger's ranker feature feed (events reach it too)
+        self.busy = Busy()  # requests in flight (the app's middleware): a shadow job waits for none
         self.shadow = ShadowWorker(self.store, self.metrics, capacity=config.rollout.shadow_queue,
-                                   batch=config.rollout.shadow_batch)
+                                   batch=config.rollout.shadow_batch, busy=self.busy,
+                                   max_cpu_share=config.rollout.shadow_max_cpu_share)
         self.rollout = RolloutFollower(self)
         self.rollout.start()
         # drift: the live window from the store vs the serving bundle's profile, in its own thread
@@ -214,6 +216,10 @@ class Service:
             self._catchup.install(new, hold)
             settle()
         return new
+
+    def shadow_counts(self, rollout_id: int) -> dict[str, int]:
+        """This process's shadow jobs of ``rollout_id``: ran / skipped_busy / skipped_budget / dropped."""
+        return dict(self.shadow.counts.get(rollout_id, {}))
 
     def drop_challenger(self) -> None:
         self._challenger_feed = None

@@ -193,6 +193,18 @@ class RolloutFollowing(_Response):
     share: float
 
 
+class RolloutShadowHere(_Response):
+    """A shadow's jobs in the answering server process (ran, skipped when busy or over the CPU
+    budget, dropped) and what skipping does to the sample."""
+
+    server_schema: ClassVar[str] = "RolloutShadowHereOut"
+    ran: int
+    skipped_busy: int
+    skipped_budget: int
+    dropped: int
+    note: str
+
+
 class RolloutHere(_Response):
     """The answering server process: the challenger it holds, its failed builds, the record
     revision it follows."""
@@ -201,6 +213,7 @@ class RolloutHere(_Response):
     challenger_loaded: Optional[str]
     build_failures: list[str]
     following: Optional[RolloutFollowing] = None
+    shadow: Optional[RolloutShadowHere] = None
 
 
 class RolloutStatus(_Response):
