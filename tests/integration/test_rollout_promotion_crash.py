@@ -23,12 +23,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_harness import Server, trained_home
+from serve_harness import Server, challenger_home, versions
 from servers.throwaway import wait_for
-from typer.testing import CliRunner
 
 from winnow import bundle as bundles
-from winnow.cli import app
 from winnow.core.config import load_config
 from winnow.data.open_store import open_store
 from winnow.rollout import control
@@ -57,17 +55,7 @@ control.operator(store, home, "promote", by="crash-test")
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    h = tmp_path_factory.mktemp("promotion-crash")
-    trained_home(h, n_users=120, n_items=200, n_events=5000)
-    res = CliRunner().invoke(app, ["--home", str(h), "train", "--no-activate"])
-    assert res.exit_code == 0, res.output
-    return h
-
-
-def _versions(home: Path) -> tuple[str, str]:
-    champion = bundles.active_version(home)
-    challenger = [b.version for b in bundles.list_bundles(home) if b.version != champion][-1]
-    return champion, challenger
+    return challenger_home(tmp_path_factory.mktemp("promotion-crash"), n_users=120, n_items=200, n_events=5000)
 
 
 def _store(home: Path):
@@ -95,7 +83,7 @@ def _record(home: Path, rid: int):
 
 
 def test_a_running_server_finishes_a_promotion_its_peer_crashed_in(home: Path) -> None:
-    champion, challenger = _versions(home)
+    champion, challenger = versions(home)
     server = Server(home, env=ENV)
     try:
         rid = _canary_then_crash(home, challenger, "before_active")
@@ -116,7 +104,7 @@ def test_a_running_server_finishes_a_promotion_its_peer_crashed_in(home: Path) -
 
 
 def test_a_server_started_after_the_crash_reconciles_before_serving(home: Path) -> None:
-    champion, challenger = _versions(home)
+    champion, challenger = versions(home)
     rid = _canary_then_crash(home, challenger, "after_active")
     r = _record(home, rid)
     assert r.state == "promoted" and r.activated is False and bundles.active_version(home) == challenger
@@ -132,7 +120,7 @@ def test_a_server_started_after_the_crash_reconciles_before_serving(home: Path) 
 
 
 def test_reconcile_leaves_a_hand_moved_active_and_older_records_alone(home: Path) -> None:
-    champion, challenger = _versions(home)
+    champion, challenger = versions(home)
     rid = _canary_then_crash(home, challenger, "before_active")
     store = _store(home)
     try:

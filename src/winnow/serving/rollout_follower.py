@@ -194,7 +194,7 @@ class RolloutFollower:
         rid = latest.id if latest is not None else None
         following = None if latest is None else {"id": latest.id, "revision": latest.revision, "state": latest.state,
                                                  "step": latest.step, "share": latest.share}
-        shadow = None
+        shadow: dict[str, Any] | None = None
         if latest is not None and latest.mode == "shadow":
             counts = self.svc.shadow_counts(latest.id)
             shadow = {k: int(counts.get(k, 0)) for k in ("ran", "skipped_busy", "skipped_budget", "dropped")}
