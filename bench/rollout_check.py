@@ -7,7 +7,7 @@ A SQLite (or PostgreSQL, ``--url``) store gets a canary record and ``--impressio
 of it (2 arms, 10 items each, users drawn from ``--users``), with clicks carrying request ids on
 ``--click-rate`` of them. Measured (wall seconds, median of ``--repeats``):
 
-- ``full``: ``collect`` (a fresh tracker reading everything) + ``evaluate``;
+- ``full``: ``collect`` (a fresh tracker reading everything) + ``evaluate`` (``--full-repeats``);
 - ``old``: the previous implementation (``--old-arms FILE``: that version of
   winnow/rollout/arms.py, e.g. ``git show d96feb8:src/winnow/rollout/arms.py > /tmp/old_arms.py``),
   which also queried each impression's outcomes; optional;
@@ -89,7 +89,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--items", type=int, default=5_000)
     ap.add_argument("--click-rate", type=float, default=0.05)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="incremental looks (each after --new rows)")
+    ap.add_argument("--full-repeats", type=int, default=1, help="full recomputations timed (median)")
     ap.add_argument("--old-arms", help="a previous winnow/rollout/arms.py to time as 'old'")
     ap.add_argument("--url", help="store URL (default: a fresh SQLite store in a temp dir)")
     ap.add_argument("--json")
@@ -114,7 +115,7 @@ def main() -> None:
         evaluate(r, arms, switched, now=now)
         return arms, switched
 
-    full_s, (arms, switched) = timed(full, args.repeats)
+    full_s, (arms, switched) = timed(full, args.full_repeats)
     out: dict[str, Any] = {"impressions": args.impressions, "new": args.new, "users": args.users,
                            "click_rate": args.click_rate, "store": "postgresql" if args.url else "sqlite",
                            "fill_s": round(fill_s, 1), "full_s": round(full_s, 4)}
