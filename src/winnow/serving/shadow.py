@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections import Counter
@@ -143,10 +144,11 @@ class ShadowWorker:
         pending.clear()
 
     def _run(self) -> None:
-        try:  # the lowest OS priority for this thread only (Linux: nice is per thread)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (OSError, AttributeError):  # not permitted / not Linux: the budget and idle rule still hold
-            log.warning("shadow thread priority not lowered")
+        if sys.platform.startswith("linux"):  # nice is per thread only on Linux (elsewhere: a pid)
+            try:  # the lowest OS priority for this thread only
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            except OSError:  # not permitted: the budget and the idle rule still hold
+                log.warning("shadow thread priority not lowered")
         pending: dict[int, list[dict[str, Any]]] = {}
         while True:
             try:
