@@ -21,6 +21,7 @@ at most 2 ms above the p99 without one.
 
     python bench/rollout_overhead.py --movielens ../shared/data/ml-latest-small \
         --json bench/results/rollout_overhead_mls.json
+    python bench/rollout_overhead.py ... --rate 150,300 --modes none,shadow   # side by side, two rates
 """
 
 from __future__ import annotations
@@ -87,16 +88,64 @@ def warm(c: httpx.Client, url: str, paths: list[str], pid: int, mode: str, deadl
     raise RuntimeError(f"the {mode} did not start answering within {deadline_s} s: {json.dumps(rep)[:800]}")
 
 
+def measure_rate(c: httpx.Client, url: str, paths: list[str], pid: int, version: str, rate: float,
+                 modes: list[str], args: argparse.Namespace) -> dict:
+    """``args.repeats`` rounds of one row per mode at ``rate`` (order reversed every other
+    round); the rows, the medians per mode and each mode's p99 minus the no-rollout p99."""
+    rows: list[dict] = []
+    for rep_i in range(args.repeats):
+        for mode in (modes if rep_i % 2 == 0 else modes[::-1]):
+            extra: dict = {}
+            if mode == "shadow":
+                rollout(c, "shadow", {"bundle": version, "sample": args.sample})
+                warm(c, url, paths, pid, mode, 300)
+                before = report(c)["shadow"]["requests"]
+            elif mode == "canary":
+                rollout(c, "canary", {"bundle": version, "plan": [args.share, 100], "step_min": "24h",
+                                      "min_exposed": 10**9})
+                warm(c, url, paths, pid, mode, 300)
+                before_arms = arm_requests(report(c))
+            r = serve.row(f"open {rate:g}/s {mode}", url, paths, args.duration, pid, rate=rate)
+            if mode == "shadow":
+                rep = report(c)
+                extra = {"shadow_answers_in_row": rep["shadow"]["requests"] - before,
+                         "shadow_expected_in_row": round(rate * args.duration * args.sample),
+                         "shadow_summary": rep["shadow"], "shadow_here": rep["here"].get("shadow")}
+            elif mode == "canary":
+                after = arm_requests(report(c))
+                extra = {"arm_requests_in_row": {a: after.get(a, 0) - before_arms.get(a, 0) for a in after}}
+            if mode != "none":
+                c.post("/v1/admin/rollout/abort").raise_for_status()
+            r.update({"mode": mode, "round": rep_i, "rate": rate, **extra})
+            rows.append(r)
+            print(f"    {mode}: {json.dumps({k: v for k, v in extra.items() if k != 'shadow_summary'})}", flush=True)
+    summary = {}
+    for mode in modes:
+        mine = [r for r in rows if r["mode"] == mode]
+        summary[mode] = {"p50_ms": statistics.median(r["p50_ms"] for r in mine),
+                         "p99_ms": statistics.median(r["p99_ms"] for r in mine),
+                         "p99_ms_rows": [r["p99_ms"] for r in mine],
+                         "errors": sum(r["errors"] for r in mine),
+                         "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in mine)}
+    delta = {m: round(summary[m]["p99_ms"] - summary["none"]["p99_ms"], 3) for m in modes if m != "none"}
+    return {"rate": rate, "summary": summary, "p99_delta_ms": delta, "rows": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     serve.world_args(ap)
-    ap.add_argument("--rate", type=float, default=300.0)
+    ap.add_argument("--rate", default="300", help="open-loop rate(s), comma-separated, e.g. 150,300")
+    ap.add_argument("--modes", default="none,shadow,canary", help="rows per round (none must be one)")
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--sample", type=float, default=0.2)
     ap.add_argument("--share", type=int, default=50)
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
+    rates = [float(x) for x in str(args.rate).split(",") if x.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if "none" not in modes or set(modes) - {"none", "shadow", "canary"}:
+        ap.error(f"--modes {args.modes!r}: choose from none, shadow, canary, including none")
     home = Path(args.home or f"/tmp/winnow-bench-rollout-{os.getpid()}")
     src = Path(args.src).resolve()
     t0 = time.time()
@@ -108,63 +157,35 @@ def main() -> None:
     port = serve.free_port()
     proc = serve.start_server(home, src, port, args.workers)
     url = f"http://127.0.0.1:{port}"
-    rows: list[dict] = []
+    by_rate: list[dict] = []
     try:
         serve.wait_for_workers(url, args.workers)
         with httpx.Client(base_url=url, timeout=120) as c:
             champion = c.get("/readyz").json()["model_version"]
             serve.row("warm-up closed c=4", url, paths, max(5.0, len(paths) / 100), proc.pid, conns=4)
-            for rep_i in range(args.repeats):
-                order = ["none", "shadow", "canary"] if rep_i % 2 == 0 else ["canary", "shadow", "none"]
-                for mode in order:
-                    extra: dict = {}
-                    if mode == "shadow":
-                        rollout(c, "shadow", {"bundle": version, "sample": args.sample})
-                        warm(c, url, paths, proc.pid, mode, 300)
-                        before = report(c)["shadow"]["requests"]
-                    elif mode == "canary":
-                        rollout(c, "canary", {"bundle": version, "plan": [args.share, 100], "step_min": "24h",
-                                              "min_exposed": 10**9})
-                        warm(c, url, paths, proc.pid, mode, 300)
-                        before_arms = arm_requests(report(c))
-                    r = serve.row(f"open {args.rate:g}/s {mode}", url, paths, args.duration, proc.pid, rate=args.rate)
-                    if mode == "shadow":
-                        rep = report(c)
-                        extra = {"shadow_answers_in_row": rep["shadow"]["requests"] - before,
-                                 "shadow_summary": rep["shadow"]}
-                    elif mode == "canary":
-                        after = arm_requests(report(c))
-                        extra = {"arm_requests_in_row": {a: after.get(a, 0) - before_arms.get(a, 0) for a in after}}
-                    if mode != "none":
-                        c.post("/v1/admin/rollout/abort").raise_for_status()
-                    r.update({"mode": mode, "round": rep_i, **extra})
-                    rows.append(r)
-                    print(f"    {mode}: {json.dumps({k: v for k, v in extra.items() if k != 'shadow_summary'})}",
-                          flush=True)
+            for rate in rates:
+                by_rate.append(measure_rate(c, url, paths, proc.pid, version, rate, modes, args))
     finally:
         proc.terminate()
         proc.wait(60)
-    summary = {}
-    for mode in ("none", "shadow", "canary"):
-        mine = [r for r in rows if r["mode"] == mode]
-        summary[mode] = {"p50_ms": statistics.median(r["p50_ms"] for r in mine),
-                         "p99_ms": statistics.median(r["p99_ms"] for r in mine),
-                         "errors": sum(r["errors"] for r in mine),
-                         "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in mine)}
-    delta = {m: round(summary[m]["p99_ms"] - summary["none"]["p99_ms"], 3) for m in ("shadow", "canary")}
     out = {"benchmark": "rollout_overhead", "world": ({"movielens": args.movielens} if args.movielens else
                                                       {"items": args.items, "users": args.users, "events": args.events}),
            "home": str(home), "build": built, "champion": champion, "challenger": version,
-           "workers": args.workers, "rate": args.rate, "duration_s": args.duration, "sample": args.sample,
-           "share": args.share, "summary": summary, "p99_delta_ms": delta,
-           "goal": "shadow: champion p99 at most +2 ms", "rows": rows, "total_s": round(time.time() - t0, 1),
+           "workers": args.workers, "rates": rates, "modes": modes, "duration_s": args.duration,
+           "sample": args.sample, "share": args.share, "by_rate": by_rate,
+           "goal": "shadow: champion p99 at most +2 ms", "total_s": round(time.time() - t0, 1),
            "overrides": {k: v for k, v in os.environ.items() if k.startswith("WINNOW__")}}
+    if len(by_rate) == 1:  # the single-rate layout of earlier results
+        out.update(rate=by_rate[0]["rate"], summary=by_rate[0]["summary"], p99_delta_ms=by_rate[0]["p99_delta_ms"],
+                   rows=by_rate[0]["rows"])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
-    print("| rollout | p50 ms | p99 ms | errors | server CPU ms/req |\n|---|---|---|---|---|")
-    for m, s in summary.items():
-        print(f"| {m} | {s['p50_ms']} | {s['p99_ms']} | {s['errors']} | {s['server_cpu_ms_per_request']} |")
-    print(f"p99 delta vs none (medians of {args.repeats} rounds): {delta}")
+    print("| rate | rollout | p50 ms | p99 ms (rows) | errors | server CPU ms/req |\n|---|---|---|---|---|---|")
+    for res in by_rate:
+        for m, s in res["summary"].items():
+            print(f"| {res['rate']:g} | {m} | {s['p50_ms']} | {s['p99_ms']} ({s['p99_ms_rows']}) | {s['errors']} | "
+                  f"{s['server_cpu_ms_per_request']} |")
+        print(f"rate {res['rate']:g}: p99 delta vs none (medians of {args.repeats} rounds): {res['p99_delta_ms']}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,37 @@ def trained_home(home: Path, toml: str | None = None, *, n_users: int = 300, n_i
     return cfg, world, info
 
 
+def write_replica_config(home: Path, *, store_url: str, redis_url: str, extra: str = "") -> None:
+    """<home>/winnow.toml naming the backends replicas share (PostgreSQL store, Redis online
+    state); every replica started on ``home`` reads the same file."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "winnow.toml").write_text(
+        f'[store]\nurl = "{store_url}"\n\n[online]\nurl = "{redis_url}"\n'
+        f'op_timeout_ms = 1000\nretry_s = 0.5\n\n[serving]\nbundle_poll_s = 0.3\n{extra}')
+
+
+def challenger_home(home: Path, *, n_users: int, n_items: int, n_events: int) -> Path:
+    """A trained home (``trained_home``) plus a second bundle written by ``winnow train
+    --no-activate``: a champion and a challenger for the rollout tests (``versions``)."""
+    from typer.testing import CliRunner
+
+    from winnow.cli import app
+
+    trained_home(home, n_users=n_users, n_items=n_items, n_events=n_events)
+    res = CliRunner().invoke(app, ["--home", str(home), "train", "--no-activate"])
+    assert res.exit_code == 0, res.output
+    return home
+
+
+def versions(home: Path) -> tuple[str, str]:
+    """(ACTIVE version, the newest other bundle) of ``home``: champion and challenger."""
+    from winnow import bundle as bundles
+
+    champion = bundles.active_version(home)
+    assert champion is not None, f"no ACTIVE bundle in {home}"
+    return champion, [b.version for b in bundles.list_bundles(home) if b.version != champion][-1]
+
+
 def make_home(home: Path, *, n_users: int = 300, n_items: int = 500, n_events: int = 20_000,
               train: bool = True) -> WinnowConfig:
     """Import a seeded synthetic world into ``home`` and (optionally) train + activate a bundle."""

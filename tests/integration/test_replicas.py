@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from serve_harness import Server, make_home
+from serve_harness import Server, make_home, write_replica_config
 from servers.redis import followers_reading
 from servers.throwaway import wait_for
 
@@ -22,19 +22,11 @@ from winnow.data.open_store import open_store
 from winnow.training.job import train
 
 
-def write_config(home, *, store_url: str, redis_url: str, extra: str = "") -> None:
-    """<home>/winnow.toml naming the shared backends (every replica reads the same file)."""
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "winnow.toml").write_text(
-        f'[store]\nurl = "{store_url}"\n\n[online]\nurl = "{redis_url}"\n'
-        f'op_timeout_ms = 1000\nretry_s = 0.5\n\n[serving]\nbundle_poll_s = 0.3\n{extra}')
-
-
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory, postgres_server, redis_server):
     home = tmp_path_factory.mktemp("replicas")
     pg_url = postgres_server.create_database() + "?pool_timeout=2&connect_timeout=2"
-    write_config(home, store_url=pg_url, redis_url=redis_server.url)
+    write_replica_config(home, store_url=pg_url, redis_url=redis_server.url)
     cfg = make_home(home, n_users=120, n_items=250, n_events=6000)
     others = followers_reading(redis_server.url)
     a = Server(home)

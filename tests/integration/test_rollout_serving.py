@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_harness import Server, trained_home
+from serve_harness import Server, challenger_home, versions
 from typer.testing import CliRunner
 
 from winnow import bundle as bundles
@@ -28,17 +28,7 @@ FAST = {"WINNOW__ROLLOUT__POLL_S": "0.2", "WINNOW__ROLLOUT__CHECK_S": "1.0",
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    h = tmp_path_factory.mktemp("rollout")
-    trained_home(h, n_users=150, n_items=200, n_events=6000)
-    res = CliRunner().invoke(app, ["--home", str(h), "train", "--no-activate"])
-    assert res.exit_code == 0, res.output
-    return h
-
-
-def _versions(home: Path) -> tuple[str, str]:
-    champion = bundles.active_version(home)
-    challenger = [b.version for b in bundles.list_bundles(home) if b.version != champion][-1]
-    return champion, challenger
+    return challenger_home(tmp_path_factory.mktemp("rollout"), n_users=150, n_items=200, n_events=6000)
 
 
 def _until(fn, timeout: float = 60.0, what: str = "condition"):
@@ -78,7 +68,7 @@ def _abort_if_running(c: httpx.Client) -> None:
 
 
 def test_refusals_change_nothing(home: Path) -> None:
-    champion, challenger = _versions(home)
+    champion, challenger = versions(home)
     server = Server(home, env=FAST)
     try:
         with httpx.Client(base_url=server.url, timeout=30) as c:
@@ -104,7 +94,7 @@ def test_refusals_change_nothing(home: Path) -> None:
 
 
 def test_shadow_changes_no_response_and_logs_no_impression(home: Path) -> None:
-    champion, challenger = _versions(home)
+    champion, challenger = versions(home)
     server = Server(home, env=FAST)
     users = [f"u{i}" for i in range(40)]
     try:
@@ -149,7 +139,7 @@ def _canary(home: Path, c: httpx.Client, challenger: str) -> int:
 
 
 def test_better_challenger_is_promoted_through_every_step(home: Path) -> None:
-    champion, challenger = _versions(home)
+    champion, challenger = versions(home)
     server = Server(home, env=FAST)
     try:
         with httpx.Client(base_url=server.url, timeout=30) as c:
@@ -179,7 +169,7 @@ def test_better_challenger_is_promoted_through_every_step(home: Path) -> None:
 
 
 def test_worse_challenger_is_rolled_back_and_restart_resumes(home: Path) -> None:
-    champion, challenger = _versions(home)
+    champion, challenger = versions(home)
     server = Server(home, env=FAST)
     try:
         with httpx.Client(base_url=server.url, timeout=30) as c:

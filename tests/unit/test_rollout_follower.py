@@ -48,6 +48,9 @@ class FailingHost:
     def drop_challenger(self) -> None:
         self.dropped += 1
 
+    def shadow_counts(self, rollout_id: int) -> dict[str, int]:
+        return {}
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:

@@ -47,6 +47,9 @@ class RolloutConfig(_Section):
     srm_min_users: int = Field(100, ge=10)   # newly assigned users of a step before SRM is judged
     shadow_queue: int = Field(256, ge=1)  # shadow requests waiting; a full queue drops (counted)
     shadow_batch: int = Field(64, ge=1)   # shadow records written per store transaction
+    # shadow work per worker process: at most this share of one core (token bucket on the shadow
+    # thread's CPU seconds); jobs also wait for the worker to be idle (serving/shadow.py)
+    shadow_max_cpu_share: float = Field(0.1, gt=0, le=1)
     max_build_failures: int = Field(3, ge=1)  # a challenger that fails to build this often is rolled back
     guardrails: GuardrailConfig = GuardrailConfig()
 

@@ -340,6 +340,12 @@ class PostgresStore(Store):
         return shape.outcomes_frame(rec for r in imps
                                     for rec in shape.outcome_records(r[:5], r[5], follow.get(r[0], {})))
 
+    def impressions_after(self, *, after_seq: int, since: int = 0) -> list[tuple[int, dict[str, Any]]]:
+        return self._read(rollout_sql.impressions_after, "%s", after_seq, since, False, bounded=False)
+
+    def request_events(self, *, after_seq: int, event_types: Sequence[str]) -> list[tuple[int, str, str, str]]:
+        return self._read(rollout_sql.request_events, "%s", after_seq, tuple(event_types), 0, bounded=False)
+
     # --- rollouts (winnow.data.rollout_sql) -------------------------------------------------
     def start_rollout(self, rollout: Rollout) -> Rollout:
         def run(cur: Any) -> Rollout:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from winnow.core.errors import RolloutError
+from winnow.data import store_rows as shape
 from winnow.data.rollouts import (
     Rollout,
     RolloutDecision,
@@ -101,3 +102,28 @@ def read_shadow(cur: Any, ph: str, rollout_id: int, limit: int | None) -> list[d
         rows = cur.execute(f"SELECT body FROM rollout_shadow WHERE rollout_id = {ph} ORDER BY seq DESC "
                            f"LIMIT {ph}", (int(rollout_id), int(limit))).fetchall()[::-1]
     return [json.loads(r[0]) for r in rows]
+
+
+def request_events(cur: Any, ph: str, after_seq: int, event_types: tuple[str, ...], key_offset: int
+                   ) -> list[tuple[int, str, str, str]]:
+    """(seq, request_id, item id, event type) of the events with ``seq > after_seq`` that carry a
+    request id and have one of ``event_types``, in seq order. ``key_offset``: what the store adds
+    to an event's iid / tid to get its key table id (SQLite 1, PostgreSQL 0)."""
+    if not event_types:
+        return []
+    marks = ", ".join([ph] * len(event_types))
+    return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in cur.execute(
+        f"SELECT e.seq, e.request_id, ik.external, t.external FROM events e "
+        f"JOIN item_keys ik ON ik.id = e.iid + {int(key_offset)} JOIN event_types t ON t.id = e.tid + {int(key_offset)} "
+        f"WHERE e.seq > {ph} AND e.request_id IS NOT NULL AND t.external IN ({marks}) ORDER BY e.seq",
+        (int(after_seq), *event_types)).fetchall()]
+
+
+def impressions_after(cur: Any, ph: str, after_seq: int, since: int, json_text: bool
+                      ) -> list[tuple[int, dict[str, Any]]]:
+    """(seq, impression) of the impressions with ``seq > after_seq`` and ``ts >= since``, in seq
+    order; ``json_text``: the driver returns the JSON columns as text (SQLite)."""
+    rows = cur.execute(f"SELECT seq, request_id, user_id, ts, model_version, surface, context, items "
+                       f"FROM impressions WHERE seq > {ph} AND ts >= {ph} ORDER BY seq",
+                       (int(after_seq), int(since))).fetchall()
+    return [(int(r[0]), shape.impression_record(r[1:], json_text=json_text)) for r in rows]

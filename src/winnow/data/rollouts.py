@@ -27,7 +27,7 @@ from winnow.core.errors import RolloutError
 RUNNING_STATES = ("shadow", "canary")
 FINAL_STATES = ("promoted", "rolled_back", "aborted", "halted")
 STATES = RUNNING_STATES + FINAL_STATES
-_BODY_FIELDS = ("challenger", "champion", "mode", "plan", "step", "step_started", "ended", "params")
+_BODY_FIELDS = ("challenger", "champion", "mode", "plan", "step", "step_started", "ended", "params", "activated")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ class RolloutDecision:
 class Rollout:
     """A rollout as stored. ``plan``: the challenger's share (percent) at each step (shadow: ());
     ``step``: index into plan; ``params``: sample, step_s, min_exposed, margin, alpha, ... (see
-    winnow.rollout.control.start); ``decisions``: oldest first."""
+    winnow.rollout.control.start); ``decisions``: oldest first. ``activated`` (a promoted
+    rollout): False from the promote decision until the challenger was written ACTIVE, then True;
+    None in records older than the field (never reconciled: winnow.rollout.control.reconcile)."""
 
     id: int
     state: str
@@ -65,6 +67,7 @@ class Rollout:
     ended: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     decisions: tuple[RolloutDecision, ...] = ()
+    activated: bool | None = None
 
     @property
     def running(self) -> bool:

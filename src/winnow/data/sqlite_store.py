@@ -353,6 +353,12 @@ class SQLiteStore(Store):
             out.extend(shape.outcome_records([imp[k] for k in shape.IMPRESSION_HEAD], imp["items"], follow))
         return shape.outcomes_frame(out)
 
+    def impressions_after(self, *, after_seq: int, since: int = 0) -> list[tuple[int, dict[str, Any]]]:
+        return rollout_sql.impressions_after(self._reader(), "?", after_seq, since, True)
+
+    def request_events(self, *, after_seq: int, event_types: Sequence[str]) -> list[tuple[int, str, str, str]]:
+        return rollout_sql.request_events(self._reader(), "?", after_seq, tuple(event_types), 1)
+
     # --- rollouts (winnow.data.rollout_sql; BEGIN IMMEDIATE serialises writers) -------------
     def start_rollout(self, rollout: Rollout) -> Rollout:
         return self._write(rollout_sql.start, "?", rollout)

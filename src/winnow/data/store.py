@@ -214,6 +214,22 @@ class Store(ABC):
         ``events``: the event types later logged for that item with the same
         ``context.request_id`` (empty list when nothing followed)."""
 
+    @abstractmethod
+    def impressions_after(self, *, after_seq: int, since: int = 0) -> list[tuple[int, dict[str, Any]]]:
+        """(store sequence number, impression as ``read_impressions`` returns it) of every
+        impression stored with a sequence number above ``after_seq`` and timestamp >= ``since``,
+        in sequence order (the incremental rollout aggregates read what is new this way; see
+        ``request_events`` on PostgreSQL's commit order)."""
+
+    @abstractmethod
+    def request_events(self, *, after_seq: int, event_types: Sequence[str]) -> list[tuple[int, str, str, str]]:
+        """(seq, request_id, item_id, event_type) of every event logged with a
+        ``context.request_id`` whose type is in ``event_types`` and whose store sequence number is
+        above ``after_seq`` (0: from the first), in sequence order. The incremental rollout
+        aggregates (winnow.rollout.arms.ArmTracker) read only what arrived since their last look.
+        PostgreSQL assigns sequence numbers before commit, so a reader may see seq n+1 before n:
+        callers re-read a window behind their watermark (ArmTracker does)."""
+
     # --- rollouts (winnow.data.rollouts: layout and types; winnow.rollout: the rules) --------
     @abstractmethod
     def start_rollout(self, rollout: Rollout) -> Rollout:

@@ -12,6 +12,8 @@ out of the metric (counted in ``switched``): their outcomes mix both models.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,7 @@ class Arm:
     new_in_step: int = 0  # users whose first request fell in the current step (SRM)
     values: np.ndarray = field(default_factory=lambda: np.empty(0))  # primary metric per user
     slates: list[tuple[str, ...]] = field(default_factory=list)  # item ids served, per request, in time order
+    items: set[str] | None = None  # distinct items served, kept by ArmTracker (else counted from slates)
 
     def rates(self) -> dict[str, Any]:
         n = self.requests
@@ -46,25 +49,85 @@ class Arm:
                 "error_rate": self.errors / n if n else None, "empty_rate": self.empty / n if n else None,
                 "fallback_rate": self.fallback / n if n else None,
                 "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
-                "distinct_items": len({i for slate in self.slates for i in slate}),
+                "distinct_items": len(self.items) if self.items is not None else
+                len({i for slate in self.slates for i in slate}),
                 "metric_users": int(len(self.values)),
                 "metric_mean": float(self.values.mean()) if len(self.values) else None}
 
 
-def collect(store: Store, r: Rollout, *, click_events: tuple[str, ...] = ("click",),
-            purchase_events: tuple[str, ...] = ("purchase",)) -> tuple[dict[str, Arm], int]:
-    """(arm name -> Arm, users who switched arms) for rollout ``r`` from the store."""
-    arms = {a: Arm() for a in ARMS}
-    first_seen: dict[str, tuple[int, str]] = {}
-    user_arms: dict[str, set[str]] = {}
-    shown: dict[tuple[str, str], float] = {}
-    requests: dict[str, tuple[str, str]] = {}
-    for imp in store.read_impressions(since=r.started):
+LAG_S = 10.0  # each look re-reads the rows stored since the watermark of a look this old (late commits)
+PENDING_S = 300.0  # an event whose impression is not stored yet waits this long for it
+
+
+class ArmTracker:
+    """Each arm's aggregates for one rollout, kept incrementally: ``update`` reads only the
+    impressions and the events with a request id stored since the previous look (by the store's
+    sequence numbers, ``Store.impressions_after`` / ``Store.request_events``), so a check costs
+    O(new rows) in store reads instead of O(the rollout's rows); ``arms`` then builds the arms
+    from the running totals (O(users) in memory, no store read).
+
+    Equal to reading everything at once (``collect``; tests/contract/test_rollout_arms_incremental.py):
+    an impression is counted once (its request id is remembered), a hit once per (request, shown
+    item) pair, an event whose impression is not stored yet waits ``PENDING_S`` for it. An
+    impression written late (a store outage) gets a new sequence number, so it is still read.
+    PostgreSQL numbers rows before they commit: each look re-reads from the watermark of a look
+    at least ``lag_s`` old (the first look's while none is; deduplicated), so only a row
+    committed more than ``lag_s`` after it was numbered (or, in a process's first ``lag_s``,
+    numbered before and committed after its first look) could be missed. Thread-safe: hold ``lock`` while reading the arms."""
+
+    def __init__(self, r: Rollout, *, click_events: tuple[str, ...] = ("click",),
+                 purchase_events: tuple[str, ...] = ("purchase",), lag_s: float = LAG_S) -> None:
+        self.rollout_id = r.id
+        self.started = r.started
+        self.wanted = tuple(purchase_events if r.params.get("metric") == "conversion_rate" else click_events)
+        self.lag_s = lag_s
+        self.lock = threading.RLock()  # hold it while reading ``arms`` (they are the live totals)
+        self._arms = {a: Arm(items=set()) for a in ARMS}
+        self._requests: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # request id -> (user, arm, slate)
+        self._first: dict[str, tuple[int, str]] = {}  # user -> (ts, arm) of their first rollout request
+        self._user_arms: dict[str, set[str]] = {}
+        self._shown: dict[tuple[str, str], float] = {}
+        self._hits: dict[tuple[str, str], float] = {}
+        self._counted: set[tuple[str, str]] = set()  # (request id, item) pairs already a hit
+        self._pending: dict[tuple[str, str], float] = {}  # events whose impression is not read yet -> when seen
+        self._marks: list[tuple[float, int, int]] = []  # (when, newest impression seq, newest event seq) per look
+        self.looks = 0
+        self.rows_read = 0  # impressions + events read by the last look (its cost)
+
+    def update(self, store: Store, *, now: float | None = None) -> None:
+        """Read what was stored since the last look (see class docstring)."""
+        t = time.time() if now is None else float(now)
+        with self.lock:
+            # the newest look at least lag_s old (else the oldest kept: never all again); look order
+            old = [m for m in self._marks if m[0] <= t - self.lag_s] or self._marks[:1]
+            safe_imp, safe_ev = (old[-1][1], old[-1][2]) if old else (0, 0)
+            top_imp = max((m[1] for m in self._marks), default=0)
+            top_ev = max((m[2] for m in self._marks), default=0)
+            imps = store.impressions_after(after_seq=safe_imp, since=self.started)
+            for seq, imp in imps:
+                top_imp = max(top_imp, seq)
+                self._add_impression(imp)
+            events = store.request_events(after_seq=safe_ev, event_types=self.wanted)
+            for seq, req, item, _etype in events:
+                top_ev = max(top_ev, seq)
+                self._add_hit(req, item, t)
+            self._marks = [m for m in self._marks if m[0] > t - 2 * self.lag_s] + [(t, top_imp, top_ev)]
+            for key, when in list(self._pending.items()):
+                if key[0] in self._requests:
+                    del self._pending[key]
+                    self._add_hit(key[0], key[1], t)
+                elif when < t - PENDING_S:
+                    del self._pending[key]  # not a request of this rollout (or its impression is lost)
+            self.looks += 1
+            self.rows_read = len(imps) + len(events)
+
+    def _add_impression(self, imp: dict[str, Any]) -> None:
         ro = (imp.get("context") or {}).get("rollout") or {}
-        if ro.get("id") != r.id or ro.get("arm") not in arms:
-            continue
+        req = str(imp["request_id"])
+        if ro.get("id") != self.rollout_id or ro.get("arm") not in self._arms or req in self._requests:
+            return
         arm, uid = ro["arm"], str(imp["user_id"])
-        a = arms[arm]
+        a = self._arms[arm]
         a.requests += 1
         a.errors += bool(ro.get("error"))
         a.empty += not imp["items"]
@@ -72,26 +135,52 @@ def collect(store: Store, r: Rollout, *, click_events: tuple[str, ...] = ("click
         if ro.get("ms") is not None:
             a.latency_ms.append(float(ro["ms"]))
         a.users.add(uid)
-        a.slates.append(tuple(str(it["item_id"]) for it in imp["items"]))
-        first_seen.setdefault(uid, (int(imp["timestamp"]), arm))
-        user_arms.setdefault(uid, set()).add(arm)
-        shown[(uid, arm)] = shown.get((uid, arm), 0.0) + len(imp["items"])
-        requests[imp["request_id"]] = (uid, arm)
-    for ts, arm in first_seen.values():
-        if ts >= r.step_started:
-            arms[arm].new_in_step += 1
-    wanted = set(purchase_events if r.params.get("metric") == "conversion_rate" else click_events)
-    hits: dict[tuple[str, str], float] = {}
-    if requests:
-        out = store.impression_outcomes(since=r.started)
-        if len(out):
-            for req, events in zip(out["request_id"], out["events"], strict=True):
-                key = requests.get(req)
-                if key is not None and wanted & set(events or ()):
-                    hits[key] = hits.get(key, 0.0) + 1.0
-    switched = {u for u, s in user_arms.items() if len(s) > 1}
-    for arm in ARMS:
-        vals = [hits.get((u, arm), 0.0) / shown[(u, arm)] for u in arms[arm].users
-                if u not in switched and shown.get((u, arm), 0) > 0]
-        arms[arm].values = np.asarray(vals, np.float64)
-    return arms, len(switched)
+        slate = tuple(str(it["item_id"]) for it in imp["items"])
+        a.slates.append(slate)
+        assert a.items is not None
+        a.items.update(slate)
+        ts = int(imp["timestamp"])
+        if uid not in self._first or ts < self._first[uid][0]:
+            self._first[uid] = (ts, arm)
+        self._user_arms.setdefault(uid, set()).add(arm)
+        self._shown[(uid, arm)] = self._shown.get((uid, arm), 0.0) + len(slate)
+        self._requests[req] = (uid, arm, slate)
+
+    def _add_hit(self, req: str, item: str, now: float) -> None:
+        key = (req, item)
+        if key in self._counted:
+            return
+        known = self._requests.get(req)
+        if known is None:
+            self._pending.setdefault(key, now)
+            return
+        uid, arm, slate = known
+        if item in slate:
+            self._counted.add(key)
+            self._hits[(uid, arm)] = self._hits.get((uid, arm), 0.0) + slate.count(item)
+
+    def arms(self, step_started: int) -> tuple[dict[str, Arm], int]:
+        """(arm name -> Arm, users who switched arms) from the totals so far (no store read);
+        ``new_in_step`` counts users first seen at or after ``step_started``. The Arms are the
+        live totals: read them while holding ``lock``."""
+        with self.lock:
+            for a in self._arms.values():
+                a.new_in_step = 0
+            for ts, arm in self._first.values():
+                if ts >= step_started:
+                    self._arms[arm].new_in_step += 1
+            switched = {u for u, s in self._user_arms.items() if len(s) > 1}
+            for arm in ARMS:
+                vals = [self._hits.get((u, arm), 0.0) / self._shown[(u, arm)] for u in self._arms[arm].users
+                        if u not in switched and self._shown.get((u, arm), 0) > 0]
+                self._arms[arm].values = np.asarray(vals, np.float64)
+            return self._arms, len(switched)
+
+
+def collect(store: Store, r: Rollout, *, click_events: tuple[str, ...] = ("click",),
+            purchase_events: tuple[str, ...] = ("purchase",)) -> tuple[dict[str, Arm], int]:
+    """(arm name -> Arm, users who switched arms) for rollout ``r`` from everything in the store
+    (one look of a fresh ArmTracker: what ``winnow rollout status`` shows from the CLI)."""
+    tracker = ArmTracker(r, click_events=click_events, purchase_events=purchase_events)
+    tracker.update(store)
+    return tracker.arms(r.step_started)  # a fresh tracker: nobody else holds its totals

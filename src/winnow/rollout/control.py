@@ -4,7 +4,8 @@ Every function validates first and changes nothing when it refuses (RolloutError
 status the admin API answers). State lives in the store (winnow.data.rollouts); servers follow
 it (winnow.serving.rollout_follower). ``transition`` is the only writer of a running rollout's
 state after its start: a compare-and-set on the record's revision, so two workers or replicas
-deciding at the same moment cannot both apply; promotion then makes the challenger ACTIVE.
+deciding at the same moment cannot both apply; promotion then makes the challenger ACTIVE
+(``reconcile`` finishes a promotion a crash interrupted: the store's record is the truth).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from winnow import bundle as bundles
 from winnow.core.config import WinnowConfig
 from winnow.core.config_rollout import check_plan
-from winnow.core.errors import BundleError, RolloutError, UnknownIdError
+from winnow.core.errors import BundleError, RolloutError, StoreError, UnknownIdError
 from winnow.data.rollouts import Rollout, RolloutDecision, clean
 from winnow.data.store import Store
 
@@ -132,7 +133,7 @@ def transition(store: Store, home: Path, r: Rollout, *, action: str, rule: str,
         changes: dict[str, Any] = {"step": r.step + 1, "step_started": t}
     elif action in ("next_step", "promote"):
         action = "promote"
-        changes = {"state": "promoted", "ended": t, "step": max(len(r.plan) - 1, 0)}
+        changes = {"state": "promoted", "ended": t, "step": max(len(r.plan) - 1, 0), "activated": False}
     elif action in _FINAL:
         changes = {"state": _FINAL[action], "ended": t}
     else:
@@ -142,8 +143,49 @@ def transition(store: Store, home: Path, r: Rollout, *, action: str, rule: str,
     new = store.update_rollout(r.id, revision=r.revision, changes=changes,
                                decision=RolloutDecision(t, r.step, rule, action, evidence))
     if new is not None and action == "promote":
+        # a crash from here until the mark below is repaired by ``reconcile`` (every server runs it)
         bundles.activate(home, r.challenger, verify=False)  # verified just above
+        try:
+            new = store.update_rollout(new.id, revision=new.revision, changes={"activated": True}) or new
+        except StoreError:  # ACTIVE is written; ``reconcile`` confirms the mark later
+            pass
     return new
+
+
+def reconcile(store: Store, home: Path, *, now: float | None = None) -> Rollout | None:
+    """Make ACTIVE follow the store after a crash during a promotion. The store's record is the
+    truth: a promotion writes ``promoted`` (with ``activated`` False), then ACTIVE, then
+    ``activated`` True. For the latest rollout still ``promoted`` with ``activated`` False:
+
+    - ACTIVE still on the champion (the crash came before the ACTIVE write): the challenger is
+      verified and made ACTIVE, decision ``activate`` / ``promotion_recovered``;
+    - ACTIVE already the challenger (the crash came after it): only the mark,
+      ``promotion_confirmed``;
+    - ACTIVE on a third bundle (moved by hand since): left there, ``promotion_superseded``;
+    - the challenger no longer verifies: ACTIVE stays, ``promotion_refused`` with the error.
+
+    Every branch ends with ``activated`` True (compare-and-set: of several servers reconciling
+    at once one records the decision; writing the same ACTIVE twice is harmless). Returns the
+    updated record, None when there was nothing to do (or another server did it first).
+    Records older than the field (``activated`` None) are never touched."""
+    r = store.rollout()
+    if r is None or r.state != "promoted" or r.activated is not False:
+        return None
+    active = bundles.active_version(home)
+    evidence: dict[str, Any] = {"active_before": active, "challenger": r.challenger, "champion": r.champion}
+    if active == r.challenger:
+        rule = "promotion_confirmed"
+    elif active != r.champion:
+        rule = "promotion_superseded"
+    else:
+        try:
+            bundles.activate(home, r.challenger)  # verifies every checksum first
+            rule = "promotion_recovered"
+        except (BundleError, UnknownIdError) as exc:
+            rule, evidence["error"] = "promotion_refused", str(exc)
+    t = int(time.time() if now is None else now)
+    return store.update_rollout(r.id, revision=r.revision, changes={"activated": True},
+                                decision=RolloutDecision(t, r.step, rule, "activate", clean(evidence)))
 
 
 def operator(store: Store, home: Path, action: str, *, by: str = "operator") -> Rollout:

@@ -5,8 +5,8 @@
    above max(champion p99 x ``p99_ratio``, ``p99_floor_ms``), or its catalog coverage below
    ``min_coverage_ratio`` x the champion's -> ``roll_back`` at once. Coverage = distinct items
    served over the rollout's window at EQUAL request counts (the arms' shares differ, and
-   distinct items grow with requests): all n challenger requests against n of the champion's
-   spread evenly over its window (``coverage``);
+   distinct items grow with requests): the challenger's n requests against n of the champion's
+   spread evenly over its window, n capped at ``COVERAGE_MAX`` per arm (``coverage``);
 2. sample-ratio mismatch: users newly assigned in this step per arm against the step's share,
    by the always-valid sequential multinomial test (winnow.rollout.sequential.srm_test; judged
    once the step has ``srm_min_users`` users), always-valid p < ``srm_p`` -> ``halt`` (assignment
@@ -63,17 +63,24 @@ def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any],
     return breaches
 
 
+COVERAGE_MAX = 20_000  # requests per arm compared for coverage (evenly spaced over each arm's window)
+
+
 def coverage(arms: dict[str, Arm]) -> dict[str, Any] | None:
-    """Distinct items each arm served at equal request counts: the challenger's n requests and n
-    of the champion's, taken evenly over its window (deterministic); ratio challenger / champion
-    (None when the champion served no item). None when an arm served no request."""
+    """Distinct items each arm served at equal request counts: n = min(requests of either arm,
+    COVERAGE_MAX) of each arm's requests, taken evenly over its window (deterministic; below the
+    cap every challenger request); ratio challenger / champion (None when the champion served
+    no item). None when an arm served no request. The cap keeps a check's cost bounded."""
     champ, chall = arms[CHAMPION].slates, arms[CHALLENGER].slates
-    n = min(len(champ), len(chall))
+    n = min(len(champ), len(chall), COVERAGE_MAX)
     if n == 0:
         return None
-    pick = np.unique(np.linspace(0, len(champ) - 1, n).round().astype(np.int64))
-    ch = len({i for k in pick for i in champ[k]})
-    cl = len({i for slate in chall[:n] for i in slate})
+
+    def spread(slates: list[tuple[str, ...]]) -> np.ndarray:
+        return np.unique(np.linspace(0, len(slates) - 1, n).round().astype(np.int64))
+
+    ch = len({i for k in spread(champ) for i in champ[k]})
+    cl = len({i for k in spread(chall) for i in chall[k]})
     return {"requests": n, "champion_items": ch, "challenger_items": cl, "ratio": cl / ch if ch else None}
 
 

@@ -18,22 +18,35 @@ from winnow.rollout.decide import Verdict, evaluate
 SHADOW_RECORDS = 20_000  # newest shadow records summarised
 
 
-def measure(store: Store, config: WinnowConfig, r: Rollout, *, now: float | None = None
-            ) -> tuple[Verdict | None, dict[str, Any]]:
-    """(decision due or None, evidence) of canary ``r`` from the store now."""
-    arms, switched = rollout_arms.collect(store, r, click_events=tuple(config.feedback.click_events),
-                                          purchase_events=tuple(config.ranker.purchase_events))
-    return evaluate(r, arms, switched, now=time.time() if now is None else now)
+def tracker_for(config: WinnowConfig, r: Rollout) -> rollout_arms.ArmTracker:
+    """A fresh incremental aggregate of canary ``r``'s arms (winnow.rollout.arms.ArmTracker)."""
+    return rollout_arms.ArmTracker(r, click_events=tuple(config.feedback.click_events),
+                                   purchase_events=tuple(config.ranker.purchase_events))
 
 
-def report(store: Store, config: WinnowConfig, rollout_id: int | None = None) -> dict[str, Any]:
-    """JSON-able status of the running (else latest, or ``rollout_id``) rollout; 404 if none."""
+def measure(store: Store, config: WinnowConfig, r: Rollout, *, now: float | None = None,
+            tracker: rollout_arms.ArmTracker | None = None) -> tuple[Verdict | None, dict[str, Any]]:
+    """(decision due or None, evidence) of canary ``r`` from the store now. With ``tracker`` (of
+    this rollout, kept by the caller between looks) only the rows that arrived since its last
+    look are read; without, everything is (a fresh tracker)."""
+    if tracker is None or tracker.rollout_id != r.id:
+        tracker = tracker_for(config, r)
+    with tracker.lock:
+        tracker.update(store)
+        arms, switched = tracker.arms(r.step_started)
+        return evaluate(r, arms, switched, now=time.time() if now is None else now)
+
+
+def report(store: Store, config: WinnowConfig, rollout_id: int | None = None, *,
+           tracker: rollout_arms.ArmTracker | None = None) -> dict[str, Any]:
+    """JSON-able status of the running (else latest, or ``rollout_id``) rollout; 404 if none.
+    ``tracker``: the caller's incremental aggregate (see ``measure``)."""
     r = control.status(store, rollout_id)
     out: dict[str, Any] = {"rollout": r.to_dict()}
     if r.mode == "shadow":
         out["shadow"] = summarise(store.read_shadow(r.id, limit=SHADOW_RECORDS))
     else:
-        verdict, evidence = measure(store, config, r)
+        verdict, evidence = measure(store, config, r, tracker=tracker)
         out["now"] = {"due": None if verdict is None or not r.running else
                       {"action": verdict.action, "rule": verdict.rule}, "evidence": evidence}
     return clean(out)

@@ -31,8 +31,9 @@ class GuardMiddleware:
     per-route latency, request counts and 5xx errors, and name the worker process in an
     ``x-winnow-worker`` response header."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int, metrics: Metrics) -> None:
+    def __init__(self, app: Any, *, max_body_bytes: int, metrics: Metrics, busy: Any = None) -> None:
         self.app = app
+        self.busy = busy  # requests in flight (serving.shadow.Busy): shadow work waits for none
         self.max = max_body_bytes
         self.metrics = metrics
         self.worker = (b"x-winnow-worker", str(os.getpid()).encode())
@@ -72,9 +73,13 @@ class GuardMiddleware:
             await send(message)
 
         t0 = time.perf_counter()
+        if self.busy is not None:
+            self.busy.enter()
         try:
             await self.app(scope, _receive, _send)
         finally:
+            if self.busy is not None:
+                self.busy.leave()
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
             self.metrics.latency.labels(label).observe(time.perf_counter() - t0)
@@ -108,5 +113,6 @@ def create_app(config: WinnowConfig, *, store: Store | None = None) -> FastAPI:
     app.include_router(routes_data.router)
     app.include_router(routes_recs.make_router(config.serving))
     install_ui(app)  # the dashboard at /ui and its JSON API at /ui/api (docs/DASHBOARD.md)
-    app.add_middleware(GuardMiddleware, max_body_bytes=config.serving.max_body_bytes, metrics=service.metrics)
+    app.add_middleware(GuardMiddleware, max_body_bytes=config.serving.max_body_bytes, metrics=service.metrics,
+                       busy=service.busy)
     return app

@@ -15,7 +15,9 @@ reads the rollout record (winnow.data.rollouts) and makes this process match it:
 - ``current`` is one reference to a ``RolloutView`` (record + challenger runtime), replaced
   whole, so a request reads one consistent pair;
 - no running rollout: the challenger is dropped; a promoted challenger the service has not
-  yet taken over is handed to it (``Service.adopt``) instead of being built again.
+  yet taken over is handed to it (``Service.adopt``) instead of being built again;
+- a promoted record whose ACTIVE write a crash interrupted (``activated`` False) is finished
+  here (winnow.rollout.control.reconcile), also at start-up before the first runtime is built.
 
 Every ``check_s`` a canary's decisions are evaluated from the store (winnow.rollout.decide) and
 applied with a compare-and-set (winnow.rollout.control.transition): all processes may evaluate,
@@ -36,7 +38,9 @@ from winnow.core.errors import BundleError, ConfigError, RolloutError, StoreErro
 from winnow.data.rollouts import STATES, Rollout
 from winnow.rollout import control
 from winnow.rollout.assign import arm_of
-from winnow.rollout.report import measure
+from winnow.rollout.arms import ArmTracker
+from winnow.rollout.report import measure, tracker_for
+from winnow.serving.shadow import SAMPLING_NOTE
 
 if TYPE_CHECKING:
     from winnow.core.config import WinnowConfig
@@ -78,6 +82,8 @@ class ChallengerHost(Protocol):
 
     def drop_challenger(self) -> None: ...
 
+    def shadow_counts(self, rollout_id: int) -> dict[str, int]: ...
+
 
 class RolloutFollower:
     """Follows the store's rollout state for one service (see module docstring)."""
@@ -93,6 +99,7 @@ class RolloutFollower:
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by ``wake``: poll now instead of at the next poll_s
         self._last_check = 0.0
+        self._tracker: ArmTracker | None = None  # the canary's arms, kept incrementally between looks
         self._thread = threading.Thread(target=self._loop, name="rollout-follower", daemon=True)
 
     def start(self) -> None:
@@ -129,6 +136,8 @@ class RolloutFollower:
                 return self.latest
             self.latest = r
             self._gauges(r)
+            if r is not None and r.state == "promoted" and r.activated is False:
+                self._reconcile()
             if r is None or not r.running:
                 held, self.current = self.current, None
                 self.svc.drop_challenger()
@@ -163,12 +172,36 @@ class RolloutFollower:
             log.warning("rollout %d: challenger %s loaded (%s)", r.id, r.challenger, r.state)
             return r
 
+    def _reconcile(self) -> None:
+        """Finish a promotion a crash interrupted (control.reconcile: the record says promoted,
+        ACTIVE was not written); the service's ACTIVE follower then serves the challenger."""
+        try:
+            done = control.reconcile(self.svc.store, self.svc.config.home)
+        except Exception:  # a store or file-system error: the next poll tries again
+            log.exception("rollout: reconciling ACTIVE with a promoted record failed")
+            return
+        if done is not None:
+            log.warning("rollout %d: %s (ACTIVE %s)", done.id, done.decisions[-1].rule,
+                        done.decisions[-1].evidence.get("active_before"))
+
     def here(self) -> dict[str, Any]:
-        """This process's side of the rollout: the challenger it holds and its failed builds."""
+        """This process's side of the rollout: the challenger it holds, its failed builds and the
+        record it follows now (``following``: id, revision, state, step, share of the record its
+        requests are assigned by; None before the first read). Two replicas following the same
+        revision assign every user the same arm (winnow.rollout.assign)."""
         view = self.current
-        rid = self.latest.id if self.latest is not None else None
+        latest = self.latest
+        rid = latest.id if latest is not None else None
+        following = None if latest is None else {"id": latest.id, "revision": latest.revision, "state": latest.state,
+                                                 "step": latest.step, "share": latest.share}
+        shadow: dict[str, Any] | None = None
+        if latest is not None and latest.mode == "shadow":
+            counts = self.svc.shadow_counts(latest.id)
+            shadow = {k: int(counts.get(k, 0)) for k in ("ran", "skipped_busy", "skipped_budget", "dropped")}
+            shadow["note"] = SAMPLING_NOTE
         return {"challenger_loaded": view.runtime.version if view is not None else None,
-                "build_failures": list(self.build_failures.get(rid, [])) if rid is not None else []}
+                "build_failures": list(self.build_failures.get(rid, [])) if rid is not None else [],
+                "following": following, "shadow": shadow}
 
     def _roll_back(self, r: Rollout, rule: str, evidence: dict[str, Any]) -> None:
         """Roll ``r`` back (compare-and-set: another process may have done it first) and drop the
@@ -204,9 +237,20 @@ class RolloutFollower:
                 log.exception("rollout follower")
 
     # --- decisions -----------------------------------------------------------------------------
+    def arm_tracker(self) -> ArmTracker | None:
+        """This process's incremental aggregate of the latest canary's arms (None: no canary);
+        a check or status look reads only the rows that arrived since the previous one."""
+        r = self.latest
+        if r is None or r.mode != "canary":
+            return None
+        t = self._tracker
+        if t is None or t.rollout_id != r.id:
+            t = self._tracker = tracker_for(self.svc.config, r)
+        return t
+
     def evidence(self, r: Rollout) -> tuple[Any, dict[str, Any]]:
-        """(verdict or None, evidence) of canary ``r`` now, from the store."""
-        verdict, evidence = measure(self.svc.store, self.svc.config, r)
+        """(verdict or None, evidence) of canary ``r`` now, from the store (incrementally)."""
+        verdict, evidence = measure(self.svc.store, self.svc.config, r, tracker=self.arm_tracker())
         for arm, values in evidence["arms"].items():
             for key in ("error_rate", "empty_rate", "fallback_rate", "p99_ms"):
                 if values.get(key) is not None:

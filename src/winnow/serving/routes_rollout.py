@@ -28,13 +28,13 @@ def _status(svc: Service) -> dict[str, Any]:
     within [rollout] poll_s). The bundle was verified (checksums, schema) by control.start."""
     svc.rollout.refresh(build=False)
     svc.rollout.wake()
-    return {**report(svc.store, svc.config), "here": svc.rollout.here()}
+    return {**report(svc.store, svc.config, tracker=svc.rollout.arm_tracker()), "here": svc.rollout.here()}
 
 
 @router.get("/v1/admin/rollout", response_model=RolloutStatusOut, summary="The running (else latest) rollout: state, arms, every decision")
 def status(request: Request) -> dict[str, Any]:
     svc = _service(request)
-    return {**report(svc.store, svc.config), "here": svc.rollout.here()}
+    return {**report(svc.store, svc.config, tracker=svc.rollout.arm_tracker()), "here": svc.rollout.here()}
 
 
 @router.post("/v1/admin/rollout/shadow", response_model=RolloutStatusOut, summary="Shadow a bundle: it answers sampled requests off the path")

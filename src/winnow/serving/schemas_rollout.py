@@ -54,6 +54,7 @@ class RolloutOut(BaseModel):
     decisions: list[RolloutDecisionOut]
     share: float
     running: bool
+    activated: bool | None = None  # promoted: ACTIVE written (False: not yet; None: older record)
 
 
 class ShadowSummaryOut(BaseModel):
@@ -85,12 +86,37 @@ class RolloutNowOut(BaseModel):
     evidence: dict[str, Any]
 
 
+class RolloutFollowingOut(BaseModel):
+    """The record an answering process follows now (its requests are assigned by it)."""
+
+    id: int
+    revision: int
+    state: str
+    step: int
+    share: float
+
+
+class RolloutShadowHereOut(BaseModel):
+    """A shadow's jobs in the answering process: run, skipped because requests were in flight
+    or the CPU budget was spent, dropped on a full queue; ``note`` says what skipping does to
+    the sample (it leans toward quiet moments)."""
+
+    ran: int
+    skipped_busy: int
+    skipped_budget: int
+    dropped: int
+    note: str
+
+
 class RolloutHereOut(BaseModel):
     """The answering process's side: the challenger version it holds (None: not built yet or no
-    rollout running) and the errors of its failed challenger builds for this rollout."""
+    rollout running), the errors of its failed challenger builds for this rollout and the
+    record revision it follows (a replica behind the store shows an older one)."""
 
     challenger_loaded: str | None
     build_failures: list[str]
+    following: RolloutFollowingOut | None = None
+    shadow: RolloutShadowHereOut | None = None  # a shadow rollout
 
 
 class RolloutStatusOut(BaseModel):

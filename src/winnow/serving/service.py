@@ -26,9 +26,10 @@ from winnow.pipeline.types import Request, Slate
 from winnow.serving.impressions import ImpressionWriter
 from winnow.serving.drift_monitor import DriftMonitor
 from winnow.serving.item_stats import ItemStats, needs_item_stats
+from winnow.rollout import control as rollout_control
 from winnow.rollout.assign import CHALLENGER, experiment_name
 from winnow.serving.rollout_follower import RolloutFollower
-from winnow.serving.shadow import ShadowWorker, shadow_job
+from winnow.serving.shadow import Busy, ShadowWorker, shadow_job
 from winnow.serving.runtime import Runtime
 from winnow.serving import memory
 from winnow.serving.swap import CatchUp, background_priority, settle, trim_later
@@ -60,6 +61,7 @@ class Service:
         if needs_item_stats(config):
             self.item_stats = ItemStats.from_store(self.store, config.feedback)
             self.item_stats.start(self.store)
+        self._reconcile_rollout()  # a promotion a crash interrupted moves ACTIVE before it is read
         self.runtime: Runtime = self._initial_runtime()
         self._catchup.abort()  # no request has been served yet: nothing to catch up
         settle()  # the long-lived startup objects leave the garbage collector's generations
@@ -69,8 +71,10 @@ class Service:
         self._poller.start()
         # rollouts: the challenger runtime, shadow worker and decisions follow the store's state
         self._challenger_feed: Any = None  # the challenger's ranker feature feed (events reach it too)
+        self.busy = Busy()  # requests in flight (the app's middleware): a shadow job waits for none
         self.shadow = ShadowWorker(self.store, self.metrics, capacity=config.rollout.shadow_queue,
-                                   batch=config.rollout.shadow_batch)
+                                   batch=config.rollout.shadow_batch, busy=self.busy,
+                                   max_cpu_share=config.rollout.shadow_max_cpu_share)
         self.rollout = RolloutFollower(self)
         self.rollout.start()
         # drift: the live window from the store vs the serving bundle's profile, in its own thread
@@ -115,6 +119,15 @@ class Service:
                 log.warning("now serving bundle %s (followed ACTIVE)", version)
 
     # --- bundles -------------------------------------------------------------------------------
+    def _reconcile_rollout(self) -> None:
+        try:
+            done = rollout_control.reconcile(self.store, self.config.home)
+        except Exception:  # the follower retries every poll; start-up goes on with ACTIVE as it is
+            log.exception("rollout: reconciling ACTIVE with a promoted record failed at start-up")
+            return
+        if done is not None:
+            log.warning("rollout %d: %s at start-up", done.id, done.decisions[-1].rule)
+
     def _initial_runtime(self) -> Runtime:
         home = self.config.home
         try:
@@ -203,6 +216,10 @@ class Service:
             self._catchup.install(new, hold)
             settle()
         return new
+
+    def shadow_counts(self, rollout_id: int) -> dict[str, int]:
+        """This process's shadow jobs of ``rollout_id``: ran / skipped_busy / skipped_budget / dropped."""
+        return dict(self.shadow.counts.get(rollout_id, {}))
 
     def drop_challenger(self) -> None:
         self._challenger_feed = None

@@ -1,4 +1,5 @@
-"""The shadow worker: a challenger answers sampled live requests OFF the response path.
+"""The shadow worker: a challenger answers sampled live requests OFF the response path, with
+only the CPU the worker process can spare.
 
 The request thread only ``submit``s a job (a closure over what the champion saw) to a bounded
 queue and returns; a full queue drops the job and counts it (``winnow_rollout_shadow_total
@@ -6,14 +7,32 @@ queue and returns; a full queue drops the job and counts it (``winnow_rollout_sh
 daemon thread runs the jobs; each yields one comparison record (winnow.rollout.compare), written
 to the store in batches (``Store.log_shadow``). A job never logs an impression, never writes
 online state and never raises out of the worker (an exception becomes a record with ``error``).
+
+Spare capacity only (``[rollout] shadow_max_cpu_share``), so the champion's latency does not pay
+for the shadow:
+
+- the shadow thread runs at the lowest OS priority (nice 19, Linux per-thread), so the kernel
+  gives the cores to the serving threads of every worker first;
+- a job runs only when this worker has no request in flight (``Busy``, counted by the app's
+  middleware), waiting at most ``IDLE_WAIT_S`` for that; otherwise it is skipped
+  (``result="skipped_busy"``);
+- a token bucket on the shadow thread's measured CPU seconds (``time.thread_time``) refills at
+  ``shadow_max_cpu_share`` CPU-seconds per second; an empty bucket skips (``"skipped_budget"``).
+
+Skipping by load makes the shadowed requests lean toward quiet moments: their overlap and score
+statistics describe those requests, not a uniform sample of the traffic. ``counts`` (per rollout:
+ran / skipped_busy / skipped_budget / dropped) is shown by the rollout status with that note.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -24,13 +43,71 @@ log = logging.getLogger(__name__)
 Job = Callable[[], dict[str, Any]]
 
 
-class ShadowWorker:
-    """Bounded queue + one thread; ``submit`` never blocks; ``close`` is bounded."""
+IDLE_WAIT_S = 0.05  # a job waits at most this long for the worker to have no request in flight
+SAMPLING_NOTE = ("requests are shadowed only while this worker is idle and within its CPU budget "
+                 "([rollout] shadow_max_cpu_share): the shadowed sample leans toward quiet moments")
 
-    def __init__(self, store: Store, metrics: Metrics, *, capacity: int, batch: int) -> None:
+
+class Busy:
+    """Requests in flight in this worker process (the app's middleware calls ``enter`` /
+    ``leave``); ``wait_idle`` waits for none."""
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._cond = threading.Condition()
+
+    def enter(self) -> None:
+        with self._cond:
+            self._n += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._n -= 1
+            if self._n <= 0:
+                self._cond.notify_all()
+
+    @property
+    def in_flight(self) -> int:
+        return self._n
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no request is in flight (at once when none is), False after ``timeout`` s."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._n <= 0, timeout)
+
+
+class CpuBudget:
+    """Token bucket of CPU seconds: refills at ``share`` CPU-s per wall second up to ``burst_s``
+    (2 s of refill); ``spend`` takes what a job used (it may go below zero: the next jobs wait)."""
+
+    def __init__(self, share: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.share = share
+        self.burst = 2.0 * share
+        self.tokens = self.burst
+        self._clock = clock
+        self._at = clock()
+
+    def available(self) -> bool:
+        now = self._clock()
+        self.tokens = min(self.burst, self.tokens + (now - self._at) * self.share)
+        self._at = now
+        return self.tokens > 0.0
+
+    def spend(self, cpu_s: float) -> None:
+        self.tokens -= cpu_s
+
+
+class ShadowWorker:
+    """Bounded queue + one low-priority thread; ``submit`` never blocks; ``close`` is bounded."""
+
+    def __init__(self, store: Store, metrics: Metrics, *, capacity: int, batch: int, busy: Busy | None = None,
+                 max_cpu_share: float = 1.0) -> None:
         self.store = store
         self.metrics = metrics
         self.batch = batch
+        self.busy = busy if busy is not None else Busy()
+        self.budget = CpuBudget(max_cpu_share)
+        self.counts: dict[int, Counter[str]] = {}  # rollout id -> ran / skipped_busy / skipped_budget / dropped
         self._queue: queue.Queue[tuple[int, Job] | None] = queue.Queue(maxsize=capacity)
         self._stopping = threading.Event()  # close() gave up waiting: drop the rest, write, end
         self._thread = threading.Thread(target=self._run, name="rollout-shadow", daemon=True)
@@ -42,8 +119,20 @@ class ShadowWorker:
             self._queue.put_nowait((rollout_id, job))
             return True
         except queue.Full:
-            self.metrics.rollout_shadow.labels("dropped").inc()
+            self._count(rollout_id, "dropped")
             return False
+
+    def _count(self, rollout_id: int, result: str) -> None:
+        self.metrics.rollout_shadow.labels(result).inc()
+        self.counts.setdefault(rollout_id, Counter())[result] += 1
+
+    def _skip(self) -> str | None:
+        """Why the next job must not run now (None: run it): over budget, or requests in flight."""
+        if not self.budget.available():
+            return "skipped_budget"
+        if not self.busy.wait_idle(IDLE_WAIT_S):
+            return "skipped_busy"
+        return None
 
     def _flush(self, pending: dict[int, list[dict[str, Any]]]) -> None:
         for rid, records in pending.items():
@@ -55,6 +144,11 @@ class ShadowWorker:
         pending.clear()
 
     def _run(self) -> None:
+        if sys.platform.startswith("linux"):  # nice is per thread only on Linux (elsewhere: a pid)
+            try:  # the lowest OS priority for this thread only
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            except OSError:  # not permitted: the budget and the idle rule still hold
+                log.warning("shadow thread priority not lowered")
         pending: dict[int, list[dict[str, Any]]] = {}
         while True:
             try:
@@ -74,10 +168,19 @@ class ShadowWorker:
                     return
                 continue
             rid, job = item
+            why = self._skip()
+            if why is not None:
+                self._count(rid, why)
+                if self._queue.empty():
+                    self._flush(pending)
+                continue
+            cpu = time.thread_time()
             try:
                 record = job()
             except Exception as exc:  # the job guards itself; this is the last line
                 record = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            self.budget.spend(time.thread_time() - cpu)
+            self.counts.setdefault(rid, Counter())["ran"] += 1
             self.metrics.rollout_shadow.labels("error" if record.get("error") else "ok").inc()
             pending.setdefault(rid, []).append(record)
             if sum(len(v) for v in pending.values()) >= self.batch or self._queue.empty():

@@ -19,7 +19,8 @@ from winnow_client._model_base import _Request, _Response
 from winnow_client.models_admin import (  # re-exported: one import place for every body
     AutopilotStatus as AutopilotStatus, Cycle as Cycle, CycleGate as CycleGate, CycleStage as CycleStage,
     DriftStatus as DriftStatus, Rollout as Rollout, RolloutCanary as RolloutCanary,
-    RolloutDecision as RolloutDecision, RolloutDue as RolloutDue, RolloutHere as RolloutHere,
+    RolloutDecision as RolloutDecision, RolloutDue as RolloutDue, RolloutFollowing as RolloutFollowing,
+    RolloutHere as RolloutHere, RolloutShadowHere as RolloutShadowHere,
     RolloutNow as RolloutNow, RolloutShadow as RolloutShadow, RolloutStatus as RolloutStatus,
     ShadowSummary as ShadowSummary,
 )
@@ -254,6 +255,6 @@ MODELS: tuple[type[BaseModel], ...] = (
     Event, EventsResult, Item, ItemBatch, ItemPatch, ItemDetails, UserProfile, UserDetails, Written,
     UserErased, UserErasure, Filters, RecContext, RecItem, Recommendations, SimilarItem, SimilarItems,
     Bundle, Bundles, Activation, DriftStatus, CycleStage, CycleGate, Cycle, AutopilotStatus, Health, Readiness,
-    RolloutShadow, RolloutCanary, RolloutDecision, Rollout, ShadowSummary, RolloutDue, RolloutNow, RolloutHere,
-    RolloutStatus)
+    RolloutShadow, RolloutCanary, RolloutDecision, Rollout, ShadowSummary, RolloutDue, RolloutNow, RolloutFollowing,
+    RolloutShadowHere, RolloutHere, RolloutStatus)
 """Every model mirroring a server schema (the drift test walks these)."""

@@ -148,6 +148,7 @@ class Rollout(_Response):
     decisions: list[RolloutDecision]
     share: float
     running: bool
+    activated: Optional[bool] = None  # promoted: ACTIVE written (False: not yet; None: older record)
 
 
 class ShadowSummary(_Response):
@@ -181,12 +182,38 @@ class RolloutNow(_Response):
     evidence: dict[str, Any]
 
 
+class RolloutFollowing(_Response):
+    """The rollout record an answering server process follows now."""
+
+    server_schema: ClassVar[str] = "RolloutFollowingOut"
+    id: int
+    revision: int
+    state: str
+    step: int
+    share: float
+
+
+class RolloutShadowHere(_Response):
+    """A shadow's jobs in the answering server process (ran, skipped when busy or over the CPU
+    budget, dropped) and what skipping does to the sample."""
+
+    server_schema: ClassVar[str] = "RolloutShadowHereOut"
+    ran: int
+    skipped_busy: int
+    skipped_budget: int
+    dropped: int
+    note: str
+
+
 class RolloutHere(_Response):
-    """The answering server process: the challenger it holds, its failed builds."""
+    """The answering server process: the challenger it holds, its failed builds, the record
+    revision it follows."""
 
     server_schema: ClassVar[str] = "RolloutHereOut"
     challenger_loaded: Optional[str]
     build_failures: list[str]
+    following: Optional[RolloutFollowing] = None
+    shadow: Optional[RolloutShadowHere] = None
 
 
 class RolloutStatus(_Response):
