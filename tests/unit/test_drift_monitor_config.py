@@ -72,6 +72,7 @@ def test_the_trigger_uses_a_fresh_monitor_result_instead_of_computing(tmp_path: 
     # computing would have failed (the ACTIVE bundle has no files): the monitor's report was used
     assert watch.last_error is None and watch.last is not None and watch.last["source"] == "monitor"
     assert reason is not None and "item_popularity psi 0.900 > 0.2" in reason and "500 live events" in reason
+    assert reason.endswith("[report: monitor]")
 
 
 @pytest.mark.parametrize("case", ["stale", "other_window", "other_bundle"])

@@ -15,7 +15,8 @@ by ``winnow serve`` or ``winnow drift monitor``) has a result that is fresh -- f
 bundle, computed within the last 2 x ``[drift] refresh_s`` (a running monitor always has one),
 over a live window whose end is within 2 x ``refresh_s`` of ``until`` (the same window this
 trigger would read, up to the monitor's period) -- the trigger uses that report instead of
-computing its own; ``last["source"]`` says which ("monitor" or "computed").
+computing its own; ``last["source"]`` and the reason's closing "[report: ...]" say which
+("monitor" or "computed").
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class DriftWatch:
         rows = [f"{r['name']} {r['statistic']} {r['value']:.3f} > {r['threshold']}"
                 for k in kinds for r in rep[k] if r["drifted"]]
         return (f"drift: {' and '.join(kinds)} drift against bundle {rep['bundle']} over "
-                f"{rep['live']['events']:,} live events ({'; '.join(rows)})")
+                f"{rep['live']['events']:,} live events ({'; '.join(rows)}) [report: {source}]")
 
     def shared_report(self, until: int) -> dict[str, Any] | None:
         """The home's live monitor's report when it is fresh for this check (module docstring),
