@@ -32,30 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
 import serve  # noqa: E402  (build, start_server, load_users, free_port, wait_for_workers)
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
 def processes(root: int) -> dict[int, tuple[float, bool]]:
     """pid -> (user + system CPU seconds, is the drift monitor) for ``root`` and its descendants."""
-    parent, cpu, monitor = {}, {}, {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+    out = {}
+    for pid, cpu in serve.tree_cpu_s(root).items():
         try:
-            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            cmd = (d / "cmdline").read_bytes().split(b"\0")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
-            continue
-        pid = int(d.name)
-        parent[pid], cpu[pid] = int(f[1]), (int(f[11]) + int(f[12])) / TICK
-        monitor[pid] = b"drift" in cmd and b"monitor" in cmd
-    tree, frontier = {root}, [root]
-    while frontier:
-        p = frontier.pop()
-        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
-        tree.update(kids)
-        frontier += kids
-    return {p: (cpu[p], monitor[p]) for p in tree if p in cpu}
+            cmd = []
+        out[pid] = (cpu, b"drift" in cmd and b"monitor" in cmd)
+    return out
 
 
 def cpu_split(before: dict[int, tuple[float, bool]], after: dict[int, tuple[float, bool]]) -> tuple[float, float]:

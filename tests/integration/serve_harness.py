@@ -81,6 +81,19 @@ def process_tree(root: int) -> set[int]:
     return tree
 
 
+def monitor_pids(root: int) -> set[int]:
+    """The descendants of ``root`` running ``winnow ... drift monitor`` (read from /proc)."""
+    out = set()
+    for pid in process_tree(root) - {root}:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"drift" in cmd and b"monitor" in cmd:
+            out.add(pid)
+    return out
+
+
 class Server:
     """``python -m uvicorn --factory winnow.serving.server:app_from_env`` on a free port."""
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_harness import Server, fresh_request, process_tree, trained_home
+from serve_harness import Server, fresh_request, monitor_pids, trained_home
 from servers.throwaway import wait_for
 
 TOML = """
@@ -38,18 +38,6 @@ def _shared(home: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _monitors(root: int) -> set[int]:
-    out = set()
-    for pid in process_tree(root) - {root}:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"drift" in cmd and b"monitor" in cmd:
-            out.add(pid)
-    return out
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -61,7 +49,7 @@ def _alive(pid: int) -> bool:
 def test_the_server_s_monitor_computes_is_restarted_and_dies_with_the_server(home: Path) -> None:
     srv = Server(home, cli=True)
     try:
-        first = wait_for(lambda: (m := _monitors(srv.proc.pid)) and len(m) == 1 and m, timeout=60, interval=0.1)
+        first = wait_for(lambda: (m := monitor_pids(srv.proc.pid)) and len(m) == 1 and m, timeout=60, interval=0.1)
         assert first, f"no monitor child: {srv.read_log()}"
         (m1,) = first
         doc = wait_for(lambda: (d := _shared(home)) and d["computed_by"] == m1 and d, timeout=60, interval=0.1)
@@ -70,7 +58,7 @@ def test_the_server_s_monitor_computes_is_restarted_and_dies_with_the_server(hom
         body = fresh_request(srv.url, "GET", "/v1/admin/drift").json()
         assert body["computed_here"] == 0 and body["computed_by"] == m1
         os.kill(m1, 9)
-        second = wait_for(lambda: (m := _monitors(srv.proc.pid) - {m1}) and m, timeout=60, interval=0.1)
+        second = wait_for(lambda: (m := monitor_pids(srv.proc.pid) - {m1}) and m, timeout=60, interval=0.1)
         assert second, f"the killed monitor was not restarted: {srv.read_log()}"
         (m2,) = second
         doc = wait_for(lambda: (d := _shared(home)) and d["computed_by"] == m2 and d, timeout=60, interval=0.1)
@@ -93,7 +81,7 @@ def test_external_mode_the_standalone_monitor_answers_and_one_per_home(home: Pat
     srv = Server(home, cli=True, env={"WINNOW__DRIFT__MONITOR": "external"})
     standalone = second = None
     try:
-        assert not _monitors(srv.proc.pid)  # "external": the server starts none
+        assert not monitor_pids(srv.proc.pid)  # "external": the server starts none
         r = fresh_request(srv.url, "POST", "/v1/admin/drift/refresh")
         assert r.status_code == 503 and "winnow drift monitor" in r.json()["detail"], r.text
         standalone = _standalone(home)

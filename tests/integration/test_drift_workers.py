@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_harness import Server, fresh_request, process_tree, trained_home
+from serve_harness import Server, fresh_request, monitor_pids, process_tree, trained_home
 from servers.throwaway import wait_for
 
 REFRESH_S = 2.0
@@ -42,21 +42,8 @@ def _shared(home: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def monitor_pids(srv: Server) -> set[int]:
-    """The server's descendants running ``winnow ... drift monitor`` (read from /proc)."""
-    out = set()
-    for pid in process_tree(srv.proc.pid) - {srv.proc.pid}:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"drift" in cmd and b"monitor" in cmd:
-            out.add(pid)
-    return out
-
-
 def worker_pids(srv: Server) -> set[int]:
-    return process_tree(srv.proc.pid) - {srv.proc.pid} - monitor_pids(srv)
+    return process_tree(srv.proc.pid) - {srv.proc.pid} - monitor_pids(srv.proc.pid)
 
 
 def test_one_computation_per_refresh_for_the_whole_server(server):
@@ -69,7 +56,7 @@ def test_one_computation_per_refresh_for_the_whole_server(server):
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) and numbers[-1] == doc["computations"]
     gaps = [b["at"] - a["at"] for a, b in zip(hist, hist[1:])]
     assert min(gaps) >= REFRESH_S, f"two computations within one refresh period: {gaps}"
-    monitors = monitor_pids(srv)
+    monitors = monitor_pids(srv.proc.pid)
     assert len(monitors) == 1, monitors  # one monitor child for the server
     assert {h["by"] for h in hist} == monitors and doc["computed_by"] in monitors, (hist, monitors)
     # no serving worker ever ran a comparison: each says so, and none of them is the monitor
@@ -103,7 +90,7 @@ def test_the_admin_refresh_computes_once_and_every_worker_serves_it(server):
     r = fresh_request(srv.url, "POST", "/v1/admin/drift/refresh")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["state"] == "ok" and body["computed_by"] in monitor_pids(srv) and body["computed_here"] == 0
+    assert body["state"] == "ok" and body["computed_by"] in monitor_pids(srv.proc.pid) and body["computed_here"] == 0
     assert body["history"][-1]["at"] >= asked  # the answer is a comparison that began after the call
     forced = body["computations"]
     doc = _shared(home)
