@@ -7,8 +7,9 @@ refresh_s`` = ``--refresh`` and ``window_days`` = ``--window-days`` (the default
 MovieLens' years, so a comparison reads every event and served slate: seconds of CPU, as in a
 busy production window), then runs ``--rows`` open-loop rows of ``--duration`` s at ``--rate``
 req/s (bench/loadgen.py: latency from each request's scheduled time). For every row it records
-whether a comparison ran during it (the home's shared ``<home>/drift/live.json`` counts
-comparisons: ``computations`` rose), and the CPU seconds of the serving processes (dispatcher +
+whether a comparison ran during it (the home's shared ``<home>/drift/live.json`` numbers the
+comparisons and holds the last one's start and end: a row contains a comparison when their times
+overlap), and the CPU seconds of the serving processes (dispatcher +
 workers) and of the monitor process apart, per request. The summary compares the rows that
 contain a comparison with those that do not, per variant.
 
@@ -56,11 +57,15 @@ def cpu_split(before: dict[int, tuple[float, bool]], after: dict[int, tuple[floa
     return serving, monitor
 
 
-def computations(home: Path) -> int:
+def last_comparison(home: Path) -> tuple[int, float, float] | None:
+    """(number, started, ended) of the home's latest comparison, wall seconds, from the shared
+    file (``started_at``, or ``attempted_at - compute_s`` in files written before it existed)."""
     try:
-        return int(json.loads((home / "drift" / "live.json").read_text()).get("computations") or 0)
+        d = json.loads((home / "drift" / "live.json").read_text())
     except (OSError, ValueError):
-        return 0
+        return None
+    end = float(d["attempted_at"])
+    return int(d["computations"]), float(d.get("started_at") or end - float(d["compute_s"])), end
 
 
 def variant(name: str, src: Path, home: Path, paths: list[str], args: argparse.Namespace) -> list[dict]:
@@ -73,30 +78,40 @@ def variant(name: str, src: Path, home: Path, paths: list[str], args: argparse.N
     try:
         serve.wait_for_workers(url, args.workers)
         loadgen.run(url, paths, duration_s=args.warmup, rate=args.rate)  # warm-up, not recorded
+        first = last_comparison(home)
         end = time.time() + 600
-        while computations(home) == 0 and time.time() < end:  # the first comparison has run
+        while last_comparison(home) == first and time.time() < end:  # this server's first comparison ran
             loadgen.run(url, paths, duration_s=2.0, rate=args.rate)
+        spans = {}  # comparison number -> (started, ended): read after every row (rows are shorter than refresh_s)
         for i in range(args.rows):
-            n0, p0 = computations(home), processes(proc.pid)
+            p0, t0 = processes(proc.pid), time.time()
             r = loadgen.run(url, paths, duration_s=args.duration, rate=args.rate).summary()
+            t1 = time.time()
             serving_s, monitor_s = cpu_split(p0, processes(proc.pid))
-            ran = computations(home) - n0
+            if (c := last_comparison(home)) is not None:
+                spans[c[0]] = c[1:]
             n = max(r["requests"], 1)
-            row = {"variant": name, "row": i, "comparisons": ran, "requests": r["requests"],
+            row = {"variant": name, "row": i, "t0": t0, "t1": t1, "requests": r["requests"],
                    "achieved_rps": r["achieved_rps"], "errors": r["errors"], "p50_ms": r["p50_ms"],
                    "p99_ms": r["p99_ms"], "max_ms": r["max_ms"],
                    "serving_cpu_ms_per_request": round(serving_s / n * 1e3, 3),
                    "monitor_cpu_s": round(monitor_s, 3), "load_average": round(os.getloadavg()[0], 2)}
             rows.append(row)
-            print(f"{name:>6} row {i:2d}: comparisons {ran}  p50 {r['p50_ms']} p99 {r['p99_ms']} ms  serving cpu "
+            print(f"{name:>6} row {i:2d}: p50 {r['p50_ms']} p99 {r['p99_ms']} ms  serving cpu "
                   f"{row['serving_cpu_ms_per_request']} ms/req  monitor cpu {monitor_s:.2f} s  errors {r['errors']}",
                   flush=True)
+        if (c := last_comparison(home)) is not None:
+            spans[c[0]] = c[1:]
+        for row in rows:  # seconds of each row during which a comparison ran (anywhere in the server)
+            overlap = [min(row["t1"], b) - max(row["t0"], a) for a, b in spans.values()]
+            row["comparison_s"] = round(sum(o for o in overlap if o > 0), 2)
+            row["comparisons"] = sum(o > 0 for o in overlap)
         with httpx.Client(base_url=url, timeout=60) as c:
             last = c.get("/v1/admin/drift").json()
         rows.append({"variant": name, "last_report": {k: last.get(k) for k in ("state", "computations",
                                                                                 "computed_by", "error")},
                      "live_events": ((last.get("report") or {}).get("live") or {}).get("events"),
-                     "compute_s": json.loads((home / "drift" / "live.json").read_text()).get("compute_s")})
+                     "comparison_spans_s": sorted(round(b - a, 2) for a, b in spans.values())})
     finally:
         proc.terminate()
         proc.wait(60)

@@ -117,7 +117,11 @@ class Server:
                     "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
                     "--log-level", "warning", "--no-access-log", "--workers", str(workers)])
         self.proc = subprocess.Popen(command, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:  # nobody holds this object to stop it: do not leave the server (and its children) behind
+            self.stop()
+            raise
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until /readyz answers 200 -- from EVERY worker: one worker's readiness says nothing

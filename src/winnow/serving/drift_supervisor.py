@@ -15,7 +15,9 @@ Contract:
   resets n); exit status ``EXIT_BUSY`` (another monitor already holds the home, e.g. a
   ``winnow drift monitor`` started by hand) is retried the same way, so this server's child
   takes over when that one stops;
-- ``stop()`` terminates the child and waits for it (bounded; SIGKILL after ``STOP_S``).
+- ``stop()`` terminates the child and waits for it (bounded; SIGKILL after ``STOP_S``); the child
+  runs in a session of its own, so a terminal's Ctrl-C (sent to the foreground process group)
+  reaches the server only, which then stops the child (no restart of a child that got it too).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class MonitorSupervisor:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "winnow", "--home", str(self.home), "drift", "monitor",
                  "--parent-fd", str(rfd), "--nice", str(self.nice)],
-                pass_fds=[rfd], env={**os.environ, "WINNOW_HOME": str(self.home)})
+                pass_fds=[rfd], env={**os.environ, "WINNOW_HOME": str(self.home)},
+                start_new_session=True)  # a terminal's Ctrl-C reaches the server, which stops the child
         except BaseException:
             os.close(wfd)
             raise
