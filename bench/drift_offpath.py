@@ -100,6 +100,10 @@ def variant(name: str, src: Path, home: Path, paths: list[str], args: argparse.N
             print(f"{name:>6} row {i:2d}: p50 {r['p50_ms']} p99 {r['p99_ms']} ms  serving cpu "
                   f"{row['serving_cpu_ms_per_request']} ms/req  monitor cpu {monitor_s:.2f} s  errors {r['errors']}",
                   flush=True)
+        # the comparison running when the rows ended is the next to end: wait for it (its start says which rows it overlapped)
+        end = time.time() + 600
+        while ((c := last_comparison(home)) is None or c[2] < rows[-1]["t1"]) and time.time() < end:
+            loadgen.run(url, paths, duration_s=2.0, rate=args.rate)
         if (c := last_comparison(home)) is not None:
             spans[c[0]] = c[1:]
         for row in rows:  # seconds of each row during which a comparison ran (anywhere in the server)
@@ -118,21 +122,36 @@ def variant(name: str, src: Path, home: Path, paths: list[str], args: argparse.N
     return rows
 
 
+def _stats(sel: list[dict]) -> dict:
+    return {"rows": len(sel),
+            "serving_cpu_ms_per_request": round(statistics.median(r["serving_cpu_ms_per_request"] for r in sel), 3),
+            "p99_ms_median": round(statistics.median(r["p99_ms"] for r in sel), 2),
+            "p99_ms_max": max(r["p99_ms"] for r in sel),
+            "monitor_cpu_s_median": round(statistics.median(r["monitor_cpu_s"] for r in sel), 3),
+            "errors": sum(r["errors"] for r in sel),
+            "load_average": [min(r["load_average"] for r in sel), max(r["load_average"] for r in sel)]}
+
+
 def summarise(rows: list[dict]) -> dict:
-    out: dict = {}
-    for name in sorted({r["variant"] for r in rows}):
-        mine = [r for r in rows if r["variant"] == name and "row" in r]
-        for label, sel in (("with_comparison", [r for r in mine if r["comparisons"] > 0]),
-                           ("without", [r for r in mine if r["comparisons"] == 0])):
-            if sel:
-                out.setdefault(name, {})[label] = {
-                    "rows": len(sel),
-                    "serving_cpu_ms_per_request": round(statistics.median(r["serving_cpu_ms_per_request"]
-                                                                         for r in sel), 3),
-                    "p99_ms_median": round(statistics.median(r["p99_ms"] for r in sel), 2),
-                    "p99_ms_max": max(r["p99_ms"] for r in sel),
-                    "monitor_cpu_s_median": round(statistics.median(r["monitor_cpu_s"] for r in sel), 3),
-                    "errors": sum(r["errors"] for r in sel)}
+    """Per variant, and per segment (one server run: its rows share the machine's minutes), the
+    rows that overlapped a comparison ("with_comparison") vs the others ("without")."""
+    out: dict = {"variants": {}, "segments": []}
+    measured = [r for r in rows if "row" in r]
+    segments: list[list[dict]] = []
+    for r in measured:
+        if r["row"] == 0:
+            segments.append([])
+        segments[-1].append(r)
+    for name in sorted({r["variant"] for r in measured}):
+        mine = [r for r in measured if r["variant"] == name]
+        out["variants"][name] = {label: _stats(sel) for label, sel in (
+            ("with_comparison", [r for r in mine if r["comparisons"] > 0]),
+            ("without", [r for r in mine if r["comparisons"] == 0])) if sel}
+    for i, seg in enumerate(segments):
+        parts = {label: _stats(sel) for label, sel in (
+            ("with_comparison", [r for r in seg if r["comparisons"] > 0]),
+            ("without", [r for r in seg if r["comparisons"] == 0])) if sel}
+        out["segments"].append({"segment": i, "variant": seg[0]["variant"], **parts})
     return out
 
 
@@ -168,14 +187,16 @@ def main() -> None:
            "total_s": round(time.time() - t0, 1)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
-    print("| variant | rows | comparison in row | serving CPU ms/req | p99 ms (median / max) | monitor CPU s/row |")
-    print("|---|---|---|---|---|---|")
-    for name, parts in summary.items():
-        for label, s in parts.items():
-            print(f"| {name} | {s['rows']} | {'yes' if label == 'with_comparison' else 'no'} | "
-                  f"{s['serving_cpu_ms_per_request']} | {s['p99_ms_median']} / {s['p99_ms_max']} | "
-                  f"{s['monitor_cpu_s_median']} |")
-
+    print("| segment | variant | comparison in row | rows | serving CPU ms/req | p99 ms (median / max) | "
+          "monitor CPU s/row | load average |")
+    print("|---|---|---|---|---|---|---|---|")
+    for seg in summary["segments"]:
+        for label in ("with_comparison", "without"):
+            if label in seg:
+                s = seg[label]
+                print(f"| {seg['segment']} | {seg['variant']} | {'yes' if label == 'with_comparison' else 'no'} | "
+                      f"{s['rows']} | {s['serving_cpu_ms_per_request']} | {s['p99_ms_median']} / {s['p99_ms_max']} | "
+                      f"{s['monitor_cpu_s_median']} | {s['load_average'][0]}-{s['load_average'][1]} |")
 
 if __name__ == "__main__":
     main()
