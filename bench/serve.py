@@ -103,8 +103,8 @@ def load_users(home: Path, src: Path, k: int) -> list[str]:
     return out.split()
 
 
-def server_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and all its descendants (Linux /proc)."""
+def tree_cpu_s(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of process ``pid`` and each of its descendants (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     parent: dict[int, int] = {}
     cpu: dict[int, float] = {}
@@ -123,7 +123,12 @@ def server_cpu_s(pid: int) -> float:
         kids = [c for c, pp in parent.items() if pp == p and c not in tree]
         tree.update(kids)
         frontier += kids
-    return sum(cpu.get(p, 0.0) for p in tree)
+    return {p: cpu[p] for p in tree if p in cpu}
+
+
+def server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and all its descendants (Linux /proc)."""
+    return sum(tree_cpu_s(pid).values())
 
 
 def row(name: str, url: str, paths: list[str], duration: float, server: int, **kw: float) -> dict:

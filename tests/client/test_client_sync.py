@@ -95,7 +95,7 @@ def test_admin_bundles_activate_rollback(client):
 
 
 def test_admin_drift_monitor(client):
-    fresh = client.refresh_drift()  # recomputed now in the answering worker
+    fresh = client.refresh_drift()  # recomputed now by the server's monitor process
     assert fresh.enabled and fresh.refreshes >= 1 and fresh.state == "ok", fresh
     assert fresh.report is not None and fresh.report["bundle"] == client.bundles().serving
     assert {r["name"] for r in fresh.report["data"]} >= {"event_mix", "item_popularity"}

@@ -122,7 +122,11 @@ class WinnowServer:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([*cmd, "--home", str(home), "serve", "--port", str(self.port)],
                                      cwd=home, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:  # nobody holds this object to stop it: do not leave the server (and its children) behind
+            self.stop()
+            raise
 
     def _wait_ready(self, timeout: float = 90.0) -> None:
         end = time.monotonic() + timeout

@@ -112,6 +112,19 @@ def process_tree(root: int) -> set[int]:
     return tree
 
 
+def monitor_pids(root: int) -> set[int]:
+    """The descendants of ``root`` running ``winnow ... drift monitor`` (read from /proc)."""
+    out = set()
+    for pid in process_tree(root) - {root}:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"drift" in cmd and b"monitor" in cmd:
+            out.add(pid)
+    return out
+
+
 class Server:
     """``python -m uvicorn --factory winnow.serving.server:app_from_env`` on a free port."""
 
@@ -135,7 +148,11 @@ class Server:
                     "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
                     "--log-level", "warning", "--no-access-log", "--workers", str(workers)])
         self.proc = subprocess.Popen(command, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:  # nobody holds this object to stop it: do not leave the server (and its children) behind
+            self.stop()
+            raise
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until /readyz answers 200 -- from EVERY worker: one worker's readiness says nothing

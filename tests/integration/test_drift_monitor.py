@@ -1,13 +1,17 @@
-"""The service's drift monitor thread (serving/drift_monitor.py) against a trained bundle: a
-concept shift written to the store after start-up -- users click the same items as before, but
-the slates the service showed no longer contain them -- is flagged as CONCEPT drift (not data
-drift) within a bounded deadline, waited on a condition; before it, an empty live window flags
-nothing and says why; close() joins the thread; [drift] monitor = false runs no thread."""
+"""The drift monitor process (``winnow drift monitor``, serving/drift_monitor.py) and a service's
+reader of its result (serving/drift_reader.py) against a trained bundle: a concept shift written
+to the store after start-up -- users click the same items as before, but the slates the service
+showed no longer contain them -- is flagged as CONCEPT drift (not data drift) within a bounded
+deadline, waited on a condition; before it, an empty live window flags nothing and says why; the
+service itself never compares (``computed_here`` 0, ``computed_by`` the monitor's pid); close()
+joins the reader thread; [drift] monitor = "off" runs no reader and the route says so."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +68,9 @@ def test_a_concept_shift_written_after_start_up_is_flagged_as_concept_drift(tmp_
     finally:
         store.close()
     svc = Service(load_config(tmp_path))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    monitor = subprocess.Popen([sys.executable, "-m", "winnow", "--home", str(tmp_path), "drift", "monitor"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert svc.drift is not None and svc.serving_version == info.version
 
@@ -73,6 +80,7 @@ def test_a_concept_shift_written_after_start_up_is_flagged_as_concept_drift(tmp_
 
         snap = wait_for(lambda: refreshed_after(0), timeout=30, interval=0.05)
         assert snap, svc.drift.snapshot()
+        assert snap["computed_by"] == monitor.pid and snap["computed_here"] == 0  # the service never compares
         rep = snap["report"]  # nothing in the live window yet: nothing flagged, and it says why
         assert rep["live"]["events"] == 0 and not rep["data_drift"] and not rep["concept_drift"]
         assert rep["notes"] == ["no events in the live window"]
@@ -94,19 +102,21 @@ def test_a_concept_shift_written_after_start_up_is_flagged_as_concept_drift(tmp_
         assert text == 1.0
         assert svc.metrics.registry.get_sample_value("winnow_drift_detected", {"kind": "data"}) == 0.0
     finally:
+        monitor.terminate()
+        monitor.wait(30)
         t0 = time.monotonic()
         svc.close()
     assert time.monotonic() - t0 < 10 and not svc.drift._thread.is_alive()  # joined, bounded
 
 
-def test_monitor_off_runs_no_thread_and_the_route_says_so(tmp_path: Path) -> None:
+def test_monitor_off_runs_no_reader_and_the_route_says_so(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from winnow.serving.app import create_app
 
-    (tmp_path / "winnow.toml").write_text("[drift]\nmonitor = false\n[security]\nauth = false\n")
+    (tmp_path / "winnow.toml").write_text('[drift]\nmonitor = "off"\n[security]\nauth = false\n')
     app = create_app(load_config(tmp_path))
     with TestClient(app) as client:
         assert app.state.service.drift is None
         r = client.get("/v1/admin/drift")
-        assert r.status_code == 404 and "[drift] monitor = false" in r.json()["detail"]
+        assert r.status_code == 404 and '[drift] monitor = "off"' in r.json()["detail"]

@@ -1,4 +1,4 @@
-"""The drift result shared by one home's workers (serving/drift_shared.py): a worker killed
+"""The drift result shared by one home's workers (evaluation/drift_shared.py): a worker killed
 mid-write leaves the previous result readable and releases the lock; the lock excludes another
 process; an unreadable document is reported as absent, never served. Other processes are real
 (``python -c``), and every wait is on a condition with a deadline."""
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from winnow.serving.drift_shared import SharedResult
+from winnow.evaluation.drift_shared import SharedResult
 
 CHILD = """
 import os, sys
 from pathlib import Path
-from winnow.serving.drift_shared import SharedResult
+from winnow.evaluation.drift_shared import SharedResult
 shared = SharedResult(Path(sys.argv[1]))
 mode = sys.argv[2]
 with shared.lock() as held:
@@ -105,3 +105,25 @@ def test_an_unreadable_or_foreign_document_reads_as_absent(tmp_path: Path, text:
     shared.path.write_text(text)
     assert shared.read() is None
     assert SharedResult(tmp_path / "elsewhere").read() is None  # no file yet
+
+
+def test_a_refresh_request_reaches_the_fifo_holder_and_says_when_nobody_holds_it(tmp_path: Path) -> None:
+    import select
+
+    shared = SharedResult(tmp_path)
+    assert shared.request_refresh() is False and not shared.monitor_running()  # no FIFO yet
+    rfd, wfd = shared.open_wakeup()
+    try:
+        assert shared.monitor_running()
+        assert select.select([rfd], [], [], 0)[0] == []  # monitor_running() woke nobody
+        assert shared.request_refresh() is True
+        assert select.select([rfd], [], [], 5)[0] == [rfd] and os.read(rfd, 16) == b"r"
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+    assert shared.request_refresh() is False and not shared.monitor_running()  # the FIFO stays, nobody reads
+    shared.fifo_path.unlink()
+    shared.fifo_path.write_text("not a fifo")  # something else took the name: the monitor re-creates it
+    rfd, wfd = shared.open_wakeup()
+    os.close(rfd)
+    os.close(wfd)

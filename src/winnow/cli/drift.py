@@ -29,3 +29,25 @@ def report(json_out: Optional[Path] = typer.Option(None, "--json", help="also wr
         json_out.write_text(json.dumps(rep, indent=2), encoding="utf-8")
     if html_out is not None:
         html_out.write_text(format_html(rep), encoding="utf-8")
+
+
+@drift_app.command("monitor")
+def monitor(parent_fd: Optional[int] = typer.Option(
+        None, "--parent-fd", hidden=True, help="exit when this pipe reads end-of-file (set by `winnow serve`)"),
+        nice: int = typer.Option(0, "--nice", min=0, max=19, help="add this to the process's niceness first")) -> None:
+    """Run the home's live drift monitor in the foreground: every [drift] refresh_s, the store's
+    last window_days vs the ACTIVE bundle's profile, written to <home>/drift/live.json for the
+    serving workers to read. `winnow serve` runs one itself with [drift] monitor = "process";
+    run this with monitor = "external" (e.g. beside replicas). One per home: exits 3 when
+    another monitor holds it."""
+    import logging
+
+    from winnow.serving.drift_monitor import run_monitor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = config()
+    try:
+        code = run_monitor(cfg, parent_fd=parent_fd, nice=nice)
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)

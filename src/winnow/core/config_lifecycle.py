@@ -94,11 +94,14 @@ class DriftConfig(_Section):
     has a relative standard error sqrt((1-p)/(n p)): 0.14 at p = 0.1, n = 500).
     ``new_item_days``: an event on an item created at most this long before counts as new.
 
-    The service's monitor (winnow.serving.drift_monitor) recomputes the live window (the last
+    The live monitor (winnow.serving.drift_monitor) recomputes the live window (the last
     ``window_days`` before now: the same length as the reference's, so per-window counts compare)
-    every ``refresh_s`` seconds in a background thread when ``monitor`` is on -- once per home:
-    the workers of a server share the result through ``<home>/drift/live.json`` -- and keeps the
-    last ``history`` results."""
+    every ``refresh_s`` seconds in a process that answers no requests, once per home, and writes
+    ``<home>/drift/live.json`` (with the last ``history`` results), which the serving workers only
+    read. ``monitor``: "process" -- ``winnow serve`` starts and supervises that process (at nice
+    ``monitor_nice``); "external" -- the workers read the file, the process is run separately
+    (``winnow drift monitor``, e.g. beside replicas); "off" -- no monitoring (the admin routes
+    answer 404). The old booleans still load: true = "process", false = "off"."""
 
     window_days: float = Field(7.0, gt=0)
     top_items: int = Field(1000, ge=1)  # items kept by name in the reference popularity (+ "other")
@@ -110,6 +113,18 @@ class DriftConfig(_Section):
     calibration_gap: float = Field(0.3, gt=0)
     min_served: int = Field(500, ge=1)
     new_item_days: float = Field(7.0, gt=0)
-    monitor: bool = True
+    monitor: Literal["process", "external", "off"] = "process"
+    monitor_nice: int = Field(10, ge=0, le=19)  # niceness of the monitor process `winnow serve` starts
     refresh_s: float = Field(300.0, gt=0)
     history: int = Field(48, ge=1, le=10_000)
+
+    @field_validator("monitor", mode="before")
+    @classmethod
+    def _monitor_bool(cls, v: object) -> object:
+        """The boolean this field was before ("process" | "external" | "off"): true -> "process",
+        false -> "off" (also as the strings an environment variable carries)."""
+        if isinstance(v, bool):
+            return "process" if v else "off"
+        if isinstance(v, str) and v.strip().lower() in ("true", "false", "1", "0", "yes", "no", "on"):
+            return "process" if v.strip().lower() in ("true", "1", "yes", "on") else "off"
+        return v

@@ -7,6 +7,11 @@ against the store on every request and follows the ACTIVE bundle pointer, so an 
 activation received by one worker is seen by all (activation within ``bundle_poll_s``). Worker
 processes rebuild the config from ``$WINNOW_HOME`` (winnow.toml + environment), so settings
 passed only in-process do not reach them.
+
+With ``[drift] monitor = "process"`` the server also runs the home's live drift monitor as a
+supervised child that answers no requests (serving/drift_supervisor.py); the workers only read
+its result. A server started another way (``uvicorn --factory ...app_from_env``) has none:
+run ``winnow drift monitor`` beside it.
 """
 
 from __future__ import annotations
@@ -31,11 +36,21 @@ def serve(config: WinnowConfig, host: str | None = None, port: int | None = None
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     host = host or config.serving.host
     port = port or config.serving.port
-    if config.serving.workers > 1:
-        from winnow.serving.workers import serve_workers
+    monitor = None
+    if config.drift.monitor == "process":
+        from winnow.serving.drift_supervisor import MonitorSupervisor
 
-        os.environ["WINNOW_HOME"] = str(config.home)
-        serve_workers(host, port, config.serving.workers)
-    else:
-        uvicorn.run(create_app(config), host=host, port=port, loop="uvloop", http="httptools",
-                    log_level="warning", access_log=False)
+        monitor = MonitorSupervisor(config.home, nice=config.drift.monitor_nice)
+        monitor.start()
+    try:
+        if config.serving.workers > 1:
+            from winnow.serving.workers import serve_workers
+
+            os.environ["WINNOW_HOME"] = str(config.home)
+            serve_workers(host, port, config.serving.workers)
+        else:
+            uvicorn.run(create_app(config), host=host, port=port, loop="uvloop", http="httptools",
+                        log_level="warning", access_log=False)
+    finally:
+        if monitor is not None:
+            monitor.stop()

@@ -24,7 +24,7 @@ from winnow.data.schema import EVENT_COLUMNS
 from winnow.data.store import Store
 from winnow.pipeline.types import Request, Slate
 from winnow.serving.impressions import ImpressionWriter
-from winnow.serving.drift_monitor import DriftMonitor
+from winnow.serving.drift_reader import DriftReader
 from winnow.serving.item_stats import ItemStats, needs_item_stats
 from winnow.rollout import control as rollout_control
 from winnow.rollout.assign import CHALLENGER, experiment_name
@@ -77,8 +77,8 @@ class Service:
                                    max_cpu_share=config.rollout.shadow_max_cpu_share)
         self.rollout = RolloutFollower(self)
         self.rollout.start()
-        # drift: the live window from the store vs the serving bundle's profile, in its own thread
-        self.drift: DriftMonitor | None = DriftMonitor(self) if config.drift.monitor else None
+        # drift: the home's monitor process compares; this worker only reads its result
+        self.drift: DriftReader | None = DriftReader(self) if config.drift.monitor != "off" else None
         if self.drift is not None:
             self.drift.start()
 
@@ -379,7 +379,7 @@ class Service:
         if self._poller.is_alive():
             log.warning("bundle follower still building at shutdown; closing anyway")
         if self.drift is not None:
-            self.drift.close()  # bounded join: a refresh in progress ends before the store closes
+            self.drift.close()  # bounded join of the reader thread
         self.rollout.stop()  # both join their thread (bounded) before the store below closes
         self.shadow.close()
         if self.item_stats is not None:

@@ -132,7 +132,8 @@ class AsyncClient:
         return await self.send(calls.drift(), timeout=timeout)
 
     async def refresh_drift(self, *, timeout: Timeout = _UNSET) -> DriftStatus:
-        """Recompute the live drift comparison now (in the worker that answers)."""
+        """Ask the home's drift monitor process to compare now and answer that result (every worker
+        then serves it); UnavailableError (503) when no monitor runs for the server's home."""
         return await self.send(calls.refresh_drift(), timeout=timeout)
 
     async def autopilot(self, *, last: Optional[int] = None, timeout: Timeout = _UNSET) -> AutopilotStatus:

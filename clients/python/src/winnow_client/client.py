@@ -144,7 +144,8 @@ class Client:
         return self.send(calls.drift(), timeout=timeout)
 
     def refresh_drift(self, *, timeout: Timeout = _UNSET) -> DriftStatus:
-        """Recompute the live drift comparison now (once for the server's home; every worker then serves it)."""
+        """Ask the home's drift monitor process to compare now and answer that result (every worker
+        then serves it); UnavailableError (503) when no monitor runs for the server's home."""
         return self.send(calls.refresh_drift(), timeout=timeout)
 
     def autopilot(self, *, last: Optional[int] = None, timeout: Timeout = _UNSET) -> AutopilotStatus:

@@ -16,7 +16,9 @@ class DriftStatus(_Response):
     """The service's drift monitor: the latest comparison of the live window with the serving
     bundle's reference profile (``report``: bundle, reference / live windows, ``data`` and
     ``concept`` rows {name, statistic, value, threshold, drifted}, ``notes``, ``data_drift`` /
-    ``concept_drift``; None until the first comparison, ``state`` says why) and a short history."""
+    ``concept_drift``; None until the first comparison, ``state`` says why) and a short history.
+    The comparison runs in the home's drift monitor process: ``computed_by`` is its pid and
+    ``computed_here`` (comparisons the answering worker ran) is 0."""
 
     server_schema: ClassVar[str] = "DriftOut"
     enabled: bool

@@ -1,5 +1,5 @@
 // Drift: the service's live window vs the serving bundle's reference profile (GET /v1/admin/drift,
-// computed by the drift monitor thread, the same report as `winnow drift report`): data drift and
+// computed by the drift monitor process, the same report as `winnow drift report`): data drift and
 // concept drift apart, one row per statistic with a sparkline of its recent history.
 import { api, errorBox, fill, fmt, h, table, ts } from "../lib.js";
 
