@@ -30,8 +30,6 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-
 from winnow.core.config import load_config  # noqa: E402
 from winnow.data.training_data import dataset_from_frames  # noqa: E402
 from winnow.evaluation.datasets import _DIRS, default_data_dir, read_directory  # noqa: E402
@@ -39,7 +37,8 @@ from winnow.evaluation.runner import split_dataset  # noqa: E402
 from winnow.metrics import evaluate_recs  # noqa: E402
 from winnow.offline.split_eval import served_split_lists  # noqa: E402
 
-PROTOCOLS = {"ml-100k": ("random", 0.75), "ml-latest-small": ("temporal", 0.8), "lastfm": ("random", 0.8)}
+from protocols import PROTOCOLS, add_common, mean_std, planned_runs  # noqa: E402  (bench/)
+
 METRICS = ("ndcg", "precision", "recall", "map")
 
 
@@ -66,39 +65,25 @@ def summarise(runs: list[dict], k: int) -> list[dict]:
     out = []
     for name in dict.fromkeys(r["dataset"] for r in runs):
         rs = [r for r in runs if r["dataset"] == name]
-        row: dict = {"dataset": name, "model": "served_pipeline", "seeds": [r["seed"] for r in rs]}
-        for m in METRICS:
-            v = np.array([r[f"{m}@{k}"] for r in rs])
-            row[f"{m}@{k}"] = float(v.mean())
-            row[f"{m}@{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-        out.append(row)
+        out.append({"dataset": name, "model": "served_pipeline", "seeds": [r["seed"] for r in rs],
+                    **mean_std(rs, METRICS, k)})
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--datasets", default="ml-100k")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--data-dir", type=Path, default=None)
+    add_common(ap, datasets="ml-100k")
     ap.add_argument("--workers", type=int, default=1, help="processes answering users (same lists)")
-    ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args(argv)
-    names = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    unknown = [n for n in names if n not in PROTOCOLS]
-    if unknown:
-        ap.error(f"unknown dataset(s) {unknown}; choose from {sorted(PROTOCOLS)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
     data_dir = args.data_dir or default_data_dir()
     runs: list[dict] = []
-    for name in names:
-        for seed in (seeds if PROTOCOLS[name][0] == "random" else seeds[:1]):  # temporal: one split
-            runs.append(run_one(name, seed, args.k, data_dir, args.workers))
-            print(f"{name} seed {seed}: served funnel ndcg@{args.k} {runs[-1][f'ndcg@{args.k}']:.4f} "
-                  f"({runs[-1]['fit_and_recommend_seconds']:.0f} s)", file=sys.stderr, flush=True)
-            args.json.parent.mkdir(parents=True, exist_ok=True)  # rewritten per seed: an interrupted run keeps it
-            args.json.write_text(json.dumps({"k": args.k, "protocols": PROTOCOLS, "summary": summarise(runs, args.k),
-                                             "runs": runs}, indent=2), encoding="utf-8")
+    for name, seed in planned_runs(ap, args):
+        runs.append(run_one(name, seed, args.k, data_dir, args.workers))
+        print(f"{name} seed {seed}: served funnel ndcg@{args.k} {runs[-1][f'ndcg@{args.k}']:.4f} "
+              f"({runs[-1]['fit_and_recommend_seconds']:.0f} s)", file=sys.stderr, flush=True)
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # rewritten per seed: an interrupted run keeps it
+        args.json.write_text(json.dumps({"k": args.k, "protocols": PROTOCOLS, "summary": summarise(runs, args.k),
+                                         "runs": runs}, indent=2), encoding="utf-8")
     k = args.k
     for r in summarise(runs, k):
         cells = " ".join(f"{m}@{k} {r[f'{m}@{k}']:.4f} ±{r[f'{m}@{k}_std']:.4f}" for m in METRICS)

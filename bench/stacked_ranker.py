@@ -42,7 +42,8 @@ from winnow.evaluation.runner import split_dataset
 from winnow.evaluation.splits import validation_split
 from winnow.training.stacked import StackedRanker
 
-PROTOCOLS = {"ml-100k": ("random", 0.75), "ml-latest-small": ("temporal", 0.8), "lastfm": ("random", 0.8)}
+from protocols import PROTOCOLS, add_common, mean_std, planned_runs  # noqa: E402  (bench/)
+
 METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
 
 
@@ -87,12 +88,7 @@ def summarise(runs: list[dict], k: int) -> list[dict]:
     out = []
     for key in dict.fromkeys((r["dataset"], r["model"]) for r in runs):
         rs = [r for r in runs if (r["dataset"], r["model"]) == key]
-        row = {"dataset": key[0], "model": key[1], "seeds": len(rs)}
-        for m in METRICS:
-            v = np.array([r[f"{m}@{k}"] for r in rs])
-            row[f"{m}@{k}"] = float(v.mean())
-            row[f"{m}@{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-        out.append(row)
+        out.append({"dataset": key[0], "model": key[1], "seeds": len(rs), **mean_std(rs, METRICS, k)})
     for ds in dict.fromkeys(r["dataset"] for r in out):
         rows = [r for r in out if r["dataset"] == ds]
         best = max((r for r in rows if r["model"] != "stacked"), key=lambda r: r[f"ndcg@{k}"])
@@ -113,32 +109,22 @@ def _write(args: argparse.Namespace, runs: list[dict]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--datasets", default="ml-100k,ml-latest-small,lastfm")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--data-dir", type=Path, default=None)
+    add_common(ap, datasets="ml-100k,ml-latest-small,lastfm")
     ap.add_argument("--sources", default=None, help="comma-separated retrieval sources (default: config)")
     ap.add_argument("--ranker", default="{}", help='JSON overrides of [ranker], e.g. \'{"cv_models": 1}\'')
     ap.add_argument("--validation", action="store_true",
                     help="score on a validation part carved from each split's training part (for tuning)")
-    ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args(argv)
-    names = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    unknown = [n for n in names if n not in PROTOCOLS]
-    if unknown:
-        ap.error(f"unknown dataset(s) {unknown}; choose from {sorted(PROTOCOLS)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
     sources = [s.strip() for s in args.sources.split(",")] if args.sources else None
     runs: list[dict] = []
-    for name in names:
-        for seed in (seeds if PROTOCOLS[name][0] == "random" else seeds[:1]):  # temporal: one split
-            t0 = time.perf_counter()
-            rows = run_one(name, seed, args.k, args.data_dir, sources, json.loads(args.ranker), args.validation)
-            runs += rows
-            f = rows[0]  # run_one puts the funnel first
-            print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f}s  stacked ranker ndcg@{args.k} "
-                  f"{f[f'ndcg@{args.k}']:.4f}", file=sys.stderr, flush=True)
-            _write(args, runs)  # after every seed: a long run interrupted keeps what it measured
+    for name, seed in planned_runs(ap, args):
+        t0 = time.perf_counter()
+        rows = run_one(name, seed, args.k, args.data_dir, sources, json.loads(args.ranker), args.validation)
+        runs += rows
+        f = rows[0]  # run_one puts the stacked ranker first
+        print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f}s  stacked ranker ndcg@{args.k} "
+              f"{f[f'ndcg@{args.k}']:.4f}", file=sys.stderr, flush=True)
+        _write(args, runs)  # after every seed: a long run interrupted keeps what it measured
     summary = _write(args, runs)
     k = args.k
     print(f"{'dataset':16} {'model':11} {'seeds':>5} " + " ".join(f"{m + '@' + str(k):>17}" for m in METRICS[:4]))

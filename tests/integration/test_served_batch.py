@@ -78,6 +78,16 @@ def test_explore_is_off_and_workers_do_not_change_the_lists(served, world: Impor
     assert [a.user_id for a in one] == users
 
 
+def test_allowed_items_restrict_every_list(served, world: Imported) -> None:
+    users = _users(world, 50)
+    allowed = sorted(world.items["item_id"].astype(str))[::4]  # a quarter of the catalog
+    lists = served.recommend(users, k=K, allowed=allowed)
+    assert all(set(a.items) <= set(allowed) for a in lists)
+    assert sum(len(a.items) for a in lists) >= len(users) * K // 2  # restricted, not emptied
+    full = {a.user_id: a for a in served.recommend(users, k=K)}
+    assert any(full[a.user_id].items != a.items for a in lists)  # the restriction changed something
+
+
 def test_batch_recommend_cli_runs_the_served_pipeline(world: Imported, tmp_path: Path) -> None:
     d = tmp_path
     world.events.to_csv(d / "events.csv", index=False)

@@ -109,7 +109,7 @@ def batch_recommend(train: Path = typer.Option(..., exists=True, dir_okay=False,
                                    "ranker) instead of the service's pipeline"),
                     out: Path = typer.Option(..., help="output CSV: user_id,item_id,rank,score"),
                     engine: Optional[str] = typer.Option(
-                        None, help="local | ray (default: [training] engine); ray scores a --model "
+                        None, help="local | ray (default: the training engine setting); ray scores a --model "
                                    "(default `stacked`) on Ray Data, not the service's pipeline"),
                     workers: Optional[int] = typer.Option(
                         None, min=1, help="processes answering users through the pipeline "
