@@ -113,7 +113,7 @@ def batch_recommend(train: Path = typer.Option(..., exists=True, dir_okay=False,
                                    "(default `stacked`) on Ray Data, not the service's pipeline"),
                     workers: Optional[int] = typer.Option(
                         None, min=1, help="processes answering users through the pipeline "
-                                          "(default: every core for >= 5,120 users, else 1)"),
+                                          "(default 1; the file is the same for any number)"),
                     ) -> None:
     """Fit on --train only and write the top-k for every user (cold users included): by default
     what the service's pipeline answers (`winnow train`'s bundle, exploration off)."""

@@ -15,7 +15,6 @@ fewer than k items when the pipeline's candidates hold fewer allowed items (with
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,16 +24,19 @@ from winnow.core.errors import ConfigError
 from winnow.data.importers import Imported
 from winnow.data.interactions import Dataset
 from winnow.offline.served import fit_served
-from winnow.serving.batch import CHUNK, UserList
+from winnow.serving.batch import UserList
 from winnow.training.batch import BatchSummary, batch_users, write_recs_csv
 
 PIPELINE = "pipeline"  # BatchSummary.model of this path
 
 
 def default_workers(n_users: int) -> int:
-    """Processes for ``n_users``: every core once there are enough users to repay each worker's
-    bundle load (~10-20 s on a loaded 2-core machine; measured in bench/batch_throughput.py)."""
-    return max(1, os.cpu_count() or 1) if n_users >= 20 * CHUNK else 1
+    """Processes for ``n_users``: one. A second process did not pay for its start-up (spawn,
+    imports, the bundle load with the ranker's feature-state replay) in any run measured here
+    (bench/batch_throughput.py: 943 and 10,000 users, on a 2-core machine under other load), so
+    more processes are opt-in (``--workers``) until a quiet-machine run shows they help."""
+    del n_users  # the rule may depend on the batch size once measured; today it does not
+    return 1
 
 
 def served_batch_recommend(imported: Imported, dataset: Dataset, config: WinnowConfig, *, k: int, out: Path,
