@@ -1,19 +1,21 @@
-"""The full funnel (retrieval + LightGBM ranker) against retrieval alone, on real datasets.
+"""The served funnel measured offline: NDCG of what `winnow serve` answers, on held-out splits.
 
-    python bench/funnel.py --json bench/results/funnel.json [--datasets ml-100k,ml-latest-small,lastfm]
-        [--seeds 0,1,2] [--data-dir ../shared/data] [--k 10]
+    python bench/funnel.py --json bench/results/funnel_served_ml100k.json [--datasets ml-100k]
+        [--seeds 0,1,2] [--data-dir ../shared/data] [--k 10] [--workers 1]
 
-Protocols: ml-100k per-user random 75/25, ml-latest-small global temporal 80/20, Last.fm
-per-user random 80/20; training items excluded; only users with train and test items count.
-The funnel is fitted on the training part only (its ranker learns from inner splits of it; see
-src/winnow/training/funnel.py); its retrieval sources, refitted on the whole training part, are
-the "retrieval alone" rows of the same run, so every row of a seed shares one split. For the
-temporal protocol the ranker's inner split is temporal too and every list's features are as of
-one shared "now" (``as_of = global_last``). Writes JSON and prints a table (mean +- std).
+The README's funnel figure. Per dataset and split seed: the dataset's importer frames, the
+protocol's split (ml-100k per-user random 75/25, ml-latest-small global temporal 80/20, Last.fm
+per-user random 80/20; `winnow.evaluation.runner.split_dataset`), then
+``winnow.offline.split_eval.served_split_lists``: the training part imported into a scratch
+home, `winnow train` with the config (`WINNOW_HOME`'s winnow.toml if set, else the shipped
+defaults), and every user with training and test events answered by the service's Pipeline in
+batch mode (exploration off; training items excluded; as of 1 s after the last training
+event) -- exactly what `winnow batch-recommend` writes for the same training part
+(tests/integration/test_served_batch_ml100k.py checks it item for item). Scored with
+winnow.metrics; JSON + a mean +- std table.
 
-``--validation`` scores on a part carved from each split's training part instead (per-user
-random at the protocol's ratio, seed 100 + split seed; temporal: the ratio's time quantile), so
-settings are chosen without looking at the test part; ``--ranker JSON`` overrides [ranker].
+The offline stacked-ranker experiment (training.stacked, bulk-scored retrieval candidates
+without the pipeline) is bench/stacked_ranker.py, a different figure.
 """
 
 from __future__ import annotations
@@ -22,124 +24,70 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np
+from winnow.core.config import load_config  # noqa: E402
+from winnow.data.training_data import dataset_from_frames  # noqa: E402
+from winnow.evaluation.datasets import _DIRS, default_data_dir, read_directory  # noqa: E402
+from winnow.evaluation.runner import split_dataset  # noqa: E402
+from winnow.metrics import evaluate_recs  # noqa: E402
+from winnow.offline.split_eval import served_split_lists  # noqa: E402
 
-from winnow.core.config import load_config
-from winnow.evaluation.datasets import load_named_dataset
-from winnow.metrics import evaluate_recs
-from winnow.evaluation.runner import split_dataset
-from winnow.evaluation.splits import validation_split
-from winnow.training.funnel import FunnelModel
+from protocols import PROTOCOLS, add_common, mean_std, planned_runs  # noqa: E402  (bench/)
 
-PROTOCOLS = {"ml-100k": ("random", 0.75), "ml-latest-small": ("temporal", 0.8), "lastfm": ("random", 0.8)}
-METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
+METRICS = ("ndcg", "precision", "recall", "map")
 
 
-def run_one(name: str, seed: int, k: int, data_dir: Path | None, sources: list[str] | None,
-            ranker: dict | None = None, validation: bool = False) -> list[dict]:
+def run_one(name: str, seed: int, k: int, data_dir: Path, workers: int) -> dict:
+    """One dataset and split seed: the served funnel's metrics (see the module docstring)."""
     protocol, ratio = PROTOCOLS[name]
-    over: dict = {"ranker": {"seed": seed, **(ranker or {})}}
-    if protocol == "temporal":
-        over["ranker"].update(inner_split="temporal", as_of="global_last")
-    if sources:
-        over["ranker"]["sources"] = sources
-    cfg = load_config(Path(os.environ.get("WINNOW_HOME", "/nonexistent-winnow-home")), overrides=over)
-    ds = load_named_dataset(name, cfg, data_dir=data_dir)
+    cfg = load_config(Path(os.environ.get("WINNOW_HOME", "/nonexistent-winnow-home")))
+    imported = read_directory(data_dir / _DIRS[name])
+    ds = dataset_from_frames(imported.events, imported.items, imported.users, cfg.events, name=name)
     split = split_dataset(ds, protocol, seed=seed, ratio=ratio)
-    if validation:  # tune here: the held-out part is carved from the training part, test unseen
-        split = (validation_split(split.train, "temporal", quantile=ratio) if protocol == "temporal"
-                 else validation_split(split.train, "stratified", ratio=ratio, seed=100 + seed))
-    train_csr = split.train.to_csr(binary=True)
-    test_csr = split.test.to_csr(binary=True)
-    users = np.flatnonzero((np.diff(test_csr.indptr) > 0) & (np.diff(train_csr.indptr) > 0))
     t0 = time.perf_counter()
-    funnel = FunnelModel(ds, cfg).fit(split.train)
-    fit_s = time.perf_counter() - t0
-    rows = []
-    t0 = time.perf_counter()
-    recs, _ = funnel.recommend(users, k, exclude=train_csr)
-    rec_s = time.perf_counter() - t0
-    base = {"dataset": name, "protocol": protocol, "ratio": ratio, "seed": seed, "users": len(users),
-            "part": "validation" if validation else "test"}
-    m = evaluate_recs(recs, test_csr, k=k, users=users, train=train_csr)
-    rows.append({**base, "model": "funnel", **m, "fit_seconds": fit_s,
-                 "recommend_ms_per_user": 1000 * rec_s / max(len(users), 1),
-                 "ranker": {key: v for key, v in funnel.report_.items() if key != "importance"},
-                 "importance": funnel.report_["importance"]})
-    for src, model in funnel.sources_.items():
-        r, _ = model.recommend(users, k, exclude=train_csr)
-        rows.append({**base, "model": src, **evaluate_recs(r, test_csr, k=k, users=users, train=train_csr)})
-    return rows
+    with tempfile.TemporaryDirectory(prefix="winnow-funnel-") as home:
+        lists = served_split_lists(imported, ds, split.train, split.test, cfg, Path(home), k=k, workers=workers)
+        bundle = lists.served.info.version
+    total_s = time.perf_counter() - t0
+    m = evaluate_recs(lists.recs, split.test.to_csr(binary=True), k=k, users=lists.users,
+                      train=split.train.to_csr(binary=True))
+    return {"dataset": name, "protocol": protocol, "ratio": ratio, "seed": seed, "users": len(lists.users),
+            "model": "served_pipeline", **m, "short_slates": int((lists.recs < 0).any(axis=1).sum()),
+            "bundle": bundle, "fit_and_recommend_seconds": total_s, "workers": workers}
 
 
 def summarise(runs: list[dict], k: int) -> list[dict]:
     out = []
-    for key in dict.fromkeys((r["dataset"], r["model"]) for r in runs):
-        rs = [r for r in runs if (r["dataset"], r["model"]) == key]
-        row = {"dataset": key[0], "model": key[1], "seeds": len(rs)}
-        for m in METRICS:
-            v = np.array([r[f"{m}@{k}"] for r in rs])
-            row[f"{m}@{k}"] = float(v.mean())
-            row[f"{m}@{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-        out.append(row)
-    for ds in dict.fromkeys(r["dataset"] for r in out):
-        rows = [r for r in out if r["dataset"] == ds]
-        best = max((r for r in rows if r["model"] != "funnel"), key=lambda r: r[f"ndcg@{k}"])
-        for r in rows:
-            if r["model"] == "funnel":
-                r["best_retrieval"] = best["model"]
-                r["ndcg_lift_vs_best_retrieval"] = r[f"ndcg@{k}"] / best[f"ndcg@{k}"] - 1.0
+    for name in dict.fromkeys(r["dataset"] for r in runs):
+        rs = [r for r in runs if r["dataset"] == name]
+        out.append({"dataset": name, "model": "served_pipeline", "seeds": [r["seed"] for r in rs],
+                    **mean_std(rs, METRICS, k)})
     return out
-
-
-def _write(args: argparse.Namespace, runs: list[dict]) -> list[dict]:
-    summary = summarise(runs, args.k)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"k": args.k, "protocols": PROTOCOLS, "summary": summary, "runs": runs},
-                                    indent=2), encoding="utf-8")
-    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--datasets", default="ml-100k,ml-latest-small,lastfm")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--sources", default=None, help="comma-separated retrieval sources (default: config)")
-    ap.add_argument("--ranker", default="{}", help='JSON overrides of [ranker], e.g. \'{"cv_models": 1}\'')
-    ap.add_argument("--validation", action="store_true",
-                    help="score on a validation part carved from each split's training part (for tuning)")
-    ap.add_argument("--json", type=Path, required=True)
+    add_common(ap, datasets="ml-100k")
+    ap.add_argument("--workers", type=int, default=1, help="processes answering users (same lists)")
     args = ap.parse_args(argv)
-    names = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    unknown = [n for n in names if n not in PROTOCOLS]
-    if unknown:
-        ap.error(f"unknown dataset(s) {unknown}; choose from {sorted(PROTOCOLS)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    sources = [s.strip() for s in args.sources.split(",")] if args.sources else None
+    data_dir = args.data_dir or default_data_dir()
     runs: list[dict] = []
-    for name in names:
-        for seed in (seeds if PROTOCOLS[name][0] == "random" else seeds[:1]):  # temporal: one split
-            t0 = time.perf_counter()
-            rows = run_one(name, seed, args.k, args.data_dir, sources, json.loads(args.ranker), args.validation)
-            runs += rows
-            f = rows[0]  # run_one puts the funnel first
-            print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f}s  funnel ndcg@{args.k} "
-                  f"{f[f'ndcg@{args.k}']:.4f}", file=sys.stderr, flush=True)
-            _write(args, runs)  # after every seed: a long run interrupted keeps what it measured
-    summary = _write(args, runs)
+    for name, seed in planned_runs(ap, args):
+        runs.append(run_one(name, seed, args.k, data_dir, args.workers))
+        print(f"{name} seed {seed}: served funnel ndcg@{args.k} {runs[-1][f'ndcg@{args.k}']:.4f} "
+              f"({runs[-1]['fit_and_recommend_seconds']:.0f} s)", file=sys.stderr, flush=True)
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # rewritten per seed: an interrupted run keeps it
+        args.json.write_text(json.dumps({"k": args.k, "protocols": PROTOCOLS, "summary": summarise(runs, args.k),
+                                         "runs": runs}, indent=2), encoding="utf-8")
     k = args.k
-    print(f"{'dataset':16} {'model':11} {'seeds':>5} " + " ".join(f"{m + '@' + str(k):>17}" for m in METRICS[:4]))
-    for r in summary:
-        cells = " ".join(f"{r[f'{m}@{k}']:.4f} ±{r[f'{m}@{k}_std']:.4f}" for m in METRICS[:4])
-        lift = f"  lift {100 * r['ndcg_lift_vs_best_retrieval']:+.1f}% vs {r['best_retrieval']}" if "best_retrieval" in r else ""
-        print(f"{r['dataset']:16} {r['model']:11} {r['seeds']:>5} {cells}{lift}")
+    for r in summarise(runs, k):
+        cells = " ".join(f"{m}@{k} {r[f'{m}@{k}']:.4f} ±{r[f'{m}@{k}_std']:.4f}" for m in METRICS)
+        print(f"{r['dataset']:16} served pipeline, seeds {r['seeds']}: {cells}")
     print(f"wrote {args.json}")
     return 0
 

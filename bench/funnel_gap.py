@@ -1,14 +1,18 @@
-"""Why `winnow batch-recommend` trails bench/funnel.py on ml-100k: the two paths diffed on one split.
+"""Why batch-recommend's stacked path trailed the stacked-ranker bench on ml-100k: the two diffed on one split.
+
+Historical (stop 16): until stop 17 batch-recommend's default and bench/funnel.py both ran the
+offline stacked ranker; both now run the service's pipeline (winnow.offline, one measurement).
+This diagnosis now concerns `batch-recommend --model stacked` against bench/stacked_ranker.py.
 
     python bench/funnel_gap.py [--seeds 0] [--data-dir ../shared/data] --json bench/results/funnel_gap_ml100k.json
 
-Both paths fit the same ``FunnelModel`` (training/funnel.py); batch-recommend wraps it in
+Both paths fit the same ``StackedRanker`` (training/stacked.py); batch-recommend wraps it in
 ``ColdStartHook`` (models/coldstart.py). For one per-user random 75/25 split, scored against
 the same test part (external ids), this measures:
 
-- ``bench``: bench/funnel.py's path (the library's ml-100k loader, ``FunnelModel.recommend``);
+- ``bench``: bench/stacked_ranker.py's path (the library's ml-100k loader, ``StackedRanker.recommend``);
 - ``csv_funnel``: the dataset batch-recommend builds from bench/batch_protocol.py's CSV files
-  (events + items with title and categories only), ``FunnelModel.recommend`` alone;
+  (events + items with title and categories only), ``StackedRanker.recommend`` alone;
 - ``csv_batch``: the same funnel behind ``ColdStartHook``, as ``batch_recommend`` runs it
   (candidate items without training events are inserted by the two-tower's score);
 and between csv_funnel and csv_batch: lists changed, cold items inserted (and how many of them
@@ -37,7 +41,7 @@ from winnow.metrics import evaluate_recs
 from batch_protocol import write_split_csv  # bench/: the CSV files an outsider writes
 from seeded import seeded_main
 from winnow.models.coldstart import ColdStartHook
-from winnow.training.funnel import FunnelRecommender
+from winnow.training.stacked import StackedRankerRecommender
 
 
 def csv_dataset(ds: Dataset, train, tmp: Path, home: Path) -> Dataset:
@@ -69,14 +73,14 @@ def run(data_dir: Path, seed: int, k: int) -> dict:
         return float(evaluate_recs(recs, test_csr, k=k, users=rows)[f"ndcg@{k}"])
 
     t0 = time.perf_counter()
-    bench = FunnelRecommender(ref, cfg).fit(split.train)
+    bench = StackedRankerRecommender(ref, cfg).fit(split.train)
     r_bench, _ = bench.recommend(users, k, exclude=train_csr)
     scored["bench"] = ndcg(r_bench, users)
     with tempfile.TemporaryDirectory(prefix="winnow-gap-csv-") as tmp:
         ds = csv_dataset(ref, split.train, Path(tmp), home)
     c_users = ds.user_ids.encode(list(ref.user_ids.decode(users))).astype(np.int64)
     excl = ds.interactions.to_csr(binary=True)
-    funnel = FunnelRecommender(ds, cfg).fit(ds.interactions)
+    funnel = StackedRankerRecommender(ds, cfg).fit(ds.interactions)
     r_funnel, _ = funnel.recommend(c_users, k, exclude=excl)
     hook = ColdStartHook(ds, cfg, model=funnel, train=ds.interactions)
     r_batch, _ = hook.recommend(c_users, k, exclude=excl, candidates=None)

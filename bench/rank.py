@@ -33,7 +33,7 @@ from winnow.core.config import load_config
 from winnow.evaluation.datasets import load_named_dataset
 from winnow.evaluation.runner import split_dataset
 from winnow.features import OnlineFeatureState
-from winnow.training.funnel import FunnelModel
+from winnow.training.stacked import StackedRanker
 from winnow.training.ranker_data import generate_candidates
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(Path("/nonexistent-winnow-home"))
     ds = load_named_dataset("ml-100k", cfg, data_dir=args.data_dir)
     split = split_dataset(ds, "random", seed=0)
-    funnel = FunnelModel(ds, cfg).fit(split.train)
+    funnel = StackedRanker(ds, cfg).fit(split.train)
     ranker = funnel.ranker_
     assert ranker is not None and funnel.catalog_ is not None
     n = args.candidates

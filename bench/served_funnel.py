@@ -1,18 +1,22 @@
-"""The served funnel scored offline: NDCG of what `winnow serve` answers, on bench/funnel.py's split.
+"""Diagnosis: the served funnel through the HTTP service's own request path vs the stacked ranker.
+
+bench/funnel.py (the README's figure) scores the served pipeline in batch mode; this bench
+(stop 16) answers through ``Service.recommend`` itself, and diffs candidate sets against the
+offline stacked ranker (training.stacked), so it explains the gap between the two figures.
 
     python bench/served_funnel.py [--seeds 0] [--data-dir ../shared/data] --json bench/results/served_funnel_ml100k.json
 
-For each seed: the per-user random 75/25 split of ml-100k that bench/funnel.py uses; the
+For each seed: the per-user random 75/25 split of ml-100k that bench/funnel.py and bench/stacked_ranker.py use; the
 training part (with the catalog and user profiles) imported into a fresh home's store;
 `winnow train` (shipped defaults: the pipeline's sources, the served ranker) writes and
 activates a bundle; then ``Service.recommend`` -- the request path of the HTTP service, in this
 process -- answers every evaluated user (k=10, the user's training items in the request's
 ``exclude``, ``now`` = 1 s after the last training event), and the slates are scored against
-the test part with winnow.metrics, exactly as bench/funnel.py scores ``FunnelModel``. It also
+the test part with winnow.metrics, exactly as bench/stacked_ranker.py scores ``StackedRanker``. It also
 records how the slates were made (fallbacks taken, candidates per request, ranker) and diffs the
 candidate sets: the share of test positives among the served pipeline's candidates (the
-retrieve stage's output, per source) against the share among the offline funnel's
-(``FunnelModel`` fitted on the same split as bench/funnel.py fits it), with both NDCG figures.
+retrieve stage's output, per source) against the share among the offline stacked ranker's
+(``StackedRanker`` fitted on the same split as bench/stacked_ranker.py fits it), with both NDCG figures.
 """
 
 from __future__ import annotations
@@ -40,14 +44,14 @@ from seeded import seeded_main  # noqa: E402  (bench/)
 
 
 def offline_funnel(ds, split, users: np.ndarray, seed: int, k: int) -> dict:
-    """bench/funnel.py's funnel on the same split (its config: ``[ranker] seed`` = split seed):
+    """bench/stacked_ranker.py's stacked ranker on the same split (its config: ``[ranker] seed`` = split seed):
     NDCG@k and the share of test positives among its candidates (all sources, and per source)."""
-    from winnow.training.funnel import FunnelModel
+    from winnow.training.stacked import StackedRanker
     from winnow.training.ranker_data import generate_candidates
 
     cfg = load_config(Path("/nonexistent-winnow-home"), environ={}, overrides={"ranker": {"seed": seed}})
     train_csr, test_csr = split.train.to_csr(binary=True), split.test.to_csr(binary=True)
-    funnel = FunnelModel(ds, cfg).fit(split.train)
+    funnel = StackedRanker(ds, cfg).fit(split.train)
     recs, _ = funnel.recommend(users, k, exclude=train_csr)
     cands = generate_candidates(funnel.sources_, users, train_csr, per_source=cfg.ranker.per_source,
                                 dense_scores=False)
@@ -68,7 +72,7 @@ def run(data_dir: Path, seed: int, k: int) -> dict:
     home = Path(tempfile.mkdtemp(prefix="winnow-served-"))
     cfg = load_config(home, environ={})
     ds = dataset_from_frames(imported.events, imported.items, imported.users, cfg.events, name="ml-100k")
-    split = stratified_split(ds.interactions, 0.75, seed=seed)  # bench/funnel.py's split
+    split = stratified_split(ds.interactions, 0.75, seed=seed)  # bench/funnel.py's split (and bench/stacked_ranker.py's)
     train_csr, test_csr = split.train.to_csr(binary=True), split.test.to_csr(binary=True)
     users = np.flatnonzero((np.diff(test_csr.indptr) > 0) & (np.diff(train_csr.indptr) > 0))
     ev = imported.events
@@ -137,7 +141,7 @@ def _line(r: dict, k: int) -> str:
     off = r["offline_funnel"]
     return (f"served ndcg@{k} {r[f'ndcg@{k}']:.4f}, candidate recall {r['candidate_recall']['all']:.3f} "
             f"({r['candidates_mean']:.0f} per user; ranker {r['ranker']}, fallbacks {r['fallbacks']}) | "
-            f"offline funnel ndcg@{k} {off[f'ndcg@{k}']:.4f}, candidate recall {off['candidate_recall']['all']:.3f} "
+            f"stacked ranker ndcg@{k} {off[f'ndcg@{k}']:.4f}, candidate recall {off['candidate_recall']['all']:.3f} "
             f"({off['candidates_mean']:.0f} per user)")
 
 

@@ -199,7 +199,7 @@ def test_feature_job_on_ray_equals_local(trained) -> None:
     from winnow.engine import open_engine
     from winnow.engine.ray_features import ray_offline_features
     from winnow.features import FeatureCatalog, Lists, fit_spec, offline_features
-    from winnow.training.funnel import fit_sources
+    from winnow.training.stacked import fit_sources
     from winnow.training.ranker_data import generate_candidates
 
     cfg, world, _test, _local, _ray = trained

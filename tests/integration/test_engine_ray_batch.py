@@ -117,7 +117,7 @@ def test_batch_recommend_on_ray_equals_local(world, ray_session, tmp_path: Path)
         outs[name] = tmp_path / f"{name}.csv"
         summary = batch_recommend(ds, cfg, k=8, out=outs[name], users=users, candidates=cands,
                                   batch_size=64, engine=name)
-        assert summary.model == "funnel" and summary.cold_users >= 15
+        assert summary.model == "stacked" and summary.cold_users >= 15
     local, on_ray = _read(outs["local"]), _read(outs["ray"])
     assert local[0] == on_ray[0] == ["user_id", "item_id", "rank", "score"]
     assert len(local) > 8 * 300

@@ -45,7 +45,7 @@ def test_ease_is_bounded_by_the_memory_it_would_need(monkeypatch) -> None:
     refused with both figures named, and the funnel's sources step aside with that reason."""
     import winnow.models.ease as ease
     from winnow.core.config import load_config
-    from winnow.training.funnel import effective_sources
+    from winnow.training.stacked import effective_sources
 
     assert ease.fit_bytes(20_000) == 20_000**2 * 28  # float64: 3 x 8 bytes + the float32 copy
     assert ease.fit_bytes(50_000) == 50_000**2 * 16  # float32 above FLOAT64_MAX_ITEMS

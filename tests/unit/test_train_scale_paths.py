@@ -21,7 +21,7 @@ from winnow.models.itemitem import ItemItemRecommender
 from winnow.models.popularity import PopularityRecommender, RecentPopularityRecommender
 from winnow.models.sequence import SequenceRecommender
 from winnow.pipeline.sources import sparse_history_scorer
-from winnow.training.funnel import FunnelModel, cap_lists, fit_sources, served_ranker_config
+from winnow.training.stacked import StackedRanker, cap_lists, fit_sources, served_ranker_config
 from winnow.training.progress import StageClock, rss_bytes
 from winnow.training.ranker_data import generate_candidates, label_lists, list_times
 from winnow.training.served_ranker import fit_served_ranker
@@ -161,7 +161,7 @@ def test_max_lists_caps_the_ranker_lists_and_says_so(small) -> None:
     cfg, ds = small
     capped = cfg.model_copy(update={"ranker": cfg.ranker.model_copy(update={"max_lists": 60})})
     cfg_s, mapping = served_ranker_config(capped)
-    funnel = FunnelModel(ds, cfg_s, source_models=mapping).fit(ds.interactions)
+    funnel = StackedRanker(ds, cfg_s, source_models=mapping).fit(ds.interactions)
     rep = funnel.report_
     assert rep["max_lists"] == 60 and rep["lists_eligible"] > 60
     assert rep["inner_lists"] <= 60
@@ -170,7 +170,7 @@ def test_max_lists_caps_the_ranker_lists_and_says_so(small) -> None:
 def test_served_ranker_reuses_the_bundle_models(small, monkeypatch) -> None:
     """The funnel's full-data sources are the models ``winnow train`` already fitted: only
     the inner split's models are fitted by the ranker stage."""
-    import winnow.training.funnel as funnel_mod
+    import winnow.training.stacked as funnel_mod
 
     cfg, ds = small
     _, mapping = served_ranker_config(cfg)

@@ -104,11 +104,19 @@ def batch_recommend(train: Path = typer.Option(..., exists=True, dir_okay=False,
                     candidates: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                                               help="item ids, one per line"),
                     k: int = typer.Option(10, min=1, max=10_000),
-                    model: Optional[str] = typer.Option(None, help="override the configured model"),
+                    model: Optional[str] = typer.Option(
+                        None, help="a registry model (e.g. als, ease) or `stacked` (the offline stacked "
+                                   "ranker) instead of the service's pipeline"),
                     out: Path = typer.Option(..., help="output CSV: user_id,item_id,rank,score"),
-                    engine: Optional[str] = typer.Option(None, help="local | ray (default: [training] engine)"),
+                    engine: Optional[str] = typer.Option(
+                        None, help="local | ray (default: the training engine setting); ray scores a --model "
+                                   "(default `stacked`) on Ray Data, not the service's pipeline"),
+                    workers: Optional[int] = typer.Option(
+                        None, min=1, help="processes answering users through the pipeline "
+                                          "(default 1; the file is the same for any number)"),
                     ) -> None:
-    """Fit on --train only and write the top-k for every user (cold users included)."""
+    """Fit on --train only and write the top-k for every user (cold users included): by default
+    what the service's pipeline answers (`winnow train`'s bundle, exploration off)."""
     from winnow.data.importers.generic import load
     from winnow.data.training_data import dataset_from_frames
     from winnow.training.batch import batch_recommend as run, read_candidates
@@ -119,6 +127,13 @@ def batch_recommend(train: Path = typer.Option(..., exists=True, dir_okay=False,
                                imported.users if users else None, cfg.events, name=str(train))
     user_list = list(imported.users["user_id"]) if users else None
     cand = read_candidates(candidates, data) if candidates else None
-    summary = run(data, cfg, k=k, out=out, users=user_list, candidates=cand, model_name=model, engine=engine)
+    if model is None and (engine or cfg.training.engine) == "local":
+        from winnow.offline.batch_recommend import served_batch_recommend
+
+        summary = served_batch_recommend(imported, data, cfg, k=k, out=out, users=user_list, workers=workers,
+                                         candidates=None if cand is None else data.item_ids.decode(cand))
+    else:
+        summary = run(data, cfg, k=k, out=out, users=user_list, candidates=cand,
+                      model_name=model or "stacked", engine=engine)
     typer.echo(f"wrote {summary.rows:,} rows for {summary.users:,} users "
                f"({summary.cold_users:,} cold) with {summary.model} -> {out}")

@@ -15,7 +15,7 @@ function, same inputs per list; the engine test checks equality):
 So the work over candidate rows scales with workers; every task still holds the event arrays
 (user, item, timestamp: 16 bytes an event), which bounds one task at ~10^9 events per 16 GB.
 
-``RayEngine.offline_features`` is this function; the ranker's funnel (winnow.training.funnel)
+``RayEngine.offline_features`` is this function; the ranker's funnel (winnow.training.stacked)
 is given it in place of ``offline_features`` (dependency injection: the engine never imports
 training).
 """

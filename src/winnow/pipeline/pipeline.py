@@ -140,6 +140,13 @@ class Pipeline:
         return ranked, records
 
     # --- the whole funnel -----------------------------------------------------------------------
+    def recommend_many(self, requests: Sequence[Request]) -> list[Slate]:
+        """``recommend`` for each request, in order: the batched entry point (batch-recommend,
+        offline evaluation; winnow.serving.batch). It runs the per-request code unchanged, so
+        each slate is exactly what ``recommend(request)`` answers (items, scores, order) -- a
+        deterministic explore stage is the caller's choice (batch mode configures none)."""
+        return [self.recommend(request) for request in requests]
+
     def recommend(self, request: Request) -> Slate:
         """The top-k slate for ``request`` with per-stage timings (seconds) and explain traces."""
         t0 = time.perf_counter()

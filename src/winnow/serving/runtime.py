@@ -22,7 +22,7 @@ from winnow.data.store import Store
 from winnow.models.als import ALSRecommender
 from winnow.components import ServeContext, build_pipeline, needs_profile
 from winnow.pipeline.pipeline import Pipeline
-from winnow.pipeline.types import NO_CATEGORY, Catalog, UserView
+from winnow.pipeline.types import NO_CATEGORY, Catalog, Request, UserView
 from winnow.serving.state import UserRecord
 from winnow.serving.user_history import HistoryCache, affinity
 from winnow.bundle import Bundle
@@ -193,6 +193,23 @@ class Runtime:
             view.interest_items = [int(i) for i in idx if i >= 0]
             view.interests = [x for x, i in zip(declared, idx, strict=True) if i < 0]
         return view
+
+    def request(self, user_id: str, rec: UserRecord | None, *, k: int, now: float,
+                profile: dict[str, Any] | None = None, surface: str = "default",
+                exclude: list[str] | None = None, categories: list[str] | None = None,
+                explain: bool = False, context: dict[str, Any] | None = None,
+                request_id: str = "") -> Request:
+        """One request resolved to this bundle's indices: the user's view (``view``), excluded
+        item ids (unknown ones ignored), category names -> codes (unknown ones dropped: a filter
+        on them allows nothing). The service (``Service.funnel``) and batch mode
+        (winnow.serving.batch) build every request here."""
+        view = self.view(user_id, rec, now=now, profile=profile)
+        ex = self.catalog.item_ids.encode(exclude, missing=-1) if exclude else np.empty(0, np.int32)
+        cats = None
+        if categories is not None:
+            cats = frozenset(c for c in (self.catalog.category_code(x) for x in categories) if c >= 0)
+        return Request(view, k, now, surface=surface, exclude=ex[ex >= 0], categories=cats,
+                       explain=explain, context=context if context is not None else {}, request_id=request_id)
 
     def forget(self, user_id: str) -> bool:
         """Drop the user's cached fold-in vector (after erasure); True if one was held."""

@@ -22,7 +22,7 @@ from winnow.core.errors import BundleError, ConfigError, StoreError, StoreUnavai
 from winnow.data.open_store import open_store
 from winnow.data.schema import EVENT_COLUMNS
 from winnow.data.store import Store
-from winnow.pipeline.types import Request, Slate
+from winnow.pipeline.types import Slate
 from winnow.serving.impressions import ImpressionWriter
 from winnow.serving.drift_reader import DriftReader
 from winnow.serving.item_stats import ItemStats, needs_item_stats
@@ -363,14 +363,8 @@ class Service:
                surface: str, exclude: list[str], explain: bool, categories: list[str] | None,
                context: dict[str, Any], request_id: str, now: float, variants: dict[str, str]) -> Slate:
         """The pipeline of runtime ``rt`` for one request (no logging, no state written)."""
-        view = rt.view(user_id, rec, now=now, profile=profile)
-        ids = rt.catalog.item_ids
-        ex = ids.encode(exclude, missing=-1) if exclude else np.empty(0, np.int32)
-        cats = None
-        if categories is not None:
-            cats = frozenset(c for c in (rt.catalog.category_code(x) for x in categories) if c >= 0)
-        request = Request(view, k, now, surface=surface, exclude=ex[ex >= 0], categories=cats,
-                          explain=explain, context=context, request_id=request_id)
+        request = rt.request(user_id, rec, k=k, now=now, profile=profile, surface=surface, exclude=exclude,
+                             categories=categories, explain=explain, context=context, request_id=request_id)
         return rt.pipeline_for(variants).recommend(request)
 
     def close(self) -> None:

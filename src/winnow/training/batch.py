@@ -1,4 +1,11 @@
-"""`winnow batch-recommend`: fit on a given events file and write top-k for every user.
+"""`winnow batch-recommend` with ``--model NAME`` or ``--engine ray``: one fitted model scores users in bulk.
+
+The default batch-recommend runs the service's pipeline (winnow.offline.batch_recommend); this
+module is the path for a named registry model (``--model als``, ``ease``, ...) or the offline
+stacked ranker (``--model stacked``, training.stacked), and for ``--engine ray`` (Ray Data
+workers score user chunks with the same fitted model: the Ray path does not run the service's
+pipeline). It also owns what both paths share: the users' order (``batch_users``) and the CSV
+(``write_recs_csv``).
 
 Contract (what others rely on to hold winnow against their protocols):
 - Fits on the events given, and nothing else. Every item in --items is a candidate, with
@@ -17,7 +24,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -28,10 +36,6 @@ from winnow.data.interactions import Dataset
 from winnow.models.base import Recommender
 from winnow.models.coldstart import ColdStartHook
 from winnow.models.registry import build_model
-
-if TYPE_CHECKING:
-    from _csv import Writer as CsvWriter
-
 
 @dataclass(frozen=True)
 class BatchSummary:
@@ -49,21 +53,33 @@ def choose_model(dataset: Dataset, config: WinnowConfig, requested: str | None) 
 
 
 def _fit_model(dataset: Dataset, config: WinnowConfig, requested: str | None) -> tuple[Recommender, str]:
-    """The full funnel (retrieval + learned ranker) when ``[ranker] enabled`` and no other model
-    is requested (or ``requested == "funnel"``); the best retrieval model otherwise, or when the
-    data is too small to train a ranker (the returned name says so)."""
+    """The offline stacked ranker (training.stacked: retrieval + learned ranker) when
+    ``requested == "stacked"`` or (None and ``[ranker] enabled``); the best retrieval model
+    otherwise, or when the data is too small to train a ranker (the returned name says so)."""
     train = dataset.interactions
     note = ""
-    if requested == "funnel" or (requested is None and config.ranker.enabled):
-        from winnow.training.funnel import FunnelRecommender, InsufficientRankerData
+    if requested == "stacked" or (requested is None and config.ranker.enabled):
+        from winnow.training.stacked import InsufficientRankerData, StackedRankerRecommender
 
         try:
-            return FunnelRecommender(dataset, config).fit(train), "funnel"
+            return StackedRankerRecommender(dataset, config).fit(train), "stacked"
         except InsufficientRankerData as exc:
             note = f" (no ranker: {exc})"
         requested = None
     name = choose_model(dataset, config, requested)
     return build_model(name, config).fit(train), name + note
+
+
+def batch_users(dataset: Dataset, users: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The users to serve as (warm, cold) user indices, int64: ``users`` (external ids; every
+    user with events when None) split by whether they have events, each in index order as given."""
+    train = dataset.interactions
+    if users is None:
+        user_idx = np.unique(train.user).astype(np.int64)
+    else:
+        user_idx = dataset.user_ids.encode(users).astype(np.int64)
+    has_events = np.bincount(train.user, minlength=train.n_users) > 0
+    return user_idx[has_events[user_idx]], user_idx[~has_events[user_idx]]
 
 
 def read_candidates(path: Path, dataset: Dataset) -> np.ndarray:
@@ -84,16 +100,35 @@ def read_candidates(path: Path, dataset: Dataset) -> np.ndarray:
     return np.unique(np.asarray(out, dtype=np.int64))
 
 
-def _write_rows(writer: CsvWriter, dataset: Dataset, users: np.ndarray, recs: np.ndarray,
-                scores: np.ndarray) -> int:
-    n = 0
+def _rows(dataset: Dataset, users: np.ndarray, recs: np.ndarray,
+          scores: np.ndarray) -> Iterator[tuple[str, str, int, float]]:
+    """(user id, item id, rank from 1, score) of a chunk's top-k arrays (-1 padding skipped)."""
     user_ext = dataset.user_ids.decode(users)
     for u_ext, row, srow in zip(user_ext, recs, scores, strict=False):
         keep = row >= 0
         items = dataset.item_ids.decode(row[keep])
         for rank, (i_ext, s) in enumerate(zip(items, srow[keep], strict=False), start=1):
-            writer.writerow((u_ext, i_ext, rank, f"{float(s):.6g}"))
-            n += 1
+            yield u_ext, i_ext, rank, float(s)
+
+
+def write_recs_csv(out: Path, rows: Iterable[tuple[str, str, int, float]]) -> int:
+    """Write batch-recommend's CSV (header user_id,item_id,rank,score; score as %.6g) to a
+    temporary name and rename it to ``out``, so a failure leaves no partial file; rows written."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out.name, suffix=".tmp", dir=out.parent)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(("user_id", "item_id", "rank", "score"))
+            for u_ext, i_ext, rank, score in rows:
+                writer.writerow((u_ext, i_ext, rank, f"{score:.6g}"))
+                n += 1
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return n
 
 
@@ -143,27 +178,8 @@ def _batch_recommend(dataset: Dataset, config: WinnowConfig, eng: Any, *, k: int
     # candidate items with no events are scored from content; everyone else goes to `model`
     hook = ColdStartHook(dataset, config, model=model, train=train, candidates=candidates)
     exclude = train.to_csr(binary=True)
-    if users is None:
-        user_idx = np.unique(train.user).astype(np.int64)
-    else:
-        user_idx = dataset.user_ids.encode(users).astype(np.int64)
-    has_events = np.diff(exclude.indptr) > 0
-    warm = user_idx[has_events[user_idx]]
-    cold = user_idx[~has_events[user_idx]]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name, suffix=".tmp", dir=out.parent)
-    rows = 0
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(("user_id", "item_id", "rank", "score"))
-            chunks = [part[s:s + batch_size] for part in (warm, cold) for s in range(0, len(part), batch_size)]
-            for chunk, recs, scores in eng.recommend_chunks(hook, chunks, k, exclude=exclude,
-                                                            candidates=candidates):
-                rows += _write_rows(writer, dataset, chunk, recs, scores)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return BatchSummary(users=len(user_idx), cold_users=len(cold), rows=rows, model=name)
+    warm, cold = batch_users(dataset, users)
+    chunks = [part[s:s + batch_size] for part in (warm, cold) for s in range(0, len(part), batch_size)]
+    rows = write_recs_csv(out, (row for chunk, recs, scores in eng.recommend_chunks(
+        hook, chunks, k, exclude=exclude, candidates=candidates) for row in _rows(dataset, chunk, recs, scores)))
+    return BatchSummary(users=len(warm) + len(cold), cold_users=len(cold), rows=rows, model=name)

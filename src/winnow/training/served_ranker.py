@@ -25,8 +25,8 @@ from winnow.data.interactions import Dataset
 from winnow.features import FeatureCatalog, offline_features
 from winnow.features.offline import OfflineFeatures
 from winnow.models.ranker import LambdaRanker
-from winnow.training.funnel import (
-    FunnelModel,
+from winnow.training.stacked import (
+    StackedRanker,
     InsufficientRankerData,
     served_ranker_config,
 )
@@ -65,7 +65,7 @@ def logged_lists(config: WinnowConfig, ds: Dataset, store: Any, *,
 
 def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, features: OfflineFeatures = offline_features,
                       store: Any = None, models: dict[str, Any] | None = None,
-                      progress: Any = None, until: int | None = None) -> tuple[FunnelModel | None, dict[str, Any]]:
+                      progress: Any = None, until: int | None = None) -> tuple[StackedRanker | None, dict[str, Any]]:
     """Fit the service's ranker on all of ``ds``; (None, reason) when there is too little data
     or no pipeline source is backed by a retrieval model. ``features`` computes the lists'
     point-in-time features (the training engine's ``offline_features``, e.g. on Ray Data). With a
@@ -80,7 +80,7 @@ def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, features: OfflineFea
     fitted = {src: models[reg] for src, reg in mapping.items() if models and reg in models}
     try:
         logged, log_info = logged_lists(config, ds, store, until=until)
-        funnel = FunnelModel(ds, cfg, source_models=mapping, features=features).fit(
+        funnel = StackedRanker(ds, cfg, source_models=mapping, features=features).fit(
             ds.interactions, impressions=logged, fitted=fitted, progress=progress)
     except InsufficientRankerData as exc:
         return None, {"skipped": str(exc)}
@@ -89,12 +89,12 @@ def fit_served_ranker(config: WinnowConfig, ds: Dataset, *, features: OfflineFea
                     "top_features": funnel.report_["importance"][:10]}
 
 
-def served_ranker_parts(funnel: FunnelModel) -> tuple[LambdaRanker, FeatureCatalog]:
+def served_ranker_parts(funnel: StackedRanker) -> tuple[LambdaRanker, FeatureCatalog]:
     """What the bundle stores of a fitted served ranker (winnow.bundle.BundleContents.ranker)."""
     assert funnel.ranker_ is not None and funnel.catalog_ is not None
     return funnel.ranker_, funnel.catalog_
 
 
-def save_served_ranker(funnel: FunnelModel, bundle_dir: Path) -> None:
+def save_served_ranker(funnel: StackedRanker, bundle_dir: Path) -> None:
     """Write a fitted served ranker into ``bundle_dir``'s ranker/ (winnow.bundle.save_ranker)."""
     save_ranker(*served_ranker_parts(funnel), bundle_dir)

@@ -1,9 +1,10 @@
-"""Real data: `winnow batch-recommend` and bench/funnel.py score through one funnel.
+"""Real data: `winnow batch-recommend --model stacked` writes the offline stacked ranker's top-k.
 
-On an ml-100k per-user random 75/25 split, the top-k batch-recommend writes (the CSV of
-``training.batch.batch_recommend``) equals ``FunnelModel.recommend``'s top-k -- what
-bench/funnel.py measures -- for the same data, config and users, item for item and score for
-score. ``[coldstart] items`` is off here: with it on, batch-recommend also inserts candidate
+(The default batch-recommend runs the service's pipeline: tests/integration/test_served_batch_ml100k.py.)
+On an ml-100k per-user random 75/25 split, the top-k the stacked path writes (the CSV of
+``training.batch.batch_recommend``, also the ``--engine ray`` path) equals
+``StackedRanker.recommend``'s top-k -- what bench/stacked_ranker.py measures -- for the same
+data, config and users, item for item and score for score. ``[coldstart] items`` is off here: with it on, batch-recommend also inserts candidate
 items without training events by their two-tower score (``ColdStartHook.insert_cold``), which
 is the whole difference between the two paths' figures on ml-100k (bench/funnel_gap.py,
 bench/results/funnel_gap_ml100k.json).
@@ -23,15 +24,15 @@ from winnow.data.importers import movielens_100k
 from winnow.data.training_data import dataset_from_frames
 from winnow.evaluation.splits import stratified_split
 from winnow.training.batch import batch_recommend
-from winnow.training.funnel import FunnelModel
+from winnow.training.stacked import StackedRanker
 
 K = 10
 
 
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_batch_recommend_writes_the_bench_funnels_top_k(ml100k: Path, tmp_path: Path) -> None:
-    # a smaller funnel than the shipped one (the claim is that the two paths agree, whatever
+def test_stacked_batch_recommend_writes_the_stacked_rankers_top_k(ml100k: Path, tmp_path: Path) -> None:
+    # a smaller stacked ranker than the shipped one (the claim is that the two paths agree, whatever
     # the config): one inner split, no EASE, fewer lists and trees
     cfg = load_config(tmp_path / "home", environ={}, overrides={
         "ranker": {"sources": ["als", "itemitem", "popularity"], "inner_folds": 1, "max_lists": 600,
@@ -45,13 +46,13 @@ def test_batch_recommend_writes_the_bench_funnels_top_k(ml100k: Path, tmp_path: 
     users = np.flatnonzero(np.diff(train.indptr) > 0)
     assert (np.bincount(split.train.item, minlength=ds.interactions.n_items) == 0).any()  # cold items exist
 
-    funnel = FunnelModel(train_ds, cfg).fit(split.train)  # bench/funnel.py's path
+    funnel = StackedRanker(train_ds, cfg).fit(split.train)  # bench/stacked_ranker.py's path
     ref_items, ref_scores = funnel.recommend(users, K, exclude=train)
     assert (ref_items >= 0).all()
 
     out = tmp_path / "recs.csv"
     summary = batch_recommend(train_ds, cfg, k=K, out=out)  # batch-recommend's path
-    assert summary.model == "funnel" and summary.cold_users == 0
+    assert summary.model == "stacked" and summary.cold_users == 0
     got_items = np.full((ds.interactions.n_users, K), -1, np.int64)
     got_scores = np.full((ds.interactions.n_users, K), np.nan)
     with open(out, newline="", encoding="utf-8") as fh:

@@ -1,4 +1,12 @@
-"""The full offline funnel: retrieval candidates from several models, ranked by LightGBM.
+"""The stacked ranker: retrieval candidates from several models, ranked by LightGBM, offline.
+
+Not the funnel the service runs (that is winnow.pipeline.Pipeline, measured offline by
+bench/funnel.py through winnow.offline): ``StackedRanker`` is (a) how `winnow train` fits the
+service's learned ranker -- ``training.served_ranker`` builds its training lists and fits it
+here, then keeps only the ranker (``ranker_``, ``catalog_``) for the bundle -- and (b), used on
+its own (``StackedRanker.recommend``), the offline stacked-ranker experiment: candidates from
+the retrieval models scored in bulk, without the pipeline's quotas, backfill, rules or online
+features (bench/stacked_ranker.py; batch-recommend ``--model stacked`` and ``--engine ray``).
 
 Fitting (the stacking recipe, so the ranker learns on candidates it will really see):
 1. Carve ``inner_folds`` inner splits from the training part (``ranker.inner_split``: per-user
@@ -113,8 +121,9 @@ def split_lists(y: np.ndarray, row_list: np.ndarray, list_user: np.ndarray, n_li
 
 
 @dataclass
-class FunnelModel:
-    """Retrieval sources + learned ranker over a dataset's catalog (dense internal indices)."""
+class StackedRanker:
+    """Retrieval sources + learned ranker over a dataset's catalog (dense internal indices): the
+    offline stacked ranker (module docstring), not the served pipeline."""
 
     dataset: Dataset
     config: WinnowConfig
@@ -220,7 +229,7 @@ class FunnelModel:
 
     def fit(self, train: Interactions, *, progress=None,
             impressions: ImpressionLists | None = None,
-            fitted: dict[str, Recommender] | None = None) -> FunnelModel:
+            fitted: dict[str, Recommender] | None = None) -> StackedRanker:
         """Fit the funnel on ``train`` only (see module docstring). ``impressions``: labelled
         logged slates (``training.impression_lists``) to train the ranker on instead of lists
         carved from history; the retrieval sources are still fitted on ``train``. ``fitted``:
@@ -324,7 +333,7 @@ class FunnelModel:
         ``exclude`` defaults to the training interactions; ``candidates`` restricts retrieval.
         Users are indices with >= 1 training event (others: use a cold-start model)."""
         if self.ranker_ is None or self.train_ is None:
-            raise NotFittedError("FunnelModel is not fitted; call fit() first")
+            raise NotFittedError("StackedRanker is not fitted; call fit() first")
         users = np.asarray(users, np.int64)
         excl = exclude if exclude is not None else self.train_.to_csr(binary=True)
         out_i = np.full((len(users), k), -1, np.int32)
@@ -347,20 +356,20 @@ class FunnelModel:
         return out_i, out_s
 
 
-class FunnelRecommender(Recommender):
-    """The funnel behind the retrieval contract (name "funnel"), for batch-recommend and the
-    evaluation runner: fit(train) fits ``FunnelModel``; recommend() ranks candidates;
+class StackedRankerRecommender(Recommender):
+    """The stacked ranker behind the retrieval contract (name "stacked"), for batch-recommend's
+    ``--model stacked`` / ``--engine ray`` path: fit(train) fits ``StackedRanker``; recommend() ranks candidates;
     ``scores`` (dense scores, used by cold-start blending) is the first source's. Not saved
     through Recommender.save: the service bundle stores the ranker (ranker.txt + ranker.json)."""
 
-    name = "funnel"
+    name = "stacked"
 
     def __init__(self, dataset: Dataset, config: WinnowConfig) -> None:
         self.dataset = dataset
         self.config = config
 
     def _fit(self, train: Interactions) -> None:
-        self.funnel_ = FunnelModel(self.dataset, self.config).fit(train)
+        self.funnel_ = StackedRanker(self.dataset, self.config).fit(train)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         first = next(iter(self.funnel_.sources_.values()))

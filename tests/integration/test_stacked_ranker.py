@@ -1,5 +1,5 @@
-"""The full funnel (retrieval candidates + LightGBM ranker) end to end on a small synthetic world,
-and batch-recommend running it."""
+"""The offline stacked ranker (retrieval candidates + LightGBM ranker, training.stacked) end to
+end on a small synthetic world, and batch-recommend's stacked path running it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from winnow.data.training_data import dataset_from_frames
 from winnow.metrics import evaluate_recs
 from winnow.evaluation.splits import stratified_split
 from winnow.training.batch import batch_recommend
-from winnow.training.funnel import FunnelModel
+from winnow.training.stacked import StackedRanker
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,10 @@ def world():
 def fitted(world):
     cfg, ds = world
     split = stratified_split(ds.interactions, 0.75, seed=0)
-    return cfg, ds, split, FunnelModel(ds, cfg).fit(split.train)
+    return cfg, ds, split, StackedRanker(ds, cfg).fit(split.train)
 
 
-def test_funnel_ranks_candidates_and_excludes_training_items(fitted) -> None:
+def test_stacked_ranker_ranks_candidates_and_excludes_training_items(fitted) -> None:
     _cfg, ds, split, funnel = fitted
     train = split.train.to_csr(binary=True)
     test = split.test.to_csr(binary=True)
@@ -61,18 +61,18 @@ def test_funnel_ranks_candidates_and_excludes_training_items(fitted) -> None:
     assert ndcg > 2 * evaluate_recs(rand, test, k=10, users=users, train=train)["ndcg@10"]
 
 
-def test_candidates_restrict_the_funnel(fitted) -> None:
+def test_candidates_restrict_the_stacked_ranker(fitted) -> None:
     _, _, _split, funnel = fitted
     allowed = np.arange(0, 150, 3)
     recs, _ = funnel.recommend(np.arange(20), 5, candidates=allowed)
     assert set(recs[recs >= 0].ravel().tolist()) <= set(allowed.tolist())
 
 
-def test_batch_recommend_runs_the_funnel(world, tmp_path) -> None:
+def test_stacked_batch_recommend_runs_the_stacked_ranker(world, tmp_path) -> None:
     cfg, ds = world
     out = tmp_path / "recs.csv"
     summary = batch_recommend(ds, cfg, k=5, out=out)
-    assert summary.model == "funnel"
+    assert summary.model == "stacked"
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert rows and set(rows[0]) == {"user_id", "item_id", "rank", "score"}
