@@ -26,7 +26,8 @@ def pack(groups: np.ndarray | int, times: np.ndarray | float) -> np.ndarray:
     """int64 keys of (group, time): ordered by group, then time. Fractional ``times`` round UP,
     so with whole-second event times ``count_below(pack(g, t))`` counts the events at < t
     exactly for any real t. Times outside the representable range are clipped to it."""
-    t = np.clip(np.ceil(np.asarray(times, np.float64)) + TIME_OFFSET, 0, (1 << TIME_BITS) - 1)
+    t = np.ceil(np.asarray(times, np.float64)) + TIME_OFFSET
+    t = np.minimum(np.maximum(t, 0.0), float((1 << TIME_BITS) - 1))  # np.clip, without its overhead
     g = np.asarray(groups, np.int64)
     return (g << TIME_BITS) | t.astype(np.int64)
 
