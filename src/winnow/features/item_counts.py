@@ -36,9 +36,9 @@ class ItemEventCounts:
     ``n_codes``: the number of peer-code columns (0: no peer counts)."""
 
     def __init__(self, n_items: int, n_codes: int) -> None:
-        self.events = SortedCounts()        # (item, time) keys: the exact fallback
+        self.events = SortedCounts(group_index=True)  # (item, time) keys: the exact fallback
         self.n_codes = int(n_codes)
-        self.peer_events: list[SortedCounts] = [SortedCounts() for _ in range(self.n_codes)]
+        self.peer_events = [SortedCounts(group_index=True) for _ in range(self.n_codes)]
         size = max(int(n_items), 1)
         self.total = np.zeros(size, np.int64)
         self.oldest = np.full(size, np.iinfo(np.int64).max, np.int64)
@@ -103,8 +103,7 @@ class ItemEventCounts:
 
     def _within(self, items: np.ndarray, times: np.ndarray) -> np.ndarray:
         """int64 [n]: events of ``items[i]`` before ``times[i]`` (binary searches)."""
-        both = self.events.count_below(np.concatenate([pack(items, -np.inf), pack(items, times)]))
-        return both[len(items):] - both[:len(items)]
+        return self.events.count_in_group(pack(items, times))
 
     def peer_before(self, items: np.ndarray, t: float, codes: list[int]) -> np.ndarray:
         """int64 [n, len(codes)]: events of each item before ``t`` by users of each peer code."""
@@ -115,8 +114,7 @@ class ItemEventCounts:
         out[~inside] = 0
         cut = np.flatnonzero(newest >= time_key(t))
         if len(cut):
-            keys = np.concatenate([pack(items[cut], -np.inf), pack(items[cut], t)])
+            keys = pack(items[cut], t)
             for j, code in enumerate(codes):
-                both = self.peer_events[code].count_below(keys)
-                out[cut, j] = both[len(cut):] - both[:len(cut)]
+                out[cut, j] = self.peer_events[code].count_in_group(keys)
         return out
