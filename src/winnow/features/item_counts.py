@@ -50,10 +50,11 @@ class ItemEventCounts:
         if top < size:
             return
         new = max(top + 1, 2 * size)
-        self.total = np.r_[self.total, np.zeros(new - size, np.int64)]
+        # readers (no lock) bound items by len(total): every other array grows first
         self.oldest = np.r_[self.oldest, np.full(new - size, np.iinfo(np.int64).max, np.int64)]
         self.newest = np.r_[self.newest, np.full(new - size, _NO_TIME_KEY, np.int64)]
         self.peer_total = np.vstack([self.peer_total, np.zeros((new - size, self.n_codes), np.int32)])
+        self.total = np.r_[self.total, np.zeros(new - size, np.int64)]
 
     def add(self, items: np.ndarray, ts: np.ndarray, codes: np.ndarray) -> None:
         """Fold events in (any order). ``items`` int64 [n] in [0, GROUP_LIMIT); ``ts`` float
