@@ -4,12 +4,14 @@ mostly become array gathers instead of binary searches into a multi-million-key 
 ``ItemEventCounts`` holds every event as a packed (item, time) key in a ``SortedCounts`` (the
 exact answer for any time bound) and, beside it, dense per-item state kept current by ``add``:
 the item's event count, its oldest and newest event time (as packed time keys), and its event
-count per peer code (one column per (peer group, code), int32 [items, codes]). A count of an
+count per peer code (one row per (peer group, code), int32 [codes, items]: a code's counts are
+contiguous, so a bulk load updates each code's row in one pass). A count of an
 item's events in ``[lo, t)`` is then read without searching whenever the bounds do not cut
 through the item's events: ``t`` after its newest event -> its total; ``lo`` at or before its
 oldest -> 0 below ``lo``, after its newest -> the total. Only the remaining (item, bound) pairs
-go to ``SortedCounts.count_below``; peer counts before ``t`` are the dense per-code totals when
-``t`` is after the item's newest event, else a search of that code's own ``SortedCounts``.
+are searched (``SortedCounts.count_in_group``); peer counts before ``t`` are the dense per-code
+totals when ``t`` is after the item's newest event, else a search of that code's own
+``SortedCounts``.
 Every answer equals ``count_below`` on the full key set exactly (tests/unit/test_item_counts.py).
 
 Items are dense indices in [0, GROUP_LIMIT); the dense arrays grow (doubling) to the largest
@@ -43,7 +45,7 @@ class ItemEventCounts:
         self.total = np.zeros(size, np.int64)
         self.oldest = np.full(size, np.iinfo(np.int64).max, np.int64)
         self.newest = np.full(size, _NO_TIME_KEY, np.int64)
-        self.peer_total = np.zeros((size, self.n_codes), np.int32)
+        self.peer_total = np.zeros((self.n_codes, size), np.int32)
 
     def _grow(self, top: int) -> None:
         size = len(self.total)
@@ -53,7 +55,7 @@ class ItemEventCounts:
         # readers (no lock) bound items by len(total): every other array grows first
         self.oldest = np.r_[self.oldest, np.full(new - size, np.iinfo(np.int64).max, np.int64)]
         self.newest = np.r_[self.newest, np.full(new - size, _NO_TIME_KEY, np.int64)]
-        self.peer_total = np.vstack([self.peer_total, np.zeros((new - size, self.n_codes), np.int32)])
+        self.peer_total = np.hstack([self.peer_total, np.zeros((self.n_codes, new - size), np.int32)])
         self.total = np.r_[self.total, np.zeros(new - size, np.int64)]
 
     def add(self, items: np.ndarray, ts: np.ndarray, codes: np.ndarray) -> None:
@@ -64,15 +66,15 @@ class ItemEventCounts:
         self.events.add(pack(items, ts))
         self._grow(int(items.max()))
         tk = time_key(ts)
-        np.add.at(self.total, items, 1)
+        _count(self.total, items)
         np.minimum.at(self.oldest, items, tk)
         np.maximum.at(self.newest, items, tk)
         for col in range(codes.shape[1] if codes.ndim == 2 else 0):
             c = codes[:, col]
-            for code in np.unique(c[c >= 0]).tolist():
-                mine = c == code
-                self.peer_events[code].add(pack(items[mine], ts[mine]))
-                np.add.at(self.peer_total[:, code], items[mine], 1)
+            for code in np.flatnonzero(np.bincount(c[c >= 0])).tolist():  # the codes present (O(n))
+                here = c == code
+                self.peer_events[code].add(pack(items[here], ts[here]))
+                _count(self.peer_total[code], items[here])
 
     def _gather(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(inside the table, total, oldest, newest) of each item; items outside have no events."""
@@ -110,8 +112,8 @@ class ItemEventCounts:
         """int64 [n, len(codes)]: events of each item before ``t`` by users of each peer code."""
         items = np.asarray(items, np.int64)
         inside, _, _, newest = self._gather(items)
-        cols = np.asarray(codes, np.int64)[None, :]
-        out = self.peer_total[np.where(inside, items, 0)[:, None], cols].astype(np.int64)
+        rows = np.asarray(codes, np.int64)[:, None]
+        out = self.peer_total[rows, np.where(inside, items, 0)[None, :]].T.astype(np.int64)
         out[~inside] = 0
         cut = np.flatnonzero(newest >= time_key(t))
         if len(cut):
@@ -119,3 +121,12 @@ class ItemEventCounts:
             for j, code in enumerate(codes):
                 out[cut, j] = self.peer_events[code].count_in_group(keys)
         return out
+
+
+def _count(target: np.ndarray, items: np.ndarray) -> None:
+    """target[i] += occurrences of i in ``items`` (a view is updated in place): a bincount over
+    the whole table for bulk loads, ``np.add.at`` for the service's small batches."""
+    if len(items) * 64 > len(target):
+        target += np.bincount(items, minlength=len(target)).astype(target.dtype)
+    else:
+        np.add.at(target, items, 1)
