@@ -34,3 +34,18 @@ def test_pack_orders_by_group_then_time_and_counts_strictly_before() -> None:
         return int(counts.count_below(pack(3, t))[0] - counts.count_below(pack(3, -math.inf))[0])
     assert [before(100), before(100.5), before(200), before(200.01), before(1e12)] == [0, 1, 1, 3, 3]
     assert int(counts.count_below(pack(4, -math.inf))[0]) == 3  # group 4 starts after all of group 3
+
+
+def test_count_in_group_equals_the_difference_of_two_counts() -> None:
+    rng = np.random.default_rng(1)
+    for group_index in (False, True):
+        counts = SortedCounts(group_index=group_index)
+        for step in range(200):  # the largest run is replaced by merges now and then
+            size = 3000 if step % 67 == 0 else int(rng.integers(0, 6))
+            counts.add(pack(rng.integers(0, 40, size), rng.integers(1_000, 1_300, size)))
+            if step % 20 == 0:
+                groups = rng.integers(0, 45, 300)  # some above every stored group
+                q = pack(groups, rng.uniform(900, 1_400, 300))
+                want = counts.count_below(q) - counts.count_below(pack(groups, -math.inf))
+                np.testing.assert_array_equal(counts.count_in_group(q), want)
+        assert len(counts._runs) > 1  # the small runs' part ran, not only the largest run's gather

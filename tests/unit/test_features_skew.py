@@ -61,3 +61,28 @@ def test_offline_batch_equals_one_list_at_a_time() -> None:
                                                      src_score={s: v[sl] for s, v in score.items()},
                                                      src_rank={s: v[sl] for s, v in rank.items()}))
         np.testing.assert_array_equal(batch[sl], one)
+
+
+def test_item_counts_at_an_earlier_time_equal_offline_with_later_events_in_the_state() -> None:
+    """A state holding events after t (t cuts through items' events: the search path of
+    ItemEventCounts, not its gathers) still counts item popularity and peer popularity over
+    the events before t exactly as the offline definition does."""
+    ds, spec, cat = make_world(seed=3)
+    ev = ds.interactions
+    state = OnlineFeatureState(cat, spec)
+    state.add_events(ev.user, ev.item, ev.timestamp)  # everything, including events after t
+    rng = np.random.default_rng(11)
+    names = spec.names
+    cols = [names.index(c) for c in names if c.startswith(("pop_", "peer_")) and "user_span" not in c]
+    assert len(cols) >= 8 and any(names[c].startswith("peer_") for c in cols)
+    for t in rng.integers(ev.timestamp.min() + 86_400, ev.timestamp.max() - 86_400, 6).tolist():
+        user = int(rng.integers(ev.n_users))
+        items = rng.choice(ev.n_items, 25, replace=False)
+        score, rank = random_sources(rng, len(items))
+        online = state.features(user, items, float(t), src_score=score, src_rank=rank)
+        lists = Lists(user=np.array([user]), t=np.array([t]), row_list=np.zeros(len(items), np.int64),
+                      row_item=items, src_score=score, src_rank=rank)
+        offline = offline_features(ev, cat, spec, lists)
+        np.testing.assert_allclose(online[:, cols], offline[:, cols], rtol=1e-5, atol=1e-6, equal_nan=True,
+                                   err_msg=f"t {t}")
+        assert np.nanmax(offline[:, names.index("pop_all")]) > 0

@@ -80,8 +80,8 @@ def decay_weight(age_s: np.ndarray | float, half_life_s: float) -> np.ndarray | 
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+    """a / b where b > 0, else NaN (divides only where b > 0: no warning to silence)."""
+    return np.divide(a, b, out=np.full(np.broadcast(a, b).shape, np.nan), where=b > 0)
 
 
 def _one_list(row_list: np.ndarray) -> bool:

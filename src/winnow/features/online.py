@@ -9,8 +9,10 @@ time and decayed to t when read. Indices are dense internal ids; items beyond th
 arrays (added after training) have no categories, creator, age or attributes.
 
 Event times are whole seconds (the store's unit; a fraction is dropped on insert). Every count
-of events before a time is an exact ``SortedCounts`` lookup of packed (group, time) keys, so
-``features`` has no per-candidate Python: for a request of n candidates it runs a fixed number
+of events before a time is exact: an item's popularity and peer-group counts come from
+``ItemEventCounts`` (per-item totals kept current by ingest, gathered; a ``SortedCounts`` search
+only where a bound cuts through an item's events), the rest are ``SortedCounts`` lookups of
+packed (group, time) keys. So ``features`` has no per-candidate Python: for a request of n candidates it runs a fixed number
 of numpy calls of size ~n (plus one of the user's history length for the popularity
 preference), whatever the event log's size.
 """
@@ -26,6 +28,7 @@ import numpy as np
 from winnow.features.catalog import FeatureCatalog
 from winnow.features.counts import GROUP_LIMIT, SortedCounts, pack
 from winnow.features.definitions import Aggregates, finalize
+from winnow.features.item_counts import ItemEventCounts
 from winnow.features.spec import FeatureSpec
 
 _CODE_SPAN = 1 << 20  # peer-group codes per group attribute in the combined (group, code) key
@@ -105,14 +108,18 @@ class OnlineFeatureState:
         self.catalog = catalog
         self.spec = spec
         self._users: dict[int, _User] = {}
-        self._item_events = SortedCounts()   # (item, time): popularity windows, history popularity
         self._all_events = SortedCounts()    # (0, time): everyone's events (activity-span denominators)
-        n_groups = catalog.user_groups.shape[1] if catalog.user_groups.ndim == 2 else 0
-        # (peer group g, its code) -> time, all groups in one; per (g, code): (item, time)
+        groups = catalog.user_groups
+        n_groups = groups.shape[1] if groups.ndim == 2 else 0
+        # (peer group g, its code) -> time, all groups in one
         self._group_events = SortedCounts()
         self._n_groups = n_groups
-        self._peer_events: list[dict[int, SortedCounts]] = [{} for _ in range(n_groups)]
+        # peer code (g, code) -> its column in the item counts: offset of g + code
+        widths = [int(groups[:, g].max()) + 1 if len(groups) else 0 for g in range(n_groups)]
+        self._code_offset = np.cumsum([0, *widths])[:-1].astype(np.int64)
         self._n_items = catalog.item_cat.shape[0]
+        # (item, time) with per-item totals: popularity windows, history popularity, peer counts
+        self._items = ItemEventCounts(self._n_items, int(sum(widths)))
 
     def _item_categories(self, inside: np.ndarray, safe: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every (position, category) pair of a list of items: (positions int [m], categories
@@ -148,7 +155,6 @@ class OnlineFeatureState:
         hl = self.spec.half_life_s
         ts_obj, item_obj = ts.tolist(), items.tolist()
         self._all_events.add(pack(0, ts))
-        self._item_events.add(pack(items, ts))
         n_attr = len(self.spec.item_numeric)
         inside = items < self._n_items
         safe = np.where(inside, items, 0)
@@ -186,23 +192,18 @@ class OnlineFeatureState:
         creator = np.where(inside, self.catalog.item_creator[safe] if self._n_items else -1, -1)
         has = creator >= 0
         self._engage(users[has], creator[has], ts[has], hl, "creators")
-        # peer groups
+        # peer groups: per group, each event's code (-1: none) and its item-count column
         groups = self.catalog.user_groups
         in_users = (users >= 0) & (users < groups.shape[0])
+        cols = np.full((len(ts), self._n_groups), -1, np.int64)
         for g in range(self._n_groups):
             code = np.full(len(ts), -1, np.int64)
             code[in_users] = groups[users[in_users], g]
             ok = code >= 0
-            if not ok.any():
-                continue
-            self._group_events.add(pack(g * _CODE_SPAN + code[ok], ts[ok]))
-            c_ok, i_ok, t_ok = code[ok], items[ok], ts[ok]
-            order = np.argsort(c_ok, kind="stable")
-            c_ok, i_ok, t_ok = c_ok[order], i_ok[order], t_ok[order]
-            starts = np.flatnonzero(np.r_[True, np.diff(c_ok) != 0])
-            for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(c_ok)], strict=True):
-                peers = self._peer_events[g].setdefault(int(c_ok[a]), SortedCounts())
-                peers.add(pack(i_ok[a:b], t_ok[a:b]))
+            if ok.any():
+                self._group_events.add(pack(g * _CODE_SPAN + code[ok], ts[ok]))
+                cols[ok, g] = self._code_offset[g] + code[ok]
+        self._items.add(items, ts, cols)
 
     def _engage(self, users: np.ndarray, keys: np.ndarray, ts: np.ndarray, hl: float, attr: str) -> None:
         """Group (user, key) events into ``_Engagement`` records of ``_users[user].<attr>``."""
@@ -282,24 +283,17 @@ class OnlineFeatureState:
         crc[hit] = creator_table.count[p]
         crd[hit] = creator_table.decay[p] * np.exp2(-(t - creator_table.ref[p]) / hl)
         crl[hit] = creator_table.last[p]
-        # item popularity: events before t, in each window, and in the user's active span; the
-        # keys are built in ascending order (items sorted, then bounds sorted), so no sort
+        # item popularity: events before t, in each window, and in the user's active span (mostly
+        # gathers of per-item totals: see item_counts.py)
         windows = list(spec.windows.items())
-        order = np.argsort(items, kind="stable")
-        bounds = np.array([-math.inf, t, *(t - sec for _, sec in windows), first if n_hist else -math.inf])
-        b_order = np.argsort(bounds, kind="stable")
-        found = self._item_events.count_below(
-            pack(items[order][:, None], bounds[b_order][None, :]).ravel(), presorted=True)
-        cand = np.empty((len(bounds), n), np.float64)
-        cand[np.ix_(b_order, order)] = found.reshape(n, len(bounds)).T
-        pop_all = cand[1] - cand[0]
-        pop = {w: cand[1] - cand[2 + j] for j, (w, _) in enumerate(windows)}
-        pop_span = cand[1] - cand[-1] if n_hist else np.full(n, np.nan)
+        bounds = np.array([*(t - sec for _, sec in windows), first if n_hist else -math.inf])
+        before, since = self._items.counts_before(items, t, bounds)
+        pop_all = before.astype(np.float64)
+        pop = {w: since[j].astype(np.float64) for j, (w, _) in enumerate(windows)}
+        pop_span = since[-1].astype(np.float64) if n_hist else np.full(n, np.nan)
         if n_hist:  # the history items' popularity before t (the user's popularity preference)
-            h = len(hist_items)
-            hist = self._item_events.count_below(pack(np.r_[hist_items, hist_items],
-                                                      np.repeat([t, -math.inf], h)))
-            pop_sum = float(np.log1p((hist[:h] - hist[h:]).astype(np.float64)).sum())
+            hist, _ = self._items.counts_before(hist_items, t, np.empty(0))
+            pop_sum = float(np.log1p(hist.astype(np.float64)).sum())
         else:
             pop_sum = 0.0
         recent = n_hist - bisect.bisect_left(u.ts, t - spec.activity_window_s)
@@ -320,17 +314,12 @@ class OnlineFeatureState:
         live = [(g, code) for g, code in enumerate(codes) if code >= 0]
         if live:
             gid = np.array([g * _CODE_SPAN + code for g, code in live], np.int64)
-            grp = self._group_events.count_below(pack(np.r_[gid, gid], np.repeat([t, -math.inf], len(gid))))
-            sorted_items = items[order]
-            peer_keys = np.column_stack((pack(sorted_items, -math.inf), pack(sorted_items, t))).ravel()
-        for j, (g, code) in enumerate(live):
+            grp = self._group_events.count_below(pack(np.concatenate([gid, gid]), np.repeat([t, -math.inf], len(gid))))
+            cols = [int(self._code_offset[g]) + code for g, code in live]
+            peer = self._items.peer_before(items, t, cols)
+        for j, (g, _) in enumerate(live):
             peer_events[:, g] = float(grp[j] - grp[len(live) + j])
-            peers = self._peer_events[g].get(code)
-            if peers is None:
-                peer_pop[:, g] = 0.0
-            else:
-                both = peers.count_below(peer_keys, presorted=True).reshape(n, 2)
-                peer_pop[order, g] = both[:, 1] - both[:, 0]
+            peer_pop[:, g] = peer[:, j]
         ones = np.ones(n)
         agg = Aggregates(
             row_list=np.zeros(n, np.int64), t=np.full(n, float(t)),
