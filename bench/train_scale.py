@@ -44,25 +44,15 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from watch import watch
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"100k": (100_000, 100_000, 2_000_000), "1m": (500_000, 1_000_000, 10_000_000)}
 SEED = 5
-
-
-def _rss_gib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return 0.0
 
 
 def _machine() -> dict[str, Any]:
@@ -150,39 +140,8 @@ def _run_train(home: Path, src: Path, *, max_rss_gib: float, timeout_s: float) -
         if bundle.is_dir():                       # bundle (its timings would seed the estimate)
             subprocess.run(["rm", "-rf", str(bundle)], check=True)
     (home / "bundles" / "ACTIVE").unlink(missing_ok=True)
-    load_before = os.getloadavg()
-    started = time.perf_counter()
-    proc = subprocess.Popen(_winnow(src, home, "train"), env=_env(src), stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
-    lines: list[tuple[float, str]] = []
-    def read() -> None:
-        assert proc.stderr is not None
-        for ln in proc.stderr:
-            lines.append((time.perf_counter() - started, ln.rstrip()))
-            print(f"  {lines[-1][0]:7.1f}s | {ln.rstrip()}", flush=True)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    peak, status = 0.0, "ok"
-    while proc.poll() is None:
-        peak = max(peak, _rss_gib(proc.pid))
-        elapsed = time.perf_counter() - started
-        if peak > max_rss_gib or elapsed > timeout_s:
-            status = "stopped_rss" if peak > max_rss_gib else "stopped_time"
-            proc.kill()
-            proc.wait()
-            break
-        time.sleep(0.5)
-    wall = time.perf_counter() - started
-    reader.join(5)
-    if status == "ok" and proc.returncode != 0:
-        status = "failed"
-    rec: dict[str, Any] = {"status": status,
-                           "returncode": proc.returncode, "wall_s": round(wall, 1),
-                           "peak_rss_gib_sampled": round(peak, 2), "load_before": load_before,
-                           "load_after": os.getloadavg(),
-                           "last_lines": [f"{t:7.1f}s {ln}" for t, ln in lines[-6:]]}
-    if status == "ok" and proc.returncode == 0:
+    rec = watch(_winnow(src, home, "train"), env=_env(src), max_rss_gib=max_rss_gib, timeout_s=timeout_s)
+    if rec["status"] == "ok":
         manifest = json.loads((home / "bundles" / (home / "bundles" / "ACTIVE").read_text().strip()
                                / "manifest.json").read_text())
         ranker = manifest.get("ranker", {})
