@@ -22,17 +22,17 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ml100k() -> Path:
     return shared_dataset("ml-100k")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ml_latest_small() -> Path:
     return shared_dataset("ml-latest-small")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def lastfm() -> Path:
     return shared_dataset("lastfm-hetrec2011-2k")
 

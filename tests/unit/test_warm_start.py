@@ -19,7 +19,6 @@ from winnow.evaluation.datasets import read_directory
 from winnow.evaluation.warm_split import GrownSplit, grown_split, holdout_metrics
 from winnow.models.als import ALSRecommender, warm_factors
 
-from conftest import shared_dataset
 
 
 def _cfg(tmp_path: Path, **als):
@@ -57,8 +56,8 @@ def test_warm_factors_copy_known_rows_and_draw_new_ones_at_the_cold_scale() -> N
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory) -> GrownSplit:
-    imp = read_directory(shared_dataset("ml-latest-small"))
+def split(tmp_path_factory, ml_latest_small) -> GrownSplit:
+    imp = read_directory(ml_latest_small)
     cfg = load_config(home=tmp_path_factory.mktemp("home"))
     return grown_split(imp.events, imp.items, imp.users, cfg.events, previous=0.7, current=0.8)
 
