@@ -4,7 +4,9 @@ Every operation of /openapi.json gets generated requests in BOTH of schemathesis
 modes: positive (requests that fit the schema) and negative (requests that violate it: wrong
 types, missing required fields, out-of-range values). They are sent to the real app (ASGI, in
 process) over a trained home with access control ON and a key holding every scope, so requests
-reach the handlers. Checks: no 5xx (``not_a_server_error``) and every response body matches its
+reach the handlers. The home runs as deployed: its drift monitor is a real `winnow drift monitor`
+process beside the app (``[drift] monitor = "external"``; `winnow serve` would start it itself),
+so the drift routes answer from the monitor rather than "no monitor is running" (503). Checks: no 5xx (``not_a_server_error``) and every response body matches its
 declared schema (``response_schema_conformance``).
 
 Bounded: ``FUZZ_EXAMPLES`` examples per operation and mode (default 100; 24 operations,
@@ -17,6 +19,9 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,8 +31,10 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.generation.modes import GenerationMode
 from fastapi.testclient import TestClient
 from serve_harness import make_home
+from servers.throwaway import wait_for
 
 from winnow.core.config import load_config
+from winnow.evaluation.drift_shared import SharedResult
 from winnow.serving.app import create_app
 from winnow.serving.auth import KeyFile, keys_path
 
@@ -37,11 +44,22 @@ _TOKEN: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def fuzz_home(tmp_path_factory) -> Path:
+def fuzz_home(tmp_path_factory) -> Iterator[Path]:
     home: Path = tmp_path_factory.mktemp("fuzz")
     cfg = make_home(home, n_users=80, n_items=150, n_events=2500)
     _, _TOKEN["all"] = KeyFile(keys_path(cfg)).create(["read", "write", "admin"], name="fuzz")
-    return home
+    toml = home / "winnow.toml"
+    toml.write_text((toml.read_text() if toml.exists() else "") + '\n[drift]\nmonitor = "external"\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    monitor = subprocess.Popen([sys.executable, "-m", "winnow", "--home", str(home), "drift", "monitor"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: monitor.poll() is None and SharedResult(home).monitor_running(), timeout=120), \
+            f"the drift monitor never started (exit {monitor.poll()})"
+        yield home
+    finally:
+        monitor.terminate()
+        monitor.wait(30)
 
 
 @pytest.fixture
