@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Any
 
+from servers.throwaway import wait_for
+
 from winnow.serving.shadow import IDLE_WAIT_S, Busy, CpuBudget, ShadowWorker
 from winnow.serving.telemetry import Metrics
 
@@ -27,10 +29,8 @@ class Records:
 
 
 def _until(worker: ShadowWorker, rid: int, key: str, n: int, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while worker.counts.get(rid, {}).get(key, 0) < n:
-        assert time.monotonic() < end, f"{key} never reached {n}: {dict(worker.counts.get(rid, {}))}"
-        time.sleep(0.01)  # poll interval of a wait bounded by ``end``
+    reached = wait_for(lambda: worker.counts.get(rid, {}).get(key, 0) >= n, timeout=timeout, interval=0.01)
+    assert reached, f"{key} never reached {n}: {dict(worker.counts.get(rid, {}))}"
 
 
 def _metric(metrics: Metrics, result: str) -> float:
