@@ -101,6 +101,21 @@ def test_ranked_array_sources_skip_unavailable_and_unknown(setup):
     assert list(items) == list(range(30, 40))  # only items with a creation time, newest first
 
 
+def test_ranked_array_source_widens_past_a_mostly_unavailable_head(setup):
+    """The source reads a short prefix first; when most of the top items are unavailable it
+    must still return the first k available ones of the whole order, in order."""
+    cat, _, _ = setup
+    pop = RankedArraySource("p", "popularity", cat, lambda c: c.popularity)
+    for unavailable in ([], list(range(0, 12, 2)), list(range(9)), list(range(N - 2))):
+        cat.available[:] = True
+        cat.available[unavailable] = False
+        for k in (1, 3, 5, 40):
+            items, scores = pop.candidates(Request(UserView("u"), k, NOW), k)
+            expected = [i for i in range(N) if cat.available[i]][:k]  # popularity falls with the index
+            assert list(items) == expected, (unavailable, k)
+            assert list(scores) == [float(cat.popularity[i]) for i in expected]
+
+
 def test_known_user_merges_sources_without_duplicates(setup):
     cat, vecs, art = setup
     pipe = build_pipeline(config(), art)

@@ -151,5 +151,11 @@ class RankedArraySource:
     def candidates(self, request: Request, k: int) -> tuple[np.ndarray, np.ndarray]:
         if len(self._catalog) != self._n:
             self.refresh()
-        avail = self._catalog.available[self._order]
-        return self._order[avail][:k], self._sorted[avail][:k]
+        # read a prefix twice the quota first (enough unless many top items are unavailable);
+        # widen to the whole precomputed order only when it is short of k available items
+        order, ranked = self._order[: 2 * k], self._sorted[: 2 * k]
+        avail = self._catalog.available[order]
+        if np.count_nonzero(avail) < k and len(order) < len(self._order):
+            order, ranked = self._order, self._sorted
+            avail = self._catalog.available[order]
+        return order[avail][:k], ranked[avail][:k]
