@@ -101,7 +101,7 @@ class PipelineConfig(_Section):
     """Retrieval -> ranking -> re-ranking wiring; validated when the pipeline is built."""
 
     sources: list[SourceConfig] = Field(default_factory=lambda: [
-        SourceConfig(name="als", kind="als", quota=300, weight=1.0),
+        SourceConfig(name="als", kind="als", quota=200, weight=1.0),
         SourceConfig(name="itemitem", kind="itemitem", quota=200, weight=0.8),
         SourceConfig(name="trending", kind="trending", quota=50, weight=0.3),
         SourceConfig(name="fresh", kind="fresh", quota=20, weight=0.2),
