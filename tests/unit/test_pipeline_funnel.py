@@ -263,3 +263,17 @@ def test_ranker_capabilities_are_declared_not_probed(setup):
     assert all("rank_features" not in s.trace and s.trace["sources"] for s in slate.items)
     with pytest.raises(NotImplementedError, match="score_request"):
         own.score(cands, {})
+
+
+def test_set_quota_changes_a_sources_share_and_refuses_unknown_sources(setup):
+    cat, vecs, art = setup
+    pipe = build_pipeline(config(), art)
+    before = pipe.retrieve(Request(known_user(vecs), 5, NOW))
+    pipe.set_quota("als", 2)
+    after = pipe.retrieve(Request(known_user(vecs), 5, NOW))
+    assert after.source_quota["als"] == 2
+    assert (after.source_ranks["als"] >= 0).sum() <= 2 < (before.source_ranks["als"] >= 0).sum()
+    with pytest.raises(ConfigError, match="no source named 'nope'"):
+        pipe.set_quota("nope", 3)
+    with pytest.raises(ConfigError, match="quota must be >= 1"):
+        pipe.set_quota("als", 0)

@@ -83,6 +83,15 @@ class Pipeline:
         # ConfigError here, at start-up; item_counts: the service's live statistics (Thompson)
         self.explore = SurfacePolicies(config.explore, item_counts=item_counts)
 
+    def set_quota(self, source: str, quota: int) -> None:
+        """How many candidates ``source`` may contribute from the next request on (benchmarks
+        compare quotas on one loaded pipeline); an unknown source or a quota < 1 is a ConfigError."""
+        if source not in self._quota:
+            raise ConfigError(f"no source named {source!r}; the pipeline has {sorted(self._quota)}")
+        if int(quota) < 1:
+            raise ConfigError(f"quota must be >= 1, got {quota}")
+        self._quota[source] = int(quota)
+
     # --- stages -------------------------------------------------------------------------------
     def retrieve(self, request: Request) -> Candidates:
         """Merged, de-duplicated candidates (at most max_candidates) with the fallbacks used."""
