@@ -2,7 +2,7 @@
 ranker features, below both training and evaluation.
 
 Two callers turn logged slates into ranker feature rows: the ranker's impression training
-lists (winnow.training.impression_lists: the rows labelled by what followed) and the live drift
+lists (winnow.features.impression_lists: the rows labelled by what followed) and the live drift
 monitor's ranker-feature profile (winnow.evaluation.drift_features: the rows of a sample of the
 slates a bundle served). Both need the same reading of a slate -- who, when, which device, which
 items in which shown position, each item's logged source scores -- so it lives here, in the
@@ -13,15 +13,23 @@ features layer both may import (serving may import evaluation, never training).
 service logs it with every shown item); a source that did not propose the item is NaN, as at
 serving time. The logged ``position`` is used when present (>= 0), else the item's place in the
 slate. The device comes from the slate's logged context.
+
+``slate_labels(shown, events, ...)``: the graded label of each shown item -- 2 a purchase type,
+1 a click type, 0 nothing -- where an event counts for the user's most recent showing of that
+item at or before it, at most ``window_s`` earlier (the attribution of the ranker's impression
+lists and of the service's Thompson statistics).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+PURCHASE, CLICK = 2.0, 1.0  # graded labels of a shown item (slate_labels)
 
 
 @dataclass(frozen=True)
@@ -80,3 +88,26 @@ def read_slates(impressions: Iterable[dict[str, Any]]) -> Slates:
                   head_device=[h[2] for h in heads], slate=np.asarray(slate, np.int64), user=users,
                   item=items, t=np.asarray(ts, np.int64), position=np.asarray(shown_at, np.int64),
                   src_score=scores, src_rank=ranks)
+
+
+def slate_labels(shown: pd.DataFrame, events: pd.DataFrame, *, click_types: Sequence[str],
+                 purchase_types: Sequence[str], window_s: int) -> np.ndarray:
+    """float32 [len(shown)] graded label of each shown row (columns user_id, item_id, timestamp,
+    row), by most-recent-showing attribution within ``window_s``."""
+    label = np.zeros(len(shown), np.float32)
+    grade = {t: CLICK for t in click_types} | {t: PURCHASE for t in purchase_types}
+    ev = events[events["event_type"].isin(list(grade))]
+    if not len(ev) or not len(shown):
+        return label
+    ev = pd.DataFrame({"user_id": ev["user_id"].astype(str).to_numpy(),
+                       "item_id": ev["item_id"].astype(str).to_numpy(),
+                       "timestamp": ev["timestamp"].astype(np.int64).to_numpy(),
+                       "grade": ev["event_type"].map(grade).to_numpy(np.float32)})
+    left = ev.sort_values("timestamp", kind="stable")
+    right = shown.sort_values("timestamp", kind="stable")
+    hit = pd.merge_asof(left, right, on="timestamp", by=["user_id", "item_id"],
+                        direction="backward", tolerance=int(window_s))
+    hit = hit.dropna(subset=["row"])
+    if len(hit):
+        np.maximum.at(label, hit["row"].to_numpy(np.int64), hit["grade"].to_numpy(np.float32))
+    return label

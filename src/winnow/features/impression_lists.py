@@ -35,9 +35,11 @@ import numpy as np
 import pandas as pd
 
 from winnow.core.ids import IdMap
-from winnow.features.slates import read_slates
+from winnow.features.spec import FeatureSpec
+from winnow.features.offline import Lists
+from winnow.features.slates import CLICK, PURCHASE, read_slates, slate_labels
 
-PURCHASE, CLICK = 2.0, 1.0
+__all__ = ["CLICK", "PURCHASE", "ImpressionLists", "impression_lists"]
 
 
 @dataclass
@@ -75,6 +77,16 @@ class ImpressionLists:
                        src_score={k: v[order] for k, v in self.src_score.items()},
                        src_rank={k: v[order] for k, v in self.src_rank.items()})
 
+    def feature_lists(self, spec: FeatureSpec) -> Lists:
+        """The lists to featurise with ``spec`` (``offline_features``): the logged source scores
+        and ranks of the spec's sources (NaN for a spec source these slates did not run), the
+        device codes of the slates' logged devices."""
+        nan = np.full(len(self.row_list), np.nan)
+        return Lists(user=self.user, t=self.t, row_list=self.row_list, row_item=self.row_item,
+                     src_score={s: self.src_score.get(s, nan) for s in spec.sources},
+                     src_rank={s: self.src_rank.get(s, nan) for s in spec.sources},
+                     device=np.asarray([spec.device_code(d) for d in self.device], np.float64))
+
     def subset(self, lists: np.ndarray) -> ImpressionLists:
         """The lists at sorted positions ``lists`` (rows renumbered, still contiguous)."""
         lists = np.asarray(lists, np.int64)
@@ -88,29 +100,6 @@ class ImpressionLists:
                        label=self.label[rows], position=self.position[rows],
                        src_score={k: v[rows] for k, v in self.src_score.items()},
                        src_rank={k: v[rows] for k, v in self.src_rank.items()})
-
-
-def _labels(shown: pd.DataFrame, events: pd.DataFrame, *, click_types: Sequence[str],
-            purchase_types: Sequence[str], window_s: int) -> np.ndarray:
-    """float32 [len(shown)] graded label of each shown row (columns user_id, item_id, timestamp,
-    row), by most-recent-showing attribution within ``window_s``."""
-    label = np.zeros(len(shown), np.float32)
-    grade = {t: CLICK for t in click_types} | {t: PURCHASE for t in purchase_types}
-    ev = events[events["event_type"].isin(list(grade))]
-    if not len(ev) or not len(shown):
-        return label
-    ev = pd.DataFrame({"user_id": ev["user_id"].astype(str).to_numpy(),
-                       "item_id": ev["item_id"].astype(str).to_numpy(),
-                       "timestamp": ev["timestamp"].astype(np.int64).to_numpy(),
-                       "grade": ev["event_type"].map(grade).to_numpy(np.float32)})
-    left = ev.sort_values("timestamp", kind="stable")
-    right = shown.sort_values("timestamp", kind="stable")
-    hit = pd.merge_asof(left, right, on="timestamp", by=["user_id", "item_id"],
-                        direction="backward", tolerance=int(window_s))
-    hit = hit.dropna(subset=["row"])
-    if len(hit):
-        np.maximum.at(label, hit["row"].to_numpy(np.int64), hit["grade"].to_numpy(np.float32))
-    return label
 
 
 def impression_lists(impressions: Sequence[dict[str, Any]], events: pd.DataFrame, *,
@@ -130,7 +119,7 @@ def impression_lists(impressions: Sequence[dict[str, Any]], events: pd.DataFrame
     n = len(flat)
     shown = pd.DataFrame({"user_id": flat.user, "item_id": flat.item, "timestamp": flat.t,
                           "row": np.arange(n, dtype=np.float64)})
-    label = _labels(shown, events, click_types=click_types, purchase_types=purchase_types,
+    label = slate_labels(shown, events, click_types=click_types, purchase_types=purchase_types,
                     window_s=window_s)
     u = user_ids.encode(flat.user, missing=-1).astype(np.int64)
     it = item_ids.encode(flat.item, missing=-1).astype(np.int64)
