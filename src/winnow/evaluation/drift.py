@@ -16,13 +16,20 @@ Statistics (scipy; every one is unit-tested against hand-computed values):
   at ``SCORE_IQR_FLOOR`` instead of 1;
 - the ranker's calibration: ``calibration_table`` (reference: score-decile bins, positive rate
   per bin) and ``calibration_gap`` (live: |observed - predicted| / predicted click rate).
+- each ranker feature (``feature:<name>``, rows with ``group`` "ranker_feature"): its quantiles on
+  served slates, recomputed by winnow.evaluation.drift_features, against the reference's; W1
+  divided by ``feature_scale`` (the reference's IQR, else its 1st-99th percentile spread, else 1)
+  and KS; compared when the reference rows are shown slate items too (labels "impressions") and
+  the live sample has ``min_served`` rows.
 
 Kinds: **data drift** = the inputs moved (event mix, popularity, activity, new-item share, source
-and ranker scores). **Concept drift** = the relation moved: the share of the window's positive
+and ranker scores, the ranker's features). **Concept drift** = the relation moved: the share of the window's positive
 events on items the service had shown that user (its served slates' hit share) fell by more than
 ``served_drop`` against the same share in the reference window, or the ranker's observed click
 rate on the slates it served left the rate its training lists predict for those scores by more
-than ``calibration_gap`` (relative). ``compare`` is the one implementation behind ``winnow drift
+than ``calibration_gap`` (relative), or the logged candidate sets' share of later positives
+(``candidate_recall``, winnow.evaluation.drift_served) fell by more than ``served_drop``, compared
+from ``min_positives`` positives in each window. ``compare`` is the one implementation behind ``winnow drift
 report``, ``GET /v1/admin/drift`` and the dashboard's Drift page.
 """
 

@@ -6,7 +6,9 @@ until], "events", "event_mix" {type: count}, "item_counts" {item id: events}, "u
 share of the window's events on items the catalog says were created at most ``[drift]
 new_item_days`` before the event; items without ``created_at`` are never new), and the served
 part (winnow.evaluation.drift_served: "served_hit_share", "served_items", "source_scores",
-"calibration" when asked)}. Every stored event counts (all types, negative ones too: the traffic
+"candidate_recall", "candidate_positives", "calibration" when asked)}. The live ranker-feature
+profile ("ranker_features") is added by ``drift_report.compare_live`` (winnow.evaluation.
+drift_features): it needs the bundle. Every stored event counts (all types, negative ones too: the traffic
 mix is an input).
 
 ``reference_profile`` is what a bundle stores (``profile.json``): the same, with the item counts
