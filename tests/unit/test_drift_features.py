@@ -193,3 +193,15 @@ def test_candidate_recall_needs_min_positives(tmp_path: Path) -> None:
     rep = compare(ref, live, strict)
     assert not any(r["name"] == "candidate_recall" for r in rep["concept"])
     assert any("420 reference / 420 live positives" in n and "min_positives = 421" in n for n in rep["notes"])
+
+
+def test_which_requests_log_their_candidate_set() -> None:
+    from winnow.serving.service import logs_candidates
+
+    rng = np.random.default_rng(3)
+    ids = [rng.bytes(16).hex() for _ in range(20_000)]  # uniform, as uuid4().hex is in these digits
+    assert not any(logs_candidates(r, 0.0) for r in ids) and all(logs_candidates(r, 1.0) for r in ids)
+    share = np.mean([logs_candidates(r, 0.1) for r in ids])
+    assert abs(share - 0.1) < 0.01  # 20,000 uniform ids: standard error 0.002
+    # digits 8-15 decide, not the shadow's digits 0-7
+    assert logs_candidates("f" * 8 + "0" * 24, 0.01) and not logs_candidates("0" * 8 + "f" * 24, 0.5)
