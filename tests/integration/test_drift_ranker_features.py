@@ -134,6 +134,8 @@ def test_the_monitor_compares_the_served_rankers_features_on_every_surface(serve
             assert "feature:pop_all" in feats and all(r.get("group") == "ranker_feature" for r in rep["data"]
                                                       if r["name"] in feats)
             assert any(r["name"] == "candidate_recall" for r in rep["concept"])
+            sample = rep["live"]["ranker_features"]  # what the feature rows were computed on
+            assert sample["version"] == logged.version and sample["rows"] >= 100 and sample["slates"] >= 40
             metrics = client.get("/metrics").text
             assert 'winnow_drift_statistic{feature="feature:pop_all",kind="data",statistic="ks"}' in metrics
             assert 'winnow_drift_statistic{feature="candidate_recall",kind="concept",statistic="drop"}' in metrics

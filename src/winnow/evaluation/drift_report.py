@@ -65,7 +65,10 @@ def compare_live(config: WinnowConfig, store: Store, version: str, ref: dict[str
     out = compare(ref, live, config.drift)
     return {"bundle": version, "reference": {"window": ref["window"], "events": ref["events"]},
             "live": {"window": live["window"], "events": live["events"],
-                     "served_items": live.get("served_items", 0)}, **out}
+                     "served_items": live.get("served_items", 0),
+                     # what the ranker-feature rows were computed on (None: not computed)
+                     "ranker_features": {k: v for k, v in live["ranker_features"].items() if k != "features"}
+                     if "ranker_features" in live else None}, **out}
 
 
 def format_report(rep: dict[str, Any]) -> str:
