@@ -302,6 +302,8 @@ def test_sample_impressions_and_candidate_sets(store: Store) -> None:
     everything = store.sample_impressions(since=0, until=1000, model_version="v2", limit=100)
     assert [g["request_id"] for g in everything] == [f"r{i}" for i in range(0, 30, 5)]
     assert store.sample_impressions(since=0, until=1000, model_version="none", limit=5) == []
+    anyone = store.sample_impressions(since=100, until=130, model_version=None, limit=15)  # every version
+    assert [g["request_id"] for g in anyone] == [f"r{i}" for i in range(0, 30, 2)]  # stride ceil(30 / 15) = 2
     with pytest.raises(ValueError, match="limit"):
         store.sample_impressions(since=0, until=1000, model_version="v1", limit=0)
     cands = store.read_candidate_sets(since=100, until=129)

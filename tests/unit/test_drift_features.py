@@ -129,7 +129,17 @@ def test_feature_rows_need_served_slates_and_enough_rows(tmp_path: Path) -> None
     hist = {**ref, "ranker": {**ranker, "labels": "history"}}
     rep = compare(hist, {**live, "ranker_features": week1}, cfg.drift)
     assert not any(r["name"].startswith("feature:") for r in rep["data"])
-    assert any("carved from history" in n for n in rep["notes"])
+    assert any("carved from history" in n and "no served slate was logged" in n for n in rep["notes"])
+    # a history-trained ranker with its features on the reference window's served slates
+    # (training/job.py: served_reference): those are the reference; too few rows: a note
+    served = {**hist, "ranker": {**hist["ranker"], "served_features": {**week1, "window": [T0, T0 + 7 * DAY]}}}
+    rep = compare(served, {**live, "ranker_features": week1}, cfg.drift)
+    feats = [r for r in rep["data"] if r["name"].startswith("feature:")]
+    assert feats and all(r["value"] == 0.0 for r in feats)  # the same slates on both sides
+    thin = {**hist, "ranker": {**hist["ranker"], "served_features": few}}
+    rep = compare(thin, {**live, "ranker_features": week1}, cfg.drift)
+    assert not any(r["name"].startswith("feature:") for r in rep["data"])
+    assert any("served slates gave 100 rows, fewer than min_served" in n for n in rep["notes"])
 
 
 def _candidate_world(tmp_path: Path, *, taste: str):

@@ -21,7 +21,7 @@ _SOURCES = ("SELECT s.key, json_extract(s.value, '$[0]') FROM impressions i, jso
 
 _CANDIDATES = ("SELECT i.request_id, i.user_id, c.value, i.ts FROM impressions i, json_each(i.context, '$.candidates') c "
                "WHERE i.ts >= ? AND i.ts < ? AND json_type(i.context, '$.candidates') = 'array' ORDER BY i.ts, i.seq, c.key")
-_WINDOW = "FROM impressions WHERE ts >= ? AND ts < ? AND COALESCE(model_version, '') = ?"
+_WINDOW = "FROM impressions WHERE ts >= ? AND ts < ? AND (? IS NULL OR COALESCE(model_version, '') = ?)"
 _SAMPLE = ("SELECT request_id, user_id, ts, model_version, surface, context, items FROM ("
            "SELECT *, row_number() OVER (ORDER BY ts, seq) AS rn " + _WINDOW + ") WHERE (rn - 1) % ? = 0 "
            "ORDER BY ts, seq LIMIT ?")
@@ -44,11 +44,12 @@ def read_candidate_sets(con: sqlite3.Connection, *, since: int, until: int) -> p
     return candidate_frame(con.execute(_CANDIDATES, (int(since), int(until))).fetchall())
 
 
-def sample_impression_rows(con: sqlite3.Connection, *, since: int, until: int, model_version: str,
+def sample_impression_rows(con: sqlite3.Connection, *, since: int, until: int, model_version: str | None,
                            limit: int) -> list[tuple]:
     """The raw rows of Store.sample_impressions (the caller shapes them)."""
     if limit < 1:
         raise ValueError(f"sample_impressions: limit must be >= 1, got {limit}")
-    args = (int(since), int(until), str(model_version))
+    version = None if model_version is None else str(model_version)
+    args = (int(since), int(until), version, version)
     n = int(con.execute("SELECT count(*) " + _WINDOW, args).fetchone()[0])
     return con.execute(_SAMPLE, (*args, max(-(-n // limit), 1), int(limit))).fetchall() if n else []

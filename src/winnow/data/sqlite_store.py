@@ -337,7 +337,7 @@ class SQLiteStore(Store):
         """Store.read_candidate_sets, unnested in SQL (sqlite_shown)."""
         return sqlite_shown.read_candidate_sets(self._reader(), since=since, until=until)
 
-    def sample_impressions(self, *, since: int, until: int, model_version: str,
+    def sample_impressions(self, *, since: int, until: int, model_version: str | None,
                            limit: int) -> list[dict[str, Any]]:
         """Store.sample_impressions: only the sampled rows are read (sqlite_shown)."""
         rows = sqlite_shown.sample_impression_rows(self._reader(), since=since, until=until,

@@ -159,10 +159,10 @@ class Store(ABC):
         return pd.DataFrame({"source": pd.Series([r[0] for r in rows], dtype=object),
                              "score": np.fromiter((r[1] for r in rows), np.float64, count=len(rows))})
 
-    def sample_impressions(self, *, since: int, until: int, model_version: str,
+    def sample_impressions(self, *, since: int, until: int, model_version: str | None,
                            limit: int) -> list[dict[str, Any]]:
         """At most ``limit`` of the impressions with since <= timestamp < until logged by
-        ``model_version`` (same shape as ``read_impressions``), oldest first: every
+        ``model_version`` (None: by any bundle; same shape as ``read_impressions``), oldest first: every
         ceil(n / limit)-th of the n matching ones in (timestamp, store order), so the sample
         spans the whole window and the same log gives the same sample. For the drift monitor's
         ranker-feature profile (winnow.evaluation.drift_features), which recomputes features for
@@ -171,7 +171,8 @@ class Store(ABC):
         if limit < 1:
             raise ValueError(f"sample_impressions: limit must be >= 1, got {limit}")
         rows = [imp for imp in self.read_impressions(since=since)
-                if int(imp["timestamp"]) < until and str(imp.get("model_version") or "") == model_version]
+                if int(imp["timestamp"]) < until
+                and (model_version is None or str(imp.get("model_version") or "") == model_version)]
         return rows[::-(-len(rows) // limit) or 1][:limit]
 
     def read_candidate_sets(self, *, since: int, until: int) -> pd.DataFrame:

@@ -168,17 +168,34 @@ def _ranker_rows(ref: dict[str, Any], live: dict[str, Any], thresholds: Any, dat
          predicted=g["predicted"], observed=g["observed"], shown=g["shown"])
 
 
+def reference_features(ranker: dict[str, Any], min_rows: int) -> dict[str, list[float]] | None:
+    """The reference feature quantiles live served slates compare with (``_feature_rows``): the
+    training rows' when the ranker learned from served slates, else those of the reference
+    window's served slates when they hold ``min_rows`` rows, else None (nothing comparable)."""
+    if ranker.get("labels") == "impressions":
+        return ranker.get("features") or None
+    sf = ranker.get("served_features")
+    return sf["features"] if sf and sf["rows"] >= min_rows and sf["features"] else None
+
+
 def _feature_rows(ref: dict[str, Any], live: dict[str, Any], thresholds: Any, data: list[dict[str, Any]],
                   notes: list[str]) -> None:
     """Each ranker feature's live distribution on served slates (``feature:<name>``, data drift)
-    against the reference's, when comparable: the reference rows are shown slate items (labels
-    "impressions") and the live sample holds at least ``min_served`` rows."""
+    against the reference's, when comparable: the reference rows are shown slate items -- the
+    ranker's training rows when it learned from slates (labels "impressions"), else its features
+    on the reference window's served slates (``served_features``, at least ``min_served`` rows)
+    -- and the live sample holds at least ``min_served`` rows."""
     rk, lf = ref.get("ranker"), live.get("ranker_features")
     if not rk or not rk.get("features"):
         return  # _ranker_rows notes a missing ranker profile
-    if rk.get("labels") != "impressions":
+    basis = reference_features(rk, thresholds.min_served)
+    if basis is None:
+        sf = rk.get("served_features")
         notes.append("ranker features: the reference rows are candidate lists carved from history, not "
-                     "served slates: not compared with the served slates' features")
+                     "served slates, and " + (f"the reference window's served slates gave {sf['rows']} rows, fewer "
+                                              f"than min_served = {thresholds.min_served}" if sf else
+                                              "no served slate was logged in the reference window") +
+                     ": not compared with the served slates' features")
         return
     if lf is None:
         notes.append("ranker features: no live feature profile (the bundle has no ranker feature files)")
@@ -187,7 +204,7 @@ def _feature_rows(ref: dict[str, Any], live: dict[str, Any], thresholds: Any, da
         notes.append(f"ranker features: {lf['rows']} rows in {lf['labelled_slates']} labelled slates of the "
                      f"{lf['slates']} sampled, fewer than min_served = {thresholds.min_served}")
         return
-    for name, ref_q in rk["features"].items():
+    for name, ref_q in basis.items():
         live_q = lf["features"].get(name) or []
         if ref_q and live_q:
             m = numeric(ref_q, live_q, scale=feature_scale(ref_q))

@@ -26,6 +26,8 @@ monitor.
 
 ``live_features(store, config, inputs, version=, since=, until=)`` -> {"version", "slates"
 (sampled), "labelled_slates", "rows", "features": {name: ``QUANTILES`` quantiles, NaN left out}}.
+``served_reference``: the same at training time over the reference window's slates, for a ranker
+trained on history lists (its training rows are candidate lists, another population).
 """
 
 from __future__ import annotations
@@ -64,10 +66,10 @@ def known_events(log: EventLog, inputs: FeatureInputs, config: WinnowConfig) -> 
                                     n_users=len(inputs.user_ids), n_items=len(inputs.item_ids))
 
 
-def live_features(store: Store, config: WinnowConfig, inputs: FeatureInputs, *, version: str, since: int,
-                  until: int) -> dict[str, Any]:
-    """The ranker features of a sample of the slates ``version`` served in [since, until)
-    (module docstring)."""
+def live_features(store: Store, config: WinnowConfig, inputs: FeatureInputs, *, version: str | None,
+                  since: int, until: int) -> dict[str, Any]:
+    """The ranker features of a sample of the slates ``version`` (None: any bundle) served in
+    [since, until) (module docstring)."""
     fb, rc = config.feedback, config.ranker
     imps = store.sample_impressions(since=since, until=until, model_version=version,
                                     limit=config.drift.feature_slates)
@@ -83,3 +85,15 @@ def live_features(store: Store, config: WinnowConfig, inputs: FeatureInputs, *, 
                              inputs.spec, lists.feature_lists(inputs.spec))
         out["features"] = feature_quantiles(inputs.spec.names, x)
     return out
+
+
+def served_reference(store: Store, config: WinnowConfig, inputs: FeatureInputs, *, until: int) -> dict[str, Any] | None:
+    """For a ranker trained on lists carved from history (whose training rows are candidate
+    lists, not served slates): the same profile over the slates ANY bundle served in the last
+    ``[drift] window_days`` before ``until`` (the training cut), computed with the new ranker's
+    feature inputs -> ``live_features``' dict plus "window"; None when that window has no
+    labelled slate. Stored as the reference profile's ``ranker.served_features``; the live
+    comparison then has a served-slate population on both sides."""
+    since = int(until - config.drift.window_days * 86400)
+    prof = live_features(store, config, inputs, version=None, since=since, until=until)
+    return {**prof, "window": [since, int(until)]} if prof["rows"] else None

@@ -21,7 +21,7 @@ from winnow.bundle import active_version, bundles_dir, load_profile
 from winnow.core.config import WinnowConfig
 from winnow.core.errors import BundleError, DataError
 from winnow.data.store import Store
-from winnow.evaluation.drift import compare
+from winnow.evaluation.drift import compare, reference_features
 from winnow.evaluation.drift_features import feature_inputs, live_features
 from winnow.evaluation.drift_profile import window_profile
 
@@ -50,15 +50,15 @@ def compare_live(config: WinnowConfig, store: Store, version: str, ref: dict[str
                  until: int) -> dict[str, Any]:
     """Bundle ``version``'s reference profile ``ref`` against the store's last ``[drift]
     window_days`` before ``until`` (with the live ranker-feature profile of the slates ``version``
-    served, winnow.evaluation.drift_features, when the reference's ranker learned from served
-    slates): {"bundle", "reference" / "live" {window, events}, "data" /
+    served, winnow.evaluation.drift_features, when the reference has served-slate features: the
+    ranker learned from served slates, or ``served_features``): {"bundle", "reference" / "live" {window, events}, "data" /
     "concept" rows, "notes", "data_drift" / "concept_drift" flags} (winnow.evaluation.drift)."""
     rk = ref.get("ranker") or {}
     edges = rk.get("calibration", {}).get("edges")
     since = int(until - config.drift.window_days * 86400)
     live = window_profile(store, config, since=since, until=until,
                           calibration=(version, edges) if edges is not None else None)
-    if rk.get("labels") == "impressions" and rk.get("features"):  # else not comparable: drift.compare says why
+    if reference_features(rk, config.drift.min_served) is not None:  # else not comparable: compare says why
         inputs = feature_inputs(str(bundles_dir(config.home) / version))
         if inputs is not None:
             live["ranker_features"] = live_features(store, config, inputs, version=version, since=since, until=until)
