@@ -24,9 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_inapp(src: Path, home: Path, requests: int) -> dict:
+def run_inapp(src: Path, home: Path, requests: int, extra_env: dict[str, str] | None = None) -> dict:
+    """bench/inapp.py on ``home`` with the code of ``src`` (``extra_env``: e.g. config overrides
+    as WINNOW__SECTION__KEY) in a fresh process; its JSON result."""
     env = {**os.environ, "PYTHONPATH": str(src), "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1",
-           "WINNOW__SECURITY__AUTH": "false"}
+           "WINNOW__SECURITY__AUTH": "false", **(extra_env or {})}
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "inapp.py"), "--home", str(home),
                           "--requests", str(requests)], env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout)

@@ -283,6 +283,38 @@ def test_shown_items_and_source_scores_unnest_the_slates_of_a_time_range(store: 
     assert len(store.read_source_scores(since=1000, until=2000)) == 0
 
 
+def test_sample_impressions_and_candidate_sets(store: Store) -> None:
+    """sample_impressions: every ceil(n / limit)-th impression of one model version in the
+    half-open range, oldest first, shaped like read_impressions; read_candidate_sets: one row
+    per logged candidate of the impressions whose context carries a candidate list."""
+    imps = [{"request_id": f"r{i}", "user_id": f"u{i % 3}", "timestamp": 100 + i,
+             "model_version": "v1" if i % 5 else "v2", "context": {"device": "web"},
+             "items": [{"item_id": f"i{i}", "position": 0, "score": 1.0, "src": {"als": [0.5, 3]}}]}
+            for i in range(30)]
+    imps[4]["context"] = {"candidates": ["a", "b", 7]}
+    imps[6]["context"] = {"candidates": []}
+    imps[29]["context"] = {"candidates": ["late"]}
+    store.log_impressions(imps)
+    v1 = [i for i in range(1, 29) if i % 5]  # ts 101..128 (until 129 is exclusive), version v1: 22 of them
+    got = store.sample_impressions(since=101, until=129, model_version="v1", limit=10)
+    assert [g["request_id"] for g in got] == [f"r{i}" for i in v1[::3]]  # stride ceil(22 / 10) = 3: 8 rows
+    assert got[0]["context"] == {"device": "web"} and got[0]["items"][0]["src"] == {"als": [0.5, 3]}
+    everything = store.sample_impressions(since=0, until=1000, model_version="v2", limit=100)
+    assert [g["request_id"] for g in everything] == [f"r{i}" for i in range(0, 30, 5)]
+    assert store.sample_impressions(since=0, until=1000, model_version="none", limit=5) == []
+    anyone = store.sample_impressions(since=100, until=130, model_version=None, limit=15)  # every version
+    assert [g["request_id"] for g in anyone] == [f"r{i}" for i in range(0, 30, 2)]  # stride ceil(30 / 15) = 2
+    with pytest.raises(ValueError, match="limit"):
+        store.sample_impressions(since=0, until=1000, model_version="v1", limit=0)
+    cands = store.read_candidate_sets(since=100, until=129)
+    assert cands.to_dict("list") == {"request_id": ["r4"] * 3, "user_id": ["u1"] * 3, "item_id": ["a", "b", "7"],
+                                     "timestamp": [104] * 3}
+    assert cands["timestamp"].dtype == np.int64
+    assert store.read_candidate_sets(since=129, until=130)["item_id"].tolist() == ["late"]
+    empty = store.read_candidate_sets(since=1000, until=2000)
+    assert len(empty) == 0 and list(empty.columns) == list(cands.columns)
+
+
 def test_read_feedback_events(store: Store) -> None:
     frame = _events(400, seed=8)
     store.append_events(frame)

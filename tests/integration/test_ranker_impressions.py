@@ -113,6 +113,12 @@ def test_retrain_on_the_impression_log(home) -> None:
         cal = prof["calibration"]
         assert sum(cal["shown"]) == prof["rows"] and len(cal["rate"]) == len(cal["edges"]) + 1
     assert load_profile(logged_run.path)["source_scores"]  # the logged slates' source scores
+    # the history-trained bundle also holds its features on the served slates of its reference
+    # window (the log holds them): what live served slates compare with (evaluation/drift_features)
+    served_ref = load_profile(hist.path)["ranker"]["served_features"]
+    assert served_ref["version"] is None and served_ref["rows"] > 0 and served_ref["labelled_slates"] > 0
+    assert set(served_ref["features"]) == set(load_ranker_names(hist.path))
+    assert "served_features" not in load_profile(logged_run.path)["ranker"]  # its training rows are slates
     # the default position-bias correction ran on the shown positions; its curve is in the
     # manifest and in the bundle's ranker.json (winnow.models.position_bias)
     pb = rep["position_bias"]

@@ -1,4 +1,4 @@
-"""Ranker lists from the impression log (winnow.training.impression_lists) on hand-built logs."""
+"""Ranker lists from the impression log (winnow.features.impression_lists) on hand-built logs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from winnow.core.ids import IdMap
-from winnow.training.impression_lists import impression_lists
+from winnow.features.impression_lists import impression_lists
 
 USERS = IdMap.from_list("user", ["u1", "u2", "u3"])
 ITEMS = IdMap.from_list("item", ["a", "b", "c", "d"])

@@ -22,9 +22,11 @@ from winnow.bundle.layout import (
 from winnow.bundle.manifest import BundleInfo, sha256_file, verify_bundle
 from winnow.bundle.read import (
     Bundle,
+    FeatureInputs,
     feature_state_digests,
     has_ranker,
     load_bundle,
+    load_feature_inputs,
     load_profile,
     load_ranker,
     load_segment,
@@ -47,9 +49,10 @@ from winnow.bundle.write import BundleContents, fill_bundle, save_ranker, write_
 
 __all__ = [
     "ACTIVE", "HISTORY", "ITEM_ARRAYS", "RANKER_DIR", "SCHEMA_VERSION", "SEGMENT_DIR", "VERSION_RE",
-    "Bundle", "BundleContents", "BundleInfo", "activate", "active_version", "bundle_label", "bundle_path", "bundles_dir",
+    "Bundle", "BundleContents", "BundleInfo", "FeatureInputs", "activate", "active_version", "bundle_label", "bundle_path", "bundles_dir",
     "check_version", "feature_state_digests", "fill_bundle", "has_ranker", "label_bundle", "list_bundles",
-    "load_bundle", "load_profile", "load_ranker", "load_segment", "new_version", "newest_manifest", "part_dir",
+    "load_bundle", "load_feature_inputs", "load_profile", "load_ranker", "load_segment", "new_version",
+    "newest_manifest", "part_dir",
     "previous_version", "ranker_digests", "refuse_gate_failed", "rollback", "save_ranker", "sha256_file",
     "verify_bundle", "write_bundle", "write_contents",
 ]

@@ -30,7 +30,7 @@ from winnow.bundle.layout import (
 from winnow.bundle.manifest import BundleInfo, verify_bundle
 from winnow.core.errors import BundleError
 from winnow.core.ids import IdMap
-from winnow.features import FeatureCatalog
+from winnow.features import FeatureCatalog, FeatureSpec
 from winnow.index.base import VectorIndex
 from winnow.models.base import Recommender
 from winnow.models.coldstart import SegmentPopularity
@@ -124,6 +124,37 @@ def load_ranker(bundle_dir: str | Path) -> tuple[LambdaRanker, FeatureCatalog] |
         return None
     d = Path(bundle_dir) / RANKER_DIR
     return LambdaRanker.load(d), FeatureCatalog.load(d / RANKER_FILES[2])
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    """What computing the served ranker's features point-in-time needs, without the models:
+    the feature spec, the feature catalog and the id maps it is indexed by."""
+
+    spec: FeatureSpec
+    catalog: FeatureCatalog
+    user_ids: IdMap
+    item_ids: IdMap
+
+
+def load_feature_inputs(bundle_dir: str | Path) -> FeatureInputs | None:
+    """The served ranker's feature inputs (manifest and checksums verified first; the LightGBM
+    model and the retrieval models are not read); None when the bundle has no ranker. For the
+    drift monitor's live ranker-feature profile (winnow.evaluation.drift_features)."""
+    if not has_ranker(bundle_dir):
+        return None
+    d = Path(bundle_dir)
+    verify_bundle(d)
+    try:
+        meta = _read_json(d / RANKER_DIR / RANKER_FILES[1])
+        spec = FeatureSpec.from_json(meta.get("feature_spec"), source=str(d / RANKER_DIR / RANKER_FILES[1]))
+        return FeatureInputs(spec, FeatureCatalog.load(d / RANKER_DIR / RANKER_FILES[2]),
+                             IdMap.from_list("user", _read_json(d / USER_IDS)),
+                             IdMap.from_list("item", _read_json(d / ITEM_IDS)))
+    except BundleError:
+        raise
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise BundleError(f"{d}: cannot load the ranker's feature inputs: {exc}") from None
 
 
 def load_profile(bundle_dir: str | Path) -> dict[str, Any] | None:

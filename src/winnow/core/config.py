@@ -176,7 +176,7 @@ class RankerConfig(_Section):
     enabled: bool = True  # batch-recommend runs retrieval + ranker (False: best retrieval model only)
     # served ranker's training lists (winnow train): "auto" = the impression log's labelled slates
     # when it holds >= min_impression_lists with a click or purchase, else lists from history;
-    # "impressions" = the log or no ranker; "history" = never the log (training/impression_lists.py)
+    # "impressions" = the log or no ranker; "history" = never the log (features/impression_lists.py)
     train_on: Literal["auto", "history", "impressions"] = "auto"
     min_impression_lists: int = Field(500, ge=20)
     impression_days: float = Field(30.0, gt=0)  # how far back the log is read, in days

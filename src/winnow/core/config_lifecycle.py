@@ -94,6 +94,17 @@ class DriftConfig(_Section):
     has a relative standard error sqrt((1-p)/(n p)): 0.14 at p = 0.1, n = 500).
     ``new_item_days``: an event on an item created at most this long before counts as new.
 
+    Ranker features (data drift, ``feature:<name>`` rows): the monitor recomputes the served
+    ranker's features point-in-time for at most ``feature_slates`` of the slates the bundle served
+    in the window (winnow.evaluation.drift_features) and compares each feature's distribution
+    with the bundle's reference (normed Wasserstein, KS; ``min_served`` rows at least).
+    Candidate sets (concept drift, ``candidate_recall``): a ``candidate_sample`` share of requests
+    (0 = off, the default; 1 = every request) logs its merged retrieval candidates with the
+    impression; the share of later positives those sets contained falling by more than
+    ``served_drop`` is concept drift, compared when both windows hold ``min_positives`` positives
+    of users with a logged set (a share p over n positives has a standard error sqrt(p (1-p) / n),
+    at most 0.025 at n = 400: the 0.05 threshold is two of them).
+
     The live monitor (winnow.serving.drift_monitor) recomputes the live window (the last
     ``window_days`` before now: the same length as the reference's, so per-window counts compare)
     every ``refresh_s`` seconds in a process that answers no requests, once per home, and writes
@@ -113,6 +124,9 @@ class DriftConfig(_Section):
     calibration_gap: float = Field(0.3, gt=0)
     min_served: int = Field(500, ge=1)
     new_item_days: float = Field(7.0, gt=0)
+    feature_slates: int = Field(2000, ge=1)  # served slates the live ranker-feature profile recomputes
+    candidate_sample: float = Field(0.0, ge=0, le=1)  # share of requests that log their candidate set
+    min_positives: int = Field(400, ge=1)  # candidate_recall compared from this many positives per window
     monitor: Literal["process", "external", "off"] = "process"
     monitor_nice: int = Field(10, ge=0, le=19)  # niceness of the monitor process `winnow serve` starts
     refresh_s: float = Field(300.0, gt=0)

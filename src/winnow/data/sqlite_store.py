@@ -333,6 +333,17 @@ class SQLiteStore(Store):
         """Store.read_source_scores, unnested in SQL (sqlite_shown)."""
         return sqlite_shown.read_source_scores(self._reader(), since=since, until=until)
 
+    def read_candidate_sets(self, *, since: int, until: int) -> pd.DataFrame:
+        """Store.read_candidate_sets, unnested in SQL (sqlite_shown)."""
+        return sqlite_shown.read_candidate_sets(self._reader(), since=since, until=until)
+
+    def sample_impressions(self, *, since: int, until: int, model_version: str | None,
+                           limit: int) -> list[dict[str, Any]]:
+        """Store.sample_impressions: only the sampled rows are read (sqlite_shown)."""
+        rows = sqlite_shown.sample_impression_rows(self._reader(), since=since, until=until,
+                                                   model_version=model_version, limit=limit)
+        return [shape.impression_record(r, json_text=True) for r in rows]
+
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
         """Store.read_feedback_events from the event blocks and only the keys named (fast path)."""
         return sqlite_feedback.read_feedback_events(self._reader(), event_types=event_types, since=since)

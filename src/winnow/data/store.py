@@ -159,6 +159,34 @@ class Store(ABC):
         return pd.DataFrame({"source": pd.Series([r[0] for r in rows], dtype=object),
                              "score": np.fromiter((r[1] for r in rows), np.float64, count=len(rows))})
 
+    def sample_impressions(self, *, since: int, until: int, model_version: str | None,
+                           limit: int) -> list[dict[str, Any]]:
+        """At most ``limit`` of the impressions with since <= timestamp < until logged by
+        ``model_version`` (None: by any bundle; same shape as ``read_impressions``), oldest first: every
+        ceil(n / limit)-th of the n matching ones in (timestamp, store order), so the sample
+        spans the whole window and the same log gives the same sample. For the drift monitor's
+        ranker-feature profile (winnow.evaluation.drift_features), which recomputes features for
+        a bounded number of slates. Default: built on ``read_impressions``; a backend may
+        override it with a query that returns only the sample."""
+        if limit < 1:
+            raise ValueError(f"sample_impressions: limit must be >= 1, got {limit}")
+        rows = [imp for imp in self.read_impressions(since=since)
+                if int(imp["timestamp"]) < until
+                and (model_version is None or str(imp.get("model_version") or "") == model_version)]
+        return rows[::-(-len(rows) // limit) or 1][:limit]
+
+    def read_candidate_sets(self, *, since: int, until: int) -> pd.DataFrame:
+        """The candidate sets logged with the impressions with since <= timestamp < until (a
+        sampled share of requests carries ``context.candidates``, the external ids of the
+        request's merged retrieval candidates: ``[drift] candidate_sample``): one row per
+        (impression, candidate), columns request_id, user_id, item_id (str), timestamp (int64).
+        Default: built on ``read_impressions``; a backend may override it."""
+        rows = [(str(imp["request_id"]), str(imp["user_id"]), str(c), int(imp["timestamp"]))
+                for imp in self.read_impressions(since=since) if int(imp["timestamp"]) < until
+                and isinstance(imp.get("context"), dict) and isinstance(imp["context"].get("candidates"), list)
+                for c in imp["context"]["candidates"]]
+        return candidate_frame(rows)
+
     def read_feedback_events(self, *, event_types: Sequence[str],
                              since: int | None = None) -> pd.DataFrame:
         """Events of the given types with timestamp >= ``since`` (all when None): a DataFrame with
@@ -283,6 +311,16 @@ def shown_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
                          "timestamp": np.asarray(cols[2], np.int64),
                          "score": np.asarray([0.0 if v is None else v for v in cols[3]], np.float64),
                          "model_version": pd.Series(["" if v is None else v for v in cols[4]], dtype=object)})
+
+
+def candidate_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """``Store.read_candidate_sets``' frame from (request_id, user_id, item_id, timestamp) rows,
+    with its dtypes also when empty."""
+    cols = list(zip(*rows)) if rows else [()] * 4
+    return pd.DataFrame({"request_id": pd.Series(cols[0], dtype=object).astype(str),
+                         "user_id": pd.Series(cols[1], dtype=object).astype(str),
+                         "item_id": pd.Series(cols[2], dtype=object).astype(str),
+                         "timestamp": np.asarray(cols[3], np.int64)})
 
 
 def maps_driver_errors(driver: tuple[type[Exception], ...],

@@ -16,13 +16,20 @@ Statistics (scipy; every one is unit-tested against hand-computed values):
   at ``SCORE_IQR_FLOOR`` instead of 1;
 - the ranker's calibration: ``calibration_table`` (reference: score-decile bins, positive rate
   per bin) and ``calibration_gap`` (live: |observed - predicted| / predicted click rate).
+- each ranker feature (``feature:<name>``, rows with ``group`` "ranker_feature"): its quantiles on
+  served slates, recomputed by winnow.evaluation.drift_features, against the reference's; W1
+  divided by ``feature_scale`` (the reference's IQR, else its 1st-99th percentile spread, else 1)
+  and KS; compared when the reference rows are shown slate items too (labels "impressions") and
+  the live sample has ``min_served`` rows.
 
 Kinds: **data drift** = the inputs moved (event mix, popularity, activity, new-item share, source
-and ranker scores). **Concept drift** = the relation moved: the share of the window's positive
+and ranker scores, the ranker's features). **Concept drift** = the relation moved: the share of the window's positive
 events on items the service had shown that user (its served slates' hit share) fell by more than
 ``served_drop`` against the same share in the reference window, or the ranker's observed click
 rate on the slates it served left the rate its training lists predict for those scores by more
-than ``calibration_gap`` (relative). ``compare`` is the one implementation behind ``winnow drift
+than ``calibration_gap`` (relative), or the logged candidate sets' share of later positives
+(``candidate_recall``, winnow.evaluation.drift_served) fell by more than ``served_drop``, compared
+from ``min_positives`` positives in each window. ``compare`` is the one implementation behind ``winnow drift
 report``, ``GET /v1/admin/drift`` and the dashboard's Drift page.
 """
 
@@ -64,13 +71,28 @@ def quantiles(values: np.ndarray) -> list[float]:
     return np.quantile(v, np.linspace(0, 1, QUANTILES)).tolist() if len(v) else []
 
 
-def numeric(ref_q: list[float], live_q: list[float], *, floor: float = 1.0) -> dict[str, float]:
+def numeric(ref_q: list[float], live_q: list[float], *, floor: float = 1.0,
+            scale: float | None = None) -> dict[str, float]:
     """Normalised Wasserstein-1 and the KS statistic between two quantile sets (module docstring);
-    ``floor``: the smallest IQR divided by (1 for counts; scores use ``SCORE_IQR_FLOOR``)."""
+    ``floor``: the smallest IQR divided by (1 for counts; scores use ``SCORE_IQR_FLOOR``);
+    ``scale``: divide by this instead (ranker features: ``feature_scale``)."""
     r, q = np.asarray(ref_q, np.float64), np.asarray(live_q, np.float64)
-    iqr = max(float(np.quantile(r, 0.75) - np.quantile(r, 0.25)), floor)
+    iqr = max(float(np.quantile(r, 0.75) - np.quantile(r, 0.25)), floor) if scale is None else scale
     return {"wasserstein": float(stats.wasserstein_distance(r, q)) / iqr,
             "ks": float(stats.ks_2samp(r, q).statistic)}
+
+
+def feature_scale(ref_q: list[float]) -> float:
+    """What a ranker feature's Wasserstein-1 is divided by: the reference's interquartile range;
+    when that is 0 (a feature mostly at one value: a count that is usually 0, a source that
+    proposes few items) the spread between its 1st and 99th percentiles; when that is 0 too
+    (constant in the reference) 1, so a move by one unit reads 1.0."""
+    r = np.asarray(ref_q, np.float64)
+    for lo, hi in ((0.25, 0.75), (0.01, 0.99)):
+        spread = float(np.quantile(r, hi) - np.quantile(r, lo))
+        if spread > 0:
+            return spread
+    return 1.0
 
 
 def calibration_table(scores: np.ndarray, clicked: np.ndarray) -> dict[str, Any]:
@@ -146,6 +168,66 @@ def _ranker_rows(ref: dict[str, Any], live: dict[str, Any], thresholds: Any, dat
          predicted=g["predicted"], observed=g["observed"], shown=g["shown"])
 
 
+def reference_features(ranker: dict[str, Any], min_rows: int) -> dict[str, list[float]] | None:
+    """The reference feature quantiles live served slates compare with (``_feature_rows``): the
+    training rows' when the ranker learned from served slates, else those of the reference
+    window's served slates when they hold ``min_rows`` rows, else None (nothing comparable)."""
+    if ranker.get("labels") == "impressions":
+        return ranker.get("features") or None
+    sf = ranker.get("served_features")
+    return sf["features"] if sf and sf["rows"] >= min_rows and sf["features"] else None
+
+
+def _feature_rows(ref: dict[str, Any], live: dict[str, Any], thresholds: Any, data: list[dict[str, Any]],
+                  notes: list[str]) -> None:
+    """Each ranker feature's live distribution on served slates (``feature:<name>``, data drift)
+    against the reference's, when comparable: the reference rows are shown slate items -- the
+    ranker's training rows when it learned from slates (labels "impressions"), else its features
+    on the reference window's served slates (``served_features``, at least ``min_served`` rows)
+    -- and the live sample holds at least ``min_served`` rows."""
+    rk, lf = ref.get("ranker"), live.get("ranker_features")
+    if not rk or not rk.get("features"):
+        return  # _ranker_rows notes a missing ranker profile
+    basis = reference_features(rk, thresholds.min_served)
+    if basis is None:
+        sf = rk.get("served_features")
+        notes.append("ranker features: the reference rows are candidate lists carved from history, not "
+                     "served slates, and " + (f"the reference window's served slates gave {sf['rows']} rows, fewer "
+                                              f"than min_served = {thresholds.min_served}" if sf else
+                                              "no served slate was logged in the reference window") +
+                     ": not compared with the served slates' features")
+        return
+    if lf is None:
+        notes.append("ranker features: no live feature profile (the bundle has no ranker feature files)")
+        return
+    if lf["rows"] < thresholds.min_served:
+        notes.append(f"ranker features: {lf['rows']} rows in {lf['labelled_slates']} labelled slates of the "
+                     f"{lf['slates']} sampled, fewer than min_served = {thresholds.min_served}")
+        return
+    for name, ref_q in basis.items():
+        live_q = lf["features"].get(name) or []
+        if ref_q and live_q:
+            m = numeric(ref_q, live_q, scale=feature_scale(ref_q))
+            _row(data, f"feature:{name}", "wasserstein", m["wasserstein"], thresholds.wasserstein, group="ranker_feature")
+            _row(data, f"feature:{name}", "ks", m["ks"], thresholds.ks, group="ranker_feature")
+
+
+def _candidate_row(ref: dict[str, Any], live: dict[str, Any], thresholds: Any, concept: list[dict[str, Any]],
+                   notes: list[str]) -> None:
+    """The candidate sets' share of later positives (``candidate_recall``, concept drift) against
+    the reference's, when both windows hold ``min_positives`` positives of users with a logged set."""
+    r, q = ref.get("candidate_recall"), live.get("candidate_recall")
+    if r is None and q is None:
+        return  # no candidate sets logged in either window ([drift] candidate_sample = 0)
+    n_ref, n_live = int(ref.get("candidate_positives") or 0), int(live.get("candidate_positives") or 0)
+    if r is None or q is None or min(n_ref, n_live) < thresholds.min_positives:
+        notes.append(f"candidate_recall: {n_ref} reference / {n_live} live positives of users with a logged "
+                     f"candidate set, fewer than min_positives = {thresholds.min_positives} in one of them")
+        return
+    _row(concept, "candidate_recall", "drop", float(r - q), thresholds.served_drop, reference=float(r),
+         live=float(q), positives=n_live)
+
+
 def compare(ref: dict[str, Any], live: dict[str, Any], thresholds: Any) -> dict[str, Any]:
     """Data-drift and concept-drift rows of ``live`` against ``ref`` (winnow.evaluation.
     drift_profile profiles); each row: name, statistic, value, threshold, drifted. A statistic
@@ -176,7 +258,9 @@ def compare(ref: dict[str, Any], live: dict[str, Any], thresholds: Any) -> dict[
     r_hit, l_hit = ref.get("served_hit_share"), live.get("served_hit_share")
     if r_hit is not None and l_hit is not None:
         _row(concept, "served_hit_share", "drop", float(r_hit - l_hit), thresholds.served_drop)
+    _candidate_row(ref, live, thresholds, concept, notes)
     _ranker_rows(ref, live, thresholds, data, concept, notes)
+    _feature_rows(ref, live, thresholds, data, notes)
     return {"data": data, "concept": concept, "notes": notes,
             "data_drift": any(r["drifted"] for r in data), "concept_drift": any(r["drifted"] for r in concept),
             "concept_note": None if concept else "no served slates with positives in one of the windows"}

@@ -6,7 +6,9 @@ until], "events", "event_mix" {type: count}, "item_counts" {item id: events}, "u
 share of the window's events on items the catalog says were created at most ``[drift]
 new_item_days`` before the event; items without ``created_at`` are never new), and the served
 part (winnow.evaluation.drift_served: "served_hit_share", "served_items", "source_scores",
-"calibration" when asked)}. Every stored event counts (all types, negative ones too: the traffic
+"candidate_recall", "candidate_positives", "calibration" when asked)}. The live ranker-feature
+profile ("ranker_features") is added by ``drift_report.compare_live`` (winnow.evaluation.
+drift_features): it needs the bundle. Every stored event counts (all types, negative ones too: the traffic
 mix is an input).
 
 ``reference_profile`` is what a bundle stores (``profile.json``): the same, with the item counts
@@ -61,21 +63,29 @@ def window_profile(store: Store, config: WinnowConfig, *, since: int, until: int
             **served_profile(store, config, since=since, until=until, calibration=calibration)}
 
 
+def feature_quantiles(names: list[str], x: np.ndarray) -> dict[str, list[float]]:
+    """{name: ``QUANTILES`` quantiles of column j of ``x`` (float [n, len(names)])}, NaN (a
+    missing value) left out; [] for a column without a value."""
+    x = np.asarray(x, np.float64).reshape(-1, len(names))
+    return {name: quantiles(x[np.isfinite(x[:, j]), j]) for j, name in enumerate(names)}
+
+
 def ranker_profile(names: list[str], x: np.ndarray, y: np.ndarray, scores: np.ndarray, *,
-                   labels: str) -> dict[str, Any]:
+                   labels: str, feature_window: tuple[np.ndarray, tuple[int, int]] | None = None) -> dict[str, Any]:
     """A learned ranker's reference: ``x`` float [n, len(names)] its training rows' features,
     ``y`` [n] their labels (> 0 positive), ``scores`` [n] the ranker's scores of those rows;
     ``labels``: "impressions" (rows are shown slate items, labelled by what the user did next)
     or "history" (candidate lists carved from history). -> {"labels", "rows", "features" {name:
     quantiles (NaN, a missing value, left out)}, "scores": quantiles, "calibration":
-    drift.calibration_table}."""
-    x = np.asarray(x, np.float64)
-    feats = {}
-    for j, name in enumerate(names):
-        col = x[:, j]
-        feats[name] = quantiles(col[np.isfinite(col)])
-    return {"labels": labels, "rows": int(len(y)), "features": feats, "scores": quantiles(scores),
-            "calibration": calibration_table(scores, np.asarray(y) > 0)}
+    drift.calibration_table}. ``feature_window``: (rows' features, (since, until)) to take the
+    feature quantiles from instead of ``x`` (the training rows of the last window: "feature_window",
+    "feature_rows")."""
+    fx, span = (x, None) if feature_window is None else feature_window
+    out = {"labels": labels, "rows": int(len(y)), "features": feature_quantiles(names, fx),
+           "scores": quantiles(scores), "calibration": calibration_table(scores, np.asarray(y) > 0)}
+    if span is not None:
+        out.update(feature_window=[int(span[0]), int(span[1])], feature_rows=int(len(fx)))
+    return out
 
 
 def reference_profile(store: Store, config: WinnowConfig, *, until: int,

@@ -21,7 +21,8 @@ from winnow.bundle import active_version, bundles_dir, load_profile
 from winnow.core.config import WinnowConfig
 from winnow.core.errors import BundleError, DataError
 from winnow.data.store import Store
-from winnow.evaluation.drift import compare
+from winnow.evaluation.drift import compare, reference_features
+from winnow.evaluation.drift_features import feature_inputs, live_features
 from winnow.evaluation.drift_profile import window_profile
 
 
@@ -48,15 +49,26 @@ def drift_report(config: WinnowConfig, store: Store, *, until: int | None = None
 def compare_live(config: WinnowConfig, store: Store, version: str, ref: dict[str, Any], *,
                  until: int) -> dict[str, Any]:
     """Bundle ``version``'s reference profile ``ref`` against the store's last ``[drift]
-    window_days`` before ``until``: {"bundle", "reference" / "live" {window, events}, "data" /
+    window_days`` before ``until`` (with the live ranker-feature profile of the slates ``version``
+    served, winnow.evaluation.drift_features, when the reference has served-slate features: the
+    ranker learned from served slates, or ``served_features``): {"bundle", "reference" / "live" {window, events}, "data" /
     "concept" rows, "notes", "data_drift" / "concept_drift" flags} (winnow.evaluation.drift)."""
-    edges = (ref.get("ranker") or {}).get("calibration", {}).get("edges")
-    live = window_profile(store, config, since=int(until - config.drift.window_days * 86400), until=until,
+    rk = ref.get("ranker") or {}
+    edges = rk.get("calibration", {}).get("edges")
+    since = int(until - config.drift.window_days * 86400)
+    live = window_profile(store, config, since=since, until=until,
                           calibration=(version, edges) if edges is not None else None)
+    if reference_features(rk, config.drift.min_served) is not None:  # else not comparable: compare says why
+        inputs = feature_inputs(str(bundles_dir(config.home) / version))
+        if inputs is not None:
+            live["ranker_features"] = live_features(store, config, inputs, version=version, since=since, until=until)
     out = compare(ref, live, config.drift)
     return {"bundle": version, "reference": {"window": ref["window"], "events": ref["events"]},
             "live": {"window": live["window"], "events": live["events"],
-                     "served_items": live.get("served_items", 0)}, **out}
+                     "served_items": live.get("served_items", 0),
+                     # what the ranker-feature rows were computed on (None: not computed)
+                     "ranker_features": {k: v for k, v in live["ranker_features"].items() if k != "features"}
+                     if "ranker_features" in live else None}, **out}
 
 
 def format_report(rep: dict[str, Any]) -> str:
@@ -70,6 +82,10 @@ def format_report(rep: dict[str, Any]) -> str:
         for r in rep[kind]:
             lines.append(f"  {r['name']:<18} {r['statistic']:<12} {r['value']:8.4f}  (threshold "
                          f"{r['threshold']})  {'DRIFT' if r['drifted'] else 'ok'}")
+        if kind == "data" and any(r["name"].startswith("feature:") for r in rep[kind]):
+            feats = [r for r in rep[kind] if r["name"].startswith("feature:")]
+            lines.append(f"  ({len({r['name'] for r in feats})} ranker features compared, "
+                         f"{len({r['name'] for r in feats if r['drifted']})} drifted)")
         if kind == "concept" and not rep["concept"]:
             lines.append(f"  {rep['concept_note']}")
     lines += [f"note: {n}" for n in rep.get("notes", [])]

@@ -8,6 +8,10 @@ read once from the store's impression log (columnar: ``Store.read_shown_items`` 
   ``[ranker] purchase_events``) on an item the service had shown that user within ``[feedback]
   attribution_window_s`` before; None when the window has no positive event or no impression;
 - "served_items": how many slate items were shown in the window;
+- "candidate_recall" / "candidate_positives": the same share for the candidate sets a sampled
+  share of requests logs (``[drift] candidate_sample``; ``candidate_recall`` below): of the
+  positives of users with a logged set within the attribution window before, the share whose
+  item the set contained -- what retrieval still finds, whatever the ranker then showed;
 - "source_scores": {source name: ``QUANTILES`` quantiles of the score that source gave the
   items it proposed and the service showed} (from each shown item's logged ``src``);
 - "calibration" (only when ``calibration`` = (bundle version, bin edges) is given): the shown
@@ -15,7 +19,7 @@ read once from the store's impression log (columnar: ``Store.read_shown_items`` 
   reference's edges: {"version", "shown": [per bin], "clicked": [per bin], "scores": quantiles}.
   An item counts as clicked when the user had a positive event on it within the attribution
   window after it was shown -- the same attribution as the ranker's impression training lists
-  (winnow.training.impression_lists), so the reference's click rates and these compare.
+  (winnow.features.impression_lists), so the reference's click rates and these compare.
 }
 """
 
@@ -31,11 +35,32 @@ from winnow.data.store import Store
 from winnow.evaluation.drift import quantiles
 
 
-def _attributed(shown: pd.DataFrame, pos: pd.DataFrame, window_s: int) -> pd.DataFrame:
-    """(shown row, positive row) pairs where the positive followed the showing within the window."""
-    pairs = pos.merge(shown, on=["user_id", "item_id"], how="inner")
+def _attributed(shown: pd.DataFrame, pos: pd.DataFrame, window_s: int,
+                on: tuple[str, ...] = ("user_id", "item_id")) -> pd.DataFrame:
+    """(shown row, positive row) pairs where the positive followed the showing within the window;
+    ``on``: the keys they share (the user alone: the positives a showing could have contained)."""
+    pairs = pos.merge(shown, on=list(on), how="inner")
     ok = (pairs["shown_at"] <= pairs["timestamp"]) & (pairs["timestamp"] - pairs["shown_at"] <= window_s)
     return pairs.loc[ok]
+
+
+def candidate_recall(store: Store, pos: pd.DataFrame, *, since: int, until: int,
+                     window_s: int) -> dict[str, Any]:
+    """The logged candidate sets' share of later positives: of the window's positive events
+    (``pos``: user_id, item_id, timestamp, row) by a user the service had logged a candidate set
+    for within ``window_s`` before, the share whose item was in one of those sets ->
+    {"candidate_recall": share or None (no such positive), "candidate_positives": their count}."""
+    sets = store.read_candidate_sets(since=since - window_s, until=until)
+    if not len(sets) or not len(pos):
+        return {"candidate_recall": None, "candidate_positives": 0}
+    cand = pd.DataFrame({"user_id": sets["user_id"], "item_id": sets["item_id"],
+                         "shown_at": sets["timestamp"].to_numpy(np.int64)})
+    heads = cand.drop_duplicates(subset=["user_id", "shown_at"])[["user_id", "shown_at"]]
+    eligible = _attributed(heads, pos, window_s, on=("user_id",))["row"].unique()
+    if not len(eligible):
+        return {"candidate_recall": None, "candidate_positives": 0}
+    hits = _attributed(cand, pos, window_s)["row"].nunique()
+    return {"candidate_recall": float(hits / len(eligible)), "candidate_positives": int(len(eligible))}
 
 
 def served_profile(store: Store, config: WinnowConfig, *, since: int, until: int,
@@ -58,6 +83,7 @@ def served_profile(store: Store, config: WinnowConfig, *, since: int, until: int
         hit = float(_attributed(shown, pos, fb.attribution_window_s)["row"].nunique() / len(pos))
     out: dict[str, Any] = {"served_hit_share": hit, "served_items": int((shown["shown_at"] >= since).sum()),
                            "source_scores": {name: quantiles(v) for name, v in sorted(src.items())}}
+    out.update(candidate_recall(store, pos, since=since, until=until, window_s=fb.attribution_window_s))
     if calibration is not None:
         version, edges = calibration
         mine = shown[(shown["version"] == version) & (shown["shown_at"] >= since)].reset_index(drop=True)

@@ -200,7 +200,8 @@ class Pipeline:
                        for r in records for item, why in r.removed.items()]
         timings = {"retrieve": t1 - t0, "rank": t2 - t1, "rerank": t3 - t2,
                    "total": time.perf_counter() - t0}
-        return Slate(out, fallbacks, len(cands), timings, removed, n_ranked=len(final), policy=policy)
+        return Slate(out, fallbacks, len(cands), timings, removed, n_ranked=len(final), policy=policy,
+                     candidates=cands.items)
 
 
 def _source_scores(cands: Candidates, row: int, names: list[str]) -> dict[str, list[float]] | None:

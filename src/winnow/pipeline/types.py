@@ -289,3 +289,6 @@ class Slate:
     policy: str = "deterministic"  # explore policy that picked the slate
     experiments: dict[str, str] = field(default_factory=dict)  # experiment -> variant (set by the service)
     arm: str | None = None  # rollout arm that served it, champion | challenger (set by the service)
+    # the merged retrieval candidates (int32 [n_candidates] item indices, retrieval order): a
+    # reference to the array the funnel built, no copy; the service logs a sampled share of them
+    candidates: np.ndarray | None = None

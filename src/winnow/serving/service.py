@@ -40,6 +40,13 @@ from winnow import bundle as bundles
 log = logging.getLogger(__name__)
 
 
+def logs_candidates(request_id: str, rate: float) -> bool:
+    """Whether this request logs its candidate set (``[drift] candidate_sample``): the request id
+    (uuid4 hex, uniform) read as a number in [0, 1) below ``rate``; hex digits 8-15, so the
+    choice is independent of the shadow's sample (digits 0-7)."""
+    return rate > 0 and int(request_id[8:16], 16) / 2.0**32 < rate
+
+
 class Service:
     """Owns the store, the online state and the active Runtime."""
 
@@ -344,6 +351,8 @@ class Service:
             self.metrics.rollout_requests.labels(arm).inc()
         if variants:
             logged_ctx["experiments"] = variants
+        if slate.candidates is not None and logs_candidates(request_id, self.config.drift.candidate_sample):
+            logged_ctx["candidates"] = rt.catalog.item_ids.decode(slate.candidates)  # concept drift: candidate_recall
         impression = {
             "request_id": request_id, "user_id": user_id, "timestamp": int(now),
             "model_version": rt.version, "surface": surface, "context": logged_ctx,

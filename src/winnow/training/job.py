@@ -28,6 +28,7 @@ import pandas as pd
 from winnow.bundle import (
     BundleContents,
     BundleInfo,
+    FeatureInputs,
     activate,
     fill_bundle,
     new_version,
@@ -44,6 +45,24 @@ from winnow.training.progress import StageClock
 log = logging.getLogger(__name__)
 EVAL_K = 20
 EVAL_MAX_USERS = 2000
+
+
+def _ranker_reference(config: WinnowConfig, store: Store | None, ds: Dataset, served: Any,
+                      cut: int) -> dict[str, Any] | None:
+    """The drift reference of the fitted ranker (``StackedRanker.profile_``); for one trained on
+    history lists, with ``served_features``: its features on the reference window's served
+    slates (winnow.evaluation.drift_features.served_reference), when the store logged any."""
+    if served is None or served.profile_ is None:
+        return None
+    prof = dict(served.profile_)
+    if prof.get("labels") == "history" and store is not None and served.catalog_ is not None:
+        from winnow.evaluation.drift_features import served_reference
+
+        ref = served_reference(store, config, FeatureInputs(served.ranker_.spec, served.catalog_, ds.user_ids,
+                                                            ds.item_ids), until=cut)
+        if ref is not None:
+            prof["served_features"] = ref
+    return prof
 
 
 def load_training_data(store: Store, config: WinnowConfig, *, until: int | None = None) -> Dataset:
@@ -205,8 +224,8 @@ def _train(config: WinnowConfig, store: Store, eng: Any, *, holdout: float, eval
     version = new_version()
     from winnow.evaluation.drift_profile import reference_profile
 
-    profile = reference_profile(store, config, until=int(until if until is not None else inter.timestamp.max() + 1),
-                                ranker=served.profile_ if served is not None else None)
+    cut = int(until if until is not None else inter.timestamp.max() + 1)
+    profile = reference_profile(store, config, until=cut, ranker=_ranker_reference(config, store, ds, served, cut))
     contents = BundleContents(ds.user_ids, ds.item_ids, cats, arrays, index=index,
                               ranker=served_ranker_parts(served) if served is not None else None,
                               profile=profile)

@@ -6,7 +6,7 @@ live feature state (winnow.serving.learned_ranker).
 Training lists (``[ranker] train_on``): once the store's impression log holds enough labelled
 slates (``logged_lists``), the ranker learns from them -- shown items labelled by what the user
 did next, source scores as the service logged them, other features point-in-time as of each
-slate (training/impression_lists.py) -- so training sees what serving sees; each row keeps the
+slate (features/impression_lists.py) -- so training sees what serving sees; each row keeps the
 position it was shown at, for the ``[ranker] position_bias`` correction (winnow.models.position_bias:
 its examination curve goes into ranker.json and the manifest's ``ranker.position_bias``). Before that, lists
 come from history (as of each user's last event, sources scored by the retrieval models rather
@@ -30,7 +30,7 @@ from winnow.training.stacked import (
     InsufficientRankerData,
     served_ranker_config,
 )
-from winnow.training.impression_lists import ImpressionLists, impression_lists
+from winnow.features.impression_lists import ImpressionLists, impression_lists
 
 
 def logged_lists(config: WinnowConfig, ds: Dataset, store: Any, *,

@@ -48,7 +48,7 @@ from winnow.models.base import Recommender
 from winnow.models.position_bias import Correction, correction
 from winnow.models.ranker import LambdaRanker
 from winnow.models.registry import build_model
-from winnow.training.impression_lists import ImpressionLists
+from winnow.features.impression_lists import ImpressionLists
 from winnow.training.ranker_data import (
     CandidateLists,
     generate_candidates,
@@ -137,6 +137,7 @@ class StackedRanker:
     train_: Interactions | None = None
     report_: dict[str, Any] = field(default_factory=dict)
     profile_: dict[str, Any] | None = None  # drift reference of the ranker (drift_profile.ranker_profile)
+    row_t_: np.ndarray | None = None  # impression lists: each training row's slate time (int64 [n])
 
     @property
     def rcfg(self) -> RankerConfig:
@@ -217,13 +218,8 @@ class StackedRanker:
         pick = cap_lists(len(logged), self.rcfg.max_lists, self.rcfg.seed)
         if pick is not None:
             logged = logged.subset(pick)
-        n = len(logged.row_list)
-        nan = np.full(n, np.nan)
-        lists = Lists(user=logged.user, t=logged.t, row_list=logged.row_list, row_item=logged.row_item,
-                      src_score={s: logged.src_score.get(s, nan) for s in spec.sources},
-                      src_rank={s: logged.src_rank.get(s, nan) for s in spec.sources},
-                      device=np.asarray([spec.device_code(d) for d in logged.device], np.float64))
-        x = offline_features(train, self.catalog_, spec, lists)
+        self.row_t_ = logged.t[logged.row_list]  # each row's slate time: the drift reference's feature window
+        x = offline_features(train, self.catalog_, spec, logged.feature_lists(spec))
         return (x, logged.label.astype(np.float32), logged.row_list, logged.user, int((logged.label > 0).sum()),
                 logged.position)
 
@@ -231,7 +227,7 @@ class StackedRanker:
             impressions: ImpressionLists | None = None,
             fitted: dict[str, Recommender] | None = None) -> StackedRanker:
         """Fit the funnel on ``train`` only (see module docstring). ``impressions``: labelled
-        logged slates (``training.impression_lists``) to train the ranker on instead of lists
+        logged slates (``features.impression_lists``) to train the ranker on instead of lists
         carved from history; the retrieval sources are still fitted on ``train``. ``fitted``:
         source name -> a model ALREADY fitted on ``train`` (step 4 reuses it instead of fitting
         the same model again; ``winnow train`` passes the models it writes to the bundle)."""
@@ -286,7 +282,8 @@ class StackedRanker:
             self.ranker_.valid_ndcg_ = float(np.mean(valid_ndcgs))
             train_list_count = int(keep.sum())
         inner_recall = float((y > 0).sum() / max(n_held, 1))
-        self.profile_ = self._ranker_profile(x, y, "impressions" if impressions is not None else "history")
+        self.profile_ = self._ranker_profile(x, y, "impressions" if impressions is not None else "history",
+                                             row_t=self.row_t_ if impressions is not None else None)
         fitted = fitted or {}
         missing = [name for name in sources if name not in fitted]
         if missing:
@@ -310,13 +307,26 @@ class StackedRanker:
                         "importance": self.ranker_.importance()[:15]}
         return self
 
-    def _ranker_profile(self, x: np.ndarray, y: np.ndarray, labels: str) -> dict[str, Any]:
-        """The fitted ranker's drift reference on (at most ``PROFILE_ROWS`` of) its training rows."""
+    def _ranker_profile(self, x: np.ndarray, y: np.ndarray, labels: str, *,
+                        row_t: np.ndarray | None = None) -> dict[str, Any]:
+        """The fitted ranker's drift reference on (at most ``PROFILE_ROWS`` of) its training rows.
+        ``row_t`` (int64 [n], slates' times; impression lists only): the feature quantiles are
+        then taken over the rows of the last ``[drift] window_days`` of slates only (at most
+        ``PROFILE_ROWS`` of them), the span the live monitor compares them with -- a longer
+        training log would otherwise carry older ages and smaller lifetime counts into the
+        reference than any live window of the same world shows."""
         assert self.ranker_ is not None
         pick = cap_lists(len(y), PROFILE_ROWS, self.rcfg.seed)
         xs, ys = (x, y) if pick is None else (x[pick], y[pick])
         scores = self.ranker_.predict(xs, num_threads=self.rcfg.threads or 0)
-        return ranker_profile(self.ranker_.spec.names, xs, ys, scores, labels=labels)
+        window = None
+        if row_t is not None and len(row_t):
+            hi = int(row_t.max()) + 1
+            lo = hi - int(self.config.drift.window_days * 86400)
+            recent = np.flatnonzero(row_t >= lo)
+            sub = cap_lists(len(recent), PROFILE_ROWS, self.rcfg.seed)
+            window = (x[recent if sub is None else recent[sub]], (lo, hi))
+        return ranker_profile(self.ranker_.spec.names, xs, ys, scores, labels=labels, feature_window=window)
 
     def _bias(self, x: np.ndarray, y: np.ndarray, position: np.ndarray | None, rows: np.ndarray,
               *, seed: int) -> Correction:

@@ -1,6 +1,7 @@
 // Drift: the service's live window vs the serving bundle's reference profile (GET /v1/admin/drift,
 // computed by the drift monitor process, the same report as `winnow drift report`): data drift and
-// concept drift apart, one row per statistic with a sparkline of its recent history.
+// concept drift apart, one row per statistic with a sparkline of its recent history; the ranker's
+// features (recomputed by the monitor on served slates) in a table of their own, drifted first.
 import { api, errorBox, fill, fmt, h, table, ts } from "../lib.js";
 
 const NS = "http://www.w3.org/2000/svg";
@@ -40,6 +41,16 @@ function rowsTable(kind, rows, history, empty) {
   ], rows, { empty: empty || "no statistic of this kind could be compared (see the notes)" });
 }
 
+// 1 when any statistic of this row's feature drifted (its rows sort first), else 0
+function byFeature(row, rows) {
+  return rows.some((r) => r.name === row.name && r.drifted) ? 1 : 0;
+}
+
+// how many features (not statistics): moved ones only when ``drifted``
+function featureCount(rows, drifted) {
+  return new Set(rows.filter((r) => !drifted || r.drifted).map((r) => r.name)).size;
+}
+
 export async function render(root, _arg, { refresh = false } = {}) {
   const d = refresh ? await api("/v1/admin/drift/refresh", { method: "POST" }) : await api("/v1/admin/drift");
   const button = h("button", { type: "button", id: "drift-refresh", onclick: async () => {
@@ -55,6 +66,10 @@ export async function render(root, _arg, { refresh = false } = {}) {
     fill(root, head, h("div", { class: "panel empty", id: "drift-empty" }, d.error || "no comparison yet: the monitor computes its first one shortly after start-up"));
     return;
   }
+  // the ranker's features (rows of group "ranker_feature", one per feature and statistic) get a table of their own
+  const inputs = rep.data.filter((r) => r.group !== "ranker_feature");
+  const features = rep.data.filter((r) => r.group === "ranker_feature")
+    .sort((a, b) => (byFeature(b, rep.data) - byFeature(a, rep.data)) || a.name.localeCompare(b.name) || a.statistic.localeCompare(b.statistic));
   fill(root, head,
     h("div", { class: "panel" },
       h("div", {}, "bundle ", h("b", { class: "mono", id: "drift-bundle" }, rep.bundle),
@@ -62,7 +77,11 @@ export async function render(root, _arg, { refresh = false } = {}) {
         ` · live ${ts(rep.live.window[0])} – ${ts(rep.live.window[1])} (${fmt(rep.live.events)} events)`),
       h("div", {}, flag("data", rep.data_drift), flag("concept", rep.concept_drift)),
       d.error ? errorBox(`last refresh failed, showing the previous result: ${d.error}`) : null),
-    h("div", { class: "panel", id: "drift-data" }, h("h2", {}, "Data drift: the inputs moved"), rowsTable("data", rep.data, d.history)),
+    h("div", { class: "panel", id: "drift-data" }, h("h2", {}, "Data drift: the inputs moved"), rowsTable("data", inputs, d.history)),
+    features.length ? h("div", { class: "panel", id: "drift-features" },
+      h("h2", {}, `Data drift in the ranker's features: ${featureCount(features, true)} of ${featureCount(features, false)} moved`),
+      h("p", { class: "muted" }, "each feature on a sample of the slates this bundle served, recomputed point-in-time by the monitor, vs the ranker's training rows; drifted first"),
+      rowsTable("data", features, d.history)) : null,
     h("div", { class: "panel", id: "drift-concept" }, h("h2", {}, "Concept drift: the relation moved"), rowsTable("concept", rep.concept, d.history, rep.concept_note)),
     rep.notes && rep.notes.length ? h("div", { class: "panel", id: "drift-notes" }, h("h2", {}, "Not compared"),
       h("ul", {}, rep.notes.map((n) => h("li", {}, n)))) : null);

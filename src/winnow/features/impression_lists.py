@@ -11,7 +11,8 @@ where an event counts for the user's most recent showing of that item at or befo
 most ``window_s`` seconds earlier -- the attribution the service's Thompson statistics use
 (``serving.item_stats``), so "clicked" means the same thing in both places.
 
-Source features are the ones the service logged with the slate: each shown item's ``src``
+Slates are read by winnow.features.slates (the one reader, shared with the drift monitor's
+ranker-feature profile). Source features are the ones the service logged with the slate: each shown item's ``src``
 entry {pipeline source name: [score, 0-based rank]} (``pipeline.Pipeline`` puts it on every
 ``SlateItem``; the service writes it into the impression). A source that did not propose the
 item is NaN, exactly as at serving time. Every other feature is computed point-in-time from the
@@ -34,8 +35,11 @@ import numpy as np
 import pandas as pd
 
 from winnow.core.ids import IdMap
+from winnow.features.spec import FeatureSpec
+from winnow.features.offline import Lists
+from winnow.features.slates import CLICK, PURCHASE, read_slates, slate_labels
 
-PURCHASE, CLICK = 2.0, 1.0
+__all__ = ["CLICK", "PURCHASE", "ImpressionLists", "impression_lists"]
 
 
 @dataclass
@@ -73,6 +77,16 @@ class ImpressionLists:
                        src_score={k: v[order] for k, v in self.src_score.items()},
                        src_rank={k: v[order] for k, v in self.src_rank.items()})
 
+    def feature_lists(self, spec: FeatureSpec) -> Lists:
+        """The lists to featurise with ``spec`` (``offline_features``): the logged source scores
+        and ranks of the spec's sources (NaN for a spec source these slates did not run), the
+        device codes of the slates' logged devices."""
+        nan = np.full(len(self.row_list), np.nan)
+        return Lists(user=self.user, t=self.t, row_list=self.row_list, row_item=self.row_item,
+                     src_score={s: self.src_score.get(s, nan) for s in spec.sources},
+                     src_rank={s: self.src_rank.get(s, nan) for s in spec.sources},
+                     device=np.asarray([spec.device_code(d) for d in self.device], np.float64))
+
     def subset(self, lists: np.ndarray) -> ImpressionLists:
         """The lists at sorted positions ``lists`` (rows renumbered, still contiguous)."""
         lists = np.asarray(lists, np.int64)
@@ -88,29 +102,6 @@ class ImpressionLists:
                        src_rank={k: v[rows] for k, v in self.src_rank.items()})
 
 
-def _labels(shown: pd.DataFrame, events: pd.DataFrame, *, click_types: Sequence[str],
-            purchase_types: Sequence[str], window_s: int) -> np.ndarray:
-    """float32 [len(shown)] graded label of each shown row (columns user_id, item_id, timestamp,
-    row), by most-recent-showing attribution within ``window_s``."""
-    label = np.zeros(len(shown), np.float32)
-    grade = {t: CLICK for t in click_types} | {t: PURCHASE for t in purchase_types}
-    ev = events[events["event_type"].isin(list(grade))]
-    if not len(ev) or not len(shown):
-        return label
-    ev = pd.DataFrame({"user_id": ev["user_id"].astype(str).to_numpy(),
-                       "item_id": ev["item_id"].astype(str).to_numpy(),
-                       "timestamp": ev["timestamp"].astype(np.int64).to_numpy(),
-                       "grade": ev["event_type"].map(grade).to_numpy(np.float32)})
-    left = ev.sort_values("timestamp", kind="stable")
-    right = shown.sort_values("timestamp", kind="stable")
-    hit = pd.merge_asof(left, right, on="timestamp", by=["user_id", "item_id"],
-                        direction="backward", tolerance=int(window_s))
-    hit = hit.dropna(subset=["row"])
-    if len(hit):
-        np.maximum.at(label, hit["row"].to_numpy(np.int64), hit["grade"].to_numpy(np.float32))
-    return label
-
-
 def impression_lists(impressions: Sequence[dict[str, Any]], events: pd.DataFrame, *,
                      user_ids: IdMap, item_ids: IdMap, click_types: Sequence[str],
                      purchase_types: Sequence[str], window_s: int) -> ImpressionLists:
@@ -124,58 +115,32 @@ def impression_lists(impressions: Sequence[dict[str, Any]], events: pd.DataFrame
         click_types / purchase_types: event types graded 1 / 2.
         window_s: attribution window in seconds (>= 0).
     """
-    users: list[str] = []
-    items: list[str] = []
-    ts: list[int] = []
-    slate: list[int] = []
-    pos: list[int] = []
-    shown_at: list[int] = []
-    src: dict[str, list[tuple[int, float, float]]] = {}
-    heads: list[tuple[str, int, str | None]] = []
-    for imp in impressions:
-        shown_items = imp.get("items") or []
-        ctx = imp["context"] if isinstance(imp.get("context"), dict) else {}
-        heads.append((str(imp["user_id"]), int(imp["timestamp"]), ctx.get("device")))
-        for place, s in enumerate(shown_items):
-            row = len(items)
-            logged = s.get("position")
-            shown_at.append(int(logged) if isinstance(logged, (int, float)) and logged >= 0 else place)
-            users.append(heads[-1][0])
-            items.append(str(s.get("item_id")))
-            ts.append(heads[-1][1])
-            slate.append(len(heads) - 1)
-            pos.append(row)
-            for name, val in (s.get("src") or {}).items():
-                src.setdefault(str(name), []).append((row, float(val[0]), float(val[1])))
-    n = len(items)
-    shown = pd.DataFrame({"user_id": users, "item_id": items, "timestamp": np.asarray(ts, np.int64),
-                          "row": np.asarray(pos, np.float64)})
-    label = _labels(shown, events, click_types=click_types, purchase_types=purchase_types,
+    flat = read_slates(impressions)
+    n = len(flat)
+    shown = pd.DataFrame({"user_id": flat.user, "item_id": flat.item, "timestamp": flat.t,
+                          "row": np.arange(n, dtype=np.float64)})
+    label = slate_labels(shown, events, click_types=click_types, purchase_types=purchase_types,
                     window_s=window_s)
-    u = user_ids.encode(users, missing=-1).astype(np.int64)
-    it = item_ids.encode(items, missing=-1).astype(np.int64)
-    sl = np.asarray(slate, np.int64)
+    u = user_ids.encode(flat.user, missing=-1).astype(np.int64)
+    it = item_ids.encode(flat.item, missing=-1).astype(np.int64)
+    sl = flat.slate
+    n_slates = len(flat.head_user)
     ok = (u >= 0) & (it >= 0)
-    positive = np.bincount(sl[ok], weights=label[ok], minlength=len(heads)) > 0
+    positive = np.bincount(sl[ok], weights=label[ok], minlength=n_slates) > 0
     keep = ok & positive[sl]
     kept_slates = np.flatnonzero(positive)
-    new_list = np.full(len(heads), -1, np.int64)
+    new_list = np.full(n_slates, -1, np.int64)
     new_list[kept_slates] = np.arange(len(kept_slates))
     rows = np.flatnonzero(keep)
-    scores = {name: np.full(n, np.nan) for name in src}
-    ranks = {name: np.full(n, np.nan) for name in src}
-    for name, vals in src.items():
-        arr = np.asarray(vals, np.float64)
-        r = arr[:, 0].astype(np.int64)
-        scores[name][r], ranks[name][r] = arr[:, 1], np.where(arr[:, 2] >= 0, arr[:, 2], np.nan)
+    scores, ranks = flat.src_score, flat.src_rank
     row_list = new_list[sl[rows]]  # sorted: slates were read in order
     first = np.searchsorted(row_list, np.arange(len(kept_slates)))
     user_of = u[rows][first]  # every row of a slate has its user
     return ImpressionLists(
         user=user_of,
-        t=np.asarray([heads[s][1] for s in kept_slates], np.int64),
-        device=[heads[s][2] for s in kept_slates],
+        t=flat.head_t[kept_slates],
+        device=[flat.head_device[s] for s in kept_slates],
         row_list=row_list, row_item=it[rows],
-        label=label[rows], position=np.asarray(shown_at, np.int64)[rows],
+        label=label[rows], position=flat.position[rows],
         src_score={k: v[rows] for k, v in scores.items()},
-        src_rank={k: v[rows] for k, v in ranks.items()}, shown=n, slates=len(heads))
+        src_rank={k: v[rows] for k, v in ranks.items()}, shown=n, slates=n_slates)
