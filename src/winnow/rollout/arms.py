@@ -41,10 +41,22 @@ class Arm:
     values: np.ndarray = field(default_factory=lambda: np.empty(0))  # primary metric per user
     slates: list[tuple[str, ...]] = field(default_factory=list)  # item ids served, per request, in time order
     items: set[str] | None = None  # distinct items served, kept by ArmTracker (else counted from slates)
+    _lat_cache: np.ndarray | None = field(default=None, repr=False, compare=False)  # latency_ms as an array
+
+    def _latencies(self) -> np.ndarray:
+        """``latency_ms`` as an array, converting only what was appended since the last call
+        (a check at a million requests must not rebuild a million-element array each time)."""
+        cache = self._lat_cache
+        if cache is None or len(cache) > len(self.latency_ms):
+            cache = np.asarray(self.latency_ms, np.float64)
+        elif len(cache) < len(self.latency_ms):
+            cache = np.concatenate([cache, np.asarray(self.latency_ms[len(cache):], np.float64)])
+        self._lat_cache = cache
+        return cache
 
     def rates(self) -> dict[str, Any]:
         n = self.requests
-        lat = np.asarray(self.latency_ms, np.float64)
+        lat = self._latencies()
         return {"requests": n, "exposed_users": len(self.users),
                 "error_rate": self.errors / n if n else None, "empty_rate": self.empty / n if n else None,
                 "fallback_rate": self.fallback / n if n else None,
@@ -64,7 +76,7 @@ class ArmTracker:
     impressions and the events with a request id stored since the previous look (by the store's
     sequence numbers, ``Store.impressions_after`` / ``Store.request_events``), so a check costs
     O(new rows) in store reads instead of O(the rollout's rows); ``arms`` then builds the arms
-    from the running totals (O(users) in memory, no store read).
+    from the running totals (vectorised over per-user arrays, no store read).
 
     Equal to reading everything at once (``collect``; tests/contract/test_rollout_arms_incremental.py):
     an impression is counted once (its request id is remembered), a hit once per (request, shown
@@ -86,8 +98,12 @@ class ArmTracker:
         self._requests: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # request id -> (user, arm, slate)
         self._first: dict[str, tuple[int, str]] = {}  # user -> (ts, arm) of their first rollout request
         self._user_arms: dict[str, set[str]] = {}
-        self._shown: dict[tuple[str, str], float] = {}
-        self._hits: dict[tuple[str, str], float] = {}
+        # per arm, one slot per user in first-seen order: items shown, hits, whether the user
+        # switched arms (left out of the metric); arrays, so a look builds the metric vectorised
+        self._slot: dict[str, dict[str, int]] = {a: {} for a in ARMS}
+        self._shown = {a: np.zeros(64) for a in ARMS}
+        self._hits = {a: np.zeros(64) for a in ARMS}
+        self._switched = {a: np.zeros(64, bool) for a in ARMS}
         self._counted: set[tuple[str, str]] = set()  # (request id, item) pairs already a hit
         self._pending: dict[tuple[str, str], float] = {}  # events whose impression is not read yet -> when seen
         self._marks: list[tuple[float, int, int]] = []  # (when, newest impression seq, newest event seq) per look
@@ -142,9 +158,25 @@ class ArmTracker:
         ts = int(imp["timestamp"])
         if uid not in self._first or ts < self._first[uid][0]:
             self._first[uid] = (ts, arm)
-        self._user_arms.setdefault(uid, set()).add(arm)
-        self._shown[(uid, arm)] = self._shown.get((uid, arm), 0.0) + len(slate)
+        seen = self._user_arms.setdefault(uid, set())
+        seen.add(arm)
+        slot = self._slot_of(arm, uid)
+        if len(seen) > 1:  # switched arms: out of the metric in every arm
+            for other in seen:
+                self._switched[other][self._slot_of(other, uid)] = True
+        self._shown[arm][slot] += len(slate)
         self._requests[req] = (uid, arm, slate)
+
+    def _slot_of(self, arm: str, uid: str) -> int:
+        """The user's slot in ``arm``'s arrays (a new one, zeroed, at the first sight)."""
+        slots = self._slot[arm]
+        slot = slots.get(uid)
+        if slot is None:
+            slot = slots[uid] = len(slots)
+            if slot >= len(self._shown[arm]):  # grow by doubling
+                for table in (self._shown, self._hits, self._switched):
+                    table[arm] = np.concatenate([table[arm], np.zeros_like(table[arm])])
+        return slot
 
     def _add_hit(self, req: str, item: str, now: float) -> None:
         key = (req, item)
@@ -157,7 +189,7 @@ class ArmTracker:
         uid, arm, slate = known
         if item in slate:
             self._counted.add(key)
-            self._hits[(uid, arm)] = self._hits.get((uid, arm), 0.0) + slate.count(item)
+            self._hits[arm][self._slot[arm][uid]] += slate.count(item)
 
     def arms(self, step_started: int) -> tuple[dict[str, Arm], int]:
         """(arm name -> Arm, users who switched arms) from the totals so far (no store read);
@@ -169,12 +201,13 @@ class ArmTracker:
             for ts, arm in self._first.values():
                 if ts >= step_started:
                     self._arms[arm].new_in_step += 1
-            switched = {u for u, s in self._user_arms.items() if len(s) > 1}
             for arm in ARMS:
-                vals = [self._hits.get((u, arm), 0.0) / self._shown[(u, arm)] for u in self._arms[arm].users
-                        if u not in switched and self._shown.get((u, arm), 0) > 0]
-                self._arms[arm].values = np.asarray(vals, np.float64)
-            return self._arms, len(switched)
+                n = len(self._slot[arm])
+                shown, hits, out = self._shown[arm][:n], self._hits[arm][:n], self._switched[arm][:n]
+                keep = ~out & (shown > 0)
+                self._arms[arm].values = hits[keep] / shown[keep]  # per user, in first-seen order
+            first = ARMS[0]  # a switched user was in both arms: count them in one
+            return self._arms, int(self._switched[first][:len(self._slot[first])].sum())
 
 
 def collect(store: Store, r: Rollout, *, click_events: tuple[str, ...] = ("click",),
