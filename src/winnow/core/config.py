@@ -145,6 +145,10 @@ class ServingConfig(_Section):
     impression_queue: int = Field(100_000, ge=1)
     workers: int = Field(1, ge=1, le=64)  # >1: processes share the store; state is validated per hit
     bundle_poll_s: float = Field(1.0, gt=0)  # how often a server follows the ACTIVE pointer
+    # FastAPI's native OpenTelemetry (spans, metrics, logs of each request) when an OpenTelemetry
+    # provider is configured; off: winnow's own Prometheus metrics only, and no per-request
+    # provider checks on the request path
+    opentelemetry: bool = False
 
 
 class FeedbackConfig(_Section):

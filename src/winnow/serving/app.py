@@ -99,19 +99,23 @@ def create_app(config: WinnowConfig, *, store: Store | None = None) -> FastAPI:
         finally:
             service.close()
 
+    otel = config.serving.opentelemetry  # off: FastAPI skips its provider checks on every request
     app = FastAPI(title="winnow", version="0.1.0", lifespan=lifespan,
                   description="Recommendations: retrieval -> ranking -> re-ranking, learning in real time.",
-                  dependencies=[Depends(authorize)])  # API keys and scopes on every route (auth.py)
+                  dependencies=[Depends(authorize)],  # API keys and scopes on every route (auth.py)
+                  telemetry={"tracing": otel, "metrics": otel, "logs": otel, "operation_spans": otel})
     app.state.service = service
     app.state.auth = Authorizer(config)
     app.state.limiter = RateLimiter(config.rate_limit, service.metrics) if config.rate_limit.enabled else None
     install_error_handlers(app)
+    # the recommendation routes first: requests are matched against routes in order, and they are
+    # the traffic (no other route's pattern overlaps theirs, so the order changes no match)
+    app.include_router(routes_recs.make_router(config.serving))
     app.include_router(routes_admin.router)
     app.include_router(routes_rollout.router)
     app.include_router(routes_drift.router)
     app.include_router(routes_autopilot.router)
     app.include_router(routes_data.router)
-    app.include_router(routes_recs.make_router(config.serving))
     install_ui(app)  # the dashboard at /ui and its JSON API at /ui/api (docs/DASHBOARD.md)
     app.add_middleware(GuardMiddleware, max_body_bytes=config.serving.max_body_bytes, metrics=service.metrics,
                        busy=service.busy)
