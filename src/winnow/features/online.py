@@ -73,7 +73,7 @@ class OnlineFeatureState:
         old_widths = np.diff(np.r_[old_offset, self._items.n_codes]).astype(np.int64)
         columns = (np.concatenate([twin._code_offset[g] + np.arange(old_widths[g]) for g in range(old_groups)])
                    if old_groups else np.empty(0, np.int64))
-        twin._items = self._items.fork(int(sum(widths)), columns)
+        twin._items = self._items.fork(int(sum(widths)), columns, n_items=twin._n_items)
         twin._all_events, twin._group_events = self._all_events.fork(), self._group_events.fork()
         twin._users = dict(self._users)
         twin._owned, self._owned = set(), set()  # every user record is now shared by both
@@ -196,10 +196,11 @@ class OnlineFeatureState:
                 e = table.get(key)
                 if e is None:
                     table[key] = Engagement(n, d, r, r)
-                else:  # merge with earlier state: both sums decayed to the newer reference time
-                    new_ref = max(e.ref, r)
-                    e.decay = e.decay * math.exp2(-(new_ref - e.ref) / hl) + d * math.exp2(-(new_ref - r) / hl)
-                    e.count, e.ref, e.last = e.count + n, new_ref, max(e.last, r)
+                else:  # merge with earlier state: both sums decayed to the newer reference time;
+                    new_ref = max(e.ref, r)  # a new record, never a change in place (fork shares them)
+                    table[key] = Engagement(
+                        e.count + n, e.decay * math.exp2(-(new_ref - e.ref) / hl) + d * math.exp2(-(new_ref - r) / hl),
+                        new_ref, max(e.last, r))
 
     def has_history(self, user: int) -> bool:
         """True when at least one event of ``user`` has been added."""

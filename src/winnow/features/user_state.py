@@ -72,11 +72,11 @@ class UserState:
     cache: tuple | None = None                         # (version, cats Table, creators Table, items)
 
     def copy(self) -> UserState:
-        """An independent copy (the forked state's first write to a shared user)."""
-        return UserState(list(self.ts), list(self.items),
-                     {k: Engagement(e.count, e.decay, e.ref, e.last) for k, e in self.cats.items()},
-                     {k: Engagement(e.count, e.decay, e.ref, e.last) for k, e in self.creators.items()},
-                     self.age_sum, self.age_cnt, self.attr_sum.copy(), self.attr_cnt.copy(), self.version, self.cache)
+        """An independent copy (a forked state's first write to a shared user). The engagement
+        records are shared: the state replaces a record when it merges into it, never changes
+        one in place, so copying the two dicts is enough."""
+        return UserState(list(self.ts), list(self.items), dict(self.cats), dict(self.creators), self.age_sum,
+                         self.age_cnt, self.attr_sum.copy(), self.attr_cnt.copy(), self.version, self.cache)
 
     def arrays(self) -> tuple[Table, Table, np.ndarray]:
         """The engagement tables and the history's items as arrays, cached per version."""
