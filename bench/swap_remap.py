@@ -9,7 +9,9 @@ Two measurements, each run in its own fresh process (so one run's heap never sho
   of users and items arrived: id maps and catalog cut to their first (1 - share) rows, its state
   a replay of the N events (whose events of the cut ids it records as skipped). Measured: the
   challenger's state by a replay of the N events (held in memory: the store read a real swap
-  adds is measured separately, ``read``) vs by ``remapped`` from the champion's feed.
+  adds is measured separately, ``store_read_all_s``) vs by ``remapped`` from the champion's feed.
+  The champion's state is built only for the remap run (a replay does not read it): at 10M
+  events one state is several GB, and the machine holds 24 GB for everyone.
 - ``runtime``: the whole ``Runtime.from_bundle`` a swap runs, on a home's real store (every
   event) and trained bundle. The challenger is a byte copy of the ACTIVE bundle with its
   ranker/ranker.json re-serialised (other digest, same content: no state take-over; the same
@@ -18,7 +20,8 @@ Two measurements, each run in its own fresh process (so one run's heap never sho
 
 Figures per run: wall and process CPU seconds, peak RSS above the RSS at the start (sampled
 every 0.1 s plus start and end: training.progress.StageClock) and RSS retained with both states
-(or runtimes) alive. Both modes run under ``swap.background_priority()`` as the service's builds
+(or runtimes) alive: for a remap, the challenger's state beside the champion's (what holding
+both bundles costs on top of the champion); for a replay, the new state alone. Both modes run under ``swap.background_priority()`` as the service's builds
 do (cyclic collector paused). Homes are copies (never modify a shared one).
 
     python bench/swap_remap.py --state-home H10M --events 1000000 10000000 \\
@@ -45,7 +48,7 @@ from winnow.core.config import load_config
 from winnow.core.ids import IdMap
 from winnow.data.open_store import open_store
 from winnow.data.store import EventLog
-from winnow.features import FeatureCatalog, OnlineFeatureState
+from winnow.features import OnlineFeatureState
 from winnow.serving import learned_ranker
 from winnow.serving.learned_ranker import FeatureFeed
 from winnow.serving.swap import background_priority
@@ -65,12 +68,6 @@ def _measure(fn: Any) -> tuple[Any, dict[str, Any]]:
     return out, {"wall_s": rep["wall_s"], "cpu_s": rep["cpu_s"],
                  "peak_rss_delta_mib": round(rep["peak_rss_mib"] - start / MIB, 1),
                  "retained_rss_mib": round(((rss_bytes() or 0) - start) / MIB, 1)}
-
-
-def _head(cat: FeatureCatalog, n_users: int, n_items: int) -> FeatureCatalog:
-    return FeatureCatalog(cat.item_cat[:n_items], cat.item_creator[:n_items], cat.item_created[:n_items],
-                          cat.item_numeric[:n_items], cat.user_numeric[:n_users],
-                          cat.user_categorical[:n_users], cat.user_groups[:n_users])
 
 
 def _first(log: EventLog, n: int) -> EventLog:
@@ -100,9 +97,10 @@ def run_state(home: Path, events: int, mode: str, share: float) -> dict[str, Any
     old_users, old_items = IdMap.from_list("user", users[:nu]), IdMap.from_list("item", items[:ni])
     new_users, new_items = IdMap.from_list("user", users), IdMap.from_list("item", items)
     t0 = time.perf_counter()
-    champion = FeatureFeed(OnlineFeatureState(_head(catalog, nu, ni), model.spec), old_users, old_items, cfg)
-    with background_priority():
-        champion.replay(log)
+    champion = FeatureFeed(OnlineFeatureState(catalog.head(nu, ni), model.spec), old_users, old_items, cfg)
+    if mode == "remap":  # a replay reads nothing of the serving state: not built (memory)
+        with background_priority():
+            champion.replay(log)
     setup_s = time.perf_counter() - t0
     skipped = len(champion.outside)
     if mode == "replay":
@@ -150,8 +148,10 @@ def run_runtime(home: Path, mode: str) -> dict[str, Any]:
     store = open_store(cfg.store_url())
     events = len(store.read_events().timestamp)
     t0 = time.perf_counter()
-    with background_priority():
-        serving = Runtime.from_bundle(cfg, bundles.load_bundle(bundles.bundles_dir(home) / champion), store)
+    serving = None
+    if mode == "remap":  # a replay reads nothing of the serving runtime: not built (memory)
+        with background_priority():
+            serving = Runtime.from_bundle(cfg, bundles.load_bundle(bundles.bundles_dir(home) / champion), store)
     setup_s = time.perf_counter() - t0
     state_s: list[float] = []
     original = learned_ranker.load_served_ranker
@@ -164,13 +164,14 @@ def run_runtime(home: Path, mode: str) -> dict[str, Any]:
             state_s.append(time.perf_counter() - t)
 
     learned_ranker.load_served_ranker = timed  # type: ignore[assignment]
-    feed = serving.feature_feed if mode == "remap" else None
+    feed = serving.feature_feed if serving is not None else None
     new, fig = _measure(lambda: Runtime.from_bundle(
         cfg, bundles.load_bundle(bundles.bundles_dir(home) / challenger), store, serving_feed=feed))
-    assert (new.feature_feed.state is not serving.feature_feed.state) and not new.feature_feed.shared
+    assert new.feature_feed is not None and not new.feature_feed.shared
+    assert feed is None or new.feature_feed.state is not feed.state
     store.close()
     return {"kind": "runtime", "home": str(home), "mode": mode, "events": events,
-            "users": len(serving.user_ids), "items": len(serving.feature_feed.item_ids),
+            "users": len(new.user_ids), "items": len(new.feature_feed.item_ids),
             "champion_build_s": round(setup_s, 2), "feature_state_s": round(state_s[0], 3), **fig}
 
 
@@ -184,8 +185,13 @@ def _table(rows: list[dict[str, Any]]) -> str:
             "|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
-        note = (f"{r['new_users']} new users, {r['new_items']} new items, {r['skipped_events_of_new_ids']} "
-                f"events of new ids" if r["kind"] == "state" else f"feature-state step {r['feature_state_s']} s")
+        if r["kind"] == "runtime":
+            note = f"feature-state step {r['feature_state_s']} s; {r['users']:,} users, {r['items']:,} items"
+        elif r["mode"] == "remap":
+            note = (f"+{r['new_users']:,} users, +{r['new_items']:,} items; {r['skipped_events_of_new_ids']:,} "
+                    f"events of the new ids folded in")
+        else:
+            note = f"all {r['events']:,} events folded; {r['users']:,} users, {r['items']:,} items"
         lines.append(f"| {r['kind']} ({Path(r['home']).name}) | {r['events']:,} | {r['mode']} | {r['wall_s']} | "
                      f"{r['cpu_s']} | {r['peak_rss_delta_mib']} | {r['retained_rss_mib']} | {note} |")
     return head + "\n".join(lines) + "\n"
@@ -197,10 +203,14 @@ def main() -> None:
     ap.add_argument("--events", type=int, nargs="*", default=[1_000_000, 10_000_000])
     ap.add_argument("--new-share", type=float, default=0.02, help="share of users/items the challenger adds")
     ap.add_argument("--runtime-home", type=Path, nargs="*", default=[], help="(copied) homes: runtime runs")
+    ap.add_argument("--table-from", type=Path, help="print the summary table of an earlier --json")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--md", type=Path)
     ap.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.table_from:
+        print(_table(json.loads(a.table_from.read_text())["rows"]))
+        return
     if a.one:
         kind, home, mode, *rest = a.one
         row = (run_state(Path(home), int(rest[0]), mode, float(rest[1])) if kind == "state"

@@ -11,17 +11,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from tests.unit._features_world import assert_same_features, make_world
-from winnow.features import FeatureCatalog, OnlineFeatureState
+from winnow.features import OnlineFeatureState
 from winnow.features.remap import remap_blocker
 
 N_OLD_USERS, N_OLD_ITEMS = 22, 45
-
-
-def _head(cat: FeatureCatalog, n_users: int, n_items: int) -> FeatureCatalog:
-    """The catalog of a bundle that knew only the first users and items."""
-    return FeatureCatalog(cat.item_cat[:n_items], cat.item_creator[:n_items], cat.item_created[:n_items],
-                          cat.item_numeric[:n_items], cat.user_numeric[:n_users],
-                          cat.user_categorical[:n_users], cat.user_groups[:n_users])
 
 
 def _world():
@@ -30,7 +23,7 @@ def _world():
     new.user_groups[-1, 0] = cat.user_groups[:, 0].max() + 1  # a new user widens peer group 0
     ev = ds.interactions
     old = (ev.user < N_OLD_USERS) & (ev.item < N_OLD_ITEMS)
-    return spec, _head(cat, N_OLD_USERS, N_OLD_ITEMS), new, ev, old
+    return spec, cat.head(N_OLD_USERS, N_OLD_ITEMS), new, ev, old
 
 
 def test_fork_plus_the_new_ids_events_equals_a_replay() -> None:

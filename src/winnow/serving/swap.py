@@ -21,6 +21,9 @@ new runtime complete:
   runtime's, there is no replay at all: the new runtime takes over the serving state object
   (``FeatureFeed.successor``), events keep being folded into it through whichever runtime is
   serving, and the catch-up skips it (a rollback, or bundles retrained on an unchanged catalog).
+  When the new bundle only adds users and items, the serving state is forked and the new ids'
+  skipped events folded in (``FeatureFeed.remapped``) inside ``CatchUp.snapshot``, the same
+  consistent point as a replay's log read: events acknowledged after it are caught up alike.
 - after the swap the old runtime is dropped and ``memory.trim()`` returns its freed heap pages
   to the OS once in-flight requests that still hold it are done (``TRIM_DELAY_S`` later).
 """
