@@ -51,8 +51,8 @@ def build_home(home: Path, *, users: int, items: int, events: int,
     The two bundles are trained on the same data, so their ranker feature inputs (spec, feature
     catalog, id maps) are identical and a swap takes the serving feature state over. With
     ``distinct``, one more item is added to the catalog before the second training: the id maps
-    differ, and every swap replays the store's event log into a new feature state (the cost of a
-    swap to a bundle trained on a changed catalog)."""
+    differ, so a swap to the second bundle remaps the serving feature state (it only adds an
+    item) and a swap back to the first replays the store's event log (it drops that item)."""
     from winnow.core.config import load_config
     from winnow.data.open_store import open_store
     from winnow.data.synthetic import generate_world
@@ -270,7 +270,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=60_000)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--distinct-bundles", action="store_true", help="train the second bundle on a catalog "
-                    "with one more item, so every swap replays the event log (see build_home)")
+                    "with one more item: swaps to it remap the feature state, swaps back replay the event log (see build_home)")
     ap.add_argument("--concurrency", type=int, default=32, help="client senders (connections)")
     ap.add_argument("--home", type=Path, default=None, help="data directory (default: a temporary one)")
     ap.add_argument("--reuse-home", action="store_true", help="with --home: reuse the bundles and keys of an "

@@ -1,7 +1,7 @@
 """Hot swap while the new runtime's build is slow and CPU-bound (in-process app).
 
 The build of the new bundle is held open artificially: after the real ``Runtime.from_bundle``
-(which replays the event log into the ranker's feature state) it spins in Python until the
+(which replays the event log into the ranker's feature state, or remaps the serving one) it spins in Python until the
 test releases it, holding the GIL between switch intervals the way the real build's Python
 parts do. While it is known to be in progress, recommendations, event posts and readiness must
 all be answered -- by the OLD runtime -- and events acknowledged meanwhile must reach the NEW
@@ -12,6 +12,7 @@ completes before the build is released; nothing here measures time.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 import time
@@ -39,19 +40,24 @@ iterations = 5
 """
 
 
-def _copy_bundle(home, src: str, *, new_spec_file: bool = False) -> str:
+def _copy_bundle(home, src: str, *, new_spec_file: bool = False, half_life_s: float | None = None) -> str:
     """Another bundle: a byte copy of ``src`` under a new version name (the manifest's file
     checksums do not cover manifest.json, so only its "version" changes). ``new_spec_file``:
     ranker/ranker.json re-serialised (same content, other bytes, its checksum updated), so the
-    copy's feature-state inputs differ by digest and a swap to it replays the event log."""
+    copy's feature-state inputs differ by digest and a swap to it remaps the serving state (same
+    id maps, catalog and spec values); ``half_life_s``: the feature spec's half-life changed too,
+    so the folded state differs and a swap to it replays the event log."""
     dst = check_version(new_version())
     shutil.copytree(bundles_dir(home) / src, bundles_dir(home) / dst)
     mpath = bundles_dir(home) / dst / "manifest.json"
     manifest = json.loads(mpath.read_text())
     manifest["version"] = dst
-    if new_spec_file:
+    if new_spec_file or half_life_s is not None:
         spec = bundles_dir(home) / dst / "ranker" / "ranker.json"
-        spec.write_text(json.dumps(json.loads(spec.read_text()), indent=3))
+        content = json.loads(spec.read_text())
+        if half_life_s is not None:
+            content["feature_spec"]["half_life_s"] = half_life_s
+        spec.write_text(json.dumps(content, indent=3))
         manifest["files"]["ranker/ranker.json"] = sha256_file(spec)
     mpath.write_text(json.dumps(manifest))
     return dst
@@ -63,15 +69,19 @@ def app_home(tmp_path_factory):
     cfg, world, info = trained_home(home, TOML, n_users=300, n_items=200, n_events=12_000, seed=5)
     assert (info.path / "ranker" / "ranker.txt").is_file(), info.manifest.get("ranker")
     return (home, cfg, world, info.version, _copy_bundle(home, info.version),
-            _copy_bundle(home, info.version, new_spec_file=True))
+            _copy_bundle(home, info.version, new_spec_file=True),
+            _copy_bundle(home, info.version, half_life_s=7 * 86_400.0))
 
 
-@pytest.mark.parametrize("same_inputs", [False, True], ids=["replay", "state-taken-over"])
-def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home, monkeypatch, same_inputs):
-    """Both ways a new runtime gets its ranker feature state: replayed from the event log plus
-    the catch-up (other feature inputs), or the serving state taken over (identical inputs)."""
-    home, cfg, world, first, same, other = app_home
-    new = same if same_inputs else other
+@pytest.mark.parametrize("path", ["replay", "remap", "state-taken-over"])
+def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home, monkeypatch, caplog, path):
+    """The three ways a new runtime gets its ranker feature state: replayed from the event log
+    plus the catch-up (another feature spec), the serving state forked at the catch-up's
+    snapshot plus the catch-up (same id maps, catalog and spec values in other files), or the
+    serving state taken over (identical inputs)."""
+    home, cfg, world, first, same, other, replayed = app_home
+    same_inputs = path == "state-taken-over"
+    new = {"replay": replayed, "remap": other, "state-taken-over": same}[path]
     from winnow.serving.app import create_app
 
     building, release = threading.Event(), threading.Event()
@@ -91,11 +101,11 @@ def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home
     items = [str(x) for x in world.items["item_id"].iloc[:6]]
     with TestClient(create_app(cfg)) as client:
         svc = client.app.state.service
-        if same_inputs and svc.runtime.version != first:  # serve the bundle `same` is a byte copy of
+        if svc.runtime.version != first:  # serve the bundle the others are copies of
             assert client.post(f"/v1/admin/bundles/{first}/activate").status_code == 200
         old_rt = svc.runtime
         old = old_rt.version
-        assert old in (first, same, other) and old != new and old_rt.feature_feed is not None
+        assert old == first and old != new and old_rt.feature_feed is not None
         uidx = old_rt.user_ids.get(user)
         monkeypatch.setattr(Runtime, "from_bundle", classmethod(slow))
         result: dict = {}
@@ -103,6 +113,7 @@ def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home
         def activate() -> None:
             result["r"] = client.post(f"/v1/admin/bundles/{new}/activate")
 
+        caplog.set_level(logging.INFO, logger="winnow.serving.learned_ranker")
         th = threading.Thread(target=activate)
         th.start()
         try:
@@ -127,6 +138,9 @@ def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home
         r = result["r"]
         assert r.status_code == 200, r.text
         assert r.json()["serving"] == new and r.json()["previous"] == old
+        said = {"replay": "events replayed", "remap": "remapped from the serving runtime",
+                "state-taken-over": "taken over from the serving runtime"}[path]
+        assert any(said in rec.getMessage() for rec in caplog.records), caplog.text
         assert client.get(f"/v1/users/{user}/recommendations").json()["model_version"] == new
         assert active_version(home) == new
         # events acknowledged during the build reached the NEW runtime's ranker features once
@@ -146,7 +160,7 @@ def test_requests_are_served_by_the_old_runtime_while_a_slow_build_runs(app_home
 
 
 def test_a_build_failing_after_the_replay_stops_collecting_events(app_home, monkeypatch):
-    home, cfg, world, old, same, new = app_home
+    home, cfg, world, old, same, _, new = app_home
     from winnow.core.errors import ConfigError
     from winnow.serving.app import create_app
 
@@ -161,7 +175,7 @@ def test_a_build_failing_after_the_replay_stops_collecting_events(app_home, monk
     with TestClient(create_app(cfg)) as client:
         svc = client.app.state.service
         serving = svc.runtime.version
-        target = new if serving != new else old  # other feature inputs: the build replays
+        target = new if serving != new else old  # another feature spec: the build replays
         monkeypatch.setattr(Runtime, "from_bundle", classmethod(failing))
         r = client.post(f"/v1/admin/bundles/{target}/activate")
         assert replayed.is_set()

@@ -48,3 +48,17 @@ def random_sources(rng: np.random.Generator, n: int) -> tuple[dict, dict]:
     rank = {s: np.where(np.isnan(v), np.nan, np.argsort(np.argsort(-np.nan_to_num(v, nan=-9)))).astype(float)
             for s, v in score.items()}
     return score, rank
+
+
+def assert_same_features(a, b, t: float, *, n_users: int, n_items: int, seed: int = 0) -> None:
+    """Two ``OnlineFeatureState``s give the same features for every user (and an unknown one,
+    -1), on random item lists at ``t`` and three days earlier."""
+    rng = np.random.default_rng(seed)
+    for user in [*range(n_users), -1]:
+        for when in (t, t - 86_400 * 3):
+            items = rng.choice(n_items, min(20, n_items), replace=False)
+            score, rank = random_sources(rng, len(items))
+            fa = a.features(user, items, when, src_score=score, src_rank=rank)
+            fb = b.features(user, items, when, src_score=score, src_rank=rank)
+            np.testing.assert_allclose(fa, fb, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=f"user {user}")
+        assert a.has_history(user) == b.has_history(user)

@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.unit._features_world import make_world, random_sources
+from tests.unit._features_world import assert_same_features, make_world, random_sources
 from winnow.features import OnlineFeatureState
 
 
 def _assert_same(a: OnlineFeatureState, b: OnlineFeatureState, t: float, *, n_users: int, n_items: int,
                  seed: int = 0) -> None:
-    """Both states give the same features for every user, on random item lists at t and earlier."""
-    rng = np.random.default_rng(seed)
-    for user in range(n_users):
-        for when in (t, t - 86_400 * 3):
-            items = rng.choice(n_items, 20, replace=False)
-            score, rank = random_sources(rng, len(items))
-            fa = a.features(user, items, when, src_score=score, src_rank=rank)
-            fb = b.features(user, items, when, src_score=score, src_rank=rank)
-            np.testing.assert_allclose(fa, fb, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=f"user {user}")
-    assert a.has_history(0) == b.has_history(0)
+    assert_same_features(a, b, t, n_users=n_users, n_items=n_items, seed=seed)
 
 
 def test_bulk_equals_one_at_a_time_and_merges() -> None:

@@ -84,6 +84,13 @@ class FeatureCatalog:
     def n_creators(self) -> int:
         return int(self.item_creator.max()) + 1 if len(self.item_creator) else 0
 
+    def head(self, n_users: int, n_items: int) -> FeatureCatalog:
+        """The rows of the first ``n_users`` users and ``n_items`` items (views, no copy): the
+        catalog of a bundle that knew only those (what a remap extends; features.remap)."""
+        return FeatureCatalog(self.item_cat[:n_items], self.item_creator[:n_items], self.item_created[:n_items],
+                              self.item_numeric[:n_items], self.user_numeric[:n_users],
+                              self.user_categorical[:n_users], self.user_groups[:n_users])
+
     @classmethod
     def from_dataset(cls, dataset: Dataset, spec: FeatureSpec) -> FeatureCatalog:
         n_items, n_users = dataset.interactions.n_items, dataset.interactions.n_users

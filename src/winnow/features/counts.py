@@ -55,6 +55,15 @@ class SortedCounts:
     def __len__(self) -> int:
         return sum(len(r) for r in self._runs)
 
+    def fork(self) -> SortedCounts:
+        """An independent multiset with the same keys, sharing the run arrays (no copy): runs
+        are never changed in place (``add`` appends a run, a merge makes a new array), so
+        either side's later inserts never show in the other. O(number of runs)."""
+        twin = SortedCounts(group_index=self._group_index)
+        twin._runs = list(self._runs)
+        twin._starts = self._starts
+        return twin
+
     def add(self, keys: np.ndarray) -> None:
         """Insert ``keys`` (int64 [m], any order)."""
         keys = np.sort(np.asarray(keys, np.int64))

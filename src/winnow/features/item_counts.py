@@ -47,6 +47,21 @@ class ItemEventCounts:
         self.newest = np.full(size, _NO_TIME_KEY, np.int64)
         self.peer_total = np.zeros((self.n_codes, size), np.int32)
 
+    def fork(self, n_codes: int, columns: np.ndarray, *, n_items: int = 0) -> ItemEventCounts:
+        """An independent copy for a remapped feature state: the event multisets are shared
+        until either side adds (``SortedCounts.fork``), the dense per-item arrays copied
+        (O(items x codes), never O(events)), sized for ``n_items`` at least (so the new items'
+        first events need no doubling). ``columns`` int64 [self.n_codes]: each peer-code
+        column's position among the copy's ``n_codes`` (columns not listed start empty)."""
+        twin = ItemEventCounts(max(int(n_items), len(self.total)), n_codes)
+        twin.events = self.events.fork()
+        size = len(self.total)
+        twin.total[:size], twin.oldest[:size], twin.newest[:size] = self.total, self.oldest, self.newest
+        for old, new in enumerate(np.asarray(columns, np.int64).tolist()):
+            twin.peer_events[new] = self.peer_events[old].fork()
+            twin.peer_total[new, :size] = self.peer_total[old]
+        return twin
+
     def _grow(self, top: int) -> None:
         size = len(self.total)
         if top < size:

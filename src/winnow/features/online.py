@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,75 +29,9 @@ from winnow.features.counts import GROUP_LIMIT, SortedCounts, pack
 from winnow.features.definitions import Aggregates, finalize
 from winnow.features.item_counts import ItemEventCounts
 from winnow.features.spec import FeatureSpec
+from winnow.features.user_state import Engagement, UserState
 
 _CODE_SPAN = 1 << 20  # peer-group codes per group attribute in the combined (group, code) key
-
-
-@dataclass(slots=True)
-class _Engagement:
-    """count, decayed sum at ``ref`` time, reference time, last time."""
-
-    count: int = 0
-    decay: float = 0.0
-    ref: float = -math.inf
-    last: float = -math.inf
-
-    def add(self, ts: float, half_life_s: float) -> None:
-        self.count += 1
-        if self.count == 1:
-            self.decay, self.ref = 1.0, ts
-        elif ts >= self.ref:
-            self.decay = self.decay * math.exp2(-(ts - self.ref) / half_life_s) + 1.0
-            self.ref = ts
-        else:
-            self.decay += math.exp2(-(self.ref - ts) / half_life_s)
-        self.last = max(self.last, ts)
-
-    def decay_at(self, t: float, half_life_s: float) -> float:
-        return self.decay * math.exp2(-(t - self.ref) / half_life_s) if self.count else 0.0
-
-
-class _Table:
-    """A user's engagements (category or creator -> ``_Engagement``) as sorted arrays: keys
-    int64 [m]; count, decay, ref, last float64 [m]. Rebuilt from the dict when it changed."""
-
-    __slots__ = ("keys", "count", "decay", "ref", "last")
-
-    def __init__(self, table: dict[int, _Engagement]) -> None:
-        keys = np.fromiter(table.keys(), np.int64, len(table))
-        order = np.argsort(keys)
-        es = list(table.values())
-        self.keys = keys[order]
-        self.count, self.decay, self.ref, self.last = (
-            np.array([getattr(e, a) for e in es], np.float64)[order] for a in ("count", "decay", "ref", "last"))
-
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(hit bool [len(keys)], position in this table where hit)."""
-        if not len(self.keys):
-            return np.zeros(len(keys), bool), np.zeros(len(keys), np.int64)
-        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return self.keys[pos] == keys, pos
-
-
-@dataclass(slots=True)
-class _User:
-    ts: list[float] = field(default_factory=list)      # sorted event times
-    items: list[int] = field(default_factory=list)     # every event's item (any order)
-    cats: dict[int, _Engagement] = field(default_factory=dict)
-    creators: dict[int, _Engagement] = field(default_factory=dict)
-    age_sum: float = 0.0
-    age_cnt: int = 0
-    attr_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))  # float64 [n_attr]
-    attr_cnt: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    version: int = 0                                   # bumped by every change (array caches)
-    cache: tuple | None = None                         # (version, cats _Table, creators _Table, items)
-
-    def arrays(self) -> tuple[_Table, _Table, np.ndarray]:
-        """The engagement tables and the history's items as arrays, cached per version."""
-        if self.cache is None or self.cache[0] != self.version:
-            self.cache = (self.version, _Table(self.cats), _Table(self.creators),
-                          np.fromiter(self.items, np.int64, len(self.items)))
-        return self.cache[1], self.cache[2], self.cache[3]
 
 
 class OnlineFeatureState:
@@ -107,19 +40,55 @@ class OnlineFeatureState:
     def __init__(self, catalog: FeatureCatalog, spec: FeatureSpec) -> None:
         self.catalog = catalog
         self.spec = spec
-        self._users: dict[int, _User] = {}
+        self._users: dict[int, UserState] = {}
+        self._owned: set[int] | None = None  # after a fork: users copied since (None: all owned)
         self._all_events = SortedCounts()    # (0, time): everyone's events (activity-span denominators)
-        groups = catalog.user_groups
-        n_groups = groups.shape[1] if groups.ndim == 2 else 0
         # (peer group g, its code) -> time, all groups in one
         self._group_events = SortedCounts()
-        self._n_groups = n_groups
-        # peer code (g, code) -> its column in the item counts: offset of g + code
-        widths = [int(groups[:, g].max()) + 1 if len(groups) else 0 for g in range(n_groups)]
-        self._code_offset = np.cumsum([0, *widths])[:-1].astype(np.int64)
-        self._n_items = catalog.item_cat.shape[0]
+        widths = self._layout(catalog)
         # (item, time) with per-item totals: popularity windows, history popularity, peer counts
         self._items = ItemEventCounts(self._n_items, int(sum(widths)))
+
+    def _layout(self, catalog: FeatureCatalog) -> list[int]:
+        """Set the catalog-derived sizes (items, peer groups, each group's column offset in the
+        item counts: peer code (g, code) -> offset of g + code); returns each group's width."""
+        groups = catalog.user_groups
+        self._n_groups = groups.shape[1] if groups.ndim == 2 else 0
+        widths = [int(groups[:, g].max()) + 1 if len(groups) else 0 for g in range(self._n_groups)]
+        self._code_offset = np.cumsum([0, *widths])[:-1].astype(np.int64)
+        self._n_items = catalog.item_cat.shape[0]
+        return widths
+
+    def fork(self, catalog: FeatureCatalog, spec: FeatureSpec) -> OnlineFeatureState:
+        """This state under a new bundle's catalog and spec, without replaying any event: valid
+        only when the new catalog extends this one (same rows for every index this state has
+        seen, new indices after them) and the spec's state inputs are equal, which
+        ``features.remap.remap_blocker`` checks. Costs O(users + items x peer codes), never
+        O(events): event multisets and user records are shared, copied on first write by
+        either side (so the two states evolve independently from here)."""
+        twin = OnlineFeatureState.__new__(OnlineFeatureState)
+        twin.catalog, twin.spec = catalog, spec
+        old_offset, old_groups = self._code_offset, self._n_groups
+        widths = twin._layout(catalog)
+        old_widths = np.diff(np.r_[old_offset, self._items.n_codes]).astype(np.int64)
+        columns = (np.concatenate([twin._code_offset[g] + np.arange(old_widths[g]) for g in range(old_groups)])
+                   if old_groups else np.empty(0, np.int64))
+        twin._items = self._items.fork(int(sum(widths)), columns, n_items=twin._n_items)
+        twin._all_events, twin._group_events = self._all_events.fork(), self._group_events.fork()
+        twin._users = dict(self._users)
+        twin._owned, self._owned = set(), set()  # every user record is now shared by both
+        return twin
+
+    def _user(self, user: int, n_attr: int) -> UserState:
+        """The user's record to write to: created when new, copied once when shared by a fork."""
+        u = self._users.get(user)
+        if u is None:
+            u = self._users[user] = UserState(attr_sum=np.zeros(n_attr), attr_cnt=np.zeros(n_attr))
+        elif self._owned is not None and user not in self._owned:
+            u = self._users[user] = u.copy()
+        if self._owned is not None:
+            self._owned.add(user)
+        return u
 
     def _item_categories(self, inside: np.ndarray, safe: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every (position, category) pair of a list of items: (positions int [m], categories
@@ -175,9 +144,7 @@ class OnlineFeatureState:
         ts_by_user = _groups(users, ts, ts_obj)
         items_by_user = _groups(users, items, item_obj)
         for g, ((user, t), (_, its)) in enumerate(zip(ts_by_user, items_by_user, strict=True)):
-            u = self._users.get(user)
-            if u is None:
-                u = self._users[user] = _User(attr_sum=np.zeros(n_attr), attr_cnt=np.zeros(n_attr))
+            u = self._user(user, n_attr)
             u.ts = _merged(u.ts, t)
             u.items.extend(its)
             u.age_sum += float(age_sum[g])
@@ -206,7 +173,7 @@ class OnlineFeatureState:
         self._items.add(items, ts, cols)
 
     def _engage(self, users: np.ndarray, keys: np.ndarray, ts: np.ndarray, hl: float, attr: str) -> None:
-        """Group (user, key) events into ``_Engagement`` records of ``_users[user].<attr>``."""
+        """Group (user, key) events into ``Engagement`` records of ``_users[user].<attr>``."""
         if not len(ts):
             return
         order = np.lexsort((ts, keys, users))
@@ -223,16 +190,17 @@ class OnlineFeatureState:
             table = getattr(self._users[int(heads[a])], attr)
             keys, ns, ds, rs = (c[a:b] for c in cols)
             if not table:  # the common case (replay into an empty state): no merging
-                table.update(zip(keys, map(_Engagement, ns, ds, rs, rs)))
+                table.update(zip(keys, map(Engagement, ns, ds, rs, rs)))
                 continue
             for key, n, d, r in zip(keys, ns, ds, rs, strict=True):
                 e = table.get(key)
                 if e is None:
-                    table[key] = _Engagement(n, d, r, r)
-                else:  # merge with earlier state: both sums decayed to the newer reference time
-                    new_ref = max(e.ref, r)
-                    e.decay = e.decay * math.exp2(-(new_ref - e.ref) / hl) + d * math.exp2(-(new_ref - r) / hl)
-                    e.count, e.ref, e.last = e.count + n, new_ref, max(e.last, r)
+                    table[key] = Engagement(n, d, r, r)
+                else:  # merge with earlier state: both sums decayed to the newer reference time;
+                    new_ref = max(e.ref, r)  # a new record, never a change in place (fork shares them)
+                    table[key] = Engagement(
+                        e.count + n, e.decay * math.exp2(-(new_ref - e.ref) / hl) + d * math.exp2(-(new_ref - r) / hl),
+                        new_ref, max(e.last, r))
 
     def has_history(self, user: int) -> bool:
         """True when at least one event of ``user`` has been added."""
@@ -250,7 +218,7 @@ class OnlineFeatureState:
         items = np.asarray(items, np.int64)
         n = len(items)
         n_attr = len(spec.item_numeric)
-        u = self._users.get(user) or _User(attr_sum=np.zeros(n_attr), attr_cnt=np.zeros(n_attr))
+        u = self._users.get(user) or UserState(attr_sum=np.zeros(n_attr), attr_cnt=np.zeros(n_attr))
         n_hist = len(u.ts)
         first = u.ts[0] if n_hist else math.nan
         last = u.ts[-1] if n_hist else math.nan

@@ -7,6 +7,13 @@ store's positive events into an ``OnlineFeatureState`` through the bundle's id m
 unknown to the bundle are skipped) and returns a ``LearnedRanker`` for the pipeline;
 ``FeatureFeed.apply`` folds each acknowledged event batch in. The ranker is trained by
 winnow.training.served_ranker.
+
+A swap does not always replay: when the new bundle's feature inputs equal the serving one's,
+its runtime takes the serving state over (``FeatureFeed.successor``, one shared state); when
+the new bundle only adds users and items (its id maps start with the serving ones, its catalog
+rows and spec inputs for them are unchanged: features.remap), the serving state is forked and
+the skipped events of the new ids folded in (``FeatureFeed.remapped``): O(users + items + those
+events), never O(event log). Otherwise, and with the reason logged, the event log is replayed.
 """
 
 from __future__ import annotations
@@ -27,14 +34,18 @@ from winnow.core.ids import IdMap
 from winnow.data.store import EventLog, Store
 from winnow.data.training_data import event_weights
 from winnow.features import FeatureCatalog, OnlineFeatureState
+from winnow.features.remap import remap_blocker
+from winnow.features.spec import FeatureSpec
 from winnow.models.ranker import LambdaRanker
 from winnow.pipeline.types import Candidates, Ranker, Request
+from winnow.serving.outside_events import OutsideEvents
 
 log = logging.getLogger(__name__)
 BULK_EVENTS = 64  # batches larger than this use OnlineFeatureState.add_events
 _CACHE_SIZE = 2
 _cache: OrderedDict[tuple[str, ...], tuple[LambdaRanker, FeatureCatalog]] = OrderedDict()
 _cache_lock = threading.Lock()
+Snapshot = Callable[[Callable[[], "FeatureFeed | str"]], "FeatureFeed | str"]
 
 class LearnedRanker(Ranker):
     """The pipeline's rank stage backed by a ``LambdaRanker`` and live ``OnlineFeatureState``.
@@ -103,15 +114,18 @@ class FeatureFeed:
 
     def __init__(self, state: OnlineFeatureState, user_ids: IdMap, item_ids: IdMap,
                  config: WinnowConfig, *, key: tuple[str, ...] | None = None,
-                 lock: threading.Lock | None = None) -> None:
+                 lock: threading.Lock | None = None, outside: OutsideEvents | None = None) -> None:
         """``key``: sha256 digests of everything the state depends on besides the store's events
         (feature spec, feature catalog, id maps); None when unknown (the state is never shared).
-        ``lock``: shared with the feed whose state this one took over (``shared`` is then True)."""
+        ``lock``: shared with the feed whose state this one took over (``shared`` is then True).
+        ``outside``: where the positive events skipped for unknown ids are recorded (a new
+        record by default; ``remapped`` folds them into a bundle that knows their ids)."""
         self.state = state
         self.user_ids = user_ids
         self.item_ids = item_ids
         self.config = config
         self.key = key
+        self.outside = outside if outside is not None else OutsideEvents()
         self.shared = lock is not None  # took over a serving runtime's state: nothing to catch up
         self._lock = lock or threading.Lock()
 
@@ -120,7 +134,36 @@ class FeatureFeed:
         when the new bundle's ``key`` equals this one's, which ``load_served_ranker`` checks. Until
         the swap, events reach the state through this feed; after it, through the successor's,
         so each acknowledged event is folded in once."""
-        return FeatureFeed(self.state, user_ids, item_ids, self.config, key=self.key, lock=self._lock)
+        return FeatureFeed(self.state, user_ids, item_ids, self.config, key=self.key, lock=self._lock,
+                           outside=self.outside)
+
+    def remapped(self, user_ids: IdMap, item_ids: IdMap, catalog: FeatureCatalog, spec: FeatureSpec, *,
+                 key: tuple[str, ...] | None) -> FeatureFeed | str:
+        """A feed with its own state for a bundle that extends this one's (``user_ids`` /
+        ``item_ids`` start with this feed's ids; ``catalog`` and ``spec`` pass
+        ``features.remap.remap_blocker``): this state forked (``OnlineFeatureState.fork``), plus
+        the skipped events whose ids the new maps know. Equal to replaying the event log into a
+        new state for that bundle (decayed sums up to float rounding, as for any incremental
+        fold). Returns why not (a str) when the bundle does not extend this one. O(users + items
+        + skipped events); this feed's state is unchanged and keeps serving its bundle."""
+        with self._lock:  # no event folds in between: the fork and the skipped record agree
+            reason = self._remap_blocker(user_ids, item_ids, catalog, spec)
+            if reason is not None:
+                return reason
+            state = self.state.fork(catalog, spec)
+            (u, i, ts), rest = self.outside.split(user_ids, item_ids)
+        feed = FeatureFeed(state, user_ids, item_ids, self.config, key=key, outside=rest)
+        feed._fold(np.ones(len(ts)), u, i, ts)
+        return feed
+
+    def _remap_blocker(self, user_ids: IdMap, item_ids: IdMap, catalog: FeatureCatalog,
+                       spec: FeatureSpec) -> str | None:
+        if self.outside.overflowed:
+            return f"more than {self.outside.limit} events of unknown ids since the bundle load"
+        for kind, old, new in (("user", self.user_ids, user_ids), ("item", self.item_ids, item_ids)):
+            if len(new) < len(old) or new.ids[:len(old)] != old.ids:
+                return f"the new bundle drops or re-orders serving {kind} ids ({len(old)} -> {len(new)})"
+        return remap_blocker(self.state.catalog, self.state.spec, catalog, spec)
 
     def _add(self, users: list[str], items: list[str], types: list[str], values: np.ndarray,
              ts: np.ndarray) -> int:
@@ -129,17 +172,26 @@ class FeatureFeed:
         weight = event_weights(codes, values, kinds, self.config.events) if len(codes) else np.empty(0)
         u = self.user_ids.encode(users, missing=-1)
         i = self.item_ids.encode(items, missing=-1)
-        return self._fold(weight, u, i, ts)
+        rows = np.arange(len(users))
+        return self._fold(weight, u, i, ts, keys=(users, rows, items, rows))
 
-    def _fold(self, weight: np.ndarray, u: np.ndarray, i: np.ndarray, ts: np.ndarray) -> int:
-        keep = np.flatnonzero((weight > 0) & (u >= 0) & (i >= 0))
+    def _fold(self, weight: np.ndarray, u: np.ndarray, i: np.ndarray, ts: np.ndarray, *,
+              keys: tuple[list[str], np.ndarray, list[str], np.ndarray] | None = None) -> int:
+        """Fold the positive events of known ids in (time order); record the positive events of
+        unknown ids in ``outside``: event j's ids are ``keys[0][keys[1][j]]``, ``keys[2][keys[3][j]]``."""
+        positive = weight > 0
+        known = (u >= 0) & (i >= 0)
+        keep = np.flatnonzero(positive & known)
         order = keep[np.argsort(ts[keep], kind="stable")]
+        skipped = np.flatnonzero(positive & ~known) if keys is not None else np.empty(0, np.int64)
         with self._lock:
             if len(order) > BULK_EVENTS:  # numpy group-bys instead of a per-event Python loop
                 self.state.add_events(u[order], i[order], ts[order])
             else:
                 for j in order.tolist():
                     self.state.add_event(int(u[j]), int(i[j]), int(ts[j]))
+            if len(skipped) and keys is not None:
+                self.outside.add(keys[0], keys[1][skipped], keys[2], keys[3][skipped], ts[skipped])
         return len(order)
 
     def replay(self, log: EventLog) -> int:
@@ -151,7 +203,8 @@ class FeatureFeed:
         i = self.item_ids.encode(log.item_ids, missing=-1)[log.item]
         codes = np.asarray(log.event_type, np.int64)
         weight = event_weights(codes, np.asarray(log.value, np.float64), list(log.event_types), self.config.events)
-        return self._fold(weight, u, i, np.asarray(log.timestamp, np.int64))
+        return self._fold(weight, u, i, np.asarray(log.timestamp, np.int64),
+                          keys=(log.user_ids, np.asarray(log.user), log.item_ids, np.asarray(log.item)))
 
     def apply(self, frame: pd.DataFrame) -> int:
         """Fold an acknowledged event frame (EVENT_COLUMNS) in; returns events added."""
@@ -191,7 +244,8 @@ def _compiled_ranker(bundle_dir: Path, digests: tuple[str, ...] | None) -> tuple
 
 
 def load_served_ranker(bundle: Bundle, store: Store, config: WinnowConfig, *,
-                       serving_feed: FeatureFeed | None = None) -> tuple[LearnedRanker, FeatureFeed] | None:
+                       serving_feed: FeatureFeed | None = None,
+                       snapshot: Snapshot | None = None) -> tuple[LearnedRanker, FeatureFeed] | None:
     """The bundle's learned ranker with its online feature state; None without one.
 
     The bundle's verified manifest gives each ranker file's sha256 (the compiled-model cache key).
@@ -200,7 +254,10 @@ def load_served_ranker(bundle: Bundle, store: Store, config: WinnowConfig, *,
     (features.npz) and the id maps. When ``serving_feed`` (the serving runtime's) was built from
     the same four files, its state is taken over (``FeatureFeed.successor``) instead of replaying
     the whole event log: a rollback, or a swap between bundles trained on the same catalog, then
-    costs no replay. Otherwise the event log is replayed (about 0.5 s per 60k events here)."""
+    costs no replay. When the new bundle extends the serving one (``FeatureFeed.remapped``), the
+    serving state is forked and the events of the new ids folded in, inside ``snapshot`` (the
+    swap's consistent point: swap.CatchUp.snapshot; run directly when None). Otherwise the
+    event log is replayed (about 0.5 s per 60k events here), with the reason logged."""
     if not has_ranker(bundle.path):
         return None
     files = bundle.files
@@ -211,6 +268,19 @@ def load_served_ranker(bundle: Bundle, store: Store, config: WinnowConfig, *,
         feed = serving_feed.successor(user_ids, item_ids)
         log.info("ranker feature state: taken over from the serving runtime (same feature inputs)")
         return LearnedRanker(model, feed.state, lambda ext: user_ids.get(ext, -1)), feed
+    if serving_feed is not None:
+        started = time.perf_counter()
+        source = serving_feed
+
+        def remap() -> FeatureFeed | str:
+            return source.remapped(user_ids, item_ids, catalog, model.spec, key=key)
+
+        got = snapshot(remap) if snapshot is not None else remap()
+        if isinstance(got, FeatureFeed):
+            log.info("ranker feature state: remapped from the serving runtime in %.2f s (%d users, %d items)",
+                     time.perf_counter() - started, len(user_ids), len(item_ids))
+            return LearnedRanker(model, got.state, lambda ext: user_ids.get(ext, -1)), got
+        log.info("ranker feature state: replaying the event log: no remap (%s)", got)
     state = OnlineFeatureState(catalog, model.spec)
     feed = FeatureFeed(state, user_ids, item_ids, config, key=key)
     started = time.perf_counter()

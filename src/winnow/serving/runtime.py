@@ -50,14 +50,16 @@ def _overlay_store_catalog(catalog: Catalog, store: Store) -> None:
                        created_at=None if created is None or created is pd.NA or created != created else int(created))
 
 
-def _learned_ranker(config: WinnowConfig, bundle: Bundle, store: Store, serving_feed: Any = None) -> Any:
+def _learned_ranker(config: WinnowConfig, bundle: Bundle, store: Store, serving_feed: Any = None,
+                    snapshot: Any = None) -> Any:
     """(LearnedRanker, FeatureFeed) when the bundle has a ranker and [ranker] is enabled;
-    ``serving_feed``: the serving runtime's feed, whose state may be taken over (served_ranker)."""
+    ``serving_feed``: the serving runtime's feed, whose state may be taken over or remapped,
+    at ``snapshot`` (serving.learned_ranker.load_served_ranker)."""
     if not config.ranker.enabled:
         return None
     from winnow.serving.learned_ranker import load_served_ranker
 
-    return load_served_ranker(bundle, store, config, serving_feed=serving_feed)
+    return load_served_ranker(bundle, store, config, serving_feed=serving_feed, snapshot=snapshot)
 
 
 class Runtime:
@@ -89,11 +91,13 @@ class Runtime:
     # --- construction ---------------------------------------------------------------------------
     @classmethod
     def from_bundle(cls, config: WinnowConfig, bundle: Bundle, store: Store, *,
-                    item_stats: Any = None, serving_feed: Any = None) -> Runtime:
+                    item_stats: Any = None, serving_feed: Any = None, snapshot: Any = None) -> Runtime:
         """A runtime for a loaded bundle; ConfigError if the pipeline wiring needs what it lacks.
         ``item_stats``: the service's serving.item_stats.ItemStats (Thompson sampling);
         ``serving_feed``: the serving runtime's ranker feature feed (its state is taken over when
-        the bundles' feature inputs are identical; serving.learned_ranker.load_served_ranker)."""
+        the bundles' feature inputs are identical, remapped when the new bundle extends the
+        serving one; serving.learned_ranker.load_served_ranker); ``snapshot``: the swap's
+        consistent point for a remap (serving.swap.CatchUp.snapshot)."""
         arr = bundle.items
         catalog = Catalog(IdMap.from_list("item", bundle.item_ids.to_list()), category=arr["category"],
                           category_names=bundle.category_names, available=arr["available"],
@@ -105,7 +109,7 @@ class Runtime:
         if isinstance(als, ALSRecommender) and als.n_items_:
             als.recalculate_user(np.zeros(1, np.int64))  # warm the fold-in (computes Y^T Y once)
         ctx = ServeContext(catalog, config, bundle, store)  # each component loads its artefact once
-        learned = _learned_ranker(config, bundle, store, serving_feed)
+        learned = _learned_ranker(config, bundle, store, serving_feed, snapshot)
         ranker = learned[0] if learned else None
         pipeline = build_pipeline(config.pipeline, ctx, ranker=ranker, item_stats=item_stats)
         runtime = cls(config, pipeline, catalog, version=bundle.version, user_ids=bundle.user_ids,

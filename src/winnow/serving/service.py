@@ -159,7 +159,7 @@ class Service:
                 serving = getattr(getattr(self, "runtime", None), "feature_feed", None)
                 return Runtime.from_bundle(self.config, bundles.load_bundle(path),
                                            self._catchup.store_for_build(self.store), item_stats=self.item_stats,
-                                           serving_feed=serving)
+                                           serving_feed=serving, snapshot=self._catchup.snapshot)
         except BaseException:
             self._catchup.abort()  # stop collecting events for a runtime that will not serve
             raise
@@ -260,15 +260,17 @@ class Service:
             self._catchup.note(frame)
             feed = getattr(self.runtime, "feature_feed", None)
             cfeed = self._challenger_feed
+            # the learned ranker's online features see the event at once; under the lock, so a
+            # remap at a build's snapshot (swap.CatchUp) holds every event noted before it
+            if feed is not None:
+                feed.apply(frame)
+            if cfeed is not None and (feed is None or cfeed.state is not feed.state):  # not one shared state
+                cfeed.apply(frame)
         self.state.store_health.succeeded()
         self.metrics.events.inc(written)
         self.state.apply(frame)
         if self.item_stats is not None:
             self.item_stats.add_events(frame)
-        if feed is not None:  # the learned ranker's online features see the event at once
-            feed.apply(frame)
-        if cfeed is not None and (feed is None or cfeed.state is not feed.state):  # not one shared state
-            cfeed.apply(frame)
         return written
 
     def _remote_events(self, frame: pd.DataFrame) -> None:

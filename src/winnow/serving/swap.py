@@ -21,6 +21,9 @@ new runtime complete:
   runtime's, there is no replay at all: the new runtime takes over the serving state object
   (``FeatureFeed.successor``), events keep being folded into it through whichever runtime is
   serving, and the catch-up skips it (a rollback, or bundles retrained on an unchanged catalog).
+  When the new bundle only adds users and items, the serving state is forked and the new ids'
+  skipped events folded in (``FeatureFeed.remapped``) inside ``CatchUp.snapshot``, the same
+  consistent point as a replay's log read: events acknowledged after it are caught up alike.
 - after the swap the old runtime is dropped and ``memory.trim()`` returns its freed heap pages
   to the OS once in-flight requests that still hold it are done (``TRIM_DELAY_S`` later).
 """
@@ -108,9 +111,9 @@ class _SnapshotStore:
 class CatchUp:
     """Events acknowledged while a runtime is being built (see module docstring).
 
-    Protocol: the ingest path appends to the store and calls ``note(frame)`` under ``lock``,
-    and reads the runtime whose feed it applies the frame to under the same lock; a build
-    reads events through ``store_for_build(store)``; ``install`` swaps under the lock after
+    Protocol: the ingest path appends to the store, calls ``note(frame)`` and applies the frame
+    to the serving runtimes' feeds under ``lock``; a build reads events through
+    ``store_for_build(store)`` or remaps the serving state inside ``snapshot``; ``install`` swaps under the lock after
     replaying ``pending`` into the new runtime's feed; ``abort`` after a failed build.
     """
 
@@ -120,6 +123,16 @@ class CatchUp:
 
     def store_for_build(self, store: Store) -> Any:
         return _SnapshotStore(store, self)
+
+    def snapshot(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` (a remap of the serving feature state: learned_ranker.FeatureFeed.remapped)
+        with no event write in between, and collect the events acknowledged after it for the new
+        runtime, as a build's ``read_events`` does. Event writers apply each frame to the
+        serving feeds under ``lock``, so the serving state then holds every event noted before."""
+        with self.lock:
+            out = fn()
+            self.pending = []
+        return out
 
     def note(self, frame: pd.DataFrame) -> None:
         """An acknowledged event frame (call with ``lock`` held)."""
