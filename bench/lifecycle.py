@@ -2,7 +2,7 @@
 keep the served model current -- never retrain, a fixed schedule, the drift trigger (+ the gate).
 
     python bench/lifecycle.py [--rounds 30] [--shift 12] [--every 6] [--users 600] [--items 800]
-                              [--json bench/results/lifecycle.json] [--png docs/img/lifecycle.png]
+                              [--seeds 0,1,2] [--json bench/results/lifecycle.json] [--png docs/img/lifecycle.png]
 
 The world is winnow.simulation.users.UserWorld (position-biased clicks, fatigue). One round is one
 day. Each round, every user gets the top-k slate of the ACTIVE bundle's ALS model (loaded from the
@@ -30,7 +30,9 @@ before the shift, its trough after it, its post-shift mean (and as a multiple of
 mean of the last 5 rounds (recovered share = that / pre-shift); rounds from the shift to the first
 drift trigger that fired (with the kinds flagged then) and to the first flag of each kind; false
 alarms (triggers fired before the shift); the first cycle after the shift; every cycle's trigger,
-gate verdict and reasons, hand-off, wall seconds and per-stage seconds.
+gate verdict and reasons, hand-off, wall seconds and per-stage seconds. With several ``--seeds``
+(world, taste shift and draws all seeded) every seed runs every strategy, and ``across_seeds``
+gives each figure's mean, std and per-seed values per strategy; the PNG shows the first seed.
 """
 
 from __future__ import annotations
@@ -225,6 +227,25 @@ def summarise(res: dict[str, Any], shift: int, never: dict[str, Any] | None) -> 
             "cycle_wall_s_total": round(float(sum(c["wall_s"] for c in res["cycles"])), 1)}
 
 
+ACROSS = ("engagement_post_shift_mean", "post_shift_vs_never", "recovered_share", "engagement_trough",
+          "rounds_to_detect", "false_alarms_before_shift", "cycles", "gate_failed", "cycle_wall_s_mean")
+
+
+def across_seeds(summaries: dict[int, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per strategy and figure of ``ACROSS``: mean, std and the per-seed values (None where a seed
+    has no value, e.g. a shift never detected; mean and std over the seeds that have one)."""
+    out: dict[str, dict[str, Any]] = {}
+    for strategy in next(iter(summaries.values())):
+        figs = {}
+        for key in ACROSS:
+            vals = [summaries[seed][strategy].get(key) for seed in summaries]
+            have = np.array([v for v in vals if v is not None], np.float64)
+            figs[key] = {"mean": round(float(have.mean()), 4) if len(have) else None,
+                         "std": round(float(have.std()), 4) if len(have) else None, "per_seed": vals}
+        out[strategy] = figs
+    return out
+
+
 def plot(results: dict[str, dict[str, Any]], shift: int, path: Path) -> Path | None:
     try:
         import matplotlib
@@ -260,6 +281,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1500)
     ap.add_argument("--items", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="", help="comma-separated seeds, each a full run (default: --seed)")
     ap.add_argument("--strategies", default="never,schedule,drift_any,drift_concept")
     ap.add_argument("--max-drop", type=float, default=0.05, help="[lifecycle.gate] max_relative_drop")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "lifecycle.json")
@@ -270,16 +292,26 @@ def main() -> None:
     unknown = set(args.strategies.split(",")) - set(STRATEGIES)
     if unknown:
         ap.error(f"--strategies: unknown {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
-    results, seconds = {}, {}
-    for s in args.strategies.split(","):
-        t0 = time.perf_counter()
-        results[s] = run(s, args)
-        seconds[s] = round(time.perf_counter() - t0, 1)
-        print(f"{s}: {seconds[s]} s, {len(results[s]['cycles'])} cycles", flush=True)
-    summary = {s: summarise(r, args.shift, results.get("never")) for s, r in results.items()}
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    by_seed: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        args.seed = seed
+        results, seconds = {}, {}
+        for s in args.strategies.split(","):
+            t0 = time.perf_counter()
+            results[s] = run(s, args)
+            seconds[s] = round(time.perf_counter() - t0, 1)
+            print(f"seed {seed} {s}: {seconds[s]} s, {len(results[s]['cycles'])} cycles", flush=True)
+        by_seed[seed] = {"seconds": seconds, "runs": results,
+                         "summary": {s: summarise(r, args.shift, results.get("never")) for s, r in results.items()}}
+    first = by_seed[seeds[0]]
+    summary, results = first["summary"], first["runs"]
     png = plot(results, args.shift, args.png)
     out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-           "seconds": seconds, "summary": summary, "runs": results, "python": platform.python_version(),
+           "seeds": seeds, "seconds": first["seconds"], "summary": summary, "runs": results,
+           "across_seeds": across_seeds({seed: v["summary"] for seed, v in by_seed.items()}),
+           "by_seed": {seed: {"seconds": v["seconds"], "summary": v["summary"]} for seed, v in by_seed.items()},
+           "python": platform.python_version(),
            "png": str(png.relative_to(ROOT)) if png and png.is_relative_to(ROOT) else (str(png) if png else None)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))
@@ -291,6 +323,10 @@ def main() -> None:
         print(f"| {s} | {m['engagement_pre_shift']} | {m['engagement_trough']} | {m['engagement_post_shift_mean']} "
               f"({m['post_shift_vs_never']}) | {m['engagement_last5']} | {det} | {m['false_alarms_before_shift']} | "
               f"{m['rounds_to_first_cycle_after_shift']} | {m['cycles']} ({m['gate_failed']}) | {m['cycle_wall_s_mean']} |")
+    if len(seeds) > 1:
+        print(f"\nacross seeds {seeds} (mean +- std):")
+        for s, figs in out["across_seeds"].items():
+            print(f"  {s}: " + ", ".join(f"{k} {v['mean']} +-{v['std']}" for k, v in figs.items()))
     print(f"\nwrote {args.json}" + (f", {png}" if png else ""))
 
 
