@@ -25,19 +25,16 @@ another model. The file is replaced atomically (unique temp sibling, fsync, rena
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from winnow.core.files import fsync_dir
+from winnow.core.files import replace_atomic
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +103,7 @@ def _write(path: Path, encoder_id: str, keys: np.ndarray, vectors: np.ndarray) -
     """Replace ``path`` atomically with (keys uint8 [n, 16] sorted, vectors float32 [n, dim])."""
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"format": CACHE_FORMAT, "encoder": encoder_id, "n": len(keys)})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with open(fd, "wb") as f:
-            np.savez(f, keys=keys, vectors=vectors, meta=np.array(meta))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    replace_atomic(path, lambda f: np.savez(f, keys=keys, vectors=vectors, meta=np.array(meta)))
 
 
 def encode_cached(encoder: TextEncoder, texts: Sequence[str], *,
