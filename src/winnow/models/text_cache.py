@@ -114,12 +114,11 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], *,
     text is encoded. A cache that cannot be written (disk full, read-only home) is reported in
     ``cache_note`` and training goes on with the vectors it computed.
     """
-    out = np.zeros((len(texts), encoder.dim), np.float32)
     rows = np.array([i for i, t in enumerate(texts) if t], np.int64)
     report: dict[str, Any] = {"backend": encoder.backend, "texts": len(texts), "empty": len(texts) - len(rows),
                               "encoded": 0, "cached": 0, "cache": None}
     if not len(rows):
-        return out, report
+        return np.zeros((len(texts), encoder.dim), np.float32), report
     keys = _as_keys(text_digests([texts[i] for i in rows]))
     uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     vectors = np.zeros((len(uniq), encoder.dim), np.float32)
@@ -152,13 +151,16 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], *,
         vectors[todo] = fresh
     report["encoded"], report["cached"] = int(todo.sum()), int((~todo).sum())
     report["distinct"] = len(uniq)
-    out[rows] = vectors[inverse.ravel()]
     if path is not None and (todo.any() or old_n != len(uniq)):
         try:
             _write(path, encoder_id, uniq.view(np.uint8).reshape(-1, DIGEST_BYTES), vectors)  # type: ignore[arg-type]
         except OSError as exc:
             report["cache_note"] = f"not written ({exc})"
             log.warning("text vector cache %s not written: %s", path, exc)
+    # the output last, when the cache's arrays are gone: at most two [n, dim] arrays at a time
+    # (1M x 384 float32 = 1.4 GiB each)
+    out = np.zeros((len(texts), encoder.dim), np.float32)
+    out[rows] = vectors[inverse.ravel()]
     return out, report
 
 

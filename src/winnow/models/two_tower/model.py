@@ -33,7 +33,7 @@ from winnow.models.two_tower.persist import load_two_tower, save_two_tower
 from winnow.models.two_tower.masked import UserSets, pooled_history, train_masked, validation_mask
 from winnow.models.two_tower.sequence import make_sequence_loss
 from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets, user_bucket
-from winnow.models.two_tower.text import PreparedText, prepare_text, text_encoder
+from winnow.models.two_tower.text import PreparedText, prepare_text, resolve_backend, text_encoder
 from winnow.models.two_tower.validation import validation_catalog, validation_ndcg
 from winnow.models.two_tower.warm import WarmStart, warm_state
 from winnow.models.two_tower.train import (
@@ -91,8 +91,15 @@ class TwoTowerRecommender(Recommender):
     def prepare_text(self, n_items: int, *, cache: str | Path | None = None) -> PreparedText:
         """Encode the side information's item texts for a fit on ``n_items`` items (vectors of
         texts in ``cache``, a directory, are reused: winnow.models.text_cache); the next ``fit``
-        on that many items uses them, and ``text_report_`` says what was encoded."""
+        on that many items uses them, and ``text_report_`` says what was encoded. A
+        ``text_backend = "auto"`` config is resolved here (``resolve_backend``: its reason is
+        the report's ``backend_choice``) and the config keeps the backend used."""
+        backend, why = resolve_backend(self.config, n_items)
+        if backend != self.config.text_backend:  # "auto" resolved: the saved params name what was used
+            self.config = self.config.model_copy(update={"text_backend": backend})
         prepared = prepare_text(self.config, self._item_frame(n_items), cache=cache)
+        if why is not None:
+            prepared.report["backend_choice"] = why
         self.with_text(prepared)
         return prepared
 

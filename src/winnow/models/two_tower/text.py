@@ -3,7 +3,8 @@
 ``text_encoder(config, corpus)`` is the configured encoder (TF-IDF fitted on ``corpus``): what
 fit, query encoding and serving's new items use, so all three share one text space.
 ``prepare_text(config, frame, cache=)`` encodes a catalog's texts (MiniLM vectors reused from
-the home's cache: winnow.models.text_cache) into a ``PreparedText``.
+the home's cache: winnow.models.text_cache) into a ``PreparedText``. ``resolve_backend`` turns
+``text_backend = "auto"`` into "minilm" or "tfidf" by the catalog's size, with its reason.
 """
 
 from __future__ import annotations
@@ -32,8 +33,22 @@ class PreparedText:
     report: dict[str, Any]
 
 
+def resolve_backend(config: TwoTowerConfig, n_items: int) -> tuple[str, str | None]:
+    """(backend used, why) for a catalog of ``n_items``: "auto" is MiniLM up to
+    ``text_auto_max_items`` items and TF-IDF above; any other setting is used as it is (None)."""
+    if config.text_backend != "auto":
+        return config.text_backend, None
+    limit = config.text_auto_max_items
+    if n_items <= limit:
+        return "minilm", f"text_backend 'auto': {n_items} items <= text_auto_max_items={limit}"
+    return "tfidf", (f"text_backend 'auto': {n_items} items > text_auto_max_items={limit}; MiniLM's first "
+                     f"encode of this catalog would cost more than the rest of training (docs/SCALING.md); "
+                     f"set text_backend = \"minilm\" to use it anyway")
+
+
 def text_encoder(config: TwoTowerConfig, corpus: Sequence[str] = ()) -> MiniLMEncoder | TfidfSvdEncoder:
-    """The configured encoder (``text_backend`` "minilm" or "tfidf"; "none" is a ConfigError)."""
+    """The configured encoder (``text_backend`` "minilm" or "tfidf"; "none" / unresolved "auto"
+    are ConfigErrors)."""
     return make_text_encoder(config.text_backend, dim=config.text_dim, corpus=corpus, seed=config.seed,
                              precision=config.text_precision, max_tokens=config.text_max_tokens)
 
