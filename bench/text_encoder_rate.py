@@ -25,6 +25,11 @@ descriptions). ``--downstream``: item cold start on ml-100k (bench/coldstart.py 
 of items held out, two-tower with MiniLM text, NDCG@10, seeds 0 1 2) per variant whose vectors
 differ there from fp32. The whole catalog's first encode is each rate extrapolated to the
 distinct texts, labelled so.
+
+``--cache-scale``: instead, the text-vector cache (winnow.models.text_cache) on every catalog text
+with a seeded random 384-d stand-in encoder (the cache's own cost, not MiniLM's): a first run
+(all encoded, the file written), a retrain with nothing changed, one with 1% of texts changed;
+wall / CPU seconds, the file's size and the process's peak RSS (the stand-in's arrays included).
 """
 
 from __future__ import annotations
@@ -149,6 +154,41 @@ def downstream(variant: str, encode: Encode, seeds: list[int]) -> dict[str, floa
     return {"ndcg@10": r["ndcg@10"], "recall@10": r["recall@10"], "fit_seconds": r["fit_seconds"]}
 
 
+class RandomEncoder:
+    """Seeded random unit vectors, 384-d, standing in for MiniLM to time the cache alone."""
+
+    backend, dim, cache_id = "minilm", 384, "bench random 384"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        v = np.random.default_rng(len(texts)).standard_normal((len(texts), self.dim), dtype=np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        return v
+
+
+def cache_scale(texts: list[str]) -> dict[str, Any]:
+    import resource
+    import shutil
+
+    from winnow.models.text_cache import cache_file, encode_cached
+
+    out: dict[str, Any] = {"texts": len(texts)}
+    d = Path(tempfile.mkdtemp(prefix="tenc-cache-"))
+    try:
+        changed = [t + " v2" if i % 100 == 0 else t for i, t in enumerate(texts)]
+        for label, ts in (("first", texts), ("nothing changed", texts), ("1% changed", changed)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            v, rep = encode_cached(RandomEncoder(), ts, cache=d)
+            del v
+            out[label] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
+                          "encoded": rep["encoded"], "cached": rep["cached"]}
+            print(label, out[label], flush=True)
+        out["file_mib"] = round(cache_file(d, "minilm").stat().st_size / 2**20, 1)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    out["process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", required=True)
@@ -157,8 +197,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--downstream", action="store_true", help="ml-100k item cold start per variant")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--cache-scale", action="store_true", help="time the text-vector cache instead")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
+    if args.cache_scale:
+        res = {"home": args.home, "cache": cache_scale(catalog_texts(args.home)), "load_at_end": os.getloadavg()}
+        Path(args.json).write_text(json.dumps(res, indent=1))
+        print(json.dumps(res, indent=1))
+        return
     import torch
 
     torch.set_num_threads(args.threads)

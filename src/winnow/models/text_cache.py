@@ -140,7 +140,8 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], *,
             old_n = len(old_keys)
             pos = np.minimum(np.searchsorted(old_keys, uniq), max(old_n - 1, 0))
             hit = (old_keys[pos] == uniq) if old_n else np.zeros(len(uniq), bool)
-            vectors[hit] = old_vectors[pos[hit]]
+            if old_n:  # every row gathered in place (no [n, dim] temporary); misses are encoded below
+                np.take(old_vectors, pos, axis=0, out=vectors)
             todo = ~hit
             del old_keys, old_vectors
     if todo.any():
@@ -149,6 +150,7 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], *,
             raise ValueError(f"{encoder.backend} encoder returned {fresh.shape}, expected ({int(todo.sum())}, "
                              f"{encoder.dim})")
         vectors[todo] = fresh
+        del fresh
     report["encoded"], report["cached"] = int(todo.sum()), int((~todo).sum())
     report["distinct"] = len(uniq)
     if path is not None and (todo.any() or old_n != len(uniq)):
@@ -160,7 +162,10 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], *,
     # the output last, when the cache's arrays are gone: at most two [n, dim] arrays at a time
     # (1M x 384 float32 = 1.4 GiB each)
     out = np.zeros((len(texts), encoder.dim), np.float32)
-    out[rows] = vectors[inverse.ravel()]
+    if len(rows) == len(texts):  # no empty texts: gather in place
+        np.take(vectors, inverse.ravel(), axis=0, out=out)
+    else:
+        out[rows] = vectors[inverse.ravel()]
     return out, report
 
 
