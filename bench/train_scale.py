@@ -27,7 +27,9 @@ removed after the run (a file already there is refused). The record keeps the ma
 ``--two-tower-stage``: the two-tower stage alone, in this process, on a world's home: the
 training data loaded as ``winnow train`` loads it, then the ``two_tower`` component fitted on
 the local engine (default config + ``--two-tower-set``); reports the stage's wall / CPU
-seconds, its sampled peak RSS, the process peak, and the run report.
+seconds, its sampled peak RSS, the process peak, and the run report (with ``text``: item texts
+encoded vs taken from the text-vector cache, kept in ``WORKDIR/stage-scratch/cache/text``: a
+second run on the same world measures a retrain's encode).
 
 ``--sweep-max-lists``: quality vs time of the ranker's list cap, in one process on one world:
 the ranker stage (fit_served_ranker, reusing the models of one fit) at each cap; reports its
@@ -184,9 +186,10 @@ def sweep_max_lists(home: Path, caps: list[int]) -> list[dict[str, Any]]:
     return out
 
 
-def two_tower_stage(home: Path, settings: str) -> dict[str, Any]:
+def two_tower_stage(home: Path, settings: str, scratch: Path) -> dict[str, Any]:
     """The two-tower stage alone on ``home`` (see module docstring); the code is this checkout's
-    ``src`` unless ``PYTHONPATH`` names another tree."""
+    ``src`` unless ``PYTHONPATH`` names another tree. What the stage writes in a home (the
+    item-text vector cache) goes to ``scratch``, never into the world's home."""
     import resource
     import tomllib
 
@@ -208,7 +211,8 @@ def two_tower_stage(home: Path, settings: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     ds = load_training_data(store, cfg)
     load_s = time.perf_counter() - t0
-    fit = FitContext(cfg, ds, engine=LocalEngine())
+    scratch.mkdir(parents=True, exist_ok=True)
+    fit = FitContext(cfg.model_copy(update={"home": scratch}), ds, engine=LocalEngine())
     clock = StageClock(["two_tower"], events=len(ds.interactions))
     load_before = os.getloadavg()
     with clock.stage("two_tower"):
@@ -264,7 +268,8 @@ def main() -> None:
     for size in args.sizes.split(","):
         home, world = ensure_world(size, workdir, runs[-1][1], Path(args.home) if args.home else None)
         if args.two_tower_stage:
-            out.setdefault("two_tower_stage", {})[size] = rec = two_tower_stage(home, args.two_tower_set)
+            out.setdefault("two_tower_stage", {})[size] = rec = two_tower_stage(home, args.two_tower_set,
+                                                                                workdir / "stage-scratch")
             st = rec["stage"]
             print(f"two_tower stage ({size}): {st['wall_s']:.1f} s wall, {st['cpu_s']:.1f} s CPU, peak "
                   f"{st['peak_rss_mib'] / 1024:.2f} GiB; {rec['report']}", flush=True)

@@ -140,6 +140,10 @@ def test_ray_bundle_has_the_local_bundle_format(trained) -> None:
     assert on_ray.manifest["engine"]["two_tower"]["data_parallel"] is True
     assert on_ray.manifest["engine"]["two_tower"]["workers"] == 2
     assert on_ray.manifest["engine"]["two_tower"]["item_vectors"]["engine"] == "ray"  # ray_batch
+    # item texts encoded once by the driver (workers reuse its vectors); TF-IDF is never cached
+    text = on_ray.manifest["engine"]["two_tower"]["text"]
+    assert text == local.manifest["engine"]["two_tower"]["text"]
+    assert text["backend"] == "tfidf" and text["encoded"] == text["distinct"] > 0 and text["cached"] == 0
     verify_bundle(on_ray.path)  # every file's sha256 matches the manifest
 
 

@@ -1,4 +1,4 @@
-"""Content encoder: TF-IDF fallback, npz cache keyed by text hash, structured content, MiniLM."""
+"""Content encoder: TF-IDF fallback, structured content, MiniLM (its cache: test_text_cache.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from winnow.models.content import (
     StructuredContent,
     TfidfSvdEncoder,
     age_buckets,
-    encode_texts,
     item_texts,
     stable_hash,
 )
@@ -39,32 +38,6 @@ def test_tfidf_groups_similar_texts_and_round_trips(tmp_path: Path) -> None:
 def test_tfidf_unfitted_raises() -> None:
     with pytest.raises(ConfigError, match="not fitted"):
         TfidfSvdEncoder(4).encode(["x"])
-
-
-class CountingEncoder:
-    backend = "tfidf"
-    dim = 3
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        self.seen += list(texts)
-        return np.array([[len(t), 1.0, 0.0] for t in texts], np.float32)
-
-
-def test_encode_texts_caches_by_text_hash(tmp_path: Path) -> None:
-    cache = tmp_path / "vec.npz"
-    enc = CountingEncoder()
-    a = encode_texts(enc, ["ab", "", "abc", "ab"], cache=cache)  # type: ignore[arg-type]
-    assert enc.seen == ["ab", "abc"]  # duplicates and empty texts are not encoded
-    assert (a[1] == 0).all() and a[0, 0] == 2 and a[3, 0] == 2
-    enc2 = CountingEncoder()
-    b = encode_texts(enc2, ["abc", "abcd"], cache=cache)  # type: ignore[arg-type]
-    assert enc2.seen == ["abcd"]
-    assert b[0, 0] == 3 and b[1, 0] == 4
-    with np.load(cache, allow_pickle=False) as z:
-        assert len(z["keys"]) == 3
 
 
 def test_structured_content() -> None:
@@ -95,3 +68,19 @@ def test_minilm_offline_semantics() -> None:
     v = MiniLMEncoder().encode(["running shoes", "sneakers for jogging", "chocolate cake"])
     assert v.shape == (3, 384)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.1
+
+
+def test_minilm_variants_are_close_to_fp32_and_keyed_apart() -> None:
+    texts = ["running shoes", "sneakers for jogging", "chocolate cake", "a long " + "description " * 200]
+    ref = MiniLMEncoder().encode(texts)
+    int8 = MiniLMEncoder(precision="int8")
+    capped = MiniLMEncoder(max_tokens=32)
+    cos_q = (int8.encode(texts) * ref).sum(axis=1)
+    cos_c = (capped.encode(texts) * ref).sum(axis=1)
+    assert (cos_q > 0.9).all() and (cos_q < 1 - 1e-6).any()  # close, and not the same vectors
+    np.testing.assert_allclose(cos_c[:3], 1.0, atol=1e-5)  # short texts: the cap changes nothing
+    assert cos_c[3] < 1 - 1e-4  # the long text was cut at 32 word pieces
+    ids = {MiniLMEncoder().cache_id, int8.cache_id, capped.cache_id}
+    assert len(ids) == 3 and TfidfSvdEncoder.cache_id is None
+    with pytest.raises(ConfigError, match="precision"):
+        MiniLMEncoder(precision="fp16")  # type: ignore[arg-type]

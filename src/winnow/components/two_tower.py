@@ -7,6 +7,7 @@ Every source returns nothing (never raises) for a request it cannot serve."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +21,11 @@ from winnow.pipeline.types import Request
 if TYPE_CHECKING:  # torch loads when a bundle's two-tower state is built, not when the registry
     # lists this component (a core install, without the neural extra, trains and serves the rest)
     from winnow.models.two_tower.serving import TwoTowerServing
+
+
+def text_cache_dir(home: str | Path) -> Path:
+    """Where training keeps item-text vectors between runs (winnow.models.text_cache)."""
+    return Path(home) / "cache" / "text"
 
 
 class TwoTowerSource:
@@ -69,7 +75,9 @@ class TwoTowerComponent(Component):
 
     def fit(self, ctx: FitContext) -> Any:
         """Fitted on the engine (Ray Train when ``--engine ray``); the run report goes to the
-        manifest's engine.two_tower. Warm (``ctx.warm``, local engine): from the previous
+        manifest's engine.two_tower, with ``text``: item texts encoded now vs taken from the
+        home's text-vector cache (``text_cache_dir``; encoded once here, before the engine, so
+        Ray workers do not encode them again). Warm (``ctx.warm``, local engine): from the previous
         bundle's weights with at most ``warm_epochs`` epochs (winnow.models.two_tower.warm)."""
         from winnow.models.two_tower import TwoTowerRecommender
 
@@ -83,7 +91,9 @@ class TwoTowerComponent(Component):
         if prev is not None:
             rows = carried(ctx, prev.n_users_, prev.n_items_)
             model.start_from(prev, items=rows.items, users=rows.users)
-        model, ctx.reports["two_tower"] = ctx.engine.fit_two_tower(model, ds.interactions)
+        text = model.prepare_text(ds.interactions.n_items, cache=text_cache_dir(ctx.config.home))
+        model, report = ctx.engine.fit_two_tower(model, ds.interactions)
+        ctx.reports["two_tower"] = {**report, "text": text.report}
         h = getattr(model, "history_", {}) or {}
         epochs = len(h.get("loss", [])) + int(h.get("refit_epochs", 0))
         if rows is not None and model.warm_reason_ is None:

@@ -382,6 +382,7 @@ def extras_needed(config: WinnowConfig) -> dict[str, str]:
     kinds = sorted({s.kind for s in config.pipeline.sources} & {"two_tower", "content"})
     if kinds:
         out["neural"] = f"[[pipeline.sources]] kind {' / '.join(kinds)}"
-        if config.models.two_tower.text_backend == "minilm":
-            out["minilm"] = "[models.two_tower] text_backend = \"minilm\" with a two_tower/content source"
+        backend = config.models.two_tower.text_backend
+        if backend in ("minilm", "auto"):
+            out["minilm"] = f"[models.two_tower] text_backend = \"{backend}\" with a two_tower/content source"
     return out

@@ -107,8 +107,15 @@ class TwoTowerConfig(_Section):
     user_buckets: int = Field(100_003, ge=2)  # hashed user-id buckets (unseen ids work)
     attr_buckets: int = Field(20_011, ge=2)
     creator_buckets: int = Field(4096, ge=2)
-    text_backend: Literal["none", "tfidf", "minilm"] = "minilm"
+    # "auto": MiniLM up to text_auto_max_items items, TF-IDF above (MiniLM's first encode of a big
+    # catalog costs more than the rest of training: docs/SCALING.md); "minilm" / "tfidf" always win
+    text_backend: Literal["none", "tfidf", "minilm", "auto"] = "auto"
+    text_auto_max_items: int = Field(200_000, ge=0)
     text_dim: int = Field(64, ge=1)          # TF-IDF SVD dimension (MiniLM is 384)
+    # MiniLM: "fp32" = the exact reference vectors; "int8" = torch dynamic int8 Linear layers
+    # (faster, cosine to fp32 in bench/results/text_encoder_rate.json)
+    text_precision: Literal["fp32", "int8"] = "fp32"
+    text_max_tokens: int = Field(256, ge=8, le=512)  # MiniLM word pieces kept per item text (model cap 256)
     validation_quantile: float = Field(0.9, gt=0, lt=1)
     validation_users: int = Field(1000, ge=1)
     # early-stopping validation ranks at most this many items: a bigger catalog is replaced by the

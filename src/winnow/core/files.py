@@ -12,8 +12,9 @@ import contextlib
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -27,10 +28,17 @@ def fsync_dir(path: Path) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically and durably."""
+    replace_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def replace_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Replace ``path`` atomically and durably with what ``write`` writes to a binary file (for
+    content too big to build in memory first, e.g. ``np.savez`` into it). On any error the old
+    file stays and the temporary one is removed."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with open(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; the files replaced here are read by other users' tools

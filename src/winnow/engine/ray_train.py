@@ -111,10 +111,10 @@ def _worker(cfg: dict[str, Any]) -> None:
     import torch
 
     ctx = ray.train.get_context()
-    params, items, users, arrays, n_users, n_items = ray.get(cfg["data"][0])
+    params, items, users, arrays, n_users, n_items, text = ray.get(cfg["data"][0])
     train = Interactions.from_arrays(arrays["user"], arrays["item"], weight=arrays["weight"],
                                      timestamp=arrays["timestamp"], n_users=n_users, n_items=n_items)
-    model = DataParallelTwoTower(**params).with_side_info(items, users)
+    model = DataParallelTwoTower(**params).with_side_info(items, users).with_text(text)
     model.rank, model.world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -140,7 +140,8 @@ def fit_two_tower_ray(model: TwoTowerRecommender, train: Interactions, *,
     workers = engine.num_workers if params.get("objective", "next_item") == "next_item" else 1
     arrays = {"user": train.user, "item": train.item, "weight": train.weight, "timestamp": train.timestamp}
     items, users = model.side_info()
-    data = ray.put((params, items, users, arrays, train.n_users, train.n_items))
+    # the item text vectors the driver prepared (``prepare_text``), so workers do not encode again
+    data = ray.put((params, items, users, arrays, train.n_users, train.n_items, model.prepared_text()))
     name = f"two-tower-{uuid.uuid4().hex[:8]}"
     trainer = TorchTrainer(
         _worker, train_loop_config={"data": [data]},

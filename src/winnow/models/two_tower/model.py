@@ -27,19 +27,13 @@ import torch
 from winnow.core.config import TwoTowerConfig
 from winnow.data.interactions import Interactions
 from winnow.models.base import Recommender, top_k
-from winnow.models.content import (
-    StructuredContent,
-    TfidfSvdEncoder,
-    encode_texts,
-    item_texts,
-    make_text_encoder,
-    stable_hash,
-)
+from winnow.models.content import MiniLMEncoder, StructuredContent, TfidfSvdEncoder, stable_hash
 from winnow.models.two_tower.encoding import attribute_tokens, blend_item_vectors, pad_rows
 from winnow.models.two_tower.persist import load_two_tower, save_two_tower
 from winnow.models.two_tower.masked import UserSets, pooled_history, train_masked, validation_mask
 from winnow.models.two_tower.sequence import make_sequence_loss
 from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets, user_bucket
+from winnow.models.two_tower.text import PreparedText, prepare_text, resolve_backend, text_encoder
 from winnow.models.two_tower.validation import validation_catalog, validation_ndcg
 from winnow.models.two_tower.warm import WarmStart, warm_state
 from winnow.models.two_tower.train import (
@@ -64,6 +58,8 @@ class TwoTowerRecommender(Recommender):
         self._items: pd.DataFrame | None = None
         self._users: pd.DataFrame | None = None
         self._warm: WarmStart | None = None
+        self._text: PreparedText | None = None
+        self.text_report_: dict[str, Any] | None = None
         self.warm_reason_: str | None = None
         self.progress = False
 
@@ -84,20 +80,48 @@ class TwoTowerRecommender(Recommender):
         return self._items, self._users
 
     # --- features -----------------------------------------------------------------------------
+    def _item_frame(self, n: int) -> pd.DataFrame:
+        items = self._items if self._items is not None and len(self._items) == n else None
+        return items if items is not None else pd.DataFrame({"item_id": [str(i) for i in range(n)]})
+
+    def text_encoder(self, corpus: Sequence[str] = ()) -> MiniLMEncoder | TfidfSvdEncoder:
+        """The configured text encoder (two_tower/text.py): fit, queries and new items share it."""
+        return text_encoder(self.config, corpus)
+
+    def prepare_text(self, n_items: int, *, cache: str | Path | None = None) -> PreparedText:
+        """Encode the side information's item texts for a fit on ``n_items`` items (vectors of
+        texts in ``cache``, a directory, are reused: winnow.models.text_cache); the next ``fit``
+        on that many items uses them, and ``text_report_`` says what was encoded. A
+        ``text_backend = "auto"`` config is resolved here (``resolve_backend``: its reason is
+        the report's ``backend_choice``) and the config keeps the backend used."""
+        backend, why = resolve_backend(self.config, n_items)
+        if backend != self.config.text_backend:  # "auto" resolved: the saved params name what was used
+            self.config = self.config.model_copy(update={"text_backend": backend})
+        prepared = prepare_text(self.config, self._item_frame(n_items), cache=cache)
+        if why is not None:
+            prepared.report["backend_choice"] = why
+        self.with_text(prepared)
+        return prepared
+
+    def with_text(self, prepared: PreparedText | None) -> Self:
+        """Fit with these item text vectors (from ``prepare_text``, e.g. run by the Ray driver
+        once for every worker) instead of encoding the texts again."""
+        self._text = prepared
+        self.text_report_ = None if prepared is None else prepared.report
+        return self
+
+    def prepared_text(self) -> PreparedText | None:
+        """What the next ``fit`` will use as item text vectors (None: it encodes them itself)."""
+        return self._text
+
     def _item_table(self, train: Interactions) -> ItemTable:
         cfg, n = self.config, train.n_items
-        items = self._items if self._items is not None and len(self._items) == n else None
         ref = int(train.timestamp.max()) if len(train) else 0
-        frame = items if items is not None else pd.DataFrame({"item_id": [str(i) for i in range(n)]})
+        frame = self._item_frame(n)
         self.structure_ = StructuredContent(creator_buckets=cfg.creator_buckets).fit(frame, reference=ref)
-        texts = item_texts(frame)
-        self.text_encoder_: TfidfSvdEncoder | None = None
-        if cfg.text_backend == "none" or not any(texts):
-            text = np.zeros((n, 0), np.float32)
-        else:
-            enc = make_text_encoder(cfg.text_backend, dim=cfg.text_dim, corpus=texts, seed=cfg.seed)
-            self.text_encoder_ = enc if isinstance(enc, TfidfSvdEncoder) else None
-            text = encode_texts(enc, texts)
+        prepared = self._text if self._text is not None and len(self._text.vectors) == n else self.prepare_text(n)
+        self.text_encoder_: TfidfSvdEncoder | None = prepared.encoder
+        text = prepared.vectors
         content = self.structure_.transform(frame, text)
         cats = content.categories
         cat_rows = [(cats.indices[cats.indptr[i]:cats.indptr[i + 1]] + 1).tolist() for i in range(n)]
@@ -202,6 +226,7 @@ class TwoTowerRecommender(Recommender):
             self._refresh_item_vectors()
         finally:
             self._warm = None  # the previous model is not kept past the fit
+            self._text = None  # nor the prepared text (table_.text holds the vectors)
             torch.set_num_threads(threads)
 
     # --- warm start (winnow.models.two_tower.warm) ---------------------------------------------
@@ -322,9 +347,7 @@ class TwoTowerRecommender(Recommender):
         if self.text_encoder_ is not None:
             return self.text_encoder_.encode([text])[0]
         if self.config.text_backend == "minilm" and self.table_.text.shape[1]:
-            from winnow.models.content import MiniLMEncoder
-
-            return MiniLMEncoder().encode([text])[0]
+            return self.text_encoder().encode([text])[0]
         return None
 
     def _refresh_item_vectors(self) -> None:

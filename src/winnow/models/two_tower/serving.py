@@ -68,13 +68,14 @@ class TwoTowerServing:
         if not new:
             return 0.0
         frame = pd.DataFrame([r for _, r in new]).reset_index(drop=True)
-        from winnow.models.content import encode_texts, item_texts, make_text_encoder
+        from winnow.models.content import item_texts
+        from winnow.models.text_cache import encode_texts
 
         text_dim = m.table_.text.shape[1]
         if text_dim == 0:
             text = np.zeros((len(frame), 0), np.float32)
         else:
-            enc = m.text_encoder_ if m.text_encoder_ is not None else make_text_encoder("minilm")
+            enc = m.text_encoder_ if m.text_encoder_ is not None else m.text_encoder()
             text = encode_texts(enc, item_texts(frame))
         content = m.structure_.transform(frame, text)
         cats = content.categories
