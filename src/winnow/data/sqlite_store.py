@@ -16,7 +16,6 @@ shared with the PostgreSQL store: winnow.data.store_rows.
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -35,8 +34,6 @@ from winnow.data.sqlite_schema import EVENT_INDEXES as _EVENT_INDEXES
 from winnow.data.sqlite_schema import (
     EVENT_DAYS_BACKFILL,
     IMPRESSION_DAYS_BACKFILL,
-    IMPRESSION_DAYS_UPSERT,
-    ROW_COUNT_ADD,
     ROW_COUNTS_BACKFILL,
 )
 from winnow.data.sqlite_schema import SCHEMA_VERSION
@@ -197,28 +194,8 @@ class SQLiteStore(Store):
         impressions; the external id in ``user_keys`` becomes an unguessable tombstone
         (``erased:<hex>``: the dense ids of other users must not shift). Deleted pages are
         zeroed (``secure_delete``); old page images leave the WAL at the next checkpoint."""
-        def run(con: sqlite3.Connection) -> dict[str, Any]:
-            row = con.execute("SELECT id - 1 FROM user_keys WHERE external = ?", (str(user_id),)).fetchone()
-            out: dict[str, Any] = {"user_id": str(user_id), "found": row is not None, "events": 0,
-                                   "profile": False, "impressions": 0}
-            out["impressions"] = con.execute("DELETE FROM impressions WHERE user_id = ?", (str(user_id),)).rowcount
-            con.execute(ROW_COUNT_ADD, ("impressions", -out["impressions"]))
-            if row is None:
-                out["found"] = out["impressions"] > 0
-                return out
-            uid = int(row[0])
-            con.execute("PRAGMA secure_delete = ON")
-            out["events"] = con.execute("DELETE FROM events WHERE uid = ?", (uid,)).rowcount
-            con.execute(ROW_COUNT_ADD, ("events", -out["events"]))
-            in_blocks = blocks.drop_user(con, uid)
-            if in_blocks != out["events"]:
-                raise StoreError(f"event_blocks hold {in_blocks} events of user {user_id!r}, the events "
-                                 f"table {out['events']}: store inconsistent, nothing was erased")
-            out["profile"] = con.execute("DELETE FROM users WHERE uid = ?", (uid,)).rowcount > 0
-            con.execute("UPDATE user_keys SET external = ? WHERE id = ?", (f"erased:{secrets.token_hex(16)}", uid + 1))
-            return out
         try:
-            return self._write(run)
+            return self._write(writes.erase_user, str(user_id))
         finally:
             with self._write_lock:
                 if not self._closed:
@@ -227,22 +204,7 @@ class SQLiteStore(Store):
     def log_impressions(self, impressions: list[dict[str, Any]]) -> None:
         """Store served slates; a request_id already stored is skipped (idempotent retries)."""
         rows = shape.impression_rows(impressions, encode=writes.dumps)
-
-        def run(con: sqlite3.Connection) -> None:
-            days: dict[tuple[str, int], list[int]] = {}
-            added = 0
-            for row, imp in zip(rows, impressions, strict=True):
-                if con.execute("INSERT OR IGNORE INTO impressions(request_id, user_id, ts, model_version, "
-                               "surface, context, items) VALUES (?, ?, ?, ?, ?, ?, ?)", row).rowcount:
-                    added += 1
-                    day = int(imp["timestamp"]) // 86400
-                    for it in imp["items"]:  # per-item daily aggregates in the same transaction
-                        agg = days.setdefault((str(it["item_id"]), day), [0, 0])
-                        agg[0] += 1
-                        agg[1] += int(it.get("position", 0))
-            con.executemany(IMPRESSION_DAYS_UPSERT, [(i, d, n, p) for (i, d), (n, p) in days.items()])
-            con.execute(ROW_COUNT_ADD, ("impressions", added))
-        self._write(run)
+        self._write(writes.insert_impressions, rows, impressions)
 
     # --- reads ----------------------------------------------------------------------------
     def read_events(self, *, since: int | None = None, until: int | None = None) -> EventLog:

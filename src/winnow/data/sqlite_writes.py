@@ -1,4 +1,5 @@
-"""The SQL of SQLiteStore's write transactions: key tables, events, items, users.
+"""The SQL of SQLiteStore's write transactions: key tables, events, items, users, impressions,
+erasure.
 
 Every function runs inside a transaction the caller opened (``SQLiteStore._write``: one
 ``BEGIN IMMEDIATE`` ... ``COMMIT``) on the writer connection, so a batch is all or nothing.
@@ -9,6 +10,7 @@ key tables (append-only), the ids the ``events`` table and the event blocks stor
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from typing import Any
 
@@ -17,7 +19,13 @@ import pandas as pd
 
 from winnow.data import sqlite_blocks as blocks
 from winnow.data.schema import ITEM_COLUMNS, USER_COLUMNS
-from winnow.data.sqlite_schema import EVENT_DAYS_UPSERT, EVENT_INDEXES, ROW_COUNT_ADD
+from winnow.core.errors import StoreError
+from winnow.data.sqlite_schema import (
+    EVENT_DAYS_UPSERT,
+    EVENT_INDEXES,
+    IMPRESSION_DAYS_UPSERT,
+    ROW_COUNT_ADD,
+)
 from winnow.data.store_rows import opt_int
 
 _REBUILD_ROWS = 100_000
@@ -138,3 +146,48 @@ def upsert_users(con: sqlite3.Connection, users: pd.DataFrame) -> int:
             for u, r in zip(uid, users[list(USER_COLUMNS)].itertuples(index=False, name=None))]
     con.executemany("INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?)", rows)
     return len(rows)
+
+
+def erase_user(con: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+    """SQLiteStore.delete_user's transaction: the user's impressions, events (rows and packed
+    blocks) and profile deleted, the external id replaced by an ``erased:<hex>`` tombstone, the
+    row counts kept; a blocks/rows mismatch raises (nothing erased). Turns ``secure_delete``
+    on for the connection (deleted pages zeroed); the caller turns it off after the transaction."""
+    row = con.execute("SELECT id - 1 FROM user_keys WHERE external = ?", (user_id,)).fetchone()
+    out: dict[str, Any] = {"user_id": user_id, "found": row is not None, "events": 0,
+                           "profile": False, "impressions": 0}
+    out["impressions"] = con.execute("DELETE FROM impressions WHERE user_id = ?", (user_id,)).rowcount
+    con.execute(ROW_COUNT_ADD, ("impressions", -out["impressions"]))
+    if row is None:
+        out["found"] = out["impressions"] > 0
+        return out
+    uid = int(row[0])
+    con.execute("PRAGMA secure_delete = ON")
+    out["events"] = con.execute("DELETE FROM events WHERE uid = ?", (uid,)).rowcount
+    con.execute(ROW_COUNT_ADD, ("events", -out["events"]))
+    in_blocks = blocks.drop_user(con, uid)
+    if in_blocks != out["events"]:
+        raise StoreError(f"event_blocks hold {in_blocks} events of user {user_id!r}, the events "
+                         f"table {out['events']}: store inconsistent, nothing was erased")
+    out["profile"] = con.execute("DELETE FROM users WHERE uid = ?", (uid,)).rowcount > 0
+    con.execute("UPDATE user_keys SET external = ? WHERE id = ?", (f"erased:{secrets.token_hex(16)}", uid + 1))
+    return out
+
+
+def insert_impressions(con: sqlite3.Connection, rows: list[tuple], impressions: list[dict[str, Any]]) -> None:
+    """SQLiteStore.log_impressions' transaction: each impression row inserted unless its
+    request id is stored (idempotent retries); for the newly inserted ones the per-item daily
+    aggregates and the row count in the same transaction."""
+    days: dict[tuple[str, int], list[int]] = {}
+    added = 0
+    for row, imp in zip(rows, impressions, strict=True):
+        if con.execute("INSERT OR IGNORE INTO impressions(request_id, user_id, ts, model_version, "
+                       "surface, context, items) VALUES (?, ?, ?, ?, ?, ?, ?)", row).rowcount:
+            added += 1
+            day = int(imp["timestamp"]) // 86400
+            for it in imp["items"]:  # per-item daily aggregates in the same transaction
+                agg = days.setdefault((str(it["item_id"]), day), [0, 0])
+                agg[0] += 1
+                agg[1] += int(it.get("position", 0))
+    con.executemany(IMPRESSION_DAYS_UPSERT, [(i, d, n, p) for (i, d), (n, p) in days.items()])
+    con.execute(ROW_COUNT_ADD, ("impressions", added))
