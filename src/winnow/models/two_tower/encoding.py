@@ -1,11 +1,12 @@
-"""Model-independent encoders of the two-tower model: user attribute tokens, padded id rows, and
-the cold-item blend of content and collaborative vectors."""
+"""Model-independent encoders of the two-tower model: user attribute tokens, padded id rows,
+the cold-item blend of content and collaborative vectors, and the category centroids."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def attribute_tokens(attrs: dict[str, Any]) -> list[str]:
@@ -43,3 +44,16 @@ def blend_item_vectors(collab: np.ndarray, content: np.ndarray, counts: np.ndarr
     w = (counts / (counts + k)).astype(np.float32)[:, None]
     v = w * collab + (1.0 - w) * content
     return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def category_centroids(cats: np.ndarray, counts: np.ndarray, vectors: np.ndarray, n_categories: int) -> np.ndarray:
+    """float32 [max(1, n_categories), dim]: each category's centroid in retrieval space, unit norm.
+
+    cats int [n_items, width] category ids + 1 per item (0 pads); counts [n_items] training events
+    (item weight log1p(count) + 1); vectors float32 [n_items, dim]. A category without items is 0."""
+    rows = np.repeat(np.arange(len(cats)), cats.shape[1])
+    ok = cats.ravel() > 0
+    pop_w = np.log1p(counts.astype(np.float64)) + 1.0
+    m = sp.csr_matrix((pop_w[rows[ok]], (cats.ravel()[ok] - 1, rows[ok])), shape=(max(1, n_categories), len(cats)))
+    cent = np.asarray(m @ vectors, dtype=np.float32)
+    return cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)

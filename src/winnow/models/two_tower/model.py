@@ -21,19 +21,18 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 
 from winnow.core.config import TwoTowerConfig
 from winnow.data.interactions import Interactions
 from winnow.models.base import Recommender, top_k
 from winnow.models.content import MiniLMEncoder, StructuredContent, TfidfSvdEncoder, stable_hash
-from winnow.models.two_tower.encoding import attribute_tokens, blend_item_vectors, pad_rows
+from winnow.models.two_tower.encoding import attribute_tokens, blend_item_vectors, category_centroids, pad_rows
 from winnow.models.two_tower.persist import load_two_tower, save_two_tower
 from winnow.models.two_tower.masked import UserSets, pooled_history, train_masked, validation_mask
 from winnow.models.two_tower.sequence import make_sequence_loss
-from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets, user_bucket
-from winnow.models.two_tower.text import PreparedText, prepare_text, resolve_backend, text_encoder
+from winnow.models.two_tower.towers import ItemTable, TwoTower, pop_buckets, request_inputs, user_bucket
+from winnow.models.two_tower.text import PreparedText, prepare_resolved, text_encoder
 from winnow.models.two_tower.validation import validation_catalog, validation_ndcg
 from winnow.models.two_tower.warm import WarmStart, warm_state
 from winnow.models.two_tower.train import (
@@ -94,12 +93,7 @@ class TwoTowerRecommender(Recommender):
         on that many items uses them, and ``text_report_`` says what was encoded. A
         ``text_backend = "auto"`` config is resolved here (``resolve_backend``: its reason is
         the report's ``backend_choice``) and the config keeps the backend used."""
-        backend, why = resolve_backend(self.config, n_items)
-        if backend != self.config.text_backend:  # "auto" resolved: the saved params name what was used
-            self.config = self.config.model_copy(update={"text_backend": backend})
-        prepared = prepare_text(self.config, self._item_frame(n_items), cache=cache)
-        if why is not None:
-            prepared.report["backend_choice"] = why
+        self.config, prepared = prepare_resolved(self.config, self._item_frame(n_items), cache=cache)
         self.with_text(prepared)
         return prepared
 
@@ -316,19 +310,9 @@ class TwoTowerRecommender(Recommender):
         """
         self._check_fitted()
         c = self.config
-        L = c.history
-        hist = np.zeros((1, L), np.int64)
-        h = np.asarray(list(history)[-L:], np.int64) + 1
-        if len(h):
-            hist[0, L - len(h):] = h
-        w = (0.5 ** (np.arange(L - 1, -1, -1, dtype=np.float32) / c.half_life))[None, :]
-        attrs = pad_rows([[stable_hash(t, c.attr_buckets) for t in attribute_tokens(attributes or {})]], MAX_ATTRS)
-        uid = 0 if user is None or not c.use_user_id else int(user_bucket(np.array([user]), c.user_buckets)[0])
-        inputs = {"uid": torch.tensor([uid]), "hist": torch.from_numpy(hist), "hist_w": torch.from_numpy(w),
-                  "attrs": torch.from_numpy(attrs),
-                  "interests": torch.from_numpy(pad_rows([self.interest_ids(list(interests))], MAX_INTERESTS)),
-                  "hour": torch.tensor([0 if hour is None else hour % 24 + 1]),
-                  "dow": torch.tensor([0 if dow is None else (dow + 3) % 7 + 1])}  # train: 1 = Thursday
+        inputs = request_inputs(c, history=history, interest_ids=self.interest_ids(list(interests)),
+                                attr_ids=[stable_hash(t, c.attr_buckets) for t in attribute_tokens(attributes or {})],
+                                user=user, hour=hour, dow=dow, widths=(MAX_ATTRS, MAX_INTERESTS))
         if query is not None and self.table_.text.shape[1] == len(query):
             inputs["query"] = torch.from_numpy(np.asarray(query, np.float32)[None, :])
         with torch.no_grad():
@@ -367,15 +351,8 @@ class TwoTowerRecommender(Recommender):
         own, content = item_logit_bias(self.net_, len(self.item_vectors_))
         w = (self.item_counts_ / (self.item_counts_ + self.config.item_k)).astype(np.float32)
         self.item_bias_ = (self.config.temperature * (w * own + (1.0 - w) * content)).astype(np.float32)
-        # centroid of each category's items (weighted by log popularity), unit norm [n_cat, dim]
-        cats = self.table_.cats
-        rows = np.repeat(np.arange(len(cats)), cats.shape[1])
-        ok = cats.ravel() > 0
-        pop_w = np.log1p(self.item_counts_.astype(np.float64)) + 1.0
-        n_cat = max(1, self.structure_.n_categories)
-        m = sp.csr_matrix((pop_w[rows[ok]], (cats.ravel()[ok] - 1, rows[ok])), shape=(n_cat, len(cats)))
-        cent = np.asarray(m @ self.item_vectors_, dtype=np.float32)
-        self.category_centroids_ = cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+        self.category_centroids_ = category_centroids(self.table_.cats, self.item_counts_, self.item_vectors_,
+                                                      self.structure_.n_categories)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self._history_user_vectors(np.asarray(users, np.int64)) @ self.item_vectors_.T + self.item_bias_

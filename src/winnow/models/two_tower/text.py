@@ -4,7 +4,8 @@
 fit, query encoding and serving's new items use, so all three share one text space.
 ``prepare_text(config, frame, cache=)`` encodes a catalog's texts (MiniLM vectors reused from
 the home's cache: winnow.models.text_cache) into a ``PreparedText``. ``resolve_backend`` turns
-``text_backend = "auto"`` into "minilm" or "tfidf" by the catalog's size, with its reason.
+``text_backend = "auto"`` into "minilm" or "tfidf" by the catalog's size, with its reason;
+``prepare_resolved`` does both for a fit.
 """
 
 from __future__ import annotations
@@ -63,3 +64,17 @@ def prepare_text(config: TwoTowerConfig, frame: pd.DataFrame, *, cache: str | Pa
     enc = text_encoder(config, texts)
     vectors, report = encode_cached(enc, texts, cache=cache)
     return PreparedText(enc if isinstance(enc, TfidfSvdEncoder) else None, vectors, report)
+
+
+def prepare_resolved(config: TwoTowerConfig, frame: pd.DataFrame, *,
+                     cache: str | Path | None = None) -> tuple[TwoTowerConfig, PreparedText]:
+    """(config with the backend used, text vectors) for a fit on ``frame``'s items: an "auto"
+    backend resolved by the catalog's size (``resolve_backend``; the reason is the report's
+    ``backend_choice``), so the model's saved params name what was used."""
+    backend, why = resolve_backend(config, len(frame))
+    if backend != config.text_backend:
+        config = config.model_copy(update={"text_backend": backend})
+    prepared = prepare_text(config, frame, cache=cache)
+    if why is not None:
+        prepared.report["backend_choice"] = why
+    return config, prepared

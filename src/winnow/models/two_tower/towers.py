@@ -18,11 +18,15 @@ T = text dimension. Index 0 is padding / unknown in every embedding table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+from winnow.core.config import TwoTowerConfig
+from winnow.models.two_tower.encoding import pad_rows
 
 N_POP_BUCKETS = 20
 N_AGE_BUCKETS = 24
@@ -180,3 +184,24 @@ class TwoTower(nn.Module):
                               if isinstance(m, nn.Embedding) and m.sparse}.values() if isinstance(w, nn.Parameter)]
         ids = {id(p) for p in sparse}
         return sparse, [p for p in self.parameters() if id(p) not in ids]
+
+
+def request_inputs(config: TwoTowerConfig, *, history: Sequence[int], attr_ids: list[int], interest_ids: list[int],
+                   user: int | None, hour: int | None, dow: int | None,
+                   widths: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """The user tower's inputs for one request (a batch of one), encoded as training encodes
+    them: the last ``config.history`` items (index + 1; 0 pads the front) with half-life weights,
+    the hashed attribute ids and the interest ids padded to ``widths`` (attributes, interests),
+    the user's id bucket (0: unseen, or ids off), hour 1-24 and day of week 1-7 (0: unknown)."""
+    L = config.history
+    hist = np.zeros((1, L), np.int64)
+    h = np.asarray(list(history)[-L:], np.int64) + 1
+    if len(h):
+        hist[0, L - len(h):] = h
+    w = (0.5 ** (np.arange(L - 1, -1, -1, dtype=np.float32) / config.half_life))[None, :]
+    uid = 0 if user is None or not config.use_user_id else int(user_bucket(np.array([user]), config.user_buckets)[0])
+    return {"uid": torch.tensor([uid]), "hist": torch.from_numpy(hist), "hist_w": torch.from_numpy(w),
+            "attrs": torch.from_numpy(pad_rows([attr_ids], widths[0])),
+            "interests": torch.from_numpy(pad_rows([interest_ids], widths[1])),
+            "hour": torch.tensor([0 if hour is None else hour % 24 + 1]),
+            "dow": torch.tensor([0 if dow is None else (dow + 3) % 7 + 1])}  # training: 1 = Thursday
