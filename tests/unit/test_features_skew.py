@@ -86,3 +86,28 @@ def test_item_counts_at_an_earlier_time_equal_offline_with_later_events_in_the_s
         np.testing.assert_allclose(online[:, cols], offline[:, cols], rtol=1e-5, atol=1e-6, equal_nan=True,
                                    err_msg=f"t {t}")
         assert np.nanmax(offline[:, names.index("pop_all")]) > 0
+
+
+def test_one_list_source_columns_equal_the_group_by_bit_for_bit() -> None:
+    """A served request's source columns (relative score, rank in list, z) take a path without
+    the group-by; it must give exactly what the training frames' group-by gives that list."""
+    from winnow.features.definitions import _one_list_source, _per_list_max, _per_list_rank_z
+
+    rng = np.random.default_rng(11)
+    cases = [rng.normal(size=500), np.full(7, np.nan), np.array([3.0]), np.zeros(5), np.full(6, 2.5),
+             np.array([1.0, np.inf, 2.0, np.nan]), np.array([-np.inf, -1.0, np.nan]), np.empty(0)]
+    for _ in range(20):
+        v = rng.normal(size=int(rng.integers(2, 600))) * 10 ** rng.uniform(-3, 3)
+        v[rng.random(len(v)) < rng.uniform(0, 0.9)] = np.nan
+        v[rng.random(len(v)) < 0.2] = 1.5  # ties
+        cases.append(v)
+    for v in cases:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fast = _one_list_source(v)
+            two = np.r_[np.zeros(len(v), np.int64), np.ones(3, np.int64)]  # the same list beside another
+            both = np.r_[v, [1.0, 2.0, np.nan]]
+            top = _per_list_max(both, two)[: len(v)]
+            rel = np.where(np.abs(top) > 0, v / np.abs(top), np.nan)
+            rank, z = (c[: len(v)] for c in _per_list_rank_z(both, two))
+        for got, want in zip(fast, (rel, rank, z), strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=str(v[:8]))

@@ -93,9 +93,6 @@ def _per_list_max(values: np.ndarray, row_list: np.ndarray) -> np.ndarray:
     """Max of ``values`` (NaN ignored) over the rows of each row's list, broadcast back."""
     if len(values) == 0:
         return values
-    if _one_list(row_list):  # serving: one request's list; the same max, without the group-by
-        top = np.max(np.where(np.isnan(values), -np.inf, values))
-        return np.full(len(values), top if np.isfinite(top) else np.nan)
     _, inv = np.unique(row_list, return_inverse=True)
     m = np.full(inv.max() + 1, -np.inf)
     np.fmax.at(m, inv, np.where(np.isnan(values), -np.inf, values))
@@ -115,17 +112,6 @@ def _per_list_rank_z(values: np.ndarray, row_list: np.ndarray) -> tuple[np.ndarr
         return rank, z
     idx = np.flatnonzero(ok)
     lst, v = row_list[idx], values[idx]
-    if _one_list(lst):  # serving: one list; the same operations, without the group-by
-        order = np.argsort(-v, kind="stable")  # the permutation lexsort((-v, lst)) gives
-        m = np.array([len(v)])
-        rank[idx[order]] = np.arange(len(v)) / m.astype(np.float64)[0]
-        vs = v[order]
-        with np.errstate(divide="ignore", invalid="ignore"):  # an inf score: std NaN, z 0
-            mean = np.add.reduceat(vs, [0]) / m
-            var = np.maximum(np.add.reduceat(vs * vs, [0]) / m - mean * mean, 0.0)
-            std = np.sqrt(var)
-            z[idx[order]] = np.where(std > 0, (vs - mean) / np.where(std > 0, std, 1.0), 0.0)
-        return rank, z
     order = np.lexsort((-v, lst))
     sl = lst[order]
     starts = np.flatnonzero(np.r_[True, np.diff(sl) != 0])
@@ -142,17 +128,48 @@ def _per_list_rank_z(values: np.ndarray, row_list: np.ndarray) -> tuple[np.ndarr
     return rank, z
 
 
+def _one_list_source(score: np.ndarray) -> list[np.ndarray]:
+    """[relative score, rank, z] of one list's source scores: what ``_per_list_max`` and
+    ``_per_list_rank_z`` give for a single list (a served request), with the same arithmetic
+    in the same order (bit-identical), without the group-by. The caller ignores divide/invalid."""
+    n = len(score)
+    top = np.fmax.reduce(score) if n else np.nan  # NaN ignored; NaN when every value is
+    rel = score / abs(top) if np.isfinite(top) and top != 0 else np.full(n, np.nan)
+    rank, z = np.full(n, np.nan), np.full(n, np.nan)
+    idx = np.flatnonzero(~np.isnan(score))
+    if len(idx):
+        v = score[idx]
+        order = np.argsort(-v, kind="stable")  # the permutation lexsort((-v, lst)) gives
+        at = idx[order]
+        m = float(len(v))
+        rank[at] = np.arange(len(v)) / m
+        vs = v[order]
+        mean = np.add.reduceat(vs, [0]) / m
+        std = np.sqrt(np.maximum(np.add.reduceat(vs * vs, [0]) / m - mean * mean, 0.0))
+        z[at] = (vs - mean) / std if std[0] > 0 else 0.0  # an inf score: std NaN, z 0
+    return [rel, rank, z]
+
+
 def finalize(a: Aggregates, spec: FeatureSpec) -> np.ndarray:
     """float32 [n_rows, len(spec.names)] feature matrix, columns in ``spec.names`` order."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # NaN / inf features are data here
+        return _finalize(a, spec)
+
+
+def _finalize(a: Aggregates, spec: FeatureSpec) -> np.ndarray:
     cols: list[np.ndarray] = []
     n = len(a.t)
     present = np.zeros(n)
+    one = _one_list(a.row_list)  # serving: one request's list
     for s in spec.sources:
         score, rank = a.src_score[s], a.src_rank[s]
-        top = _per_list_max(score, a.row_list)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        if one:
+            rel, rank_in, z = _one_list_source(score)
+        else:
+            top = _per_list_max(score, a.row_list)
             rel = np.where(np.abs(top) > 0, score / np.abs(top), np.nan)
-        cols += [score, rank, rel, *_per_list_rank_z(score, a.row_list)]
+            rank_in, z = _per_list_rank_z(score, a.row_list)
+        cols += [score, rank, rel, rank_in, z]
         present += ~np.isnan(rank)
     cols.append(present)
     t = a.t

@@ -20,16 +20,26 @@ item seen, so items added after training are covered too.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from winnow.features.counts import TIME_BITS, SortedCounts, pack
+from winnow.features.counts import TIME_BITS, TIME_OFFSET, SortedCounts, pack
 
 _NO_TIME_KEY = np.int64(-1)  # newest of an item without events (below every time key, >= 0)
+
+
+_TIME_MAX = (1 << TIME_BITS) - 1
 
 
 def time_key(times: np.ndarray | float) -> np.ndarray:
     """The time part of ``pack(group, times)`` (int64): comparable across groups."""
     return pack(0, times) & ((np.int64(1) << TIME_BITS) - 1)
+
+
+def time_key1(t: float) -> int:
+    """``time_key`` of one finite time, as a Python int (a request's time: no array round trip)."""
+    return min(max(math.ceil(t) + TIME_OFFSET, 0), _TIME_MAX)
 
 
 class ItemEventCounts:
@@ -106,7 +116,7 @@ class ItemEventCounts:
         int64 [len(bounds), n]). ``items`` int64 [n]; ``bounds`` float [b] (-inf allowed)."""
         items = np.asarray(items, np.int64)
         _, total, oldest, newest = self._gather(items)
-        tk = time_key(t)
+        tk = time_key1(t) if math.isfinite(t) else time_key(t)
         before = total.copy()
         bk = time_key(np.asarray(bounds, np.float64))[:, None]     # [b, 1]
         below = np.where(bk <= oldest[None, :], 0, total[None, :])  # [b, n]; exact unless cut
@@ -130,7 +140,7 @@ class ItemEventCounts:
         rows = np.asarray(codes, np.int64)[:, None]
         out = self.peer_total[rows, np.where(inside, items, 0)[None, :]].T.astype(np.int64)
         out[~inside] = 0
-        cut = np.flatnonzero(newest >= time_key(t))
+        cut = np.flatnonzero(newest >= (time_key1(t) if math.isfinite(t) else time_key(t)))
         if len(cut):
             keys = pack(items[cut], t)
             for j, code in enumerate(codes):
