@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from inapp_compare import git_rev, run_inapp  # noqa: E402
+from homes import copy_home
 
 
 def store_bytes(home: Path) -> dict:
@@ -58,7 +59,7 @@ def main() -> None:
         h = Path(f"{args.home.rstrip('/')}-cand{i}")
         if h.exists():
             shutil.rmtree(h)
-        shutil.copytree(args.home, h)
+        copy_home(args.home, h)
         homes[rate] = h
     try:
         for rnd in range(args.rounds):

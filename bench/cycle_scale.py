@@ -31,6 +31,7 @@ from typing import Any
 
 from train_scale import ROOT, SIZES, _env, _machine, _winnow, ensure_world
 from watch import watch
+from homes import copy_home
 
 
 def _cycle(home: Path, src: Path, *, max_rss_gib: float, timeout_s: float) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def main() -> None:
         if home.exists():
             shutil.rmtree(home)
         print(f"copying {given} -> {home}", flush=True)
-        shutil.copytree(given, home)
+        copy_home(given, home)
     out: dict[str, Any] = {"machine": _machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                                     capture_output=True, text=True).stdout.strip(),

@@ -28,6 +28,7 @@ os.environ.setdefault("WINNOW__SECURITY__AUTH", "false")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from homes import copy_home
 
 
 def serve_and_click(home: Path, requests: int, click: float, seed: int) -> tuple[str, int, int]:
@@ -76,7 +77,7 @@ def main() -> None:
     home = Path(f"{args.home.rstrip('/')}-featcost")
     if home.exists():
         shutil.rmtree(home)
-    shutil.copytree(args.home, home)
+    copy_home(args.home, home)
     try:
         version, first, last = serve_and_click(home, args.requests, args.click, args.seed)
         cfg = load_config(home)

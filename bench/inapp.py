@@ -33,15 +33,20 @@ def _pct(xs: list[float]) -> dict[str, float]:
             "mean_ms": round(float(a.mean()), 3), "n": len(a)}
 
 
-def measure(home: Path, requests: int, seed: int = 0, at: str = "wall") -> dict:
+def measure(home: Path, requests: int, seed: int = 0, at: str = "wall",
+            quotas: dict[str, int] | None = None) -> dict:
     """Figures for ``requests`` recommendations (k=20) of random known users of ``home``, at
-    the wall clock's time (``at="wall"``) or one hour after the store's last event ("data")."""
+    the wall clock's time (``at="wall"``) or one hour after the store's last event ("data");
+    ``quotas``: retrieval quotas to serve at instead of the configured ones (source -> quota),
+    e.g. to reach the issue's 500 candidates."""
     from winnow.core.config import load_config
     from winnow.serving.service import Service
 
     svc = Service(load_config(home))
     try:
         rt = svc.runtime
+        for source, quota in (quotas or {}).items():
+            rt.pipeline.set_quota(source, quota)  # ConfigError naming the sources for an unknown one
         users = [str(u) for u in svc.store.read_users()["user_id"]]
         now = None
         if at == "data":
@@ -68,7 +73,7 @@ def measure(home: Path, requests: int, seed: int = 0, at: str = "wall") -> dict:
         svc.impressions.flush()  # the writer thread's work for these requests counts too
         process_cpu = (time.process_time() - p0) / requests
         ranker = rt.pipeline.ranker
-        return {"home": str(home), "at": at, "now": now, "model_version": rt.version, "ranker": type(ranker).__name__,
+        return {"home": str(home), "at": at, "now": now, "quotas": quotas or {}, "model_version": rt.version, "ranker": type(ranker).__name__,
                 "candidates_mean": float(np.mean(n_cand)), "recommend": _pct(wall),
                 "recommend_cpu": _pct(cpu),  # this thread's CPU: robust to other processes' load
                 # every thread of the process (impression writer included) per request, mean
@@ -79,15 +84,28 @@ def measure(home: Path, requests: int, seed: int = 0, at: str = "wall") -> dict:
         svc.close()
 
 
+def parse_quotas(ap: argparse.ArgumentParser, given: list[str]) -> dict[str, int]:
+    """{source: quota} from ``SOURCE=N`` options; a malformed one is an argparse error."""
+    out = {}
+    for g in given:
+        name, _, n = g.partition("=")
+        if not name or not n.isdigit() or int(n) < 1:
+            ap.error(f"--quota {g!r}: expected SOURCE=N with N >= 1, e.g. als=420")
+        out[name] = int(n)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", required=True)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--at", choices=["wall", "data"], default="wall",
                     help="request time: the wall clock, or one hour after the store's last event")
+    ap.add_argument("--quota", action="append", default=[], metavar="SOURCE=N",
+                    help="serve SOURCE at retrieval quota N (repeatable), e.g. als=420 for ~500 candidates")
     ap.add_argument("--json")
     args = ap.parse_args()
-    out = measure(Path(args.home), args.requests, at=args.at)
+    out = measure(Path(args.home), args.requests, at=args.at, quotas=parse_quotas(ap, args.quota))
     print(json.dumps(out, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")

@@ -21,16 +21,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+from homes import copy_home
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_inapp(src: Path, home: Path, requests: int, extra_env: dict[str, str] | None = None) -> dict:
+def run_inapp(src: Path, home: Path, requests: int, extra_env: dict[str, str] | None = None,
+              quotas: list[str] | None = None) -> dict:
     """bench/inapp.py on ``home`` with the code of ``src`` (``extra_env``: e.g. config overrides
     as WINNOW__SECTION__KEY) in a fresh process; its JSON result."""
     env = {**os.environ, "PYTHONPATH": str(src), "WINNOW_HOME": str(home), "OPENBLAS_NUM_THREADS": "1",
            "WINNOW__SECURITY__AUTH": "false", **(extra_env or {})}
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "inapp.py"), "--home", str(home),
-                          "--requests", str(requests)], env=env, check=True, capture_output=True, text=True)
+                          "--requests", str(requests), *(f"--quota={q}" for q in quotas or [])],
+                         env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
 
@@ -46,6 +50,8 @@ def main() -> None:
     ap.add_argument("--src", action="append", required=True, help="a source tree (give two)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=1500)
+    ap.add_argument("--quota", action="append", default=[], metavar="SOURCE=N",
+                    help="passed to bench/inapp.py: serve SOURCE at quota N (e.g. als=420: ~500 candidates)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     if len(args.src) != 2:
@@ -56,13 +62,13 @@ def main() -> None:
         h = Path(f"{args.home.rstrip('/')}-cmp{i}")
         if h.exists():
             shutil.rmtree(h)
-        shutil.copytree(args.home, h)
+        copy_home(args.home, h)
         homes.append(h)
     runs: list[list[dict]] = [[], []]
     try:
         for r in range(args.rounds):
             for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-                res = run_inapp(srcs[i], homes[i], args.requests)
+                res = run_inapp(srcs[i], homes[i], args.requests, quotas=args.quota)
                 runs[i].append(res)
                 print(f"round {r} {srcs[i]}: cpu p50 {res['recommend_cpu']['p50_ms']} ms "
                       f"p99 {res['recommend_cpu']['p99_ms']} ms, load {res['load_average'][0]:.1f}", flush=True)
@@ -78,6 +84,7 @@ def main() -> None:
                         "ranker": runs[i][0]["ranker"]})
     ratio = {q: round(summary[1][f"cpu_{q}_ms"] / summary[0][f"cpu_{q}_ms"], 3) for q in ("p50", "p99")}
     out = {"benchmark": "inapp_compare", "home": args.home, "rounds": args.rounds, "requests": args.requests,
+           "quotas": args.quota,
            "summary": summary, "ratio_second_over_first": ratio, "runs": runs,
            "note": "CPU = the requesting thread's CPU time per Service.recommend; medians over rounds"}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
