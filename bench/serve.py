@@ -69,6 +69,18 @@ def build(home: Path, src: Path, args: argparse.Namespace) -> dict:
     return {"import_s": round(t1 - t0, 1), "train_s": round(time.time() - t1, 1)}
 
 
+def world_of(home: Path, given: dict) -> dict:
+    """The world the served bundle was trained on (its manifest's ``data``: events, items, users
+    and time span), beside what the options asked for (``given``): a reused home may hold another
+    world than the options describe."""
+    try:
+        active = (home / "bundles" / "ACTIVE").read_text().strip()
+        data = json.loads((home / "bundles" / active / "manifest.json").read_text())["data"]
+    except (OSError, KeyError, ValueError) as exc:
+        return {"options": given, "bundle": None, "bundle_error": str(exc)}
+    return {"options": given, "bundle": {"version": active, **data}}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -232,8 +244,8 @@ def main() -> None:
             sv["proc"].wait(60)
     out = {"benchmark": "serve", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                              "platform": platform.platform()},
-           "world": ({"movielens": args.movielens} if args.movielens else
-                     {"items": args.items, "users": args.users, "events": args.events}),
+           "world": world_of(sides[0][2], {"movielens": args.movielens} if args.movielens else
+                             {"items": args.items, "users": args.users, "events": args.events}),
            "workers": args.workers, "duration_s_per_row": args.duration,
            "goal": "open loop 300 req/s p99 <= 30 ms, 0 errors; in-app p50 <= 2 ms, p99 <= 6 ms"}
     for label, src, h in sides:
