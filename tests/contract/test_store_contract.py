@@ -485,3 +485,26 @@ def test_postgres_bulk_import_rebuilds_indexes(postgres_url: str, monkeypatch: p
         assert analyzed == 1300
     finally:
         store.close()
+
+
+def test_item_scalars_and_rows_by_id_equal_read_items(store: Store) -> None:
+    """What a serving start reads (scalar columns of every item, full rows of a few) equals the
+    same columns / rows of ``read_items``, types included, on every backend."""
+    store.upsert_items(pd.DataFrame({"item_id": ["a", "b", "c", "d"], "title": ["A", "B", "C", "D"],
+                                     "categories": ["x|y", "", "z", "x"], "creator": ["p", None, "q", ""],
+                                     "created_at": [100, None, 300, 400], "sponsored": [True, False, False, True],
+                                     "brand": ["acme", None, "z", None]}))
+    store.patch_item("c", available=False)
+    items = store.read_items()
+    scalars = store.read_item_scalars()
+    assert list(scalars.columns) == ["item_id", "creator", "created_at", "available", "sponsored"]
+    pd.testing.assert_frame_equal(scalars, items[list(scalars.columns)])
+    assert scalars["available"].tolist() == [True, True, False, True]
+    assert str(scalars["created_at"].dtype) == "Int64" and scalars["created_at"].isna().tolist()[1]
+    by_id = store.read_items_by_id(["d", "missing", "b", "d"])
+    assert by_id["item_id"].tolist() == ["d", "b"]
+    pd.testing.assert_frame_equal(by_id, items.set_index("item_id").loc[["d", "b"]].reset_index())
+    assert store.read_items_by_id([]).empty
+    many = [f"m{i}" for i in range(1200)]  # more ids than one SQL statement binds
+    store.upsert_items(pd.DataFrame({"item_id": many}))
+    assert store.read_items_by_id(many[::-1])["item_id"].tolist() == many[::-1]

@@ -30,6 +30,9 @@ ITEM_COLUMNS: tuple[str, ...] = (
     "attributes",   # dict[str, JSON scalar]: every other column
 )
 
+# the catalog columns that need no JSON decoding (Store.read_item_scalars)
+ITEM_SCALARS: tuple[str, ...] = ("item_id", "creator", "created_at", "available", "sponsored")
+
 USER_COLUMNS: tuple[str, ...] = (
     "user_id",      # str, required
     "created_at",   # int64 unix seconds, or <NA>

@@ -39,7 +39,7 @@ from winnow.data.sqlite_schema import (
 from winnow.data.sqlite_schema import SCHEMA_VERSION
 from winnow.data.sqlite_schema import UNAVAILABLE as _UNAVAILABLE
 from winnow.data.rollouts import Rollout, RolloutDecision
-from winnow.data.store import EventLog, Store, maps_driver_errors
+from winnow.data.store import EventLog, Store, in_given_order, maps_driver_errors
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
 
 _CACHE_KIB = -8192        # PRAGMA cache_size of the writer while serving (negative: KiB)
@@ -223,6 +223,20 @@ class SQLiteStore(Store):
     def read_items(self) -> pd.DataFrame:
         return shape.items_frame([shape.item_record(r, json_text=True)
                                   for r in self._reader().execute(self._ITEM_SQL + " ORDER BY i.iid")])
+
+    def read_item_scalars(self) -> pd.DataFrame:
+        return shape.item_scalars_frame(self._reader().execute(
+            "SELECT k.external, i.creator, i.created_at, i.available, i.sponsored FROM items i "
+            "JOIN item_keys k ON k.id = i.iid + 1 ORDER BY i.iid").fetchall())
+
+    def read_items_by_id(self, item_ids: list[str]) -> pd.DataFrame:
+        wanted = list(dict.fromkeys(str(i) for i in item_ids))
+        con, rows = self._reader(), []
+        for a in range(0, len(wanted), 500):  # SQLite's bound-parameter limit, with room
+            chunk = wanted[a:a + 500]
+            rows += con.execute(self._ITEM_SQL + f" WHERE k.external IN ({','.join('?' * len(chunk))})",
+                                chunk).fetchall()
+        return in_given_order(shape.items_frame([shape.item_record(r, json_text=True) for r in rows]), wanted)
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
         r = self._reader().execute(self._ITEM_SQL + " WHERE k.external = ?", (str(item_id),)).fetchone()

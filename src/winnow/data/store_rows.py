@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from winnow.core.errors import DataError
-from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
+from winnow.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, ITEM_SCALARS, USER_COLUMNS
 
 #: impressions table columns in insert/select order (``ts`` is the contract's ``timestamp``)
 IMPRESSION_COLUMNS = ("request_id", "user_id", "ts", "model_version", "surface", "context", "items")
@@ -124,6 +124,15 @@ def _with_created_at(frame: pd.DataFrame) -> pd.DataFrame:
 def items_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """``ITEM_COLUMNS`` frame of ``item_record`` dicts; created_at as nullable Int64."""
     return _with_created_at(pd.DataFrame(records, columns=list(ITEM_COLUMNS)))
+
+
+def item_scalars_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """``ITEM_SCALARS`` frame of (item_id, creator, created_at, available, sponsored) rows, typed
+    as ``items_frame`` types them (created_at nullable Int64, the flags bool)."""
+    frame = pd.DataFrame(list(rows), columns=list(ITEM_SCALARS))
+    for flag in ("available", "sponsored"):
+        frame[flag] = frame[flag].astype(bool)
+    return _with_created_at(frame)
 
 
 def users_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -37,7 +37,7 @@ def _new_item_share(store: Store, config: WinnowConfig, item_ids: list[str], ite
     ``new_item_days`` before the event; None without events."""
     if len(item) == 0:
         return None
-    cat = store.read_items()[["item_id", "created_at"]].dropna()
+    cat = store.read_item_scalars()[["item_id", "created_at"]].dropna()
     created = pd.Series(cat["created_at"].to_numpy(np.float64), index=cat["item_id"].astype(str))
     born = created.reindex(item_ids).to_numpy(np.float64)[np.asarray(item, np.int64)]
     age = np.asarray(timestamp, np.float64) - born  # NaN for an item without created_at: never new

@@ -43,7 +43,7 @@ def events_digest(store: Store, cut: int) -> tuple[str, int]:
 
 def catalog_digest(store: Store) -> tuple[str, int]:
     """(sha256 of the sorted catalog item ids, their count)."""
-    ids = sorted(str(i) for i in store.read_items()["item_id"])
+    ids = sorted(str(i) for i in store.read_item_scalars()["item_id"])
     return hashlib.sha256(json.dumps(ids).encode()).hexdigest(), len(ids)
 
 

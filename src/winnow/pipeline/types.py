@@ -101,6 +101,37 @@ class Catalog:
             self.changes += 1
             return idx
 
+    def extend(self, item_ids: list[str], *, categories: list[list[str]], available: np.ndarray,
+               sponsored: np.ndarray, created_at: np.ndarray) -> None:
+        """Add many items this catalog does not know yet, each array grown once (``upsert`` in
+        a loop copies every array per item: O(catalog x new items)). Per item: its categories
+        (the first one is its category), flags and creation time (-1: unknown). ValueError
+        naming the first id already present or given twice, or a length mismatch; nothing is
+        added then."""
+        n_new = len(item_ids)
+        for name, arr in (("categories", categories), ("available", available), ("sponsored", sponsored),
+                          ("created_at", created_at)):
+            if len(arr) != n_new:
+                raise ValueError(f"Catalog.extend: {name} has {len(arr)} rows for {n_new} item ids")
+        with self._lock:
+            seen: set[str] = set()
+            for iid in map(str, item_ids):
+                if self.item_ids.get(iid) >= 0 or iid in seen:
+                    raise ValueError(f"Catalog.extend: item {iid!r} is already in the catalog or given twice")
+                seen.add(iid)
+            if not n_new:
+                return
+            codes = np.array([self.category_code(c[0], add=True) if c else NO_CATEGORY for c in categories],
+                             np.int32)
+            self.category = np.concatenate([self.category, codes])
+            self.available = np.concatenate([self.available, np.asarray(available, bool)])
+            self.sponsored = np.concatenate([self.sponsored, np.asarray(sponsored, bool)])
+            self.created_at = np.concatenate([self.created_at, np.asarray(created_at, np.int64)])
+            self.popularity = np.concatenate([self.popularity, np.zeros(n_new, np.float32)])
+            self.trending = np.concatenate([self.trending, np.zeros(n_new, np.float32)])
+            self.item_ids.encode(list(map(str, item_ids)), add=True)  # last: readers bound items by it
+            self.changes += 1
+
 
 @dataclass
 class UserView:

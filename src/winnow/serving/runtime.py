@@ -14,7 +14,6 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from winnow.core.config import PipelineConfig, SourceConfig, WinnowConfig
 from winnow.core.ids import IdMap
@@ -33,8 +32,10 @@ HISTORY_CACHE_MAX = 10_000  # users whose history arrays are kept (~5 KB each at
 
 
 def _overlay_store_catalog(catalog: Catalog, store: Store) -> None:
-    """Apply the store's current availability/sponsored flags and items added after training."""
-    items = store.read_items()
+    """Apply the store's current availability/sponsored flags and items added after training.
+    Reads every item's scalar columns (no JSON: O(items) cheap at 10^6 items) and the full rows
+    of the items the bundle does not know only."""
+    items = store.read_item_scalars()
     if not len(items):
         return
     ids = items["item_id"].tolist()
@@ -42,12 +43,13 @@ def _overlay_store_catalog(catalog: Catalog, store: Store) -> None:
     known = idx >= 0
     catalog.available[idx[known]] = items["available"].to_numpy(bool)[known]
     catalog.sponsored[idx[known]] = items["sponsored"].to_numpy(bool)[known]
-    for pos in np.flatnonzero(~known):
-        row = items.iloc[int(pos)]
-        created = row["created_at"]
-        catalog.upsert(str(row["item_id"]), categories=list(row["categories"] or []),
-                       available=bool(row["available"]), sponsored=bool(row["sponsored"]),
-                       created_at=None if created is None or created is pd.NA or created != created else int(created))
+    if known.all():
+        return
+    new = store.read_items_by_id([ids[int(p)] for p in np.flatnonzero(~known)])
+    created = new["created_at"].astype("Int64").fillna(-1).to_numpy(np.int64)
+    catalog.extend(new["item_id"].astype(str).tolist(), categories=[list(c or []) for c in new["categories"]],
+                   available=new["available"].to_numpy(bool), sponsored=new["sponsored"].to_numpy(bool),
+                   created_at=created)
 
 
 def _learned_ranker(config: WinnowConfig, bundle: Bundle, store: Store, serving_feed: Any = None,
