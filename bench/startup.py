@@ -1,8 +1,8 @@
 """Start-up time of a home's serving runtime, one or two source trees side by side.
 
-Each round opens ``winnow.serving.service.Service`` on ``--home`` in a new process (import, bundle load, catalog overlay, the learned ranker's feature-state replay,
-index load: what ``winnow serve`` does per worker before it answers) and records wall time, CPU
-time and peak RSS; with two ``--src`` trees the rounds alternate which goes first, so both share
+Each round opens ``winnow.serving.service.Service`` on ``--home`` in a new process (import,
+bundle load, catalog overlay, the learned ranker's feature-state replay, index load: what
+``winnow serve`` does per worker before it answers) and records wall time, CPU time and peak RSS; with two ``--src`` trees the rounds alternate which goes first, so both share
 the machine's minute. Serving a 1M-item bundle is a replica's and a rollout's first cost: a
 replica that takes half a minute to come up makes every restart and promotion slow.
 
