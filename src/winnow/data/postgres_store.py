@@ -41,7 +41,7 @@ from winnow.data.postgres_conn import Connections
 from winnow.data.postgres_event_log import read_event_log
 from winnow.data.schema import ITEM_COLUMNS, USER_COLUMNS
 from winnow.data.rollouts import Rollout, RolloutDecision
-from winnow.data.store import EventLog, Store, maps_driver_errors
+from winnow.data.store import EventLog, Store, in_given_order, maps_driver_errors
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
 
 _COPY_CHUNK = 1 << 23    # bytes per COPY write
@@ -277,6 +277,16 @@ class PostgresStore(Store):
     def read_items(self) -> pd.DataFrame:
         return shape.items_frame([shape.item_record(r, json_text=False)
                                   for r in self._rows(self._ITEM_SQL + " ORDER BY i.iid", bounded=False)])
+
+    def read_item_scalars(self) -> pd.DataFrame:
+        return shape.item_scalars_frame(self._rows("SELECT k.external, i.creator, i.created_at, i.available, "
+                                                   "i.sponsored FROM items i JOIN item_keys k ON k.id = i.iid "
+                                                   "ORDER BY i.iid", bounded=False))
+
+    def read_items_by_id(self, item_ids: list[str]) -> pd.DataFrame:
+        rows = self._rows(self._ITEM_SQL + " WHERE k.external = ANY(%s)", ([str(i) for i in item_ids],),
+                          bounded=False)
+        return in_given_order(shape.items_frame([shape.item_record(r, json_text=False) for r in rows]), item_ids)
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
         rows = self._rows(self._ITEM_SQL + " WHERE k.external = %s", (str(item_id),))
