@@ -55,13 +55,18 @@ def _store(tmp_path: Path, mode: str):
     return cfg, store, T0 + DAY + 400 + len(USERS)  # cut: newest event + 1
 
 
-@pytest.mark.parametrize("mode", ["exclude", "include"])
-def test_holdout_positives_on_shown_items_are_dropped_only_when_excluded(tmp_path: Path, mode: str) -> None:
+def _built(tmp_path: Path, mode: str):
+    """(the gate's CycleData of ``_store``'s log at its cut, the cut)."""
     cfg, store, cut = _store(tmp_path, mode)
     try:
-        data = build(store, cfg, cut)
+        return build(store, cfg, cut), cut
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("mode", ["exclude", "include"])
+def test_holdout_positives_on_shown_items_are_dropped_only_when_excluded(tmp_path: Path, mode: str) -> None:
+    data, cut = _built(tmp_path, mode)
     assert data.holdout_start == cut - DAY
     held = {(data.ds.user_ids.decode(np.array([u]))[0], data.ds.item_ids.decode(np.array([i]))[0])
             for u, i in zip(data.holdout.user, data.holdout.item, strict=True)}
@@ -94,11 +99,7 @@ class _Ranked:
 
 @pytest.mark.parametrize("mode", ["exclude", "include"])
 def test_shown_items_leave_both_top_k_lists_and_the_served_order_loses_its_lead(tmp_path: Path, mode: str) -> None:
-    cfg, store, cut = _store(tmp_path, mode)
-    try:
-        data = build(store, cfg, cut)
-    finally:
-        store.close()
+    data, _ = _built(tmp_path, mode)
     ids = IdMap("item", ITEMS)
 
     def bundle(order: list[str]) -> SimpleNamespace:
