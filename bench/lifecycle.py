@@ -1,8 +1,12 @@
 """Closed-loop benchmark of `winnow autopilot`: a taste shift at a known round, and three ways to
-keep the served model current -- never retrain, a fixed schedule, the drift trigger (+ the gate).
+keep the served model current -- never retrain, a fixed schedule, the drift trigger (+ the gate,
++ the canary).
 
-    python bench/lifecycle.py [--rounds 30] [--shift 12] [--every 6] [--users 600] [--items 800]
-                              [--seeds 0,1,2] [--json bench/results/lifecycle.json] [--png docs/img/lifecycle.png]
+    python bench/lifecycle.py [--rounds 30] [--shift 15] [--every 5] [--users 1500] [--items 600]
+                              [--seeds 0,1,2] [--strategies never,schedule,...,schedule_canary]
+                              [--max-drop 0.05] [--shown-positives exclude|include]
+                              [--canary-plan 10,50,100] [--canary-min-exposed 100] [--canary-max-days 5]
+                              [--json bench/results/lifecycle.json] [--png docs/img/lifecycle.png]
 
 The world is winnow.simulation.users.UserWorld (position-biased clicks, fatigue). One round is one
 day. Each round, every user gets the top-k slate of the ACTIVE bundle's ALS model (loaded from the
@@ -20,6 +24,14 @@ Strategies, each on its own home and store from the same seed:
 - drift_any / drift_data / drift_concept: winnow.lifecycle.drift_trigger.DriftWatch checked after
   every round with drift_trigger = "any" / "data" / "concept", `run_once` when it fires.
 
+- schedule_canary / drift_any_canary / drift_concept_canary: the same triggers with
+  ``after_gate = "canary"``: a passing challenger is handed to a canary rollout (plan
+  ``--canary-plan``, a step lasts at least one day and needs ``--canary-min-exposed`` challenger
+  users, an inconclusive step rolls back after ``--canary-max-days``; the rest is ``[rollout]``'s
+  defaults), served to the users the sticky hash puts in its arm, and promoted or rolled back by
+  the service's decision code on the simulated clicks (bench/lifecycle_canary.py). A cycle while
+  a canary runs defers its hand-off, as the product does.
+
 Every strategy runs one cycle at the end of round ``--burnin - 1`` (the bundle of the organic
 pre-launch log has never seen served traffic); they diverge after it. The gate is the product's
 (`[lifecycle.gate]` defaults) except ``holdout_days`` = 2 (rounds are days) and
@@ -30,7 +42,11 @@ before the shift, its trough after it, its post-shift mean (and as a multiple of
 mean of the last 5 rounds (recovered share = that / pre-shift); rounds from the shift to the first
 drift trigger that fired (with the kinds flagged then) and to the first flag of each kind; false
 alarms (triggers fired before the shift); the first cycle after the shift; every cycle's trigger,
-gate verdict and reasons, hand-off, wall seconds and per-stage seconds. With several ``--seeds``
+gate verdict and reasons, hand-off, wall seconds and per-stage seconds, and the simulated truth
+the gate tries to predict (each bundle's slates' expected engagement at that moment; summarised as
+cycles where the gate failed a better challenger / passed a worse one); for the canary strategies
+the canaries started, promoted, rolled back or halted (with the rule), engagement during canaries
+(overall and per arm) and the seconds per decision look. With several ``--seeds``
 (world, taste shift and draws all seeded) every seed runs every strategy, and ``across_seeds``
 gives each figure's mean, std and per-seed values per strategy; the PNG shows the first seed.
 """
@@ -43,6 +59,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
@@ -61,10 +78,15 @@ from winnow.lifecycle.drift_trigger import DriftWatch  # noqa: E402
 from winnow.simulation.users import SimulationConfig, UserWorld  # noqa: E402
 from winnow.training.job import train  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lifecycle_canary import CanaryLooks, challenger_mask, rollout_context, running_canary  # noqa: E402
+from lifecycle_report import across_seeds, plot, summarise  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DAY = 86_400
 T0 = 1_700_000_000
-STRATEGIES = ("never", "schedule", "drift_any", "drift_data", "drift_concept")
+STRATEGIES = ("never", "schedule", "drift_any", "drift_data", "drift_concept", "schedule_canary",
+              "drift_any_canary", "drift_concept_canary")
 TOML = """
 [ranker]
 enabled = false
@@ -72,14 +94,16 @@ enabled = false
 window_days = 3.0
 top_items = 30
 [lifecycle]
-after_gate = "activate"
+after_gate = "{after_gate}"
 drift_trigger = "{trigger}"
 drift_check_s = 1.0
 drift_min_events = 500
+{canary}
 [lifecycle.gate]
 holdout_days = 2.0
 max_relative_drop = {max_drop}
-"""
+shown_positives = "{shown}"
+{rollout}"""
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -97,10 +121,10 @@ def shift_tastes(world: UserWorld, *, topics: int, seed: int) -> None:
 
 
 class Served:
-    """The ACTIVE bundle's ALS model as a slate source, in the world's dense ids."""
+    """The ACTIVE bundle's (or bundle ``version``'s) ALS model as a slate source, in the world's dense ids."""
 
-    def __init__(self, home: Path, n_users: int, n_items: int) -> None:
-        self.version = active_version(home)
+    def __init__(self, home: Path, n_users: int, n_items: int, version: str | None = None) -> None:
+        self.version = version or active_version(home)
         b = load_bundle(bundles_dir(home) / str(self.version))
         self.model = b.models["als"]
         self.users = np.array([b.user_ids.index(f"u{u}") if f"u{u}" in b.user_ids else -1
@@ -118,9 +142,22 @@ class Served:
         return out
 
 
-def _events(users: np.ndarray, items: np.ndarray, ts: np.ndarray, tag: str) -> pd.DataFrame:
-    return pd.DataFrame({"user_id": [f"u{u}" for u in users], "item_id": [f"i{i}" for i in items],
-                         "event_type": "click", "timestamp": ts, "event_id": [f"{tag}-{j}" for j in range(len(users))]})
+def _events(users: np.ndarray, items: np.ndarray, ts: np.ndarray, tag: str,
+            requests: list[str] | None = None) -> pd.DataFrame:
+    """Click events; ``requests``: each one's impression request id (``context.request_id``)."""
+    out = pd.DataFrame({"user_id": [f"u{u}" for u in users], "item_id": [f"i{i}" for i in items],
+                        "event_type": "click", "timestamp": ts, "event_id": [f"{tag}-{j}" for j in range(len(users))]})
+    if requests is not None:
+        out["context"] = [json.dumps({"request_id": q}) for q in requests]
+    return out
+
+
+def true_engagement(world: UserWorld, served: Served, consumed: list[set[int]], k: int) -> float:
+    """Expected clicks per user of ``served``'s slates now (the world's click probabilities)."""
+    slates = served.slates(consumed, k)
+    ok = slates >= 0
+    p = world.click_prob(np.arange(len(consumed)), np.where(ok, slates, 0))
+    return float((p * ok).sum() / len(consumed))
 
 
 def organic(world: UserWorld, rng: np.random.Generator, n: int = 20) -> np.ndarray:
@@ -137,18 +174,25 @@ def run(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
                            fatigue=0.0, k=10, pool=50, seed=args.seed)
     world, rng = UserWorld(sim), np.random.default_rng(args.seed + 7)
     home = Path(tempfile.mkdtemp(prefix=f"winnow-lifecycle-{strategy}-"))
-    trigger = strategy.split("_", 1)[1] if strategy.startswith("drift_") else "off"
-    (home / "winnow.toml").write_text(TOML.format(trigger=trigger, max_drop=args.max_drop))
+    canary = strategy.endswith("_canary")
+    base = strategy.removesuffix("_canary")
+    trigger = base.split("_", 1)[1] if base.startswith("drift_") else "off"
+    can = canary_toml(args) if canary else ("", "")
+    (home / "winnow.toml").write_text(TOML.format(trigger=trigger, max_drop=args.max_drop, shown=args.shown_positives,
+                                                  after_gate="canary" if canary else "activate",
+                                                  canary=can[0], rollout=can[1]))
     cfg = load_config(home)
     store = open_store(cfg.store_url())
     consumed: list[set[int]] = [set() for _ in range(sim.n_users)]
     rounds, cycles, checks = [], [], []
+    looks = CanaryLooks(cfg)
     try:
         for d in range(args.warmup):  # the organic pre-launch log, one positive per user per day
             items = organic(world, rng)
             store.append_events(_events(np.arange(sim.n_users), items, T0 + d * DAY + np.arange(sim.n_users), f"o{d}"))
         train(cfg, store, evaluate_models=False)
         served = Served(home, sim.n_users, sim.n_items)
+        chall: Served | None = None
         watch = DriftWatch(cfg)
         for r in range(args.rounds):
             if r == args.shift:
@@ -156,7 +200,13 @@ def run(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
             t = T0 + (args.warmup + r) * DAY
             if active_version(home) != served.version:
                 served = Served(home, sim.n_users, sim.n_items)
+            ro = running_canary(store) if canary else None
+            arm = challenger_mask(ro, sim.n_users)
             slates = served.slates(consumed, sim.k)
+            if ro is not None:
+                if chall is None or chall.version != ro.challenger:
+                    chall = Served(home, sim.n_users, sim.n_items, version=ro.challenger)
+                slates[arm] = chall.slates(consumed, sim.k)[arm]
             ok = slates >= 0
             clicks = world.respond(np.arange(sim.n_users), np.where(ok, slates, 0)) & ok
             cu, ci = np.nonzero(clicks)
@@ -165,109 +215,67 @@ def run(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
                 consumed[u].add(i)
             org = organic(world, rng)
             store.log_impressions([{"request_id": f"r{r}-{u}", "user_id": f"u{u}", "timestamp": t + u,
-                                    "model_version": served.version, "surface": "home", "context": {},
+                                    "model_version": chall.version if arm[u] and chall else served.version,
+                                    "surface": "home", "context": rollout_context(ro, bool(arm[u]), f"r{r}-{u}"),
                                     "items": [{"item_id": f"i{i}", "position": j, "score": 0.0, "sources": ["als"],
                                                "propensity": 1.0} for j, i in enumerate(slates[u][ok[u]].tolist())]}
                                    for u in range(sim.n_users)])
-            store.append_events(pd.concat([_events(cu, items, t + cu + 1, f"c{r}"),
+            store.append_events(pd.concat([_events(cu, items, t + cu + 1, f"c{r}", [f"r{r}-{u}" for u in cu.tolist()]),
                                            _events(np.arange(sim.n_users), org, t + DAY // 2 + np.arange(sim.n_users),
                                                    f"o{args.warmup + r}")]))
-            rounds.append({"round": r, "engagement": float(clicks.sum() / sim.n_users), "served": served.version})
+            per_user = clicks.sum(axis=1)
+            rounds.append({"round": r, "engagement": float(per_user.mean()), "served": served.version,
+                           "canary": None if ro is None else {
+                               "id": ro.id, "share": ro.share, "challenger": ro.challenger,
+                               "champion_engagement": float(per_user[~arm].mean()) if (~arm).any() else None,
+                               "challenger_engagement": float(per_user[arm].mean()) if arm.any() else None}})
+            if canary:
+                looks.look(store, now=t + DAY - 1, day=r)
             reason = None
             if r + 1 == args.burnin:  # every strategy: one cycle on the served traffic before it diverges
                 reason = "burn-in"
             elif r + 1 < args.burnin:
                 pass
-            elif strategy == "schedule" and (r + 1 - args.burnin) % args.every == 0:
+            elif base == "schedule" and (r + 1 - args.burnin) % args.every == 0:
                 reason = f"schedule: every {args.every} rounds"
-            elif strategy.startswith("drift_"):
+            elif base.startswith("drift_"):
                 reason = watch.check(store, until=t + DAY, now=float(r))
                 checks.append({"round": r, **(watch.last or {"error": watch.last_error}), "fired": reason is not None})
             if reason is not None:
                 t0 = time.perf_counter()
-                out = run_once(cfg, store, say=lambda _m: None, trigger=reason)
-                rec = out.record or {}
-                cycles.append({"round": r, "trigger": reason, "status": out.status,
-                               "wall_s": round(time.perf_counter() - t0, 2),
-                               "stages_wall_s": {k: round(v.get("wall_s") or 0.0, 2)
-                                                 for k, v in rec.get("stages", {}).items()},
-                               "gate_passed": (rec.get("gate") or {}).get("passed"),
-                               "gate_reasons": (rec.get("gate") or {}).get("reasons"),
-                               "gate_metrics": (rec.get("gate") or {}).get("metrics"),
-                               "action": rec.get("stages", {}).get("handoff", {}).get("outputs", {}).get("action")})
+                out = run_once(cfg, store, say=lambda _m: None, trigger=reason, now=t + DAY)
+                cycles.append(cycle_row(out.record or {}, r, reason, out.status, time.perf_counter() - t0,
+                                        world, home, consumed, sim.k))
     finally:
         store.close()
         shutil.rmtree(home, ignore_errors=True)
-    return {"strategy": strategy, "rounds": rounds, "cycles": cycles, "drift_checks": checks}
+    return {"strategy": strategy, "rounds": rounds, "cycles": cycles, "drift_checks": checks,
+            "canary_decisions": looks.decisions, "canary_look_s": [round(x, 4) for x in looks.look_s]}
 
 
-def summarise(res: dict[str, Any], shift: int, never: dict[str, Any] | None) -> dict[str, Any]:
-    eng = np.array([r["engagement"] for r in res["rounds"]])
-    base = np.array([r["engagement"] for r in never["rounds"]]) if never else None
-    pre = float(eng[max(0, shift - 5):shift].mean())
-    post = eng[shift:]
-    after = [c for c in res["cycles"] if c["round"] >= shift]
-    fired = [c for c in res["drift_checks"] if c["fired"]]
-    first = next((c for c in fired if c["round"] >= shift), None)
-    kinds = [k for k in ("data", "concept") if first and first[f"{k}_drift"]]
-    flagged = {k: next((c["round"] - shift for c in res["drift_checks"] if c["round"] >= shift and c.get(f"{k}_drift")),
-                       None) for k in ("data", "concept")}
-    return {"engagement_pre_shift": round(pre, 4), "engagement_trough": round(float(post.min()), 4),
-            "engagement_last5": round(float(eng[-5:].mean()), 4),
-            "recovered_share": round(float(eng[-5:].mean()) / pre, 3) if pre > 0 else None,
-            "engagement_post_shift_mean": round(float(post.mean()), 4),
-            "post_shift_vs_never": round(float(post.mean() / base[shift:].mean()), 3) if base is not None else None,
-            "rounds_to_first_cycle_after_shift": (after[0]["round"] - shift) if after else None,
-            "rounds_to_detect": (first["round"] - shift) if first else None,
-            "drift_kinds_at_detection": kinds, "rounds_to_flag_by_kind": flagged,
-            "false_alarms_before_shift": sum(c["round"] < shift for c in fired),
-            "gate_failed": sum(c["gate_passed"] is False for c in res["cycles"]),
-            "cycles": len(res["cycles"]), "cycles_activated": sum(c["action"] == "activated" for c in res["cycles"]),
-            "cycle_wall_s_mean": round(float(np.mean([c["wall_s"] for c in res["cycles"]])), 2) if res["cycles"] else None,
-            "cycle_wall_s_total": round(float(sum(c["wall_s"] for c in res["cycles"])), 1)}
+def canary_toml(args: argparse.Namespace) -> tuple[str, str]:
+    """The ``[lifecycle]`` canary keys and the ``[rollout]`` section of a *_canary strategy."""
+    return (f"canary_plan = [{args.canary_plan}]\ncanary_step_s = {float(DAY)}\n"
+            f"canary_min_exposed = {args.canary_min_exposed}",
+            f"[rollout]\nmax_step_s = {args.canary_max_days * float(DAY)}\n")
 
 
-ACROSS = ("engagement_post_shift_mean", "post_shift_vs_never", "recovered_share", "engagement_trough",
-          "rounds_to_detect", "false_alarms_before_shift", "cycles", "gate_failed", "cycle_wall_s_mean")
-
-
-def across_seeds(summaries: dict[int, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Per strategy and figure of ``ACROSS``: mean, std and the per-seed values (None where a seed
-    has no value, e.g. a shift never detected; mean and std over the seeds that have one)."""
-    out: dict[str, dict[str, Any]] = {}
-    for strategy in next(iter(summaries.values())):
-        figs = {}
-        for key in ACROSS:
-            vals = [summaries[seed][strategy].get(key) for seed in summaries]
-            have = np.array([v for v in vals if v is not None], np.float64)
-            figs[key] = {"mean": round(float(have.mean()), 4) if len(have) else None,
-                         "std": round(float(have.std()), 4) if len(have) else None, "per_seed": vals}
-        out[strategy] = figs
-    return out
-
-
-def plot(results: dict[str, dict[str, Any]], shift: int, path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for name, res in results.items():
-        ax.plot([r["engagement"] for r in res["rounds"]], label=name)
-        for c in res["cycles"]:
-            ax.axvline(c["round"], alpha=0.15, color=ax.lines[-1].get_color())
-    ax.axvline(shift, color="k", linestyle="--", label="taste shift")
-    ax.set_xlabel("round (day)")
-    ax.set_ylabel("clicks per user")
-    ax.legend()
-    ax.set_title("autopilot: never vs schedule vs drift-triggered retraining")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+def cycle_row(rec: dict[str, Any], r: int, reason: str, status: str, wall: float, world: UserWorld, home: Path,
+              consumed: list[set[int]], k: int) -> dict[str, Any]:
+    """One cycle's figures, with the simulated truth the gate tries to predict: the expected
+    engagement of the champion's and the challenger's slates at that moment."""
+    gate = rec.get("gate") or {}
+    truth = None
+    if gate.get("champion") and gate.get("challenger"):
+        truth = {who: round(true_engagement(world, Served(home, len(consumed), 0, version=gate[who]), consumed, k), 4)
+                 for who in ("champion", "challenger")}
+    return {"round": r, "trigger": reason, "status": status, "wall_s": round(wall, 2),
+            "stages_wall_s": {n: round(v.get("wall_s") or 0.0, 2) for n, v in rec.get("stages", {}).items()},
+            "gate_passed": gate.get("passed"), "gate_reasons": gate.get("reasons"), "gate_metrics": gate.get("metrics"),
+            "holdout_shown_dropped": rec.get("stages", {}).get("datasets", {}).get("outputs", {}).get(
+                "holdout_shown_dropped"),
+            "true_engagement": truth,
+            "action": rec.get("stages", {}).get("handoff", {}).get("outputs", {}).get("action")}
 
 
 def main() -> None:
@@ -282,8 +290,15 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", default="", help="comma-separated seeds, each a full run (default: --seed)")
-    ap.add_argument("--strategies", default="never,schedule,drift_any,drift_concept")
+    ap.add_argument("--strategies", default="never,schedule,drift_any,drift_concept,schedule_canary,"
+                                              "drift_concept_canary")
     ap.add_argument("--max-drop", type=float, default=0.05, help="[lifecycle.gate] max_relative_drop")
+    ap.add_argument("--shown-positives", choices=("exclude", "include"), default="exclude",
+                    help="[lifecycle.gate] shown_positives (include: the gate before stop 19)")
+    ap.add_argument("--canary-plan", default="10,50,100", help="*_canary: [lifecycle] canary_plan (percents)")
+    ap.add_argument("--canary-min-exposed", type=int, default=100, help="*_canary: [lifecycle] canary_min_exposed")
+    ap.add_argument("--canary-max-days", type=float, default=5.0,
+                    help="*_canary: [rollout] max_step_s in days (an inconclusive step rolls back)")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "lifecycle.json")
     ap.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "lifecycle.png")
     args = ap.parse_args()
@@ -323,6 +338,17 @@ def main() -> None:
         print(f"| {s} | {m['engagement_pre_shift']} | {m['engagement_trough']} | {m['engagement_post_shift_mean']} "
               f"({m['post_shift_vs_never']}) | {m['engagement_last5']} | {det} | {m['false_alarms_before_shift']} | "
               f"{m['rounds_to_first_cycle_after_shift']} | {m['cycles']} ({m['gate_failed']}) | {m['cycle_wall_s_mean']} |")
+    gated = [(s, m) for s, m in summary.items() if "canaries" in m]
+    if gated:
+        print("\n| strategy | canaries | promoted | rolled back | halted | end rules | engagement during canaries "
+              "(champion arm / challenger arm) | s per look |")
+        print("|---|---|---|---|---|---|---|---|")
+        for s, m in gated:
+            print(f"| {s} | {m['canaries']} | {m['promoted']} | {m['rolled_back']} | {m['halted']} | "
+                  f"{', '.join(m['end_rules']) or '-'} | {m['engagement_during_canary']} ({m['engagement_champion_arm']} / "
+                  f"{m['engagement_challenger_arm']}) | {m['look_s_mean']} |")
+    print("\ngate vs the simulated truth (cycles judged / failed a better challenger / passed a worse one): " +
+          "; ".join(f"{s} {m['gate_judged']}/{m['gate_failed_better']}/{m['gate_passed_worse']}" for s, m in summary.items()))
     if len(seeds) > 1:
         print(f"\nacross seeds {seeds} (mean +- std):")
         for s, figs in out["across_seeds"].items():

@@ -122,3 +122,21 @@ def test_an_injected_shift_starts_a_cycle_early_and_an_a_a_window_does_not(tmp_p
     finally:
         store.close()
     assert info is not None and watch.last["bundle"] == info.version
+
+
+def test_the_hand_off_starts_the_canary_on_the_clock_run_once_is_given(tmp_path: Path) -> None:
+    """A simulation (bench/lifecycle.py) runs the cycle on its own clock: the rollout's start, its
+    first step and its start decision carry that time, not the wall clock."""
+    home, champion = _home(tmp_path, CANARY)
+    cfg = load_config(home)
+    store = open_store(cfg.store_url())
+    try:
+        when = 1_600_000_123.0  # 2020: far from the wall clock
+        out = run_once(cfg, store, say=lambda _m: None, now=when)
+        assert out.record["stages"]["handoff"]["outputs"]["action"].startswith("canary started")
+        r = store.rollout()
+        assert r is not None and r.running and r.challenger == out.record["gate"]["challenger"]
+        assert (r.started, r.step_started, r.decisions[0].at) == (int(when),) * 3
+        assert active_version(home) == champion
+    finally:
+        store.close()

@@ -32,6 +32,11 @@ class GateConfig(_Section):
     min_recall: float = Field(0.01, ge=0, le=1)
     min_coverage: float = Field(0.0, ge=0, le=1)
     max_relative_drop: float = Field(0.05, ge=0)  # per metric, vs the champion on the same holdout
+    # holdout positives on items the user was SHOWN in the holdout window (the impression log): "exclude"
+    # drops them and removes every shown item from both bundles' top-k (the served policy -- usually
+    # the champion -- caused those clicks, so they score the champion on its own exposure); "include"
+    # keeps them (the behaviour before stop 19). docs/LIFECYCLE.md, "The gate and exposure".
+    shown_positives: Literal["exclude", "include"] = "exclude"
     ope_min_matches: int = Field(50, ge=1)  # logged rows the challenger would have shown alike, for SNIPS
     ope_bootstrap: int = Field(500, ge=0)  # bootstrap resamples of the SNIPS confidence interval
     seed: int = 0

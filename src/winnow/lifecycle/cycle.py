@@ -58,9 +58,10 @@ class _Cycle:
     """One run over a cycle record (module docstring); ``data`` is built once per run."""
 
     def __init__(self, config: WinnowConfig, store: Store, record: dict[str, Any],
-                 say: Callable[[str], None], snapshot: dict[str, Any] | None = None) -> None:
+                 say: Callable[[str], None], snapshot: dict[str, Any] | None = None,
+                 now: float | None = None) -> None:
         self.config, self.store, self.record, self.say = config, store, record, say
-        self._snapshot = snapshot
+        self._snapshot, self._now = snapshot, now
         self._data: datasets.CycleData | None = None
 
     def out(self, stage: str) -> dict[str, Any]:
@@ -88,7 +89,7 @@ class _Cycle:
             return run_gate(self.config, self.store, self.data(), self.out("fit")["version"])
         if name == "write":
             return write_verdict(self.config, self.out("fit")["version"], self.out("gate"))
-        return hand_off(self.config, self.store, self.out("fit")["version"], self.out("gate"))
+        return hand_off(self.config, self.store, self.out("fit")["version"], self.out("gate"), now=self._now)
 
     def inputs(self, name: str) -> dict[str, Any]:
         ins: dict[str, Any] = {"config": self.record["config_sha256"]}
@@ -171,9 +172,11 @@ def _pending(config: WinnowConfig, store: Store, records: list[dict[str, Any]],
 
 
 def run_once(config: WinnowConfig, store: Store, *, say: Callable[[str], None] = print,
-             trigger: str = "manual (winnow autopilot --once)") -> CycleOutcome:
+             trigger: str = "manual (winnow autopilot --once)", now: float | None = None) -> CycleOutcome:
     """Run (or resume) one cycle; LifecycleError when a stage fails (module docstring).
-    ``trigger`` (why it runs) is recorded in a new cycle's record; ``attempts`` counts its runs."""
+    ``trigger`` (why it runs) is recorded in a new cycle's record; ``attempts`` counts its runs.
+    ``now``: the hand-off's clock for a canary it starts (default wall time; bench/lifecycle.py
+    passes its simulated day)."""
     records = load_records(config.home)
     cfg = config_digest(config)
     rec = _pending(config, store, records, say)
@@ -197,7 +200,7 @@ def run_once(config: WinnowConfig, store: Store, *, say: Callable[[str], None] =
         rec = new_record(cfg)
         rec.update(trigger=trigger, attempts=1)
         say(f"cycle {rec['cycle']}: new snapshot at cut {snapshot['cut']} ({snapshot['events']:,} events)")
-    _Cycle(config, store, rec, say, snapshot).run()
+    _Cycle(config, store, rec, say, snapshot, now).run()
     hand = rec["stages"]["handoff"]["outputs"]
     msg = f"cycle {rec['cycle']} done: challenger {hand['version']} {hand['action']}"
     say(msg)

@@ -36,7 +36,7 @@ def write_verdict(config: WinnowConfig, version: str, gate: dict[str, Any]) -> d
     return {"version": version, "label": label}
 
 
-def _canary(config: WinnowConfig, store: Store, version: str) -> tuple[str, dict[str, Any]]:
+def _canary(config: WinnowConfig, store: Store, version: str, now: float | None) -> tuple[str, dict[str, Any]]:
     """Start the canary (or defer it); returns the action and the rollout's summary."""
     running = store.rollout()
     if running is None or not running.running:
@@ -44,7 +44,8 @@ def _canary(config: WinnowConfig, store: Store, version: str) -> tuple[str, dict
         try:
             r = control.start(store, config, challenger=version, mode="canary",
                               plan=tuple(lc.canary_plan) if lc.canary_plan is not None else None,
-                              step_s=lc.canary_step_s, min_exposed=lc.canary_min_exposed, by="autopilot")
+                              step_s=lc.canary_step_s, min_exposed=lc.canary_min_exposed, by="autopilot",
+                              now=now)
         except RolloutError:
             running = store.rollout()  # another process started one in between: defer as below
             if running is None or not running.running:
@@ -62,9 +63,11 @@ def _canary(config: WinnowConfig, store: Store, version: str) -> tuple[str, dict
             "is running; this challenger stays held (start it with winnow rollout canary)"), info
 
 
-def hand_off(config: WinnowConfig, store: Store, version: str, gate: dict[str, Any]) -> dict[str, Any]:
+def hand_off(config: WinnowConfig, store: Store, version: str, gate: dict[str, Any], *,
+             now: float | None = None) -> dict[str, Any]:
     """The handoff stage's outputs: what happened to the challenger, the rollout started or
-    deferred ("canary"; else None) and what is ACTIVE before / after."""
+    deferred ("canary"; else None) and what is ACTIVE before / after. ``now`` is the rollout's
+    start time (unix seconds; default the wall clock: a simulation passes its own)."""
     before = active_version(config.home)
     rollout: dict[str, Any] | None = None
     if not gate["passed"]:
@@ -74,7 +77,7 @@ def hand_off(config: WinnowConfig, store: Store, version: str, gate: dict[str, A
         label_bundle(config.home, version, {"served": True})
         action = "activated"
     elif config.lifecycle.after_gate == "canary":
-        action, rollout = _canary(config, store, version)
+        action, rollout = _canary(config, store, version, now)
     else:
         action = "held (after_gate = hold)"
     return {"version": version, "action": action, "rollout": rollout, "active_before": before,

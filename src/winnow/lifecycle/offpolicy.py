@@ -40,7 +40,7 @@ def challenger_snips(store: Store, bundle: Bundle, data: CycleData, config: Winn
     users = np.unique(user[user >= 0])
     target = np.zeros(len(rows))
     if len(users):
-        recs = bundle_topk(bundle, gate.model, data, users, int(pos.max()) + 1)
+        recs = bundle_topk(bundle, gate.model, data, users, int(pos.max()) + 1, exclude_shown=False)
         row_of = np.searchsorted(users, np.maximum(user, 0))
         ok = (user >= 0) & (item >= 0)
         target[ok] = (recs[row_of[ok], pos[ok]] == item[ok]).astype(np.float64)

@@ -3,7 +3,8 @@ challenger are measured on the same users, the same relevant items and the same 
 
 Contract: ``bundle_topk`` asks the bundle's retrieval model ``[lifecycle.gate] model`` for the
 top-k of the evaluated users (external ids mapped into the bundle's ids), excluding what each
-user did before the holdout start, and maps the items back to the snapshot's item indices. A
+user did before the holdout start and every item shown to them in the holdout window
+(``data.shown``, when the gate excludes shown positives), and maps the items back to the snapshot's item indices. A
 user or item the bundle does not know cannot be recommended by it: its row is padded with -1
 (a miss), never dropped, so a bundle is not rewarded for knowing fewer users.
 """
@@ -28,9 +29,12 @@ def _model(bundle: Bundle, name: str) -> Any:
     return bundle.models[name]
 
 
-def bundle_topk(bundle: Bundle, model_name: str, data: CycleData, users: np.ndarray, k: int) -> np.ndarray:
+def bundle_topk(bundle: Bundle, model_name: str, data: CycleData, users: np.ndarray, k: int, *,
+                exclude_shown: bool = True) -> np.ndarray:
     """int64 [len(users), k] snapshot item indices (-1 = padding) of the bundle's top-k for
-    ``users`` (snapshot user indices); see the module docstring."""
+    ``users`` (snapshot user indices); see the module docstring. ``exclude_shown`` False keeps
+    the shown items eligible (the off-policy estimate matches the challenger's slates against
+    the logged ones, which are the shown items)."""
     model = _model(bundle, model_name)
     ds = data.ds
     b_user = bundle.user_ids.encode(ds.user_ids.decode(users), missing=-1).astype(np.int64)
@@ -40,7 +44,10 @@ def bundle_topk(bundle: Bundle, model_name: str, data: CycleData, users: np.ndar
     known = np.flatnonzero(b_user >= 0)
     if len(known) == 0:
         return out
-    seen = data.train.to_csr(binary=True)[users[known]].tocoo()
+    seen = data.train.to_csr(binary=True)[users[known]]
+    if exclude_shown and data.shown is not None and data.shown.nnz:
+        seen = seen + data.shown[users[known]]
+    seen = seen.tocoo()
     col = item_to_b[seen.col]
     keep = col >= 0
     exclude = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (b_user[known][seen.row[keep]], col[keep])),
