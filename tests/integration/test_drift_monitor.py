@@ -29,6 +29,7 @@ enabled = false
 [drift]
 window_days = 0.5
 refresh_s = 0.2
+max_duty = 1.0  # the refresh period under test, not the duty bound (tests/unit/test_drift_monitor_duty.py)
 """
 
 

@@ -23,6 +23,7 @@ from servers.throwaway import wait_for
 TOML = """
 [drift]
 refresh_s = 2.0
+max_duty = 1.0  # the refresh period under test, not the duty bound (tests/unit/test_drift_monitor_duty.py)
 """
 
 

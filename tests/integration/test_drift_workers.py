@@ -24,6 +24,7 @@ REFRESH_S = 2.0
 TOML = f"""
 [drift]
 refresh_s = {REFRESH_S}
+max_duty = 1.0  # the refresh period under test, not the duty bound (tests/unit/test_drift_monitor_duty.py)
 history = 50
 """
 

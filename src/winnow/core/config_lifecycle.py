@@ -117,7 +117,12 @@ class DriftConfig(_Section):
     read. ``monitor``: "process" -- ``winnow serve`` starts and supervises that process (at nice
     ``monitor_nice``); "external" -- the workers read the file, the process is run separately
     (``winnow drift monitor``, e.g. beside replicas); "off" -- no monitoring (the admin routes
-    answer 404). The old booleans still load: true = "process", false = "off"."""
+    answer 404). The old booleans still load: true = "process", false = "off". A comparison reads
+    the whole window, so its cost grows with the traffic (~24 s of CPU at 10^6 events and 2.5 x
+    10^6 shown items): ``max_duty`` bounds the monitor's share of a core -- the next scheduled
+    comparison waits at least the last one's CPU time / ``max_duty`` (so ``refresh_s`` stretches
+    when comparisons get expensive, and the report says so); a refresh asked for explicitly
+    (``POST /v1/admin/drift/refresh``) is not delayed."""
 
     window_days: float = Field(7.0, gt=0)
     top_items: int = Field(1000, ge=1)  # items kept by name in the reference popularity (+ "other")
@@ -135,6 +140,7 @@ class DriftConfig(_Section):
     monitor: Literal["process", "external", "off"] = "process"
     monitor_nice: int = Field(10, ge=0, le=19)  # niceness of the monitor process `winnow serve` starts
     refresh_s: float = Field(300.0, gt=0)
+    max_duty: float = Field(0.1, gt=0, le=1)  # the monitor's share of one core, at most (see above)
     history: int = Field(48, ge=1, le=10_000)
 
     @field_validator("monitor", mode="before")

@@ -28,7 +28,8 @@ The document (``Result``): {"format": 1, "bundle", "state" ("ok" | "error" | "no
 (of the last attempt, what staleness is judged by, so a failing store is not retried at once),
 "started_at" (when the last attempt began: the admin refresh waits for one that began after
 its call), "computations" (attempts so far, over the home's lifetime), "computed_by" (pid of the monitor
-that made the last attempt), "compute_s" (its wall seconds), "report" (``compare_live``'s, the
+that made the last attempt), "compute_s" / "compute_cpu_s" (its wall / CPU seconds), "interval_s"
+(seconds from it to the next scheduled attempt: ``[drift] refresh_s``, stretched by ``max_duty``), "report" (``compare_live``'s, the
 last successful one), "history" (oldest first, at most ``[drift] history`` entries)}.
 """
 

@@ -16,8 +16,9 @@ per home: the monitor holds the home's drift lock for its life; a second one wai
 ``LOCK_WAIT_S`` for it and then exits with ``EXIT_BUSY``.
 
 Contract of ``Monitor.run``:
-- a comparison starts when the shared result is missing, older than ``refresh_s`` (by its
-  ``attempted_at``), for another bundle than ACTIVE (checked every ``ACTIVE_POLL_S``), or when
+- a comparison starts when the shared result is missing, older than its ``interval_s`` (by its
+  ``attempted_at``: ``refresh_s``, or the last comparison's CPU seconds / ``[drift] max_duty``
+  when that is longer, so the monitor uses at most that share of a core whatever the traffic), for another bundle than ACTIVE (checked every ``ACTIVE_POLL_S``), or when
   a refresh was requested through ``<home>/drift/refresh.fifo`` (requests that arrive during a
   comparison are answered by one more comparison started after it);
 - a failed comparison (store down, unreadable profile) is written too (state "error", the
@@ -97,11 +98,18 @@ class Monitor:
         doc = self.shared.read()
         if doc is not None and doc.get("bundle") == version and not force:
             age = time.time() - float(doc.get("attempted_at") or 0.0)
-            if age < self.cfg.refresh_s:
-                return self.cfg.refresh_s - age
-        self.shared.write(self.compute(version, doc))
+            due = self.interval(doc)
+            if age < due:
+                return due - age
+        new = self.compute(version, doc)
+        self.shared.write(new)
         self.computed_here += 1
-        return self.cfg.refresh_s
+        return float(new["interval_s"])
+
+    def interval(self, doc: dict[str, Any]) -> float:
+        """Seconds between scheduled comparisons after ``doc``: ``refresh_s``, stretched to the
+        last comparison's CPU time / ``max_duty`` when that is longer."""
+        return max(self.cfg.refresh_s, float(doc.get("compute_cpu_s") or 0.0) / self.cfg.max_duty)
 
     def _reference(self, version: str) -> dict[str, Any] | None:
         if version not in self._profiles:
@@ -116,7 +124,7 @@ class Monitor:
                                "history": list(prev.get("history") or []) if prev else [],
                                "computations": int(prev.get("computations") or 0) + 1 if prev else 1,
                                "computed_by": os.getpid(), "started_at": time.time()}
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.process_time()
         try:
             ref = self._reference(version) if version is not None else None
             if version is None:
@@ -137,7 +145,9 @@ class Monitor:
         except (WinnowError, OSError, ValueError) as exc:  # written, so readers see why; retried after refresh_s
             doc.update(state="error", error=f"{type(exc).__name__}: {exc}")
             log.warning("drift comparison failed: %s", doc["error"])
-        doc.update(attempted_at=time.time(), compute_s=round(time.monotonic() - t0, 4))
+        doc.update(attempted_at=time.time(), compute_s=round(time.monotonic() - t0, 4),
+                   compute_cpu_s=round(time.process_time() - c0, 4))
+        doc["interval_s"] = round(self.interval(doc), 3)
         return doc
 
 

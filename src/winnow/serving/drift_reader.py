@@ -77,6 +77,7 @@ class DriftReader:
         self.attempted_at: float | None = None
         self.computations = 0
         self.computed_by: int | None = None
+        self.cost: dict[str, Any] = {}  # the last comparison's compute_s, compute_cpu_s, interval_s
         self.state = "starting"  # starting | ok | error | no_bundle | no_profile | other_bundle
         self.error: str | None = None
         self.refreshes = 0
@@ -184,6 +185,7 @@ class DriftReader:
         self.state, self.error = str(doc["state"]), doc.get("error")
         self.history = list(doc.get("history") or [])[-self.cfg.history:]
         self.computations, self.computed_by = int(doc.get("computations") or 0), doc.get("computed_by")
+        self.cost = {k: doc.get(k) for k in ("compute_s", "compute_cpu_s", "interval_s")}
         self.attempted_at = doc.get("attempted_at")
         rep = doc.get("report")
         if rep is None or (self.report is not None and doc.get("computed_at") == self.computed_at):
@@ -200,9 +202,13 @@ class DriftReader:
     def snapshot(self) -> dict[str, Any]:
         """{"enabled", "state", "error", "refresh_s", "window_days", "computed_at", "refreshes"
         (this worker's reads), "computations" (the home's), "computed_by" (the monitor's pid),
+        "compute_s" / "compute_cpu_s" (the last comparison's wall / CPU seconds), "interval_s"
+        (seconds to the next scheduled one: refresh_s, or longer under ``max_duty``),
         "computed_here" (comparisons this worker ran: always 0), "report" (compare_live's, or
         None), "history" (oldest first: at, bundle, flags, values, computation, by)}."""
         return {"enabled": True, "state": self.state, "error": self.error, "refresh_s": self.cfg.refresh_s,
                 "window_days": self.cfg.window_days, "computed_at": self.computed_at,
                 "refreshes": self.refreshes, "computations": self.computations, "computed_by": self.computed_by,
-                "computed_here": 0, "report": self.report, "history": list(self.history)}
+                "computed_here": 0, "report": self.report, "history": list(self.history),
+                "compute_s": self.cost.get("compute_s"), "compute_cpu_s": self.cost.get("compute_cpu_s"),
+                "interval_s": self.cost.get("interval_s")}
