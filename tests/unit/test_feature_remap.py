@@ -96,6 +96,10 @@ def test_changed_item_rows_and_peer_codes_are_found() -> None:
     changed = _changed_rows(new_cat)
     assert changed_items(old_cat, changed).tolist() == [1, 2, 3, 4, 5]
     assert peers_moved(old_cat, spec, changed, spec)
+    recoded = new_cat.item_cat.copy()  # one code changed, row lengths equal (the fast comparison)
+    row = int(np.flatnonzero(np.diff(recoded.indptr[:N_OLD_ITEMS + 1]) == 1)[0])
+    recoded.indices[recoded.indptr[row]] = (recoded.indices[recoded.indptr[row]] + 1) % recoded.shape[1]
+    assert changed_items(old_cat, dataclasses.replace(new_cat, item_cat=recoded)).tolist() == [row]
     moved_bins = dataclasses.replace(spec, numeric_bins={k: [e + 1.0 for e in v] for k, v in spec.numeric_bins.items()})
     assert spec.numeric_bins and peers_moved(old_cat, spec, new_cat, moved_bins)
 

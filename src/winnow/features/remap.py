@@ -59,7 +59,13 @@ def changed_items(old: FeatureCatalog, new: FeatureCatalog) -> np.ndarray:
     oc, nc = old.item_cat, new.item_cat
     olen, nlen = np.diff(oc.indptr), np.diff(nc.indptr[:n + 1])
     differs = olen != nlen
-    same_len = np.flatnonzero(~differs & (olen > 0))
+    if not differs.any() and oc.indptr[0] == nc.indptr[0]:  # the usual case: one comparison of the codes
+        end = int(oc.indptr[n])
+        bad = np.flatnonzero(oc.indices[:end] != nc.indices[:end])
+        differs[np.searchsorted(oc.indptr, bad, side="right") - 1] = True
+        same_len = np.empty(0, np.int64)
+    else:
+        same_len = np.flatnonzero(~differs & (olen > 0))
     if len(same_len):  # compare the category codes of rows of equal length, entry by entry
         lens = olen[same_len]
         offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
