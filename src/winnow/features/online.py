@@ -31,7 +31,7 @@ from winnow.features.definitions import Aggregates, finalize
 from winnow.features.item_counts import ItemEventCounts
 from winnow.features.remap import changed_items, peers_moved
 from winnow.features.spec import FeatureSpec
-from winnow.features.user_state import Engagement, UserState
+from winnow.features.user_state import Engagement, UserState, merged_history
 
 _LOW = (1 << TIME_BITS) - 1  # the time part of a packed key (a user index in ``_item_users``)
 _CODE_SPAN = 1 << 20  # peer-group codes per group attribute in the combined (group, code) key
@@ -49,6 +49,7 @@ class OnlineFeatureState:
         # (peer group g, its code) -> time, all groups in one
         self._group_events = SortedCounts()
         self._item_users = SortedCounts()    # (item, user) per event: the users of an item (remaps)
+        self._todo: tuple[FeatureCatalog, bool] | None = None  # a fork's corrections not yet made
         widths = self._layout(catalog)
         # (item, time) with per-item totals: popularity windows, history popularity, peer counts
         self._items = ItemEventCounts(self._n_items, int(sum(widths)))
@@ -63,7 +64,7 @@ class OnlineFeatureState:
         self._n_items = catalog.item_cat.shape[0]
         return widths
 
-    def fork(self, catalog: FeatureCatalog, spec: FeatureSpec) -> OnlineFeatureState:
+    def fork(self, catalog: FeatureCatalog, spec: FeatureSpec, *, correct: bool = True) -> OnlineFeatureState:
         """This state under a new bundle's catalog and spec, without replaying the event log:
         valid only when every index this state has seen means the same user or item in the new
         bundle (new indices after them) and the spec's half-life and item attributes are equal
@@ -72,7 +73,9 @@ class OnlineFeatureState:
         Costs O(users + items x peer codes), plus, when the new catalog changes known rows
         (``features.remap``): the users with an event of a changed item re-folded from their own
         histories (O(their events)), and when peer codes moved, the peer columns rebuilt from
-        every user's history (numpy, O(events), no store read)."""
+        every user's history (numpy, O(events), no store read). ``correct=False`` leaves those
+        corrections to the caller's ``correct()`` (they read and write only the fork, so they
+        need no lock against events folding into this state; fold no event into the fork before)."""
         twin = OnlineFeatureState.__new__(OnlineFeatureState)
         twin.catalog, twin.spec = catalog, spec
         old_offset, old_groups = self._code_offset, self._n_groups
@@ -86,12 +89,23 @@ class OnlineFeatureState:
         twin._group_events = SortedCounts() if moved else self._group_events.fork()
         twin._users = dict(self._users)
         twin._owned, self._owned = set(), set()  # every user record is now shared by both
-        changed = changed_items(self.catalog, catalog)
-        if len(changed):
-            twin._refold(np.unique(twin._item_users.in_groups(changed) & _LOW) - TIME_OFFSET)
-        if moved:
-            twin._refold_peers()
+        twin._todo = (self.catalog, moved)
+        if correct:
+            twin.correct()
         return twin
+
+    def correct(self) -> None:
+        """The corrections a ``fork(correct=False)`` left: re-fold the users of items whose catalog
+        row changed, rebuild the peer columns when peer codes moved (see ``fork``)."""
+        todo, self._todo = self._todo, None
+        if todo is None:
+            return
+        old_catalog, moved = todo
+        changed = changed_items(old_catalog, self.catalog)
+        if len(changed):
+            self._refold(np.unique(self._item_users.in_groups(changed) & _LOW) - TIME_OFFSET)
+        if moved:
+            self._refold_peers()
 
     def _histories(self, users: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every event of ``users`` (each a key of ``_users``): (users, items, times) int64,
@@ -172,7 +186,7 @@ class OnlineFeatureState:
         items_by_user = _groups(users, ts, item_obj)  # both in time order: aligned per user
         for (user, t), (_, its) in zip(ts_by_user, items_by_user, strict=True):
             u = self._user(user, n_attr)
-            u.ts, u.items = _merged(u.ts, u.items, t, its)
+            u.ts, u.items = merged_history(u.ts, u.items, t, its)
             u.version += 1
         self._fold_rows(users, items, ts)
         self._items.add(items, ts, self._fold_peers(users, ts))
@@ -380,15 +394,3 @@ def _groups(keys: np.ndarray, values: np.ndarray, objs: list) -> list[tuple[int,
     flat = _take(objs, order)
     ends = [*starts[1:], len(flat)]
     return [(key, flat[a:b]) for key, a, b in zip(k[starts].tolist(), starts, ends, strict=True)]
-
-
-def _merged(old_ts: list, old_items: list, ts: list, items: list) -> tuple[list, list]:
-    """Merge two time-sorted (times, items) histories into one, times ascending, the items
-    aligned (timsort merges the two runs in linear time; ties keep the older history first)."""
-    if not old_ts:
-        return ts, items
-    if ts[0] >= old_ts[-1]:
-        return old_ts + ts, old_items + items
-    all_ts, all_items = old_ts + ts, old_items + items
-    order = sorted(range(len(all_ts)), key=all_ts.__getitem__)
-    return [all_ts[j] for j in order], [all_items[j] for j in order]

@@ -153,8 +153,9 @@ class FeatureFeed:
             reason = self._remap_blocker(user_ids, item_ids, catalog, spec)
             if reason is not None:
                 return reason
-            state = self.state.fork(catalog, spec)
+            state = self.state.fork(catalog, spec, correct=False)
             (u, i, ts), rest = self.outside.split(user_ids, item_ids)
+        state.correct()  # the fork's own work: event writes need not wait for it
         feed = FeatureFeed(state, user_ids, item_ids, self.config, key=key, outside=rest)
         feed._fold(np.ones(len(ts)), u, i, ts)
         return feed
