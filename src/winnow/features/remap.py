@@ -71,8 +71,8 @@ def changed_items(old: FeatureCatalog, new: FeatureCatalog) -> np.ndarray:
         offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
         a = oc.indices[np.repeat(oc.indptr[same_len], lens) + offs]
         b = nc.indices[np.repeat(nc.indptr[same_len], lens) + offs]
-        bad = np.bincount(np.repeat(np.arange(len(same_len)), lens), weights=a != b, minlength=len(same_len)) > 0
-        differs[same_len[bad]] = True
+        mismatch = np.bincount(np.repeat(np.arange(len(same_len)), lens), weights=a != b, minlength=len(same_len))
+        differs[same_len[mismatch > 0]] = True
     for name in ("item_creator", "item_created", "item_numeric"):
         differs |= _row_differs(getattr(old, name), getattr(new, name)[:n])
     return np.flatnonzero(differs).astype(np.int64)
