@@ -12,6 +12,10 @@ Two measurements, each run in its own fresh process (so one run's heap never sho
   adds is measured separately, ``store_read_all_s``) vs by ``remapped`` from the champion's feed.
   The champion's state is built only for the remap run (a replay does not read it): at 10M
   events one state is several GB, and the machine holds 24 GB for everyone.
+  With ``--changed`` / ``--moved``, extra remap rows whose challenger also changed known rows:
+  catalog rows (a price) of that share of the champion's items, peer codes of that share of
+  its users (``_changed_catalog``); the remap then re-folds the users of the changed items and
+  rebuilds the peer columns (features/remap.py). A replay's work does not depend on them.
 - ``runtime``: the whole ``Runtime.from_bundle`` a swap runs, on a home's real store (every
   event) and trained bundle. The challenger is a byte copy of the ACTIVE bundle with its
   ranker/ranker.json re-serialised (other digest, same content: no state take-over; the same
@@ -24,13 +28,14 @@ every 0.1 s plus start and end: training.progress.StageClock) and RSS retained w
 both bundles costs on top of the champion); for a replay, the new state alone. Both modes run under ``swap.background_priority()`` as the service's builds
 do (cyclic collector paused). Homes are copies (never modify a shared one).
 
-    python bench/swap_remap.py --state-home H10M --events 1000000 10000000 \\
+    python bench/swap_remap.py --state-home H10M --events 1000000 10000000 --changed 0.01 0.1 --moved 0.2 \\
         --runtime-home H2M H10M --json bench/results/swap_remap.json --md bench/results/swap_remap.md
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -48,7 +53,8 @@ from winnow.core.config import load_config
 from winnow.core.ids import IdMap
 from winnow.data.open_store import open_store
 from winnow.data.store import EventLog
-from winnow.features import OnlineFeatureState
+from winnow.features import FeatureCatalog, OnlineFeatureState
+from winnow.features.remap import changed_items
 from winnow.serving import learned_ranker
 from winnow.serving.learned_ranker import FeatureFeed
 from winnow.serving.swap import background_priority
@@ -79,7 +85,29 @@ def _first(log: EventLog, n: int) -> EventLog:
                     log.user_ids, log.item_ids, log.event_types)
 
 
-def run_state(home: Path, events: int, mode: str, share: float) -> dict[str, Any]:
+def _changed_catalog(catalog: FeatureCatalog, n_items: int, n_users: int, changed: float,
+                     moved: float) -> FeatureCatalog:
+    """``catalog`` after a catalog update between the two trainings: a ``changed`` share of the
+    first ``n_items`` items (spread evenly) get another price (every numeric attribute x 1.1 + 1;
+    the creation time a day earlier when there is none), a ``moved`` share of the first
+    ``n_users`` users another peer code in each group (as when the bins of a retrain move)."""
+    out = dataclasses.replace(catalog, item_numeric=catalog.item_numeric.copy(),
+                              item_created=catalog.item_created.copy(), user_groups=catalog.user_groups.copy())
+    rows = np.unique(np.linspace(0, n_items - 1, int(n_items * changed)).astype(np.int64)) if changed else []
+    if catalog.item_numeric.shape[1]:
+        out.item_numeric[rows] = out.item_numeric[rows] * 1.1 + 1
+    else:
+        out.item_created[rows] -= 86_400
+    users = np.unique(np.linspace(0, n_users - 1, int(n_users * moved)).astype(np.int64)) if moved else []
+    g = out.user_groups
+    if len(users) and g.ndim == 2 and g.shape[1]:
+        width = np.maximum(g.max(axis=0) + 1, 1)
+        g[users] = np.where(g[users] >= 0, (g[users] + 1) % width, g[users])
+    return out
+
+
+def run_state(home: Path, events: int, mode: str, share: float, changed: float = 0.0,
+              moved: float = 0.0) -> dict[str, Any]:
     cfg = load_config(home)
     path = bundles.bundles_dir(home) / str(bundles.active_version(home))
     loaded = load_ranker(path)
@@ -96,8 +124,12 @@ def run_state(home: Path, events: int, mode: str, share: float) -> dict[str, Any
     nu, ni = int(len(users) * (1 - share)), int(len(items) * (1 - share))
     old_users, old_items = IdMap.from_list("user", users[:nu]), IdMap.from_list("item", items[:ni])
     new_users, new_items = IdMap.from_list("user", users), IdMap.from_list("item", items)
+    if changed or moved:
+        catalog, old_catalog = _changed_catalog(catalog, ni, nu, changed, moved), catalog
+    else:
+        old_catalog = catalog
     t0 = time.perf_counter()
-    champion = FeatureFeed(OnlineFeatureState(catalog.head(nu, ni), model.spec), old_users, old_items, cfg)
+    champion = FeatureFeed(OnlineFeatureState(old_catalog.head(nu, ni), model.spec), old_users, old_items, cfg)
     if mode == "remap":  # a replay reads nothing of the serving state: not built (memory)
         with background_priority():
             champion.replay(log)
@@ -117,6 +149,8 @@ def run_state(home: Path, events: int, mode: str, share: float) -> dict[str, Any
     store.close()
     return {"kind": "state", "home": str(home), "mode": mode, "events": len(log), "users": len(users),
             "items": len(items), "new_share": share, "new_users": len(users) - nu, "new_items": len(items) - ni,
+            "changed_item_share": changed, "moved_user_share": moved,
+            "changed_items": len(changed_items(old_catalog.head(nu, ni), catalog)),
             "skipped_events_of_new_ids": skipped, "left_outside": len(feed.outside),
             "store_read_all_s": round(read_s, 2), "champion_replay_s": round(setup_s, 2), **fig}
 
@@ -190,6 +224,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
         elif r["mode"] == "remap":
             note = (f"+{r['new_users']:,} users, +{r['new_items']:,} items; {r['skipped_events_of_new_ids']:,} "
                     f"events of the new ids folded in")
+            if r.get("changed_items") or r.get("moved_user_share"):
+                note += (f"; catalog rows changed for {r['changed_item_share']:.0%} of items "
+                         f"({r['changed_items']:,}), peer codes moved for {r['moved_user_share']:.0%} of users")
         else:
             note = f"all {r['events']:,} events folded; {r['users']:,} users, {r['items']:,} items"
         lines.append(f"| {r['kind']} ({Path(r['home']).name}) | {r['events']:,} | {r['mode']} | {r['wall_s']} | "
@@ -202,6 +239,10 @@ def main() -> None:
     ap.add_argument("--state-home", type=Path, help="a (copied) home with a trained bundle: state runs")
     ap.add_argument("--events", type=int, nargs="*", default=[1_000_000, 10_000_000])
     ap.add_argument("--new-share", type=float, default=0.02, help="share of users/items the challenger adds")
+    ap.add_argument("--changed", type=float, nargs="*", default=[],
+                    help="extra remap rows: catalog rows changed for this share of the known items")
+    ap.add_argument("--moved", type=float, nargs="*", default=[],
+                    help="extra remap rows: peer codes moved for this share of the known users")
     ap.add_argument("--runtime-home", type=Path, nargs="*", default=[], help="(copied) homes: runtime runs")
     ap.add_argument("--table-from", type=Path, help="print the summary table of an earlier --json")
     ap.add_argument("--json", type=Path)
@@ -213,15 +254,18 @@ def main() -> None:
         return
     if a.one:
         kind, home, mode, *rest = a.one
-        row = (run_state(Path(home), int(rest[0]), mode, float(rest[1])) if kind == "state"
+        row = (run_state(Path(home), int(rest[0]), mode, *map(float, rest[1:])) if kind == "state"
                else run_runtime(Path(home), mode))
         print(json.dumps(row))
         return
     rows = []
     if a.state_home:
         for n in a.events:
-            for mode in ("replay", "remap"):
-                rows.append(_child(["state", str(a.state_home), mode, str(n), str(a.new_share)]))
+            runs = [("replay", 0.0, 0.0), ("remap", 0.0, 0.0), *(("remap", c, 0.0) for c in a.changed),
+                    *(("remap", 0.0, m) for m in a.moved)]
+            for mode, changed, moved in runs:
+                rows.append(_child(["state", str(a.state_home), mode, str(n), str(a.new_share), str(changed),
+                                    str(moved)]))
                 print(json.dumps(rows[-1]), flush=True)
     for home in a.runtime_home:
         for mode in ("replay", "remap"):

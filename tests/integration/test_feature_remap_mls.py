@@ -8,7 +8,10 @@ retrain does. Events are ingested into the serving state between the loads (know
 users and items). The challenger's runtime built from the serving one (``serving_feed``) must
 take the remap path, leave the champion's state untouched, and equal a runtime built by a
 replay of the store: the same features for every sampled user over candidate lists with old and
-new items, and the same slates. The reverse swap (a rollback to the champion, which drops the
+new items, and the same slates. A second world ("rows") gives every item a price and every user
+an age and a plan, and changes, before the challenger's training, 10% of the known items' prices
+and 5% of their genres and 20% of the users' ages (the age bins, i.e. peer groups, move): the
+remap corrects what was folded with those rows and still equals a replay. The reverse swap (a rollback to the champion, which drops the
 challenger's new users and items) cannot remap and replays, saying why.
 """
 
@@ -26,6 +29,7 @@ from winnow.core.config import load_config
 from winnow.data.importers import movielens_small
 from winnow.data.open_store import open_store
 from winnow.features import OnlineFeatureState
+from winnow.features.remap import changed_items, peers_moved
 from winnow.serving.batch import batch_config
 from winnow.serving.learned_ranker import FeatureFeed
 from winnow.serving.runtime import Runtime
@@ -49,26 +53,67 @@ def _part(events: pd.DataFrame, items: pd.DataFrame, lo: int, hi: int) -> tuple[
     return ev, items[items["item_id"].isin(ev["item_id"])]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, ml_latest_small):
+def _with_rows(items: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Items with a price beside the year (numeric attributes the ranker reads)."""
+    out = items.copy()
+    out["attributes"] = [{**a, "price": float(p)} for a, p in zip(out["attributes"], rng.uniform(1, 30, len(out)))]
+    return out
+
+
+def _users(ids: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """Profiles with a numeric attribute (binned into peer groups) and a categorical one."""
+    return pd.DataFrame({"user_id": ids, "attributes": [
+        {"age": int(a), "plan": str(p)} for a, p in zip(rng.integers(15, 70, len(ids)),
+                                                       rng.choice(["free", "pro", "team"], len(ids)))]})
+
+
+def _changed_rows(items: pd.DataFrame, users: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame,
+                                                                                               pd.DataFrame]:
+    """A retrain's world after catalog updates: 10% of the items get another price, 5% other
+    genres; 20% of the users are older (so the age quantiles, i.e. the peer bins, move)."""
+    items = items.copy()
+    pick = rng.random(len(items)) < 0.10
+    items["attributes"] = [{**a, "price": a["price"] * 1.5 + 1} if p else a for a, p in zip(items["attributes"], pick)]
+    recat = rng.random(len(items)) < 0.05
+    items["categories"] = [["Documentary"] if r else c for c, r in zip(items["categories"], recat)]
+    users = users.copy()
+    older = rng.random(len(users)) < 0.20
+    users["attributes"] = [{**a, "age": a["age"] + 25} if o else a for a, o in zip(users["attributes"], older)]
+    return items, users
+
+
+@pytest.fixture(scope="module", params=["adds", "rows"])
+def world(request, tmp_path_factory, ml_latest_small):
+    """("adds": the challenger adds users and items; "rows": it also changes known items'
+    prices and genres and moves the users' peer bins)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from winnow.training.job import train
 
-    home = tmp_path_factory.mktemp("remap_mls")
+    home = tmp_path_factory.mktemp(f"remap_mls_{request.param}")
     (home / "winnow.toml").write_text(TOML)
     cfg = load_config(home)
     imp = movielens_small.load(ml_latest_small)
+    rng = np.random.default_rng(15)
+    rows = request.param == "rows"
+    all_items = _with_rows(imp.items, rng) if rows else imp.items
     ts = imp.events["timestamp"]
     t1, t2 = int(ts.quantile(0.8)), int(ts.quantile(0.9))
     store = open_store(cfg.store_url())
-    ev1, it1 = _part(imp.events, imp.items, int(ts.min()), t1)
+    ev1, it1 = _part(imp.events, all_items, int(ts.min()), t1)
     store.import_all(events=ev1, items=it1)
+    users1 = _users(pd.unique(ev1["user_id"]), rng) if rows else None
+    if rows:
+        store.import_all(users=users1)
     champion = train(cfg, store, evaluate_models=False).version
-    ev2, it2 = _part(imp.events, imp.items, t1, t2)
+    ev2, it2 = _part(imp.events, all_items, t1, t2)
     store.import_all(events=ev2, items=it2[~it2["item_id"].isin(it1["item_id"])])
+    if rows:
+        items1, users1 = _changed_rows(it1, users1, rng)
+        new_users = pd.unique(ev2["user_id"][~ev2["user_id"].isin(users1["user_id"])])
+        store.import_all(items=items1, users=pd.concat([users1, _users(new_users, rng)], ignore_index=True))
     challenger = train(cfg, store, evaluate_models=False, activate_bundle=False).version
     late = imp.events[imp.events["timestamp"] >= t2]
-    yield cfg, store, champion, challenger, late, imp.items
+    yield cfg, store, champion, challenger, late, all_items, rows
     store.close()
 
 
@@ -113,7 +158,7 @@ def _slates(rt: Runtime, store, cfg, users: list[str], now: float) -> list[list[
 
 
 def test_swap_to_a_bigger_bundle_remaps_and_equals_a_replay(world, caplog) -> None:
-    cfg, store, champion, challenger, late, items = world
+    cfg, store, champion, challenger, late, items, rows = world
     cfg = batch_config(cfg)  # deterministic slates: no exploration, no experiments
     serving = Runtime.from_bundle(cfg, _load(cfg, champion), store)
     feed = serving.feature_feed
@@ -129,6 +174,9 @@ def test_swap_to_a_bigger_bundle_remaps_and_equals_a_replay(world, caplog) -> No
     n_old_u, n_old_i = len(serving.user_ids), len(feed.item_ids)
     n_u, n_i = len(new.user_ids), len(nfeed.item_ids)
     assert n_u > n_old_u and n_i > n_old_i  # the challenger adds users and items
+    old_state, new_state = feed.state, nfeed.state  # ... and in the "rows" world changes known rows
+    assert (len(changed_items(old_state.catalog, new_state.catalog)) > 100) == rows
+    assert peers_moved(old_state.catalog, old_state.spec, new_state.catalog, new_state.spec) == rows
     t = float(store.read_events().timestamp.max()) + 60
     _assert_same_features(nfeed.state, _replayed(cfg, new, store), n_u, n_i, t, seed=1)
     _assert_same_features(feed.state, before, n_old_u, n_old_i, t, seed=2)  # the champion is untouched
@@ -146,7 +194,7 @@ def test_swap_to_a_bigger_bundle_remaps_and_equals_a_replay(world, caplog) -> No
 
 
 def test_rollback_to_a_bundle_that_drops_ids_replays_and_says_why(world, caplog) -> None:
-    cfg, store, champion, challenger, _, _ = world
+    cfg, store, champion, challenger, _, _, _ = world
     cfg = batch_config(cfg)
     serving = Runtime.from_bundle(cfg, _load(cfg, challenger), store)
     with caplog.at_level(logging.INFO, logger="winnow.serving.learned_ranker"):

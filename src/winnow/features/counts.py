@@ -118,6 +118,19 @@ class SortedCounts:
         out[order] = found
         return out
 
+    def in_groups(self, groups: np.ndarray) -> np.ndarray:
+        """Every stored key whose group is one of ``groups`` (int64, ascending, distinct), in no
+        particular order: O(len(groups) x runs) searches plus the keys found."""
+        g = np.asarray(groups, np.int64)
+        found = []
+        for run in self._runs:
+            lo = np.searchsorted(run, g << TIME_BITS, side="left")
+            hi = np.searchsorted(run, (g + 1) << TIME_BITS, side="left")
+            lens = hi - lo
+            offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+            found.append(run[np.repeat(lo, lens) + offs])
+        return np.concatenate(found) if found else np.empty(0, np.int64)
+
     def values(self) -> np.ndarray:
         """Every key, sorted (for tests and debugging)."""
         return np.sort(np.concatenate(self._runs)) if self._runs else np.empty(0, np.int64)

@@ -94,6 +94,14 @@ class ItemEventCounts:
         _count(self.total, items)
         np.minimum.at(self.oldest, items, tk)
         np.maximum.at(self.newest, items, tk)
+        self.add_peers(items, ts, codes)
+
+    def add_peers(self, items: np.ndarray, ts: np.ndarray, codes: np.ndarray) -> None:
+        """Fold events into the per-peer-code counts only (``add`` does this too): for rebuilding
+        the peer columns of events whose item totals are already counted (``codes`` as in ``add``)."""
+        if not len(items):
+            return
+        self._grow(int(items.max()))
         for col in range(codes.shape[1] if codes.ndim == 2 else 0):
             c = codes[:, col]
             for code in np.flatnonzero(np.bincount(c[c >= 0])).tolist():  # the codes present (O(n))

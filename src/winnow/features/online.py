@@ -20,17 +20,20 @@ preference), whatever the event log's size.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 
 import numpy as np
 
 from winnow.features.catalog import FeatureCatalog
-from winnow.features.counts import GROUP_LIMIT, SortedCounts, pack
+from winnow.features.counts import GROUP_LIMIT, TIME_BITS, TIME_OFFSET, SortedCounts, pack
 from winnow.features.definitions import Aggregates, finalize
 from winnow.features.item_counts import ItemEventCounts
+from winnow.features.remap import changed_items, peers_moved
 from winnow.features.spec import FeatureSpec
-from winnow.features.user_state import Engagement, UserState
+from winnow.features.user_state import Engagement, UserState, merged_history
 
+_LOW = (1 << TIME_BITS) - 1  # the time part of a packed key (a user index in ``_item_users``)
 _CODE_SPAN = 1 << 20  # peer-group codes per group attribute in the combined (group, code) key
 
 
@@ -45,6 +48,8 @@ class OnlineFeatureState:
         self._all_events = SortedCounts()    # (0, time): everyone's events (activity-span denominators)
         # (peer group g, its code) -> time, all groups in one
         self._group_events = SortedCounts()
+        self._item_users = SortedCounts()    # (item, user) per event: the users of an item (remaps)
+        self._todo: tuple[FeatureCatalog, bool] | None = None  # a fork's corrections not yet made
         widths = self._layout(catalog)
         # (item, time) with per-item totals: popularity windows, history popularity, peer counts
         self._items = ItemEventCounts(self._n_items, int(sum(widths)))
@@ -59,25 +64,77 @@ class OnlineFeatureState:
         self._n_items = catalog.item_cat.shape[0]
         return widths
 
-    def fork(self, catalog: FeatureCatalog, spec: FeatureSpec) -> OnlineFeatureState:
-        """This state under a new bundle's catalog and spec, without replaying any event: valid
-        only when the new catalog extends this one (same rows for every index this state has
-        seen, new indices after them) and the spec's state inputs are equal, which
-        ``features.remap.remap_blocker`` checks. Costs O(users + items x peer codes), never
-        O(events): event multisets and user records are shared, copied on first write by
-        either side (so the two states evolve independently from here)."""
+    def fork(self, catalog: FeatureCatalog, spec: FeatureSpec, *, correct: bool = True) -> OnlineFeatureState:
+        """This state under a new bundle's catalog and spec, without replaying the event log:
+        valid only when every index this state has seen means the same user or item in the new
+        bundle (new indices after them) and the spec's half-life and item attributes are equal
+        (``features.remap.remap_blocker``). Event multisets and user records are shared, copied
+        on first write by either side (so the two states evolve independently from here).
+        Costs O(users + items x peer codes), plus, when the new catalog changes known rows
+        (``features.remap``): the users with an event of a changed item re-folded from their own
+        histories (O(their events)), and when peer codes moved, the peer columns rebuilt from
+        every user's history (numpy, O(events), no store read). ``correct=False`` leaves those
+        corrections to the caller's ``correct()`` (they read and write only the fork, so they
+        need no lock against events folding into this state; fold no event into the fork before)."""
         twin = OnlineFeatureState.__new__(OnlineFeatureState)
         twin.catalog, twin.spec = catalog, spec
         old_offset, old_groups = self._code_offset, self._n_groups
         widths = twin._layout(catalog)
+        moved = peers_moved(self.catalog, self.spec, catalog, spec)
         old_widths = np.diff(np.r_[old_offset, self._items.n_codes]).astype(np.int64)
         columns = (np.concatenate([twin._code_offset[g] + np.arange(old_widths[g]) for g in range(old_groups)])
-                   if old_groups else np.empty(0, np.int64))
+                   if old_groups and not moved else np.empty(0, np.int64))
         twin._items = self._items.fork(int(sum(widths)), columns, n_items=twin._n_items)
-        twin._all_events, twin._group_events = self._all_events.fork(), self._group_events.fork()
+        twin._all_events, twin._item_users = self._all_events.fork(), self._item_users.fork()
+        twin._group_events = SortedCounts() if moved else self._group_events.fork()
         twin._users = dict(self._users)
         twin._owned, self._owned = set(), set()  # every user record is now shared by both
+        twin._todo = (self.catalog, moved)
+        if correct:
+            twin.correct()
         return twin
+
+    def correct(self) -> None:
+        """The corrections a ``fork(correct=False)`` left: re-fold the users of items whose catalog
+        row changed, rebuild the peer columns when peer codes moved (see ``fork``)."""
+        todo, self._todo = self._todo, None
+        if todo is None:
+            return
+        old_catalog, moved = todo
+        changed = changed_items(old_catalog, self.catalog)
+        if len(changed):
+            self._refold(np.unique(self._item_users.in_groups(changed) & _LOW) - TIME_OFFSET)
+        if moved:
+            self._refold_peers()
+
+    def _histories(self, users: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every event of ``users`` (each a key of ``_users``): (users, items, times) int64,
+        int64, float64 [n], each user's events in time order."""
+        recs = [self._users[u] for u in users]
+        lens = [len(r.ts) for r in recs]
+        n = sum(lens)
+        items = np.fromiter(itertools.chain.from_iterable(r.items for r in recs), np.int64, n)
+        ts = np.fromiter(itertools.chain.from_iterable(r.ts for r in recs), np.float64, n)
+        return np.repeat(np.asarray(users, np.int64), lens), items, ts
+
+    def _refold(self, users: np.ndarray) -> None:
+        """Fold the catalog-row part of ``users``' state (engagement, age and attribute sums)
+        again from their own event histories under this state's catalog."""
+        n_attr = len(self.spec.item_numeric)
+        users_list = [u for u in users.tolist() if u in self._users]
+        for user in users_list:
+            u = self._user(user, n_attr)
+            u.cats, u.creators = {}, {}
+            u.age_sum, u.age_cnt = 0.0, 0
+            u.attr_sum, u.attr_cnt = np.zeros(n_attr), np.zeros(n_attr)
+            u.version += 1
+        self._fold_rows(*self._histories(users_list))
+
+    def _refold_peers(self) -> None:
+        """Rebuild the (peer code, time) multiset and the per-item peer columns (emptied by
+        ``fork``) from every user's history under this state's catalog."""
+        users, items, ts = self._histories(list(self._users))
+        self._items.add_peers(items, ts, self._fold_peers(users, ts))
 
     def _user(self, user: int, n_attr: int) -> UserState:
         """The user's record to write to: created when new, copied once when shared by a fork."""
@@ -121,9 +178,25 @@ class OnlineFeatureState:
             return
         if items.min() < 0 or items.max() >= GROUP_LIMIT:
             raise ValueError(f"item indices must be in [0, {GROUP_LIMIT}); got {items.min()}..{items.max()}")
-        hl = self.spec.half_life_s
         ts_obj, item_obj = ts.tolist(), items.tolist()
         self._all_events.add(pack(0, ts))
+        self._item_users.add(pack(items, users))
+        n_attr = len(self.spec.item_numeric)
+        ts_by_user = _groups(users, ts, ts_obj)
+        items_by_user = _groups(users, ts, item_obj)  # both in time order: aligned per user
+        for (user, t), (_, its) in zip(ts_by_user, items_by_user, strict=True):
+            u = self._user(user, n_attr)
+            u.ts, u.items = merged_history(u.ts, u.items, t, its)
+            u.version += 1
+        self._fold_rows(users, items, ts)
+        self._items.add(items, ts, self._fold_peers(users, ts))
+
+    def _fold_rows(self, users: np.ndarray, items: np.ndarray, ts: np.ndarray) -> None:
+        """Fold events' catalog-row part into their users' records (which exist): engagement,
+        item-age and attribute sums."""
+        if not len(ts):
+            return
+        hl = self.spec.half_life_s
         n_attr = len(self.spec.item_numeric)
         inside = items < self._n_items
         safe = np.where(inside, items, 0)
@@ -141,15 +214,10 @@ class OnlineFeatureState:
             if n_attr else np.zeros((len(uniq), 0))
         attr_cnt = np.stack([np.bincount(inv, weights=ok[:, j], minlength=len(uniq)) for j in range(n_attr)], 1) \
             if n_attr else np.zeros((len(uniq), 0))
-        ts_by_user = _groups(users, ts, ts_obj)
-        items_by_user = _groups(users, items, item_obj)
-        for g, ((user, t), (_, its)) in enumerate(zip(ts_by_user, items_by_user, strict=True)):
-            u = self._user(user, n_attr)
-            u.ts = _merged(u.ts, t)
-            u.items.extend(its)
+        for g, user in enumerate(uniq.tolist()):
+            u = self._users[user]
             u.age_sum += float(age_sum[g])
             u.age_cnt += int(age_cnt[g])
-            u.version += 1
             if n_attr:
                 u.attr_sum += attr_sum[g]
                 u.attr_cnt += attr_cnt[g]
@@ -159,7 +227,10 @@ class OnlineFeatureState:
         creator = np.where(inside, self.catalog.item_creator[safe] if self._n_items else -1, -1)
         has = creator >= 0
         self._engage(users[has], creator[has], ts[has], hl, "creators")
-        # peer groups: per group, each event's code (-1: none) and its item-count column
+
+    def _fold_peers(self, users: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Fold events into the (peer code, time) multiset; returns their item-count columns,
+        int64 [n, groups] (-1: the user has no code in that group)."""
         groups = self.catalog.user_groups
         in_users = (users >= 0) & (users < groups.shape[0])
         cols = np.full((len(ts), self._n_groups), -1, np.int64)
@@ -170,7 +241,7 @@ class OnlineFeatureState:
             if ok.any():
                 self._group_events.add(pack(g * _CODE_SPAN + code[ok], ts[ok]))
                 cols[ok, g] = self._code_offset[g] + code[ok]
-        self._items.add(items, ts, cols)
+        return cols
 
     def _engage(self, users: np.ndarray, keys: np.ndarray, ts: np.ndarray, hl: float, attr: str) -> None:
         """Group (user, key) events into ``Engagement`` records of ``_users[user].<attr>``."""
@@ -323,10 +394,3 @@ def _groups(keys: np.ndarray, values: np.ndarray, objs: list) -> list[tuple[int,
     flat = _take(objs, order)
     ends = [*starts[1:], len(flat)]
     return [(key, flat[a:b]) for key, a, b in zip(k[starts].tolist(), starts, ends, strict=True)]
-
-
-def _merged(old: list, new: list) -> list:
-    """Sorted merge of two sorted lists (timsort merges the two runs in linear time)."""
-    if not old:
-        return new
-    return sorted(old + new)

@@ -61,7 +61,7 @@ class Table:
 @dataclass(slots=True)
 class UserState:
     ts: list[float] = field(default_factory=list)      # sorted event times
-    items: list[int] = field(default_factory=list)     # every event's item (any order)
+    items: list[int] = field(default_factory=list)     # each event's item, aligned with ts
     cats: dict[int, Engagement] = field(default_factory=dict)
     creators: dict[int, Engagement] = field(default_factory=dict)
     age_sum: float = 0.0
@@ -84,3 +84,15 @@ class UserState:
             self.cache = (self.version, Table(self.cats), Table(self.creators),
                           np.fromiter(self.items, np.int64, len(self.items)))
         return self.cache[1], self.cache[2], self.cache[3]
+
+
+def merged_history(old_ts: list, old_items: list, ts: list, items: list) -> tuple[list, list]:
+    """Merge two time-sorted (times, items) histories into one, times ascending, the items
+    aligned (timsort merges the two runs in linear time; ties keep the older history first)."""
+    if not old_ts:
+        return ts, items
+    if ts[0] >= old_ts[-1]:
+        return old_ts + ts, old_items + items
+    all_ts, all_items = old_ts + ts, old_items + items
+    order = sorted(range(len(all_ts)), key=all_ts.__getitem__)
+    return [all_ts[j] for j in order], [all_items[j] for j in order]

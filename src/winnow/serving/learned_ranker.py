@@ -10,10 +10,12 @@ winnow.training.served_ranker.
 
 A swap does not always replay: when the new bundle's feature inputs equal the serving one's,
 its runtime takes the serving state over (``FeatureFeed.successor``, one shared state); when
-the new bundle only adds users and items (its id maps start with the serving ones, its catalog
-rows and spec inputs for them are unchanged: features.remap), the serving state is forked and
-the skipped events of the new ids folded in (``FeatureFeed.remapped``): O(users + items + those
-events), never O(event log). Otherwise, and with the reason logged, the event log is replayed.
+the new bundle extends the serving one (its id maps start with the serving ones, the spec's
+half-life and item attributes are unchanged: features.remap), the serving state is forked,
+corrected for known items whose catalog rows changed and for moved peer codes, and the skipped
+events of the new ids folded in (``FeatureFeed.remapped``): O(users + items + those events + the
+histories of the changed items' users), plus a numpy pass over every user's history when peer
+codes moved; no store read. Otherwise, and with the reason logged, the event log is replayed.
 """
 
 from __future__ import annotations
@@ -141,17 +143,19 @@ class FeatureFeed:
                  key: tuple[str, ...] | None) -> FeatureFeed | str:
         """A feed with its own state for a bundle that extends this one's (``user_ids`` /
         ``item_ids`` start with this feed's ids; ``catalog`` and ``spec`` pass
-        ``features.remap.remap_blocker``): this state forked (``OnlineFeatureState.fork``), plus
-        the skipped events whose ids the new maps know. Equal to replaying the event log into a
-        new state for that bundle (decayed sums up to float rounding, as for any incremental
-        fold). Returns why not (a str) when the bundle does not extend this one. O(users + items
-        + skipped events); this feed's state is unchanged and keeps serving its bundle."""
+        ``features.remap.remap_blocker``): this state forked (``OnlineFeatureState.fork``, which
+        corrects changed item rows and moved peer codes), plus the skipped events whose ids the
+        new maps know. Equal to replaying the event log into a new state for that bundle
+        (decayed sums up to float rounding, as for any incremental fold). Returns why not (a
+        str) when the bundle does not extend this one. O(users + items + skipped events + the
+        corrections' work: see ``fork``); this feed's state is unchanged and keeps serving its bundle."""
         with self._lock:  # no event folds in between: the fork and the skipped record agree
             reason = self._remap_blocker(user_ids, item_ids, catalog, spec)
             if reason is not None:
                 return reason
-            state = self.state.fork(catalog, spec)
+            state = self.state.fork(catalog, spec, correct=False)
             (u, i, ts), rest = self.outside.split(user_ids, item_ids)
+        state.correct()  # the fork's own work: event writes need not wait for it
         feed = FeatureFeed(state, user_ids, item_ids, self.config, key=key, outside=rest)
         feed._fold(np.ones(len(ts)), u, i, ts)
         return feed

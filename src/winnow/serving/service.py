@@ -275,14 +275,20 @@ class Service:
 
     def _remote_events(self, frame: pd.DataFrame) -> None:
         """Events another replica acknowledged (Redis event stream): the learned ranker's
-        in-process feature state counts them too (per-user records are already in Redis)."""
+        in-process feature state counts them too (per-user records are already in Redis); under
+        the catch-up lock like ``ingest``, so a remap gets each exactly once (swap.CatchUp)."""
         self.metrics.replica_events.inc(len(frame))
-        feed = getattr(getattr(self, "runtime", None), "feature_feed", None)
-        if feed is not None:
-            feed.apply(frame)
-        cfeed = getattr(self, "_challenger_feed", None)
-        if cfeed is not None and (feed is None or cfeed.state is not feed.state):
-            cfeed.apply(frame)
+        catchup = getattr(self, "_catchup", None)
+        if catchup is None:  # the follower started before the service built a runtime: none to feed
+            return
+        with catchup.lock:
+            catchup.note_remote(frame)
+            feed = getattr(getattr(self, "runtime", None), "feature_feed", None)
+            if feed is not None:
+                feed.apply(frame)
+            cfeed = getattr(self, "_challenger_feed", None)
+            if cfeed is not None and (feed is None or cfeed.state is not feed.state):
+                cfeed.apply(frame)
 
     # --- recommendations -----------------------------------------------------------------------
     def recommend(self, user_id: str, *, k: int, surface: str, exclude: list[str], explain: bool,

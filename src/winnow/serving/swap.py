@@ -21,9 +21,10 @@ new runtime complete:
   runtime's, there is no replay at all: the new runtime takes over the serving state object
   (``FeatureFeed.successor``), events keep being folded into it through whichever runtime is
   serving, and the catch-up skips it (a rollback, or bundles retrained on an unchanged catalog).
-  When the new bundle only adds users and items, the serving state is forked and the new ids'
-  skipped events folded in (``FeatureFeed.remapped``) inside ``CatchUp.snapshot``, the same
-  consistent point as a replay's log read: events acknowledged after it are caught up alike.
+  When the new bundle extends the serving one, the serving state is forked and corrected
+  (``FeatureFeed.remapped``) inside ``CatchUp.snapshot``, the same consistent point as a
+  replay's log read: events acknowledged after it are caught up alike, and so are the other
+  replicas' events the Redis stream follower applies (under the same lock) after it.
 - after the swap the old runtime is dropped and ``memory.trim()`` returns its freed heap pages
   to the OS once in-flight requests that still hold it are done (``TRIM_DELAY_S`` later).
 """
@@ -104,7 +105,7 @@ class _SnapshotStore:
     def read_events(self, **kwargs: Any) -> EventLog:
         with self._catchup.lock:  # no event write in between: each is in the log or in pending
             log = self._store.read_events(**kwargs)
-            self._catchup.pending = []
+            self._catchup.pending, self._catchup.remote = [], False
         return log
 
 
@@ -112,14 +113,24 @@ class CatchUp:
     """Events acknowledged while a runtime is being built (see module docstring).
 
     Protocol: the ingest path appends to the store, calls ``note(frame)`` and applies the frame
-    to the serving runtimes' feeds under ``lock``; a build reads events through
-    ``store_for_build(store)`` or remaps the serving state inside ``snapshot``; ``install`` swaps under the lock after
-    replaying ``pending`` into the new runtime's feed; ``abort`` after a failed build.
+    to the serving runtimes' feeds under ``lock``; the Redis stream follower applies other
+    replicas' frames under ``lock`` too, calling ``note_remote(frame)``; a build reads events
+    through ``store_for_build(store)`` or remaps the serving state inside ``snapshot``;
+    ``install`` swaps under the lock after replaying ``pending`` into the new runtime's feed;
+    ``abort`` after a failed build.
+
+    Other replicas' frames are collected only after a ``snapshot`` (a remap): the forked state
+    holds exactly the frames applied to the serving state before it, so each reaches the new
+    state once. After a store read (a replay) they are not: such a frame is already in the
+    store when it is published, and may or may not have been in the log read (the stream
+    carries no store sequence), so the replayed state can count one that arrives during the
+    build twice or miss it (docs/SERVING.md).
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pending: list[pd.DataFrame] | None = None  # None: no build has read the log
+        self.remote = False  # collect other replicas' frames too (the build took a snapshot)
 
     def store_for_build(self, store: Store) -> Any:
         return _SnapshotStore(store, self)
@@ -131,12 +142,18 @@ class CatchUp:
         serving feeds under ``lock``, so the serving state then holds every event noted before."""
         with self.lock:
             out = fn()
-            self.pending = []
+            self.pending, self.remote = [], True
         return out
 
     def note(self, frame: pd.DataFrame) -> None:
         """An acknowledged event frame (call with ``lock`` held)."""
         if self.pending is not None:
+            self.pending.append(frame)
+
+    def note_remote(self, frame: pd.DataFrame) -> None:
+        """A frame another replica acknowledged, from the event stream (call with ``lock`` held,
+        and apply it to the serving feeds under the same hold)."""
+        if self.pending is not None and self.remote:
             self.pending.append(frame)
 
     def install(self, new: Any, swap: Callable[[Any], Any]) -> Any:
