@@ -7,19 +7,24 @@ one run on the same store. Both must give the same report (checked; a difference
 Each store: ``n`` events over the last 6 days (one live window of 7), users clicking/viewing/
 purchasing items with a skewed popularity, and one logged slate of 10 items (the clicked item
 among them, with a score and a source score) before every 4th event, so shown items ~ 2.5 x n.
-Writes JSON (wall and CPU seconds of the whole comparison and of its served part, per size and
-implementation) and prints a table.
-Usage: python bench/drift_cost.py [--sizes 250000,1000000] [--before REV] [--json PATH] [--dir DIR]
+Writes JSON (wall and CPU seconds of the whole comparison and of its served part, and the
+comparison's peak RSS growth above the process's RSS before it, sampled every 20 ms, per size and
+implementation) and prints a table. ``--before none`` measures the current implementation only
+(the scale runs: the old loop is minutes per 10^6 events).
+Usage: python bench/drift_cost.py [--sizes 250000,1000000] [--before REV|none] [--json PATH] [--dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 from collections.abc import Callable
@@ -91,35 +96,61 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     return out, time.perf_counter() - w0, time.process_time() - c0
 
 
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_growth(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(fn(), the largest RSS above the RSS before the call, MiB, sampled every 20 ms)."""
+    base, peak, done = _rss_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], _rss_mib() - base)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        out = fn()
+    finally:
+        done.set()
+        t.join()
+    return out, max(peak[0], _rss_mib() - base)
+
+
 def measure(cfg: Any, store: Any, ref: dict[str, Any], until: int, served: Callable[..., dict[str, Any]]) -> dict:
-    """Wall / CPU seconds of compare_live and of its served part with ``served`` as the served profile."""
+    """Wall / CPU seconds of compare_live and of its served part with ``served`` as the served
+    profile, and the comparison's peak RSS growth (MiB)."""
     drift_profile.served_profile = served  # what window_profile calls
     try:
         since = int(until - cfg.drift.window_days * 86400)
         edges = ref["ranker"]["calibration"]["edges"]
         part, sw, sc = _timed(lambda: served(store, cfg, since=since, until=until, calibration=(VERSION, edges)))
-        rep, w, c = _timed(lambda: compare_live(cfg, store, VERSION, ref, until=until))
+        gc.collect()
+        (rep, w, c), grew = _peak_growth(lambda: _timed(lambda: compare_live(cfg, store, VERSION, ref, until=until)))
     finally:
         drift_profile.served_profile = drift_served.served_profile
     return {"compare_wall_s": round(w, 3), "compare_cpu_s": round(c, 3), "served_wall_s": round(sw, 3),
-            "served_cpu_s": round(sc, 3), "served_items": part["served_items"], "report": rep}
+            "served_cpu_s": round(sc, 3), "served_items": part["served_items"],
+            "compare_peak_rss_growth_mib": round(grew, 1), "report": rep}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="250000,1000000")
-    ap.add_argument("--before", default="979e8dd", help="git revision of the per-impression loop version")
+    ap.add_argument("--before", default="979e8dd",
+                    help="git revision of the per-impression loop version, or none (the current one only)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--dir", type=Path, help="where the stores are built (default: a temp dir)")
     args = ap.parse_args(argv)
-    old = _old_served(args.before)
+    old = None if args.before == "none" else _old_served(args.before)
     rows = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             (cfg, store, ref, until), build_s, _ = _timed(lambda: build(Path(tmp) / f"n{n}", n))
             try:
-                before = measure(cfg, store, ref, until, old)
                 after = measure(cfg, store, ref, until, drift_served.served_profile)
+                before = measure(cfg, store, ref, until, old) if old is not None else dict(after)
             finally:
                 store.close()
             same = before.pop("report") == after.pop("report")
@@ -134,10 +165,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'events':>10} {'shown items':>12} | {'compare wall/cpu before':>24} {'after':>14} | "
           f"{'served part before':>19} {'after':>14} | same")
     for r in rows:
-        b, a = r["before"], r["after"]
+        b, a = r["before"], r["after"]  # --before none: both columns are the current implementation
         print(f"{r['events']:>10,} {a['served_items']:>12,} | {b['compare_wall_s']:>11.2f} / {b['compare_cpu_s']:<10.2f}"
               f" {a['compare_wall_s']:>6.2f} / {a['compare_cpu_s']:<5.2f} | {b['served_wall_s']:>8.2f} / "
               f"{b['served_cpu_s']:<8.2f} {a['served_wall_s']:>6.2f} / {a['served_cpu_s']:<5.2f} | {r['same_report']}")
+    for r in rows:
+        print(f"{r['events']:>10,} events: comparison peak RSS growth {r['after']['compare_peak_rss_growth_mib']} MiB")
     if not all(r["same_report"] for r in rows):
         raise SystemExit("the two implementations disagree: see the JSON")
     return out
