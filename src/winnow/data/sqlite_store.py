@@ -272,20 +272,14 @@ class SQLiteStore(Store):
         """Store.item_daily from two primary-key range reads of per-day aggregates (at most
         days x event types + days rows, whatever the item's popularity)."""
         con = self._reader()
-        events: dict[str, list[int]] = {}
-        rows = con.execute(
-            "SELECT t.external, a.day, a.n FROM event_item_days a JOIN event_types t ON t.id = a.tid + 1 "
-            "WHERE a.iid = (SELECT id - 1 FROM item_keys WHERE external = ?) AND a.day >= ? AND a.day < ?",
-            (str(item_id), first_day, first_day + days)).fetchall()
-        for name, d, n in rows:
-            events.setdefault(str(name), [0] * days)[int(d) - first_day] += int(n)
-        shown, pos_sum = [0] * days, 0
-        for d, n, p in con.execute("SELECT day, shown, position_sum FROM impression_item_days "
-                                   "WHERE item = ? AND day >= ? AND day < ?",
-                                   (str(item_id), first_day, first_day + days)):
-            shown[int(d) - first_day] = int(n)
-            pos_sum += int(p)
-        return {"events": events, "impressions": shown, "position_sum": pos_sum}
+        span = (str(item_id), first_day, first_day + days)
+        return shape.item_daily_record(
+            con.execute("SELECT t.external, a.day, a.n FROM event_item_days a JOIN event_types t ON t.id = a.tid + 1 "
+                        "WHERE a.iid = (SELECT id - 1 FROM item_keys WHERE external = ?) AND a.day >= ? AND a.day < ?",
+                        span).fetchall(),
+            con.execute("SELECT day, shown, position_sum FROM impression_item_days "
+                        "WHERE item = ? AND day >= ? AND day < ?", span).fetchall(),
+            first_day=first_day, days=days)
 
     def read_shown_items(self, *, since: int, until: int) -> pd.DataFrame:
         """Store.read_shown_items, unnested in SQL (sqlite_shown)."""

@@ -138,3 +138,44 @@ def events_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     frame["value"] = frame["value"].astype(np.float64)
     frame["timestamp"] = frame["timestamp"].astype(np.int64)
     return frame
+
+
+# --- Store.item_daily's aggregates ----------------------------------------------------------
+def impression_day_counts(impressions: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], list[int]]:
+    """(str(item_id), UTC day) -> [slates showing the item, sum of its positions] over
+    ``impressions`` (``Store.log_impressions`` dicts; a missing position counts 0). What both SQL
+    stores fold into ``impression_item_days`` for the rows they insert (and take back on erasure)."""
+    days: dict[tuple[str, int], list[int]] = {}
+    for imp in impressions:
+        day = int(imp["timestamp"]) // 86400
+        for it in imp["items"]:
+            agg = days.setdefault((str(it["item_id"]), day), [0, 0])
+            agg[0] += 1
+            agg[1] += int(it.get("position", 0))
+    return days
+
+
+def event_day_counts(iid: np.ndarray, tid: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (item id, UTC day, event type id) keys of a batch of events (int64 [k, 3],
+    sorted) and how many events each has (int64 [k]): what both SQL stores fold into
+    ``event_item_days``."""
+    day = np.floor_divide(np.asarray(ts, np.int64), 86_400)
+    keys = np.stack([np.asarray(iid, np.int64), day, np.asarray(tid, np.int64)], 1)
+    if not len(keys):
+        return keys.reshape(0, 3), np.zeros(0, np.int64)
+    uniq, counts = np.unique(keys, axis=0, return_counts=True)
+    return uniq, counts.astype(np.int64)
+
+
+def item_daily_record(event_rows: Iterable[Sequence[Any]], shown_rows: Iterable[Sequence[Any]], *,
+                      first_day: int, days: int) -> dict[str, Any]:
+    """``Store.item_daily``'s answer from the aggregate rows of one item and day range:
+    ``event_rows`` (event type, day, events), ``shown_rows`` (day, slates, position sum)."""
+    events: dict[str, list[int]] = {}
+    for name, d, n in event_rows:
+        events.setdefault(str(name), [0] * days)[int(d) - first_day] += int(n)
+    shown, pos_sum = [0] * days, 0
+    for d, n, p in shown_rows:
+        shown[int(d) - first_day] = int(n)
+        pos_sum += int(p)
+    return {"events": events, "impressions": shown, "position_sum": pos_sum}
