@@ -272,7 +272,7 @@ class PostgresStore(Store):
         def run(cur: Any) -> None:
             cur.execute("INSERT INTO impressions (request_id, user_id, ts, model_version, surface, context, items) "
                         "SELECT r, u, t, m, s, c, i FROM unnest(%s::text[], %s::text[], %s::int8[], %s::text[], "
-                        "%s::text[], %s::jsonb[], %s::jsonb[]) WITH ORDINALITY AS x(r, u, t, m, s, c, i, o) "
+                        "%s::text[], %b::jsonb[], %b::jsonb[]) WITH ORDINALITY AS x(r, u, t, m, s, c, i, o) "
                         "ORDER BY o ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
                         [list(col) for col in zip(*rows)])
             new = {r[0] for r in cur.fetchall()}  # stored now; a retried or repeated request id counts once
