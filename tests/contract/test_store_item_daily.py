@@ -98,6 +98,8 @@ def test_item_daily_equals_the_reference_scan_through_writes_erasure_and_reopen(
             store.delete_user(user)
         after = _assert_reference(store, first_day=-3)
         assert 0 < after < before
+        assert store.counts()["impressions"] == len(store.read_impressions())
+        assert store.counts()["events"] == len(store.read_events())
         assert store.item_daily("i3", first_day=-3, days=30) != top
     finally:
         store.close()
@@ -109,20 +111,20 @@ def test_item_daily_equals_the_reference_scan_through_writes_erasure_and_reopen(
 
 
 def _forget_aggregates(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """Make the store look like one written before the per-day aggregates existed."""
-    tables = ("event_item_days", "impression_item_days")
+    """Make the store look like one written before the per-day aggregates and row counts existed."""
+    tables = ("event_item_days", "impression_item_days", "row_counts")
     if backend == "sqlite":
         con = sqlite3.connect(tmp_path / "winnow.db")
         for t in tables:
             con.execute(f"DROP TABLE {t}")
-        con.execute("DELETE FROM meta WHERE key IN (?, ?)", tables)
+        con.execute("DELETE FROM meta WHERE key IN (?, ?, ?)", tables)
         con.commit()
         con.close()
         return
     import psycopg
 
     with psycopg.connect(request.getfixturevalue("postgres_url")) as con:
-        con.execute("DROP TABLE event_item_days, impression_item_days")
+        con.execute("DROP TABLE event_item_days, impression_item_days, row_counts")
         con.execute("DELETE FROM winnow_meta WHERE key = ANY(%s)", (list(tables),))
 
 
@@ -132,6 +134,7 @@ def test_a_store_from_before_the_aggregates_is_backfilled_once(
     _fill(store, np.random.default_rng(1), 20 * DAY)
     store.delete_user("u5")
     want = {item: Store.item_daily(store, item, first_day=14, days=30) for item in ITEMS}
+    counts = store.counts()
     store.close()
     _forget_aggregates(backend, request, tmp_path)
     for _ in range(2):  # the first open backfills, the second must not count again
@@ -139,12 +142,16 @@ def test_a_store_from_before_the_aggregates_is_backfilled_once(
         try:
             assert {item: store.item_daily(item, first_day=14, days=30) for item in ITEMS} == want
             assert sum(sum(want[i]["impressions"]) for i in ITEMS) > 1000
+            assert store.counts() == counts and counts["events"] > 3000
         finally:
             store.close()
     store = opener()  # and writes after the backfill fold in as usual
     try:
         _fill(store, np.random.default_rng(2), 20 * DAY)  # new unkeyed events; ids and request ids retried
         assert _assert_reference(store, first_day=14) > 0
+        got = store.counts()  # the unkeyed events were new (and the erased user's keyed ones)
+        assert got["events"] == len(store.read_events()) > counts["events"] + 2500
+        assert got["impressions"] == len(store.read_impressions()) > counts["impressions"]
     finally:
         store.close()
 

@@ -1,5 +1,5 @@
-"""PostgresStore.item_daily's per-day aggregates: their tables, the backfill of an older
-store, the folds every write path runs in its own transaction, and the indexed read.
+"""PostgresStore.item_daily's per-day aggregates and Store.counts' row counts: their tables, the
+backfill of an older store, the folds every write path runs in its own transaction, the reads.
 
 ``event_item_days`` holds per (item id, UTC day, event type id) the stored events;
 ``impression_item_days`` per (external item id, UTC day) the logged slates that showed the item
@@ -11,6 +11,10 @@ both equal the reference scan of ``Store.item_daily``:
 - appends (binary COPY and the row-by-row path) fold the events they actually inserted;
 - ``log_impressions`` folds the slates whose request id was new;
 - erasure takes the deleted events and slates back out; a count reaching 0 drops its row.
+
+``row_counts`` holds the number of stored events and impressions (a count(*) of 10M events takes
+most of a second) as per-connection shards (``pg_backend_pid() % 16``): every write adds to its
+own shard's row, so replicas writing at once do not queue on one hot row; ``counts`` sums them.
 
 Concurrent writers only ever add with ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``
 (row-locked increments, keys in sorted order), so no count is lost between replicas. A store
@@ -34,6 +38,8 @@ CREATE TABLE IF NOT EXISTS event_item_days (
 CREATE TABLE IF NOT EXISTS impression_item_days (
   item text NOT NULL, day bigint NOT NULL, shown bigint NOT NULL, position_sum bigint NOT NULL,
   PRIMARY KEY (item, day));
+CREATE TABLE IF NOT EXISTS row_counts (
+  name text NOT NULL, shard integer NOT NULL, n bigint NOT NULL, PRIMARY KEY (name, shard));
 """
 
 
@@ -50,7 +56,11 @@ BACKFILLS = {
                             f"SELECT j->>'item_id', {_day('i.ts')}, count(*), "
                             "coalesce(sum(trunc((j->>'position')::numeric)), 0)::bigint "
                             "FROM impressions i CROSS JOIN LATERAL jsonb_array_elements(i.items) j GROUP BY 1, 2",
+    "row_counts": "INSERT INTO row_counts (name, shard, n) SELECT 'events', 0, count(*) FROM events "
+                  "UNION ALL SELECT 'impressions', 0, count(*) FROM impressions",
 }
+_ROWS_ADD = ("INSERT INTO row_counts (name, shard, n) VALUES (%s, pg_backend_pid() %% 16, %s) "
+             "ON CONFLICT (name, shard) DO UPDATE SET n = row_counts.n + EXCLUDED.n")
 _EVENT_UPSERT = ("INSERT INTO event_item_days (iid, day, tid, n) "
                  "SELECT * FROM unnest(%s::int4[], %s::int8[], %s::int2[], %s::int8[]) "
                  "ON CONFLICT (iid, day, tid) DO UPDATE SET n = event_item_days.n + EXCLUDED.n")
@@ -94,6 +104,7 @@ def add_events(cur: Any, iid: np.ndarray, tid: np.ndarray, ts: np.ndarray, *, si
     uniq, counts = event_day_counts(iid, tid, ts)
     if not len(uniq):
         return
+    cur.execute(_ROWS_ADD, ("events", sign * len(ts)))
     keys = [uniq[:, c].tolist() for c in range(3)]
     cur.execute(_EVENT_UPSERT, (*keys, (sign * counts).tolist()))
     if sign < 0:
@@ -103,6 +114,10 @@ def add_events(cur: Any, iid: np.ndarray, tid: np.ndarray, ts: np.ndarray, *, si
 def add_impressions(cur: Any, impressions: Iterable[Mapping[str, Any]], *, sign: int = 1) -> None:
     """Fold slates (``log_impressions`` dicts: timestamp, items) into ``impression_item_days``
     inside the caller's write transaction; ``sign=-1`` takes erased slates back out."""
+    impressions = list(impressions)
+    if not impressions:
+        return
+    cur.execute(_ROWS_ADD, ("impressions", sign * len(impressions)))
     days = sorted(impression_day_counts(impressions).items())  # sorted: one lock order for all writers
     if not days:
         return
@@ -124,6 +139,14 @@ def erase(cur: Any, uid: int | None, user_id: str) -> tuple[int, int]:
     ev = np.asarray(rows, np.int64).reshape(-1, 3)
     add_events(cur, ev[:, 0], ev[:, 1], ev[:, 2], sign=-1)
     return len(gone), len(rows)
+
+
+def counts(cur: Any) -> dict[str, int]:
+    """Store.counts: events and impressions from ``row_counts``, items and users by count(*)."""
+    row = cur.execute("SELECT (SELECT coalesce(sum(n), 0) FROM row_counts WHERE name = 'events'), "
+                      "(SELECT count(*) FROM items), (SELECT count(*) FROM user_keys), "
+                      "(SELECT coalesce(sum(n), 0) FROM row_counts WHERE name = 'impressions')").fetchone()
+    return dict(zip(("events", "items", "users", "impressions"), (int(x) for x in row)))
 
 
 def item_daily(cur: Any, item_id: str, first_day: int, days: int) -> dict[str, Any]:

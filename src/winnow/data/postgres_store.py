@@ -393,6 +393,5 @@ class PostgresStore(Store):
         return self._read(lambda cur: rollout_sql.read_shadow(cur, "%s", rollout_id, limit), bounded=False)
 
     def counts(self) -> dict[str, int]:
-        row = self._rows("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM items), "
-                         "(SELECT count(*) FROM user_keys), (SELECT count(*) FROM impressions)")[0]
-        return dict(zip(("events", "items", "users", "impressions"), (int(x) for x in row)))
+        """Events and impressions from the row counts every write keeps (postgres_aggregates)."""
+        return self._read(agg.counts)
