@@ -35,6 +35,7 @@ import psycopg
 
 from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
 from winnow.data import postgres_aggregates as agg
+from winnow.data import postgres_impressions as pgi
 from winnow.data import postgres_schema as pgs
 from winnow.data import rollout_sql
 from winnow.data import store_rows as shape
@@ -344,25 +345,17 @@ class PostgresStore(Store):
         return frame
 
     def impression_outcomes(self, *, since: int | None = None) -> pd.DataFrame:
-        """One row per shown item (same contract as SQLiteStore.impression_outcomes): the item's
-        slate fields plus ``events``, the event types later logged for that item with the same
-        ``context.request_id`` (empty list when nothing followed)."""
-        lo = int(since) if since is not None else -(2**62)
+        """Store.impression_outcomes (postgres_impressions)."""
+        return self._read(pgi.impression_outcomes, since, bounded=False)
 
-        def run(cur: Any) -> tuple[list, list]:
-            imps = cur.execute("SELECT request_id, user_id, ts, model_version, surface, items FROM impressions "
-                               "WHERE ts >= %s ORDER BY ts, seq", (lo,)).fetchall()
-            follow = cur.execute(
-                "SELECT e.request_id, ik.external, t.external FROM events e JOIN item_keys ik ON ik.id = e.iid "
-                "JOIN event_types t ON t.id = e.tid WHERE e.request_id IN "
-                "(SELECT request_id FROM impressions WHERE ts >= %s) ORDER BY e.seq", (lo,)).fetchall()
-            return imps, follow
-        imps, follow_rows = self._read(run, bounded=False)
-        follow: dict[str, dict[str, list[str]]] = {}  # request_id -> item -> event types
-        for req, item, etype in follow_rows:
-            follow.setdefault(req, {}).setdefault(item, []).append(etype)
-        return shape.outcomes_frame(rec for r in imps
-                                    for rec in shape.outcome_records(r[:5], r[5], follow.get(r[0], {})))
+    def read_candidate_sets(self, *, since: int, until: int) -> pd.DataFrame:
+        """Store.read_candidate_sets, unnested in SQL (postgres_impressions)."""
+        return self._read(pgi.read_candidate_sets, since, until, bounded=False)
+
+    def sample_impressions(self, *, since: int, until: int, model_version: str | None,
+                           limit: int) -> list[dict[str, Any]]:
+        """Store.sample_impressions: only the sampled rows are read (postgres_impressions)."""
+        return self._read(pgi.sample_impressions, since, until, model_version, limit, bounded=False)
 
     def impressions_after(self, *, after_seq: int, since: int = 0) -> list[tuple[int, dict[str, Any]]]:
         return self._read(rollout_sql.impressions_after, "%s", after_seq, since, False, bounded=False)

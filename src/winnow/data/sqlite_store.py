@@ -26,7 +26,7 @@ import pandas as pd
 
 from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
 from winnow.data import sqlite_blocks as blocks
-from winnow.data import rollout_sql, sqlite_feedback, sqlite_shown
+from winnow.data import rollout_sql, sample_sql, sqlite_feedback, sqlite_shown
 from winnow.data import sqlite_writes as writes
 from winnow.data import store_rows as shape
 from winnow.data.sqlite_schema import DDL as _DDL
@@ -295,9 +295,9 @@ class SQLiteStore(Store):
 
     def sample_impressions(self, *, since: int, until: int, model_version: str | None,
                            limit: int) -> list[dict[str, Any]]:
-        """Store.sample_impressions: only the sampled rows are read (sqlite_shown)."""
-        rows = sqlite_shown.sample_impression_rows(self._reader(), since=since, until=until,
-                                                   model_version=model_version, limit=limit)
+        """Store.sample_impressions: only the sampled rows are read (sample_sql)."""
+        rows = sample_sql.sample_impression_rows(self._reader(), "?", since=since, until=until,
+                                                 model_version=model_version, limit=limit)
         return [shape.impression_record(r, json_text=True) for r in rows]
 
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
