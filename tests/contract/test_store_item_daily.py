@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -160,27 +161,20 @@ def test_two_writers_at_once_lose_no_counts(opener: Callable[[], Store]) -> None
     """Two store objects (two connections, as two replicas) append events and log slates on the
     same items and days at once: every increment lands."""
     stores = [opener(), opener()]
-    errors: list[BaseException] = []
     barrier = threading.Barrier(2, timeout=60)
 
     def work(k: int) -> None:
         rng = np.random.default_rng(10 + k)
-        try:
-            barrier.wait()
-            for r in range(6):
-                stores[k].append_events(_events(rng, 300, 5 * DAY))
-                stores[k].append_events(_events(rng, 40, 5 * DAY, ids=f"w{k}-{r}"))
-                stores[k].log_impressions(_slates(rng, 30, 5 * DAY, prefix=f"w{k}-{r}-"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        barrier.wait()
+        for r in range(6):
+            stores[k].append_events(_events(rng, 300, 5 * DAY))
+            stores[k].append_events(_events(rng, 40, 5 * DAY, ids=f"w{k}-{r}"))
+            stores[k].log_impressions(_slates(rng, 30, 5 * DAY, prefix=f"w{k}-{r}-"))
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
     try:
-        assert not errors, errors
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(work, k) for k in range(2)]:
+                done.result()  # a writer's exception fails the test here
         counts = stores[0].counts()
         assert counts["events"] == 2 * 6 * 340 and counts["impressions"] == 2 * 6 * 30
         assert _assert_reference(stores[1], first_day=-1) > 4000

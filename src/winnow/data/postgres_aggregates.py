@@ -1,5 +1,6 @@
 """PostgresStore.item_daily's per-day aggregates and Store.counts' row counts: their tables, the
-backfill of an older store, the folds every write path runs in its own transaction, the reads.
+backfill of an older store, the folds every write path runs in its own transaction, and the
+counts read (``item_daily`` reads the aggregates with winnow.data.daily_sql).
 
 ``event_item_days`` holds per (item id, UTC day, event type id) the stored events;
 ``impression_item_days`` per (external item id, UTC day) the logged slates that showed the item
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from winnow.data.store_rows import event_day_counts, impression_day_counts, item_daily_record
+from winnow.data.store_rows import event_day_counts, impression_day_counts
 
 DDL = """
 CREATE TABLE IF NOT EXISTS event_item_days (
@@ -147,16 +148,3 @@ def counts(cur: Any) -> dict[str, int]:
                       "(SELECT count(*) FROM items), (SELECT count(*) FROM user_keys), "
                       "(SELECT coalesce(sum(n), 0) FROM row_counts WHERE name = 'impressions')").fetchone()
     return dict(zip(("events", "items", "users", "impressions"), (int(x) for x in row)))
-
-
-def item_daily(cur: Any, item_id: str, first_day: int, days: int) -> dict[str, Any]:
-    """Store.item_daily from two primary-key range reads (at most days x event types + days
-    rows, whatever the item's popularity), inside the caller's read transaction."""
-    span = (str(item_id), first_day, first_day + days)
-    return item_daily_record(
-        cur.execute("SELECT t.external, a.day, a.n FROM event_item_days a JOIN event_types t ON t.id = a.tid "
-                    "WHERE a.iid = (SELECT id FROM item_keys WHERE external = %s) AND a.day >= %s AND a.day < %s",
-                    span).fetchall(),
-        cur.execute("SELECT day, shown, position_sum FROM impression_item_days "
-                    "WHERE item = %s AND day >= %s AND day < %s", span).fetchall(),
-        first_day=first_day, days=days)

@@ -37,7 +37,7 @@ from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
 from winnow.data import postgres_aggregates as agg
 from winnow.data import postgres_impressions as pgi
 from winnow.data import postgres_schema as pgs
-from winnow.data import rollout_sql
+from winnow.data import daily_sql, rollout_sql
 from winnow.data import store_rows as shape
 from winnow.data.postgres_conn import Connections
 from winnow.data.postgres_event_log import read_event_log
@@ -329,8 +329,8 @@ class PostgresStore(Store):
         return [shape.impression_record(r, json_text=False) for r in rows]
 
     def item_daily(self, item_id: str, *, first_day: int, days: int) -> dict[str, Any]:
-        """Store.item_daily from the per-day aggregates (postgres_aggregates)."""
-        return self._read(agg.item_daily, str(item_id), int(first_day), int(days))
+        """Store.item_daily from the per-day aggregates (postgres_aggregates, daily_sql)."""
+        return self._read(lambda cur: daily_sql.item_daily(cur, "%s", 0, item_id, first_day=first_day, days=days))
 
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
         """Store.read_feedback_events as one query (only the named types, only their keys)."""

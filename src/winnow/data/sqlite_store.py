@@ -26,7 +26,7 @@ import pandas as pd
 
 from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
 from winnow.data import sqlite_blocks as blocks
-from winnow.data import rollout_sql, sample_sql, sqlite_feedback, sqlite_shown
+from winnow.data import daily_sql, rollout_sql, sample_sql, sqlite_feedback, sqlite_shown
 from winnow.data import sqlite_writes as writes
 from winnow.data import store_rows as shape
 from winnow.data.sqlite_schema import DDL as _DDL
@@ -271,15 +271,7 @@ class SQLiteStore(Store):
     def item_daily(self, item_id: str, *, first_day: int, days: int) -> dict[str, Any]:
         """Store.item_daily from two primary-key range reads of per-day aggregates (at most
         days x event types + days rows, whatever the item's popularity)."""
-        con = self._reader()
-        span = (str(item_id), first_day, first_day + days)
-        return shape.item_daily_record(
-            con.execute("SELECT t.external, a.day, a.n FROM event_item_days a JOIN event_types t ON t.id = a.tid + 1 "
-                        "WHERE a.iid = (SELECT id - 1 FROM item_keys WHERE external = ?) AND a.day >= ? AND a.day < ?",
-                        span).fetchall(),
-            con.execute("SELECT day, shown, position_sum FROM impression_item_days "
-                        "WHERE item = ? AND day >= ? AND day < ?", span).fetchall(),
-            first_day=first_day, days=days)
+        return daily_sql.item_daily(self._reader(), "?", 1, item_id, first_day=first_day, days=days)
 
     def read_shown_items(self, *, since: int, until: int) -> pd.DataFrame:
         """Store.read_shown_items, unnested in SQL (sqlite_shown)."""

@@ -166,16 +166,3 @@ def event_day_counts(iid: np.ndarray, tid: np.ndarray, ts: np.ndarray) -> tuple[
     uniq, counts = np.unique(keys, axis=0, return_counts=True)
     return uniq, counts.astype(np.int64)
 
-
-def item_daily_record(event_rows: Iterable[Sequence[Any]], shown_rows: Iterable[Sequence[Any]], *,
-                      first_day: int, days: int) -> dict[str, Any]:
-    """``Store.item_daily``'s answer from the aggregate rows of one item and day range:
-    ``event_rows`` (event type, day, events), ``shown_rows`` (day, slates, position sum)."""
-    events: dict[str, list[int]] = {}
-    for name, d, n in event_rows:
-        events.setdefault(str(name), [0] * days)[int(d) - first_day] += int(n)
-    shown, pos_sum = [0] * days, 0
-    for d, n, p in shown_rows:
-        shown[int(d) - first_day] = int(n)
-        pos_sum += int(p)
-    return {"events": events, "impressions": shown, "position_sum": pos_sum}
