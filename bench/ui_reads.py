@@ -1,15 +1,20 @@
 """Dashboard read latency at scale: the item page's timeline (``Store.item_daily``), the user
 page's history (``Store.user_events``) and the stats page's ``Store.counts``.
 
-Fills a SQLite store with ``--events`` events (import) and ``--slates`` logged slates of
+Fills a store (``--backend sqlite``, the default, or ``postgres``) with ``--events`` events (import) and ``--slates`` logged slates of
 ``--k`` items (through ``log_impressions`` in batches of 256, as the service's writer does),
 all in the last ``--days`` days, then times ``item_daily`` (30 days) for random items: the
 most popular ones (the worst case: most rows per item) and uniformly drawn ones;
 then a user's latest 50 events for random users, and the store's counts.
 ``--reference`` also times the contract's reference scan (what ``ui_data.timeline`` did
-before) on a few items.
+before) on a few items. Prints a summary table; writes the JSON.
+
+``--backend postgres`` without ``--url`` starts a throwaway PostgreSQL server (Debian binaries,
+fsync=on, default settings; tests/servers/postgres.py) and removes it afterwards; with ``--url``
+an empty database is filled, one already holding events is measured as it is.
 
     python bench/ui_reads.py --events 10000000 --slates 1000000 --json bench/results/ui_reads.json
+    python bench/ui_reads.py --backend postgres --events 10000000 --slates 1000000 --json bench/results/ui_reads_pg.json
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from winnow.data.open_store import open_store
 from winnow.data.sqlite_store import SQLiteStore
 from winnow.data.store import Store
 
@@ -36,7 +43,7 @@ def _pct(xs: list[float]) -> dict[str, float]:
             "max_ms": round(float(a.max()), 3), "n": len(a)}
 
 
-def fill(store: SQLiteStore, *, events: int, slates: int, items: int, users: int, k: int, days: int,
+def fill(store: Store, *, events: int, slates: int, items: int, users: int, k: int, days: int,
          now: int, seed: int = 0) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     pop = 1.0 / np.arange(1, items + 1) ** 0.8  # Zipf-like: a few items carry most events
@@ -74,15 +81,59 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--reads", type=int, default=500)
     ap.add_argument("--reference", type=int, default=3, help="reference-scan reads to time (0: none)")
-    ap.add_argument("--db", help="reuse/keep this store file (default: a temp file)")
+    ap.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--db", help="SQLite: reuse/keep this store file (default: a temp file)")
+    ap.add_argument("--url", help="PostgreSQL: this database (default: a throwaway server)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     now = int(time.time())
-    path = Path(args.db or tempfile.mkdtemp(prefix="ui-reads-")) / "winnow.db" if not args.db else Path(args.db)
-    fresh = not path.exists()
-    store = SQLiteStore(path, synchronous="normal")
+    server = None
+    if args.backend == "postgres":
+        url = args.url
+        if url is None:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from servers.postgres import start_postgres
+
+            server = start_postgres(fsync=True)  # default durability: WAL flushed at every commit
+            url = server.create_database("ui_reads")
+        store = open_store(url)
+        where = url
+        fresh = store.counts()["events"] == 0
+    else:
+        path = Path(args.db or tempfile.mkdtemp(prefix="ui-reads-")) / "winnow.db" if not args.db else Path(args.db)
+        fresh = not path.exists()
+        store = SQLiteStore(path, synchronous="normal")
+        where = str(path)
+    try:
+        result = measure(store, args, now, fresh=fresh, where=where)
+    finally:
+        store.close()
+        if server is not None:
+            server.stop()
+    result["summary"] = summary(result)
+    Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(result["summary"])
+
+
+def summary(result: dict) -> str:
+    """The result as a markdown table (read, p50, p99, max, reads)."""
+    names = {"top_100_items": "item timeline, 30 days, 100 most popular items",
+             "uniform_items": "item timeline, 30 days, uniformly drawn items",
+             "user_events_50": "a user's latest 50 events", "counts": "store counts",
+             "reference_scan_top_items": "reference scan (Store.item_daily of the base class)"}
+    lines = [f"ui_reads on {result['store']}: {result['counts']['events']:,} events, "
+             f"{result['counts']['impressions']:,} slates of {result['items_per_slate']} items",
+             "| read | p50 ms | p99 ms | max ms | reads |", "|---|---|---|---|---|"]
+    for key, r in result["item_daily_30d"].items():
+        lines.append(f"| {names.get(key, key)} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['n']} |")
+    return "\n".join(lines)
+
+
+def measure(store: Store, args: argparse.Namespace, now: int, *, fresh: bool, where: str) -> dict:
+    """Fill ``store`` when ``fresh``, then time the dashboard's reads."""
     build = fill(store, events=args.events, slates=args.slates, items=args.items, users=args.users, k=args.k,
-                 days=args.days, now=now) if fresh else {"reused": str(path)}
+                 days=args.days, now=now) if fresh else {"reused": where}
+    print("build", build, flush=True)
     first_day = now // DAY - args.days + 1
     rng = np.random.default_rng(1)
     out: dict[str, object] = {}
@@ -119,12 +170,10 @@ def main() -> None:
             lat.append(time.perf_counter() - t)
         out["reference_scan_top_items"] = _pct(lat)
         print("reference scan", out["reference_scan_top_items"], flush=True)
-    result = {"benchmark": "ui_reads", "store": "sqlite", "events": args.events, "slates": args.slates,
-              "items_per_slate": args.k, "items": args.items, "days": args.days, "build": build,
-              "counts": store.counts(), "item_daily_30d": out, "load_average": os.getloadavg(),
-              "goal": "<= 100 ms p99 at 10M events and 10M slates"}
-    store.close()
-    Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return {"benchmark": "ui_reads", "store": args.backend, "events": args.events, "slates": args.slates,
+            "items_per_slate": args.k, "items": args.items, "days": args.days, "build": build,
+            "counts": store.counts(), "item_daily_30d": out, "load_average": os.getloadavg(),
+            "command": " ".join(["python", *sys.argv]), "goal": "<= 100 ms p99 at 10M events and 10M slates"}
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ import pandas as pd
 import psycopg
 
 from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
+from winnow.data import postgres_aggregates as agg
+from winnow.data import postgres_impressions as pgi
 from winnow.data import postgres_schema as pgs
-from winnow.data import rollout_sql
+from winnow.data import daily_sql, rollout_sql
 from winnow.data import store_rows as shape
 from winnow.data.postgres_conn import Connections
 from winnow.data.postgres_event_log import read_event_log
@@ -76,6 +78,8 @@ class PostgresStore(Store):
         self.server = self._db.server
         try:
             self._write(self._create_schema)
+            if self._read(agg.pending):  # a store from before the per-day aggregates: one unbounded pass
+                self._db.write(agg.backfill, pgs.LOCK_KEY, timeout=0)
         except BaseException:
             self._db.close()
             raise
@@ -83,7 +87,7 @@ class PostgresStore(Store):
     @staticmethod
     def _create_schema(cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (pgs.LOCK_KEY,))  # replicas starting together
-        cur.execute(pgs.DDL)
+        cur.execute(pgs.DDL + agg.DDL)
         cur.execute("INSERT INTO winnow_meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
                     (pgs.SCHEMA_VERSION,))
 
@@ -157,6 +161,7 @@ class PostgresStore(Store):
                     cur.execute(ddl)
             if big:  # fresh statistics, or the planner sorts read_events' scan on disk (measured 2x slower)
                 cur.execute("ANALYZE events")
+            agg.add_events(cur, iid, tid, ts)  # Store.item_daily's counts, same transaction
             return len(ev)
         ctx = ev["context"].tolist()
         req = [None if c is None else json.loads(c).get("request_id") for c in ctx]
@@ -166,11 +171,13 @@ class PostgresStore(Store):
             "SELECT uid, iid, tid, value, ts, eid, ctx, req FROM unnest(%s::int4[], %s::int4[], %s::int2[], "
             "%s::float8[], %s::int8[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
             "AS r(uid, iid, tid, value, ts, eid, ctx, req, o) ORDER BY o "
-            "ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING",
+            "ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING RETURNING iid, tid, ts",
             (uid.tolist(), iid.tolist(), tid.tolist(), value.tolist(), ts.tolist(),
              [None if e is None or e is pd.NA else str(e) for e in ev["event_id"].tolist()], ctx,
              [None if r is None else str(r) for r in req]))
-        return int(cur.rowcount)
+        added = np.asarray(cur.fetchall(), np.int64).reshape(-1, 3)  # the rows inserted, not the skipped
+        agg.add_events(cur, added[:, 0], added[:, 1], added[:, 2])
+        return len(added)
 
     @staticmethod
     def _upsert_items(cur: Any, items: pd.DataFrame) -> int:
@@ -238,19 +245,20 @@ class PostgresStore(Store):
         self._write(run)
 
     def delete_user(self, user_id: str) -> dict[str, Any]:
-        """Erase one user in one transaction: events, profile, impressions; the external id in
-        ``user_keys`` becomes an unguessable tombstone (``erased:<hex>``). Deleted rows stay in
+        """Erase one user in one transaction: events, profile, impressions (also out of the
+        per-day aggregates); the external id in ``user_keys`` becomes an unguessable tombstone
+        (``erased:<hex>``). Deleted rows stay in
         the table files as dead tuples until (auto)VACUUM reclaims them."""
         def run(cur: Any) -> dict[str, Any]:
             cur.execute("SELECT id FROM user_keys WHERE external = %s FOR UPDATE", (str(user_id),))
             row = cur.fetchone()
             out: dict[str, Any] = {"user_id": str(user_id), "found": row is not None, "events": 0,
                                    "profile": False, "impressions": 0}
-            out["impressions"] = cur.execute("DELETE FROM impressions WHERE user_id = %s", (str(user_id),)).rowcount
+            # rows deleted and taken out of item_daily's aggregates (postgres_aggregates.erase)
+            out["impressions"], out["events"] = agg.erase(cur, None if row is None else row[0], str(user_id))
             if row is None:
                 out["found"] = out["impressions"] > 0
                 return out
-            out["events"] = cur.execute("DELETE FROM events WHERE uid = %s", (row[0],)).rowcount
             out["profile"] = cur.execute("DELETE FROM users WHERE uid = %s", (row[0],)).rowcount > 0
             cur.execute("UPDATE user_keys SET external = %s WHERE id = %s", (f"erased:{secrets.token_hex(16)}", row[0]))
             return out
@@ -261,9 +269,22 @@ class PostgresStore(Store):
         from psycopg.types.json import Jsonb
 
         rows = shape.impression_rows(impressions, encode=Jsonb)
-        self._write(lambda cur: cur.executemany(
-            "INSERT INTO impressions (request_id, user_id, ts, model_version, surface, context, items) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING", rows), rows=len(rows))
+
+        def run(cur: Any) -> None:
+            cur.execute("INSERT INTO impressions (request_id, user_id, ts, model_version, surface, context, items) "
+                        "SELECT r, u, t, m, s, c, i FROM unnest(%s::text[], %s::text[], %s::int8[], %s::text[], "
+                        "%s::text[], %b::jsonb[], %b::jsonb[]) WITH ORDINALITY AS x(r, u, t, m, s, c, i, o) "
+                        "ORDER BY o ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+                        [list(col) for col in zip(*rows)])
+            new = {r[0] for r in cur.fetchall()}  # stored now; a retried or repeated request id counts once
+            added = []
+            for row, imp in zip(rows, impressions, strict=True):
+                if row[0] in new:
+                    new.remove(row[0])
+                    added.append(imp)
+            agg.add_impressions(cur, added)  # Store.item_daily's counts, same transaction
+        if rows:
+            self._write(run, rows=len(rows))
 
     # --- reads ------------------------------------------------------------------------------
     def read_events(self, *, since: int | None = None, until: int | None = None) -> EventLog:
@@ -317,6 +338,10 @@ class PostgresStore(Store):
                           bounded=False)
         return [shape.impression_record(r, json_text=False) for r in rows]
 
+    def item_daily(self, item_id: str, *, first_day: int, days: int) -> dict[str, Any]:
+        """Store.item_daily from the per-day aggregates (postgres_aggregates, daily_sql)."""
+        return self._read(lambda cur: daily_sql.item_daily(cur, "%s", 0, item_id, first_day=first_day, days=days))
+
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
         """Store.read_feedback_events as one query (only the named types, only their keys)."""
         rows = self._rows(
@@ -330,25 +355,17 @@ class PostgresStore(Store):
         return frame
 
     def impression_outcomes(self, *, since: int | None = None) -> pd.DataFrame:
-        """One row per shown item (same contract as SQLiteStore.impression_outcomes): the item's
-        slate fields plus ``events``, the event types later logged for that item with the same
-        ``context.request_id`` (empty list when nothing followed)."""
-        lo = int(since) if since is not None else -(2**62)
+        """Store.impression_outcomes (postgres_impressions)."""
+        return self._read(pgi.impression_outcomes, since, bounded=False)
 
-        def run(cur: Any) -> tuple[list, list]:
-            imps = cur.execute("SELECT request_id, user_id, ts, model_version, surface, items FROM impressions "
-                               "WHERE ts >= %s ORDER BY ts, seq", (lo,)).fetchall()
-            follow = cur.execute(
-                "SELECT e.request_id, ik.external, t.external FROM events e JOIN item_keys ik ON ik.id = e.iid "
-                "JOIN event_types t ON t.id = e.tid WHERE e.request_id IN "
-                "(SELECT request_id FROM impressions WHERE ts >= %s) ORDER BY e.seq", (lo,)).fetchall()
-            return imps, follow
-        imps, follow_rows = self._read(run, bounded=False)
-        follow: dict[str, dict[str, list[str]]] = {}  # request_id -> item -> event types
-        for req, item, etype in follow_rows:
-            follow.setdefault(req, {}).setdefault(item, []).append(etype)
-        return shape.outcomes_frame(rec for r in imps
-                                    for rec in shape.outcome_records(r[:5], r[5], follow.get(r[0], {})))
+    def read_candidate_sets(self, *, since: int, until: int) -> pd.DataFrame:
+        """Store.read_candidate_sets, unnested in SQL (postgres_impressions)."""
+        return self._read(pgi.read_candidate_sets, since, until, bounded=False)
+
+    def sample_impressions(self, *, since: int, until: int, model_version: str | None,
+                           limit: int) -> list[dict[str, Any]]:
+        """Store.sample_impressions: only the sampled rows are read (postgres_impressions)."""
+        return self._read(pgi.sample_impressions, since, until, model_version, limit, bounded=False)
 
     def impressions_after(self, *, after_seq: int, since: int = 0) -> list[tuple[int, dict[str, Any]]]:
         return self._read(rollout_sql.impressions_after, "%s", after_seq, since, False, bounded=False)
@@ -379,6 +396,5 @@ class PostgresStore(Store):
         return self._read(lambda cur: rollout_sql.read_shadow(cur, "%s", rollout_id, limit), bounded=False)
 
     def counts(self) -> dict[str, int]:
-        row = self._rows("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM items), "
-                         "(SELECT count(*) FROM user_keys), (SELECT count(*) FROM impressions)")[0]
-        return dict(zip(("events", "items", "users", "impressions"), (int(x) for x in row)))
+        """Events and impressions from the row counts every write keeps (postgres_aggregates)."""
+        return self._read(agg.counts)

@@ -57,8 +57,8 @@ EVENT_INDEXES = (
 )
 # Store.item_daily's aggregates, kept in the transaction that writes the rows: per (item, UTC day,
 # event type) the events, per (item, UTC day) the slates that showed the item and the sum of its
-# positions. A store opened without them is backfilled once. Deleting a user's rows (erasure)
-# leaves these anonymous counts as they are.
+# positions. A store opened without them is backfilled once. Erasing a user takes their rows back
+# out (a count reaching 0 drops its row), so the aggregates always equal a scan of the logs.
 EVENT_DAYS_BACKFILL = """
 INSERT INTO event_item_days(iid, day, tid, n)
 SELECT iid, ts / 86400 - (ts % 86400 < 0), tid, count(*) FROM events GROUP BY 1, 2, 3

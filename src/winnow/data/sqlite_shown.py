@@ -1,8 +1,8 @@
 """SQLiteStore.read_shown_items / read_source_scores / read_candidate_sets: the slates (and the
 sampled candidate sets in the context) unnested by SQLite's JSON functions (``json_each`` over
 the stored text, in C) instead of decoding every impression in Python -- the Store ABC's
-default, which took ~60% of a live drift comparison (bench/drift_cost.py); and
-``sample_impressions``: only the sampled rows leave SQLite (``row_number()`` over the window)."""
+default, which took ~60% of a live drift comparison (bench/drift_cost.py). (``sample_impressions``:
+winnow.data.sample_sql, shared with the PostgreSQL store.)"""
 
 from __future__ import annotations
 
@@ -21,10 +21,6 @@ _SOURCES = ("SELECT s.key, json_extract(s.value, '$[0]') FROM impressions i, jso
 
 _CANDIDATES = ("SELECT i.request_id, i.user_id, c.value, i.ts FROM impressions i, json_each(i.context, '$.candidates') c "
                "WHERE i.ts >= ? AND i.ts < ? AND json_type(i.context, '$.candidates') = 'array' ORDER BY i.ts, i.seq, c.key")
-_WINDOW = "FROM impressions WHERE ts >= ? AND ts < ? AND (? IS NULL OR COALESCE(model_version, '') = ?)"
-_SAMPLE = ("SELECT request_id, user_id, ts, model_version, surface, context, items FROM ("
-           "SELECT *, row_number() OVER (ORDER BY ts, seq) AS rn " + _WINDOW + ") WHERE (rn - 1) % ? = 0 "
-           "ORDER BY ts, seq LIMIT ?")
 
 
 def read_shown_items(con: sqlite3.Connection, *, since: int, until: int) -> pd.DataFrame:
@@ -42,14 +38,3 @@ def read_source_scores(con: sqlite3.Connection, *, since: int, until: int) -> pd
 def read_candidate_sets(con: sqlite3.Connection, *, since: int, until: int) -> pd.DataFrame:
     """Store.read_candidate_sets (winnow.data.store)."""
     return candidate_frame(con.execute(_CANDIDATES, (int(since), int(until))).fetchall())
-
-
-def sample_impression_rows(con: sqlite3.Connection, *, since: int, until: int, model_version: str | None,
-                           limit: int) -> list[tuple]:
-    """The raw rows of Store.sample_impressions (the caller shapes them)."""
-    if limit < 1:
-        raise ValueError(f"sample_impressions: limit must be >= 1, got {limit}")
-    version = None if model_version is None else str(model_version)
-    args = (int(since), int(until), version, version)
-    n = int(con.execute("SELECT count(*) " + _WINDOW, args).fetchone()[0])
-    return con.execute(_SAMPLE, (*args, max(-(-n // limit), 1), int(limit))).fetchall() if n else []

@@ -26,7 +26,7 @@ import pandas as pd
 
 from winnow.core.errors import StoreError, StoreUnavailableError, UnknownIdError
 from winnow.data import sqlite_blocks as blocks
-from winnow.data import rollout_sql, sqlite_feedback, sqlite_shown
+from winnow.data import daily_sql, rollout_sql, sample_sql, sqlite_feedback, sqlite_shown
 from winnow.data import sqlite_writes as writes
 from winnow.data import store_rows as shape
 from winnow.data.sqlite_schema import DDL as _DDL
@@ -285,21 +285,7 @@ class SQLiteStore(Store):
     def item_daily(self, item_id: str, *, first_day: int, days: int) -> dict[str, Any]:
         """Store.item_daily from two primary-key range reads of per-day aggregates (at most
         days x event types + days rows, whatever the item's popularity)."""
-        con = self._reader()
-        events: dict[str, list[int]] = {}
-        rows = con.execute(
-            "SELECT t.external, a.day, a.n FROM event_item_days a JOIN event_types t ON t.id = a.tid + 1 "
-            "WHERE a.iid = (SELECT id - 1 FROM item_keys WHERE external = ?) AND a.day >= ? AND a.day < ?",
-            (str(item_id), first_day, first_day + days)).fetchall()
-        for name, d, n in rows:
-            events.setdefault(str(name), [0] * days)[int(d) - first_day] += int(n)
-        shown, pos_sum = [0] * days, 0
-        for d, n, p in con.execute("SELECT day, shown, position_sum FROM impression_item_days "
-                                   "WHERE item = ? AND day >= ? AND day < ?",
-                                   (str(item_id), first_day, first_day + days)):
-            shown[int(d) - first_day] = int(n)
-            pos_sum += int(p)
-        return {"events": events, "impressions": shown, "position_sum": pos_sum}
+        return daily_sql.item_daily(self._reader(), "?", 1, item_id, first_day=first_day, days=days)
 
     def read_shown_items(self, *, since: int, until: int) -> pd.DataFrame:
         """Store.read_shown_items, unnested in SQL (sqlite_shown)."""
@@ -315,9 +301,9 @@ class SQLiteStore(Store):
 
     def sample_impressions(self, *, since: int, until: int, model_version: str | None,
                            limit: int) -> list[dict[str, Any]]:
-        """Store.sample_impressions: only the sampled rows are read (sqlite_shown)."""
-        rows = sqlite_shown.sample_impression_rows(self._reader(), since=since, until=until,
-                                                   model_version=model_version, limit=limit)
+        """Store.sample_impressions: only the sampled rows are read (sample_sql)."""
+        rows = sample_sql.sample_impression_rows(self._reader(), "?", since=since, until=until,
+                                                 model_version=model_version, limit=limit)
         return [shape.impression_record(r, json_text=True) for r in rows]
 
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from winnow.data.sqlite_schema import (
     IMPRESSION_DAYS_UPSERT,
     ROW_COUNT_ADD,
 )
-from winnow.data.store_rows import opt_int
+from winnow.data.store_rows import event_day_counts, impression_day_counts, opt_int
 
 _REBUILD_ROWS = 100_000
 _CHUNK = 500  # ids per "IN (...)" query (below SQLite's variable limit)
@@ -121,12 +121,26 @@ def insert_events(con: sqlite3.Connection, ev: pd.DataFrame) -> int:
     return len(ev)
 
 
-def add_event_days(con: sqlite3.Connection, iid: np.ndarray, tid: np.ndarray, ts: np.ndarray) -> None:
-    """Fold a batch into the per-(item, UTC day, type) event counts (``Store.item_daily``)."""
-    day = np.floor_divide(np.asarray(ts, np.int64), 86_400)
-    keys = np.stack([np.asarray(iid, np.int64), day, np.asarray(tid, np.int64)], 1)
-    uniq, counts = np.unique(keys, axis=0, return_counts=True)
-    con.executemany(EVENT_DAYS_UPSERT, zip(*uniq.T.tolist(), counts.tolist(), strict=True))
+def add_event_days(con: sqlite3.Connection, iid: np.ndarray, tid: np.ndarray, ts: np.ndarray, *,
+                   sign: int = 1) -> None:
+    """Fold a batch into the per-(item, UTC day, type) event counts (``Store.item_daily``);
+    ``sign=-1`` takes erased events back out (a count reaching 0 drops its row)."""
+    uniq, counts = event_day_counts(iid, tid, ts)
+    rows = list(zip(*uniq.T.tolist(), (sign * counts).tolist(), strict=True)) if len(uniq) else []
+    con.executemany(EVENT_DAYS_UPSERT, rows)
+    if sign < 0:
+        con.executemany("DELETE FROM event_item_days WHERE iid = ? AND day = ? AND tid = ? AND n <= 0",
+                        [r[:3] for r in rows])
+
+
+def add_impression_days(con: sqlite3.Connection, impressions: list[dict[str, Any]], *, sign: int = 1) -> None:
+    """Fold slates into the per-(item, UTC day) impression aggregates; ``sign=-1`` takes erased
+    slates back out (a row shown 0 times is dropped)."""
+    rows = [(i, d, sign * n, sign * p) for (i, d), (n, p) in impression_day_counts(impressions).items()]
+    con.executemany(IMPRESSION_DAYS_UPSERT, rows)
+    if sign < 0:
+        con.executemany("DELETE FROM impression_item_days WHERE item = ? AND day = ? AND shown <= 0",
+                        [r[:2] for r in rows])
 
 
 # --- catalog and users ----------------------------------------------------------------------
@@ -151,11 +165,15 @@ def upsert_users(con: sqlite3.Connection, users: pd.DataFrame) -> int:
 def erase_user(con: sqlite3.Connection, user_id: str) -> dict[str, Any]:
     """SQLiteStore.delete_user's transaction: the user's impressions, events (rows and packed
     blocks) and profile deleted, the external id replaced by an ``erased:<hex>`` tombstone, the
-    row counts kept; a blocks/rows mismatch raises (nothing erased). Turns ``secure_delete``
+    row counts and the per-day aggregates of ``Store.item_daily`` decremented by what is
+    removed; a blocks/rows mismatch raises (nothing erased). Turns ``secure_delete``
     on for the connection (deleted pages zeroed); the caller turns it off after the transaction."""
     row = con.execute("SELECT id - 1 FROM user_keys WHERE external = ?", (user_id,)).fetchone()
     out: dict[str, Any] = {"user_id": user_id, "found": row is not None, "events": 0,
                            "profile": False, "impressions": 0}
+    gone = [{"timestamp": ts, "items": json.loads(items)} for ts, items in
+            con.execute("SELECT ts, items FROM impressions WHERE user_id = ?", (user_id,))]
+    add_impression_days(con, gone, sign=-1)
     out["impressions"] = con.execute("DELETE FROM impressions WHERE user_id = ?", (user_id,)).rowcount
     con.execute(ROW_COUNT_ADD, ("impressions", -out["impressions"]))
     if row is None:
@@ -163,6 +181,9 @@ def erase_user(con: sqlite3.Connection, user_id: str) -> dict[str, Any]:
         return out
     uid = int(row[0])
     con.execute("PRAGMA secure_delete = ON")
+    ev = np.asarray(con.execute("SELECT iid, tid, ts FROM events WHERE uid = ?", (uid,)).fetchall(),
+                    np.int64).reshape(-1, 3)
+    add_event_days(con, ev[:, 0], ev[:, 1], ev[:, 2], sign=-1)
     out["events"] = con.execute("DELETE FROM events WHERE uid = ?", (uid,)).rowcount
     con.execute(ROW_COUNT_ADD, ("events", -out["events"]))
     in_blocks = blocks.drop_user(con, uid)
@@ -178,16 +199,10 @@ def insert_impressions(con: sqlite3.Connection, rows: list[tuple], impressions: 
     """SQLiteStore.log_impressions' transaction: each impression row inserted unless its
     request id is stored (idempotent retries); for the newly inserted ones the per-item daily
     aggregates and the row count in the same transaction."""
-    days: dict[tuple[str, int], list[int]] = {}
-    added = 0
+    added: list[dict[str, Any]] = []
     for row, imp in zip(rows, impressions, strict=True):
         if con.execute("INSERT OR IGNORE INTO impressions(request_id, user_id, ts, model_version, "
                        "surface, context, items) VALUES (?, ?, ?, ?, ?, ?, ?)", row).rowcount:
-            added += 1
-            day = int(imp["timestamp"]) // 86400
-            for it in imp["items"]:  # per-item daily aggregates in the same transaction
-                agg = days.setdefault((str(it["item_id"]), day), [0, 0])
-                agg[0] += 1
-                agg[1] += int(it.get("position", 0))
-    con.executemany(IMPRESSION_DAYS_UPSERT, [(i, d, n, p) for (i, d), (n, p) in days.items()])
-    con.execute(ROW_COUNT_ADD, ("impressions", added))
+            added.append(imp)
+    add_impression_days(con, added)  # per-item daily aggregates in the same transaction
+    con.execute(ROW_COUNT_ADD, ("impressions", len(added)))

@@ -147,3 +147,31 @@ def events_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     frame["value"] = frame["value"].astype(np.float64)
     frame["timestamp"] = frame["timestamp"].astype(np.int64)
     return frame
+
+
+# --- Store.item_daily's aggregates ----------------------------------------------------------
+def impression_day_counts(impressions: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], list[int]]:
+    """(str(item_id), UTC day) -> [slates showing the item, sum of its positions] over
+    ``impressions`` (``Store.log_impressions`` dicts; a missing position counts 0). What both SQL
+    stores fold into ``impression_item_days`` for the rows they insert (and take back on erasure)."""
+    days: dict[tuple[str, int], list[int]] = {}
+    for imp in impressions:
+        day = int(imp["timestamp"]) // 86400
+        for it in imp["items"]:
+            agg = days.setdefault((str(it["item_id"]), day), [0, 0])
+            agg[0] += 1
+            agg[1] += int(it.get("position", 0))
+    return days
+
+
+def event_day_counts(iid: np.ndarray, tid: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (item id, UTC day, event type id) keys of a batch of events (int64 [k, 3],
+    sorted) and how many events each has (int64 [k]): what both SQL stores fold into
+    ``event_item_days``."""
+    day = np.floor_divide(np.asarray(ts, np.int64), 86_400)
+    keys = np.stack([np.asarray(iid, np.int64), day, np.asarray(tid, np.int64)], 1)
+    if not len(keys):
+        return keys.reshape(0, 3), np.zeros(0, np.int64)
+    uniq, counts = np.unique(keys, axis=0, return_counts=True)
+    return uniq, counts.astype(np.int64)
+

@@ -1,0 +1,36 @@
+"""The query of ``Store.sample_impressions`` both SQL stores run: only the sampled rows leave the
+database (``row_number()`` over the window), and they are exactly the rows the contract's
+generic version picks.
+
+Contract (winnow.data.store.Store.sample_impressions): of the n impressions with since <= ts <
+until logged by ``model_version`` (None: any; a NULL version matches ""), in (ts, store sequence)
+order, every ceil(n / limit)-th starting with the first, at most ``limit``. The count and the
+sample must come from one snapshot (SQLite: one read; PostgreSQL: the caller's REPEATABLE READ
+transaction). ``ph`` is the driver's placeholder ("?" for sqlite3, "%s" for psycopg), as in
+winnow.data.rollout_sql.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_COLUMNS = "request_id, user_id, ts, model_version, surface, context, items"
+
+
+def sample_impression_rows(con: Any, ph: str, *, since: int, until: int, model_version: str | None,
+                           limit: int) -> list[tuple]:
+    """The raw rows (``_COLUMNS`` order) of Store.sample_impressions; the caller shapes them.
+    Raises ValueError for ``limit`` < 1."""
+    if limit < 1:
+        raise ValueError(f"sample_impressions: limit must be >= 1, got {limit}")
+    mod = "%%" if ph == "%s" else "%"  # psycopg reads a bare % as a placeholder
+    window = (f"FROM impressions WHERE ts >= {ph} AND ts < {ph} "
+              f"AND (CAST({ph} AS TEXT) IS NULL OR COALESCE(model_version, '') = {ph})")
+    version = None if model_version is None else str(model_version)
+    args = (int(since), int(until), version, version)
+    n = int(con.execute("SELECT count(*) " + window, args).fetchone()[0])
+    if not n:
+        return []
+    sql = (f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS}, ts AS t, seq, row_number() OVER (ORDER BY ts, seq) AS rn "
+           f"{window}) w WHERE (rn - 1) {mod} {ph} = 0 ORDER BY t, seq LIMIT {ph}")
+    return con.execute(sql, (*args, -(-n // limit), int(limit))).fetchall()
