@@ -79,3 +79,37 @@ def test_read_candidate_sets_same_on_both_backends_and_the_generic_version(store
         assert frames[0]["timestamp"].dtype == np.int64
         rows += len(frames[0])
     assert rows > 200 and "0" in set(stores[1].read_candidate_sets(since=0, until=2000)["item_id"])
+
+
+@pytest.mark.parametrize("keep", [None, 1, 3000, 5000, 10_000])
+def test_user_sample_selects_the_same_users_in_every_read_on_every_backend(stores: list[Store], keep) -> None:
+    """``user_sample`` (winnow.data.user_sample): the SQL versions on both backends and the generic
+    versions return exactly the full read's rows of the sampled users, whole users only."""
+    from winnow.data.user_sample import in_sample
+
+    events = pd.DataFrame({"user_id": [f"u{k % 17}" for k in range(300)], "item_id": [f"i{k % 30}" for k in range(300)],
+                           "event_type": ["click" if k % 3 else "view" for k in range(300)], "value": np.nan,
+                           "timestamp": [1000 + k % 200 for k in range(300)]})
+    for s in stores:
+        s.append_events(events)
+    full = stores[0].read_shown_items(since=1000, until=1200)
+    want = full[in_sample(full["user_id"].tolist(), keep)].reset_index(drop=True)
+    users = set(want["user_id"])
+    assert (keep is None or keep == 10_000) == (users == set(full["user_id"]))
+    for s in stores:
+        for fn in (type(s), Store):
+            shown = fn.read_shown_items(s, since=1000, until=1200, user_sample=keep)
+            pd.testing.assert_frame_equal(shown, want)
+            scores = fn.read_source_scores(s, since=1000, until=1200, user_sample=keep)
+            assert len(scores) == len(want) and set(scores["source"]) <= {"als"}
+            cand = fn.read_candidate_sets(s, since=1000, until=1200, user_sample=keep)
+            assert set(cand["user_id"]) <= users
+            allc = fn.read_candidate_sets(s, since=1000, until=1200)
+            pd.testing.assert_frame_equal(
+                cand, allc[allc["user_id"].isin(users)].reset_index(drop=True))
+            pos = fn.read_feedback_events(s, event_types=["click"], since=1000, user_sample=keep)
+            allp = fn.read_feedback_events(s, event_types=["click"], since=1000)
+            assert set(pos["user_id"]) == users & set(allp["user_id"])
+            assert len(pos) == int(allp["user_id"].isin(users).sum())
+    with pytest.raises(ValueError, match="user sample"):
+        stores[0].read_shown_items(since=1000, until=1200, user_sample=0)

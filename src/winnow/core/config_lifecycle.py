@@ -122,7 +122,11 @@ class DriftConfig(_Section):
     10^6 shown items): ``max_duty`` bounds the monitor's share of a core -- the next scheduled
     comparison waits at least the last one's CPU time / ``max_duty`` (so ``refresh_s`` stretches
     when comparisons get expensive, and the report says so); a refresh asked for explicitly
-    (``POST /v1/admin/drift/refresh``) is not delayed."""
+    (``POST /v1/admin/drift/refresh``) is not delayed. Its memory is bounded by
+    ``served_max_events``: above that many events in a window, the served-slate reads take a
+    deterministic user sample (winnow.data.user_sample) of about ``served_max_events / events``
+    of the users, every row of each, so the per-user and per-positive shares it compares stay
+    unbiased (the events' own profile, columnar, is read whole)."""
 
     window_days: float = Field(7.0, gt=0)
     top_items: int = Field(1000, ge=1)  # items kept by name in the reference popularity (+ "other")
@@ -141,6 +145,9 @@ class DriftConfig(_Section):
     monitor_nice: int = Field(10, ge=0, le=19)  # niceness of the monitor process `winnow serve` starts
     refresh_s: float = Field(300.0, gt=0)
     max_duty: float = Field(0.1, gt=0, le=1)  # the monitor's share of one core, at most (see above)
+    # above this many events in a window the served-slate reads take a user sample (about
+    # served_max_events / events of the users, all rows of each): bounded memory and CPU
+    served_max_events: int = Field(500_000, ge=1)
     history: int = Field(48, ge=1, le=10_000)
 
     @field_validator("monitor", mode="before")

@@ -342,25 +342,26 @@ class PostgresStore(Store):
         """Store.item_daily from the per-day aggregates (postgres_aggregates, daily_sql)."""
         return self._read(lambda cur: daily_sql.item_daily(cur, "%s", 0, item_id, first_day=first_day, days=days))
 
-    def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
-        """Store.read_feedback_events as one query (only the named types, only their keys)."""
-        rows = self._rows(
-            "SELECT uk.external, ik.external, t.external, e.ts FROM event_types t JOIN events e ON e.tid = t.id "
-            "JOIN user_keys uk ON uk.id = e.uid JOIN item_keys ik ON ik.id = e.iid "
-            "WHERE t.external = ANY(%s) AND e.ts >= %s ORDER BY e.ts, e.seq",
-            (list(dict.fromkeys(str(t) for t in event_types)), -(2**63) if since is None else int(since)))
-        cols = ["user_id", "item_id", "event_type", "timestamp"]
-        frame = pd.DataFrame({c: pd.Series([r[k] for r in rows], dtype=object) for k, c in enumerate(cols[:3])})
-        frame["timestamp"] = np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows))
-        return frame
+    def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None,
+                             user_sample: int | None = None) -> pd.DataFrame:
+        """Store.read_feedback_events as one query (postgres_impressions)."""
+        return self._read(pgi.read_feedback_events, event_types, since, user_sample, bounded=False)
+
+    def read_shown_items(self, *, since: int, until: int, user_sample: int | None = None) -> pd.DataFrame:
+        """Store.read_shown_items, unnested in SQL (postgres_impressions)."""
+        return self._read(pgi.read_shown_items, since, until, user_sample, bounded=False)
+
+    def read_source_scores(self, *, since: int, until: int, user_sample: int | None = None) -> pd.DataFrame:
+        """Store.read_source_scores, unnested in SQL (postgres_impressions)."""
+        return self._read(pgi.read_source_scores, since, until, user_sample, bounded=False)
 
     def impression_outcomes(self, *, since: int | None = None) -> pd.DataFrame:
         """Store.impression_outcomes (postgres_impressions)."""
         return self._read(pgi.impression_outcomes, since, bounded=False)
 
-    def read_candidate_sets(self, *, since: int, until: int) -> pd.DataFrame:
+    def read_candidate_sets(self, *, since: int, until: int, user_sample: int | None = None) -> pd.DataFrame:
         """Store.read_candidate_sets, unnested in SQL (postgres_impressions)."""
-        return self._read(pgi.read_candidate_sets, since, until, bounded=False)
+        return self._read(pgi.read_candidate_sets, since, until, user_sample, bounded=False)
 
     def sample_impressions(self, *, since: int, until: int, model_version: str | None,
                            limit: int) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from winnow.data import sqlite_blocks as blocks
+from winnow.data.user_sample import check_keep, in_sample
 
 _CHUNK = 500  # ids per "IN (...)" query (below SQLite's variable limit)
 COLUMNS = ["user_id", "item_id", "event_type", "timestamp"]
@@ -32,9 +33,10 @@ def _externals(con: sqlite3.Connection, table: str, dense: np.ndarray) -> dict[i
 
 
 def read_feedback_events(con: sqlite3.Connection, *, event_types: Sequence[str],
-                         since: int | None = None) -> pd.DataFrame:
+                         since: int | None = None, user_sample: int | None = None) -> pd.DataFrame:
     """Events of ``event_types`` with timestamp >= ``since`` (Store.read_feedback_events'
-    contract); ``con`` is a reader connection, read in one snapshot."""
+    contract, ``user_sample`` included); ``con`` is a reader connection, read in one snapshot."""
+    keep_buckets = check_keep(user_sample)
     con.execute("BEGIN")
     try:
         wanted = list(dict.fromkeys(str(t) for t in event_types))
@@ -46,6 +48,11 @@ def read_feedback_events(con: sqlite3.Connection, *, event_types: Sequence[str],
             uid, iid, tid, _, ts = blocks.read_blocks(con, since=since)
             keep = np.isin(tid, np.fromiter(types, np.int64))
             uid, iid, tid, ts = uid[keep], iid[keep], tid[keep], ts[keep]
+            if keep_buckets is not None and len(uid):  # each distinct user hashed once
+                distinct, inv = np.unique(uid, return_inverse=True)
+                names = _externals(con, "user_keys", distinct)
+                keep = in_sample([names[int(u)] for u in distinct], keep_buckets)[inv]
+                uid, iid, tid, ts = uid[keep], iid[keep], tid[keep], ts[keep]
         users = _externals(con, "user_keys", uid)
         items = _externals(con, "item_keys", iid)
     finally:

@@ -29,6 +29,7 @@ from winnow.data import sqlite_blocks as blocks
 from winnow.data import daily_sql, rollout_sql, sample_sql, sqlite_feedback, sqlite_shown
 from winnow.data import sqlite_writes as writes
 from winnow.data import store_rows as shape
+from winnow.data import user_sample
 from winnow.data.sqlite_schema import DDL as _DDL
 from winnow.data.sqlite_schema import EVENT_INDEXES as _EVENT_INDEXES
 from winnow.data.sqlite_schema import (
@@ -97,6 +98,7 @@ class SQLiteStore(Store):
                               timeout=self._busy / 1000)
         con.execute(f"PRAGMA busy_timeout={self._busy}")
         con.execute(f"PRAGMA synchronous={self._sync}")
+        user_sample.register(con)  # winnow_user_bucket(user_id): the drift monitor's user sample
         with self._conn_lock:
             self._all.append(con)
         return con
@@ -287,17 +289,17 @@ class SQLiteStore(Store):
         days x event types + days rows, whatever the item's popularity)."""
         return daily_sql.item_daily(self._reader(), "?", 1, item_id, first_day=first_day, days=days)
 
-    def read_shown_items(self, *, since: int, until: int) -> pd.DataFrame:
+    def read_shown_items(self, *, since: int, until: int, user_sample: int | None = None) -> pd.DataFrame:
         """Store.read_shown_items, unnested in SQL (sqlite_shown)."""
-        return sqlite_shown.read_shown_items(self._reader(), since=since, until=until)
+        return sqlite_shown.read_shown_items(self._reader(), since=since, until=until, user_sample=user_sample)
 
-    def read_source_scores(self, *, since: int, until: int) -> pd.DataFrame:
+    def read_source_scores(self, *, since: int, until: int, user_sample: int | None = None) -> pd.DataFrame:
         """Store.read_source_scores, unnested in SQL (sqlite_shown)."""
-        return sqlite_shown.read_source_scores(self._reader(), since=since, until=until)
+        return sqlite_shown.read_source_scores(self._reader(), since=since, until=until, user_sample=user_sample)
 
-    def read_candidate_sets(self, *, since: int, until: int) -> pd.DataFrame:
+    def read_candidate_sets(self, *, since: int, until: int, user_sample: int | None = None) -> pd.DataFrame:
         """Store.read_candidate_sets, unnested in SQL (sqlite_shown)."""
-        return sqlite_shown.read_candidate_sets(self._reader(), since=since, until=until)
+        return sqlite_shown.read_candidate_sets(self._reader(), since=since, until=until, user_sample=user_sample)
 
     def sample_impressions(self, *, since: int, until: int, model_version: str | None,
                            limit: int) -> list[dict[str, Any]]:
@@ -306,9 +308,11 @@ class SQLiteStore(Store):
                                                  model_version=model_version, limit=limit)
         return [shape.impression_record(r, json_text=True) for r in rows]
 
-    def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None) -> pd.DataFrame:
+    def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None,
+                             user_sample: int | None = None) -> pd.DataFrame:
         """Store.read_feedback_events from the event blocks and only the keys named (fast path)."""
-        return sqlite_feedback.read_feedback_events(self._reader(), event_types=event_types, since=since)
+        return sqlite_feedback.read_feedback_events(self._reader(), event_types=event_types, since=since,
+                                                    user_sample=user_sample)
 
     def impression_outcomes(self, *, since: int | None = None) -> pd.DataFrame:
         """One row per shown item: request_id, user_id, timestamp, model_version, surface, item_id,

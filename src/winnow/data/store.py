@@ -30,6 +30,8 @@ import pandas as pd
 
 from winnow.core.errors import StoreError
 from winnow.data.schema import ITEM_SCALARS
+from winnow.data.user_sample import check_keep
+from winnow.data.user_sample import in_sample as user_sample_mask
 from winnow.data.rollouts import Rollout, RolloutDecision
 
 
@@ -149,27 +151,35 @@ class Store(ABC):
     def read_impressions(self, *, since: int | None = None) -> list[dict[str, Any]]:
         """Stored impressions (same shape as log_impressions' input), oldest first."""
 
-    def read_shown_items(self, *, since: int, until: int) -> pd.DataFrame:
+    def _window_impressions(self, since: int, until: int, user_sample: int | None) -> list[dict[str, Any]]:
+        """The generic reads' impressions: since <= timestamp < until, of the sampled users."""
+        imps = [imp for imp in self.read_impressions(since=since) if int(imp["timestamp"]) < until]
+        keep = user_sample_mask([imp["user_id"] for imp in imps], check_keep(user_sample))
+        return [imp for imp, k in zip(imps, keep, strict=True) if k]
+
+    def read_shown_items(self, *, since: int, until: int, user_sample: int | None = None) -> pd.DataFrame:
         """One row per item of the impressions with since <= timestamp < until, oldest first,
         columnar: user_id, item_id (str), timestamp (int64), score (float64; 0.0 when the slate
         entry has none), model_version (str, "" when none). For drift monitoring
         (winnow.evaluation.drift_served), which reads millions of these per window.
+        ``user_sample``: only the users of that sample (winnow.data.user_sample: the buckets
+        kept out of ``BUCKETS``; None = everyone); the same argument in ``read_source_scores``,
+        ``read_candidate_sets`` and ``read_feedback_events`` selects the same users.
 
         Default: built on ``read_impressions`` (a Python loop over impressions); a backend may
         override it with a query that unnests the slates itself."""
         rows = [(str(imp["user_id"]), str(it["item_id"]), int(imp["timestamp"]), float(it.get("score") or 0.0),
                  str(imp.get("model_version") or ""))
-                for imp in self.read_impressions(since=since) if int(imp["timestamp"]) < until
-                for it in imp["items"]]
+                for imp in self._window_impressions(since, until, user_sample) for it in imp["items"]]
         return shown_frame(rows)
 
-    def read_source_scores(self, *, since: int, until: int) -> pd.DataFrame:
+    def read_source_scores(self, *, since: int, until: int, user_sample: int | None = None) -> pd.DataFrame:
         """The source scores logged with the shown items of the impressions with since <=
         timestamp < until (each slate entry's ``src``: {source name: [score, ...]}): one row per
-        (item, source), columns source (str), score (float64). Default: built on
-        ``read_impressions``; a backend may override it (see ``read_shown_items``)."""
+        (item, source), columns source (str), score (float64); ``user_sample`` as in
+        ``read_shown_items``. Default: built on ``read_impressions``; a backend may override it."""
         rows = [(str(name), float(val[0]))
-                for imp in self.read_impressions(since=since) if int(imp["timestamp"]) < until
+                for imp in self._window_impressions(since, until, user_sample)
                 for it in imp["items"] for name, val in (it.get("src") or {}).items()]
         return pd.DataFrame({"source": pd.Series([r[0] for r in rows], dtype=object),
                              "score": np.fromiter((r[1] for r in rows), np.float64, count=len(rows))})
@@ -190,29 +200,33 @@ class Store(ABC):
                 and (model_version is None or str(imp.get("model_version") or "") == model_version)]
         return rows[::-(-len(rows) // limit) or 1][:limit]
 
-    def read_candidate_sets(self, *, since: int, until: int) -> pd.DataFrame:
+    def read_candidate_sets(self, *, since: int, until: int, user_sample: int | None = None) -> pd.DataFrame:
         """The candidate sets logged with the impressions with since <= timestamp < until (a
         sampled share of requests carries ``context.candidates``, the external ids of the
         request's merged retrieval candidates: ``[drift] candidate_sample``): one row per
-        (impression, candidate), columns request_id, user_id, item_id (str), timestamp (int64).
-        Default: built on ``read_impressions``; a backend may override it."""
+        (impression, candidate), columns request_id, user_id, item_id (str), timestamp (int64);
+        ``user_sample`` as in ``read_shown_items``. Default: built on ``read_impressions``; a
+        backend may override it."""
         rows = [(str(imp["request_id"]), str(imp["user_id"]), str(c), int(imp["timestamp"]))
-                for imp in self.read_impressions(since=since) if int(imp["timestamp"]) < until
-                and isinstance(imp.get("context"), dict) and isinstance(imp["context"].get("candidates"), list)
+                for imp in self._window_impressions(since, until, user_sample)
+                if isinstance(imp.get("context"), dict) and isinstance(imp["context"].get("candidates"), list)
                 for c in imp["context"]["candidates"]]
         return candidate_frame(rows)
 
     def read_feedback_events(self, *, event_types: Sequence[str],
-                             since: int | None = None) -> pd.DataFrame:
+                             since: int | None = None, user_sample: int | None = None) -> pd.DataFrame:
         """Events of the given types with timestamp >= ``since`` (all when None): a DataFrame with
         columns user_id, item_id, event_type (str) and timestamp (int64, unix seconds), sorted by
-        timestamp. Feeds the service's click statistics (winnow.serving.item_stats).
+        timestamp. Feeds the service's click statistics (winnow.serving.item_stats);
+        ``user_sample`` as in ``read_shown_items`` (the drift monitor's positives).
 
         Default: built on ``read_events``; a backend may override it with a narrower query."""
         log = self.read_events(since=since)
         cols = ["user_id", "item_id", "event_type", "timestamp"]
         wanted = [i for i, name in enumerate(log.event_types) if name in set(event_types)]
         keep = np.isin(log.event_type, np.asarray(wanted, np.int64)) if len(log) else np.zeros(0, bool)
+        if check_keep(user_sample) is not None and keep.any():
+            keep &= user_sample_mask(log.user_ids, user_sample)[log.user]
         if not keep.any():
             return pd.DataFrame({c: pd.Series(dtype="int64" if c == "timestamp" else object) for c in cols})
         users, items, types = (np.asarray(names, dtype=object) for names in

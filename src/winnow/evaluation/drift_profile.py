@@ -60,7 +60,7 @@ def window_profile(store: Store, config: WinnowConfig, *, since: int, until: int
             "user_activity": quantiles(per_user[per_user > 0]),
             "item_activity": quantiles(per_item[active]),
             "new_item_share": _new_item_share(store, config, list(log.item_ids), log.item, log.timestamp),
-            **served_profile(store, config, since=since, until=until, calibration=calibration)}
+            **served_profile(store, config, since=since, until=until, calibration=calibration, events=len(log))}
 
 
 def feature_quantiles(names: list[str], x: np.ndarray) -> dict[str, list[float]]:

@@ -7,7 +7,12 @@ read once from the store's impression log (columnar: ``Store.read_shown_items`` 
 - "served_hit_share": the share of the window's positive events (``[feedback] click_events`` and
   ``[ranker] purchase_events``) on an item the service had shown that user within ``[feedback]
   attribution_window_s`` before; None when the window has no positive event or no impression;
-- "served_items": how many slate items were shown in the window;
+- "served_items": how many slate items were shown in the window (estimated from the sample when
+  "served_sample" < 1);
+- "served_sample": the share of users the served reads took (winnow.data.user_sample; 1.0 = all):
+  below 1 when the window holds more than ``[drift] served_max_events`` events, so a comparison's
+  memory and CPU stop growing with the traffic; every share and rate here is per user or per
+  positive of the sampled users, so it estimates the whole window's without bias;
 - "candidate_recall" / "candidate_positives": the same share for the candidate sets a sampled
   share of requests logs (``[drift] candidate_sample``; ``candidate_recall`` below): of the
   positives of users with a logged set within the attribution window before, the share whose
@@ -32,6 +37,7 @@ import pandas as pd
 
 from winnow.core.config import WinnowConfig
 from winnow.data.store import Store
+from winnow.data.user_sample import BUCKETS
 from winnow.evaluation.drift import quantiles
 
 
@@ -45,12 +51,12 @@ def _attributed(shown: pd.DataFrame, pos: pd.DataFrame, window_s: int,
 
 
 def candidate_recall(store: Store, pos: pd.DataFrame, *, since: int, until: int,
-                     window_s: int) -> dict[str, Any]:
+                     window_s: int, user_sample: int | None = None) -> dict[str, Any]:
     """The logged candidate sets' share of later positives: of the window's positive events
     (``pos``: user_id, item_id, timestamp, row) by a user the service had logged a candidate set
     for within ``window_s`` before, the share whose item was in one of those sets ->
     {"candidate_recall": share or None (no such positive), "candidate_positives": their count}."""
-    sets = store.read_candidate_sets(since=since - window_s, until=until)
+    sets = store.read_candidate_sets(since=since - window_s, until=until, user_sample=user_sample)
     if not len(sets) or not len(pos):
         return {"candidate_recall": None, "candidate_positives": 0}
     cand = pd.DataFrame({"user_id": sets["user_id"], "item_id": sets["item_id"],
@@ -63,27 +69,41 @@ def candidate_recall(store: Store, pos: pd.DataFrame, *, since: int, until: int,
     return {"candidate_recall": float(hits / len(eligible)), "candidate_positives": int(len(eligible))}
 
 
+def sample_for(events: int, max_events: int) -> int | None:
+    """The user sample (buckets kept, winnow.data.user_sample) for a window of ``events`` events:
+    None (everyone) up to ``max_events``, else about ``max_events / events`` of the users."""
+    if events <= max_events:
+        return None
+    return max(1, -(-BUCKETS * max_events // events))
+
+
 def served_profile(store: Store, config: WinnowConfig, *, since: int, until: int,
-                   calibration: tuple[str, list[float]] | None = None) -> dict[str, Any]:
-    """The served part of a window's profile (module docstring)."""
+                   calibration: tuple[str, list[float]] | None = None, events: int = 0) -> dict[str, Any]:
+    """The served part of a window's profile (module docstring); ``events``: the window's event
+    count (what the user sample is sized by, ``[drift] served_max_events``)."""
     fb = config.feedback
+    keep = sample_for(events, config.drift.served_max_events)
+    share = 1.0 if keep is None else keep / BUCKETS
     types = sorted(set(fb.click_events) | set(config.ranker.purchase_events))
-    pos = store.read_feedback_events(event_types=types, since=since)
+    pos = store.read_feedback_events(event_types=types, since=since, user_sample=keep)
     pos = pos[pos["timestamp"] < until].reset_index(drop=True).rename_axis("row").reset_index()
     # columnar reads (Store.read_shown_items / read_source_scores): no per-impression Python loop
-    items = store.read_shown_items(since=since - fb.attribution_window_s, until=until)
+    items = store.read_shown_items(since=since - fb.attribution_window_s, until=until, user_sample=keep)
     ts = items["timestamp"].to_numpy(np.int64)
     shown = pd.DataFrame({"user_id": items["user_id"], "item_id": items["item_id"], "shown_at": ts,
                           "score": items["score"].to_numpy(np.float64),
                           "version": items["model_version"].where(ts >= since, "")})
-    scores = store.read_source_scores(since=since, until=until)
+    scores = store.read_source_scores(since=since, until=until, user_sample=keep)
     src = {str(name): group.to_numpy(np.float64) for name, group in scores.groupby("source", sort=True)["score"]}
     hit = None
     if len(pos) and len(shown):
         hit = float(_attributed(shown, pos, fb.attribution_window_s)["row"].nunique() / len(pos))
-    out: dict[str, Any] = {"served_hit_share": hit, "served_items": int((shown["shown_at"] >= since).sum()),
+    out: dict[str, Any] = {"served_hit_share": hit,
+                           "served_items": int(round(int((shown["shown_at"] >= since).sum()) / share)),
+                           "served_sample": share,
                            "source_scores": {name: quantiles(v) for name, v in sorted(src.items())}}
-    out.update(candidate_recall(store, pos, since=since, until=until, window_s=fb.attribution_window_s))
+    out.update(candidate_recall(store, pos, since=since, until=until, window_s=fb.attribution_window_s,
+                                user_sample=keep))
     if calibration is not None:
         version, edges = calibration
         mine = shown[(shown["version"] == version) & (shown["shown_at"] >= since)].reset_index(drop=True)
