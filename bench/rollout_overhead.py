@@ -74,17 +74,35 @@ def arm_requests(rep: dict) -> dict[str, int]:
     return {a: int(v.get("requests") or 0) for a, v in arms.items()}
 
 
-def warm(c: httpx.Client, url: str, paths: list[str], pid: int, mode: str, deadline_s: float) -> None:
-    """Light load until every worker follows the rollout: a shadow's records or a canary's
-    challenger answers reach the store (bounded by ``deadline_s``)."""
-    end = time.time() + deadline_s
+def loaded_workers(url: str, version: str, polls: int = 24) -> set[str]:
+    """The worker pids (``x-winnow-worker``) that answer, on fresh connections, that they hold
+    ``version`` as the challenger (``GET /v1/admin/rollout``: ``here.challenger_loaded``)."""
+    out: set[str] = set()
+    for _ in range(polls):
+        with httpx.Client(base_url=url, timeout=30) as fresh:  # a new connection: maybe another worker
+            r = fresh.get("/v1/admin/rollout")
+        if r.status_code == 200 and (r.json().get("here") or {}).get("challenger_loaded") == version:
+            out.add(r.headers.get("x-winnow-worker", "?"))
+    return out
+
+
+def warm(c: httpx.Client, url: str, paths: list[str], pid: int, mode: str, deadline_s: float,
+         version: str, workers: int) -> list[dict]:
+    """Light load until every worker holds the challenger (each of ``workers`` pids answers so,
+    on fresh connections) and the rollout answers: a shadow's records or a canary's challenger
+    answers reach the store (bounded by ``deadline_s``). The challenger is built in each
+    worker's follower thread: a row that starts before every worker finished it measures the
+    build, not the rollout (the warm rows record what the build costs the champion). Returns
+    the warm rows (p50/p99 of the champion while the challenger is built)."""
+    end, rows = time.time() + deadline_s, []
     while time.time() < end:
-        serve.row(f"warm {mode}", url, paths, 3.0, pid, rate=100)
+        r = serve.row(f"warm {mode}", url, paths, 3.0, pid, rate=100)
+        rows.append({k: r.get(k) for k in ("achieved_rps", "p50_ms", "p99_ms", "errors", "server_cpu_ms_per_request")})
         rep = report(c)
-        if mode == "shadow" and (rep.get("shadow") or {}).get("requests", 0) > 20:
-            return
-        if mode == "canary" and arm_requests(rep).get("challenger", 0) > 20:
-            return
+        answering = ((mode == "shadow" and (rep.get("shadow") or {}).get("requests", 0) > 20)
+                     or (mode == "canary" and arm_requests(rep).get("challenger", 0) > 20))
+        if answering and len(loaded_workers(url, version)) >= workers:
+            return rows
     raise RuntimeError(f"the {mode} did not start answering within {deadline_s} s: {json.dumps(rep)[:800]}")
 
 
@@ -98,22 +116,22 @@ def measure_rate(c: httpx.Client, url: str, paths: list[str], pid: int, version:
             extra: dict = {}
             if mode == "shadow":
                 rollout(c, "shadow", {"bundle": version, "sample": args.sample})
-                warm(c, url, paths, pid, mode, 300)
+                extra["warm"] = warm(c, url, paths, pid, mode, 300, version, args.workers)
                 before = report(c)["shadow"]["requests"]
             elif mode == "canary":
                 rollout(c, "canary", {"bundle": version, "plan": [args.share, 100], "step_min": "24h",
                                       "min_exposed": 10**9})
-                warm(c, url, paths, pid, mode, 300)
+                extra["warm"] = warm(c, url, paths, pid, mode, 300, version, args.workers)
                 before_arms = arm_requests(report(c))
             r = serve.row(f"open {rate:g}/s {mode}", url, paths, args.duration, pid, rate=rate)
             if mode == "shadow":
                 rep = report(c)
-                extra = {"shadow_answers_in_row": rep["shadow"]["requests"] - before,
+                extra = {**extra, "shadow_answers_in_row": rep["shadow"]["requests"] - before,
                          "shadow_expected_in_row": round(rate * args.duration * args.sample),
                          "shadow_summary": rep["shadow"], "shadow_here": rep["here"].get("shadow")}
             elif mode == "canary":
                 after = arm_requests(report(c))
-                extra = {"arm_requests_in_row": {a: after.get(a, 0) - before_arms.get(a, 0) for a in after}}
+                extra = {**extra, "arm_requests_in_row": {a: after.get(a, 0) - before_arms.get(a, 0) for a in after}}
             if mode != "none":
                 c.post("/v1/admin/rollout/abort").raise_for_status()
             r.update({"mode": mode, "round": rep_i, "rate": rate, **extra})
@@ -160,7 +178,8 @@ def main() -> None:
     by_rate: list[dict] = []
     try:
         serve.wait_for_workers(url, args.workers)
-        with httpx.Client(base_url=url, timeout=120) as c:
+        # no kept-alive connection: a worker closes one idle past its keep-alive timeout (5 s)
+        with httpx.Client(base_url=url, timeout=120, limits=httpx.Limits(max_keepalive_connections=0)) as c:
             champion = c.get("/readyz").json()["model_version"]
             serve.row("warm-up closed c=4", url, paths, max(5.0, len(paths) / 100), proc.pid, conns=4)
             for rate in rates:
