@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from winnow.core.errors import StoreError
-from winnow.data.schema import ITEM_SCALARS
+from winnow.data.store_rows import item_scalars_frame
 from winnow.data.user_sample import check_keep
 from winnow.data.user_sample import in_sample as user_sample_mask
 from winnow.data.rollouts import Rollout, RolloutDecision
@@ -107,12 +107,15 @@ class Store(ABC):
         """The catalog as a DataFrame with ITEM_COLUMNS (categories as list, attributes as dict)."""
 
     def read_item_scalars(self) -> pd.DataFrame:
-        """Every item's ``ITEM_SCALARS`` (item_id, creator, created_at as nullable Int64,
-        available and sponsored as bool), in ``read_items`` order, without decoding titles,
+        """Every item's ``ITEM_SCALARS`` (item_id and creator as object columns of str,
+        created_at nullable Int64, available and sponsored bool), in ``read_items`` order, without decoding titles,
         texts, categories and attributes: what a serving start overlays on a bundle's catalog
         and what the drift monitor dates items by, O(items) with no JSON at 10^6 items.
         Generic version: a projection of ``read_items``; SQL stores select the columns."""
-        return self.read_items()[list(ITEM_SCALARS)].reset_index(drop=True)
+        items = self.read_items()
+        created = [None if v is pd.NA else int(v) for v in items["created_at"]]
+        return item_scalars_frame(list(zip(items["item_id"].tolist(), items["creator"].tolist(), created,
+                                           items["available"].tolist(), items["sponsored"].tolist(), strict=True)))
 
     def read_items_by_id(self, item_ids: list[str]) -> pd.DataFrame:
         """The catalog rows (ITEM_COLUMNS, as ``read_items``) of ``item_ids`` that exist, in the

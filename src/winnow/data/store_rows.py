@@ -127,12 +127,14 @@ def items_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def item_scalars_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """``ITEM_SCALARS`` frame of (item_id, creator, created_at, available, sponsored) rows, typed
-    as ``items_frame`` types them (created_at nullable Int64, the flags bool)."""
-    frame = pd.DataFrame(list(rows), columns=list(ITEM_SCALARS))
-    for flag in ("available", "sponsored"):
-        frame[flag] = frame[flag].astype(bool)
-    return _with_created_at(frame)
+    """``ITEM_SCALARS`` frame of (item_id, creator, created_at, available, sponsored) rows:
+    item_id and creator as object columns of Python str (not converted to pandas' string dtype:
+    at 10^6 items that conversion holds the GIL for seconds, stalling a serving worker's
+    requests while a challenger loads), created_at nullable Int64, the flags bool."""
+    cols = list(zip(*rows)) if rows else [()] * len(ITEM_SCALARS)
+    return pd.DataFrame({"item_id": pd.Series(cols[0], dtype=object), "creator": pd.Series(cols[1], dtype=object),
+                         "created_at": pd.array([None if v is None else int(v) for v in cols[2]], dtype="Int64"),
+                         "available": np.asarray(cols[3], bool), "sponsored": np.asarray(cols[4], bool)})
 
 
 def users_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
