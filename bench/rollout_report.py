@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ def summarise(runs: list[dict[str, Any]], canary_plan: str) -> dict[str, dict[st
         rows[key] = {"runs": len(group), "correct": sum(r["correct"] for r in group),
                      "states": [r["state"] for r in group], "rules": [r["rule"] for r in group],
                      "days_to_decision": _mean([r["days_to_decision"] for r in group]),
+                     "days_range": [min(days), max(days)] if (days := [r["days_to_decision"] for r in group
+                                                                       if r["days_to_decision"] is not None]) else None,
                      "impressions_to_decision": _mean([r["impressions_to_decision"] for r in group]),
                      "clicks_to_decision": _mean([r["clicks_to_decision"] for r in group]),
                      "regret": _mean([r["regret"] for r in group]),
@@ -42,12 +45,13 @@ def summarise(runs: list[dict[str, Any]], canary_plan: str) -> dict[str, dict[st
 
 def table(summary: dict[str, dict[str, Any]]) -> str:
     """The summary as a markdown table."""
-    lines = ["| challenger / policy | correct | end (rule) per seed | days to decision | impressions (clicks) "
+    lines = ["| challenger / policy | correct | runs ending (rule) | days to decision, mean (min, max) | impressions (clicks) "
              "to decision | regret (expected clicks lost) | a 50/50 split over the same events |",
              "|---|---|---|---|---|---|---|"]
     for key, m in summary.items():
-        ends = ", ".join(f"{s} ({r})" for s, r in zip(m["states"], m["rules"], strict=True))
-        lines.append(f"| {key} | {m['correct']}/{m['runs']} | {ends} | {m['days_to_decision']} | "
+        ends = ", ".join(f"{n} {end}" for end, n in Counter(
+            f"{s} ({r})" for s, r in zip(m["states"], m["rules"], strict=True)).items())
+        lines.append(f"| {key} | {m['correct']}/{m['runs']} | {ends} | {m['days_to_decision']} ({m['days_range']}) | "
                      f"{m['impressions_to_decision']} ({m['clicks_to_decision']}) | {m['regret']} | "
                      f"{m['regret_5050_same_events']} |")
     return "\n".join(lines)
@@ -55,7 +59,7 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
 
 def plot(runs: list[dict[str, Any]], path: Path, ticks_per_day: int) -> Path | None:
     """One panel per challenger: each arm's metric as the decision code measured it at every look
-    (canary solid, 50/50 dashed), the decisions marked (| next step, ^ promoted, v rolled back)."""
+    (canary solid, 50/50 dashed), the decisions marked (dotted line: next step, ^ promoted, v rolled back)."""
     try:
         import matplotlib
 
@@ -63,8 +67,9 @@ def plot(runs: list[dict[str, Any]], path: Path, ticks_per_day: int) -> Path | N
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    challengers = sorted({r["challenger"] for r in runs})
-    fig, axes = plt.subplots(1, len(challengers), figsize=(5 * len(challengers), 4), sharey=True, squeeze=False)
+    challengers = list(dict.fromkeys(r["challenger"] for r in runs))
+    fig, axes = plt.subplots(1, len(challengers), figsize=(5 * len(challengers), 4), sharex=True, sharey=True,
+                             squeeze=False)
     for ax, who in zip(axes[0], challengers, strict=True):
         for r in (r for r in runs if r["challenger"] == who):
             style = "o-" if r["plan"] != "50,100" else "s--"
@@ -74,16 +79,20 @@ def plot(runs: list[dict[str, Any]], path: Path, ticks_per_day: int) -> Path | N
                         label=f"{arm}, plan {r['plan']}")
             for d in r["decisions"]:
                 x = (d["round"] + 1) / ticks_per_day
-                mark = {"promoted": "^", "rolled_back": "v", "halted": "x"}.get(d["state"], "|")
+                mark = {"promoted": "^", "rolled_back": "v", "halted": "x"}.get(d["state"])
+                if mark is None:  # the next step: a dotted line
+                    ax.axvline(x, color="grey", linestyle=":" if r["plan"] != "50,100" else "-.", linewidth=0.8)
+                    continue
                 y = d["metric"].get("challenger")
-                ax.plot(x, y if y is not None else 0, mark, color="k", markersize=9)
+                ax.plot(x, y if y is not None else 0, mark, color="k", markersize=11, markerfacecolor="none")
         truth = "better" if runs and next(r for r in runs if r["challenger"] == who)["challenger_better"] else "worse"
         ax.set_title(f"{who} challenger (truth: {truth})", fontsize=9)
         ax.set_xlabel("simulated days since the rollout started")
+        ax.set_xlim(left=0)
     axes[0][0].set_ylabel("CTR per exposed user (the decision code's metric)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("canary vs immediate 50/50: arms' metric at each look; | next step, ^ promoted, v rolled back",
-                 fontsize=9)
+    fig.suptitle("canary (solid) vs immediate 50/50 (dashed): each arm's metric at each look; dotted: next step, "
+                 "^ promoted, v rolled back", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
