@@ -33,7 +33,7 @@ def summarise(runs: list[dict[str, Any]], canary_plan: str) -> dict[str, dict[st
                      "days_to_decision": _mean([r["days_to_decision"] for r in group]),
                      "days_range": [min(days), max(days)] if (days := [r["days_to_decision"] for r in group
                                                                        if r["days_to_decision"] is not None]) else None,
-                     "impressions_to_decision": _mean([r["impressions_to_decision"] for r in group]),
+                     "impressions_to_decision": _mean([r["impressions_to_decision"] for r in group]),  # decided runs
                      "clicks_to_decision": _mean([r["clicks_to_decision"] for r in group]),
                      "regret": _mean([r["regret"] for r in group]),
                      "regret_5050_same_events": _mean([r["regret_5050_same_events"] for r in group]),
@@ -51,7 +51,7 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
     for key, m in summary.items():
         ends = ", ".join(f"{n} {end}" for end, n in Counter(
             f"{s} ({r})" for s, r in zip(m["states"], m["rules"], strict=True)).items())
-        lines.append(f"| {key} | {m['correct']}/{m['runs']} | {ends} | {m['days_to_decision']} ({m['days_range']}) | "
+        lines.append(f"| {key} | {m['correct']}/{m['runs']} | {ends} | {m['days_to_decision']} ({'-'.join(map(str, m['days_range'] or []))}) | "
                      f"{m['impressions_to_decision']} ({m['clicks_to_decision']}) | {m['regret']} | "
                      f"{m['regret_5050_same_events']} |")
     return "\n".join(lines)
