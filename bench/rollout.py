@@ -1,7 +1,8 @@
-"""Closed-loop canary benchmark (issue 15): a champion against a better and a worse challenger,
-decided by the service's rollout code on simulated clicks; time to the decision and regret.
+"""Closed-loop canary benchmark (issue 15): a champion against a better, a worse and a mildly worse
+challenger, decided by the service's rollout code on simulated clicks; time to the decision and regret.
 
-    python bench/rollout.py [--seeds 0,1,2,3,4] [--users 1500] [--items 600] [--warmup 8] [--recent 4] [--mild 0.3]
+    python bench/rollout.py [--seeds 0,1,2,3,4] [--users 1500] [--items 600] [--warmup 8] [--recent 4]
+                            [--topics 4] [--mild 0.3]
                             [--plan 10,50,100] [--step-days 0.5] [--ticks-per-day 4] [--min-exposed 100]
                             [--max-step-days 2] [--max-days 6]
                             [--json bench/results/rollout_sim.json] [--png docs/img/rollout_sim.png]
@@ -11,8 +12,8 @@ one organic positive per user per day, a taste shift). Per seed, on one home and
 ``--warmup`` days of the organic log, then the CHAMPION is trained on it (ALS, activated); the
 WORSE challenger is trained on the same days with the item ids scrambled (a random permutation
 of the catalog, as a broken id join would: each user's history points at unrelated items) and
-MILD_WORSE with ``--mild`` of the catalog scrambled (the rest intact); then every user's taste moves towards a few topics
-(lifecycle.shift_tastes), the champion serves ``--recent`` days (clicks, impressions, organic
+MILD_WORSE with ``--mild`` of the catalog scrambled (the rest intact); then every user's taste
+moves towards a few topics (lifecycle.shift_tastes), the champion serves ``--recent`` days (clicks, impressions, organic
 positives stored) and the BETTER challenger is trained on everything stored (it has seen the
 shift). Which is better is not assumed: the simulator's expected clicks per user of each bundle's
 slates at that moment (``truth``) is recorded, and "correct" below means what the truth says.
@@ -91,7 +92,7 @@ def tick_regret(e_champion: np.ndarray, e_challenger: np.ndarray, arm: np.ndarra
 
 def scramble(n_items: int, share: float, seed: int) -> np.ndarray:
     """int [n_items]: item id -> the id a broken join writes; a random ``share`` of the catalog is
-    permuted among itself (a derangement-free random permutation: some may map to themselves)."""
+    permuted among itself (a random permutation of those ids: a few may map to themselves)."""
     rng = np.random.default_rng(seed)
     out = np.arange(n_items)
     hit = rng.choice(n_items, size=int(round(share * n_items)), replace=False)
