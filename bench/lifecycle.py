@@ -152,12 +152,17 @@ def _events(users: np.ndarray, items: np.ndarray, ts: np.ndarray, tag: str,
     return out
 
 
+def expected_clicks(world: UserWorld, slates: np.ndarray) -> np.ndarray:
+    """float [n_users]: each user's expected clicks on its row of ``slates`` (-1 = empty slot),
+    from the world's click probabilities (position bias included)."""
+    ok = slates >= 0
+    p = world.click_prob(np.arange(len(slates)), np.where(ok, slates, 0))
+    return (p * ok).sum(axis=1)
+
+
 def true_engagement(world: UserWorld, served: Served, consumed: list[set[int]], k: int) -> float:
     """Expected clicks per user of ``served``'s slates now (the world's click probabilities)."""
-    slates = served.slates(consumed, k)
-    ok = slates >= 0
-    p = world.click_prob(np.arange(len(consumed)), np.where(ok, slates, 0))
-    return float((p * ok).sum() / len(consumed))
+    return float(expected_clicks(world, served.slates(consumed, k)).mean())
 
 
 def organic(world: UserWorld, rng: np.random.Generator, n: int = 20) -> np.ndarray:
@@ -166,6 +171,41 @@ def organic(world: UserWorld, rng: np.random.Generator, n: int = 20) -> np.ndarr
     sample = rng.integers(0, c.n_items, (c.n_users, n))
     p = world.click_prob(np.arange(c.n_users), sample, examined=True)
     return sample[np.arange(c.n_users), p.argmax(axis=1)]
+
+
+def serve_round(world: UserWorld, store: Any, served: Served, chall: Served | None, ro: Any,
+                consumed: list[set[int]], rng: np.random.Generator, *, t: int, tag: str,
+                organic_tag: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """One request per user at ``t`` (+ user index s): the champion's slates, the challenger's for
+    the users the running canary ``ro`` puts in its arm; clicks drawn and consumed; impressions
+    (request id ``r<tag>-<user>``, ``context.rollout`` as the service logs it) and the clicks
+    (carrying the request id) stored, plus one organic positive per user (``organic_tag``, at
+    t + half a day) unless None. Returns (challenger-arm mask, clicks bool [users, k], the
+    champion's slates, the challenger's slates or None)."""
+    n = len(consumed)
+    arm = challenger_mask(ro, n)
+    champ_slates = served.slates(consumed, world.config.k)
+    chall_slates = chall.slates(consumed, world.config.k) if chall is not None else None
+    slates = champ_slates.copy()
+    if chall_slates is not None:
+        slates[arm] = chall_slates[arm]
+    ok = slates >= 0
+    clicks = world.respond(np.arange(n), np.where(ok, slates, 0)) & ok
+    cu, ci = np.nonzero(clicks)
+    items = slates[cu, ci]
+    for u, i in zip(cu.tolist(), items.tolist(), strict=True):
+        consumed[u].add(i)
+    store.log_impressions([{"request_id": f"r{tag}-{u}", "user_id": f"u{u}", "timestamp": t + u,
+                            "model_version": chall.version if arm[u] and chall else served.version,
+                            "surface": "home", "context": rollout_context(ro, bool(arm[u]), f"r{tag}-{u}"),
+                            "items": [{"item_id": f"i{i}", "position": j, "score": 0.0, "sources": ["als"],
+                                       "propensity": 1.0} for j, i in enumerate(slates[u][ok[u]].tolist())]}
+                           for u in range(n)])
+    frames = [_events(cu, items, t + cu + 1, f"c{tag}", [f"r{tag}-{u}" for u in cu.tolist()])]
+    if organic_tag is not None:
+        frames.append(_events(np.arange(n), organic(world, rng), t + DAY // 2 + np.arange(n), organic_tag))
+    store.append_events(pd.concat(frames))
+    return arm, clicks, champ_slates, chall_slates
 
 
 def run(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -201,28 +241,10 @@ def run(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
             if active_version(home) != served.version:
                 served = Served(home, sim.n_users, sim.n_items)
             ro = running_canary(store) if canary else None
-            arm = challenger_mask(ro, sim.n_users)
-            slates = served.slates(consumed, sim.k)
-            if ro is not None:
-                if chall is None or chall.version != ro.challenger:
-                    chall = Served(home, sim.n_users, sim.n_items, version=ro.challenger)
-                slates[arm] = chall.slates(consumed, sim.k)[arm]
-            ok = slates >= 0
-            clicks = world.respond(np.arange(sim.n_users), np.where(ok, slates, 0)) & ok
-            cu, ci = np.nonzero(clicks)
-            items = slates[cu, ci]
-            for u, i in zip(cu.tolist(), items.tolist(), strict=True):
-                consumed[u].add(i)
-            org = organic(world, rng)
-            store.log_impressions([{"request_id": f"r{r}-{u}", "user_id": f"u{u}", "timestamp": t + u,
-                                    "model_version": chall.version if arm[u] and chall else served.version,
-                                    "surface": "home", "context": rollout_context(ro, bool(arm[u]), f"r{r}-{u}"),
-                                    "items": [{"item_id": f"i{i}", "position": j, "score": 0.0, "sources": ["als"],
-                                               "propensity": 1.0} for j, i in enumerate(slates[u][ok[u]].tolist())]}
-                                   for u in range(sim.n_users)])
-            store.append_events(pd.concat([_events(cu, items, t + cu + 1, f"c{r}", [f"r{r}-{u}" for u in cu.tolist()]),
-                                           _events(np.arange(sim.n_users), org, t + DAY // 2 + np.arange(sim.n_users),
-                                                   f"o{args.warmup + r}")]))
+            if ro is not None and (chall is None or chall.version != ro.challenger):
+                chall = Served(home, sim.n_users, sim.n_items, version=ro.challenger)
+            arm, clicks, _, _ = serve_round(world, store, served, chall if ro is not None else None, ro, consumed,
+                                            rng, t=t, tag=str(r), organic_tag=f"o{args.warmup + r}")
             per_user = clicks.sum(axis=1)
             rounds.append({"round": r, "engagement": float(per_user.mean()), "served": served.version,
                            "canary": None if ro is None else {

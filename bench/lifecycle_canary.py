@@ -67,6 +67,7 @@ class CanaryLooks:
         self.tracker: ArmTracker | None = None
         self.decisions: list[dict[str, Any]] = []
         self.look_s: list[float] = []
+        self.history: list[dict[str, Any]] = []  # every look: what the decision code measured
 
     def look(self, store: Store, *, now: float, day: int) -> dict[str, Any] | None:
         """Measure the running canary and apply the decision due (None: no canary or none due)."""
@@ -77,6 +78,12 @@ class CanaryLooks:
         if self.tracker is None or self.tracker.rollout_id != r.id:
             self.tracker = tracker_for(self.config, r)
         verdict, evidence = measure(store, self.config, r, now=now, tracker=self.tracker)
+        test = evidence.get("test") or {}
+        self.history.append({"now": now, "round": day, "share": r.share, "step": r.step,
+                             "metric": {a: v["metric_mean"] for a, v in evidence["arms"].items()},
+                             "exposed": {a: v["exposed_users"] for a, v in evidence["arms"].items()},
+                             "interval": [test.get("low"), test.get("high")] if test else None,
+                             "waiting": evidence.get("waiting")})
         out = None
         if verdict is not None:
             try:
@@ -85,7 +92,6 @@ class CanaryLooks:
             except RolloutError as exc:  # the challenger no longer verifies at promotion
                 new = control.transition(store, self.config.home, r, action="roll_back", rule="promotion_refused",
                                          evidence={"error": str(exc), **evidence}, now=now)
-            test = evidence.get("test") or {}
             out = {"round": day, "rollout": r.id, "challenger": r.challenger, "action": verdict.action,
                    "rule": verdict.rule, "state": new.state if new is not None else None,
                    "share_before": r.share, "step_before": r.step,
