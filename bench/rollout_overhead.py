@@ -187,8 +187,9 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(60)
-    out = {"benchmark": "rollout_overhead", "world": ({"movielens": args.movielens} if args.movielens else
-                                                      {"items": args.items, "users": args.users, "events": args.events}),
+    out = {"benchmark": "rollout_overhead",
+           "world": serve.world_of(home, {"movielens": args.movielens} if args.movielens else
+                                   {"items": args.items, "users": args.users, "events": args.events}),
            "home": str(home), "build": built, "champion": champion, "challenger": version,
            "workers": args.workers, "rates": rates, "modes": modes, "duration_s": args.duration,
            "sample": args.sample, "share": args.share, "by_rate": by_rate,
