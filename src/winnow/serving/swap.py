@@ -31,10 +31,13 @@ new runtime complete:
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import logging
+import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +45,6 @@ from typing import Any
 
 import pandas as pd
 
-from winnow.core.file_lock import held_flock
 from winnow.data.store import EventLog, Store
 from winnow.serving import memory
 
@@ -81,6 +83,7 @@ def background_priority() -> Iterator[None]:
 
 BUILD_LOCK = ".challenger-build.lock"  # in the home: one challenger build at a time per home
 BUILD_LOCK_WAIT_S = 120.0  # then build anyway (logged): a stuck holder must not block a rollout
+_BUILD_LOCK_POLL_S = 0.05
 
 
 @contextmanager
@@ -93,10 +96,26 @@ def one_build_per_home(home: str | Path, *, wait_s: float = BUILD_LOCK_WAIT_S) -
     ``wait_s`` seconds (the build then runs anyway, logged). The kernel releases the lock if
     its holder dies."""
     path = Path(home) / BUILD_LOCK
-    with held_flock(path, wait_s=wait_s) as held:
-        if not held:
-            log.warning("challenger build: %s still held after %.0f s; building anyway", path, wait_s)
-        yield held
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        end, held = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= end:
+                    log.warning("challenger build: %s still held after %.0f s; building anyway", path, wait_s)
+                    break
+                time.sleep(_BUILD_LOCK_POLL_S)  # pacing of a retry bounded by ``end``
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def settle() -> None:
