@@ -32,7 +32,7 @@ from winnow.serving.rollout_follower import RolloutFollower
 from winnow.serving.shadow import Busy, ShadowWorker, shadow_job
 from winnow.serving.runtime import Runtime
 from winnow.serving import memory
-from winnow.serving.swap import CatchUp, background_priority, one_build_per_home, settle, trim_later
+from winnow.serving.swap import CatchUp, background_priority, settle, trim_later
 from winnow.serving.online_state import ResilientState, open_backend
 from winnow.serving.telemetry import Metrics
 from winnow import bundle as bundles
@@ -210,10 +210,10 @@ class Service:
             return previous, time.perf_counter() - t0
 
     def build_challenger(self, version: str) -> Runtime:
-        """A rollout's challenger Runtime, built like an activation's (verify, load, pipeline, state
-        caught up with events acknowledged meanwhile; one build per home at a time) but not served
-        by default: from now on acknowledged events reach its feature state too."""
-        with self._swap_lock, one_build_per_home(self.config.home), background_priority():
+        """A rollout's challenger Runtime, built like an activation's (verify, load, pipeline,
+        feature state caught up with events acknowledged during the build) but not served by
+        default: from now on acknowledged events reach its feature state too."""
+        with self._swap_lock, background_priority():
             new = self._build(version)
 
             def hold(rt: Runtime) -> Runtime:

@@ -31,16 +31,11 @@ new runtime complete:
 
 from __future__ import annotations
 
-import fcntl
 import gc
-import logging
-import os
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -48,7 +43,6 @@ import pandas as pd
 from winnow.data.store import EventLog, Store
 from winnow.serving import memory
 
-log = logging.getLogger(__name__)
 BUILD_SWITCH_INTERVAL_S = 0.0005
 TRIM_DELAY_S = 1.0
 _priority_lock = threading.Lock()
@@ -79,43 +73,6 @@ def background_priority() -> Iterator[None]:
                 sys.setswitchinterval(_saved_interval)
                 if _gc_was_enabled:
                     gc.enable()
-
-
-BUILD_LOCK = ".challenger-build.lock"  # in the home: one challenger build at a time per home
-BUILD_LOCK_WAIT_S = 120.0  # then build anyway (logged): a stuck holder must not block a rollout
-_BUILD_LOCK_POLL_S = 0.05
-
-
-@contextmanager
-def one_build_per_home(home: str | Path, *, wait_s: float = BUILD_LOCK_WAIT_S) -> Iterator[bool]:
-    """Hold ``<home>/.challenger-build.lock`` (flock) for the block: the workers of a server
-    (and any other process serving the same home) build a rollout's challenger one at a time.
-    A build takes a core for seconds (~5 s at 10^6 items); every worker starting its build at
-    once left no core for requests on a 2-core machine (the champion's p99 at 100 req/s rose
-    to 0.3-1.3 s at 1M items). Yields True when held; False when another process held it for
-    ``wait_s`` seconds (the build then runs anyway, logged). The kernel releases the lock if
-    its holder dies."""
-    path = Path(home) / BUILD_LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        end, held = time.monotonic() + wait_s, False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held = True
-                break
-            except BlockingIOError:
-                if time.monotonic() >= end:
-                    log.warning("challenger build: %s still held after %.0f s; building anyway", path, wait_s)
-                    break
-                time.sleep(_BUILD_LOCK_POLL_S)  # pacing of a retry bounded by ``end``
-        try:
-            yield held
-        finally:
-            if held:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 def settle() -> None:
