@@ -300,9 +300,8 @@ class PostgresStore(Store):
                                   for r in self._rows(self._ITEM_SQL + " ORDER BY i.iid", bounded=False)])
 
     def read_item_scalars(self) -> pd.DataFrame:
-        return shape.item_scalars_frame(self._rows("SELECT k.external, i.creator, i.created_at, i.available, "
-                                                   "i.sponsored FROM items i JOIN item_keys k ON k.id = i.iid "
-                                                   "ORDER BY i.iid", bounded=False))
+        return shape.item_scalars_frame(self._rows("SELECT k.external, i.creator, i.created_at, i.available, i.sponsored "
+                                                   "FROM items i JOIN item_keys k ON k.id = i.iid ORDER BY i.iid", bounded=False))
 
     def read_items_by_id(self, item_ids: list[str]) -> pd.DataFrame:
         rows = self._rows(self._ITEM_SQL + " WHERE k.external = ANY(%s)", ([str(i) for i in item_ids],),
