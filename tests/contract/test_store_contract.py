@@ -512,3 +512,32 @@ def test_item_scalars_and_rows_by_id_equal_read_items(store: Store) -> None:
     many = [f"m{i}" for i in range(1200)]  # more ids than one SQL statement binds
     store.upsert_items(pd.DataFrame({"item_id": many}))
     assert store.read_items_by_id(many[::-1])["item_id"].tolist() == many[::-1]
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4, 1000])
+def test_item_scalars_in_batches_equal_the_whole_read(store: Store, batch: int) -> None:
+    """``iter_item_scalars`` (what a worker building a challenger reads, a batch at a time) gives
+    the rows of ``read_item_scalars`` in order, in frames of at most ``batch`` rows indexed from
+    0, with the same columns and types, on every backend; an empty catalog gives no frame, and
+    a batch below 1 is refused."""
+    assert list(store.iter_item_scalars(batch=batch)) == []
+    store.upsert_items(pd.DataFrame({"item_id": ["a", "b", "c", "d", "e", "f", "g"],
+                                     "creator": ["p", None, "q", "", "r", None, "s"],
+                                     "created_at": [100, None, 300, 400, None, 600, 700],
+                                     "sponsored": [True, False, False, True, False, False, True]}))
+    store.patch_item("c", available=False)
+    whole = store.read_item_scalars()
+    frames = list(store.iter_item_scalars(batch=batch))
+    assert [len(f) for f in frames] == [min(batch, 7 - s) for s in range(0, 7, batch)]
+    for f in frames:
+        assert f.index.tolist() == list(range(len(f)))
+        assert f.dtypes.to_dict() == whole.dtypes.to_dict()
+    pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), whole)
+    assert whole["item_id"].tolist() == ["a", "b", "c", "d", "e", "f", "g"]
+    # the contract's generic versions (a projection of read_items, sliced) give the same frames
+    pd.testing.assert_frame_equal(Store.read_item_scalars(store), whole)
+    for mine, generic in zip(frames, Store.iter_item_scalars(store, batch=batch), strict=True):
+        pd.testing.assert_frame_equal(generic, mine)
+    for version in (store.iter_item_scalars, lambda batch: Store.iter_item_scalars(store, batch=batch)):
+        with pytest.raises(ValueError, match="batch"):
+            list(version(batch=0))

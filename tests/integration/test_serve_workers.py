@@ -6,11 +6,19 @@ answered (by pid, the ``x-winnow-worker`` header), to a bounded deadline."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from pathlib import Path
+
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from serve_harness import Server, fresh_request, make_home
 
+from winnow.core.file_lock import held_flock
 from winnow.data.open_store import open_store
+from winnow.serving.workers import BUILD_LOCK_ENV
 from winnow.training.job import train
 
 
@@ -60,6 +68,67 @@ def test_activation_reaches_every_worker(two_workers):
     # the other worker follows the ACTIVE pointer within bundle_poll_s; 60 s bounds a loaded machine
     after = server.until_every_worker("GET", "/readyz", ok=lambda r: r.json()["model_version"] == v2)
     assert all(rs[-1].json()["model_version"] == v2 for rs in after.values())
+
+
+def build_window(r: httpx.Response) -> tuple[float, float]:
+    """(start, end) of the answering worker's latest runtime build, from its /metrics."""
+    assert r.status_code == 200, r.text
+    edges = {s.labels["edge"]: s.value for family in text_string_to_metric_families(r.text)
+             if family.name == "winnow_runtime_build_timestamp_seconds" for s in family.samples}
+    return edges.get("start", 0.0), edges.get("end", 0.0)
+
+
+def server_build_lock(pid: str) -> str:
+    """The build lock file a worker was started with ($WINNOW_BUILD_LOCK in its environment)."""
+    env = dict(kv.split(b"=", 1) for kv in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in kv)
+    return env.get(BUILD_LOCK_ENV.encode(), b"").decode()
+
+
+def test_the_workers_of_a_server_build_one_at_a_time(tmp_path):
+    """Every worker builds a swap's runtime; this server's build lock (serving.swap.one_build_at_a_time,
+    one file the dispatcher names in every worker's environment) makes them build one at a time:
+    while someone else holds it no worker builds, and afterwards their build windows (each
+    worker's /metrics) do not overlap. Two builds at once on 2 cores left no core for requests.
+    Started as users start it (``winnow serve`` with [serving] workers = 2: the dispatcher makes
+    the lock)."""
+    cfg = make_home(tmp_path, n_users=100, n_items=200, n_events=4000)
+    store = open_store(cfg.store_url())
+    try:
+        target = train(cfg, store, evaluate_models=False, activate_bundle=False).version
+    finally:
+        store.close()
+    server = Server(tmp_path, workers=2, cli=True)
+    try:
+        built_one_at_a_time(server, target)
+        lock = server_build_lock(str(next(iter(server.until_every_worker("GET", "/readyz")))))
+    finally:
+        server.stop()
+    assert not Path(lock).exists(), "the dispatcher leaves its lock file behind"
+
+
+def built_one_at_a_time(server: Server, target: str) -> None:
+    locks = {server_build_lock(pid) for pid in server.until_every_worker("GET", "/readyz")}
+    assert len(locks) == 1 and Path(next(iter(locks))).is_file(), f"one lock file per server: {locks}"
+    asked = time.time()
+    with ThreadPoolExecutor(1) as pool:
+        with held_flock(next(iter(locks))) as held:
+            assert held
+            answer = pool.submit(fresh_request, server.url, "POST", f"/v1/admin/bundles/{target}/activate")
+            with pytest.raises(FuturesTimeout):  # the activation waits for the lock ...
+                answer.result(timeout=1.0)
+            before = server.until_every_worker("GET", "/readyz")  # ... and no worker serves it yet
+            assert all(rs[-1].json()["model_version"] != target for rs in before.values())
+        r = answer.result(timeout=120)
+    assert r.status_code == 200, r.text
+
+    def built(resp: httpx.Response) -> bool:
+        start, end = build_window(resp)
+        return start >= asked and end >= start
+
+    server.until_every_worker("GET", "/readyz", ok=lambda resp: resp.json()["model_version"] == target)
+    windows = sorted(build_window(rs[-1]) for rs in server.until_every_worker("GET", "/metrics", ok=built).values())
+    (_, first_end), (second_start, _) = windows
+    assert first_end <= second_start, f"the workers' builds overlapped: {windows}"
 
 
 def test_until_every_worker_fails_when_a_worker_never_answers():

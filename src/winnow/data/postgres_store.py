@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ from winnow.data import daily_sql, rollout_sql
 from winnow.data import store_rows as shape
 from winnow.data.postgres_conn import Connections
 from winnow.data.postgres_event_log import read_event_log
+from winnow.data.postgres_keys import key_ids
 from winnow.data.schema import ITEM_COLUMNS, USER_COLUMNS
 from winnow.data.rollouts import Rollout, RolloutDecision
 from winnow.data.store import EventLog, Store, in_given_order, maps_driver_errors
@@ -104,40 +105,14 @@ class PostgresStore(Store):
     def close(self) -> None:
         self._db.close()
 
-    # --- key tables -------------------------------------------------------------------------
-    @staticmethod
-    def _keys(cur: Any, table: str, externals: pd.Series) -> np.ndarray:
-        """Ids (int64 [n]) for external ids, adding unknown ones. Only missing keys are inserted
-        (INSERT ... ON CONFLICT still draws an identity value per proposed row: re-proposing known
-        keys would burn ids), in sorted order (a fixed lock order between concurrent writers)."""
-        codes, uniques = pd.factorize(externals, sort=True)
-        uniq = np.array([str(u) for u in uniques], dtype=object)
-        ids = np.full(len(uniq), -1, dtype=np.int64)
-
-        def lookup(pos: np.ndarray) -> None:
-            cur.execute(f"SELECT u.o, k.id FROM unnest(%s::text[]) WITH ORDINALITY AS u(x, o) "
-                        f"JOIN {table} k ON k.external = u.x", (uniq[pos].tolist(),))
-            for o, kid in cur.fetchall():
-                ids[pos[o - 1]] = kid
-
-        lookup(np.arange(len(uniq)))
-        missing = np.flatnonzero(ids < 0)
-        if missing.size:
-            cur.execute(f"INSERT INTO {table} (external) SELECT x FROM unnest(%s::text[]) AS x ORDER BY x "
-                        f"ON CONFLICT (external) DO NOTHING", (uniq[missing].tolist(),))
-            lookup(missing)
-            if (ids < 0).any():
-                raise StoreError(f"{table}: keys {uniq[ids < 0][:3].tolist()} vanished while being inserted")
-        return ids[codes]
-
     # --- writes -----------------------------------------------------------------------------
     @staticmethod
     def _insert_events(cur: Any, ev: pd.DataFrame) -> int:
         if not len(ev):
             return 0
-        uid = PostgresStore._keys(cur, "user_keys", ev["user_id"])
-        iid = PostgresStore._keys(cur, "item_keys", ev["item_id"])
-        tid = PostgresStore._keys(cur, "event_types", ev["event_type"])
+        uid = key_ids(cur, "user_keys", ev["user_id"])
+        iid = key_ids(cur, "item_keys", ev["item_id"])
+        tid = key_ids(cur, "event_types", ev["event_type"])
         value = ev["value"].to_numpy(np.float64)
         ts = ev["timestamp"].to_numpy(np.int64)
         if ev["event_id"].isna().all() and ev["context"].isna().all():  # bulk path: binary COPY
@@ -183,7 +158,7 @@ class PostgresStore(Store):
     def _upsert_items(cur: Any, items: pd.DataFrame) -> int:
         from psycopg.types.json import Jsonb
 
-        iid = PostgresStore._keys(cur, "item_keys", items["item_id"])
+        iid = key_ids(cur, "item_keys", items["item_id"])
         rows = [(int(i), r[1], r[2], Jsonb(list(r[3])), r[4], shape.opt_int(r[5]), bool(r[6]), bool(r[7]),
                  Jsonb(r[8]))
                 for i, r in zip(iid, items[list(ITEM_COLUMNS)].itertuples(index=False, name=None))]
@@ -198,7 +173,7 @@ class PostgresStore(Store):
     def _upsert_users(cur: Any, users: pd.DataFrame) -> int:
         from psycopg.types.json import Jsonb
 
-        uid = PostgresStore._keys(cur, "user_keys", users["user_id"])
+        uid = key_ids(cur, "user_keys", users["user_id"])
         rows = [(int(u), shape.opt_int(r[1]), Jsonb(r[2]), Jsonb(list(r[3])))
                 for u, r in zip(uid, users[list(USER_COLUMNS)].itertuples(index=False, name=None))]
         cur.executemany("INSERT INTO users VALUES (%s, %s, %s, %s) ON CONFLICT (uid) DO UPDATE SET "
@@ -299,9 +274,14 @@ class PostgresStore(Store):
         return shape.items_frame([shape.item_record(r, json_text=False)
                                   for r in self._rows(self._ITEM_SQL + " ORDER BY i.iid", bounded=False)])
 
+    def iter_item_scalars(self, batch: int = shape.SCALARS_BATCH) -> Iterator[pd.DataFrame]:
+        sql = ("SELECT k.external, i.creator, i.created_at, i.available, i.sponsored "
+               "FROM items i JOIN item_keys k ON k.id = i.iid ORDER BY i.iid")
+        return shape.item_scalars_frames(self._read(lambda cur: shape.fetch_batches(cur.execute(sql), batch),
+                                                    bounded=False))
+
     def read_item_scalars(self) -> pd.DataFrame:
-        return shape.item_scalars_frame(self._rows("SELECT k.external, i.creator, i.created_at, i.available, i.sponsored "
-                                                   "FROM items i JOIN item_keys k ON k.id = i.iid ORDER BY i.iid", bounded=False))
+        return shape.concat_scalars(self.iter_item_scalars())
 
     def read_items_by_id(self, item_ids: list[str]) -> pd.DataFrame:
         rows = self._rows(self._ITEM_SQL + " WHERE k.external = ANY(%s)", ([str(i) for i in item_ids],),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,10 +226,13 @@ class SQLiteStore(Store):
         return shape.items_frame([shape.item_record(r, json_text=True)
                                   for r in self._reader().execute(self._ITEM_SQL + " ORDER BY i.iid")])
 
+    def iter_item_scalars(self, batch: int = shape.SCALARS_BATCH) -> Iterator[pd.DataFrame]:
+        cur = self._reader().execute("SELECT k.external, i.creator, i.created_at, i.available, i.sponsored "
+                                     "FROM items i JOIN item_keys k ON k.id = i.iid + 1 ORDER BY i.iid")
+        return shape.item_scalars_frames(shape.fetch_batches(cur, batch))  # one statement: one snapshot
+
     def read_item_scalars(self) -> pd.DataFrame:
-        return shape.item_scalars_frame(self._reader().execute(
-            "SELECT k.external, i.creator, i.created_at, i.available, i.sponsored FROM items i "
-            "JOIN item_keys k ON k.id = i.iid + 1 ORDER BY i.iid").fetchall())
+        return shape.concat_scalars(self.iter_item_scalars())
 
     def read_items_by_id(self, item_ids: list[str]) -> pd.DataFrame:
         wanted = list(dict.fromkeys(str(i) for i in item_ids))

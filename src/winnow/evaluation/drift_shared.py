@@ -36,22 +36,20 @@ last successful one), "history" (oldest first, at most ``[drift] history`` entri
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
 import os
 import stat
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from winnow.core.file_lock import held_flock
 from winnow.core.files import write_atomic
 
 log = logging.getLogger(__name__)
 FORMAT = 1
-POLL_S = 0.05  # lock retry pacing while a caller waits for it (bounded by its deadline)
 
 
 class SharedResult:
@@ -92,26 +90,8 @@ class SharedResult:
         """Hold the home's drift lock for the ``with`` block: yields True when held, False when
         another process held it for all of ``wait_s`` seconds (0: one non-blocking try)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            end = time.monotonic() + wait_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    held = True
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= end:
-                        held = False
-                        break
-                    time.sleep(POLL_S)  # pacing of a retry bounded by ``end``
-            try:
-                yield held
-            finally:
-                if held:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        with held_flock(self.lock_path, wait_s=wait_s) as held:
+            yield held
 
     def open_wakeup(self) -> tuple[int, int]:
         """The monitor's end of ``refresh.fifo`` (created, or re-created when something else has its

@@ -33,19 +33,21 @@ HISTORY_CACHE_MAX = 10_000  # users whose history arrays are kept (~5 KB each at
 
 def _overlay_store_catalog(catalog: Catalog, store: Store) -> None:
     """Apply the store's current availability/sponsored flags and items added after training.
-    Reads every item's scalar columns (no JSON: O(items) cheap at 10^6 items) and the full rows
-    of the items the bundle does not know only."""
-    items = store.read_item_scalars()
-    if not len(items):
+    Reads every item's scalar columns (no JSON: O(items) cheap at 10^6 items) a batch at a time
+    (``Store.iter_item_scalars``: a worker building a challenger never holds the GIL for the
+    whole catalog at once), then the full rows of the items the bundle does not know only."""
+    unknown: list[str] = []
+    for items in store.iter_item_scalars():
+        ids = items["item_id"].tolist()
+        idx = catalog.item_ids.encode(ids, missing=-1)
+        known = idx >= 0
+        catalog.available[idx[known]] = items["available"].to_numpy(bool)[known]
+        catalog.sponsored[idx[known]] = items["sponsored"].to_numpy(bool)[known]
+        if not known.all():
+            unknown.extend(ids[int(p)] for p in np.flatnonzero(~known))
+    if not unknown:
         return
-    ids = items["item_id"].tolist()
-    idx = catalog.item_ids.encode(ids, missing=-1)
-    known = idx >= 0
-    catalog.available[idx[known]] = items["available"].to_numpy(bool)[known]
-    catalog.sponsored[idx[known]] = items["sponsored"].to_numpy(bool)[known]
-    if known.all():
-        return
-    new = store.read_items_by_id([ids[int(p)] for p in np.flatnonzero(~known)])
+    new = store.read_items_by_id(unknown)
     created = new["created_at"].astype("Int64").fillna(-1).to_numpy(np.int64)
     catalog.extend(new["item_id"].astype(str).tolist(), categories=[list(c or []) for c in new["categories"]],
                    available=new["available"].to_numpy(bool), sponsored=new["sponsored"].to_numpy(bool),

@@ -32,7 +32,7 @@ from winnow.serving.rollout_follower import RolloutFollower
 from winnow.serving.shadow import Busy, ShadowWorker, shadow_job
 from winnow.serving.runtime import Runtime
 from winnow.serving import memory
-from winnow.serving.swap import CatchUp, background_priority, settle, trim_later
+from winnow.serving.swap import CatchUp, background_priority, one_build_at_a_time, settle, trim_later
 from winnow.serving.online_state import ResilientState, open_backend
 from winnow.serving.telemetry import Metrics
 from winnow import bundle as bundles
@@ -105,7 +105,7 @@ class Service:
                 continue
             if version is None or version == self.runtime.version or version == self._refused:
                 continue
-            with self._swap_lock, background_priority():
+            with self._swap_lock, one_build_at_a_time(self.metrics), background_priority():
                 try:  # re-read under the lock: an admin activation may have just moved it
                     version = bundles.active_version(self.config.home)
                 except BundleError:
@@ -195,7 +195,7 @@ class Service:
                           lambda: bundles.rollback(home, verify=False))
 
     def _swap(self, target: Any, mark: Any) -> tuple[str | None, float]:
-        with self._swap_lock, background_priority():  # one pause of the collector: build to freeze
+        with self._swap_lock, one_build_at_a_time(self.metrics), background_priority():  # one GC pause: build to freeze
             t0 = time.perf_counter()
             try:
                 new = self._build(target())  # verifies checksums, loads, builds the pipeline
@@ -210,10 +210,10 @@ class Service:
             return previous, time.perf_counter() - t0
 
     def build_challenger(self, version: str) -> Runtime:
-        """A rollout's challenger Runtime, built like an activation's (verify, load, pipeline,
-        feature state caught up with events acknowledged during the build) but not served by
-        default: from now on acknowledged events reach its feature state too."""
-        with self._swap_lock, background_priority():
+        """A rollout's challenger Runtime, built like an activation's (verify, load, pipeline, state
+        caught up with events acknowledged meanwhile; one worker of a server at a time) but not
+        served by default: from now on acknowledged events reach its feature state too."""
+        with self._swap_lock, one_build_at_a_time(self.metrics), background_priority():
             new = self._build(version)
 
             def hold(rt: Runtime) -> Runtime:

@@ -25,6 +25,10 @@ new runtime complete:
   (``FeatureFeed.remapped``) inside ``CatchUp.snapshot``, the same consistent point as a
   replay's log read: events acknowledged after it are caught up alike, and so are the other
   replicas' events the Redis stream follower applies (under the same lock) after it.
+- ``one_build_at_a_time()``: the worker processes of one server (winnow.serving.workers) build
+  a runtime (a swap's or a rollout challenger's) one at a time, holding a lock file the
+  dispatcher made for that server: every worker building at once left no core for requests on
+  a 2-core machine. Other servers (replicas) have their own lock and build independently.
 - after the swap the old runtime is dropped and ``memory.trim()`` returns its freed heap pages
   to the OS once in-flight requests that still hold it are done (``TRIM_DELAY_S`` later).
 """
@@ -32,18 +36,28 @@ new runtime complete:
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from winnow.core.file_lock import held_flock
 from winnow.data.store import EventLog, Store
 from winnow.serving import memory
+from winnow.serving.workers import BUILD_LOCK_ENV
 
+if TYPE_CHECKING:
+    from winnow.serving.telemetry import Metrics
+
+log = logging.getLogger(__name__)
 BUILD_SWITCH_INTERVAL_S = 0.0005
+BUILD_LOCK_WAIT_S = 120.0  # then build anyway (logged): a stuck holder must not block a swap
 TRIM_DELAY_S = 1.0
 _priority_lock = threading.Lock()
 _priority_depth = 0
@@ -73,6 +87,30 @@ def background_priority() -> Iterator[None]:
                 sys.setswitchinterval(_saved_interval)
                 if _gc_was_enabled:
                     gc.enable()
+
+
+@contextmanager
+def one_build_at_a_time(metrics: Metrics | None = None, *, wait_s: float = BUILD_LOCK_WAIT_S) -> Iterator[bool]:
+    """Hold this server's build lock (the file named by ``$WINNOW_BUILD_LOCK``, flock) for the
+    block, so its worker processes build runtimes one at a time: a build takes a core for
+    seconds at 10^6 items, and two workers building at once on 2 cores stalled requests for
+    up to ~1.3 s. Yields True when held; False when no lock is set (a single-process server
+    has no sibling to wait for) or another worker held it for ``wait_s`` seconds (the build
+    then goes ahead, logged). The kernel releases the lock when its holder dies. ``metrics``
+    records the wait and the block's start and end (unix seconds)."""
+    path = os.environ.get(BUILD_LOCK_ENV)
+    asked = time.time()
+    with held_flock(path, wait_s=wait_s) if path else nullcontext(False) as held:
+        if path and not held:
+            log.warning("runtime build: %s still held after %.0f s; building anyway", path, wait_s)
+        if metrics is not None:
+            metrics.build_lock_wait.observe(time.time() - asked)
+            metrics.build_window.labels("start").set(time.time())
+        try:
+            yield held
+        finally:
+            if metrics is not None:
+                metrics.build_window.labels("end").set(time.time())
 
 
 def settle() -> None:

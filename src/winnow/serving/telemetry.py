@@ -27,6 +27,12 @@ class Metrics:
         self.impressions_dropped = Counter("winnow_impressions_dropped_total",
                                            "Impressions dropped because the queue was full", registry=r)
         self.swaps = Counter("winnow_bundle_swaps_total", "Bundle activations", ["result"], registry=r)
+        self.build_lock_wait = Histogram("winnow_runtime_build_lock_wait_seconds", "Wait for this server's build "
+                                         "lock before a runtime build (its workers build one at a time)",
+                                         buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120), registry=r)
+        self.build_window = Gauge("winnow_runtime_build_timestamp_seconds", "Start and end of this process's "
+                                  "latest runtime build (a swap's or a rollout challenger's; unix seconds)",
+                                  ["edge"], registry=r)
         self.queue = Gauge("winnow_impression_queue", "Impressions waiting to be written", registry=r)
         self.backend_errors = Counter("winnow_backend_errors_total",
                                       "Failed calls to an external backend (redis, store)", ["backend"], registry=r)

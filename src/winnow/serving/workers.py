@@ -17,7 +17,10 @@ Contract:
 - a connection is given only to a worker that said it is ready (app built, bundle loaded);
   until then connections wait in the listen backlog;
 - a worker that exits is restarted; SIGTERM / SIGINT stop the workers (uvicorn's graceful
-  shutdown) and then the dispatcher.
+  shutdown) and then the dispatcher;
+- the workers build runtimes (a swap's, a rollout challenger's) one at a time: the dispatcher
+  makes this server's build lock file and names it in ``$WINNOW_BUILD_LOCK``
+  (winnow.serving.swap.one_build_at_a_time); it is removed when the dispatcher exits.
 
 Workers build their app from ``$WINNOW_HOME`` (``server.app_from_env``), like uvicorn workers.
 """
@@ -31,12 +34,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
 READY, CLOSED, CONN = b"r", b"x", b"c"
+BUILD_LOCK_ENV = "WINNOW_BUILD_LOCK"  # names this server's build lock file in its workers' environment
 
 
 @dataclass
@@ -50,10 +55,10 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
 
 
-def _spawn(index: int) -> _Worker:
+def _spawn(index: int, build_lock: str) -> _Worker:
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     proc = subprocess.Popen([sys.executable, "-m", "winnow.serving.workers", str(child.fileno())],
-                            pass_fds=[child.fileno()], env=os.environ.copy())
+                            pass_fds=[child.fileno()], env={**os.environ, BUILD_LOCK_ENV: build_lock})
     child.close()
     parent.setblocking(False)
     return _Worker(index, proc, parent)
@@ -66,7 +71,9 @@ def serve_workers(host: str, port: int, workers: int, *, backlog: int = 2048) ->
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(True))
-    pool = [_spawn(i) for i in range(workers)]
+    fd, build_lock = tempfile.mkstemp(prefix="winnow-build-", suffix=".lock")
+    os.close(fd)
+    pool = [_spawn(i, build_lock) for i in range(workers)]
     sel = selectors.DefaultSelector()
     for w in pool:
         sel.register(w.chan, selectors.EVENT_READ, w)
@@ -97,7 +104,7 @@ def serve_workers(host: str, port: int, workers: int, *, backlog: int = 2048) ->
                 w.chan.close()
                 code = w.proc.wait()
                 log.error("worker %d (pid %d) exited with %s; restarting", w.index, w.proc.pid, code)
-                new = _spawn(w.index)
+                new = _spawn(w.index, build_lock)
                 pool[w.index] = new
                 sel.register(new.chan, selectors.EVENT_READ, new)
             if not any(w.ready for w in pool) and listening:
@@ -114,6 +121,7 @@ def serve_workers(host: str, port: int, workers: int, *, backlog: int = 2048) ->
                 w.proc.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 w.proc.kill()
+        os.unlink(build_lock)
 
 
 def _accept_all(listener: socket.socket, ready: list[_Worker], turn: int) -> int:
