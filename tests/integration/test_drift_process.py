@@ -47,6 +47,20 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def assert_yields_to_the_server(monitor: int, server: int) -> None:
+    """The monitor child is niced below the server and shares its scheduling group: the server's
+    session (on Linux with autogroups a new session is a new autogroup, where niceness no longer
+    yields to the server's processes: the monitor took a full core from the workers) -- and its
+    autogroup, when the kernel has them; in a process group of its own (Ctrl-C reaches the
+    server only, which stops it)."""
+    assert os.getpriority(os.PRIO_PROCESS, monitor) >= os.getpriority(os.PRIO_PROCESS, server) + 10
+    assert os.getsid(monitor) == os.getsid(server)
+    group = Path(f"/proc/{monitor}/autogroup")
+    if group.exists():
+        assert group.read_text().split()[0] == Path(f"/proc/{server}/autogroup").read_text().split()[0]
+    assert os.getpgid(monitor) != os.getpgid(server)
+
+
 def test_the_server_s_monitor_computes_is_restarted_and_dies_with_the_server(home: Path) -> None:
     srv = Server(home, cli=True)
     try:
@@ -55,6 +69,7 @@ def test_the_server_s_monitor_computes_is_restarted_and_dies_with_the_server(hom
         (m1,) = first
         doc = wait_for(lambda: (d := _shared(home)) and d["computed_by"] == m1 and d, timeout=60, interval=0.1)
         assert doc and doc["state"] == "ok" and doc["report"] is not None, (_shared(home), srv.read_log())
+        assert_yields_to_the_server(m1, srv.proc.pid)  # it has computed: it set its niceness first
         assert doc["computed_by"] != srv.proc.pid  # the server (here also the one worker) never computes
         body = fresh_request(srv.url, "GET", "/v1/admin/drift").json()
         assert body["computed_here"] == 0 and body["computed_by"] == m1

@@ -94,7 +94,10 @@ def following(servers: list[Server], home: Path, *, loaded: str | None, timeout:
         return r if ok else None
 
     r = wait_for(check, timeout=timeout, interval=0.3)
-    assert r, f"the replicas did not follow revision {seen.get('store')} within {timeout} s: {seen}"
+    if not r:
+        last = [(d.action, d.rule, d.evidence) for d in stored(home).decisions[-2:]]
+        raise AssertionError(f"the replicas did not follow revision {seen.get('store')} within {timeout} s: "
+                             f"{seen}; the record's last decisions: {last}")
     return r
 
 

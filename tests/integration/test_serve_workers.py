@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from serve_harness import Server, fresh_request, make_home
 
-from winnow.core.file_lock import held_flock
+from winnow.core.files import held_flock
 from winnow.data.open_store import open_store
 from winnow.serving.workers import BUILD_LOCK_ENV
 from winnow.training.job import train

@@ -4,7 +4,9 @@ temporary file has a unique name (``tempfile.mkstemp`` in the target's directory
 several processes never share one; a crash leaves at most a stray ``.<name>.*.tmp``.
 
 Atomic replacement does not serialise read-modify-write sequences: ``exclusive`` is an
-inter-process lock (``fcntl.flock`` on a lock file) for that."""
+inter-process lock (``fcntl.flock`` on a lock file) for that; ``held_flock`` is the same lock
+with a bounded wait (the drift monitor's, a server's runtime builds). The kernel releases a
+``flock`` when its holder dies, also on SIGKILL, so a crashed holder never blocks the next one."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -59,5 +62,30 @@ def exclusive(lock_path: Path) -> Iterator[None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+FLOCK_POLL_S = 0.05  # retry pacing while a ``held_flock`` caller waits (bounded by its deadline)
+
+
+@contextlib.contextmanager
+def held_flock(lock_path: str | Path, *, wait_s: float = 0.0) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing) for the ``with`` block:
+    yields True when held, False when another holder kept it for all of ``wait_s`` seconds (0:
+    one non-blocking try); the block runs either way, the caller decides what False means."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        end, held = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= end:
+                    break
+                time.sleep(FLOCK_POLL_S)  # pacing of a retry bounded by ``end``
+        yield held
     finally:
         os.close(fd)  # closing the descriptor releases the lock

@@ -45,8 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from winnow.core.file_lock import held_flock
-from winnow.core.files import write_atomic
+from winnow.core.files import held_flock, write_atomic
 
 log = logging.getLogger(__name__)
 FORMAT = 1

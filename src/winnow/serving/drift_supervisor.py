@@ -16,8 +16,15 @@ Contract:
   ``winnow drift monitor`` started by hand) is retried the same way, so this server's child
   takes over when that one stops;
 - ``stop()`` terminates the child and waits for it (bounded; SIGKILL after ``STOP_S``); the child
-  runs in a session of its own, so a terminal's Ctrl-C (sent to the foreground process group)
-  reaches the server only, which then stops the child (no restart of a child that got it too).
+  runs in a process group of its own, so a terminal's Ctrl-C (sent to the foreground process
+  group) reaches the server only, which then stops the child (no restart of a child that got it
+  too);
+- the child stays in the server's session: on Linux with scheduler autogroups (the default of
+  most distributions) a new session is a new autogroup, and groups share the CPU equally
+  whatever their members' niceness, so a monitor in a session of its own took a full core from
+  the server's workers while it compared (measured at 10^6 items: the workers' CPU fell from
+  ~0.75 to ~0.5 core each and open-loop p99 at 300 req/s went from 11 ms to 16 s). In the
+  server's autogroup its niceness (``[drift] monitor_nice``) makes it yield to the workers.
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ class MonitorSupervisor:
                 [sys.executable, "-m", "winnow", "--home", str(self.home), "drift", "monitor",
                  "--parent-fd", str(rfd), "--nice", str(self.nice)],
                 pass_fds=[rfd], env={**os.environ, "WINNOW_HOME": str(self.home)},
-                start_new_session=True)  # a terminal's Ctrl-C reaches the server, which stops the child
+                process_group=0)  # Ctrl-C reaches the server only; same session: its nice holds (docstring)
         except BaseException:
             os.close(wfd)
             raise

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from winnow.core.file_lock import held_flock
+from winnow.core.files import held_flock
 from winnow.data.store import EventLog, Store
 from winnow.serving import memory
 from winnow.serving.workers import BUILD_LOCK_ENV
