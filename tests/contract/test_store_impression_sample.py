@@ -1,4 +1,5 @@
-"""The drift monitor's impression reads in SQL (``sample_impressions``, ``read_candidate_sets``):
+"""The drift monitor's impression reads in SQL (``sample_impressions``, ``read_candidate_sets``,
+``count_impressions``):
 the SQLite store, the PostgreSQL store (a real server) and the contract's generic Python versions
 (``Store.<method>`` of the base class, run on each store) return the same rows for the same log,
 so the monitor sees the same sample and the same candidate sets on either backend."""
@@ -67,6 +68,39 @@ def test_sample_impressions_same_on_both_backends_and_the_generic_version(
         assert sampled > 0  # not vacuous
     else:
         assert sampled == 0
+
+
+def test_count_impressions_same_on_both_backends_and_the_generic_version(stores: list[Store]) -> None:
+    log = _log(np.random.default_rng(3), 700)  # what the fixture logged
+    for since, until in WINDOWS + [(1000, 1000), (1200, 5000)]:
+        want = sum(since <= imp["timestamp"] < until for imp in log)
+        assert [fn(s, since=since, until=until) for s in stores
+                for fn in (type(s).count_impressions, Store.count_impressions)] == [want] * 4, (since, until)
+    assert stores[0].count_impressions(since=0, until=5000) == 700
+
+
+def test_sqlite_counts_impressions_on_the_timestamp_index_alone(tmp_path: Path) -> None:
+    """The drift monitor counts a window's slates before every comparison: on SQLite the count is
+    a range scan of ``impressions_ts``, never a read of the (large) impression rows."""
+    import sqlite3
+
+    from winnow.data import sample_sql
+
+    SQLiteStore(tmp_path / "w.db").close()
+    con = sqlite3.connect(tmp_path / "w.db")
+    try:
+        real = con.execute
+        plans: list[str] = []
+
+        class Explaining:  # runs each query, and records its plan first
+            def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+                plans.extend(r[-1] for r in real("EXPLAIN QUERY PLAN " + sql, args).fetchall())
+                return real(sql, args)
+
+        assert sample_sql.count_impressions(Explaining(), "?", since=0, until=10) == 0
+    finally:
+        con.close()
+    assert plans and all("COVERING INDEX impressions_ts" in p for p in plans), plans
 
 
 def test_read_candidate_sets_same_on_both_backends_and_the_generic_version(stores: list[Store]) -> None:

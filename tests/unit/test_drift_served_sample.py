@@ -1,6 +1,7 @@
 """The drift monitor's served-slate reads take a user sample once a window is large
-([drift] served_max_events): the same sample in every read, sized by the window's events, and a
-profile whose shares are those of the sampled users (winnow.evaluation.drift_served)."""
+([drift] served_max_events, served_max_impressions): the same sample in every read, sized by the
+window's events or by its logged slates, whichever asks for the smaller sample, and a profile
+whose shares are those of the sampled users (winnow.evaluation.drift_served)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 from winnow.core.config import load_config
 from winnow.data.sqlite_store import SQLiteStore
 from winnow.data.user_sample import BUCKETS, in_sample
-from winnow.evaluation.drift_served import sample_for, served_profile
+from winnow.evaluation.drift_served import sample_for, served_profile, served_sample
 
 
 class _Recording(SQLiteStore):
@@ -44,6 +45,15 @@ def test_sample_for_sizes_the_sample_by_the_window() -> None:
     assert sample_for(10**12, 100) == 1
 
 
+def test_served_sample_takes_the_smaller_of_the_events_and_the_slates_samples(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path, environ={}, overrides={
+        "drift": {"served_max_events": 100, "served_max_impressions": 1000}}).drift
+    assert served_sample(100, 1000, cfg) is None  # neither over its cap: everyone
+    assert served_sample(400, 1000, cfg) == BUCKETS // 4  # the events' sample
+    assert served_sample(0, 8000, cfg) == BUCKETS // 8  # no event, many slates: the slates' sample
+    assert served_sample(200, 8000, cfg) == BUCKETS // 8 and served_sample(800, 2000, cfg) == BUCKETS // 8
+
+
 def _store(tmp_path: Path) -> _Recording:
     store = _Recording(tmp_path / "w.db")
     store.seen = []
@@ -63,6 +73,25 @@ def _store(tmp_path: Path) -> _Recording:
     store.append_events(pd.DataFrame({"user_id": [e[0] for e in events], "item_id": [e[1] for e in events],
                                       "event_type": "click", "value": np.nan, "timestamp": [e[2] for e in events]}))
     return store
+
+
+def test_a_window_of_many_slates_and_few_events_is_sampled_by_its_slates(tmp_path: Path) -> None:
+    """What a server that answered many requests and was sent few events holds (an old benchmark
+    home: 0 events and 4 x 10^5 slates in the window): its served reads are sampled too, sized by
+    the slates logged in the window, so the comparison stops growing with the requests served."""
+    store = _store(tmp_path)
+    try:
+        few = load_config(tmp_path, environ={}, overrides={"drift": {"served_max_impressions": 500}})
+        part = served_profile(store, few, since=10_000, until=13_000, events=0)
+        keep = sample_for(2000, 500)  # the window's 2000 slates, 4x the cap: ~1/4 of the users
+        assert {k for _, k in store.seen} == {keep} and {r for r, _ in store.seen} == {
+            "shown", "sources", "candidates", "positives"}
+        assert part["served_sample"] == keep / BUCKETS
+        store.seen = []
+        served_profile(store, few, since=13_000, until=14_000, events=0)  # no slate in [12_400, 14_000)
+        assert {k for _, k in store.seen} == {None}
+    finally:
+        store.close()
 
 
 def test_a_large_window_reads_one_user_sample_everywhere_and_estimates_the_whole(tmp_path: Path) -> None:

@@ -126,7 +126,10 @@ class DriftConfig(_Section):
     ``served_max_events``: above that many events in a window, the served-slate reads take a
     deterministic user sample (winnow.data.user_sample) of about ``served_max_events / events``
     of the users, every row of each, so the per-user and per-positive shares it compares stay
-    unbiased (the events' own profile, columnar, is read whole)."""
+    unbiased (the events' own profile, columnar, is read whole); and above
+    ``served_max_impressions`` logged slates in it, of about ``served_max_impressions /
+    impressions`` of them (the smaller of the two samples): the slates a server logs grow with
+    the requests it answers, not with the events it is sent."""
 
     window_days: float = Field(7.0, gt=0)
     top_items: int = Field(1000, ge=1)  # items kept by name in the reference popularity (+ "other")
@@ -148,6 +151,9 @@ class DriftConfig(_Section):
     # above this many events in a window the served-slate reads take a user sample (about
     # served_max_events / events of the users, all rows of each): bounded memory and CPU
     served_max_events: int = Field(500_000, ge=1)
+    # ... and above this many logged slates (impressions) in it, whatever its events (a server
+    # logs a slate per request, clicked or not): about served_max_impressions / impressions
+    served_max_impressions: int = Field(50_000, ge=1)
     history: int = Field(48, ge=1, le=10_000)
 
     @field_validator("monitor", mode="before")

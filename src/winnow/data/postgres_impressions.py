@@ -90,6 +90,11 @@ def sample_impressions(cur: Any, since: int, until: int, model_version: str | No
     return [shape.impression_record(r, json_text=False) for r in rows]
 
 
+def count_impressions(cur: Any, since: int, until: int) -> int:
+    """Store.count_impressions on the timestamp index (sample_sql)."""
+    return sample_sql.count_impressions(cur, "%s", since=since, until=until)
+
+
 def impression_outcomes(cur: Any, since: int | None) -> pd.DataFrame:
     """Store.impression_outcomes: one row per shown item (same contract as SQLiteStore's), the
     item's slate fields plus ``events``, the event types later logged for that item with the

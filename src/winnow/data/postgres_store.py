@@ -347,6 +347,9 @@ class PostgresStore(Store):
         """Store.sample_impressions: only the sampled rows are read (postgres_impressions)."""
         return self._read(pgi.sample_impressions, since, until, model_version, limit, bounded=False)
 
+    def count_impressions(self, *, since: int, until: int) -> int:  # on the ts index (postgres_impressions)
+        return self._read(pgi.count_impressions, since, until)
+
     def impressions_after(self, *, after_seq: int, since: int = 0) -> list[tuple[int, dict[str, Any]]]:
         return self._read(rollout_sql.impressions_after, "%s", after_seq, since, False, bounded=False)
 

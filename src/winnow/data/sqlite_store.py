@@ -311,6 +311,10 @@ class SQLiteStore(Store):
                                                  model_version=model_version, limit=limit)
         return [shape.impression_record(r, json_text=True) for r in rows]
 
+    def count_impressions(self, *, since: int, until: int) -> int:
+        """Store.count_impressions on the timestamp index (sample_sql)."""
+        return sample_sql.count_impressions(self._reader(), "?", since=since, until=until)
+
     def read_feedback_events(self, *, event_types: Sequence[str], since: int | None = None,
                              user_sample: int | None = None) -> pd.DataFrame:
         """Store.read_feedback_events from the event blocks and only the keys named (fast path)."""

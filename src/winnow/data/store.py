@@ -216,6 +216,13 @@ class Store(ABC):
                 and (model_version is None or str(imp.get("model_version") or "") == model_version)]
         return rows[::-(-len(rows) // limit) or 1][:limit]
 
+    def count_impressions(self, *, since: int, until: int) -> int:
+        """How many impressions have since <= timestamp < until: what the drift monitor sizes
+        its served-slate user sample by (winnow.evaluation.drift_served), so it must not read the
+        slates. Default: built on ``read_impressions``; the SQL stores count on their timestamp
+        index (winnow.data.sample_sql)."""
+        return sum(1 for imp in self.read_impressions(since=since) if int(imp["timestamp"]) < until)
+
     def read_candidate_sets(self, *, since: int, until: int, user_sample: int | None = None) -> pd.DataFrame:
         """The candidate sets logged with the impressions with since <= timestamp < until (a
         sampled share of requests carries ``context.candidates``, the external ids of the

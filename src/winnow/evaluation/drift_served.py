@@ -10,9 +10,12 @@ read once from the store's impression log (columnar: ``Store.read_shown_items`` 
 - "served_items": how many slate items were shown in the window (estimated from the sample when
   "served_sample" < 1);
 - "served_sample": the share of users the served reads took (winnow.data.user_sample; 1.0 = all):
-  below 1 when the window holds more than ``[drift] served_max_events`` events, so a comparison's
-  memory and CPU stop growing with the traffic; every share and rate here is per user or per
-  positive of the sampled users, so it estimates the whole window's without bias;
+  below 1 when the window holds more than ``[drift] served_max_events`` events or more than
+  ``[drift] served_max_impressions`` logged slates (``Store.count_impressions``, counted without
+  reading one: a server logs a slate per request, clicked or not, so the slates grow with the
+  requests whatever the events), so a comparison's memory and CPU stop growing with the traffic;
+  every share and rate here is per user or per positive of the sampled users, so it estimates
+  the whole window's without bias;
 - "candidate_recall" / "candidate_positives": the same share for the candidate sets a sampled
   share of requests logs (``[drift] candidate_sample``; ``candidate_recall`` below): of the
   positives of users with a logged set within the attribution window before, the share whose
@@ -35,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from winnow.core.config import WinnowConfig
+from winnow.core.config import DriftConfig, WinnowConfig
 from winnow.data.store import Store
 from winnow.data.user_sample import BUCKETS
 from winnow.evaluation.drift import quantiles
@@ -77,12 +80,23 @@ def sample_for(events: int, max_events: int) -> int | None:
     return max(1, -(-BUCKETS * max_events // events))
 
 
+def served_sample(events: int, impressions: int, cfg: DriftConfig) -> int | None:
+    """The user sample of a window's served reads: the smaller of ``sample_for`` by its
+    ``events`` (``served_max_events``) and by its logged slates, ``impressions``
+    (``served_max_impressions``); None (everyone) when neither is over its cap."""
+    kept = [k for k in (sample_for(events, cfg.served_max_events),
+                        sample_for(impressions, cfg.served_max_impressions)) if k is not None]
+    return min(kept) if kept else None
+
+
 def served_profile(store: Store, config: WinnowConfig, *, since: int, until: int,
                    calibration: tuple[str, list[float]] | None = None, events: int = 0) -> dict[str, Any]:
     """The served part of a window's profile (module docstring); ``events``: the window's event
-    count (what the user sample is sized by, ``[drift] served_max_events``)."""
+    count (with the slates logged in the window, what the user sample is sized by:
+    ``served_sample``)."""
     fb = config.feedback
-    keep = sample_for(events, config.drift.served_max_events)
+    impressions = store.count_impressions(since=since - fb.attribution_window_s, until=until)
+    keep = served_sample(events, impressions, config.drift)
     share = 1.0 if keep is None else keep / BUCKETS
     types = sorted(set(fb.click_events) | set(config.ranker.purchase_events))
     pos = store.read_feedback_events(event_types=types, since=since, user_sample=keep)
