@@ -144,7 +144,8 @@ def server_cpu_s(pid: int) -> float:
 
 
 def row(name: str, url: str, paths: list[str], duration: float, server: int, **kw: float) -> dict:
-    """One loadgen run, with the server's CPU (dispatcher + workers) over it and the load average."""
+    """One loadgen run, with the server's CPU over it (every descendant: dispatcher, workers and
+    the drift monitor child) and the load average."""
     c0 = server_cpu_s(server)
     r = loadgen.run(url, paths, duration_s=duration, **kw).summary()
     cpu = server_cpu_s(server) - c0
