@@ -86,6 +86,10 @@ def held_flock(lock_path: str | Path, *, wait_s: float = 0.0) -> Iterator[bool]:
                 if time.monotonic() >= end:
                     break
                 time.sleep(FLOCK_POLL_S)  # pacing of a retry bounded by ``end``
-        yield held
+        try:
+            yield held
+        finally:
+            if held:  # explicitly: a child forked meanwhile would keep a copy of the descriptor open
+                fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        os.close(fd)
