@@ -48,12 +48,13 @@ def _alive(pid: int) -> bool:
 
 
 def assert_yields_to_the_server(monitor: int, server: int) -> None:
-    """The monitor child is niced below the server and shares its scheduling group: the server's
-    session (on Linux with autogroups a new session is a new autogroup, where niceness no longer
-    yields to the server's processes: the monitor took a full core from the workers) -- and its
-    autogroup, when the kernel has them; in a process group of its own (Ctrl-C reaches the
-    server only, which stops it)."""
+    """The monitor child is niced below the server, in the SCHED_IDLE class, and shares the
+    server's scheduling group: its session (on Linux with autogroups a new session is a new
+    autogroup, where niceness no longer yields to the server's processes: the monitor took a
+    full core from the workers) -- and its autogroup, when the kernel has them; in a process
+    group of its own (Ctrl-C reaches the server only, which stops it)."""
     assert os.getpriority(os.PRIO_PROCESS, monitor) >= os.getpriority(os.PRIO_PROCESS, server) + 10
+    assert os.sched_getscheduler(monitor) == os.SCHED_IDLE  # [drift] monitor_idle (default): only idle CPU
     assert os.getsid(monitor) == os.getsid(server)
     group = Path(f"/proc/{monitor}/autogroup")
     if group.exists():

@@ -34,7 +34,8 @@ def report(json_out: Optional[Path] = typer.Option(None, "--json", help="also wr
 @drift_app.command("monitor")
 def monitor(parent_fd: Optional[int] = typer.Option(
         None, "--parent-fd", hidden=True, help="exit when this pipe reads end-of-file (set by `winnow serve`)"),
-        nice: int = typer.Option(0, "--nice", min=0, max=19, help="add this to the process's niceness first")) -> None:
+        nice: int = typer.Option(0, "--nice", min=0, max=19, help="add this to the process's niceness first"),
+        idle: bool = typer.Option(False, "--idle", help="the SCHED_IDLE class (Linux): only idle CPU")) -> None:
     """Run the home's live drift monitor in the foreground: every [drift] refresh_s, the store's
     last window_days vs the ACTIVE bundle's profile, written to <home>/drift/live.json for the
     serving workers to read. `winnow serve` runs one itself with [drift] monitor = "process";
@@ -47,7 +48,7 @@ def monitor(parent_fd: Optional[int] = typer.Option(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = config()
     try:
-        code = run_monitor(cfg, parent_fd=parent_fd, nice=nice)
+        code = run_monitor(cfg, parent_fd=parent_fd, nice=nice, idle=idle)
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)

@@ -115,7 +115,7 @@ class DriftConfig(_Section):
     every ``refresh_s`` seconds in a process that answers no requests, once per home, and writes
     ``<home>/drift/live.json`` (with the last ``history`` results), which the serving workers only
     read. ``monitor``: "process" -- ``winnow serve`` starts and supervises that process (at nice
-    ``monitor_nice``); "external" -- the workers read the file, the process is run separately
+    ``monitor_nice``, in the SCHED_IDLE class with ``monitor_idle``); "external" -- the workers read the file, the process is run separately
     (``winnow drift monitor``, e.g. beside replicas); "off" -- no monitoring (the admin routes
     answer 404). The old booleans still load: true = "process", false = "off". A comparison reads
     the whole window, so its cost grows with the traffic (~24 s of CPU at 10^6 events and 2.5 x
@@ -146,6 +146,7 @@ class DriftConfig(_Section):
     min_positives: int = Field(400, ge=1)  # candidate_recall compared from this many positives per window
     monitor: Literal["process", "external", "off"] = "process"
     monitor_nice: int = Field(10, ge=0, le=19)  # niceness of the monitor process `winnow serve` starts
+    monitor_idle: bool = True  # ... and in the SCHED_IDLE class (Linux): CPU only when the workers leave it idle
     refresh_s: float = Field(300.0, gt=0)
     max_duty: float = Field(0.1, gt=0, le=1)  # the monitor's share of one core, at most (see above)
     # above this many events in a window the served-slate reads take a user sample (about

@@ -160,13 +160,18 @@ def _drain(fd: int) -> None:
         pass
 
 
-def run_monitor(config: WinnowConfig, *, parent_fd: int | None = None, nice: int = 0) -> int:
+def run_monitor(config: WinnowConfig, *, parent_fd: int | None = None, nice: int = 0, idle: bool = False) -> int:
     """Open the home's store and run its monitor (``winnow drift monitor``); the exit status.
-    ``nice``: added to this process's niceness first (the supervisor passes ``[drift] monitor_nice``)."""
+    ``nice``: added to this process's niceness first (the supervisor passes ``[drift] monitor_nice``);
+    ``idle``: the SCHED_IDLE scheduling class too, where the platform has it (Linux; the
+    supervisor passes ``[drift] monitor_idle``): this thread and the threads it starts run only
+    on CPU nothing else wants. Both before any thread is started (Linux applies them per thread)."""
     from winnow.data.open_store import open_store
 
     if nice:
         os.nice(nice)
+    if idle and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     if parent_fd is not None:
         os.set_blocking(parent_fd, False)
     store = open_store(config.store_url())

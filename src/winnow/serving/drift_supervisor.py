@@ -3,8 +3,9 @@ stopped with it, never outliving it.
 
 With ``[drift] monitor = "process"`` the server (serving/server.py, one worker or several) runs
 one ``MonitorSupervisor``: a thread that starts ``python -m winnow --home H drift monitor
---parent-fd N --nice K`` (serving/drift_monitor.py: the comparison in a process that answers
-no requests, at niceness ``[drift] monitor_nice``) and waits for it.
+--parent-fd N --nice K [--idle]`` (serving/drift_monitor.py: the comparison in a process that
+answers no requests, at niceness ``[drift] monitor_nice``, in the SCHED_IDLE class with
+``[drift] monitor_idle``) and waits for it.
 
 Contract:
 - the child gets the read end of a pipe whose write end only this process holds (no other
@@ -49,9 +50,10 @@ STOP_S = 10.0
 class MonitorSupervisor:
     """The server's drift monitor child (module docstring)."""
 
-    def __init__(self, home: Path, *, nice: int = 10) -> None:
+    def __init__(self, home: Path, *, nice: int = 10, idle: bool = True) -> None:
         self.home = Path(home)
         self.nice = nice
+        self.idle = idle
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self._stop = threading.Event()
@@ -66,7 +68,7 @@ class MonitorSupervisor:
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "winnow", "--home", str(self.home), "drift", "monitor",
-                 "--parent-fd", str(rfd), "--nice", str(self.nice)],
+                 "--parent-fd", str(rfd), "--nice", str(self.nice), *(["--idle"] if self.idle else [])],
                 pass_fds=[rfd], env={**os.environ, "WINNOW_HOME": str(self.home)},
                 process_group=0)  # Ctrl-C reaches the server only; same session: its nice holds (docstring)
         except BaseException:

@@ -40,7 +40,7 @@ def serve(config: WinnowConfig, host: str | None = None, port: int | None = None
     if config.drift.monitor == "process":
         from winnow.serving.drift_supervisor import MonitorSupervisor
 
-        monitor = MonitorSupervisor(config.home, nice=config.drift.monitor_nice)
+        monitor = MonitorSupervisor(config.home, nice=config.drift.monitor_nice, idle=config.drift.monitor_idle)
         monitor.start()
     try:
         if config.serving.workers > 1:
