@@ -44,7 +44,8 @@ from winnow.data.postgres_event_log import read_event_log
 from winnow.data.postgres_keys import key_ids
 from winnow.data.schema import ITEM_COLUMNS, USER_COLUMNS
 from winnow.data.rollouts import Rollout, RolloutDecision
-from winnow.data.store import EventLog, Store, in_given_order, maps_driver_errors
+from winnow.data.store import EventLog, Store, in_given_order
+from winnow.data.store_errors import maps_driver_errors
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
 
 _COPY_CHUNK = 1 << 23    # bytes per COPY write

@@ -40,7 +40,8 @@ from winnow.data.sqlite_schema import (
 from winnow.data.sqlite_schema import SCHEMA_VERSION
 from winnow.data.sqlite_schema import UNAVAILABLE as _UNAVAILABLE
 from winnow.data.rollouts import Rollout, RolloutDecision
-from winnow.data.store import EventLog, Store, in_given_order, maps_driver_errors
+from winnow.data.store import EventLog, Store, in_given_order
+from winnow.data.store_errors import maps_driver_errors
 from winnow.data.validate import normalize_events, normalize_items, normalize_users
 
 _CACHE_KIB = -8192        # PRAGMA cache_size of the writer while serving (negative: KiB)

@@ -19,16 +19,14 @@ Guarantees every implementation gives:
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from winnow.core.errors import StoreError
 from winnow.data.store_rows import SCALARS_BATCH, item_scalars_frame
 from winnow.data.user_sample import check_keep
 from winnow.data.user_sample import in_sample as user_sample_mask
@@ -348,7 +346,6 @@ class Store(ABC):
         """Release connections. Idempotent."""
 
 
-S = TypeVar("S", bound=type[Store])
 
 
 SHOWN_COLUMNS = ["user_id", "item_id", "timestamp", "score", "model_version"]
@@ -381,31 +378,3 @@ def in_given_order(items: pd.DataFrame, item_ids: list[str]) -> pd.DataFrame:
     sub = items[items["item_id"].astype(str).isin(pos)]
     order = np.argsort([pos[str(i)] for i in sub["item_id"]], kind="stable")
     return sub.iloc[order].reset_index(drop=True)
-
-
-def maps_driver_errors(driver: tuple[type[Exception], ...],
-                       translate: Callable[[Any, Exception], StoreError]) -> Callable[[S], S]:
-    """Class decorator for a Store implementation: every public method of the Store contract
-    re-raises an exception of the ``driver`` types as ``translate(store, exc)`` (a StoreError
-    or StoreUnavailableError naming the backend), chained to the driver's exception."""
-
-    def decorate(cls: S) -> S:
-        for name in _CONTRACT:
-            setattr(cls, name, _mapped(getattr(cls, name), driver, translate))
-        return cls
-    return decorate
-
-
-def _mapped(fn: Callable[..., Any], driver: tuple[type[Exception], ...],
-            translate: Callable[[Any, Exception], StoreError]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def method(self: Store, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(self, *args, **kwargs)
-        except driver as exc:
-            raise translate(self, exc) from exc
-    return method
-
-
-# the public methods of the contract (what callers may call on any store)
-_CONTRACT = tuple(name for name, value in vars(Store).items() if callable(value) and not name.startswith("_"))
