@@ -31,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
-import serve  # noqa: E402  (build, start_server, load_users, free_port, wait_for_workers)
+import serve  # noqa: E402  (build, running_server, load_users)
 
 def processes(root: int) -> dict[int, tuple[float, bool]]:
     """pid -> (user + system CPU seconds, is the drift monitor) for ``root`` and its descendants."""
@@ -71,12 +71,8 @@ def last_comparison(home: Path) -> tuple[int, float, float] | None:
 def variant(name: str, src: Path, home: Path, paths: list[str], args: argparse.Namespace) -> list[dict]:
     os.environ["WINNOW__DRIFT__REFRESH_S"] = str(args.refresh)
     os.environ["WINNOW__DRIFT__WINDOW_DAYS"] = str(args.window_days)
-    port = serve.free_port()
-    proc = serve.start_server(home, src, port, args.workers)
-    url = f"http://127.0.0.1:{port}"
     rows = []
-    try:
-        serve.wait_for_workers(url, args.workers)
+    with serve.running_server(home, src, args.workers) as (proc, url):
         loadgen.run(url, paths, duration_s=args.warmup, rate=args.rate)  # warm-up, not recorded
         first = last_comparison(home)
         end = time.time() + 600
@@ -116,9 +112,6 @@ def variant(name: str, src: Path, home: Path, paths: list[str], args: argparse.N
                                                                                 "computed_by", "error")},
                      "live_events": ((last.get("report") or {}).get("live") or {}).get("events"),
                      "comparison_spans_s": sorted(round(b - a, 2) for a, b in spans.values())})
-    finally:
-        proc.terminate()
-        proc.wait(60)
     return rows
 
 

@@ -27,17 +27,13 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import serve  # noqa: E402  (start_server, load_users, row, free_port, wait_for_workers, tree_cpu_s)
+import serve  # noqa: E402  (running_server, load_users, row, tree_cpu_s)
 
 
 def variant(home: Path, name: str, src: Path, args: argparse.Namespace) -> list[dict]:
     """The two rows (no comparison, during one) of one source tree's server on ``home``."""
-    port = serve.free_port()
-    proc = serve.start_server(home, src, port, args.workers)
-    url = f"http://127.0.0.1:{port}"
     rows: list[dict] = []
-    try:
-        serve.wait_for_workers(url, args.workers)
+    with serve.running_server(home, src, args.workers) as (proc, url):
         paths = [f"/v1/users/{u}/recommendations?k=20" for u in serve.load_users(home, src, args.active_users)]
         httpx.post(url + "/v1/admin/drift/refresh", timeout=900)  # the start-up comparison, finished
         serve.row("warm-up c=4", url, paths, 8.0, proc.pid, conns=4)
@@ -56,9 +52,6 @@ def variant(home: Path, name: str, src: Path, args: argparse.Namespace) -> list[
             rows.append(r)
             if during:
                 ask.join(900)
-    finally:
-        proc.terminate()
-        proc.wait(60)
     return rows
 
 

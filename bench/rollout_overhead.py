@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import serve  # build, start_server, load_users, row, free_port, wait_for_workers
+import serve  # build, running_server, load_users, row
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY_S = 86_400
@@ -177,21 +177,14 @@ def main() -> None:
     users = serve.load_users(home, src, args.active_users)
     paths = [f"/v1/users/{u}/recommendations?k=20" for u in users]
     os.environ["WINNOW__ROLLOUT__CHECK_S"] = str(DAY_S)  # the server inherits it: no decisions
-    port = serve.free_port()
-    proc = serve.start_server(home, src, port, args.workers)
-    url = f"http://127.0.0.1:{port}"
     by_rate: list[dict] = []
-    try:
-        serve.wait_for_workers(url, args.workers)
+    with serve.running_server(home, src, args.workers) as (proc, url):
         # no kept-alive connection: a worker closes one idle past its keep-alive timeout (5 s)
         with httpx.Client(base_url=url, timeout=120, limits=httpx.Limits(max_keepalive_connections=0)) as c:
             champion = c.get("/readyz").json()["model_version"]
             serve.row("warm-up closed c=4", url, paths, max(5.0, len(paths) / 100), proc.pid, conns=4)
             for rate in rates:
                 by_rate.append(measure_rate(c, url, paths, proc.pid, version, rate, modes, args))
-    finally:
-        proc.terminate()
-        proc.wait(60)
     out = {"benchmark": "rollout_overhead",
            "world": serve.world_of(home, {"movielens": args.movielens} if args.movielens else
                                    {"items": args.items, "users": args.users, "events": args.events}),

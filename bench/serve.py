@@ -28,6 +28,7 @@ Service.recommend in one process, wall and CPU time, stage timings) runs last, f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -35,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -168,6 +170,21 @@ def wait_for_workers(url: str, workers: int, timeout_s: float = 60) -> None:
         with httpx.Client(base_url=url, timeout=60) as c:
             seen.add(c.get("/healthz").headers.get("x-winnow-worker", "?"))
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def running_server(home: Path, src: Path, workers: int) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``winnow serve`` on ``home`` (``src`` on PYTHONPATH) on a free port, every worker
+    answering: (process, url) for the block; terminated (and waited for) after it."""
+    port = free_port()
+    proc = start_server(home, src, port, workers)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_workers(url, workers)
+        yield proc, url
+    finally:
+        proc.terminate()
+        proc.wait(60)
 
 
 def specs(args: argparse.Namespace, paths: list[str]) -> list[tuple[str, list[str], float, dict]]:

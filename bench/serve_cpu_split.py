@@ -67,12 +67,8 @@ def measure(src: Path, home: Path, args: argparse.Namespace) -> dict:
     """One tree on its own copy of the home: idle and loaded CPU split by process."""
     users = serve.load_users(home, src, args.active_users)
     paths = [f"/v1/users/{u}/recommendations?k=20" for u in users]
-    port = serve.free_port()
-    proc = serve.start_server(home, src, port, args.workers)
-    url = f"http://127.0.0.1:{port}"
     roles: dict[int, str] = {}
-    try:
-        serve.wait_for_workers(url, args.workers)
+    with serve.running_server(home, src, args.workers) as (proc, url):
         started_monitor_pid = [p for p in serve.tree_cpu_s(proc.pid) if role(p) == "drift_monitor"]
         s0 = serve.tree_cpu_s(proc.pid)
         time.sleep(args.idle)
@@ -95,9 +91,6 @@ def measure(src: Path, home: Path, args: argparse.Namespace) -> dict:
                   f"{rows[-1]['server_cpu_ms_per_request']} ms/req (workers "
                   f"{rows[-1]['workers_cpu_ms_per_request']}, monitor {rows[-1]['monitor_cpu_ms_per_request']}), "
                   f"errors {r['errors']}, load {rows[-1]['load_average'][0]}", flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(60)
     return {"src": str(src), "idle_s": args.idle, "idle_cpu_s": idle, "rows": rows,
             "monitor_pids": started_monitor_pid, "drift_monitor_result": monitor_result(home)}
 
