@@ -82,6 +82,14 @@ def _reference(r: Rollout, imps: list[dict], events: list[pd.DataFrame], step_st
                     "latency": sorted(i["context"]["rollout"]["ms"] for i in rows),
                     "users": {i["user_id"] for i in rows},
                     "slates": sorted(tuple(it["item_id"] for it in i["items"]) for i in rows)}
+        per_user: dict[str, list[int]] = {}  # user -> requests, errors, empty, fallbacks (RATE_COLUMNS)
+        for i in rows:
+            ro = i["context"]["rollout"]
+            row = per_user.setdefault(i["user_id"], [0, 0, 0, 0])
+            for col, hit in enumerate((True, ro["error"], not i["items"],
+                                       any(f not in NORMAL_FALLBACKS for f in ro["fallbacks"]))):
+                row[col] += int(hit)
+        out[arm]["per_user"] = sorted(tuple(r) for r in per_user.values())
     for i in sorted(mine, key=lambda i: i["timestamp"]):
         u, arm = i["user_id"], i["context"]["rollout"]["arm"]
         first.setdefault(u, (i["timestamp"], arm))
@@ -100,7 +108,8 @@ def _reference(r: Rollout, imps: list[dict], events: list[pd.DataFrame], step_st
 def _shape(arms: dict, switched: int) -> dict:
     out = {arm: {"requests": a.requests, "errors": a.errors, "empty": a.empty, "fallback": a.fallback,
                  "latency": sorted(a.latency_ms), "users": set(a.users), "slates": sorted(a.slates),
-                 "new_in_step": a.new_in_step, "values": sorted(a.values.tolist())}
+                 "new_in_step": a.new_in_step, "values": sorted(a.values.tolist()),
+                 "per_user": sorted(tuple(r) for r in a.per_user.tolist())}
            for arm, a in arms.items()}
     out["switched"] = switched
     return out

@@ -380,10 +380,13 @@ def test_rollout_page_shows_state_arms_and_every_decision(served, page):
             t + 60, 0, "step_complete:non_inferior", "next_step",
             {"test": {"diff": 0.01, "low": -0.001, "high": 0.02}, "non_inferiority_bound": -0.005}))
         store.update_rollout(done.id, revision=done.revision, changes={"state": "rolled_back", "ended": t + 120},
-                             decision=RolloutDecision(t + 120, 1, "guardrail:coverage", "roll_back",
-                                                      {"breaches": ["coverage"], "coverage": {
+                             decision=RolloutDecision(t + 120, 1, "guardrail:fallback_rate,coverage", "roll_back",
+                                                      {"breaches": ["fallback_rate", "coverage"], "coverage": {
                                                           "requests": 300, "champion_items": 200,
-                                                          "challenger_items": 40, "ratio": 0.2}}))
+                                                          "challenger_items": 40, "ratio": 0.2},
+                                                       "rate_tests": {"fallback_rate": {
+                                                           "diff": 0.3, "low": 0.2, "high": 0.4, "limit": 0.1,
+                                                           "breach": True}}}))
     finally:
         store.close()
     open_view(page, base, "rollout")
@@ -391,7 +394,8 @@ def test_rollout_page_shows_state_arms_and_every_decision(served, page):
     rows = page.locator("#rollout-decisions tbody tr")
     assert rows.count() == 3
     newest, middle, oldest = (rows.nth(i).inner_text() for i in range(3))
-    assert "guardrail breached: coverage" in newest and "distinct items 40 vs 200 at 300 requests" in newest
+    assert "guardrail breached: fallback_rate, coverage" in newest and "distinct items 40 vs 200 at 300 requests" in newest
+    assert "fallback_rate increase 0.300, always-valid interval [0.200, 0.400] above the allowed 0.100" in newest
     assert "2/3 (50%)" in newest and "interval [-0.00100, 0.0200]" in middle and "bound -0.00500" in middle
     assert "started by cli (canary, plan 5,50,100)" in oldest
     assert page.locator("#rollout-promote").count() == 0

@@ -194,6 +194,9 @@ def test_worse_challenger_is_rolled_back_and_restart_resumes(home: Path) -> None
             _until(rolled_back, timeout=300, what="automatic roll-back")
             last = _status(c)["rollout"]["decisions"][-1]
             assert last["rule"] == "sequential:worse" and last["evidence"]["test"]["high"] < 0
+            rates = last["evidence"]["rate_tests"]  # the rate guardrails were judged, none breached
+            assert set(rates) == {"error_rate", "empty_rate", "fallback_rate"}, rates
+            assert not any(t["breach"] for t in rates.values()), rates
             assert bundles.active_version(home) == champion
             assert c.get("/v1/users/r1/recommendations").json()["model_version"] == champion
         # the impressions carry the arm: the A/B report reads the canary like any experiment

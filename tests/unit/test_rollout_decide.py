@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from winnow.data.rollouts import Rollout
-from winnow.rollout.arms import Arm
+from winnow.rollout.arms import RATE_COLUMNS, Arm
 from winnow.rollout.assign import CHALLENGER, CHAMPION
 from winnow.rollout.decide import evaluate
 
@@ -22,9 +22,15 @@ def _rollout() -> Rollout:
 
 
 def _arm(requests: int, *, latency: float = 5.0, errors: int = 0, new: int = 0) -> Arm:
+    """``requests`` spread round-robin over (up to) 30 users; the errors on the first requests."""
+    users = min(requests, 30)
+    per_user = np.zeros((users, len(RATE_COLUMNS)), np.int64)
+    for k in range(requests):
+        per_user[k % users, 0] += 1
+        per_user[k % users, 1] += k < errors
     return Arm(requests=requests, errors=errors, latency_ms=[latency] * requests,
-               users={f"u{i}" for i in range(min(requests, 30))}, new_in_step=new,
-               values=np.zeros(min(requests, 30)))
+               users={f"u{i}" for i in range(users)}, new_in_step=new,
+               values=np.zeros(users), per_user=per_user)
 
 
 def test_slow_challenger_rolls_back_at_once_and_a_fast_one_does_not() -> None:
@@ -40,9 +46,15 @@ def test_slow_challenger_rolls_back_at_once_and_a_fast_one_does_not() -> None:
 
 
 def test_error_rate_breach_names_the_rate() -> None:
-    arms = {CHAMPION: _arm(100), CHALLENGER: _arm(100, errors=5)}  # 5% > 0% + 1%
-    verdict, _ = evaluate(_rollout(), arms, 0, now=1.0)
+    # every challenger request errors: far above 0% + 1% at alpha 0.01 after 100 requests
+    arms = {CHAMPION: _arm(100), CHALLENGER: _arm(100, errors=100)}
+    verdict, evidence = evaluate(_rollout(), arms, 0, now=1.0)
     assert verdict is not None and verdict.rule == "guardrail:error_rate"
+    assert evidence["rate_tests"]["error_rate"]["breach"]
+    # 5 errors in 100 requests of 30 users: above 1% as a raw rate, not shown to be by 100 requests
+    noisy = {CHAMPION: _arm(100), CHALLENGER: _arm(100, errors=5)}
+    verdict, evidence = evaluate(_rollout(), noisy, 0, now=1.0)
+    assert verdict is None and not evidence["rate_tests"]["error_rate"]["breach"]
 
 
 def test_sample_ratio_mismatch_halts_and_a_fair_split_does_not() -> None:

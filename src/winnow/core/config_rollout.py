@@ -18,7 +18,10 @@ from winnow.core.config_models import _Section
 class GuardrailConfig(_Section):
     """Challenger-vs-champion limits checked continuously; a breach rolls back at once.
     Rates are per request of each arm since the rollout started; a limit applies once the
-    challenger has served ``min_requests``."""
+    challenger has served ``min_requests``. A rate breaches when the always-valid interval
+    (level 1 - ``alpha``, mixture scale ``tau``) of its increase lies above the allowed
+    increase: sampling noise alone breaches with probability <= ``alpha`` per rate however
+    often it is checked."""
 
     min_requests: int = Field(50, ge=1)
     max_error_rate_increase: float = Field(0.01, ge=0, le=1)    # challenger errors (champion served instead)
@@ -27,6 +30,8 @@ class GuardrailConfig(_Section):
     p99_ratio: float = Field(2.0, ge=1)      # challenger p99 may reach this x the champion's ...
     p99_floor_ms: float = Field(50.0, ge=0)  # ... or this, whichever is larger
     min_coverage_ratio: float = Field(0.5, ge=0, le=1)  # challenger's distinct items served / champion's (0: off)
+    alpha: float = Field(0.01, gt=0, lt=1)  # rate guardrails: false breach probability per rate
+    tau: float = Field(0.1, gt=0, le=1)     # rate guardrails: mixture scale of the increase (sequential.py)
 
 
 class RolloutConfig(_Section):

@@ -25,6 +25,7 @@ from winnow.rollout.assign import CHALLENGER, CHAMPION
 
 ARMS = (CHAMPION, CHALLENGER)
 NORMAL_FALLBACKS = frozenset({"cold_start"})  # expected for new users: not a guardrail signal
+RATE_COLUMNS = ("requests", "error_rate", "empty_rate", "fallback_rate")  # Arm.per_user's columns
 
 
 @dataclass
@@ -41,6 +42,9 @@ class Arm:
     values: np.ndarray = field(default_factory=lambda: np.empty(0))  # primary metric per user
     slates: list[tuple[str, ...]] = field(default_factory=list)  # item ids served, per request, in time order
     items: set[str] | None = None  # distinct items served, kept by ArmTracker (else counted from slates)
+    # per user of the arm: requests, errors, empty slates, fallbacks (RATE_COLUMNS): the guardrails
+    # judge each rate per request with its noise clustered by user (sequential.ratio_msprt)
+    per_user: np.ndarray = field(default_factory=lambda: np.zeros((0, len(RATE_COLUMNS)), np.int64))
     _lat_cache: np.ndarray | None = field(default=None, repr=False, compare=False)  # latency_ms as an array
 
     def _latencies(self) -> np.ndarray:
@@ -53,6 +57,10 @@ class Arm:
             cache = np.concatenate([cache, np.asarray(self.latency_ms[len(cache):], np.float64)])
         self._lat_cache = cache
         return cache
+
+    def rate_counts(self, rate: str) -> tuple[np.ndarray, np.ndarray]:
+        """(hits, requests) per user for ``rate`` (one of RATE_COLUMNS[1:])."""
+        return self.per_user[:, RATE_COLUMNS.index(rate)], self.per_user[:, 0]
 
     def rates(self) -> dict[str, Any]:
         n = self.requests
@@ -104,6 +112,7 @@ class ArmTracker:
         self._shown = {a: np.zeros(64) for a in ARMS}
         self._hits = {a: np.zeros(64) for a in ARMS}
         self._switched = {a: np.zeros(64, bool) for a in ARMS}
+        self._counts = {a: np.zeros((64, len(RATE_COLUMNS)), np.int64) for a in ARMS}  # Arm.per_user
         self._counted: set[tuple[str, str]] = set()  # (request id, item) pairs already a hit
         self._pending: dict[tuple[str, str], float] = {}  # events whose impression is not read yet -> when seen
         self._marks: list[tuple[float, int, int]] = []  # (when, newest impression seq, newest event seq) per look
@@ -144,10 +153,12 @@ class ArmTracker:
             return
         arm, uid = ro["arm"], str(imp["user_id"])
         a = self._arms[arm]
+        row = (1, int(bool(ro.get("error"))), int(not imp["items"]),
+               int(any(f not in NORMAL_FALLBACKS for f in ro.get("fallbacks") or [])))
         a.requests += 1
-        a.errors += bool(ro.get("error"))
-        a.empty += not imp["items"]
-        a.fallback += any(f not in NORMAL_FALLBACKS for f in ro.get("fallbacks") or [])
+        a.errors += row[1]
+        a.empty += row[2]
+        a.fallback += row[3]
         if ro.get("ms") is not None:
             a.latency_ms.append(float(ro["ms"]))
         a.users.add(uid)
@@ -165,6 +176,7 @@ class ArmTracker:
             for other in seen:
                 self._switched[other][self._slot_of(other, uid)] = True
         self._shown[arm][slot] += len(slate)
+        self._counts[arm][slot] += row
         self._requests[req] = (uid, arm, slate)
 
     def _slot_of(self, arm: str, uid: str) -> int:
@@ -174,7 +186,7 @@ class ArmTracker:
         if slot is None:
             slot = slots[uid] = len(slots)
             if slot >= len(self._shown[arm]):  # grow by doubling
-                for table in (self._shown, self._hits, self._switched):
+                for table in (self._shown, self._hits, self._switched, self._counts):
                     table[arm] = np.concatenate([table[arm], np.zeros_like(table[arm])])
         return slot
 
@@ -206,6 +218,7 @@ class ArmTracker:
                 shown, hits, out = self._shown[arm][:n], self._hits[arm][:n], self._switched[arm][:n]
                 keep = ~out & (shown > 0)
                 self._arms[arm].values = hits[keep] / shown[keep]  # per user, in first-seen order
+                self._arms[arm].per_user = self._counts[arm][:n]
             first = ARMS[0]  # a switched user was in both arms: count them in one
             return self._arms, int(self._switched[first][:len(self._slot[first])].sum())
 

@@ -1,7 +1,10 @@
 """A canary's decisions, from each arm's measurements (winnow.rollout.arms), in this order:
 
 1. guardrails (once the challenger served ``guardrails.min_requests``): its error, empty-slate or
-   fallback rate above the champion's by more than the allowed increase, its p99 latency
+   fallback rate per request above the champion's by more than the allowed increase, judged
+   by an always-valid interval on the difference of the rates (``rate_tests``: the interval's
+   lower bound above the allowed increase, at ``guardrails.alpha``, noise clustered by user: a
+   user's requests are not independent), its p99 latency
    above max(champion p99 x ``p99_ratio``, ``p99_floor_ms``), or its catalog coverage below
    ``min_coverage_ratio`` x the champion's -> ``roll_back`` at once. Coverage = distinct items
    served over the rollout's window at EQUAL request counts (the arms' shares differ, and
@@ -35,7 +38,7 @@ import numpy as np
 from winnow.data.rollouts import Rollout
 from winnow.rollout.arms import Arm
 from winnow.rollout.assign import CHALLENGER, CHAMPION
-from winnow.rollout.sequential import msprt, srm_test
+from winnow.rollout.sequential import msprt, ratio_msprt, srm_test
 
 
 @dataclass(frozen=True)
@@ -44,16 +47,31 @@ class Verdict:
     rule: str
 
 
-def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any],
-                cover: dict[str, Any] | None) -> list[str]:
+RATE_LIMITS = (("error_rate", "max_error_rate_increase"), ("empty_rate", "max_empty_rate_increase"),
+               ("fallback_rate", "max_fallback_rate_increase"))
+
+
+def rate_tests(r: Rollout, arms: dict[str, Arm]) -> dict[str, dict[str, Any]]:
+    """Each rate guardrail's always-valid look at challenger - champion (sequential.ratio_msprt,
+    H0: the increase is at most the allowed one), with ``limit`` and ``breach`` (the interval's
+    lower bound above the limit); a rate is left out while an arm has fewer than two users."""
+    g = r.params.get("guardrails", {})
+    out = {}
+    for rate, key in RATE_LIMITS:
+        limit = float(g.get(key, 0.0))
+        look = ratio_msprt(arms[CHAMPION].rate_counts(rate), arms[CHALLENGER].rate_counts(rate),
+                           alpha=g.get("alpha", 0.01), tau=g.get("tau", 0.1), theta0=limit)
+        if look is not None:
+            out[rate] = {**look.to_dict(), "limit": limit, "breach": look.low > limit}
+    return out
+
+
+def _guardrails(r: Rollout, champ: dict[str, Any], chall: dict[str, Any], cover: dict[str, Any] | None,
+                tests: dict[str, dict[str, Any]]) -> list[str]:
     g = r.params.get("guardrails", {})
     if chall["requests"] < g.get("min_requests", 50):
         return []
-    breaches = []
-    for rate, limit in (("error_rate", "max_error_rate_increase"), ("empty_rate", "max_empty_rate_increase"),
-                        ("fallback_rate", "max_fallback_rate_increase")):
-        if chall[rate] is not None and chall[rate] > (champ[rate] or 0.0) + g.get(limit, 0.0):
-            breaches.append(rate)
+    breaches = [rate for rate, _ in RATE_LIMITS if rate in tests and tests[rate]["breach"]]
     if chall["p99_ms"] is not None:
         allowed = max((champ["p99_ms"] or 0.0) * g.get("p99_ratio", 2.0), g.get("p99_floor_ms", 50.0))
         if chall["p99_ms"] > allowed:
@@ -101,7 +119,9 @@ def evaluate(r: Rollout, arms: dict[str, Arm], switched: int, *, now: float) -> 
                                 "switched_users": switched}
     cover = coverage(arms)
     evidence["coverage"] = cover
-    breaches = _guardrails(r, champ, chall, cover)
+    tests = rate_tests(r, arms)
+    evidence["rate_tests"] = tests
+    breaches = _guardrails(r, champ, chall, cover, tests)
     if breaches:
         evidence["breaches"] = breaches
         return Verdict("roll_back", "guardrail:" + ",".join(breaches)), evidence

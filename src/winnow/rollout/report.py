@@ -67,6 +67,10 @@ def format_report(rep: dict[str, Any]) -> str:
         if test:
             lines.append(f"  challenger - champion {test['diff']:+.4f}, always-valid interval "
                          f"[{test['low']:+.4f}, {test['high']:+.4f}] (alpha {test['alpha']}), p {test['p_value']:.3g}")
+        for rate, t in ((now.get("evidence") or {}).get("rate_tests") or {}).items():
+            lines.append(f"  {rate:<13} increase {t['diff']:+.4f}, always-valid interval [{t['low']:+.4f}, "
+                         f"{t['high']:+.4f}] (alpha {t['alpha']}), allowed {t['limit']:+.4f}"
+                         f"{'  BREACH' if t['breach'] else ''}")
         if now.get("due"):
             lines.append(f"  due now: {now['due']['action']} ({now['due']['rule']})")
         elif (now.get("evidence") or {}).get("waiting") and r["running"]:

@@ -1,5 +1,6 @@
 """The always-valid sequential tests of a canary: a two-sample mSPRT for its primary metric
-(``msprt``) and a sequential multinomial test for sample-ratio mismatch (``srm_test``).
+(``msprt``) and for its guardrails' rates per request (``ratio_msprt``), and a sequential
+multinomial test for sample-ratio mismatch (``srm_test``).
 
 Mixture sequential probability ratio test with a normal mixing distribution, in the form of
 Johari, Koomen, Pekelis, Walsh, "Always Valid Inference: Continuous Monitoring of A/B Tests",
@@ -18,8 +19,10 @@ simultaneously at every look:
 
     { theta : Lambda(theta) < 1/alpha } = d -/+ sqrt(V (V + tau^2) / tau^2 * (2 log(1/alpha) + log((V + tau^2) / V)))
 
-The always-valid p-value at a look is min(1, 1 / Lambda(0)). V uses the sample variances
-(the paper's large-sample plug-in); ``tests/unit/test_rollout_sequential.py`` checks the false
+The always-valid p-value at a look is min(1, 1 / Lambda(theta0)). V uses the sample variances
+(the paper's large-sample plug-in); for a rate per request (the guardrails' error, empty-slate
+and fallback rates, ``ratio_msprt``) V is the delta-method variance of a ratio of sums clustered
+by user (``ratio_variance``); ``tests/unit/test_rollout_sequential.py`` checks the false
 positive rate under A/A with a seeded simulator stays <= alpha over many runs with a look
 after every batch of users.
 
@@ -77,6 +80,21 @@ class SequentialResult:
         return asdict(self)
 
 
+def _look(n_c: int, n_t: int, mean_c: float, mean_t: float, v: float, *, alpha: float, tau: float,
+          theta0: float) -> SequentialResult:
+    """The mixture test and confidence sequence for difference ``mean_t - mean_c`` of variance
+    ``v`` (module docstring)."""
+    d = mean_t - mean_c
+    v = max(v, 1e-12)  # both arms constant: a tiny variance, not a division by zero
+    tau2 = tau * tau
+    log_lr = float(stats.norm.logpdf(d, loc=theta0, scale=math.sqrt(v + tau2))
+                   - stats.norm.logpdf(d, loc=theta0, scale=math.sqrt(v)))
+    radius = math.sqrt(v * (v + tau2) / tau2 * (2.0 * math.log(1.0 / alpha) + math.log((v + tau2) / v)))
+    return SequentialResult(n_control=n_c, n_treatment=n_t, mean_control=mean_c, mean_treatment=mean_t,
+                            diff=d, low=d - radius, high=d + radius, log_lr=log_lr,
+                            p_value=float(min(1.0, math.exp(-log_lr))), alpha=alpha, tau=tau)
+
+
 def msprt(control: np.ndarray, treatment: np.ndarray, *, alpha: float, tau: float,
           theta0: float = 0.0) -> SequentialResult | None:
     """The mSPRT look at per-unit values of both arms; None with fewer than MIN_PER_ARM units
@@ -86,16 +104,43 @@ def msprt(control: np.ndarray, treatment: np.ndarray, *, alpha: float, tau: floa
     c, t = c[np.isfinite(c)], t[np.isfinite(t)]
     if len(c) < MIN_PER_ARM or len(t) < MIN_PER_ARM:
         return None
-    d = float(t.mean() - c.mean())
     v = float(c.var(ddof=1) / len(c) + t.var(ddof=1) / len(t))
-    v = max(v, 1e-12)  # both arms constant: a tiny variance, not a division by zero
-    tau2 = tau * tau
-    log_lr = float(stats.norm.logpdf(d, loc=theta0, scale=math.sqrt(v + tau2))
-                   - stats.norm.logpdf(d, loc=theta0, scale=math.sqrt(v)))
-    radius = math.sqrt(v * (v + tau2) / tau2 * (2.0 * math.log(1.0 / alpha) + math.log((v + tau2) / v)))
-    return SequentialResult(n_control=len(c), n_treatment=len(t), mean_control=float(c.mean()),
-                            mean_treatment=float(t.mean()), diff=d, low=d - radius, high=d + radius,
-                            log_lr=log_lr, p_value=float(min(1.0, math.exp(-log_lr))), alpha=alpha, tau=tau)
+    return _look(len(c), len(t), float(c.mean()), float(t.mean()), v, alpha=alpha, tau=tau, theta0=theta0)
+
+
+def ratio_variance(hits: np.ndarray, trials: np.ndarray) -> tuple[float, float]:
+    """(R, Var R) of the ratio metric R = sum(hits) / sum(trials) over units (users) that each
+    contribute ``trials`` requests of which ``hits`` count: the delta-method variance of a ratio
+    of sums clustered by unit (Deng, Knoblich, Lu, "Applying the Delta Method in Metric
+    Analytics", KDD 2018), sum_u (hits_u - R trials_u)^2 / sum(trials)^2 x U / (U - 1). A user's
+    requests are not independent (the same user is a cold start, or an error, on every request),
+    so a binomial variance over requests would understate the noise of a rate per request."""
+    x = np.asarray(hits, np.float64)
+    n = np.asarray(trials, np.float64)
+    units, total = len(n), float(n.sum())
+    if units < MIN_PER_ARM or total <= 0:
+        raise ValueError(f"ratio_variance: {units} units with {total} trials: needs {MIN_PER_ARM} units and a trial")
+    r = float(x.sum()) / total
+    return r, float(((x - r * n) ** 2).sum()) / (total * total) * units / (units - 1)
+
+
+def ratio_msprt(control: tuple[np.ndarray, np.ndarray], treatment: tuple[np.ndarray, np.ndarray], *,
+                alpha: float, tau: float, theta0: float = 0.0) -> SequentialResult | None:
+    """The mSPRT look at the difference of two rates per request (treatment - control), each
+    given per unit as (hits, trials) arrays and judged by ``ratio_variance``; None while an arm
+    has fewer than MIN_PER_ARM units with a request. ``theta0`` is the null difference (the
+    guardrails test H0: increase <= the allowed increase; the interval does not depend on it)."""
+    arms = []
+    for hits, trials in (control, treatment):
+        x, n = np.asarray(hits, np.float64), np.asarray(trials, np.float64)
+        if x.shape != n.shape or (x < 0).any() or (x > n).any():
+            raise ValueError(f"ratio_msprt: hits {x[:5].tolist()}... must be per-unit counts <= trials {n[:5].tolist()}...")
+        keep = n > 0
+        if int(keep.sum()) < MIN_PER_ARM:
+            return None
+        arms.append((int(keep.sum()), *ratio_variance(x[keep], n[keep])))
+    (n_c, r_c, v_c), (n_t, r_t, v_t) = arms
+    return _look(n_c, n_t, r_c, r_t, v_c + v_t, alpha=alpha, tau=tau, theta0=theta0)
 
 
 @dataclass(frozen=True)

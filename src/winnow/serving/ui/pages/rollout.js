@@ -26,6 +26,10 @@ export function why(d) {
   if (d.action === "start") parts.push(`started by ${e.by || "?"} (${e.mode || ""}${e.plan ? `, plan ${e.plan.join(",")}` : ""})`);
   if (e.by && d.action !== "start") parts.push(`by ${e.by}`);
   if (e.breaches) parts.push(`guardrail breached: ${e.breaches.join(", ")}`);
+  for (const b of e.breaches || []) {
+    const rt = (e.rate_tests || {})[b];
+    if (rt) parts.push(`${b} increase ${fmt(rt.diff)}, always-valid interval [${fmt(rt.low)}, ${fmt(rt.high)}] above the allowed ${fmt(rt.limit)}`);
+  }
   if (d.rule === "srm" && e.srm) parts.push(`assignment ${e.srm.observed.join(" / ")} vs expected ${e.srm.expected.map((v) => fmt(v)).join(" / ")}, always-valid p ${fmt(e.srm.p_value)}`);
   if (e.breaches && e.breaches.includes("coverage") && e.coverage) parts.push(`distinct items ${e.coverage.challenger_items} vs ${e.coverage.champion_items} at ${e.coverage.requests} requests`);
   if (t && (d.rule.startsWith("sequential") || d.rule.startsWith("step_complete"))) {
@@ -70,6 +74,9 @@ function armsPanel(r, now) {
     h("div", { class: "toolbar" },
       h("span", {}, "SRM: ", srm ? `observed ${srm.observed.join(" / ")}, expected ${srm.expected.map((v) => fmt(v)).join(" / ")}, always-valid p ${fmt(srm.p_value)}` : "not judged yet"),
       h("span", {}, "coverage: ", cov ? `${cov.challenger_items} vs ${cov.champion_items} distinct items at ${fmt(cov.requests)} requests (ratio ${fmt(cov.ratio)})` : "–")),
+    h("div", { class: "toolbar", id: "rollout-rate-tests" },
+      ...Object.entries(ev.rate_tests || {}).map(([rate, rt]) => h("span", { class: rt.breach ? "chip rule" : "" },
+        `${rate}: increase ${fmt(rt.diff)} [${fmt(rt.low)}, ${fmt(rt.high)}], allowed ${fmt(rt.limit)}`))),
     now && now.due ? h("div", { class: "chip rule", id: "rollout-due" }, `due now: ${now.due.action} (${now.due.rule})`)
       : ev.waiting && r.running ? h("div", { class: "muted", id: "rollout-waiting" }, `waiting: ${ev.waiting}`) : null);
 }
