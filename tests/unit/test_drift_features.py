@@ -206,7 +206,7 @@ def test_candidate_recall_needs_min_positives(tmp_path: Path) -> None:
 
 
 def test_which_requests_log_their_candidate_set() -> None:
-    from winnow.serving.service import logs_candidates
+    from winnow.serving.drift_reader import logs_candidates
 
     rng = np.random.default_rng(3)
     ids = [rng.bytes(16).hex() for _ in range(20_000)]  # uniform, as uuid4().hex is in these digits

@@ -277,3 +277,37 @@ def test_set_quota_changes_a_sources_share_and_refuses_unknown_sources(setup):
         pipe.set_quota("nope", 3)
     with pytest.raises(ConfigError, match="quota must be >= 1"):
         pipe.set_quota("als", 0)
+
+
+def test_pause_is_called_between_the_stages_and_left_out_of_their_timings(setup):
+    """``recommend(pause=)``: called after retrieve and after rank (the shadow gives way to live
+    requests there); the slate is the one without pauses, and the time paused is in no stage."""
+    import time as _time
+
+    _, vecs, art = setup
+    pipe = build_pipeline(config(), art)
+    calls: list[int] = []
+    stages = {"retrieve": pipe.retrieve, "rank": pipe.rank}
+
+    def counted(name: str):
+        def run(*a, **kw):
+            calls.append(name)
+            return stages[name](*a, **kw)
+        return run
+
+    pipe.retrieve, pipe.rank = counted("retrieve"), counted("rank")  # type: ignore[method-assign]
+
+    def pause() -> None:
+        calls.append("pause")
+        _time.sleep(0.05)  # the paused time (not a wait for anything): must not show in the timings
+
+    plain = pipe.recommend(Request(known_user(vecs), 5, NOW))
+    calls.clear()
+    t0 = _time.perf_counter()
+    paused = pipe.recommend(Request(known_user(vecs), 5, NOW), pause=pause)
+    wall = _time.perf_counter() - t0
+    assert calls == ["retrieve", "pause", "rank", "pause"]
+    assert [(s.item, s.score) for s in paused.items] == [(s.item, s.score) for s in plain.items]
+    assert paused.timings["total"] <= wall - 0.1, (paused.timings, wall)  # two >= 50 ms pauses excluded
+    assert all(paused.timings[s] >= 0 for s in ("retrieve", "rank", "rerank"))
+    assert paused.timings["total"] >= paused.timings["retrieve"] + paused.timings["rank"] + paused.timings["rerank"]

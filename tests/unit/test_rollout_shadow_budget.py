@@ -96,3 +96,48 @@ def test_jobs_beyond_the_cpu_budget_are_skipped_and_counted() -> None:
         assert worker.budget.tokens < 0
     finally:
         assert worker.close()
+
+
+def test_a_running_job_gives_way_between_stages_and_gives_up_when_the_worker_stays_busy() -> None:
+    """A job started while the worker was idle meets a request that arrived meanwhile at its
+    next stage boundary (``yield_to_requests``): it waits while the request is in flight and
+    goes on once it ends; a worker still busy after PREEMPT_WAIT_S preempts it (counted, no
+    record). The job runs with the GIL's switch interval lowered (requests get the GIL sooner)."""
+    import sys
+
+    busy, store, metrics = Busy(), Records(), Metrics()
+    worker = ShadowWorker(store, metrics, capacity=8, batch=1, busy=busy, max_cpu_share=1.0)  # type: ignore[arg-type]
+    started, release = threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+
+    def job() -> dict[str, Any]:  # stage 1; a request arrives; the boundary; stage 2
+        seen["interval"] = sys.getswitchinterval()
+        started.set()
+        assert release.wait(30)
+        worker.yield_to_requests()
+        seen["stage2_in_flight"] = busy.in_flight
+        return {"ts": 1}
+
+    try:
+        default = sys.getswitchinterval()
+        worker.submit(5, job)
+        assert started.wait(30)
+        busy.enter()  # the arriving request: in flight when the job reaches its boundary ...
+        release.set()
+        assert not wait_for(lambda: "stage2_in_flight" in seen, timeout=0.05, interval=0.005)  # it waits
+        busy.leave()  # ... and ends: the job goes on
+        _until(worker, 5, "ran", 1)
+        assert seen["stage2_in_flight"] == 0 and seen["interval"] <= 0.0005 < default
+        assert sys.getswitchinterval() == default  # restored after the job
+        started.clear(), release.clear(), seen.clear()
+        worker.submit(5, job)
+        assert started.wait(30)
+        busy.enter()  # a request in flight for longer than the job waits at its boundary
+        release.set()
+        _until(worker, 5, "preempted", 1)
+        busy.leave()
+        assert "stage2_in_flight" not in seen and _metric(metrics, "preempted") == 1
+        with store.changed:
+            assert len(store.written) == 1  # only the first job's record
+    finally:
+        assert worker.close()

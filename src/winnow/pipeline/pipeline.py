@@ -18,7 +18,7 @@ Fallback chain, in order:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -156,13 +156,24 @@ class Pipeline:
         deterministic explore stage is the caller's choice (batch mode configures none)."""
         return [self.recommend(request) for request in requests]
 
-    def recommend(self, request: Request) -> Slate:
-        """The top-k slate for ``request`` with per-stage timings (seconds) and explain traces."""
+    def recommend(self, request: Request, *, pause: Callable[[], None] | None = None) -> Slate:
+        """The top-k slate for ``request`` with per-stage timings (seconds) and explain traces.
+        ``pause``, when given, is called between the stages (a background caller -- the rollout
+        shadow -- waits there while live requests are served, or raises to give up); the time
+        it takes is left out of the stage timings."""
         t0 = time.perf_counter()
         cands = self.retrieve(request)
         t1 = time.perf_counter()
+        if pause is not None:  # the paused time shifts the clock's origin: stages exclude it
+            pause()
+            shift = time.perf_counter() - t1
+            t0, t1 = t0 + shift, t1 + shift
         ranked = self.rank(cands, request)
         t2 = time.perf_counter()
+        if pause is not None:
+            pause()
+            shift = time.perf_counter() - t2
+            t0, t1, t2 = t0 + shift, t1 + shift, t2 + shift
         final, records = self.rerank(ranked, request)
         t3 = time.perf_counter()
         fallbacks = list(cands.fallbacks)

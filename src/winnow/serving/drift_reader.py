@@ -49,6 +49,13 @@ POLL_S = 0.05  # pacing of those waits (each bounded by its deadline)
 JOIN_S = 5.0
 
 
+def logs_candidates(request_id: str, rate: float) -> bool:
+    """Whether this request logs its candidate set (``[drift] candidate_sample``): the request id
+    (uuid4 hex, uniform) read as a number in [0, 1) below ``rate``; hex digits 8-15, so the
+    choice is independent of the shadow's sample (digits 0-7)."""
+    return rate > 0 and int(request_id[8:16], 16) / 2.0**32 < rate
+
+
 class NoMonitor(WinnowError):
     """No drift monitor is running for this home, or it did not answer in time."""
 

@@ -197,7 +197,7 @@ class RolloutFollower:
         shadow: dict[str, Any] | None = None
         if latest is not None and latest.mode == "shadow":
             counts = self.svc.shadow_counts(latest.id)
-            shadow = {k: int(counts.get(k, 0)) for k in ("ran", "skipped_busy", "skipped_budget", "dropped")}
+            shadow = {k: int(counts.get(k, 0)) for k in ("ran", "skipped_busy", "skipped_budget", "preempted", "dropped")}
             shadow["note"] = SAMPLING_NOTE
         return {"challenger_loaded": view.runtime.version if view is not None else None,
                 "build_failures": list(self.build_failures.get(rid, [])) if rid is not None else [],

@@ -98,12 +98,14 @@ class RolloutFollowingOut(BaseModel):
 
 class RolloutShadowHereOut(BaseModel):
     """A shadow's jobs in the answering process: run, skipped because requests were in flight
-    or the CPU budget was spent, dropped on a full queue; ``note`` says what skipping does to
-    the sample (it leans toward quiet moments)."""
+    or the CPU budget was spent, preempted (a request stayed in flight while the job waited
+    between two stages), dropped on a full queue; ``note`` says what skipping does to the
+    sample (it leans toward quiet moments)."""
 
     ran: int
     skipped_busy: int
     skipped_budget: int
+    preempted: int
     dropped: int
     note: str
 

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,7 +25,7 @@ from winnow.data.schema import EVENT_COLUMNS
 from winnow.data.store import Store
 from winnow.pipeline.types import Slate
 from winnow.serving.impressions import ImpressionWriter
-from winnow.serving.drift_reader import DriftReader
+from winnow.serving.drift_reader import DriftReader, logs_candidates
 from winnow.serving.item_stats import ItemStats, needs_item_stats
 from winnow.rollout import control as rollout_control
 from winnow.rollout.assign import CHALLENGER, experiment_name
@@ -38,13 +39,6 @@ from winnow.serving.telemetry import Metrics
 from winnow import bundle as bundles
 
 log = logging.getLogger(__name__)
-
-
-def logs_candidates(request_id: str, rate: float) -> bool:
-    """Whether this request logs its candidate set (``[drift] candidate_sample``): the request id
-    (uuid4 hex, uniform) read as a number in [0, 1) below ``rate``; hex digits 8-15, so the
-    choice is independent of the shadow's sample (digits 0-7)."""
-    return rate > 0 and int(request_id[8:16], 16) / 2.0**32 < rate
 
 
 class Service:
@@ -225,7 +219,7 @@ class Service:
         return new
 
     def shadow_counts(self, rollout_id: int) -> dict[str, int]:
-        """This process's shadow jobs of ``rollout_id``: ran / skipped_busy / skipped_budget / dropped."""
+        """This process's shadow jobs of ``rollout_id``: ran / skipped_busy / skipped_budget / preempted / dropped."""
         return dict(self.shadow.counts.get(rollout_id, {}))
 
     def drop_challenger(self) -> None:
@@ -378,11 +372,13 @@ class Service:
 
     def funnel(self, rt: Runtime, *, user_id: str, rec: Any, profile: dict[str, Any] | None, k: int,
                surface: str, exclude: list[str], explain: bool, categories: list[str] | None,
-               context: dict[str, Any], request_id: str, now: float, variants: dict[str, str]) -> Slate:
-        """The pipeline of runtime ``rt`` for one request (no logging, no state written)."""
+               context: dict[str, Any], request_id: str, now: float, variants: dict[str, str],
+               pause: Callable[[], None] | None = None) -> Slate:
+        """The pipeline of runtime ``rt`` for one request (no logging, no state written);
+        ``pause``: called between its stages (Pipeline.recommend)."""
         request = rt.request(user_id, rec, k=k, now=now, profile=profile, surface=surface, exclude=exclude,
                              categories=categories, explain=explain, context=context, request_id=request_id)
-        return rt.pipeline_for(variants).recommend(request)
+        return rt.pipeline_for(variants).recommend(request, pause=pause)
 
     def close(self) -> None:
         self._stop.set()

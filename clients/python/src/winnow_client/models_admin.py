@@ -197,12 +197,14 @@ class RolloutFollowing(_Response):
 
 class RolloutShadowHere(_Response):
     """A shadow's jobs in the answering server process (ran, skipped when busy or over the CPU
-    budget, dropped) and what skipping does to the sample."""
+    budget, preempted between stages by live requests, dropped) and what skipping does to the
+    sample."""
 
     server_schema: ClassVar[str] = "RolloutShadowHereOut"
     ran: int
     skipped_busy: int
     skipped_budget: int
+    preempted: int
     dropped: int
     note: str
 
