@@ -14,6 +14,11 @@ starts ``winnow serve`` (``--workers`` processes) and measures open-loop rows at
   than the run: that share of users is served by the challenger; the row records the requests
   each arm answered during it (from the rollout report).
 
+Before each measured row a ``--settle`` row (10 s at the same rate) is run and recorded but
+not summarised: the row after an abort (the workers freeing a 1M challenger) or after start-up
+was slower than the next (stop 21: a ``none`` row right after an abort 20.7 / 45.4 ms, the
+``none`` row after it 13.5 / 23.7 ms), which made ``none`` look worse than a shadow.
+
 Decisions are switched off for the run (``[rollout] check_s`` = 1 day): the benchmark measures
 the serving cost of holding and running a challenger, not the decision rules (tested elsewhere).
 Each rollout is aborted after its row. The goal from issue 15: the champion's p99 with a shadow
@@ -123,6 +128,9 @@ def measure_rate(c: httpx.Client, url: str, paths: list[str], pid: int, version:
                                       "min_exposed": 10**9})
                 extra["warm"] = warm(c, url, paths, pid, mode, 300, version, args.workers)
                 before_arms = arm_requests(report(c))
+            if args.settle > 0:  # the previous row's end (an abort freeing a challenger, the start) is not this row's
+                settled = serve.row(f"settle {mode}", url, paths, args.settle, pid, rate=rate)
+                extra["settle"] = {k: settled.get(k) for k in ("p99_ms", "errors")}
             r = serve.row(f"open {rate:g}/s {mode}", url, paths, args.duration, pid, rate=rate)
             if mode == "shadow":
                 rep = report(c)
@@ -163,6 +171,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--sample", type=float, default=0.2)
     ap.add_argument("--share", type=int, default=50)
+    ap.add_argument("--settle", type=float, default=10.0,
+                    help="seconds of load at the row's rate before each measured row, not measured (0: none)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     rates = [float(x) for x in str(args.rate).split(",") if x.strip()]

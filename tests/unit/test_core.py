@@ -36,6 +36,14 @@ def test_idmap_serialises_as_list() -> None:
     np.testing.assert_array_equal(back.encode(["z", "x"]), [2, 0])
 
 
+def test_idmap_copy_is_equal_and_independent() -> None:
+    m = IdMap("item", ["x", "y", "z"])
+    c = m.copy()
+    assert c.kind == "item" and c.to_list() == m.to_list() and c.encode(["z", "x"]).tolist() == [2, 0]
+    assert c.add("new") == 3 and "new" not in m and len(m) == 3  # adding to the copy leaves m alone
+    assert m.add("other") == 3 and "other" not in c and c.index("new") == 3
+
+
 def test_config_defaults_and_overrides(tmp_path) -> None:
     cfg = load_config(tmp_path, environ={})
     assert cfg.events.weights["purchase"] > cfg.events.weights["view"]

@@ -39,6 +39,34 @@ def test_write_then_load_roundtrip_with_checksums(tmp_path):
     assert not list(B.bundles_dir(tmp_path).glob(".tmp-*"))
 
 
+def test_ids_files_already_loaded_are_copied_not_decoded(tmp_path, monkeypatch):
+    """load_bundle(reuse=): an ids file whose verified checksum is among the maps given is not
+    read again; the map is a copy (equal, independent); another file is decoded as usual."""
+    from winnow.bundle import read
+
+    a, b = B.load_bundle(make(tmp_path, V1).path), make(tmp_path, V2)  # same ids files, same checksums
+    reads: list[str] = []
+    real = read._read_json
+    monkeypatch.setattr(read, "_read_json", lambda p: (reads.append(Path(p).name), real(p))[1])
+    again = B.load_bundle(b.path, reuse=a.id_maps)
+    assert "item_ids.json" not in reads and "user_ids.json" not in reads and "categories.json" in reads
+    assert again.item_ids.ids == a.item_ids.ids and again.user_ids.ids == a.user_ids.ids
+    assert again.item_ids is not a.item_ids
+    again.item_ids.add("new")
+    assert "new" not in a.item_ids  # a copy: the cached map is never changed through it
+    assert set(a.id_maps) == {f"user:{a.files['user_ids.json']}", f"item:{a.files['item_ids.json']}"}
+
+    def other(d: Path) -> None:  # another catalog: a different item_ids.json
+        fill(d)
+        (d / "item_ids.json").write_text(json.dumps(["x", "y", "z"]))
+
+    c = B.write_bundle(tmp_path, V3, manifest={"models": []}, fill=other)
+    reads.clear()
+    decoded = B.load_bundle(c.path, reuse=a.id_maps)
+    assert "item_ids.json" in reads and "user_ids.json" not in reads
+    assert decoded.item_ids.ids == ["x", "y", "z"]
+
+
 def test_corrupt_file_and_wrong_schema_are_refused(tmp_path):
     info = make(tmp_path, V1)
     with open(info.path / "items.npz", "r+b") as f:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -66,21 +67,41 @@ class Bundle:
         files = self.info.manifest.get("files")
         return dict(files) if isinstance(files, dict) else {}
 
+    @property
+    def id_maps(self) -> dict[str, IdMap]:
+        """This bundle's id maps keyed by kind and their file's sha256 (``load_bundle(reuse=)``);
+        an ids file the manifest does not list is left out."""
+        files = self.files
+        return {f"{kind}:{files[name]}": ids for kind, name, ids in
+                (("user", USER_IDS, self.user_ids), ("item", ITEM_IDS, self.item_ids)) if name in files}
+
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Verify and load a bundle (ids, item arrays, models, index); BundleError if anything is off."""
+def load_bundle(path: str | Path, *, reuse: Mapping[str, IdMap] | None = None) -> Bundle:
+    """Verify and load a bundle (ids, item arrays, models, index); BundleError if anything is off.
+
+    ``reuse``: id maps already loaded, keyed like ``Bundle.id_maps`` (kind and the verified
+    sha256 of the file they were read from); an ids file found there is copied
+    (``IdMap.copy``) instead of decoded and rebuilt -- a retrained challenger usually has its
+    champion's ids files, and at 10^6 items the rebuild holds the GIL ~100 ms at a time."""
     from winnow.index import load_index
     from winnow.models.registry import load_model
 
     d = Path(path)
     manifest = verify_bundle(d)
+    listed = manifest.get("files")
+    files: dict[str, str] = listed if isinstance(listed, dict) else {}
+
+    def ids(kind: str, name: str) -> IdMap:
+        known = (reuse or {}).get(f"{kind}:{files.get(name)}")
+        return known.copy() if known is not None else IdMap.from_list(kind, _read_json(d / name))
+
     try:
-        user_ids = IdMap.from_list("user", _read_json(d / USER_IDS))
-        item_ids = IdMap.from_list("item", _read_json(d / ITEM_IDS))
+        user_ids = ids("user", USER_IDS)
+        item_ids = ids("item", ITEM_IDS)
         cats = _read_json(d / CATEGORIES)
         with np.load(d / ITEMS, allow_pickle=False) as z:
             items = {k: z[k] for k in ITEM_ARRAYS}

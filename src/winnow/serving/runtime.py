@@ -103,7 +103,7 @@ class Runtime:
         serving one; serving.learned_ranker.load_served_ranker); ``snapshot``: the swap's
         consistent point for a remap (serving.swap.CatchUp.snapshot)."""
         arr = bundle.items
-        catalog = Catalog(IdMap.from_list("item", bundle.item_ids.to_list()), category=arr["category"],
+        catalog = Catalog(bundle.item_ids.copy(), category=arr["category"],
                           category_names=bundle.category_names, available=arr["available"],
                           sponsored=arr["sponsored"], created_at=arr["created_at"],
                           popularity=arr["popularity"], trending=arr["trending"],

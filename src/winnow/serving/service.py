@@ -20,6 +20,7 @@ import pandas as pd
 
 from winnow.core.config import WinnowConfig
 from winnow.core.errors import BundleError, ConfigError, StoreError, StoreUnavailableError
+from winnow.core.ids import IdMap
 from winnow.data.open_store import open_store
 from winnow.data.schema import EVENT_COLUMNS
 from winnow.data.store import Store
@@ -57,6 +58,7 @@ class Service:
                                             capacity=config.serving.impression_queue)
         self._swap_lock = threading.Lock()
         self._catchup = CatchUp()  # events acknowledged during a build reach the new runtime (swap.py)
+        self._id_maps: dict[str, IdMap] = {}  # the last built bundle's id maps (load_bundle(reuse=))
         # Thompson sampling's per-item click/shown counts: rebuilt from the store's log, kept live
         self.item_stats: ItemStats | None = None
         if needs_item_stats(config):
@@ -151,7 +153,9 @@ class Service:
         try:
             with background_priority():  # requests get the GIL within 0.5 ms while this builds
                 serving = getattr(getattr(self, "runtime", None), "feature_feed", None)
-                return Runtime.from_bundle(self.config, bundles.load_bundle(path),
+                bundle = bundles.load_bundle(path, reuse=self._id_maps)  # same ids files: copied
+                self._id_maps = bundle.id_maps
+                return Runtime.from_bundle(self.config, bundle,
                                            self._catchup.store_for_build(self.store), item_stats=self.item_stats,
                                            serving_feed=serving, snapshot=self._catchup.snapshot)
         except BaseException:

@@ -18,12 +18,13 @@ for the shadow:
   (``result="skipped_busy"``);
 - a token bucket on the shadow thread's measured CPU seconds (``time.thread_time``) refills at
   ``shadow_max_cpu_share`` CPU-seconds per second; an empty bucket skips (``"skipped_budget"``);
-- a running job gives way to requests that arrive meanwhile. While it runs, the GIL switch
-  interval is 0.5 ms (``swap.background_priority``; 5 ms by default), so an arriving request
-  takes the GIL within 0.5 ms instead of up to 5; and between the challenger's stages
-  (retrieve, rank, rerank) the job waits while a request is in flight (``yield_to_requests``),
-  giving up after ``PREEMPT_WAIT_S`` (``"preempted"``). The nice-19 thread does not help here:
-  niceness orders threads for the CPU, not for the GIL.
+- a running job gives way to requests that arrive meanwhile. While it computes, the GIL
+  switch interval is 0.5 ms (``swap.background_priority``; 5 ms by default), so an arriving
+  request takes the GIL within 0.5 ms instead of up to 5; and between the challenger's stages
+  (retrieve, rank, rerank) the job waits while a request is in flight (``yield_to_requests``;
+  the default interval is back while it waits), giving up after ``PREEMPT_WAIT_S``
+  (``"preempted"``). The nice-19 thread does not help here: niceness orders threads for the
+  CPU, not for the GIL.
 
 Skipping by load makes the shadowed requests lean toward quiet moments: their overlap and score
 statistics describe those requests, not a uniform sample of the traffic. ``counts`` (per rollout:
@@ -43,7 +44,7 @@ from collections.abc import Callable
 from typing import Any
 
 from winnow.data.store import Store
-from winnow.serving.swap import background_priority
+from winnow.serving.swap import background_priority, enter_background_priority, leave_background_priority
 from winnow.serving.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,9 @@ class ShadowWorker:
     """Bounded queue + one low-priority thread; ``submit`` never blocks; ``close`` is bounded."""
 
     def __init__(self, store: Store, metrics: Metrics, *, capacity: int, batch: int, busy: Busy | None = None,
-                 max_cpu_share: float = 1.0) -> None:
+                 max_cpu_share: float = 1.0, preempt_wait_s: float = PREEMPT_WAIT_S) -> None:
         self.store = store
+        self.preempt_wait_s = preempt_wait_s
         self.metrics = metrics
         self.batch = batch
         self.busy = busy if busy is not None else Busy()
@@ -140,8 +142,15 @@ class ShadowWorker:
 
     def yield_to_requests(self) -> None:
         """Between a job's stages: wait while this worker has a request in flight; Preempted
-        when it is still busy after ``PREEMPT_WAIT_S``."""
-        if self.busy.in_flight > 0 and not self.busy.wait_idle(PREEMPT_WAIT_S):
+        when it is still busy after ``preempt_wait_s`` (PREEMPT_WAIT_S)."""
+        if self.busy.in_flight <= 0:
+            return
+        leave_background_priority()  # waiting computes nothing: requests keep the default interval
+        try:
+            idle = self.busy.wait_idle(self.preempt_wait_s)
+        finally:
+            enter_background_priority()
+        if not idle:
             raise Preempted
 
     def _skip(self) -> str | None:

@@ -65,11 +65,9 @@ _saved_interval = 0.005
 _gc_was_enabled = True
 
 
-@contextmanager
-def background_priority() -> Iterator[None]:
-    """While the block runs: lower the GIL switch interval and pause the cyclic garbage
-    collector (re-entrant; both restored at exit -- call ``settle()`` before leaving it when
-    the block built something long-lived)."""
+def enter_background_priority() -> None:
+    """Enter the state of ``background_priority`` (re-entrant, counted): GIL switch interval
+    lowered, cyclic garbage collector paused. Pair every call with ``leave_background_priority``."""
     global _priority_depth, _saved_interval, _gc_was_enabled
     with _priority_lock:
         if _priority_depth == 0:
@@ -78,15 +76,29 @@ def background_priority() -> Iterator[None]:
             _gc_was_enabled = gc.isenabled()
             gc.disable()
         _priority_depth += 1
+
+
+def leave_background_priority() -> None:
+    """Leave one ``enter_background_priority``; the last one out restores both."""
+    global _priority_depth
+    with _priority_lock:
+        _priority_depth -= 1
+        if _priority_depth == 0:
+            sys.setswitchinterval(_saved_interval)
+            if _gc_was_enabled:
+                gc.enable()
+
+
+@contextmanager
+def background_priority() -> Iterator[None]:
+    """While the block runs: lower the GIL switch interval and pause the cyclic garbage
+    collector (re-entrant; both restored at exit -- call ``settle()`` before leaving it when
+    the block built something long-lived)."""
+    enter_background_priority()
     try:
         yield
     finally:
-        with _priority_lock:
-            _priority_depth -= 1
-            if _priority_depth == 0:
-                sys.setswitchinterval(_saved_interval)
-                if _gc_was_enabled:
-                    gc.enable()
+        leave_background_priority()
 
 
 @contextmanager
