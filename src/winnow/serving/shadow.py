@@ -53,12 +53,12 @@ Job = Callable[[], dict[str, Any]]
 
 IDLE_WAIT_S = 0.05  # a job waits at most this long for the worker to have no request in flight
 PREEMPT_WAIT_S = 0.2  # ... and, between its stages, this long before it gives up (preempted)
+SAMPLING_NOTE = ("requests are shadowed only while this worker is idle and within its CPU budget "
+                 "([rollout] shadow_max_cpu_share): the shadowed sample leans toward quiet moments")
 
 
 class Preempted(Exception):
-    """A shadow job gave up between two stages: the worker stayed busy ``PREEMPT_WAIT_S``."""
-SAMPLING_NOTE = ("requests are shadowed only while this worker is idle and within its CPU budget "
-                 "([rollout] shadow_max_cpu_share): the shadowed sample leans toward quiet moments")
+    """A shadow job gave up between two stages: the worker stayed busy ``preempt_wait_s``."""
 
 
 class Busy:
@@ -141,8 +141,9 @@ class ShadowWorker:
         self.counts.setdefault(rollout_id, Counter())[result] += 1
 
     def yield_to_requests(self) -> None:
-        """Between a job's stages: wait while this worker has a request in flight; Preempted
-        when it is still busy after ``preempt_wait_s`` (PREEMPT_WAIT_S)."""
+        """Between a job's stages (called only from a running job, which holds background
+        priority): wait while this worker has a request in flight; Preempted when it is still
+        busy after ``preempt_wait_s`` (PREEMPT_WAIT_S)."""
         if self.busy.in_flight <= 0:
             return
         leave_background_priority()  # waiting computes nothing: requests keep the default interval
