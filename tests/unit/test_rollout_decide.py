@@ -28,8 +28,7 @@ def _arm(requests: int, *, latency: float = 5.0, errors: int = 0, new: int = 0) 
     for k in range(requests):
         per_user[k % users, 0] += 1
         per_user[k % users, 1] += k < errors
-    return Arm(requests=requests, errors=errors, latency_ms=[latency] * requests,
-               users={f"u{i}" for i in range(users)}, new_in_step=new,
+    return Arm(latency_ms=[latency] * requests, users={f"u{i}" for i in range(users)}, new_in_step=new,
                values=np.zeros(users), per_user=per_user)
 
 
@@ -71,8 +70,10 @@ def test_sample_ratio_mismatch_halts_and_a_fair_split_does_not() -> None:
 def _served(requests: int, catalog: int, *, k: int = 5, start: int = 0) -> Arm:
     """An arm that served ``requests`` slates of k items cycling through ``catalog`` items."""
     slates = [tuple(f"i{(start + r * k + j) % catalog}" for j in range(k)) for r in range(requests)]
-    return Arm(requests=requests, latency_ms=[5.0] * requests, users={f"u{i}" for i in range(30)},
-               values=np.zeros(30), slates=slates)
+    per_user = np.zeros((30, len(RATE_COLUMNS)), np.int64)
+    per_user[:, 0] = [len(range(u, requests, 30)) for u in range(30)]  # round-robin over 30 users
+    return Arm(latency_ms=[5.0] * requests, users={f"u{i}" for i in range(30)},
+               values=np.zeros(30), slates=slates, per_user=per_user)
 
 
 def test_coverage_guardrail_compares_distinct_items_at_equal_requests() -> None:

@@ -30,12 +30,9 @@ RATE_COLUMNS = ("requests", "error_rate", "empty_rate", "fallback_rate")  # Arm.
 
 @dataclass
 class Arm:
-    """One arm's totals since the rollout started."""
+    """One arm's totals since the rollout started; its request, error, empty-slate and fallback
+    counts are the sums of ``per_user``'s columns."""
 
-    requests: int = 0
-    errors: int = 0
-    empty: int = 0
-    fallback: int = 0
     latency_ms: list[float] = field(default_factory=list)
     users: set[str] = field(default_factory=set)
     new_in_step: int = 0  # users whose first request fell in the current step (SRM)
@@ -57,6 +54,22 @@ class Arm:
             cache = np.concatenate([cache, np.asarray(self.latency_ms[len(cache):], np.float64)])
         self._lat_cache = cache
         return cache
+
+    @property
+    def requests(self) -> int:
+        return int(self.per_user[:, 0].sum())
+
+    @property
+    def errors(self) -> int:
+        return int(self.per_user[:, 1].sum())
+
+    @property
+    def empty(self) -> int:
+        return int(self.per_user[:, 2].sum())
+
+    @property
+    def fallback(self) -> int:
+        return int(self.per_user[:, 3].sum())
 
     def rate_counts(self, rate: str) -> tuple[np.ndarray, np.ndarray]:
         """(hits, requests) per user for ``rate`` (one of RATE_COLUMNS[1:])."""
@@ -155,10 +168,6 @@ class ArmTracker:
         a = self._arms[arm]
         row = (1, int(bool(ro.get("error"))), int(not imp["items"]),
                int(any(f not in NORMAL_FALLBACKS for f in ro.get("fallbacks") or [])))
-        a.requests += 1
-        a.errors += row[1]
-        a.empty += row[2]
-        a.fallback += row[3]
         if ro.get("ms") is not None:
             a.latency_ms.append(float(ro["ms"]))
         a.users.add(uid)
