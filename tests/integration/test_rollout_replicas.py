@@ -12,13 +12,13 @@ and ONE Redis, both real servers: the replicas never disagree on a user's arm.
 Agreement is judged only at a STABLE revision: both replicas report (``here.following``) the
 revision the store holds before and after the round of requests; a round that straddles a
 change is repeated (bounded). Every wait is a condition with a deadline. Decisions here are made
-only by the metric: no clicks -> the step cannot end (a zero-metric interval is inconclusive),
-the latency / SRM / coverage / fallback-rate guardrails are switched off (they have deterministic
-unit tests). The fallback rate of an arm depends on which of these users its hash drew: with ~60
-users in the 20% arm it differed from the champion's by more than the allowed 0.10 by chance
-once (0.66 vs 0.56, rolled back at step 0: the stop-19 and stop-20 CI failures of this test).
-The rate guardrails now allow for that noise (tests/unit/test_rollout_rate_guardrails.py replays
-that case); this test still leaves decisions to the metric alone, so none can fire by chance.
+by the metric (and a real guardrail breach): no clicks -> the step cannot end (a zero-metric interval is inconclusive),
+the latency / SRM / coverage guardrails are switched off (they have deterministic unit tests).
+The rate guardrails stay on: which of these users an arm's hash draws moves its fallback rate
+(0.66 vs 0.56 at ~60 users rolled this test's canary back at step 0 in the stop-19 and stop-20
+CIs, when raw rates were compared); they are now judged by an always-valid interval clustered by
+user (tests/unit/test_rollout_rate_guardrails.py replays that case), which such noise does not
+breach.
 """
 
 from __future__ import annotations
@@ -42,8 +42,7 @@ from winnow.training.job import train
 # takes (5-12 s on a loaded 2-core machine); step 0 cannot end before the test sends clicks
 ENV = {"WINNOW__ROLLOUT__POLL_S": "0.2", "WINNOW__ROLLOUT__CHECK_S": "1.0",
        "WINNOW__ROLLOUT__GUARDRAILS__P99_FLOOR_MS": "1000000", "WINNOW__ROLLOUT__SRM_P": "1e-12",
-       "WINNOW__ROLLOUT__GUARDRAILS__MIN_COVERAGE_RATIO": "0",
-       "WINNOW__ROLLOUT__GUARDRAILS__MAX_FALLBACK_RATE_INCREASE": "1"}
+       "WINNOW__ROLLOUT__GUARDRAILS__MIN_COVERAGE_RATIO": "0"}
 USERS = [f"u{i}" for i in range(300)]
 
 
