@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from winnow.core.config import WinnowConfig, load_config
 from winnow.data.open_store import open_store
@@ -92,6 +93,14 @@ def fresh_request(url: str, method: str, path: str, **kw: Any) -> httpx.Response
     """One request on a new connection: any of a multi-worker server's processes may accept it."""
     with httpx.Client(base_url=url, timeout=30) as c:
         return c.request(method, path, **kw)
+
+
+def build_window(r: httpx.Response) -> tuple[float, float]:
+    """(start, end) of the answering worker's latest runtime build, from its /metrics."""
+    assert r.status_code == 200, r.text
+    edges = {s.labels["edge"]: s.value for family in text_string_to_metric_families(r.text)
+             if family.name == "winnow_runtime_build_timestamp_seconds" for s in family.samples}
+    return edges.get("start", 0.0), edges.get("end", 0.0)
 
 
 def process_tree(root: int) -> set[int]:
@@ -181,9 +190,10 @@ class Server:
 
         Which worker accepts a connection is the kernel's choice, so the calls are retried to
         the deadline; sending them concurrently lets a worker busy with one leave the next to
-        another. Fails (AssertionError) at the deadline naming what each worker answered, or at
-        once when more distinct pids answer than there are workers, or a pid that is not one
-        of this server's processes."""
+        another. A worker replaced by a fresh process (serving/workers.py) stops answering and
+        exits: its answers are dropped once it has exited. Fails (AssertionError) at the deadline
+        naming what each worker answered (more distinct live pids than workers included), or
+        when a pid that is not one of this server's processes answered."""
         answers: dict[str, list[httpx.Response]] = {}
         end = time.monotonic() + timeout_s
         with ThreadPoolExecutor(self.workers) as pool:
@@ -192,8 +202,11 @@ class Server:
                 for future in burst:
                     r = future.result()
                     answers.setdefault(r.headers[WORKER_HEADER], []).append(r)
+                if len(answers) > self.workers:  # a replaced worker: forgotten once it has exited
+                    alive = process_tree(self.proc.pid)
+                    answers = {pid: rs for pid, rs in answers.items() if int(pid) in alive}
                 done = len(answers) == self.workers and all(ok is None or ok(rs[-1]) for rs in answers.values())
-                if done or time.monotonic() > end or len(answers) > self.workers:
+                if done or time.monotonic() > end:
                     break
                 time.sleep(0.02)  # pacing of a retry bounded by ``end``
         strangers = {int(pid) for pid in answers} - process_tree(self.proc.pid)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from serve_harness import Server, fresh_request, make_home
+from serve_harness import Server, build_window, fresh_request, make_home
 
 from winnow.core.files import held_flock
 from winnow.data.open_store import open_store
@@ -68,14 +67,6 @@ def test_activation_reaches_every_worker(two_workers):
     # the other worker follows the ACTIVE pointer within bundle_poll_s; 60 s bounds a loaded machine
     after = server.until_every_worker("GET", "/readyz", ok=lambda r: r.json()["model_version"] == v2)
     assert all(rs[-1].json()["model_version"] == v2 for rs in after.values())
-
-
-def build_window(r: httpx.Response) -> tuple[float, float]:
-    """(start, end) of the answering worker's latest runtime build, from its /metrics."""
-    assert r.status_code == 200, r.text
-    edges = {s.labels["edge"]: s.value for family in text_string_to_metric_families(r.text)
-             if family.name == "winnow_runtime_build_timestamp_seconds" for s in family.samples}
-    return edges.get("start", 0.0), edges.get("end", 0.0)
 
 
 def server_build_lock(pid: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from winnow.core.files import held_flock
 from winnow.serving.swap import one_build_at_a_time
 from winnow.serving.telemetry import Metrics
 from winnow.serving.workers import BUILD_LOCK_ENV
@@ -54,14 +55,14 @@ def test_a_second_build_waits_for_the_first(lock: Path) -> None:
 
 
 def test_a_holder_that_never_leaves_bounds_the_wait(lock: Path) -> None:
-    with one_build_at_a_time() as held:
+    with held_flock(str(lock)) as held:  # another worker (the lock is re-entrant in one thread)
         assert held
         with one_build_at_a_time(wait_s=0.2) as second:
             assert second is False  # not held: the build goes ahead anyway
 
 
 def test_without_a_server_lock_nothing_waits(lock: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with one_build_at_a_time() as held:  # another worker of a server holds its lock ...
+    with held_flock(str(lock)) as held:  # another worker of a server holds its lock ...
         assert held
         monkeypatch.delenv(BUILD_LOCK_ENV)
         with one_build_at_a_time(wait_s=60) as mine:  # ... a process with no lock goes straight in
@@ -81,3 +82,18 @@ def test_the_wait_and_the_build_window_are_exported(lock: Path) -> None:
         assert metrics.registry.get_sample_value("winnow_runtime_build_timestamp_seconds", {"edge": "end"}) is None
     assert value("winnow_runtime_build_timestamp_seconds", {"edge": "end"}) >= start > 0
     assert value("winnow_runtime_build_lock_wait_seconds_count") == 1
+
+
+def test_the_lock_is_reentrant_in_its_thread_only(lock: Path) -> None:
+    """A spare's start-up build holds the lock around a challenger build that asks for it again
+    (serving.swap.startup_build): the same thread gets it at once; another thread still waits."""
+    other: list[bool] = []
+    with one_build_at_a_time(wait_s=5.0) as outer:
+        with one_build_at_a_time(wait_s=0.2) as inner:
+            assert outer and inner
+        t = threading.Thread(target=lambda: other.append(one_build_at_a_time(wait_s=0.2).__enter__()))
+        t.start()
+        t.join(30)
+    assert other == [False]  # it gave up waiting: the outer hold was still in force after the inner one
+    with one_build_at_a_time(wait_s=0.2) as again:  # released at the outer exit
+        assert again

@@ -42,6 +42,9 @@ class FailingHost:
             raise OSError("slow build ended")
         raise self.error(f"build {self.builds} of {version} failed")
 
+    def build_elsewhere(self) -> bool:
+        return False
+
     def adopt(self, new: Any) -> None:
         raise AssertionError("nothing to adopt")
 

@@ -145,6 +145,12 @@ class ServingConfig(_Section):
     impression_queue: int = Field(100_000, ge=1)
     workers: int = Field(1, ge=1, le=64)  # >1: processes share the store; state is validated per hit
     bundle_poll_s: float = Field(1.0, gt=0)  # how often a server follows the ACTIVE pointer
+    # workers > 1: the runtime a follower needs (a bundle ACTIVE names, a rollout's challenger) is
+    # built by a fresh worker process at idle CPU priority that then takes the old one's place
+    # ("replace", serving/workers.py); "in_place": the serving worker builds it in a thread
+    rebuild: Literal["replace", "in_place"] = "replace"
+    replace_timeout_s: float = Field(900.0, gt=0)  # a replacement not ready by then is killed; the old worker builds
+    retire_s: float = Field(10.0, ge=0)  # a replaced worker closes connections after responses, stopped by then
     # FastAPI's native OpenTelemetry (spans, metrics, logs of each request) when an OpenTelemetry
     # provider is configured; off: winnow's own Prometheus metrics only, and no per-request
     # provider checks on the request path

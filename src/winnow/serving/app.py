@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from winnow.core.config import WinnowConfig
 from winnow.data.store import Store
+from winnow.serving import worker_proc
 from winnow.serving import routes_admin, routes_autopilot, routes_data, routes_drift, routes_recs, routes_rollout
 from winnow.serving.auth import Authorizer, authorize
 from winnow.serving.errors import install_error_handlers
@@ -29,7 +30,8 @@ from winnow.serving.telemetry import Metrics
 class GuardMiddleware:
     """Pure ASGI: refuse bodies over ``max_body_bytes`` (413, by Content-Length), record
     per-route latency, request counts and 5xx errors, and name the worker process in an
-    ``x-winnow-worker`` response header."""
+    ``x-winnow-worker`` response header; a replaced worker (serving/worker_proc.py) answers
+    with ``Connection: close``."""
 
     def __init__(self, app: Any, *, max_body_bytes: int, metrics: Metrics, busy: Any = None) -> None:
         self.app = app
@@ -70,6 +72,8 @@ class GuardMiddleware:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message["headers"] = [*message.get("headers", ()), self.worker]
+                if worker_proc.retiring():  # replaced (serving/workers.py): the client reconnects to the new worker
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         t0 = time.perf_counter()

@@ -6,7 +6,10 @@ reads the rollout record (winnow.data.rollouts) and makes this process match it:
 - a running rollout whose challenger is not loaded: the challenger's Runtime is built through
   the service's build path (``Service.build_challenger``: verify, load, pipeline, feature state
   with the event catch-up) in this thread, never on the request path (the admin routes only
-  ``wake`` it); a challenger the build refuses (BundleError, ConfigError) is rolled back with
+  ``wake`` it) -- or, in a worker of ``winnow serve`` with ``[serving] rebuild = "replace"``,
+  by a fresh worker process that then takes this one's place (``Service.build_elsewhere``,
+  serving/workers.py; a process whose own build of this rollout failed retries in place);
+  a challenger the build refuses (BundleError, ConfigError) is rolled back with
   that error as the evidence; any other build failure (MemoryError, OSError, a store or model
   error) is recorded per rollout (``build_failures``) and retried next poll, and after
   ``max_build_failures`` of them (the record's rule, ``[rollout]``) the rollout is rolled back
@@ -43,12 +46,28 @@ from winnow.rollout.report import measure, tracker_for
 from winnow.serving.shadow import SAMPLING_NOTE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from winnow.core.config import WinnowConfig
     from winnow.data.store import Store
     from winnow.serving.runtime import Runtime
     from winnow.serving.telemetry import Metrics
 
 log = logging.getLogger(__name__)
+
+
+def rollout_reconcile(store: Store, home: Path, when: str) -> None:
+    """Finish a promotion a crash interrupted (control.reconcile: the record says promoted, ACTIVE
+    was not written), so the ACTIVE follower serves the challenger; an error is logged (the next
+    poll tries again; start-up goes on with ACTIVE as it is)."""
+    try:
+        done = control.reconcile(store, home)
+    except Exception:  # a store or file-system error
+        log.exception("rollout: reconciling ACTIVE with a promoted record failed %s", when)
+        return
+    if done is not None:
+        log.warning("rollout %d: %s %s (ACTIVE %s)", done.id, done.decisions[-1].rule, when,
+                    done.decisions[-1].evidence.get("active_before"))
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,8 @@ class ChallengerHost(Protocol):
     metrics: Metrics
 
     def build_challenger(self, version: str) -> Runtime: ...
+
+    def build_elsewhere(self) -> bool: ...
 
     def adopt(self, new: Runtime) -> None: ...
 
@@ -137,7 +158,7 @@ class RolloutFollower:
             self.latest = r
             self._gauges(r)
             if r is not None and r.state == "promoted" and r.activated is False:
-                self._reconcile()
+                rollout_reconcile(self.svc.store, self.svc.config.home, "")
             if r is None or not r.running:
                 held, self.current = self.current, None
                 self.svc.drop_challenger()
@@ -151,6 +172,8 @@ class RolloutFollower:
                 return r
             self.current = None  # a view of an earlier challenger (if any) is not this rollout's
             if not build or self._stop.is_set():
+                return r
+            if not self.build_failures.get(r.id) and self.svc.build_elsewhere():  # a fresh worker builds it
                 return r
             try:
                 runtime = self.svc.build_challenger(r.challenger)
@@ -171,18 +194,6 @@ class RolloutFollower:
             self.current = RolloutView(r, runtime)
             log.warning("rollout %d: challenger %s loaded (%s)", r.id, r.challenger, r.state)
             return r
-
-    def _reconcile(self) -> None:
-        """Finish a promotion a crash interrupted (control.reconcile: the record says promoted,
-        ACTIVE was not written); the service's ACTIVE follower then serves the challenger."""
-        try:
-            done = control.reconcile(self.svc.store, self.svc.config.home)
-        except Exception:  # a store or file-system error: the next poll tries again
-            log.exception("rollout: reconciling ACTIVE with a promoted record failed")
-            return
-        if done is not None:
-            log.warning("rollout %d: %s (ACTIVE %s)", done.id, done.decisions[-1].rule,
-                        done.decisions[-1].evidence.get("active_before"))
 
     def here(self) -> dict[str, Any]:
         """This process's side of the rollout: the challenger it holds, its failed builds and the

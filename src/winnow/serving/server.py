@@ -47,7 +47,8 @@ def serve(config: WinnowConfig, host: str | None = None, port: int | None = None
             from winnow.serving.workers import serve_workers
 
             os.environ["WINNOW_HOME"] = str(config.home)
-            serve_workers(host, port, config.serving.workers)
+            serve_workers(host, port, config.serving.workers, replace_timeout_s=config.serving.replace_timeout_s,
+                          retire_s=config.serving.retire_s)
         else:
             uvicorn.run(create_app(config), host=host, port=port, loop="uvloop", http="httptools",
                         log_level="warning", access_log=False)

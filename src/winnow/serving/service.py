@@ -28,13 +28,13 @@ from winnow.pipeline.types import Slate
 from winnow.serving.impressions import ImpressionWriter
 from winnow.serving.drift_reader import DriftReader, logs_candidates
 from winnow.serving.item_stats import ItemStats, needs_item_stats
-from winnow.rollout import control as rollout_control
 from winnow.rollout.assign import CHALLENGER, experiment_name
-from winnow.serving.rollout_follower import RolloutFollower
+from winnow.serving.rollout_follower import RolloutFollower, rollout_reconcile
 from winnow.serving.shadow import Busy, ShadowWorker, shadow_job
 from winnow.serving.runtime import Runtime
-from winnow.serving import memory
-from winnow.serving.swap import CatchUp, background_priority, one_build_at_a_time, settle, trim_later
+from winnow.serving import memory, worker_proc
+from winnow.serving.swap import (CatchUp, background_priority, one_build_at_a_time, settle, startup_build,
+                                trim_later)
 from winnow.serving.online_state import ResilientState, open_backend
 from winnow.serving.telemetry import Metrics
 from winnow import bundle as bundles
@@ -64,8 +64,8 @@ class Service:
         if needs_item_stats(config):
             self.item_stats = ItemStats.from_store(self.store, config.feedback)
             self.item_stats.start(self.store)
-        self._reconcile_rollout()  # a promotion a crash interrupted moves ACTIVE before it is read
-        self.runtime: Runtime = self._initial_runtime()
+        rollout_reconcile(self.store, self.config.home, "at start-up")  # a promotion a crash interrupted
+        self.runtime: Runtime = startup_build(self._initial_runtime, self.metrics)  # a spare: at idle priority
         self._catchup.abort()  # no request has been served yet: nothing to catch up
         settle()  # the long-lived startup objects leave the garbage collector's generations
         self._refused: str | None = None  # ACTIVE version that failed to load (not retried)
@@ -79,6 +79,7 @@ class Service:
                                    batch=config.rollout.shadow_batch, busy=self.busy,
                                    max_cpu_share=config.rollout.shadow_max_cpu_share)
         self.rollout = RolloutFollower(self)
+        startup_build(self.rollout.refresh, self.metrics)  # a running rollout's challenger, like the runtime
         self.rollout.start()
         # drift: the home's monitor process compares; this worker only reads its result
         self.drift: DriftReader | None = DriftReader(self) if config.drift.monitor != "off" else None
@@ -101,6 +102,8 @@ class Service:
                 continue
             if version is None or version == self.runtime.version or version == self._refused:
                 continue
+            if self.build_elsewhere():  # a fresh worker process starts with it and takes this one's place
+                continue
             with self._swap_lock, one_build_at_a_time(self.metrics), background_priority():
                 try:  # re-read under the lock: an admin activation may have just moved it
                     version = bundles.active_version(self.config.home)
@@ -122,15 +125,6 @@ class Service:
                 log.warning("now serving bundle %s (followed ACTIVE)", version)
 
     # --- bundles -------------------------------------------------------------------------------
-    def _reconcile_rollout(self) -> None:
-        try:
-            done = rollout_control.reconcile(self.store, self.config.home)
-        except Exception:  # the follower retries every poll; start-up goes on with ACTIVE as it is
-            log.exception("rollout: reconciling ACTIVE with a promoted record failed at start-up")
-            return
-        if done is not None:
-            log.warning("rollout %d: %s at start-up", done.id, done.decisions[-1].rule)
-
     def _initial_runtime(self) -> Runtime:
         home = self.config.home
         try:
@@ -206,6 +200,12 @@ class Service:
             del new
             self.metrics.swaps.labels("ok").inc()
             return previous, time.perf_counter() - t0
+
+    def build_elsewhere(self) -> bool:
+        """Whether a runtime this serving worker needs is built by a fresh worker process that then
+        takes its place ([serving] rebuild = "replace" under the dispatcher; serving/worker_proc.py)
+        instead of by this one while it serves: True means do not build here."""
+        return self.config.serving.rebuild == "replace" and worker_proc.request_replacement()
 
     def build_challenger(self, version: str) -> Runtime:
         """A rollout's challenger Runtime, built like an activation's (verify, load, pipeline, state

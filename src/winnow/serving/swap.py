@@ -43,19 +43,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
 from winnow.core.files import held_flock
 from winnow.data.store import EventLog, Store
-from winnow.serving import memory
+from winnow.serving import memory, worker_proc
 from winnow.serving.workers import BUILD_LOCK_ENV
 
 if TYPE_CHECKING:
     from winnow.serving.telemetry import Metrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 BUILD_SWITCH_INTERVAL_S = 0.0005
 BUILD_LOCK_WAIT_S = 120.0  # then build anyway (logged): a stuck holder must not block a swap
 TRIM_DELAY_S = 1.0
@@ -63,6 +64,7 @@ _priority_lock = threading.Lock()
 _priority_depth = 0
 _saved_interval = 0.005
 _gc_was_enabled = True
+_build_lock_held = threading.local()  # depth: this thread holds one_build_at_a_time
 
 
 def enter_background_priority() -> None:
@@ -109,7 +111,11 @@ def one_build_at_a_time(metrics: Metrics | None = None, *, wait_s: float = BUILD
     up to ~1.3 s. Yields True when held; False when no lock is set (a single-process server
     has no sibling to wait for) or another worker held it for ``wait_s`` seconds (the build
     then goes ahead, logged). The kernel releases the lock when its holder dies. ``metrics``
-    records the wait and the block's start and end (unix seconds)."""
+    records the wait and the block's start and end (unix seconds). Re-entrant in one thread (a
+    spare's start-up build holds it around a challenger build that asks for it again)."""
+    if getattr(_build_lock_held, "depth", 0):
+        yield True
+        return
     path = os.environ.get(BUILD_LOCK_ENV)
     asked = time.time()
     with held_flock(path, wait_s=wait_s) if path else nullcontext(False) as held:
@@ -118,11 +124,54 @@ def one_build_at_a_time(metrics: Metrics | None = None, *, wait_s: float = BUILD
         if metrics is not None:
             metrics.build_lock_wait.observe(time.time() - asked)
             metrics.build_window.labels("start").set(time.time())
+        _build_lock_held.depth = 1
         try:
             yield held
         finally:
+            _build_lock_held.depth = 0
             if metrics is not None:
                 metrics.build_window.labels("end").set(time.time())
+
+
+def at_idle_priority(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a helper thread of the SCHED_IDLE class (Linux: CPU only when no other
+    thread wants it; at normal priority where the class is missing) and return its result or
+    raise its exception; the helper ends with ``fn``. Threads ``fn`` starts inherit the class
+    (and an unprivileged process cannot raise it again), so ``fn`` must start none that outlive
+    it: a spare worker's start-up builds (serving.worker_proc) run here, its serving threads do not."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread only (Linux)
+        except (AttributeError, OSError) as exc:
+            log.warning("start-up build at normal priority: SCHED_IDLE unavailable (%s)", exc)
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            out["error"] = exc
+
+    helper = threading.Thread(target=run, name="idle-build")
+    helper.start()
+    helper.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def startup_build(fn: Callable[[], T], metrics: Metrics | None = None) -> T:
+    """A build a worker does before it serves (its ACTIVE runtime, a running rollout's
+    challenger): in a spare, i.e. a fresh worker replacing one that serves
+    (serving.worker_proc.is_spare), at idle CPU priority and one build of the server at a time;
+    otherwise simply ``fn()`` (nothing is being served by this process yet)."""
+    if not worker_proc.is_spare():
+        return fn()
+
+    def locked() -> T:  # in the helper thread: a build inside ``fn`` asks again (re-entrant per thread)
+        with one_build_at_a_time(metrics):
+            return fn()
+
+    return at_idle_priority(locked)
 
 
 def settle() -> None:

@@ -6,7 +6,7 @@ so with few kept-alive client connections one worker can serve every request whi
 idles (measured: 2 connections gave one worker's throughput). Here a dispatcher (the parent
 process) owns the listening socket, accepts each connection and passes its file descriptor
 (SCM_RIGHTS over a Unix socketpair) to the ready worker holding the fewest open connections
-(ties in turn); the worker serves it with uvicorn's own HTTP protocol on its event loop.
+(ties in turn); the worker (serving/worker_proc.py) serves it with uvicorn's own HTTP protocol.
 
 Contract:
 - per-worker open connections differ by at most one at any time (closed connections are
@@ -18,9 +18,19 @@ Contract:
   until then connections wait in the listen backlog;
 - a worker that exits is restarted; SIGTERM / SIGINT stop the workers (uvicorn's graceful
   shutdown) and then the dispatcher;
-- the workers build runtimes (a swap's, a rollout challenger's) one at a time: the dispatcher
-  makes this server's build lock file and names it in ``$WINNOW_BUILD_LOCK``
-  (winnow.serving.swap.one_build_at_a_time); it is removed when the dispatcher exits.
+- **replacements**: a worker that needs a new runtime (``[serving] rebuild = "replace"``: a
+  bundle the ACTIVE follower found, a rollout's challenger) asks for a fresh process instead
+  of building while it serves. The dispatcher starts one replacement at a time (a *spare*,
+  whose start-up builds run in the SCHED_IDLE class), keeps dealing connections to the old
+  worker until the spare is ready, then deals them to the spare and *retires* the old worker:
+  it answers with ``Connection: close`` from then on and is stopped once its connections are
+  closed or ``retire_s`` later (graceful shutdown: nothing in flight is cut). A spare that
+  exits before it is ready, or is not ready after ``replace_timeout_s`` (then killed), is
+  reported to the old worker, which then builds in place;
+- the workers build runtimes (a swap's, a rollout challenger's, a spare's start-up) one at a
+  time: the dispatcher makes this server's build lock file and names it in
+  ``$WINNOW_BUILD_LOCK`` (winnow.serving.swap.one_build_at_a_time); it is removed when the
+  dispatcher exits.
 
 Workers build their app from ``$WINNOW_HOME`` (``server.app_from_env``), like uvicorn workers.
 """
@@ -36,12 +46,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 log = logging.getLogger(__name__)
 READY, CLOSED, CONN = b"r", b"x", b"c"
+REPLACE = b"b"         # worker -> dispatcher: start a fresh worker to take my place
+RETIRE = b"q"          # dispatcher -> worker: your replacement serves; close connections, you stop soon
+REPLACE_FAILED = b"f"  # dispatcher -> worker: your replacement failed; build in place
 BUILD_LOCK_ENV = "WINNOW_BUILD_LOCK"  # names this server's build lock file in its workers' environment
+START_ENV = "WINNOW_WORKER_START"  # "idle" in a spare's environment (serving.worker_proc.is_spare)
+KILL_AFTER_S = 30.0  # a stopped worker still running this long after SIGTERM is killed
 
 
 @dataclass
@@ -49,22 +64,139 @@ class _Worker:
     index: int
     proc: subprocess.Popen
     chan: socket.socket
+    spare: bool = False  # started to replace the worker of slot ``index``; not dealt to until ready
     ready: bool = False
     open: int = 0
     served: int = 0
     started: float = field(default_factory=time.monotonic)
+    retire_at: float | None = None  # replaced: stop it when its connections are closed or at this time
+    kill_at: float | None = None  # SIGTERM sent: kill it if still running at this time
 
 
-def _spawn(index: int, build_lock: str) -> _Worker:
+Spawn = Callable[[int, bool], _Worker]
+
+
+def _spawn(index: int, spare: bool, build_lock: str) -> _Worker:
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    proc = subprocess.Popen([sys.executable, "-m", "winnow.serving.workers", str(child.fileno())],
-                            pass_fds=[child.fileno()], env={**os.environ, BUILD_LOCK_ENV: build_lock})
+    env = {**os.environ, BUILD_LOCK_ENV: build_lock}
+    env.pop(START_ENV, None)
+    if spare:
+        env[START_ENV] = "idle"
+    proc = subprocess.Popen([sys.executable, "-m", "winnow.serving.worker_proc", str(child.fileno())],
+                            pass_fds=[child.fileno()], env=env)
     child.close()
     parent.setblocking(False)
-    return _Worker(index, proc, parent)
+    return _Worker(index, proc, parent, spare=spare)
 
 
-def serve_workers(host: str, port: int, workers: int, *, backlog: int = 2048) -> None:
+class Pool:
+    """The dispatcher's processes: one serving worker per slot, at most one spare starting, and
+    replaced workers retiring (see module docstring). ``spawn(index, spare)`` starts a process."""
+
+    def __init__(self, workers: int, spawn: Spawn, sel: selectors.BaseSelector, *,
+                 replace_timeout_s: float = 900.0, retire_s: float = 10.0) -> None:
+        self._spawn, self.sel = spawn, sel
+        self.replace_timeout_s, self.retire_s = replace_timeout_s, retire_s
+        self.slots: list[_Worker] = []
+        self.spare: _Worker | None = None
+        self.queue: list[int] = []  # slots whose worker asked to be replaced, in order
+        self.retiring: list[_Worker] = []
+        for i in range(workers):
+            self.slots.append(self._start(i, False))
+
+    def _start(self, index: int, spare: bool) -> _Worker:
+        w = self._spawn(index, spare)
+        self.sel.register(w.chan, selectors.EVENT_READ, w)
+        return w
+
+    def ready(self) -> list[_Worker]:
+        """The workers connections may be dealt to."""
+        return [w for w in self.slots if w.ready]
+
+    def readable(self, w: _Worker, now: float) -> None:
+        """Read what worker ``w`` sent: readiness, closed connections, a replacement request, or
+        its exit (a serving worker is restarted, a spare's failure reported, a retired one let go)."""
+        try:
+            data = w.chan.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            w.open -= data.count(CLOSED)
+            if READY in data and not w.ready:
+                w.ready = True
+                if w is self.spare:
+                    self._promote(w, now)
+            if REPLACE in data and w in self.slots and w.index not in self.queue \
+                    and not (self.spare is not None and self.spare.index == w.index):
+                self.queue.append(w.index)
+            return
+        self.sel.unregister(w.chan)
+        w.chan.close()
+        code = w.proc.wait()
+        if w is self.spare:
+            self.spare = None
+            log.error("replacement worker %d (pid %d) exited with %s before it was ready; worker %d builds in place",
+                      w.index, w.proc.pid, code, w.index)
+            self._tell(self.slots[w.index], REPLACE_FAILED)
+        elif w in self.retiring:
+            self.retiring.remove(w)
+            log.warning("worker %d (pid %d) replaced and stopped (%s)", w.index, w.proc.pid, code)
+        else:
+            log.error("worker %d (pid %d) exited with %s; restarting", w.index, w.proc.pid, code)
+            self.slots[w.index] = self._start(w.index, False)
+
+    def _promote(self, new: _Worker, now: float) -> None:
+        """The spare is ready: it takes its slot; the worker it replaces retires."""
+        old = self.slots[new.index]
+        self.slots[new.index], self.spare, new.spare = new, None, False
+        old.ready, old.retire_at = False, now + self.retire_s
+        self.retiring.append(old)
+        self._tell(old, RETIRE)
+        log.warning("worker %d: pid %d replaces pid %d (started %.1f s ago)", new.index, new.proc.pid, old.proc.pid,
+                    now - new.started)
+
+    def tick(self, now: float) -> None:
+        """Start the next spare, stop a spare past its deadline, stop and kill retired workers."""
+        if self.spare is None and self.queue:
+            self.spare = self._start(self.queue.pop(0), True)
+            self.spare.started = now
+        elif self.spare is not None and now - self.spare.started > self.replace_timeout_s:
+            log.error("replacement worker %d (pid %d) not ready after %.0f s; stopping it", self.spare.index,
+                      self.spare.proc.pid, self.replace_timeout_s)
+            self.spare.proc.kill()  # its exit is read like any other (readable): the old worker builds
+            self.spare.started = float("inf")
+        for old in self.retiring:
+            if old.kill_at is None and old.retire_at is not None and (old.open <= 0 or now >= old.retire_at):
+                old.proc.terminate()  # uvicorn's graceful shutdown
+                old.kill_at = now + KILL_AFTER_S
+            elif old.kill_at is not None and now >= old.kill_at:
+                old.proc.kill()
+
+    @staticmethod
+    def _tell(w: _Worker, msg: bytes) -> None:
+        try:
+            w.chan.send(msg)
+        except OSError as exc:  # it is exiting; its exit is read next
+            log.warning("could not tell worker %d (pid %d): %s", w.index, w.proc.pid, exc)
+
+    def stop(self) -> None:
+        """Terminate every process and wait for them (bounded; then killed)."""
+        procs = [w.proc for w in [*self.slots, *self.retiring, *([self.spare] if self.spare else [])]]
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + KILL_AFTER_S
+        for p in procs:
+            try:
+                p.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def serve_workers(host: str, port: int, workers: int, *, backlog: int = 2048,
+                  replace_timeout_s: float = 900.0, retire_s: float = 10.0) -> None:
     """Run ``workers`` worker processes behind one listening socket until SIGTERM/SIGINT."""
     listener = socket.create_server((host, port), backlog=backlog)
     listener.setblocking(False)
@@ -73,54 +205,28 @@ def serve_workers(host: str, port: int, workers: int, *, backlog: int = 2048) ->
         signal.signal(sig, lambda *_: stopping.append(True))
     fd, build_lock = tempfile.mkstemp(prefix="winnow-build-", suffix=".lock")
     os.close(fd)
-    pool = [_spawn(i, build_lock) for i in range(workers)]
     sel = selectors.DefaultSelector()
-    for w in pool:
-        sel.register(w.chan, selectors.EVENT_READ, w)
+    pool = Pool(workers, lambda i, spare: _spawn(i, spare, build_lock), sel,
+                replace_timeout_s=replace_timeout_s, retire_s=retire_s)
     listening = False
     turn = 0
     try:
         while not stopping:
-            ready = [w for w in pool if w.ready]
-            if ready and not listening:
+            if pool.ready() and not listening:
                 sel.register(listener, selectors.EVENT_READ, None)
                 listening = True
             for key, _ in sel.select(timeout=0.5):
-                w = key.data
-                if w is None:
-                    turn = _accept_all(listener, ready, turn)
-                    continue
-                try:
-                    data = w.chan.recv(4096)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    data = b""
-                if data:
-                    w.ready = w.ready or READY in data
-                    w.open -= data.count(CLOSED)
-                    continue
-                sel.unregister(w.chan)  # the worker exited: restart it
-                w.chan.close()
-                code = w.proc.wait()
-                log.error("worker %d (pid %d) exited with %s; restarting", w.index, w.proc.pid, code)
-                new = _spawn(w.index, build_lock)
-                pool[w.index] = new
-                sel.register(new.chan, selectors.EVENT_READ, new)
-            if not any(w.ready for w in pool) and listening:
+                if key.data is None:
+                    turn = _accept_all(listener, pool.ready(), turn)
+                else:
+                    pool.readable(key.data, time.monotonic())
+            pool.tick(time.monotonic())
+            if not pool.ready() and listening:
                 sel.unregister(listener)
                 listening = False
     finally:
         listener.close()
-        for w in pool:
-            if w.proc.poll() is None:
-                w.proc.terminate()
-        deadline = time.monotonic() + 30
-        for w in pool:
-            try:
-                w.proc.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
+        pool.stop()
         os.unlink(build_lock)
 
 
@@ -144,57 +250,3 @@ def _accept_all(listener: socket.socket, ready: list[_Worker], turn: int) -> int
         finally:
             conn.close()
     return turn
-
-
-def _worker_main(fd: int) -> None:
-    """A worker: uvicorn serving the connections the dispatcher passes over socket ``fd``."""
-    import asyncio
-
-    import uvicorn
-
-    chan = socket.socket(fileno=fd)
-
-    class ChannelServer(uvicorn.Server):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets=[])  # no listening socket of its own
-            loop = asyncio.get_running_loop()
-            chan.setblocking(False)
-
-            def protocol() -> asyncio.Protocol:
-                proto = self.config.http_protocol_class(  # type: ignore[call-arg]
-                    config=self.config, server_state=self.server_state, app_state=self.lifespan.state)
-                lost = proto.connection_lost
-
-                def connection_lost(exc: Exception | None) -> None:
-                    lost(exc)
-                    try:
-                        chan.send(CLOSED)
-                    except OSError:
-                        pass
-                proto.connection_lost = connection_lost  # type: ignore[method-assign]
-                return proto
-
-            def receive() -> None:
-                try:
-                    msg, fds, _, _ = socket.recv_fds(chan, 64, 64)
-                except (BlockingIOError, InterruptedError):
-                    return
-                if not msg and not fds:  # the dispatcher is gone
-                    loop.remove_reader(chan.fileno())
-                    self.should_exit = True
-                    return
-                for f in fds:
-                    sock = socket.socket(fileno=f)
-                    sock.setblocking(False)
-                    loop.create_task(loop.connect_accepted_socket(protocol, sock))
-
-            loop.add_reader(chan.fileno(), receive)
-            chan.send(READY)
-
-    config = uvicorn.Config("winnow.serving.server:app_from_env", factory=True, loop="uvloop",
-                            http="httptools", log_level="warning", access_log=False)
-    ChannelServer(config).run()
-
-
-if __name__ == "__main__":
-    _worker_main(int(sys.argv[1]))

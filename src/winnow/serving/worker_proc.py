@@ -1,0 +1,138 @@
+"""One worker process of ``winnow serve`` with ``[serving] workers > 1``: its side of the dispatcher.
+
+The dispatcher (serving/workers.py) passes connections over a Unix socket; the worker serves
+them with uvicorn's own HTTP protocol. Over the same socket the worker tells the dispatcher it
+is ready and when a connection closed, and the two arrange a *replacement*: a build this
+worker would otherwise do in a thread while serving (a bundle the ACTIVE follower found, a
+rollout's challenger) is done by a fresh worker process instead, which takes this one's place.
+
+Contract (the worker's side):
+- ``request_replacement()`` asks the dispatcher once per process for a fresh worker and returns
+  True: the caller must not build; the fresh worker loads the store's state (ACTIVE bundle,
+  running rollout) itself. It returns False (build in place) outside a dispatcher worker, while
+  this worker is still starting (its start-up builds are its own), and after the dispatcher
+  reported that the replacement failed (it exited or did not become ready in time);
+- ``retiring()`` is True once the replacement serves: this worker answers every request with
+  ``Connection: close`` (serving.app.GuardMiddleware), so each client moves to the new worker
+  after a complete response (never mid-request); the dispatcher stops it (uvicorn's graceful
+  shutdown: in-flight requests finish, impressions are flushed) when its connections are
+  closed, or ``[serving] retire_s`` after;
+- ``is_spare()``: this process was started as a replacement: its start-up builds run in the
+  SCHED_IDLE class (serving.swap.at_idle_priority) and one build of the server at a time, so
+  the workers serving meanwhile keep the CPU they need.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from typing import Any
+
+from winnow.serving.workers import CLOSED, READY, REPLACE, REPLACE_FAILED, RETIRE, START_ENV
+
+_chan: socket.socket | None = None
+_ready = threading.Event()  # READY sent: from now on builds go to a replacement
+_asked = threading.Event()
+_failed = threading.Event()
+_retiring = threading.Event()
+_send_lock = threading.Lock()
+
+
+def is_spare() -> bool:
+    """Whether this process was started to replace a worker (see module docstring)."""
+    return os.environ.get(START_ENV) == "idle"
+
+
+def retiring() -> bool:
+    """Whether this worker has been replaced and answers with ``Connection: close`` until it stops."""
+    return _retiring.is_set()
+
+
+def request_replacement() -> bool:
+    """Ask the dispatcher for a fresh worker to take this one's place (see module docstring);
+    True: asked (now or earlier) -- do not build here; False: build in place."""
+    if _chan is None or not _ready.is_set() or _failed.is_set():
+        return False
+    with _send_lock:
+        if not _asked.is_set() and not _retiring.is_set():
+            try:
+                _chan.send(REPLACE)
+            except OSError:
+                return False
+            _asked.set()
+    return True
+
+
+def _note(msg: bytes) -> None:
+    """A message from the dispatcher (besides connections)."""
+    if RETIRE in msg:
+        _retiring.set()
+    if REPLACE_FAILED in msg:
+        _failed.set()
+
+
+def _send(byte: bytes) -> None:
+    if _chan is not None:
+        with _send_lock:
+            _chan.send(byte)
+
+
+def main(fd: int) -> None:
+    """A worker: uvicorn serving the connections the dispatcher passes over socket ``fd``."""
+    import asyncio
+
+    import uvicorn
+
+    global _chan
+    chan = _chan = socket.socket(fileno=fd)
+
+    class ChannelServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=[])  # no listening socket of its own
+            loop = asyncio.get_running_loop()
+            chan.setblocking(False)
+
+            def protocol() -> asyncio.Protocol:
+                proto = self.config.http_protocol_class(  # type: ignore[call-arg]
+                    config=self.config, server_state=self.server_state, app_state=self.lifespan.state)
+                lost = proto.connection_lost
+
+                def connection_lost(exc: Exception | None) -> None:
+                    lost(exc)
+                    try:
+                        _send(CLOSED)
+                    except OSError:
+                        pass
+                proto.connection_lost = connection_lost  # type: ignore[method-assign]
+                return proto
+
+            def receive() -> None:
+                try:
+                    msg, fds, _, _ = socket.recv_fds(chan, 64, 64)
+                except (BlockingIOError, InterruptedError):
+                    return
+                if not msg and not fds:  # the dispatcher is gone
+                    loop.remove_reader(chan.fileno())
+                    self.should_exit = True
+                    return
+                _note(msg)
+                for f in fds:
+                    sock = socket.socket(fileno=f)
+                    sock.setblocking(False)
+                    loop.create_task(loop.connect_accepted_socket(protocol, sock))
+
+            loop.add_reader(chan.fileno(), receive)
+            _send(READY)
+            _ready.set()
+
+    config = uvicorn.Config("winnow.serving.server:app_from_env", factory=True, loop="uvloop",
+                            http="httptools", log_level="warning", access_log=False)
+    ChannelServer(config).run()
+
+
+if __name__ == "__main__":  # run the imported module's main: its state is what the app reads
+    from winnow.serving import worker_proc
+
+    worker_proc.main(int(sys.argv[1]))

@@ -1,0 +1,103 @@
+"""`winnow serve` with [serving] workers = 2 and rebuild = "replace" (the default): a rollout's
+challenger is not built by the workers serving; each is replaced, one at a time, by a fresh
+worker process that loads the champion and the challenger at idle CPU priority, and the old
+one retires after its connections move (serving/workers.py, serving/worker_proc.py).
+
+Proof: clients on kept-alive connections see only 200s throughout; every worker that answers
+afterwards holds the challenger and is a new process; the replaced ones exit; no thread of a
+new worker is left in the SCHED_IDLE class; each spare's start-up build took the server's
+build lock (its /metrics build window)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from serve_harness import WORKER_HEADER, Server, build_window, fresh_request, make_home, process_tree
+
+from winnow.data.open_store import open_store
+from winnow.training.job import train
+
+
+def hammer(url: str, stop: threading.Event, seen: dict[str, list]) -> None:
+    """Recommendations on one kept-alive client until ``stop``: statuses, errors, answering pids."""
+    with httpx.Client(base_url=url, timeout=30) as c:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                r = c.get(f"/v1/users/u{i % 50}/recommendations", params={"k": 5})
+                seen["status"].append(r.status_code)
+                seen["pids"].append(r.headers.get(WORKER_HEADER))
+            except httpx.HTTPError as exc:
+                seen["errors"].append(repr(exc))
+
+
+def policies(pid: int) -> dict[int, int]:
+    """Scheduling policy of every thread of ``pid`` (os.SCHED_OTHER = 0, os.SCHED_IDLE = 5)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = os.sched_getscheduler(int(task.name))
+        except (ProcessLookupError, OSError):  # a thread that ended meanwhile
+            pass
+    return out
+
+
+def test_a_challenger_is_loaded_by_fresh_workers_while_the_old_ones_serve(tmp_path):
+    cfg = make_home(tmp_path, n_users=150, n_items=300, n_events=8000)
+    store = open_store(cfg.store_url())
+    try:
+        challenger = train(cfg, store, evaluate_models=False, activate_bundle=False).version
+    finally:
+        store.close()
+    server = Server(tmp_path, workers=2, cli=True, env={"WINNOW__ROLLOUT__POLL_S": "0.2"})
+    stop = threading.Event()
+    seen: dict[str, list] = {"status": [], "errors": [], "pids": []}
+    clients = [threading.Thread(target=hammer, args=(server.url, stop, seen)) for _ in range(2)]
+    try:
+        old = {int(pid) for pid in server.until_every_worker("GET", "/readyz")}
+        for t in clients:
+            t.start()
+        asked = time.time()
+        r = fresh_request(server.url, "POST", "/v1/admin/rollout/shadow", json={"bundle": challenger, "sample": 0.2})
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 240
+        while old & process_tree(server.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)  # poll interval of a wait bounded by ``deadline``
+        assert not old & process_tree(server.proc.pid), f"the workers were not replaced: {server.read_log()}"
+        n = len(seen["status"])
+        deadline = time.monotonic() + 60
+        while len(seen["status"]) < n + 20 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the clients go on past the replacement (bounded by ``deadline``)
+        stop.set()
+        for t in clients:
+            t.join(60)
+
+        def loaded(resp: httpx.Response) -> bool:
+            return resp.status_code == 200 and resp.json()["here"]["challenger_loaded"] == challenger
+
+        # no kept-alive client now: fresh connections reach every worker
+        new = {int(pid) for pid in server.until_every_worker("GET", "/v1/admin/rollout", ok=loaded, timeout_s=120)}
+        assert not new & old, f"workers {new & old} loaded the challenger themselves (expected fresh processes)"
+        for pid in new:
+            idle = {tid: p for tid, p in policies(pid).items() if p != os.SCHED_OTHER}
+            assert not idle, f"worker {pid}: threads left in a non-default scheduling class: {idle}"
+        windows = [build_window(rs[-1]) for rs in server.until_every_worker(
+            "GET", "/metrics", ok=lambda resp: build_window(resp)[0] >= asked).values()]
+        assert all(start >= asked and end >= start for start, end in windows), windows
+    finally:
+        stop.set()
+        for t in clients:
+            if t.is_alive():
+                t.join(60)
+        log = server.read_log()
+        server.stop()
+    assert not seen["errors"], seen["errors"][:5]
+    assert set(seen["status"]) == {200}, sorted(set(seen["status"]))
+    assert {int(p) for p in seen["pids"][-10:]} <= new, "the clients did not move to the new workers"
+    assert {int(p) for p in seen["pids"]} & old, "the old workers served nothing meanwhile"
+    assert "replaces pid" in log, log
