@@ -6,7 +6,8 @@ one retires after its connections move (serving/workers.py, serving/worker_proc.
 Proof: clients on kept-alive connections see only 200s throughout; every worker that answers
 afterwards holds the challenger and is a new process; the replaced ones exit; no thread of a
 new worker is left in the SCHED_IDLE class; each spare's start-up build took the server's
-build lock (its /metrics build window)."""
+build lock (its /metrics build window). A bundle ACTIVE then names (`winnow train`) reaches the
+workers the same way."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 from serve_harness import WORKER_HEADER, Server, build_window, fresh_request, make_home, process_tree
 
+from winnow import bundle as bundles
 from winnow.data.open_store import open_store
 from winnow.training.job import train
 
@@ -89,6 +91,12 @@ def test_a_challenger_is_loaded_by_fresh_workers_while_the_old_ones_serve(tmp_pa
         windows = [build_window(rs[-1]) for rs in server.until_every_worker(
             "GET", "/metrics", ok=lambda resp: build_window(resp)[0] >= asked).values()]
         assert all(start >= asked and end >= start for start, end in windows), windows
+        # the ACTIVE follower the same way: `winnow train` (here: the pointer written) -> fresh workers
+        assert fresh_request(server.url, "POST", "/v1/admin/rollout/abort").status_code == 200
+        bundles.activate(cfg.home, challenger)
+        served = server.until_every_worker("GET", "/readyz", ok=lambda resp: resp.json()["model_version"] == challenger,
+                                           timeout_s=240)
+        assert not {int(pid) for pid in served} & new, "a worker built the ACTIVE bundle itself"
     finally:
         stop.set()
         for t in clients:

@@ -31,6 +31,8 @@ class FailingHost:
         self.error = error
         self.builds = 0
         self.dropped = 0
+        self.elsewhere = False  # True: a fresh worker process builds (workers under the dispatcher)
+        self.asked_elsewhere = 0
         self.entered = threading.Event()
         self.release = threading.Event()
 
@@ -43,7 +45,8 @@ class FailingHost:
         raise self.error(f"build {self.builds} of {version} failed")
 
     def build_elsewhere(self) -> bool:
-        return False
+        self.asked_elsewhere += 1
+        return self.elsewhere
 
     def adopt(self, new: Any) -> None:
         raise AssertionError("nothing to adopt")
@@ -132,3 +135,24 @@ def test_stop_waits_for_a_build_in_progress_and_admin_refresh_never_builds(store
     host.release.set()
     assert follower.stop(timeout=10.0) is True
     assert host.builds == 1  # stopped: no new build after the one in progress
+
+
+def test_a_replaced_worker_leaves_the_build_to_its_replacement_unless_its_own_build_failed(
+        store: Store, tmp_path: Path) -> None:
+    """Under the dispatcher ([serving] rebuild = "replace") a fresh worker builds the challenger:
+    this one neither builds nor counts a failure. A process whose own build of this rollout failed
+    retries in place (a replacement that failed the same way would loop)."""
+    r = _canary(store)
+    host = FailingHost(store, tmp_path, OSError)
+    host.elsewhere = True
+    follower = RolloutFollower(host)
+    follower.refresh()
+    follower.refresh()
+    assert host.builds == 0 and host.asked_elsewhere == 2 and follower.here()["build_failures"] == []
+    assert store.rollout(r.id).state == "canary" and follower.current is None
+    host.elsewhere = False
+    follower.refresh()  # the replacement failed (the dispatcher said so): build here
+    assert host.builds == 1 and len(follower.here()["build_failures"]) == 1
+    host.elsewhere = True
+    follower.refresh()  # failed here once: retried here, not handed on
+    assert host.builds == 2 and host.asked_elsewhere == 3

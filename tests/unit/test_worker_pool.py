@@ -5,6 +5,7 @@ records signals), and time is passed in, so every transition is checked without 
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 from collections.abc import Iterator
@@ -40,7 +41,9 @@ class World:
         self.sel = selectors.DefaultSelector()
         self.far: dict[int, socket.socket] = {}
         self.spawned: list[tuple[int, bool]] = []
-        self.pool = Pool(workers, self.spawn, self.sel, replace_timeout_s=replace_timeout_s, retire_s=retire_s)
+        self.lowered: list[int] = []
+        self.pool = Pool(workers, self.spawn, self.sel, replace_timeout_s=replace_timeout_s, retire_s=retire_s,
+                         lower=self.lowered.append)
 
     def spawn(self, index: int, spare: bool) -> _Worker:
         near, far = socket.socketpair()
@@ -104,7 +107,7 @@ def test_a_worker_asking_is_replaced_by_a_spare_then_retired(world: World) -> No
     assert old.proc.signals == []  # two connections still open: it finishes them
     world.say(old, CLOSED + CLOSED, now=3.0)
     pool.tick(3.0)
-    assert old.proc.signals == ["TERM"]
+    assert old.proc.signals == ["TERM"] and world.lowered == [old.proc.pid]  # niced, then stopped
     world.exit(old, now=4.0)
     assert pool.retiring == [] and len(world.spawned) == 3  # a retired worker is not restarted
     world.say(other, REPLACE)  # the next request starts the next spare
@@ -167,3 +170,26 @@ def test_a_serving_worker_that_exits_is_restarted(world: World) -> None:
     world.exit(gone)
     assert pool.slots[1] is not gone and world.spawned[-1] == (1, False)
     assert pool.ready() == [pool.slots[0]]  # the restarted one is dealt to once it says ready
+
+
+def test_lower_priority_nices_every_thread_of_a_process() -> None:
+    """The real ``lower``: a child process with a second thread; both threads end at nice 19."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from winnow.serving.workers import lower_priority
+
+    code = "import threading, sys; threading.Thread(target=sys.stdin.read).start(); print('up', flush=True); sys.stdin.read()"
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "up"
+        tids = [int(t) for t in os.listdir(f"/proc/{child.pid}/task")]
+        assert len(tids) >= 2
+        lower_priority(child.pid)
+        nices = {tid: int(Path(f"/proc/{child.pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+                 for tid in tids}
+        assert set(nices.values()) == {19}, nices
+    finally:
+        child.kill()
+        child.wait(30)

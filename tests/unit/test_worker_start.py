@@ -1,5 +1,5 @@
 """A worker's side of replacements (serving/worker_proc.py) and the spare's start-up builds at
-idle CPU priority (serving.swap.at_idle_priority, startup_build)."""
+idle CPU priority (serving.worker_proc.at_idle_priority, startup_build)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from winnow.serving.workers import REPLACE, REPLACE_FAILED, RETIRE, START_ENV
 def test_at_idle_priority_runs_in_the_idle_class_and_leaves_the_caller_as_it_was() -> None:
     before = os.sched_getscheduler(0)
     seen: list[tuple[int, str]] = []
-    out = swap.at_idle_priority(lambda: seen.append((os.sched_getscheduler(0), threading.current_thread().name)) or 7)
+    out = worker_proc.at_idle_priority(lambda: seen.append((os.sched_getscheduler(0), threading.current_thread().name)) or 7)
     assert out == 7 and seen == [(os.SCHED_IDLE, "idle-build")]
     assert os.sched_getscheduler(0) == before == os.SCHED_OTHER
 
@@ -25,7 +25,7 @@ def test_at_idle_priority_runs_in_the_idle_class_and_leaves_the_caller_as_it_was
         raise ValueError("bad bundle")
 
     with pytest.raises(ValueError, match="bad bundle"):
-        swap.at_idle_priority(boom)
+        worker_proc.at_idle_priority(boom)
 
 
 def test_startup_build_is_idle_only_in_a_spare(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -133,32 +133,6 @@ def one_build_at_a_time(metrics: Metrics | None = None, *, wait_s: float = BUILD
                 metrics.build_window.labels("end").set(time.time())
 
 
-def at_idle_priority(fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a helper thread of the SCHED_IDLE class (Linux: CPU only when no other
-    thread wants it; at normal priority where the class is missing) and return its result or
-    raise its exception; the helper ends with ``fn``. Threads ``fn`` starts inherit the class
-    (and an unprivileged process cannot raise it again), so ``fn`` must start none that outlive
-    it: a spare worker's start-up builds (serving.worker_proc) run here, its serving threads do not."""
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread only (Linux)
-        except (AttributeError, OSError) as exc:
-            log.warning("start-up build at normal priority: SCHED_IDLE unavailable (%s)", exc)
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # re-raised in the caller's thread
-            out["error"] = exc
-
-    helper = threading.Thread(target=run, name="idle-build")
-    helper.start()
-    helper.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
-
-
 def startup_build(fn: Callable[[], T], metrics: Metrics | None = None) -> T:
     """A build a worker does before it serves (its ACTIVE runtime, a running rollout's
     challenger): in a spare, i.e. a fresh worker replacing one that serves
@@ -171,7 +145,7 @@ def startup_build(fn: Callable[[], T], metrics: Metrics | None = None) -> T:
         with one_build_at_a_time(metrics):
             return fn()
 
-    return at_idle_priority(locked)
+    return worker_proc.at_idle_priority(locked)
 
 
 def settle() -> None:

@@ -17,21 +17,26 @@ Contract (the worker's side):
   after a complete response (never mid-request); the dispatcher stops it (uvicorn's graceful
   shutdown: in-flight requests finish, impressions are flushed) when its connections are
   closed, or ``[serving] retire_s`` after;
-- ``is_spare()``: this process was started as a replacement: its start-up builds run in the
-  SCHED_IDLE class (serving.swap.at_idle_priority) and one build of the server at a time, so
-  the workers serving meanwhile keep the CPU they need.
+- ``is_spare()``: this process was started as a replacement: its imports and start-up builds
+  run in the SCHED_IDLE class (``at_idle_priority``; serving.swap.startup_build: one build of
+  the server at a time), so the workers serving meanwhile keep the CPU they need.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 import socket
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from winnow.serving.workers import CLOSED, READY, REPLACE, REPLACE_FAILED, RETIRE, START_ENV
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 _chan: socket.socket | None = None
 _ready = threading.Event()  # READY sent: from now on builds go to a replacement
 _asked = threading.Event()
@@ -65,6 +70,32 @@ def request_replacement() -> bool:
     return True
 
 
+def at_idle_priority(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a helper thread of the SCHED_IDLE class (Linux: CPU only when no other
+    thread wants it; at normal priority where the class is missing) and return its result or
+    raise its exception; the helper ends with ``fn``. Threads ``fn`` starts inherit the class
+    (and an unprivileged process cannot raise it again), so ``fn`` must start none that outlive
+    it: a spare's imports and start-up builds run here, its serving threads do not."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread only (Linux)
+        except (AttributeError, OSError) as exc:
+            log.warning("start-up build at normal priority: SCHED_IDLE unavailable (%s)", exc)
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            out["error"] = exc
+
+    helper = threading.Thread(target=run, name="idle-build")
+    helper.start()
+    helper.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def _note(msg: bytes) -> None:
     """A message from the dispatcher (besides connections)."""
     if RETIRE in msg:
@@ -87,6 +118,9 @@ def main(fd: int) -> None:
 
     global _chan
     chan = _chan = socket.socket(fileno=fd)
+    if is_spare():  # its imports (~2 s of CPU) too take only CPU the serving workers leave, except
+        importlib.import_module("pyarrow")  # one that starts a thread at import (its jemalloc's): not idle
+        at_idle_priority(lambda: importlib.import_module("winnow.serving.server"))
 
     class ChannelServer(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:

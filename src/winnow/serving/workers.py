@@ -24,7 +24,8 @@ Contract:
   whose start-up builds run in the SCHED_IDLE class), keeps dealing connections to the old
   worker until the spare is ready, then deals them to the spare and *retires* the old worker:
   it answers with ``Connection: close`` from then on and is stopped once its connections are
-  closed or ``retire_s`` later (graceful shutdown: nothing in flight is cut). A spare that
+  closed or ``retire_s`` later (graceful shutdown: nothing in flight is cut), niced to 19 first
+  so that its exit (freeing a runtime's heap) takes CPU only the serving workers leave. A spare that
   exits before it is ready, or is not ready after ``replace_timeout_s`` (then killed), is
   reported to the old worker, which then builds in place;
 - the workers build runtimes (a swap's, a rollout challenger's, a spare's start-up) one at a
@@ -89,13 +90,29 @@ def _spawn(index: int, spare: bool, build_lock: str) -> _Worker:
     return _Worker(index, proc, parent, spare=spare)
 
 
+def lower_priority(pid: int, nice: int = 19) -> None:
+    """Nice every thread of process ``pid`` (Linux: the nice value is per thread) to ``nice``;
+    a thread gone meanwhile or a refusal is skipped (it only makes the exit compete for CPU)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:
+            pass
+
+
 class Pool:
     """The dispatcher's processes: one serving worker per slot, at most one spare starting, and
     replaced workers retiring (see module docstring). ``spawn(index, spare)`` starts a process."""
 
     def __init__(self, workers: int, spawn: Spawn, sel: selectors.BaseSelector, *,
-                 replace_timeout_s: float = 900.0, retire_s: float = 10.0) -> None:
+                 replace_timeout_s: float = 900.0, retire_s: float = 10.0,
+                 lower: Callable[[int], None] | None = None) -> None:
         self._spawn, self.sel = spawn, sel
+        self._lower = lower or lower_priority
         self.replace_timeout_s, self.retire_s = replace_timeout_s, retire_s
         self.slots: list[_Worker] = []
         self.spare: _Worker | None = None
@@ -169,6 +186,7 @@ class Pool:
             self.spare.started = float("inf")
         for old in self.retiring:
             if old.kill_at is None and old.retire_at is not None and (old.open <= 0 or now >= old.retire_at):
+                self._lower(old.proc.pid)  # its shutdown (freeing its heap) yields to the workers serving
                 old.proc.terminate()  # uvicorn's graceful shutdown
                 old.kill_at = now + KILL_AFTER_S
             elif old.kill_at is not None and now >= old.kill_at:
