@@ -97,3 +97,9 @@ def test_the_lock_is_reentrant_in_its_thread_only(lock: Path) -> None:
     assert other == [False]  # it gave up waiting: the outer hold was still in force after the inner one
     with one_build_at_a_time(wait_s=0.2) as again:  # released at the outer exit
         assert again
+
+
+def test_a_nested_hold_reports_what_the_outer_one_got(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BUILD_LOCK_ENV, raising=False)  # a single-process server: no lock to hold
+    with one_build_at_a_time() as outer, one_build_at_a_time() as inner:
+        assert outer is False and inner is False

@@ -114,7 +114,7 @@ def one_build_at_a_time(metrics: Metrics | None = None, *, wait_s: float = BUILD
     records the wait and the block's start and end (unix seconds). Re-entrant in one thread (a
     spare's start-up build holds it around a challenger build that asks for it again)."""
     if getattr(_build_lock_held, "depth", 0):
-        yield True
+        yield _build_lock_held.held  # what the outer hold got
         return
     path = os.environ.get(BUILD_LOCK_ENV)
     asked = time.time()
@@ -124,7 +124,7 @@ def one_build_at_a_time(metrics: Metrics | None = None, *, wait_s: float = BUILD
         if metrics is not None:
             metrics.build_lock_wait.observe(time.time() - asked)
             metrics.build_window.labels("start").set(time.time())
-        _build_lock_held.depth = 1
+        _build_lock_held.depth, _build_lock_held.held = 1, held
         try:
             yield held
         finally:
