@@ -151,6 +151,7 @@ class ServingConfig(_Section):
     rebuild: Literal["replace", "in_place"] = "replace"
     replace_timeout_s: float = Field(900.0, gt=0)  # a replacement not ready by then is killed; the old worker builds
     retire_s: float = Field(10.0, ge=0)  # a replaced worker closes connections after responses, stopped by then
+    gc_freeze: bool = True  # freeze what survives each full GC collection: short pauses (serving.swap)
     # FastAPI's native OpenTelemetry (spans, metrics, logs of each request) when an OpenTelemetry
     # provider is configured; off: winnow's own Prometheus metrics only, and no per-request
     # provider checks on the request path

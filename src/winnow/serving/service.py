@@ -1,8 +1,7 @@
 """The service behind the HTTP routes: store, online state, the active runtime, metrics, log.
 
 Routes stay thin: they validate input (pydantic), call one method here and shape the reply.
-``Service.runtime`` is the single reference swapped on bundle activation; every request reads
-it once, so it uses one consistent model version from start to end.
+``Service.runtime``, the one reference an activation swaps, is read once per request (one model version).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from winnow.serving.shadow import Busy, ShadowWorker, shadow_job
 from winnow.serving.runtime import Runtime
 from winnow.serving import memory, worker_proc
 from winnow.serving.swap import (CatchUp, background_priority, one_build_at_a_time, settle, startup_build,
-                                trim_later)
+                                stop_freezing_after_full_collections, trim_later)
 from winnow.serving.online_state import ResilientState, open_backend
 from winnow.serving.telemetry import Metrics
 from winnow import bundle as bundles
@@ -59,15 +58,14 @@ class Service:
         self._swap_lock = threading.Lock()
         self._catchup = CatchUp()  # events acknowledged during a build reach the new runtime (swap.py)
         self._id_maps: dict[str, IdMap] = {}  # the last built bundle's id maps (load_bundle(reuse=))
-        # Thompson sampling's per-item click/shown counts: rebuilt from the store's log, kept live
-        self.item_stats: ItemStats | None = None
+        self.item_stats: ItemStats | None = None  # Thompson sampling's per-item counts: from the log, kept live
         if needs_item_stats(config):
             self.item_stats = ItemStats.from_store(self.store, config.feedback)
             self.item_stats.start(self.store)
         rollout_reconcile(self.store, self.config.home, "at start-up")  # a promotion a crash interrupted
         self.runtime: Runtime = startup_build(self._initial_runtime, self.metrics)  # a spare: at idle priority
         self._catchup.abort()  # no request has been served yet: nothing to catch up
-        settle()  # the long-lived startup objects leave the garbage collector's generations
+        settle(and_later=config.serving.gc_freeze)  # startup objects (and later survivors) leave the GC's generations
         self._refused: str | None = None  # ACTIVE version that failed to load (not retried)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._follow_active, name="bundle-follower", daemon=True)
@@ -398,3 +396,5 @@ class Service:
         self.impressions.close()
         self.state.close()
         self.store.close()
+        if self.config.serving.gc_freeze:
+            stop_freezing_after_full_collections()
