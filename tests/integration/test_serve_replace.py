@@ -12,31 +12,56 @@ workers the same way."""
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 from pathlib import Path
 
 import httpx
-from serve_harness import WORKER_HEADER, Server, build_window, fresh_request, make_home, process_tree
+from serve_harness import WORKER_HEADER, Server, build_window, fresh_request, make_home
 
 from winnow import bundle as bundles
 from winnow.data.open_store import open_store
 from winnow.training.job import train
 
 
-def hammer(url: str, stop: threading.Event, seen: dict[str, list]) -> None:
-    """Recommendations on one kept-alive client until ``stop``: statuses, errors, answering pids."""
+def hammer(url: str, stop: threading.Event, seen: dict[str, list], answered: threading.Condition) -> None:
+    """Recommendations on one kept-alive client until ``stop``: statuses, errors, answering pids
+    (``answered`` is notified after each)."""
     with httpx.Client(base_url=url, timeout=30) as c:
         i = 0
         while not stop.is_set():
             i += 1
             try:
                 r = c.get(f"/v1/users/u{i % 50}/recommendations", params={"k": 5})
-                seen["status"].append(r.status_code)
-                seen["pids"].append(r.headers.get(WORKER_HEADER))
+                with answered:
+                    seen["status"].append(r.status_code)
+                    seen["pids"].append(r.headers.get(WORKER_HEADER))
+                    answered.notify_all()
             except httpx.HTTPError as exc:
                 seen["errors"].append(repr(exc))
             stop.wait(0.005)  # paced (not a wait for anything): CPU stays for the spares' idle-class builds
+
+
+def wait_exited(pids: set[int], timeout_s: float) -> set[int]:
+    """Wait until every process in ``pids`` has exited (pidfds: readable at exit), at most
+    ``timeout_s``; the ones still running."""
+    fds = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:  # gone already
+            pass
+    try:
+        end = time.monotonic() + timeout_s
+        waiting = set(fds)
+        while waiting and time.monotonic() < end:
+            ready, _, _ = select.select(list(waiting), [], [], max(end - time.monotonic(), 0.0))
+            waiting -= set(ready)
+        return {fds[fd] for fd in waiting}
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def policies(pid: int) -> dict[int, int]:
@@ -60,7 +85,8 @@ def test_a_challenger_is_loaded_by_fresh_workers_while_the_old_ones_serve(tmp_pa
     server = Server(tmp_path, workers=2, cli=True, env={"WINNOW__ROLLOUT__POLL_S": "0.2"})
     stop = threading.Event()
     seen: dict[str, list] = {"status": [], "errors": [], "pids": []}
-    clients = [threading.Thread(target=hammer, args=(server.url, stop, seen)) for _ in range(2)]
+    answered = threading.Condition()
+    clients = [threading.Thread(target=hammer, args=(server.url, stop, seen, answered)) for _ in range(2)]
     try:
         old = {int(pid) for pid in server.until_every_worker("GET", "/readyz")}
         for t in clients:
@@ -68,14 +94,11 @@ def test_a_challenger_is_loaded_by_fresh_workers_while_the_old_ones_serve(tmp_pa
         asked = time.time()
         r = fresh_request(server.url, "POST", "/v1/admin/rollout/shadow", json={"bundle": challenger, "sample": 0.2})
         assert r.status_code == 200, r.text
-        deadline = time.monotonic() + 240
-        while old & process_tree(server.proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)  # poll interval of a wait bounded by ``deadline``
-        assert not old & process_tree(server.proc.pid), f"the workers were not replaced: {server.read_log()}"
-        n = len(seen["status"])
-        deadline = time.monotonic() + 60
-        while len(seen["status"]) < n + 20 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the clients go on past the replacement (bounded by ``deadline``)
+        running = wait_exited(old, 240)
+        assert not running, f"the workers were not replaced, {running} still run: {server.read_log()}"
+        with answered:  # the clients go on past the replacement
+            n = len(seen["status"])
+            assert answered.wait_for(lambda: len(seen["status"]) >= n + 20, timeout=60), seen["errors"][:5]
         stop.set()
         for t in clients:
             t.join(60)
