@@ -82,7 +82,10 @@ def test_a_challenger_is_loaded_by_fresh_workers_while_the_old_ones_serve(tmp_pa
         challenger = train(cfg, store, evaluate_models=False, activate_bundle=False).version
     finally:
         store.close()
-    server = Server(tmp_path, workers=2, cli=True, env={"WINNOW__ROLLOUT__POLL_S": "0.2"})
+    # a shadow whose challenger the workers hold ([rollout] shadow_process = false; with the
+    # default the server's shadow process holds it: test_serve_shadow_process.py)
+    server = Server(tmp_path, workers=2, cli=True, env={"WINNOW__ROLLOUT__POLL_S": "0.2",
+                                                         "WINNOW__ROLLOUT__SHADOW_PROCESS": "false"})
     stop = threading.Event()
     seen: dict[str, list] = {"status": [], "errors": [], "pids": []}
     answered = threading.Condition()

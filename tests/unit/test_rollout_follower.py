@@ -16,6 +16,7 @@ from winnow.core.errors import BundleError
 from winnow.data.open_store import open_store
 from winnow.data.rollouts import Rollout, RolloutDecision
 from winnow.data.store import Store
+from winnow.rollout import control
 from winnow.serving.rollout_follower import RolloutFollower
 from winnow.serving.telemetry import Metrics
 
@@ -33,6 +34,9 @@ class FailingHost:
         self.dropped = 0
         self.elsewhere = False  # True: a fresh worker process builds (workers under the dispatcher)
         self.asked_elsewhere = 0
+        self.shadow_process = False  # True: the server's shadow process holds a shadow's challenger
+        self.asked_shadow = 0
+        self.status: dict[str, Any] = {}
         self.entered = threading.Event()
         self.release = threading.Event()
 
@@ -54,8 +58,12 @@ class FailingHost:
     def drop_challenger(self) -> None:
         self.dropped += 1
 
-    def shadow_counts(self, rollout_id: int) -> dict[str, int]:
-        return {}
+    def shadow_elsewhere(self) -> bool:
+        self.asked_shadow += 1
+        return self.shadow_process
+
+    def shadow_status(self, rollout_id: int) -> dict[str, Any]:
+        return dict(self.status)
 
 
 @pytest.fixture
@@ -156,3 +164,32 @@ def test_a_replaced_worker_leaves_the_build_to_its_replacement_unless_its_own_bu
     host.elsewhere = True
     follower.refresh()  # failed here once: retried here, not handed on
     assert host.builds == 2 and host.asked_elsewhere == 3
+
+
+def test_a_shadow_left_to_the_shadow_process_is_never_built_here(store: Store, tmp_path: Path) -> None:
+    """Under the dispatcher with [rollout] shadow_process, a shadow rollout's challenger is held by
+    the server's shadow process: the worker asks for it on every poll (the dispatcher starts one
+    if none runs), builds nothing, holds a view without a runtime, and reports the challenger
+    loaded only once the process says it holds this rollout's challenger. A canary is still built
+    (or replaced) as before."""
+    r = store.start_rollout(Rollout(
+        id=0, state="shadow", revision=0, started=1000, challenger="20260101T000000Z-aaaaaa",
+        champion="20251201T000000Z-bbbbbb", mode="shadow", plan=(100,), step=0, step_started=1000,
+        params={"sample": 1.0}, decisions=(RolloutDecision(1000, 0, "operator", "start", {"by": "test"}),)))
+    host = FailingHost(store, tmp_path, OSError)
+    host.shadow_process = True
+    follower = RolloutFollower(host)
+    follower.refresh()
+    follower.refresh()
+    assert host.builds == 0 and host.asked_shadow == 2 and host.asked_elsewhere == 0
+    assert follower.current is not None and follower.current.runtime is None and follower.current.record.id == r.id
+    assert follower.here()["challenger_loaded"] is None  # the process has not said it holds it
+    host.status = {"ran": 3, "process": {"pid": 1, "challenger": r.challenger, "at": 0.0}}
+    here = follower.here()
+    assert here["challenger_loaded"] == r.challenger and here["shadow"]["ran"] == 3
+    control.transition(store, tmp_path, store.rollout(r.id), action="abort", rule="operator", evidence={})
+    follower.refresh()
+    assert follower.current is None and host.builds == 0
+    c = _canary(store)
+    follower.refresh()  # a canary: the workers hold the challenger (here: the build fails, counted)
+    assert host.builds == 1 and host.asked_shadow == 2 and store.rollout(c.id).state == "canary"

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from winnow.serving.workers import CLOSED, READY, REPLACE, REPLACE_FAILED, RETIRE, Pool, _Worker
+from winnow.serving.workers import (CLOSED, READY, REPLACE, REPLACE_FAILED, RETIRE, SHADOW, SHADOW_RETRY_S, Pool,
+                                    _Worker)
 
 
 class FakeProc:
@@ -42,8 +43,18 @@ class World:
         self.far: dict[int, socket.socket] = {}
         self.spawned: list[tuple[int, bool]] = []
         self.lowered: list[int] = []
+        self.gone = 0  # times the pool said the shadow process had exited
+        self.attempts: list[int] = []  # the shadow processes' attempt numbers
         self.pool = Pool(workers, self.spawn, self.sel, replace_timeout_s=replace_timeout_s, retire_s=retire_s,
-                         lower=self.lowered.append)
+                         lower=self.lowered.append, spawn_shadow=self.spawn_shadow,
+                         shadow_gone=self._gone)
+
+    def spawn_shadow(self, attempt: int) -> _Worker:
+        self.attempts.append(attempt)
+        return self.spawn(-1, False)
+
+    def _gone(self) -> None:
+        self.gone += 1
 
     def spawn(self, index: int, spare: bool) -> _Worker:
         near, far = socket.socketpair()
@@ -193,3 +204,30 @@ def test_lower_priority_nices_every_thread_of_a_process() -> None:
     finally:
         child.kill()
         child.wait(30)
+
+
+def test_the_shadow_process_is_started_once_when_asked_and_again_only_after_a_failure_backoff(world: World) -> None:
+    pool = world.pool
+    a, b = pool.slots
+    world.say(a, SHADOW, now=1.0)
+    world.say(b, SHADOW, now=1.0)  # both workers follow the shadow: one process
+    world.say(a, SHADOW + CLOSED, now=2.0)  # asked again on every poll, beside other messages
+    assert world.spawned == [(0, False), (1, False), (-1, False)]
+    shadow = pool.shadow
+    assert shadow is not None and shadow not in pool.slots and pool.ready() == [a, b]  # never dealt connections
+    world.exit(shadow, now=3.0)  # the rollout ended: it exits 0
+    assert pool.shadow is None and world.gone == 1
+    world.say(a, SHADOW, now=4.0)  # a new shadow rollout: started at once
+    assert len(world.spawned) == 4 and pool.shadow is not None
+    failing = pool.shadow
+    failing.proc.returncode = 1  # type: ignore[misc]
+    world.exit(failing, now=5.0)
+    assert pool.shadow is None and world.gone == 2 and pool.shadow_failed_at == 5.0
+    world.say(a, SHADOW, now=5.0 + SHADOW_RETRY_S - 1.0)  # not again before the back-off
+    assert len(world.spawned) == 4 and pool.shadow is None
+    world.say(a, SHADOW, now=5.0 + SHADOW_RETRY_S)
+    assert len(world.spawned) == 5 and pool.shadow is not None
+    assert world.attempts == [1, 1, 2]  # after an exit 0, after one failure
+    assert pool.slots == [a, b] and world.spawned.count((0, False)) == 1  # the workers were never touched
+    pool.stop()
+    assert pool.shadow.proc.signals == ["TERM"]  # type: ignore[attr-defined]

@@ -55,6 +55,9 @@ class RolloutConfig(_Section):
     # shadow work per worker process: at most this share of one core (token bucket on the shadow
     # thread's CPU seconds); jobs also wait for the worker to be idle (serving/shadow.py)
     shadow_max_cpu_share: float = Field(0.1, gt=0, le=1)
+    # under `winnow serve`'s dispatcher: a shadow's challenger lives in one shadow process of the
+    # server (SCHED_IDLE jobs; serving/shadow_proc.py) instead of in every worker; false: in the workers
+    shadow_process: bool = True
     max_build_failures: int = Field(3, ge=1)  # a challenger that fails to build this often is rolled back
     guardrails: GuardrailConfig = GuardrailConfig()
 

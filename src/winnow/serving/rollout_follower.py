@@ -9,6 +9,9 @@ reads the rollout record (winnow.data.rollouts) and makes this process match it:
   ``wake`` it) -- or, in a worker of ``winnow serve`` with ``[serving] rebuild = "replace"``,
   by a fresh worker process that then takes this one's place (``Service.build_elsewhere``,
   serving/workers.py; a process whose own build of this rollout failed retries in place);
+  a *shadow* rollout's challenger is not built in a worker of ``winnow serve`` at all with
+  ``[rollout] shadow_process = true``: the server's shadow process holds it
+  (``Service.shadow_elsewhere``, serving/shadow_proc.py) and the view's ``runtime`` is None;
   a challenger the build refuses (BundleError, ConfigError) is rolled back with
   that error as the evidence; any other build failure (MemoryError, OSError, a store or model
   error) is recorded per rollout (``build_failures``) and retried next poll, and after
@@ -43,7 +46,6 @@ from winnow.rollout import control
 from winnow.rollout.assign import arm_of
 from winnow.rollout.arms import ArmTracker
 from winnow.rollout.report import measure, tracker_for
-from winnow.serving.shadow import SAMPLING_NOTE
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -72,10 +74,11 @@ def rollout_reconcile(store: Store, home: Path, when: str) -> None:
 
 @dataclass(frozen=True)
 class RolloutView:
-    """A running rollout and the challenger runtime serving it in this process."""
+    """A running rollout and the challenger runtime serving it in this process (None: a shadow
+    whose challenger the server's shadow process holds)."""
 
     record: Rollout
-    runtime: Runtime
+    runtime: Runtime | None
 
     def record_arm(self, user_id: str) -> str:
         """The user's arm under the record's current share (sticky hash)."""
@@ -103,7 +106,9 @@ class ChallengerHost(Protocol):
 
     def drop_challenger(self) -> None: ...
 
-    def shadow_counts(self, rollout_id: int) -> dict[str, int]: ...
+    def shadow_elsewhere(self) -> bool: ...
+
+    def shadow_status(self, rollout_id: int) -> dict[str, Any]: ...
 
 
 class RolloutFollower:
@@ -162,12 +167,17 @@ class RolloutFollower:
             if r is None or not r.running:
                 held, self.current = self.current, None
                 self.svc.drop_challenger()
-                if r is not None and r.state == "promoted" and held is not None \
+                if r is not None and r.state == "promoted" and held is not None and held.runtime is not None \
                         and held.runtime.version == r.challenger:
                     self.svc.adopt(held.runtime)
                 return r
+            if r.state == "shadow" and self.svc.shadow_elsewhere():  # the shadow process holds it
+                if self.current is None or self.current.runtime is not None:
+                    self.svc.drop_challenger()
+                self.current = RolloutView(r, None)
+                return r
             held = self.current
-            if held is not None and held.runtime.version == r.challenger:
+            if held is not None and held.runtime is not None and held.runtime.version == r.challenger:
                 self.current = RolloutView(r, held.runtime)
                 return r
             self.current = None  # a view of an earlier challenger (if any) is not this rollout's
@@ -207,10 +217,13 @@ class RolloutFollower:
                                                  "step": latest.step, "share": latest.share}
         shadow: dict[str, Any] | None = None
         if latest is not None and latest.mode == "shadow":
-            counts = self.svc.shadow_counts(latest.id)
-            shadow = {k: int(counts.get(k, 0)) for k in ("ran", "skipped_busy", "skipped_budget", "preempted", "dropped")}
-            shadow["note"] = SAMPLING_NOTE
-        return {"challenger_loaded": view.runtime.version if view is not None else None,
+            shadow = self.svc.shadow_status(latest.id)
+        loaded = None
+        if view is not None and view.runtime is not None:
+            loaded = view.runtime.version
+        elif view is not None and shadow is not None and shadow.get("process"):  # the shadow process holds it
+            loaded = shadow["process"].get("challenger")
+        return {"challenger_loaded": loaded,
                 "build_failures": list(self.build_failures.get(rid, [])) if rid is not None else [],
                 "following": following, "shadow": shadow}
 

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from winnow.data.store import Store
 from winnow.models.als import ALSRecommender
 from winnow.components import ServeContext, build_pipeline, needs_profile
 from winnow.pipeline.pipeline import Pipeline
-from winnow.pipeline.types import NO_CATEGORY, Catalog, Request, UserView
+from winnow.pipeline.types import NO_CATEGORY, Catalog, Request, Slate, UserView
 from winnow.serving.state import UserRecord
 from winnow.serving.user_history import HistoryCache, affinity
 from winnow.bundle import Bundle
@@ -209,7 +210,7 @@ class Runtime:
                 request_id: str = "") -> Request:
         """One request resolved to this bundle's indices: the user's view (``view``), excluded
         item ids (unknown ones ignored), category names -> codes (unknown ones dropped: a filter
-        on them allows nothing). The service (``Service.funnel``) and batch mode
+        on them allows nothing). The service (``answer``) and batch mode
         (winnow.serving.batch) build every request here."""
         view = self.view(user_id, rec, now=now, profile=profile)
         ex = self.catalog.item_ids.encode(exclude, missing=-1) if exclude else np.empty(0, np.int32)
@@ -218,6 +219,18 @@ class Runtime:
             cats = frozenset(c for c in (self.catalog.category_code(x) for x in categories) if c >= 0)
         return Request(view, k, now, surface=surface, exclude=ex[ex >= 0], categories=cats,
                        explain=explain, context=context if context is not None else {}, request_id=request_id)
+
+    def answer(self, *, user_id: str, rec: UserRecord | None, profile: dict[str, Any] | None, k: int,
+               surface: str, exclude: list[str], explain: bool, categories: list[str] | None,
+               context: dict[str, Any], request_id: str, now: float, variants: dict[str, str],
+               pause: Callable[[], None] | None = None) -> Slate:
+        """This runtime's funnel for one request (no logging, no state written): the request
+        resolved (``request``) and run by the variant's pipeline; ``pause`` is called between its
+        stages (Pipeline.recommend). The service's requests and shadow jobs (serving/shadow.py,
+        serving/shadow_proc.py) answer here."""
+        request = self.request(user_id, rec, k=k, now=now, profile=profile, surface=surface, exclude=exclude,
+                               categories=categories, explain=explain, context=context, request_id=request_id)
+        return self.pipeline_for(variants).recommend(request, pause=pause)
 
     def forget(self, user_id: str) -> bool:
         """Drop the user's cached fold-in vector (after erasure); True if one was held."""

@@ -96,11 +96,21 @@ class RolloutFollowingOut(BaseModel):
     share: float
 
 
+class ShadowProcessOut(BaseModel):
+    """The server's shadow process (serving/shadow_proc.py) as it last reported: pid, the
+    challenger it holds, unix time of the report."""
+
+    pid: int
+    challenger: str
+    at: float
+
+
 class RolloutShadowHereOut(BaseModel):
     """A shadow's jobs in the answering process: run, skipped because requests were in flight
     or the CPU budget was spent, preempted (a request stayed in flight while the job waited
     between two stages), dropped on a full queue; ``note`` says what skipping does to the
-    sample (it leans toward quiet moments)."""
+    sample (it leans toward quiet moments). With the server's shadow process (``process``) the
+    job counts are that process's, and ``sent`` ... ``events_lost`` this worker's sends."""
 
     ran: int
     skipped_busy: int
@@ -108,6 +118,14 @@ class RolloutShadowHereOut(BaseModel):
     preempted: int
     dropped: int
     note: str
+    # jobs sent to the server's shadow process (its counts above are the whole server's): by this
+    # worker sent, refused because it was not ready / not running, too large for a datagram;
+    # acknowledged events it did not get (its challenger's live features miss them)
+    sent: int | None = None
+    unavailable: int | None = None
+    too_large: int | None = None
+    events_lost: int | None = None
+    process: ShadowProcessOut | None = None
 
 
 class RolloutHereOut(BaseModel):

@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,7 +28,8 @@ from winnow.serving.drift_reader import DriftReader, logs_candidates
 from winnow.serving.item_stats import ItemStats, needs_item_stats
 from winnow.rollout.assign import CHALLENGER, experiment_name
 from winnow.serving.rollout_follower import RolloutFollower, rollout_reconcile
-from winnow.serving.shadow import Busy, ShadowWorker, shadow_job
+from winnow.serving.shadow import Busy
+from winnow.serving.shadow_link import ShadowJobs
 from winnow.serving.runtime import Runtime
 from winnow.serving import memory, worker_proc
 from winnow.serving.swap import (CatchUp, background_priority, one_build_at_a_time, settle, startup_build,
@@ -73,9 +73,7 @@ class Service:
         # rollouts: the challenger runtime, shadow worker and decisions follow the store's state
         self._challenger_feed: Any = None  # the challenger's ranker feature feed (events reach it too)
         self.busy = Busy()  # requests in flight (the app's middleware): a shadow job waits for none
-        self.shadow = ShadowWorker(self.store, self.metrics, capacity=config.rollout.shadow_queue,
-                                   batch=config.rollout.shadow_batch, busy=self.busy,
-                                   max_cpu_share=config.rollout.shadow_max_cpu_share)
+        self.shadow = ShadowJobs(self.store, self.metrics, config, self.busy)  # this thread or the shadow process
         self.rollout = RolloutFollower(self)
         startup_build(self.rollout.refresh, self.metrics)  # a running rollout's challenger, like the runtime
         self.rollout.start()
@@ -220,9 +218,12 @@ class Service:
             settle()
         return new
 
-    def shadow_counts(self, rollout_id: int) -> dict[str, int]:
-        """This process's shadow jobs of ``rollout_id``: ran / skipped_busy / skipped_budget / preempted / dropped."""
-        return dict(self.shadow.counts.get(rollout_id, {}))
+    def shadow_elsewhere(self) -> bool:
+        """True: the server's shadow process holds a shadow rollout's challenger; do not build it here."""
+        return self.shadow.elsewhere()
+
+    def shadow_status(self, rollout_id: int) -> dict[str, Any]:
+        return self.shadow.status(rollout_id)
 
     def drop_challenger(self) -> None:
         self._challenger_feed = None
@@ -264,6 +265,7 @@ class Service:
                 cfeed.apply(frame)
         self.state.store_health.succeeded()
         self.metrics.events.inc(written)
+        self.shadow.forward_events(frame)  # the shadow process's challenger (if any) sees them too
         self.state.apply(frame)
         if self.item_stats is not None:
             self.item_stats.add_events(frame)
@@ -285,6 +287,8 @@ class Service:
             cfeed = getattr(self, "_challenger_feed", None)
             if cfeed is not None and (feed is None or cfeed.state is not feed.state):
                 cfeed.apply(frame)
+        if getattr(self, "shadow", None) is not None:
+            self.shadow.forward_events(frame)
 
     # --- recommendations -----------------------------------------------------------------------
     def recommend(self, user_id: str, *, k: int, surface: str, exclude: list[str], explain: bool,
@@ -301,7 +305,8 @@ class Service:
         now = time.time() if now is None else float(now)
         rec, degraded = self.state.lookup(user_id)  # degraded: the fallback taken for the history
         profile = None
-        if champion.needs_profile or (view is not None and view.runtime.needs_profile):  # cold-start sources
+        if champion.needs_profile or (view is not None and view.runtime is not None
+                                      and view.runtime.needs_profile):  # cold-start sources
             try:
                 profile = self.store.get_user(user_id)
             except StoreError as exc:
@@ -312,18 +317,18 @@ class Service:
         variants = {e.name: e.variant_of(user_id) for e in self.config.experiments if e.active(when)}
         arm: str | None = None
         error = False
-        canary = view if view is not None and view.record.state == "canary" else None
+        canary = view if view is not None and view.record.state == "canary" and view.runtime is not None else None
         if canary is not None:
             arm = canary.record_arm(user_id)
-        rt = canary.runtime if canary is not None and arm == CHALLENGER else champion
+        rt = canary.runtime if canary is not None and arm == CHALLENGER and canary.runtime else champion
 
-        args: dict[str, Any] = dict(  # Service.funnel's keywords (a shadow job reruns them)
+        args: dict[str, Any] = dict(  # Runtime.answer's keywords (a shadow job reruns them)
             user_id=user_id, rec=rec, profile=profile, k=k, surface=surface, exclude=exclude,
             explain=explain, categories=categories, context=context, request_id=request_id, now=now,
             variants=variants)
 
         def run(runtime: Runtime) -> Slate:
-            return self.funnel(runtime, **args)
+            return runtime.answer(**args)
 
         t0 = time.perf_counter()
         try:
@@ -368,19 +373,8 @@ class Service:
         if self.item_stats is not None:
             self.item_stats.add_impression(impression)
         if view is not None and view.record.state == "shadow" and view.sampled(request_id):
-            self.shadow.submit(view.record.id, shadow_job(self, view, args, item_ids,
-                                                          [s.score for s in slate.items]))
+            self.shadow.submit(view, args, item_ids, [s.score for s in slate.items])  # this thread or the process
         return rt, request_id, slate
-
-    def funnel(self, rt: Runtime, *, user_id: str, rec: Any, profile: dict[str, Any] | None, k: int,
-               surface: str, exclude: list[str], explain: bool, categories: list[str] | None,
-               context: dict[str, Any], request_id: str, now: float, variants: dict[str, str],
-               pause: Callable[[], None] | None = None) -> Slate:
-        """The pipeline of runtime ``rt`` for one request (no logging, no state written);
-        ``pause``: called between its stages (Pipeline.recommend)."""
-        request = rt.request(user_id, rec, k=k, now=now, profile=profile, surface=surface, exclude=exclude,
-                             categories=categories, explain=explain, context=context, request_id=request_id)
-        return rt.pipeline_for(variants).recommend(request, pause=pause)
 
     def close(self) -> None:
         self._stop.set()

@@ -114,8 +114,12 @@ class ShadowWorker:
     """Bounded queue + one low-priority thread; ``submit`` never blocks; ``close`` is bounded."""
 
     def __init__(self, store: Store, metrics: Metrics, *, capacity: int, batch: int, busy: Busy | None = None,
-                 max_cpu_share: float = 1.0, preempt_wait_s: float = PREEMPT_WAIT_S) -> None:
+                 max_cpu_share: float = 1.0, preempt_wait_s: float = PREEMPT_WAIT_S,
+                 idle_class: bool = False) -> None:
+        """``idle_class``: run the jobs in the SCHED_IDLE class (the shadow process, which serves
+        no request: serving/shadow_proc.py) instead of at nice 19."""
         self.store = store
+        self.idle_class = idle_class
         self.preempt_wait_s = preempt_wait_s
         self.metrics = metrics
         self.batch = batch
@@ -133,10 +137,11 @@ class ShadowWorker:
             self._queue.put_nowait((rollout_id, job))
             return True
         except queue.Full:
-            self._count(rollout_id, "dropped")
+            self.count(rollout_id, "dropped")
             return False
 
-    def _count(self, rollout_id: int, result: str) -> None:
+    def count(self, rollout_id: int, result: str) -> None:
+        """Count one outcome of a job of rollout ``rollout_id`` (``counts`` and the metric)."""
         self.metrics.rollout_shadow.labels(result).inc()
         self.counts.setdefault(rollout_id, Counter())[result] += 1
 
@@ -172,7 +177,12 @@ class ShadowWorker:
         pending.clear()
 
     def _run(self) -> None:
-        if sys.platform.startswith("linux"):  # nice is per thread only on Linux (elsewhere: a pid)
+        if self.idle_class and hasattr(os, "SCHED_IDLE"):
+            try:  # this thread only (Linux): CPU only when no other thread wants it
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            except OSError:
+                log.warning("shadow jobs at normal priority: SCHED_IDLE refused")
+        elif sys.platform.startswith("linux"):  # nice is per thread only on Linux (elsewhere: a pid)
             try:  # the lowest OS priority for this thread only
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
             except OSError:  # not permitted: the budget and the idle rule still hold
@@ -198,7 +208,7 @@ class ShadowWorker:
             rid, job = item
             why = self._skip()
             if why is not None:
-                self._count(rid, why)
+                self.count(rid, why)
                 if self._queue.empty():
                     self._flush(pending)
                 continue
@@ -208,7 +218,7 @@ class ShadowWorker:
                     record = job()
             except Preempted:
                 self.budget.spend(time.thread_time() - cpu)
-                self._count(rid, "preempted")
+                self.count(rid, "preempted")
                 continue
             except Exception as exc:  # the job guards itself; this is the last line
                 record = {"error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -236,20 +246,22 @@ class ShadowWorker:
         return True
 
 
-def shadow_job(service: Any, view: Any, args: dict[str, Any], champion_ids: list[str],
-               champion_scores: list[float]) -> Job:
-    """The job comparing the challenger's slate for one request with the champion's
-    (``args``: the keyword arguments the champion's ``Service.funnel`` ran with)."""
+def shadow_job(runtime: Any, args: dict[str, Any], champion_ids: list[str], champion_scores: list[float], *,
+               pause: Callable[[], None] | None = None) -> Job:
+    """The job comparing challenger ``runtime``'s slate for one request with the champion's
+    (``args``: the keyword arguments the champion's ``Runtime.answer`` ran with; ``pause``: called
+    between the challenger's stages, ``ShadowWorker.yield_to_requests`` in a serving worker).
+    An exception other than ``Preempted`` becomes a record with ``error``."""
 
     from winnow.rollout.compare import compare_slates
 
     def job() -> dict[str, Any]:
-        rt = view.runtime
+        rt = runtime
         base = {"ts": int(args["now"]), "request_id": args["request_id"], "user_id": args["user_id"],
                 "challenger": rt.version}
         t0 = time.perf_counter()
         try:
-            slate = service.funnel(rt, **{**args, "explain": False}, pause=service.shadow.yield_to_requests)
+            slate = rt.answer(**{**args, "explain": False}, pause=pause)
         except Preempted:
             raise
         except Exception as exc:

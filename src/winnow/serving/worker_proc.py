@@ -17,6 +17,8 @@ Contract (the worker's side):
   after a complete response (never mid-request); the dispatcher stops it (uvicorn's graceful
   shutdown: in-flight requests finish, impressions are flushed) when its connections are
   closed, or ``[serving] retire_s`` after;
+- ``request_shadow()`` asks the dispatcher for the shadow process (serving/shadow_proc.py) that
+  answers this server's shadow jobs; False outside a dispatcher worker;
 - ``is_spare()``: this process was started as a replacement: its imports and start-up builds
   run in the SCHED_IDLE class (``at_idle_priority``; serving.swap.startup_build: one build of
   the server at a time), so the workers serving meanwhile keep the CPU they need.
@@ -33,7 +35,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from winnow.serving.workers import CLOSED, READY, REPLACE, REPLACE_FAILED, RETIRE, START_ENV
+from winnow.serving.workers import CLOSED, READY, REPLACE, REPLACE_FAILED, RETIRE, SHADOW, START_ENV
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,6 +69,18 @@ def request_replacement() -> bool:
             except OSError:
                 return False
             _asked.set()
+    return True
+
+
+def request_shadow() -> bool:
+    """Ask the dispatcher for the shadow process (serving/shadow_proc.py; it starts one if none
+    runs, so asking again is harmless); False outside a dispatcher worker (no such process)."""
+    if _chan is None:
+        return False
+    try:
+        _send(SHADOW)
+    except OSError:
+        return False
     return True
 
 

@@ -28,6 +28,15 @@ Contract:
   so that its exit (freeing a runtime's heap) takes CPU only the serving workers leave. A spare that
   exits before it is ready, or is not ready after ``replace_timeout_s`` (then killed), is
   reported to the old worker, which then builds in place;
+- **the shadow process**: a worker following a shadow rollout (``[rollout] shadow_process``)
+  sends ``SHADOW``; the dispatcher then starts one shadow process (serving/shadow_proc.py) if
+  none runs: it loads the challenger and answers the workers' sampled requests off their
+  processes, in the SCHED_IDLE class. The workers reach it over a Unix datagram socket named in
+  ``$WINNOW_SHADOW_SOCKET`` (every process started here gets the name). It exits by itself
+  when the rollout is no longer a shadow (not restarted until asked again); one that failed is
+  started again only ``SHADOW_RETRY_S`` later, if asked, told its attempt number (``$WINNOW_SHADOW_ATTEMPT``:
+  consecutive failures + 1, so it can roll the rollout back after ``max_build_failures``); its
+  socket and ready marker are removed when it exits and when the dispatcher exits;
 - the workers build runtimes (a swap's, a rollout challenger's, a spare's start-up) one at a
   time: the dispatcher makes this server's build lock file and names it in
   ``$WINNOW_BUILD_LOCK`` (winnow.serving.swap.one_build_at_a_time); it is removed when the
@@ -55,8 +64,12 @@ READY, CLOSED, CONN = b"r", b"x", b"c"
 REPLACE = b"b"         # worker -> dispatcher: start a fresh worker to take my place
 RETIRE = b"q"          # dispatcher -> worker: your replacement serves; close connections, you stop soon
 REPLACE_FAILED = b"f"  # dispatcher -> worker: your replacement failed; build in place
+SHADOW = b"s"          # worker -> dispatcher: a shadow rollout runs; start the shadow process if none
 BUILD_LOCK_ENV = "WINNOW_BUILD_LOCK"  # names this server's build lock file in its workers' environment
 START_ENV = "WINNOW_WORKER_START"  # "idle" in a spare's environment (serving.worker_proc.is_spare)
+SHADOW_ENV = "WINNOW_SHADOW_SOCKET"  # the shadow process's datagram socket (serving/shadow_link.py)
+SHADOW_RETRY_S = 60.0  # a shadow process that failed is started again this long after, at the earliest
+SHADOW_ATTEMPT_ENV = "WINNOW_SHADOW_ATTEMPT"  # 1 + the consecutive failures of the shadow process before it
 KILL_AFTER_S = 30.0  # a stopped worker still running this long after SIGTERM is killed
 
 
@@ -77,13 +90,16 @@ class _Worker:
 Spawn = Callable[[int, bool], _Worker]
 
 
-def _spawn(index: int, spare: bool, build_lock: str) -> _Worker:
+def _spawn(index: int, spare: bool, build_lock: str, shadow_socket: str, *, shadow: int = 0) -> _Worker:
+    """Start a worker (a spare with ``spare``) or, with ``shadow`` (its attempt number), the
+    shadow process; in the dispatcher's session (scheduler autogroups: serving/drift_supervisor.py)."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    env = {**os.environ, BUILD_LOCK_ENV: build_lock}
+    env = {**os.environ, BUILD_LOCK_ENV: build_lock, SHADOW_ENV: shadow_socket, SHADOW_ATTEMPT_ENV: str(shadow)}
     env.pop(START_ENV, None)
-    if spare:
-        env[START_ENV] = "idle"
-    proc = subprocess.Popen([sys.executable, "-m", "winnow.serving.worker_proc", str(child.fileno())],
+    if spare or shadow:
+        env[START_ENV] = "shadow" if shadow else "idle"
+    module = "winnow.serving.shadow_proc" if shadow else "winnow.serving.worker_proc"
+    proc = subprocess.Popen([sys.executable, "-m", module, str(child.fileno())],
                             pass_fds=[child.fileno()], env=env)
     child.close()
     parent.setblocking(False)
@@ -110,8 +126,16 @@ class Pool:
 
     def __init__(self, workers: int, spawn: Spawn, sel: selectors.BaseSelector, *,
                  replace_timeout_s: float = 900.0, retire_s: float = 10.0,
-                 lower: Callable[[int], None] | None = None) -> None:
+                 lower: Callable[[int], None] | None = None,
+                 spawn_shadow: Callable[[int], _Worker] | None = None,
+                 shadow_gone: Callable[[], None] | None = None) -> None:
+        """``spawn_shadow(attempt)`` starts the shadow process (None: never started); ``shadow_gone``
+        is called when it has exited (removes its socket)."""
         self._spawn, self.sel = spawn, sel
+        self._spawn_shadow, self._shadow_gone = spawn_shadow, shadow_gone
+        self.shadow: _Worker | None = None
+        self.shadow_failed_at = float("-inf")
+        self.shadow_failures = 0  # consecutive non-zero exits of the shadow process
         self._lower = lower or lower_priority
         self.replace_timeout_s, self.retire_s = replace_timeout_s, retire_s
         self.slots: list[_Worker] = []
@@ -145,6 +169,8 @@ class Pool:
                 w.ready = True
                 if w is self.spare:
                     self._promote(w, now)
+            if SHADOW in data:
+                self._want_shadow(now)
             if REPLACE in data and w in self.slots and w.index not in self.queue \
                     and not (self.spare is not None and self.spare.index == w.index):
                 self.queue.append(w.index)
@@ -152,7 +178,16 @@ class Pool:
         self.sel.unregister(w.chan)
         w.chan.close()
         code = w.proc.wait()
-        if w is self.spare:
+        if w is self.shadow:
+            self.shadow = None
+            self.shadow_failures = self.shadow_failures + 1 if code != 0 else 0
+            if code != 0:
+                self.shadow_failed_at = now
+                log.error("shadow process (pid %d) exited with %s; started again when asked, after %.0f s",
+                          w.proc.pid, code, SHADOW_RETRY_S)
+            if self._shadow_gone is not None:
+                self._shadow_gone()
+        elif w is self.spare:
             self.spare = None
             log.error("replacement worker %d (pid %d) exited with %s before it was ready; worker %d builds in place",
                       w.index, w.proc.pid, code, w.index)
@@ -163,6 +198,15 @@ class Pool:
         else:
             log.error("worker %d (pid %d) exited with %s; restarting", w.index, w.proc.pid, code)
             self.slots[w.index] = self._start(w.index, False)
+
+    def _want_shadow(self, now: float) -> None:
+        """A worker follows a shadow rollout: start the shadow process unless one runs (or one
+        failed less than ``SHADOW_RETRY_S`` ago)."""
+        if self._spawn_shadow is None or self.shadow is not None or now - self.shadow_failed_at < SHADOW_RETRY_S:
+            return
+        self.shadow = self._spawn_shadow(self.shadow_failures + 1)
+        self.sel.register(self.shadow.chan, selectors.EVENT_READ, self.shadow)
+        log.warning("shadow process started (pid %d)", self.shadow.proc.pid)
 
     def _promote(self, new: _Worker, now: float) -> None:
         """The spare is ready: it takes its slot; the worker it replaces retires."""
@@ -201,7 +245,8 @@ class Pool:
 
     def stop(self) -> None:
         """Terminate every process and wait for them (bounded; then killed)."""
-        procs = [w.proc for w in [*self.slots, *self.retiring, *([self.spare] if self.spare else [])]]
+        extra = [w for w in (self.spare, self.shadow) if w is not None]
+        procs = [w.proc for w in [*self.slots, *self.retiring, *extra]]
         for p in procs:
             if p.poll() is None:
                 p.terminate()
@@ -223,9 +268,13 @@ def serve_workers(host: str, port: int, workers: int, *, backlog: int = 2048,
         signal.signal(sig, lambda *_: stopping.append(True))
     fd, build_lock = tempfile.mkstemp(prefix="winnow-build-", suffix=".lock")
     os.close(fd)
+    run_dir = tempfile.mkdtemp(prefix="winnow-serve-")
+    shadow_socket = os.path.join(run_dir, "shadow.sock")
     sel = selectors.DefaultSelector()
-    pool = Pool(workers, lambda i, spare: _spawn(i, spare, build_lock), sel,
-                replace_timeout_s=replace_timeout_s, retire_s=retire_s)
+    pool = Pool(workers, lambda i, spare: _spawn(i, spare, build_lock, shadow_socket), sel,
+                replace_timeout_s=replace_timeout_s, retire_s=retire_s,
+                spawn_shadow=lambda attempt: _spawn(-1, False, build_lock, shadow_socket, shadow=attempt),
+                shadow_gone=lambda: remove_shadow_socket(shadow_socket))
     listening = False
     turn = 0
     try:
@@ -246,6 +295,17 @@ def serve_workers(host: str, port: int, workers: int, *, backlog: int = 2048,
         listener.close()
         pool.stop()
         os.unlink(build_lock)
+        remove_shadow_socket(shadow_socket)
+        os.rmdir(run_dir)
+
+
+def remove_shadow_socket(path: str) -> None:
+    """Remove the shadow process's socket and its ready marker (``path + ".ready"``), if there."""
+    for p in (path + ".ready", path):
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
 
 
 def _accept_all(listener: socket.socket, ready: list[_Worker], turn: int) -> int:

@@ -21,7 +21,7 @@ from winnow_client.errors import (
 from winnow_client.models import (
     Activation, AutopilotStatus, Bundle, Bundles, Cycle, CycleGate, CycleStage, DriftStatus, Event, EventsResult, Filters, Health, Item, ItemDetails, ItemPatch,
     Readiness, RecContext, RecItem, Recommendations, Rollout, RolloutCanary, RolloutDecision, RolloutDue,
-    RolloutFollowing, RolloutHere, RolloutShadowHere, RolloutNow, RolloutShadow, RolloutStatus, ShadowSummary, SimilarItem, SimilarItems, UserDetails,
+    RolloutFollowing, RolloutHere, RolloutShadowHere, RolloutNow, RolloutShadow, RolloutStatus, ShadowProcess, ShadowSummary, SimilarItem, SimilarItems, UserDetails,
     UserErased, UserErasure, UserProfile, Written,
 )
 from winnow_client.retry import NO_RETRY, RetryPolicy
@@ -34,7 +34,7 @@ __all__ = [
     "Health",
     "Item", "ItemDetails", "ItemPatch", "NotFoundError", "PayloadTooLargeError", "PermissionDeniedError",
     "RateLimitedError", "Readiness", "ResponseFormatError", "RecContext", "RecItem", "Recommendations", "RetryPolicy", "Rollout", "RolloutCanary", "RolloutDecision",
-    "RolloutDue", "RolloutFollowing", "RolloutHere", "RolloutShadowHere", "RolloutNow", "RolloutShadow", "RolloutStatus", "ServerError", "ShadowSummary",
+    "RolloutDue", "RolloutFollowing", "RolloutHere", "RolloutShadowHere", "RolloutNow", "RolloutShadow", "RolloutStatus", "ServerError", "ShadowProcess", "ShadowSummary",
     "SimilarItem", "SimilarItems", "TimeoutError", "Tracker", "TrackerOptions", "TrackerStats", "TransportError",
     "UnavailableError", "UserDetails", "UserErased", "UserErasure", "UserProfile", "ValidationError",
     "WinnowError", "Written",

@@ -22,7 +22,7 @@ from winnow_client.models_admin import (  # re-exported: one import place for ev
     RolloutDecision as RolloutDecision, RolloutDue as RolloutDue, RolloutFollowing as RolloutFollowing,
     RolloutHere as RolloutHere, RolloutShadowHere as RolloutShadowHere,
     RolloutNow as RolloutNow, RolloutShadow as RolloutShadow, RolloutStatus as RolloutStatus,
-    ShadowSummary as ShadowSummary,
+    ShadowProcess as ShadowProcess, ShadowSummary as ShadowSummary,
 )
 
 Timestamp = Union[int, float, str, datetime]
@@ -256,5 +256,5 @@ MODELS: tuple[type[BaseModel], ...] = (
     UserErased, UserErasure, Filters, RecContext, RecItem, Recommendations, SimilarItem, SimilarItems,
     Bundle, Bundles, Activation, DriftStatus, CycleStage, CycleGate, Cycle, AutopilotStatus, Health, Readiness,
     RolloutShadow, RolloutCanary, RolloutDecision, Rollout, ShadowSummary, RolloutDue, RolloutNow, RolloutFollowing,
-    RolloutShadowHere, RolloutHere, RolloutStatus)
+    ShadowProcess, RolloutShadowHere, RolloutHere, RolloutStatus)
 """Every model mirroring a server schema (the drift test walks these)."""

@@ -195,10 +195,20 @@ class RolloutFollowing(_Response):
     share: float
 
 
+class ShadowProcess(_Response):
+    """The server's shadow process as it last reported: pid, the challenger it holds, when."""
+
+    server_schema: ClassVar[str] = "ShadowProcessOut"
+    pid: int
+    challenger: str
+    at: float
+
+
 class RolloutShadowHere(_Response):
     """A shadow's jobs in the answering server process (ran, skipped when busy or over the CPU
     budget, preempted between stages by live requests, dropped) and what skipping does to the
-    sample."""
+    sample; with the server's shadow process (``process``), that process's counts and this
+    worker's sends (sent, unavailable, too_large, events_lost)."""
 
     server_schema: ClassVar[str] = "RolloutShadowHereOut"
     ran: int
@@ -207,6 +217,11 @@ class RolloutShadowHere(_Response):
     preempted: int
     dropped: int
     note: str
+    sent: Optional[int] = None
+    unavailable: Optional[int] = None
+    too_large: Optional[int] = None
+    events_lost: Optional[int] = None
+    process: Optional[ShadowProcess] = None
 
 
 class RolloutHere(_Response):
