@@ -238,7 +238,9 @@ class ShadowHost:
 
 
 def main(fd: int) -> None:
-    """The shadow process: ``fd`` is its channel to the dispatcher (end of file: it is gone)."""
+    """The shadow process (started as ``python -m winnow.serving.worker_proc FD shadow``, which
+    imports this module at idle priority): ``fd`` is its channel to the dispatcher (end of file:
+    it is gone)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chan = socket.socket(fileno=fd)
     host = ShadowHost(load_config(os.environ.get("WINNOW_HOME")), os.environ[SHADOW_ENV],
@@ -252,5 +254,3 @@ def main(fd: int) -> None:
     sys.exit(code)
 
 
-if __name__ == "__main__":
-    main(int(sys.argv[1]))

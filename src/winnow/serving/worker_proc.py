@@ -19,6 +19,8 @@ Contract (the worker's side):
   closed, or ``[serving] retire_s`` after;
 - ``request_shadow()`` asks the dispatcher for the shadow process (serving/shadow_proc.py) that
   answers this server's shadow jobs; False outside a dispatcher worker;
+- ``python -m winnow.serving.worker_proc FD shadow`` starts that shadow process instead of a
+  worker (``shadow_main``: its imports at idle priority, like a spare's);
 - ``is_spare()``: this process was started as a replacement: its imports and start-up builds
   run in the SCHED_IDLE class (``at_idle_priority``; serving.swap.startup_build: one build of
   the server at a time), so the workers serving meanwhile keep the CPU they need.
@@ -180,7 +182,18 @@ def main(fd: int) -> None:
     ChannelServer(config).run()
 
 
+def shadow_main(fd: int) -> None:
+    """The server's shadow process (serving/shadow_proc.py): its imports (~2 s of CPU) in the
+    SCHED_IDLE class too, like a spare's, then its own main."""
+    importlib.import_module("pyarrow")  # starts a thread at import (jemalloc's): not idle
+    module = at_idle_priority(lambda: importlib.import_module("winnow.serving.shadow_proc"))
+    module.main(fd)
+
+
 if __name__ == "__main__":  # run the imported module's main: its state is what the app reads
     from winnow.serving import worker_proc
 
-    worker_proc.main(int(sys.argv[1]))
+    if sys.argv[2:] == ["shadow"]:
+        worker_proc.shadow_main(int(sys.argv[1]))
+    else:
+        worker_proc.main(int(sys.argv[1]))

@@ -98,9 +98,8 @@ def _spawn(index: int, spare: bool, build_lock: str, shadow_socket: str, *, shad
     env.pop(START_ENV, None)
     if spare or shadow:
         env[START_ENV] = "shadow" if shadow else "idle"
-    module = "winnow.serving.shadow_proc" if shadow else "winnow.serving.worker_proc"
-    proc = subprocess.Popen([sys.executable, "-m", module, str(child.fileno())],
-                            pass_fds=[child.fileno()], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "winnow.serving.worker_proc", str(child.fileno()),
+                             *(["shadow"] if shadow else [])], pass_fds=[child.fileno()], env=env)
     child.close()
     parent.setblocking(False)
     return _Worker(index, proc, parent, spare=spare)
