@@ -45,9 +45,10 @@ class World:
         self.lowered: list[int] = []
         self.gone = 0  # times the pool said the shadow process had exited
         self.attempts: list[int] = []  # the shadow processes' attempt numbers
+        self.exited: list[_Worker] = []  # every process the pool saw exit (its busy-board slot cleared)
         self.pool = Pool(workers, self.spawn, self.sel, replace_timeout_s=replace_timeout_s, retire_s=retire_s,
                          lower=self.lowered.append, spawn_shadow=self.spawn_shadow,
-                         shadow_gone=self._gone)
+                         shadow_gone=self._gone, exited=self.exited.append)
 
     def spawn_shadow(self, attempt: int) -> _Worker:
         self.attempts.append(attempt)
@@ -216,7 +217,7 @@ def test_the_shadow_process_is_started_once_when_asked_and_again_only_after_a_fa
     shadow = pool.shadow
     assert shadow is not None and shadow not in pool.slots and pool.ready() == [a, b]  # never dealt connections
     world.exit(shadow, now=3.0)  # the rollout ended: it exits 0
-    assert pool.shadow is None and world.gone == 1
+    assert pool.shadow is None and world.gone == 1 and world.exited == [shadow]
     world.say(a, SHADOW, now=4.0)  # a new shadow rollout: started at once
     assert len(world.spawned) == 4 and pool.shadow is not None
     failing = pool.shadow

@@ -28,7 +28,7 @@ from winnow.serving.drift_reader import DriftReader, logs_candidates
 from winnow.serving.item_stats import ItemStats, needs_item_stats
 from winnow.rollout.assign import CHALLENGER, experiment_name
 from winnow.serving.rollout_follower import RolloutFollower, rollout_reconcile
-from winnow.serving.shadow import Busy
+from winnow.serving.busy_board import published_busy
 from winnow.serving.shadow_link import ShadowJobs
 from winnow.serving.runtime import Runtime
 from winnow.serving import memory, worker_proc
@@ -72,7 +72,7 @@ class Service:
         self._poller.start()
         # rollouts: the challenger runtime, shadow worker and decisions follow the store's state
         self._challenger_feed: Any = None  # the challenger's ranker feature feed (events reach it too)
-        self.busy = Busy()  # requests in flight (the app's middleware): a shadow job waits for none
+        self.busy = published_busy()  # requests in flight (the app's middleware): shadow jobs wait for none
         self.shadow = ShadowJobs(self.store, self.metrics, config, self.busy)  # this thread or the shadow process
         self.rollout = RolloutFollower(self)
         startup_build(self.rollout.refresh, self.metrics)  # a running rollout's challenger, like the runtime

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import Any
 
 from winnow.data.store import Store
+from winnow.serving.busy_board import Busy
 from winnow.serving.swap import background_priority, enter_background_priority, leave_background_priority
 from winnow.serving.telemetry import Metrics
 
@@ -59,34 +60,6 @@ SAMPLING_NOTE = ("requests are shadowed only while this worker is idle and withi
 
 class Preempted(Exception):
     """A shadow job gave up between two stages: the worker stayed busy ``preempt_wait_s``."""
-
-
-class Busy:
-    """Requests in flight in this worker process (the app's middleware calls ``enter`` /
-    ``leave``); ``wait_idle`` waits for none."""
-
-    def __init__(self) -> None:
-        self._n = 0
-        self._cond = threading.Condition()
-
-    def enter(self) -> None:
-        with self._cond:
-            self._n += 1
-
-    def leave(self) -> None:
-        with self._cond:
-            self._n -= 1
-            if self._n <= 0:
-                self._cond.notify_all()
-
-    @property
-    def in_flight(self) -> int:
-        return self._n
-
-    def wait_idle(self, timeout: float) -> bool:
-        """True once no request is in flight (at once when none is), False after ``timeout`` s."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._n <= 0, timeout)
 
 
 class CpuBudget:

@@ -18,7 +18,10 @@ Contract:
   challenger's live state and queues jobs); the jobs run in a ``ShadowWorker`` thread of the
   SCHED_IDLE class: the user's record and profile read here, ``Runtime.answer``, the comparison
   record written to the store in batches -- as in a worker (serving/shadow.py), with the budget
-  ``[rollout] shadow_max_cpu_share`` x ``[serving] workers`` of one core's CPU seconds;
+  ``[rollout] shadow_max_cpu_share`` x ``[serving] workers`` of one core's CPU seconds, and the
+  idle rule made server-wide: a job starts only while no worker has a request in flight (the
+  busy board, serving/busy_board.py; else ``skipped_busy`` after 50 ms) and waits between the
+  challenger's stages while one has (``preempted`` after 200 ms);
 - it exits (status 0) when the store's rollout is no longer that shadow (ended, promoted,
   another rollout), when the dispatcher is gone (end of file on its channel) or on SIGTERM,
   after removing the ready marker and writing the records it holds (bounded);
@@ -51,6 +54,7 @@ from winnow.core.config import WinnowConfig, load_config
 from winnow.core.errors import BundleError, ConfigError, StoreError
 from winnow.data.open_store import open_store
 from winnow.data.rollouts import Rollout
+from winnow.serving.busy_board import BoardBusy, Busy, board_from_env
 from winnow.serving.item_stats import ItemStats, needs_item_stats
 from winnow.serving.online_state import ResilientState, open_backend
 from winnow.serving.runtime import Runtime
@@ -80,8 +84,10 @@ class ShadowHost:
             self.item_stats = ItemStats.from_store(self.store, config.feedback)
             self.item_stats.start(self.store)
         rc = config.rollout
+        found = board_from_env()  # every worker's requests in flight: jobs run only while there are none
+        self.busy = BoardBusy(found[0]) if found is not None else Busy()
         self.worker = ShadowWorker(self.store, self.metrics, capacity=rc.shadow_queue, batch=rc.shadow_batch,
-                                   max_cpu_share=rc.shadow_max_cpu_share * max(1, config.serving.workers),
+                                   busy=self.busy, max_cpu_share=rc.shadow_max_cpu_share * max(1, config.serving.workers),
                                    idle_class=True)
         self.catchup = CatchUp()
         self.runtime: Runtime | None = None
@@ -216,7 +222,8 @@ class ShadowHost:
                     profile = self.store.get_user(args["user_id"])
                 except StoreError:
                     profile = None
-            return shadow_job(rt, {**args, "rec": rec, "profile": profile}, ids, scores)()
+            return shadow_job(rt, {**args, "rec": rec, "profile": profile}, ids, scores,
+                              pause=self.worker.yield_to_requests)()
 
         self.worker.submit(r.id, job)
 

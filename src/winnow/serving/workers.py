@@ -52,12 +52,15 @@ import os
 import selectors
 import signal
 import socket
+import itertools
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from winnow.serving.busy_board import BOARD_ENV, SLOT_ENV, Board, make_board
 
 log = logging.getLogger(__name__)
 READY, CLOSED, CONN = b"r", b"x", b"c"
@@ -83,6 +86,7 @@ class _Worker:
     open: int = 0
     served: int = 0
     started: float = field(default_factory=time.monotonic)
+    slot: int = -1  # its counter on the busy board (serving/busy_board.py)
     retire_at: float | None = None  # replaced: stop it when its connections are closed or at this time
     kill_at: float | None = None  # SIGTERM sent: kill it if still running at this time
 
@@ -90,11 +94,13 @@ class _Worker:
 Spawn = Callable[[int, bool], _Worker]
 
 
-def _spawn(index: int, spare: bool, build_lock: str, shadow_socket: str, *, shadow: int = 0) -> _Worker:
+def _spawn(index: int, spare: bool, build_lock: str, run_dir: str, slot: int, *, shadow: int = 0) -> _Worker:
     """Start a worker (a spare with ``spare``) or, with ``shadow`` (its attempt number), the
-    shadow process; in the dispatcher's session (scheduler autogroups: serving/drift_supervisor.py)."""
+    shadow process, with busy-board slot ``slot``; in the dispatcher's session (scheduler
+    autogroups: serving/drift_supervisor.py)."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    env = {**os.environ, BUILD_LOCK_ENV: build_lock, SHADOW_ENV: shadow_socket, SHADOW_ATTEMPT_ENV: str(shadow)}
+    env = {**os.environ, BUILD_LOCK_ENV: build_lock, SHADOW_ENV: os.path.join(run_dir, "shadow.sock"),
+           SHADOW_ATTEMPT_ENV: str(shadow), BOARD_ENV: os.path.join(run_dir, "busy"), SLOT_ENV: str(slot)}
     env.pop(START_ENV, None)
     if spare or shadow:
         env[START_ENV] = "shadow" if shadow else "idle"
@@ -102,7 +108,7 @@ def _spawn(index: int, spare: bool, build_lock: str, shadow_socket: str, *, shad
                              *(["shadow"] if shadow else [])], pass_fds=[child.fileno()], env=env)
     child.close()
     parent.setblocking(False)
-    return _Worker(index, proc, parent, spare=spare)
+    return _Worker(index, proc, parent, spare=spare, slot=slot)
 
 
 def lower_priority(pid: int, nice: int = 19) -> None:
@@ -127,10 +133,13 @@ class Pool:
                  replace_timeout_s: float = 900.0, retire_s: float = 10.0,
                  lower: Callable[[int], None] | None = None,
                  spawn_shadow: Callable[[int], _Worker] | None = None,
-                 shadow_gone: Callable[[], None] | None = None) -> None:
+                 shadow_gone: Callable[[], None] | None = None,
+                 exited: Callable[[_Worker], None] | None = None) -> None:
         """``spawn_shadow(attempt)`` starts the shadow process (None: never started); ``shadow_gone``
-        is called when it has exited (removes its socket)."""
+        is called when it has exited (removes its socket); ``exited(w)`` when any process has
+        (zeroes its busy-board slot)."""
         self._spawn, self.sel = spawn, sel
+        self._exited = exited
         self._spawn_shadow, self._shadow_gone = spawn_shadow, shadow_gone
         self.shadow: _Worker | None = None
         self.shadow_failed_at = float("-inf")
@@ -177,6 +186,8 @@ class Pool:
         self.sel.unregister(w.chan)
         w.chan.close()
         code = w.proc.wait()
+        if self._exited is not None:
+            self._exited(w)
         if w is self.shadow:
             self.shadow = None
             self.shadow_failures = self.shadow_failures + 1 if code != 0 else 0
@@ -269,11 +280,15 @@ def serve_workers(host: str, port: int, workers: int, *, backlog: int = 2048,
     os.close(fd)
     run_dir = tempfile.mkdtemp(prefix="winnow-serve-")
     shadow_socket = os.path.join(run_dir, "shadow.sock")
+    make_board(os.path.join(run_dir, "busy"))
+    board = Board(os.path.join(run_dir, "busy"))
+    started = itertools.count()  # busy-board slots, one per process started (SLOTS wrap: the old ones exited)
     sel = selectors.DefaultSelector()
-    pool = Pool(workers, lambda i, spare: _spawn(i, spare, build_lock, shadow_socket), sel,
+    pool = Pool(workers, lambda i, spare: _spawn(i, spare, build_lock, run_dir, next(started)), sel,
                 replace_timeout_s=replace_timeout_s, retire_s=retire_s,
-                spawn_shadow=lambda attempt: _spawn(-1, False, build_lock, shadow_socket, shadow=attempt),
-                shadow_gone=lambda: remove_shadow_socket(shadow_socket))
+                spawn_shadow=lambda attempt: _spawn(-1, False, build_lock, run_dir, next(started), shadow=attempt),
+                shadow_gone=lambda: remove_shadow_socket(shadow_socket),
+                exited=lambda w: board.set(w.slot, 0))
     listening = False
     turn = 0
     try:
@@ -295,6 +310,8 @@ def serve_workers(host: str, port: int, workers: int, *, backlog: int = 2048,
         pool.stop()
         os.unlink(build_lock)
         remove_shadow_socket(shadow_socket)
+        board.close()
+        os.unlink(os.path.join(run_dir, "busy"))
         os.rmdir(run_dir)
 
 
