@@ -152,7 +152,9 @@ def measure_rate(c: httpx.Client, url: str, paths: list[str], pid: int, version:
                          "p99_ms": statistics.median(r["p99_ms"] for r in mine),
                          "p99_ms_rows": [r["p99_ms"] for r in mine],
                          "errors": sum(r["errors"] for r in mine),
-                         "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in mine)}
+                         "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in mine),
+                         "worker_cpu_ms_per_request": statistics.median(
+                             r["cpu_ms_per_request_by_role"].get("worker", 0.0) for r in mine)}
         warm_p99 = [w["p99_ms"] for r in mine for w in r.get("warm", [])]
         if warm_p99:  # the champion while the challenger was built (3 s rows at 100 req/s)
             summary[mode].update({"warm_rows": len(warm_p99), "warm_p99_ms_median": statistics.median(warm_p99),
@@ -208,14 +210,14 @@ def main() -> None:
                    rows=by_rate[0]["rows"])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
-    print("| rate | rollout | p50 ms | p99 ms (rows) | errors | server CPU ms/req | while building: 3 s rows, "
+    print("| rate | rollout | p50 ms | p99 ms (rows) | errors | server CPU ms/req (workers) | while building: 3 s rows, "
           "p99 median / max ms, rows > 100 ms |\n|---|---|---|---|---|---|---|")
     for res in by_rate:
         for m, s in res["summary"].items():
             built = (f"{s['warm_rows']}, {s['warm_p99_ms_median']} / {s['warm_p99_ms_max']}, "
                      f"{s['warm_rows_p99_over_100ms']}" if "warm_rows" in s else "-")
             print(f"| {res['rate']:g} | {m} | {s['p50_ms']} | {s['p99_ms']} ({s['p99_ms_rows']}) | {s['errors']} | "
-                  f"{s['server_cpu_ms_per_request']} | {built} |")
+                  f"{s['server_cpu_ms_per_request']} ({s['worker_cpu_ms_per_request']}) | {built} |")
         print(f"rate {res['rate']:g}: p99 delta vs none (medians of {args.repeats} rounds): {res['p99_delta_ms']}")
 
 

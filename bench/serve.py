@@ -145,19 +145,39 @@ def server_cpu_s(pid: int) -> float:
     return sum(tree_cpu_s(pid).values())
 
 
+def process_role(pid: int) -> str:
+    """"worker", "shadow" (the shadow process), "drift_monitor" or "other" (the dispatcher...),
+    from the process's command line."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "other"
+    if b"winnow.serving.worker_proc" in cmd:
+        return "shadow" if b"shadow" in cmd else "worker"
+    return "drift_monitor" if b"drift" in cmd and b"monitor" in cmd else "other"
+
+
 def row(name: str, url: str, paths: list[str], duration: float, server: int, **kw: float) -> dict:
-    """One loadgen run, with the server's CPU over it (every descendant: dispatcher, workers and
-    the drift monitor child) and the load average."""
-    c0 = server_cpu_s(server)
+    """One loadgen run, with the server's CPU over it (every descendant: dispatcher, workers, the
+    shadow process and the drift monitor child; also per role, ``cpu_ms_per_request_by_role``)
+    and the load average."""
+    before = tree_cpu_s(server)
     r = loadgen.run(url, paths, duration_s=duration, **kw).summary()
-    cpu = server_cpu_s(server) - c0
+    after = tree_cpu_s(server)
+    by_role: dict[str, float] = {}
+    for pid, cpu in after.items():
+        role = process_role(pid)
+        by_role[role] = by_role.get(role, 0.0) + cpu - before.get(pid, 0.0)
+    cpu = sum(by_role.values())
+    n = max(r["requests"], 1)
     r.update({"row": name, "load_average": [round(x, 2) for x in os.getloadavg()],
               "server_cpu_share": round(cpu / duration, 3),
-              "server_cpu_ms_per_request": round(cpu / max(r["requests"], 1) * 1e3, 3)})
+              "server_cpu_ms_per_request": round(cpu / n * 1e3, 3),
+              "cpu_ms_per_request_by_role": {k: round(v / n * 1e3, 3) for k, v in sorted(by_role.items())}})
     print(f"{name:>22}: {r['achieved_rps']:>7.1f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
           f"errors {r['errors']}  workers {list(r['per_worker'].values())}  server cpu "
-          f"{r['server_cpu_ms_per_request']} ms/req  client cpu {r['client_cpu_share']:.1%}  "
-          f"load {r['load_average'][0]}", flush=True)
+          f"{r['server_cpu_ms_per_request']} ms/req {r['cpu_ms_per_request_by_role']}  "
+          f"client cpu {r['client_cpu_share']:.1%}  load {r['load_average'][0]}", flush=True)
     return r
 
 
