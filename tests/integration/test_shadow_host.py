@@ -6,6 +6,7 @@ shadow ends."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -53,6 +54,14 @@ def test_jobs_events_and_the_end_of_the_shadow(home: Path, tmp_path: Path) -> No
     store.append_events(early, source="request")
     path = str(tmp_path / "shadow.sock")
     host = ShadowHost(cfg, path)
+    policies: list[int] = []  # the scheduling class of each thread that wrote records
+    write = host.store.log_shadow
+
+    def log_shadow(rid: int, records: list) -> None:
+        policies.append(os.sched_getscheduler(0))
+        write(rid, records)
+
+    host.store.log_shadow = log_shadow  # type: ignore[method-assign]
     link = ShadowLink(path, Metrics())
     runner = threading.Thread(target=lambda: setattr(host, "code", host.run(None)))
     try:
@@ -77,6 +86,7 @@ def test_jobs_events_and_the_end_of_the_shadow(home: Path, tmp_path: Path) -> No
         assert {rec["request_id"] for rec in records} == {f"{n:032x}" for n in range(5)}
         assert all(rec["challenger"] == challenger and not rec.get("error") for rec in records), records[0]
         assert host.worker.counts[r.id + 1]["stale"] == 1 and host.worker.counts[r.id]["ran"] == 5
+        assert policies and set(policies) == {os.SCHED_OTHER}, "records written by a SCHED_IDLE thread"
         until(lambda: link.status(r.id)["ran"] == 5, "the marker (rewritten every poll_s) saying 5 ran")
         status = link.status(r.id)
         assert status["ran"] == 5 and status["sent"] == 5 and status["process"]["challenger"] == challenger

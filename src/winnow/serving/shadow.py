@@ -88,10 +88,15 @@ class ShadowWorker:
 
     def __init__(self, store: Store, metrics: Metrics, *, capacity: int, batch: int, busy: Busy | None = None,
                  max_cpu_share: float = 1.0, preempt_wait_s: float = PREEMPT_WAIT_S,
-                 idle_class: bool = False) -> None:
+                 idle_class: bool = False,
+                 write: Callable[[int, list[dict[str, Any]]], None] | None = None) -> None:
         """``idle_class``: run the jobs in the SCHED_IDLE class (the shadow process, which serves
-        no request: serving/shadow_proc.py) instead of at nice 19."""
+        no request: serving/shadow_proc.py) instead of at nice 19; ``write(rollout_id, records)``:
+        where a batch of records goes (default ``store.log_shadow`` in this thread; the shadow
+        process hands them to a thread of normal priority, so that no SCHED_IDLE thread holds the
+        store's write lock)."""
         self.store = store
+        self._write = write if write is not None else store.log_shadow
         self.idle_class = idle_class
         self.preempt_wait_s = preempt_wait_s
         self.metrics = metrics
@@ -143,7 +148,7 @@ class ShadowWorker:
     def _flush(self, pending: dict[int, list[dict[str, Any]]]) -> None:
         for rid, records in pending.items():
             try:
-                self.store.log_shadow(rid, records)
+                self._write(rid, records)
             except Exception:  # the store refused: the comparison is lost, serving is not affected
                 log.exception("shadow records of rollout %d not written (%d lost)", rid, len(records))
                 self.metrics.rollout_shadow.labels("unwritten").inc(len(records))

@@ -17,7 +17,8 @@ Contract:
 - one thread receives datagrams at normal priority (it only decodes, applies events to the
   challenger's live state and queues jobs); the jobs run in a ``ShadowWorker`` thread of the
   SCHED_IDLE class: the user's record and profile read here, ``Runtime.answer``, the comparison
-  record written to the store in batches -- as in a worker (serving/shadow.py), with the budget
+  record written to the store in batches by the main thread (normal priority, every ``poll_s``)
+  -- as in a worker (serving/shadow.py), with the budget
   ``[rollout] shadow_max_cpu_share`` x ``[serving] workers`` of one core's CPU seconds, and the
   idle rule made server-wide: a job starts only while no worker has a request in flight (the
   busy board, serving/busy_board.py; else ``skipped_busy`` after 50 ms) and waits between the
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import select
 import signal
 import socket
@@ -88,7 +90,8 @@ class ShadowHost:
         self.busy = BoardBusy(found[0]) if found is not None else Busy()
         self.worker = ShadowWorker(self.store, self.metrics, capacity=rc.shadow_queue, batch=rc.shadow_batch,
                                    busy=self.busy, max_cpu_share=rc.shadow_max_cpu_share * max(1, config.serving.workers),
-                                   idle_class=True)
+                                   idle_class=True, write=lambda rid, recs: self._records.put((rid, list(recs))))
+        self._records: queue.SimpleQueue[tuple[int, list[dict[str, Any]]]] = queue.SimpleQueue()
         self.catchup = CatchUp()
         self.runtime: Runtime | None = None
         self.rollout: Rollout | None = None
@@ -134,9 +137,25 @@ class ShadowHost:
                 break  # the dispatcher is gone
             if chan is None:
                 self.stop.wait(self.config.rollout.poll_s)
+            self._write_records()
             if not self._still_running():
                 break
         return 0
+
+    def _write_records(self) -> None:
+        """Write the records the job thread handed over (here, at normal priority: a SCHED_IDLE
+        thread holding the store's write lock could be starved with it on a busy machine and hold
+        up the workers' impression writes)."""
+        while True:
+            try:
+                rid, records = self._records.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self.store.log_shadow(rid, records)
+            except Exception:  # the store refused: the comparison is lost, serving is not affected
+                log.exception("shadow records of rollout %d not written (%d lost)", rid, len(records))
+                self.metrics.rollout_shadow.labels("unwritten").inc(len(records))
 
     def _roll_back(self, r: Rollout, rule: str, evidence: dict[str, Any]) -> None:
         try:  # compare-and-set: a worker or an operator may have ended it first
@@ -235,6 +254,7 @@ class ShadowHost:
         except FileNotFoundError:
             pass
         self.worker.close(timeout=10.0)
+        self._write_records()
         self._sock.close()
         if self._receiver.is_alive():
             self._receiver.join(2.0)
