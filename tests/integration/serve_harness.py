@@ -86,6 +86,20 @@ def make_home(home: Path, *, n_users: int = 300, n_items: int = 500, n_events: i
                         evaluate_models=True)[0]
 
 
+def home_and_challenger(home: Path, *, n_users: int, n_items: int, n_events: int) -> tuple[WinnowConfig, str]:
+    """``make_home`` (trained, ACTIVE) plus a second bundle trained on the same data and not
+    activated: (config, the challenger's version)."""
+    from winnow.data.open_store import open_store
+    from winnow.training.job import train
+
+    cfg = make_home(home, n_users=n_users, n_items=n_items, n_events=n_events)
+    store = open_store(cfg.store_url())
+    try:
+        return cfg, train(cfg, store, evaluate_models=False, activate_bundle=False).version
+    finally:
+        store.close()
+
+
 WORKER_HEADER = "x-winnow-worker"  # the answering worker's pid (serving/app.py GuardMiddleware)
 
 

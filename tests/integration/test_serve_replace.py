@@ -18,11 +18,9 @@ import time
 from pathlib import Path
 
 import httpx
-from serve_harness import WORKER_HEADER, Server, build_window, fresh_request, make_home
+from serve_harness import WORKER_HEADER, Server, build_window, fresh_request, home_and_challenger
 
 from winnow import bundle as bundles
-from winnow.data.open_store import open_store
-from winnow.training.job import train
 
 
 def hammer(url: str, stop: threading.Event, seen: dict[str, list], answered: threading.Condition) -> None:
@@ -76,12 +74,7 @@ def policies(pid: int) -> dict[int, int]:
 
 
 def test_a_challenger_is_loaded_by_fresh_workers_while_the_old_ones_serve(tmp_path):
-    cfg = make_home(tmp_path, n_users=150, n_items=300, n_events=8000)
-    store = open_store(cfg.store_url())
-    try:
-        challenger = train(cfg, store, evaluate_models=False, activate_bundle=False).version
-    finally:
-        store.close()
+    cfg, challenger = home_and_challenger(tmp_path, n_users=150, n_items=300, n_events=8000)
     # a shadow whose challenger the workers hold ([rollout] shadow_process = false; with the
     # default the server's shadow process holds it: test_serve_shadow_process.py)
     server = Server(tmp_path, workers=2, cli=True, env={"WINNOW__ROLLOUT__POLL_S": "0.2",

@@ -14,20 +14,14 @@ from __future__ import annotations
 import os
 
 import httpx
-from serve_harness import Server, fresh_request, make_home, process_tree
+from serve_harness import Server, fresh_request, home_and_challenger, process_tree
 from test_serve_replace import policies, wait_exited
 
 from winnow.data.open_store import open_store
-from winnow.training.job import train
 
 
 def test_a_shadow_is_answered_by_the_shadow_process_not_by_the_workers(tmp_path):
-    cfg = make_home(tmp_path, n_users=150, n_items=300, n_events=8000)
-    store = open_store(cfg.store_url())
-    try:
-        challenger = train(cfg, store, evaluate_models=False, activate_bundle=False).version
-    finally:
-        store.close()
+    cfg, challenger = home_and_challenger(tmp_path, n_users=150, n_items=300, n_events=8000)
     server = Server(tmp_path, workers=2, cli=True, env={"WINNOW__ROLLOUT__POLL_S": "0.2"})
     try:
         workers = {int(pid) for pid in server.until_every_worker("GET", "/readyz")}

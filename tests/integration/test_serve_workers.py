@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_harness import Server, build_window, fresh_request, make_home
+from serve_harness import Server, build_window, fresh_request, home_and_challenger, make_home
 
 from winnow.core.files import held_flock
 from winnow.data.open_store import open_store
@@ -82,12 +82,7 @@ def test_the_workers_of_a_server_build_one_at_a_time(tmp_path):
     worker's /metrics) do not overlap. Two builds at once on 2 cores left no core for requests.
     Started as users start it (``winnow serve`` with [serving] workers = 2: the dispatcher makes
     the lock)."""
-    cfg = make_home(tmp_path, n_users=100, n_items=200, n_events=4000)
-    store = open_store(cfg.store_url())
-    try:
-        target = train(cfg, store, evaluate_models=False, activate_bundle=False).version
-    finally:
-        store.close()
+    cfg, target = home_and_challenger(tmp_path, n_users=100, n_items=200, n_events=4000)
     server = Server(tmp_path, workers=2, cli=True)
     try:
         built_one_at_a_time(server, target)
