@@ -58,8 +58,10 @@ def world(request, tmp_path):
 
 
 def ingest(store, backend, rows):
-    """What the service does: durable store write first, then the online state."""
+    """What the service does: announce the users (``begin``), durable store write, then the
+    online state."""
     frame = events(rows)
+    backend.begin([str(u) for u in frame["user_id"]])
     store.append_events(frame)
     backend.apply(frame)
 
@@ -211,6 +213,34 @@ def test_an_event_acknowledged_between_store_read_and_publish_is_kept(world, mon
     for backend in (a, b):
         rec = backend.get("u1")
         assert rec.purchased == {"late"} and rec.event_count == 2, (backend.name, rec)
+
+
+def test_a_rebuild_between_a_store_write_and_its_apply_counts_the_event_once(world):
+    """Deterministic form of the other side of the race: replica A rebuilds a record after
+    replica B wrote an event to the store but before B applied it. A's answer holds the event;
+    B's apply must not add it a second time to what every replica reads next (a shared record
+    published from that snapshot would get it pushed again: Redis refuses to publish while a
+    batch of the user is being written, ``begin`` .. ``apply``)."""
+    _, store, make = world
+    a, b = make(), make()
+    store.append_events(events([("u1", "a", "view", 10)]))
+    assert a.get("u1").event_count == 1  # loaded (Redis: published)
+    a.forget("u1")  # ... and gone again (an erasure, an eviction): the next read rebuilds
+    frame = events([("u1", "late", "purchase", 20)])
+    b.begin(["u1"])
+    store.append_events(frame)
+    during = a.get("u1")  # the rebuild sees the store write
+    assert during.event_count == 2 and during.purchased == {"late"}, during
+    b.apply(frame)
+    for backend in (a, b, make()):
+        rec = backend.get("u1")
+        assert rec.event_count == 2 and [r[0] for r in rec.recent] == ["late", "a"], (backend.name, rec)
+    b.begin(["u1"])
+    b.cancel(["u1"])  # a write that failed: publishing resumes at once
+    a.forget("u1")
+    assert a.get("u1").event_count == 2
+    if isinstance(a, RedisOnlineState):
+        assert a.memory_usage("u1") > 0, "not published again after cancel"
 
 
 def test_redis_keys_expire_after_the_configured_ttl(redis_url, tmp_path):

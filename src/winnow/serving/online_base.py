@@ -42,6 +42,14 @@ class OnlineStateBackend(Protocol):
     def get(self, user_id: str) -> UserRecord | None:
         """The user's record (rebuilt from the store on a miss); None for a user without events."""
 
+    def begin(self, user_ids: list[str]) -> None:
+        """Before the store write of a batch of these users' events (the write is followed by
+        ``apply`` of that batch, or ``cancel`` when it failed): a backend shared by processes
+        publishes none of their records in between (a snapshot read then may hold the batch)."""
+
+    def cancel(self, user_ids: list[str]) -> None:
+        """The store write announced by ``begin`` failed."""
+
     def apply(self, events: pd.DataFrame) -> None:
         """Fold acknowledged (already durable) events (EVENT_COLUMNS) into loaded records."""
 

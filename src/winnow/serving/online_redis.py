@@ -7,14 +7,20 @@ Keys of one user (``<p>`` = ``[online] key_prefix``, ``<id>`` = external user id
 - ``<p>u:<id>:pur`` SET of every purchased item id (not only the recent ones);
 - ``<p>u:<id>:m``   HASH ``{n: event count}``; it exists exactly when the record is loaded;
 - ``<p>u:<id>:ep``  epoch counter, bumped when an event (or an erasure) arrives for a user whose
-  record is not loaded.
+  record is not loaded;
+- ``<p>u:<id>:wip`` event batches of this user being written: ``begin`` (before the store write)
+  adds one, ``apply`` (after it) or ``cancel`` (the write failed) takes it back; expires after
+  ``WIP_TTL_S`` (a writer that died in between).
 
 A request reads a record in one round trip (a pipeline: HGET, LRANGE, SMEMBERS, GET epoch and
 the TTL refreshes). A miss rebuilds the record from the store and publishes it with a Lua
 script that writes only when the epoch is still the one read *before* the store read and no
 other replica published meanwhile; otherwise it reads again. So an event acknowledged while a
 replica was reading the store is never lost from the record (the same guarantee as the
-in-process backend's load/apply generation check). Acknowledged events are applied with one
+in-process backend's load/apply generation check), and no record is published while a batch of
+its user is between its store write and its ``apply`` (``wip`` > 0): such a snapshot may already
+hold the batch, which ``apply`` would then push a second time (the request is answered from the
+store read, unpublished). Acknowledged events are applied with one
 Lua call per batch: pushed onto loaded records, or bumping the epoch of unloaded ones. Every
 key of a user expires ``ttl_s`` after its last read or write; Redis losing data (restart,
 eviction, expiry) only costs a rebuild from the store.
@@ -42,6 +48,7 @@ from winnow.serving.online_base import OnlineStateUnavailableError
 from winnow.serving.state import PURCHASE, UserRecord, record_from_store
 
 STREAM_COLUMNS = ("user_id", "item_id", "event_type", "value", "timestamp")
+WIP_TTL_S = 60  # a writer that died between begin and apply holds its users' publishes this long at most
 
 _PUSH = """
 local function push(cmd, key, first, last)
@@ -54,11 +61,13 @@ local function push(cmd, key, first, last)
 end
 """
 
-# KEYS: ev, pur, m, ep. ARGV: epoch read before the store read, ttl, n, n_recent,
-# recent events (newest first)..., purchases...  -> 1 published, 0 already loaded, -1 epoch moved
+# KEYS: ev, pur, m, ep, wip. ARGV: epoch read before the store read, ttl, n, n_recent,
+# recent events (newest first)..., purchases...
+#   -> 1 published, 0 already loaded, -1 epoch moved, -2 a batch is being written
 _PUBLISH = _PUSH + """
 local cur = redis.call('GET', KEYS[4]) or '0'
 if cur ~= ARGV[1] then return -1 end
+if tonumber(redis.call('GET', KEYS[5]) or '0') > 0 then return -2 end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
 local nr = tonumber(ARGV[4])
@@ -72,21 +81,21 @@ end
 return 1
 """
 
-# KEYS: per user ev, pur, m, ep; then the events stream when fanning out. ARGV: history, ttl,
+# KEYS: per user ev, pur, m, ep, wip; then the events stream when fanning out. ARGV: history, ttl,
 # stream maxlen, origin, payload ('' = no fan-out), then per event (timestamp order):
 # user number (1-based), packed event, item id, '1' if a purchase else '0'
 _APPLY = """
 local history, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local users = math.floor(#KEYS / 4)
+local users = math.floor(#KEYS / 5)
 local loaded, bumped = {}, {}
-for u = 1, users do loaded[u] = redis.call('EXISTS', KEYS[4 * u - 1]) == 1 end
+for u = 1, users do loaded[u] = redis.call('EXISTS', KEYS[5 * u - 2]) == 1 end
 if ARGV[5] ~= '' then
   redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[3], '*', 'o', ARGV[4], 'e', ARGV[5])
 end
 local i = 6
 while i <= #ARGV do
   local u = tonumber(ARGV[i])
-  local b = 4 * (u - 1)
+  local b = 5 * (u - 1)
   if loaded[u] then
     redis.call('LPUSH', KEYS[b + 1], ARGV[i + 1])
     if ARGV[i + 3] == '1' then redis.call('SADD', KEYS[b + 2], ARGV[i + 2]) end
@@ -98,7 +107,8 @@ while i <= #ARGV do
   i = i + 4
 end
 for u = 1, users do
-  local b = 4 * (u - 1)
+  local b = 5 * (u - 1)
+  if tonumber(redis.call('GET', KEYS[b + 5]) or '0') > 0 then redis.call('DECR', KEYS[b + 5]) end
   if loaded[u] then
     redis.call('LTRIM', KEYS[b + 1], 0, history - 1)
     if ttl > 0 then for k = 1, 3 do redis.call('EXPIRE', KEYS[b + k], ttl) end end
@@ -154,6 +164,26 @@ class RedisOnlineState:
         base = f"{self._prefix}u:{user_id}"
         return [base + ":ev", base + ":pur", base + ":m", base + ":ep"]
 
+    def wip_key(self, user_id: str) -> str:
+        """The user's count of event batches between their store write and ``apply``."""
+        return f"{self._prefix}u:{user_id}:wip"
+
+    def begin(self, user_ids: list[str]) -> None:
+        """Before a store write of these users' events: no record of theirs is published until
+        ``apply`` (or ``cancel``) of that batch (module docstring)."""
+        pipe = self._r.pipeline(transaction=False)
+        for user in dict.fromkeys(user_ids):
+            pipe.incr(self.wip_key(user))
+            pipe.expire(self.wip_key(user), WIP_TTL_S)
+        self._call(pipe.execute)
+
+    def cancel(self, user_ids: list[str]) -> None:
+        """The store write after ``begin`` failed: take its count back."""
+        pipe = self._r.pipeline(transaction=False)
+        for user in dict.fromkeys(user_ids):
+            pipe.decr(self.wip_key(user))
+        self._call(pipe.execute)
+
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
@@ -195,10 +225,13 @@ class RedisOnlineState:
             if rec is None:
                 return None
             recent = [orjson.dumps(list(r)) for r in rec.recent]
-            done = self._call(self._publish, keys=keys, args=[
+            done = self._call(self._publish, keys=[*keys, self.wip_key(user_id)], args=[
                 (epoch or b"0").decode(), self._ttl, rec.event_count, len(recent), *recent,
                 *sorted(rec.purchased)])
             if done == 1:
+                rec.revision = hash((tuple(recent), rec.event_count))
+                return rec
+            if done == -2:  # a batch of this user is being written: answer from the store read
                 rec.revision = hash((tuple(recent), rec.event_count))
                 return rec
         return rec  # kept changing under us: answer with the latest store read, unpublished
@@ -221,7 +254,7 @@ class RedisOnlineState:
             user, item, etype = str(user), str(item), str(etype)
             if user not in users:
                 users[user] = len(users) + 1
-                keys.extend(self.keys(user))
+                keys.extend([*self.keys(user), self.wip_key(user)])
             packed = orjson.dumps([item, etype, self.weight(etype, value), int(ts)])
             args.extend((users[user], packed, item, "1" if etype == PURCHASE else "0"))
         if self._fanout:

@@ -130,6 +130,27 @@ class ResilientState:
                 "online": "in-process" if remote is None else ("up" if remote.up else "down")}
 
     # --- writes --------------------------------------------------------------------------------
+    def begin(self, user_ids: list[str]) -> None:
+        """Before the store write of these users' events (OnlineStateBackend.begin); Redis down:
+        nothing to announce (its records are invalidated when it is back)."""
+        remote = self.remote
+        if remote is None:
+            self.backend.begin(user_ids)
+            return
+        if remote.available():
+            try:
+                self.backend.begin(user_ids)
+            except OnlineStateUnavailableError as exc:
+                remote.failed(exc)
+
+    def cancel(self, user_ids: list[str]) -> None:
+        """The store write after ``begin`` failed (best effort: the count expires by itself)."""
+        try:
+            self.backend.cancel(user_ids)
+        except OnlineStateUnavailableError as exc:
+            if self.remote is not None:
+                self.remote.failed(exc)
+
     def apply(self, events: pd.DataFrame) -> None:
         """Fold acknowledged (durable) events in; if Redis cannot take them, their users'
         records are invalidated once it is back (the store already holds the events)."""

@@ -248,10 +248,15 @@ class Service:
         # makes the column float with NaN for the missing ones (int(NaN) raised -> a 500)
         frame["timestamp"] = [now if r.get("timestamp") is None else int(r["timestamp"]) for r in rows]
         frame["value"] = frame["value"].astype(np.float64)
+        users = [str(u) for u in frame["user_id"]]
+        self.state.begin(users)  # a shared state publishes none of their records until apply (below)
         with self._catchup.lock:  # ordered against a runtime build's event replay (swap.CatchUp)
             try:
                 written = self.store.append_events(frame, source="request")
-            except StoreUnavailableError as exc:
+            except BaseException as exc:
+                self.state.cancel(users)  # nothing written (a bad row, the store down)
+                if not isinstance(exc, StoreUnavailableError):
+                    raise
                 self.state.store_health.failed(exc)
                 raise StoreUnavailableError(f"events not durable, nothing acknowledged: {exc}") from exc
             self._catchup.note(frame)

@@ -222,7 +222,8 @@ class ShadowHost:
             feed = getattr(self.runtime, "feature_feed", None)
             if feed is not None:
                 feed.apply(frame)
-        self.state.apply(frame)
+        # not self.state.apply: the worker applied them to the shared online state already (Redis:
+        # applying again would count them twice; in-process records are checked against the store)
         if self.item_stats is not None:
             self.item_stats.add_events(frame)
 

@@ -145,6 +145,12 @@ class OnlineState:
                 return rec
         return rec
 
+    def begin(self, user_ids: list[str]) -> None:
+        """Nothing to announce: a load that overlaps ``apply`` is redone (the generation check)."""
+
+    def cancel(self, user_ids: list[str]) -> None:
+        """Nothing was announced."""
+
     def apply(self, events: pd.DataFrame) -> None:
         """Apply acknowledged (already durable) events, in timestamp order.
 
