@@ -105,6 +105,12 @@ class _FlakyRemote:
         if self.down:
             raise OnlineStateUnavailableError("redis: ConnectionError: connection refused")
 
+    def begin(self, user_ids: list[str]) -> None:
+        if self.down:
+            raise OnlineStateUnavailableError("redis: ConnectionError: connection refused")
+
+    def cancel(self, user_ids: list[str]) -> None: ...
+
     def apply(self, events) -> None: ...
 
     def forget(self, user_id: str) -> bool:
