@@ -68,3 +68,29 @@ def test_purchases_older_than_the_recent_window_are_kept(tmp_path):
         assert rec.purchased == {"old"} and rec.event_count == 31
     finally:
         store.close()
+
+
+def test_a_load_between_a_store_write_and_its_apply_is_not_kept(tmp_path):
+    """One process (no other writer): a request rebuilds a user's record after an ingest wrote
+    its batch to the store but before it applied it. The record answers with the batch; keeping
+    it would count the batch twice once ``apply`` adds it (``begin`` announces the write)."""
+    cfg = load_config(tmp_path)
+    store = open_store(cfg.store_url())
+    try:
+        store.append_events(events([("u1", "a", "view", 10)]))
+        state = OnlineState(store, cfg.events, history=10)
+        batch = events([("u1", "late", "purchase", 20)])
+        state.begin(["u1"])
+        store.append_events(batch)
+        during = state.get("u1")
+        assert during.event_count == 2 and len(state) == 0  # answered, not kept
+        state.apply(batch)
+        rec = state.get("u1")
+        assert rec.event_count == 2 and [r[0] for r in rec.recent] == ["late", "a"], rec
+        state.begin(["u1"])
+        state.cancel(["u1"])  # a write that failed: loads are kept again
+        state.forget("u1")
+        state.get("u1")
+        assert len(state) == 1
+    finally:
+        store.close()

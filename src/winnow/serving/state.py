@@ -103,6 +103,7 @@ class OnlineState:
         self._users: OrderedDict[str, UserRecord] = OrderedDict()
         self._lock = threading.RLock()
         self._applied = 0  # bumped by apply(); a load that overlapped an apply is redone
+        self._writing = 0  # batches between begin() and apply()/cancel(): a load then is not kept
 
     def weight(self, event_type: str, value: float | None = None) -> float:
         """Event weight as training computes it (type weight; value transform ignored online)."""
@@ -139,6 +140,8 @@ class OnlineState:
                     continue  # events were applied while we read: read again
                 if rec is None:
                     return None
+                if self._writing:  # a batch is between its store write and apply: do not keep
+                    return rec
                 self._users[user_id] = rec
                 while len(self._users) > self._capacity:
                     self._users.popitem(last=False)
@@ -146,10 +149,16 @@ class OnlineState:
         return rec
 
     def begin(self, user_ids: list[str]) -> None:
-        """Nothing to announce: a load that overlaps ``apply`` is redone (the generation check)."""
+        """A batch is about to be written to the store: until its ``apply`` (or ``cancel``) a
+        record loaded here is answered but not kept, since it may already hold the batch that
+        ``apply`` would then add a second time."""
+        with self._lock:
+            self._writing += 1
 
     def cancel(self, user_ids: list[str]) -> None:
-        """Nothing was announced."""
+        """The store write announced by ``begin`` failed."""
+        with self._lock:
+            self._writing = max(self._writing - 1, 0)
 
     def apply(self, events: pd.DataFrame) -> None:
         """Apply acknowledged (already durable) events, in timestamp order.
@@ -163,6 +172,7 @@ class OnlineState:
         cols = [events[c].tolist() for c in ("user_id", "item_id", "event_type", "value", "timestamp")]
         with self._lock:
             self._applied += 1
+            self._writing = max(self._writing - 1, 0)
             for i in order:
                 user, item, etype, value, ts = (c[i] for c in cols)
                 rec = self._users.get(str(user))
