@@ -34,8 +34,14 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from winnow.core.config import WinnowConfig
 from winnow.data.schema import EVENT_COLUMNS
+from winnow.data.store import Store
+from winnow.serving import worker_proc
+from winnow.serving.busy_board import Busy
+from winnow.serving.shadow import SAMPLING_NOTE, ShadowWorker, shadow_job
 from winnow.serving.telemetry import Metrics
+from winnow.serving.workers import SHADOW_ENV
 
 log = logging.getLogger(__name__)
 EVENTS_PER_DATAGRAM = 500
@@ -145,9 +151,7 @@ class ShadowJobs:
     the challenger (a single-process server, ``[rollout] shadow_process = false``), else to the
     server's shadow process (``link``). ``elsewhere()`` asks the dispatcher for that process."""
 
-    def __init__(self, store: Any, metrics: Metrics, config: Any, busy: Any) -> None:
-        from winnow.serving.shadow import ShadowWorker
-
+    def __init__(self, store: Store, metrics: Metrics, config: WinnowConfig, busy: Busy) -> None:
         rc = config.rollout
         self.thread = ShadowWorker(store, metrics, capacity=rc.shadow_queue, batch=rc.shadow_batch, busy=busy,
                                    max_cpu_share=rc.shadow_max_cpu_share)
@@ -156,14 +160,10 @@ class ShadowJobs:
     def elsewhere(self) -> bool:
         """Whether the shadow process holds a shadow rollout's challenger (asked for now): True
         means this worker must not build it."""
-        from winnow.serving import worker_proc
-
         return self.link is not None and worker_proc.request_shadow()
 
     def submit(self, view: Any, args: dict[str, Any], champion_ids: list[str], champion_scores: list[float]) -> None:
         """Queue the shadow job of one request of rollout ``view`` (serving.rollout_follower.RolloutView)."""
-        from winnow.serving.shadow import shadow_job
-
         if view.runtime is not None:
             self.thread.submit(view.record.id, shadow_job(view.runtime, args, champion_ids, champion_scores,
                                                           pause=self.thread.yield_to_requests))
@@ -178,8 +178,6 @@ class ShadowJobs:
         """The rollout status's ``here.shadow``: the thread's counts (ran / skipped_busy /
         skipped_budget / preempted / dropped) when it ran the rollout's jobs, else the shadow
         process's (``ShadowLink.status``)."""
-        from winnow.serving.shadow import SAMPLING_NOTE
-
         if self.link is not None and rollout_id not in self.thread.counts:
             return self.link.status(rollout_id)
         counts: dict[str, int] = self.thread.counts.get(rollout_id, {})
@@ -196,7 +194,5 @@ class ShadowJobs:
 def link_from_env(metrics: Metrics) -> ShadowLink | None:
     """The link named by the dispatcher (``$WINNOW_SHADOW_SOCKET``); None outside ``winnow serve``'s
     workers."""
-    from winnow.serving.workers import SHADOW_ENV
-
     path = os.environ.get(SHADOW_ENV)
     return ShadowLink(path, metrics) if path else None
