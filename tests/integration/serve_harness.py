@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -98,6 +99,38 @@ def home_and_challenger(home: Path, *, n_users: int, n_items: int, n_events: int
         return cfg, train(cfg, store, evaluate_models=False, activate_bundle=False).version
     finally:
         store.close()
+
+
+def wait_exited(pids: set[int], timeout_s: float) -> set[int]:
+    """Wait until every process in ``pids`` has exited (pidfds: readable at exit), at most
+    ``timeout_s``; the ones still running."""
+    fds = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:  # gone already
+            pass
+    try:
+        end = time.monotonic() + timeout_s
+        waiting = set(fds)
+        while waiting and time.monotonic() < end:
+            ready, _, _ = select.select(list(waiting), [], [], max(end - time.monotonic(), 0.0))
+            waiting -= set(ready)
+        return {fds[fd] for fd in waiting}
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def policies(pid: int) -> dict[int, int]:
+    """Scheduling policy of every thread of ``pid`` (os.SCHED_OTHER = 0, os.SCHED_IDLE = 5)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = os.sched_getscheduler(int(task.name))
+        except (ProcessLookupError, OSError):  # a thread that ended meanwhile
+            pass
+    return out
 
 
 WORKER_HEADER = "x-winnow-worker"  # the answering worker's pid (serving/app.py GuardMiddleware)

@@ -12,13 +12,12 @@ workers the same way."""
 from __future__ import annotations
 
 import os
-import select
 import threading
 import time
-from pathlib import Path
 
 import httpx
-from serve_harness import WORKER_HEADER, Server, build_window, fresh_request, home_and_challenger
+from serve_harness import (WORKER_HEADER, Server, build_window, fresh_request, home_and_challenger, policies,
+                           wait_exited)
 
 from winnow import bundle as bundles
 
@@ -39,38 +38,6 @@ def hammer(url: str, stop: threading.Event, seen: dict[str, list], answered: thr
             except httpx.HTTPError as exc:
                 seen["errors"].append(repr(exc))
             stop.wait(0.005)  # paced (not a wait for anything): CPU stays for the spares' idle-class builds
-
-
-def wait_exited(pids: set[int], timeout_s: float) -> set[int]:
-    """Wait until every process in ``pids`` has exited (pidfds: readable at exit), at most
-    ``timeout_s``; the ones still running."""
-    fds = {}
-    for pid in pids:
-        try:
-            fds[os.pidfd_open(pid)] = pid
-        except ProcessLookupError:  # gone already
-            pass
-    try:
-        end = time.monotonic() + timeout_s
-        waiting = set(fds)
-        while waiting and time.monotonic() < end:
-            ready, _, _ = select.select(list(waiting), [], [], max(end - time.monotonic(), 0.0))
-            waiting -= set(ready)
-        return {fds[fd] for fd in waiting}
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def policies(pid: int) -> dict[int, int]:
-    """Scheduling policy of every thread of ``pid`` (os.SCHED_OTHER = 0, os.SCHED_IDLE = 5)."""
-    out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out[int(task.name)] = os.sched_getscheduler(int(task.name))
-        except (ProcessLookupError, OSError):  # a thread that ended meanwhile
-            pass
-    return out
 
 
 def test_a_challenger_is_loaded_by_fresh_workers_while_the_old_ones_serve(tmp_path):

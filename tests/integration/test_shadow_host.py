@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from serve_harness import challenger_home, versions
+from servers.throwaway import wait_for
 
 from winnow.core.config import load_config
 from winnow.core.errors import BundleError
@@ -22,15 +23,6 @@ from winnow.rollout import control
 from winnow.serving.shadow_link import ShadowLink
 from winnow.serving.shadow_proc import ShadowHost
 from winnow.serving.telemetry import Metrics
-
-
-def until(check, what: str, timeout_s: float = 60.0) -> None:
-    """Wait for ``check()`` (a condition polled every 20 ms) at most ``timeout_s``."""
-    end = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while not check():
-        assert time.monotonic() < end, f"not within {timeout_s:.0f} s: {what}"
-        pause.wait(0.02)
 
 
 def events(user: str, item: str, ts: int) -> pd.DataFrame:
@@ -69,11 +61,11 @@ def test_jobs_events_and_the_end_of_the_shadow(home: Path, tmp_path: Path) -> No
         assert host.ready.wait(120), "the challenger was not built"
         feed = host.runtime.feature_feed
         assert feed is not None and host.runtime.version == challenger
-        until(lambda: len(feed.outside) >= 1, "the early event in the challenger's state")
+        assert wait_for(lambda: len(feed.outside) >= 1, timeout=60, interval=0.02), "the early event in the state"
         late = events("late-user", item, now + 1)
         store.append_events(late, source="request")
         assert link.forward_events(late) == 0
-        until(lambda: len(feed.outside) >= 2, "the forwarded event in the challenger's state")
+        assert wait_for(lambda: len(feed.outside) >= 2, timeout=60, interval=0.02), "the forwarded event in the state"
         assert len(feed.outside) == 2, "an event counted twice (log replay + catch-up)"
 
         args = {"user_id": "u1", "k": 5, "surface": "default", "exclude": [], "explain": True, "categories": None,
@@ -81,13 +73,14 @@ def test_jobs_events_and_the_end_of_the_shadow(home: Path, tmp_path: Path) -> No
         assert link.submit(r.id + 1, challenger, {**args, "request_id": "f" * 32}, ["x"], [1.0]) == "sent"
         sent = [link.submit(r.id, challenger, {**args, "request_id": f"{n:032x}"}, [item], [1.0]) for n in range(5)]
         assert sent == ["sent"] * 5
-        until(lambda: len(store.read_shadow(r.id)) >= 5, "five records")
+        assert wait_for(lambda: len(store.read_shadow(r.id)) >= 5, timeout=60, interval=0.02), "five records"
         records = store.read_shadow(r.id)
         assert {rec["request_id"] for rec in records} == {f"{n:032x}" for n in range(5)}
         assert all(rec["challenger"] == challenger and not rec.get("error") for rec in records), records[0]
         assert host.worker.counts[r.id + 1]["stale"] == 1 and host.worker.counts[r.id]["ran"] == 5
         assert policies and set(policies) == {os.SCHED_OTHER}, "records written by a SCHED_IDLE thread"
-        until(lambda: link.status(r.id)["ran"] == 5, "the marker (rewritten every poll_s) saying 5 ran")
+        assert wait_for(lambda: link.status(r.id)["ran"] == 5, timeout=60, interval=0.02), \
+            "the marker (rewritten every poll_s) saying 5 ran"
         status = link.status(r.id)
         assert status["ran"] == 5 and status["sent"] == 5 and status["process"]["challenger"] == challenger
 

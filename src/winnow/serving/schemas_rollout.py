@@ -103,6 +103,7 @@ class ShadowProcessOut(BaseModel):
     pid: int
     challenger: str
     at: float
+    counts: dict[str, int] = {}  # its jobs of this rollout: received, ran, skipped_*, preempted, dropped, stale
 
 
 class RolloutShadowHereOut(BaseModel):

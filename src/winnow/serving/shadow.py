@@ -92,11 +92,11 @@ class ShadowWorker:
                  write: Callable[[int, list[dict[str, Any]]], None] | None = None) -> None:
         """``idle_class``: run the jobs in the SCHED_IDLE class (the shadow process, which serves
         no request: serving/shadow_proc.py) instead of at nice 19; ``write(rollout_id, records)``:
-        where a batch of records goes (default ``store.log_shadow`` in this thread; the shadow
+        where a batch of records goes (default ``write_records`` to ``store`` in this thread; the shadow
         process hands them to a thread of normal priority, so that no SCHED_IDLE thread holds the
         store's write lock)."""
         self.store = store
-        self._write = write if write is not None else store.log_shadow
+        self._write = write if write is not None else (lambda rid, recs: write_records(store, metrics, rid, recs))
         self.idle_class = idle_class
         self.preempt_wait_s = preempt_wait_s
         self.metrics = metrics
@@ -147,11 +147,7 @@ class ShadowWorker:
 
     def _flush(self, pending: dict[int, list[dict[str, Any]]]) -> None:
         for rid, records in pending.items():
-            try:
-                self._write(rid, records)
-            except Exception:  # the store refused: the comparison is lost, serving is not affected
-                log.exception("shadow records of rollout %d not written (%d lost)", rid, len(records))
-                self.metrics.rollout_shadow.labels("unwritten").inc(len(records))
+            self._write(rid, records)
         pending.clear()
 
     def _run(self) -> None:
@@ -222,6 +218,16 @@ class ShadowWorker:
             log.warning("shadow worker still running %.0f s after close", timeout)
             return False
         return True
+
+
+def write_records(store: Store, metrics: Metrics, rollout_id: int, records: list[dict[str, Any]]) -> None:
+    """Write one batch of comparison records; a store that refuses it loses the batch (logged,
+    counted as ``unwritten``), never the serving."""
+    try:
+        store.log_shadow(rollout_id, records)
+    except Exception:
+        log.exception("shadow records of rollout %d not written (%d lost)", rollout_id, len(records))
+        metrics.rollout_shadow.labels("unwritten").inc(len(records))
 
 
 def shadow_job(runtime: Any, args: dict[str, Any], champion_ids: list[str], champion_scores: list[float], *,

@@ -137,8 +137,8 @@ class ShadowLink:
         out["dropped"] = int(pc.get("dropped", 0)) + mine["dropped"]
         out.update({k: mine[k] for k in ("sent", "unavailable", "too_large")})
         out["events_lost"] = self.events_lost
-        out["process"] = {k: proc.get(k) for k in ("pid", "challenger", "at")} if proc is not None and mine_proc \
-            else None
+        out["process"] = {**{k: proc.get(k) for k in ("pid", "challenger", "at")}, "counts": pc} \
+            if proc is not None and mine_proc else None
         out["note"] = PROCESS_NOTE
         return out
 

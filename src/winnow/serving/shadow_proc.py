@@ -60,7 +60,7 @@ from winnow.serving.busy_board import BoardBusy, Busy, board_from_env
 from winnow.serving.item_stats import ItemStats, needs_item_stats
 from winnow.serving.online_state import ResilientState, open_backend
 from winnow.serving.runtime import Runtime
-from winnow.serving.shadow import ShadowWorker, shadow_job
+from winnow.serving.shadow import ShadowWorker, shadow_job, write_records
 from winnow.serving.swap import CatchUp, one_build_at_a_time, settle
 from winnow.serving.telemetry import Metrics
 from winnow.serving.worker_proc import at_idle_priority
@@ -151,11 +151,7 @@ class ShadowHost:
                 rid, records = self._records.get_nowait()
             except queue.Empty:
                 return
-            try:
-                self.store.log_shadow(rid, records)
-            except Exception:  # the store refused: the comparison is lost, serving is not affected
-                log.exception("shadow records of rollout %d not written (%d lost)", rid, len(records))
-                self.metrics.rollout_shadow.labels("unwritten").inc(len(records))
+            write_records(self.store, self.metrics, rid, records)
 
     def _roll_back(self, r: Rollout, rule: str, evidence: dict[str, Any]) -> None:
         try:  # compare-and-set: a worker or an operator may have ended it first
@@ -229,6 +225,7 @@ class ShadowHost:
 
     def _job(self, msg: dict[str, Any]) -> None:
         rt, r = self.runtime, self.rollout
+        self.worker.count(int(msg["rollout"]), "received")  # each then ran, skipped, preempted, dropped or stale
         if rt is None or r is None or msg["rollout"] != r.id or msg["challenger"] != rt.version:
             self.worker.count(int(msg["rollout"]), "stale")
             return

@@ -202,6 +202,7 @@ class ShadowProcess(_Response):
     pid: int
     challenger: str
     at: float
+    counts: dict[str, int] = {}
 
 
 class RolloutShadowHere(_Response):
